@@ -1,0 +1,58 @@
+# tenantflow — the two commands a newcomer needs are `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+PYTEST_ARGS ?=
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test,bench,dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP) ## create .venv with the package and its test/bench/dev extras
+
+sysdeps: ## Debian packages the project needs (bubblewrap; Go if missing)
+	bash hack/install-system-deps.sh
+
+binaries: venv sysdeps ## build the control plane from Go modules (cached in ~/.cache/tenantflow)
+	$(BIN)/tenantflow dev-cluster build
+
+test: binaries ## unit + integration + e2e against a local control plane
+	@set -o pipefail; $(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi; exit $$rc
+
+unit: venv ## only the fast tests (no Kubernetes)
+	$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
+
+demo: binaries ## local control plane + operator + example tenants and workflows
+	$(BIN)/python hack/demo.py
+
+down: venv ## stop the local control plane
+	$(BIN)/tenantflow dev-cluster down
+
+lint: venv ## ruff + mypy
+	$(BIN)/ruff check operator tests e2e bench hack
+	$(BIN)/ruff format --check operator tests e2e bench hack
+	$(BIN)/mypy
+
+fmt: venv ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff check --fix operator tests e2e bench hack
+	$(BIN)/ruff format operator tests e2e bench hack
+
+bench: venv ## benchmarks, written to bench/results/*.json
+	$(BIN)/python -m bench
+
+crds: venv ## regenerate crds/ from the pydantic models
+	$(BIN)/python -m tenantflow.api.generate crds
+
+kind-e2e: venv ## the e2e suite on a kind cluster (needs Docker and kind)
+	bash hack/kind-e2e.sh
+
+.PHONY: help venv sysdeps binaries test unit demo down lint fmt bench crds kind-e2e

@@ -1,0 +1,3 @@
+"""tenantflow: isolated, durable, per-tenant workflows on Kubernetes."""
+
+__version__ = "0.1.0"

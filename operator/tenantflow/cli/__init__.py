@@ -1,0 +1,1 @@
+"""The `tenantflow` command (also installed as the kubectl plugin `kubectl-tenantflow`)."""

@@ -1,0 +1,35 @@
+"""Entry point: parse arguments, dispatch to a sub-command, turn our errors into messages."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tenantflow import __version__
+from tenantflow.cli import devcluster_cmd
+from tenantflow.errors import TenantflowError
+from tenantflow.observability.logging import configure
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tenantflow", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"tenantflow {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    devcluster_cmd.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    configure()
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except TenantflowError as exc:
+        print(f"tenantflow: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

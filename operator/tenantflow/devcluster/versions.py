@@ -1,0 +1,25 @@
+"""Pinned versions of the control-plane tools and where their binaries are cached."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+KUBERNETES = "v1.37.2"  # newest k8s.io/kubernetes whose go.mod builds with Go 1.26
+ETCD = "v3.6.16"
+KWOK = "v0.8.0"
+HELM = "v3.22.0"
+
+TOOLS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl",
+         "kwok", "helm")
+ARTIFACTS = (*TOOLS, "kwok-stages.yaml")  # kwok's Stage objects, taken from its module
+
+
+def cache_dir() -> Path:
+    """Root of everything tenantflow caches on this machine (override: TENANTFLOW_CACHE)."""
+    return Path(os.environ.get("TENANTFLOW_CACHE", Path.home() / ".cache" / "tenantflow"))
+
+
+def bin_dir() -> Path:
+    """Binaries for the pinned versions; a version bump gets a fresh directory."""
+    return cache_dir() / "bin" / KUBERNETES

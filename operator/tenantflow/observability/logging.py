@@ -1,0 +1,45 @@
+"""structlog setup: JSON lines inside a cluster (or when asked), coloured key=value locally."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import structlog
+
+
+def configure(*, json: bool | None = None, level: str | None = None) -> None:
+    """Configure structlog and the stdlib root logger once per process.
+
+    `json` defaults to True inside a pod (KUBERNETES_SERVICE_HOST set) or when
+    TENANTFLOW_LOG_FORMAT=json, so `kubectl logs` gives machine-readable lines.
+    """
+    if json is None:
+        fmt = os.environ.get("TENANTFLOW_LOG_FORMAT", "")
+        json = fmt == "json" or (fmt == "" and "KUBERNETES_SERVICE_HOST" in os.environ)
+    lvl = getattr(logging, (level or os.environ.get("TENANTFLOW_LOG_LEVEL", "INFO")).upper())
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer()
+        if json
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(lvl),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    logging.basicConfig(level=lvl, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+
+
+def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
+    """A bound logger carrying `logger=name`."""
+    return structlog.get_logger(name).bind(logger=name)  # type: ignore[no-any-return]

@@ -1,0 +1,63 @@
+"""The dev cluster's building blocks, without starting Kubernetes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tenantflow.devcluster import process
+from tenantflow.devcluster.pki import CertificateAuthority, service_account_keys
+
+
+def test_issued_certificates_chain_to_the_ca_and_carry_identity(tmp_path: Path) -> None:
+    ca = CertificateAuthority(tmp_path)
+    serving = ca.issue("api", cn="kube-apiserver", server_names=("localhost",),
+                       server_ips=("127.0.0.1",))
+    admin = ca.issue("admin", cn="admin", org="system:masters")
+    ca_cert = x509.load_pem_x509_certificate(ca.pair.cert.read_bytes())
+    for pair in (serving, admin):
+        cert = x509.load_pem_x509_certificate(pair.cert.read_bytes())
+        cert.verify_directly_issued_by(ca_cert)
+        assert pair.key.stat().st_mode & 0o077 == 0, "private keys must not be world-readable"
+    s = x509.load_pem_x509_certificate(serving.cert.read_bytes())
+    sans = s.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "localhost" in sans.get_values_for_type(x509.DNSName)
+    a = x509.load_pem_x509_certificate(admin.cert.read_bytes())
+    assert a.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "system:masters"
+    eku = a.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert ExtendedKeyUsageOID.CLIENT_AUTH in eku
+
+
+def test_service_account_keys_are_a_matching_pair(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    pair = service_account_keys(tmp_path)
+    priv = serialization.load_pem_private_key(pair.key.read_bytes(), None)
+    pub = serialization.load_pem_public_key(pair.cert.read_bytes())
+    assert priv.public_key().public_numbers() == pub.public_numbers()  # type: ignore[union-attr]
+
+
+def test_processes_are_found_by_marker_and_stopped(tmp_path: Path) -> None:
+    script = "import time; time.sleep(60)"
+    pid = process.spawn("sleeper", [sys.executable, "-c", script, str(tmp_path / "data")],
+                        tmp_path / "logs", tmp_path).pid
+    assert process.is_ours(pid, tmp_path)
+    assert pid in process.owned_pids(tmp_path)
+    assert (tmp_path / "sleeper.pid").read_text() == str(pid)
+    other = tmp_path.parent / (tmp_path.name + "-other")
+    other.mkdir()
+    assert not process.is_ours(pid, other), "a pid must match only its own cluster's marker"
+    process.stop([pid], tmp_path, timeout=5)
+    assert not process.is_ours(pid, tmp_path)
+    assert process.owned_pids(tmp_path) == []
+
+
+def test_free_port_is_bindable() -> None:
+    import socket
+
+    port = process.free_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
