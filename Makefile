@@ -38,13 +38,13 @@ down: venv ## stop the local control plane
 	$(BIN)/tenantflow dev-cluster down
 
 lint: venv ## ruff + mypy
-	$(BIN)/ruff check operator tests e2e bench hack
-	$(BIN)/ruff format --check operator tests e2e bench hack
+	$(BIN)/ruff check operator tests e2e bench hack conftest.py
+	$(BIN)/ruff format --check operator tests e2e bench hack conftest.py
 	$(BIN)/mypy
 
 fmt: venv ## apply ruff's formatting and safe fixes
-	$(BIN)/ruff check --fix operator tests e2e bench hack
-	$(BIN)/ruff format operator tests e2e bench hack
+	$(BIN)/ruff check --fix operator tests e2e bench hack conftest.py
+	$(BIN)/ruff format operator tests e2e bench hack conftest.py
 
 bench: venv ## benchmarks, written to bench/results/*.json
 	$(BIN)/python -m bench

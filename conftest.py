@@ -57,11 +57,17 @@ def kubectl_bin() -> str:
 def kubectl(kubeconfig: Path, kubectl_bin: str) -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run kubectl against the test cluster; `check=False` to inspect failures."""
 
-    def run(*args: str, input: str | None = None, check: bool = True,
-            ) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [kubectl_bin, f"--kubeconfig={kubeconfig}", *args],
-            input=input, capture_output=True, text=True, timeout=120,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")

@@ -34,8 +34,7 @@ def main() -> int:
         step("Installing the tenantflow CRDs")
         for crd in crds:
             print(kubectl(kubeconfig, "apply", "--server-side", "-f", str(crd)), end="")
-        kubectl(kubeconfig, "wait", "--for=condition=Established", "crd", "--all",
-                "--timeout=60s")
+        kubectl(kubeconfig, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
     step("Cluster summary")
     print(kubectl(kubeconfig, "get", "nodes", "-o", "wide"), end="")
     print(kubectl(kubeconfig, "get", "storageclass"), end="")

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from conftest import wait_for
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-
-from conftest import wait_for
 
 PAUSE = "registry.k8s.io/pause:3.10"
 
@@ -17,17 +16,20 @@ def _labels(app: str) -> dict[str, str]:
 
 def test_deployment_pod_runs_on_a_kwok_node(api_client: client.ApiClient, namespace: str) -> None:
     apps, core = client.AppsV1Api(api_client), client.CoreV1Api(api_client)
-    apps.create_namespaced_deployment(namespace, client.V1Deployment(
-        metadata=client.V1ObjectMeta(name="web"),
-        spec=client.V1DeploymentSpec(
-            replicas=2,
-            selector=client.V1LabelSelector(match_labels=_labels("web")),
-            template=client.V1PodTemplateSpec(
-                metadata=client.V1ObjectMeta(labels=_labels("web")),
-                spec=client.V1PodSpec(containers=[client.V1Container(name="c", image=PAUSE)]),
+    apps.create_namespaced_deployment(
+        namespace,
+        client.V1Deployment(
+            metadata=client.V1ObjectMeta(name="web"),
+            spec=client.V1DeploymentSpec(
+                replicas=2,
+                selector=client.V1LabelSelector(match_labels=_labels("web")),
+                template=client.V1PodTemplateSpec(
+                    metadata=client.V1ObjectMeta(labels=_labels("web")),
+                    spec=client.V1PodSpec(containers=[client.V1Container(name="c", image=PAUSE)]),
+                ),
             ),
         ),
-    ))
+    )
 
     def running() -> list[client.V1Pod]:
         pods = core.list_namespaced_pod(namespace, label_selector="app=web").items
@@ -35,29 +37,42 @@ def test_deployment_pod_runs_on_a_kwok_node(api_client: client.ApiClient, namesp
 
     pods = wait_for(running, "2 Running pods of the Deployment")
     assert all(p.spec.node_name.startswith("kwok-node-") for p in pods)  # type: ignore[union-attr]
-    wait_for(lambda: (apps.read_namespaced_deployment(
-        "web", namespace).status.ready_replicas or 0) == 2, "Deployment readyReplicas=2")
+    wait_for(
+        lambda: (apps.read_namespaced_deployment("web", namespace).status.ready_replicas or 0) == 2,
+        "Deployment readyReplicas=2",
+    )
 
 
-def test_pvc_binds_through_the_hostpath_provisioner(api_client: client.ApiClient,
-                                                    namespace: str) -> None:
+def test_pvc_binds_through_the_hostpath_provisioner(
+    api_client: client.ApiClient, namespace: str
+) -> None:
     core = client.CoreV1Api(api_client)
-    core.create_namespaced_persistent_volume_claim(namespace, client.V1PersistentVolumeClaim(
-        metadata=client.V1ObjectMeta(name="data"),
-        spec=client.V1PersistentVolumeClaimSpec(
-            access_modes=["ReadWriteOnce"],
-            resources=client.V1VolumeResourceRequirements(requests={"storage": "1Gi"}),
+    core.create_namespaced_persistent_volume_claim(
+        namespace,
+        client.V1PersistentVolumeClaim(
+            metadata=client.V1ObjectMeta(name="data"),
+            spec=client.V1PersistentVolumeClaimSpec(
+                access_modes=["ReadWriteOnce"],
+                resources=client.V1VolumeResourceRequirements(requests={"storage": "1Gi"}),
+            ),
         ),
-    ))
-    pvc = wait_for(lambda: (p := core.read_namespaced_persistent_volume_claim("data", namespace))
-                   .status.phase == "Bound" and p, "PVC Bound")
+    )
+    pvc = wait_for(
+        lambda: (
+            (p := core.read_namespaced_persistent_volume_claim("data", namespace)).status.phase
+            == "Bound"
+            and p
+        ),
+        "PVC Bound",
+    )
     assert pvc.spec.storage_class_name == "standard"  # type: ignore[union-attr]
     pv = core.read_persistent_volume(pvc.spec.volume_name)  # type: ignore[union-attr]
     assert pv.spec.host_path is not None
 
 
-def test_rbac_denies_an_ordinary_user_until_granted(kubectl: object, namespace: str,
-                                                    api_client: client.ApiClient) -> None:
+def test_rbac_denies_an_ordinary_user_until_granted(
+    kubectl: object, namespace: str, api_client: client.ApiClient
+) -> None:
     as_bob = ["--as=bob@example.com", "-n", namespace]
     denied = kubectl("get", "pods", *as_bob, check=False)  # type: ignore[operator]
     assert denied.returncode != 0
@@ -65,27 +80,43 @@ def test_rbac_denies_an_ordinary_user_until_granted(kubectl: object, namespace: 
     assert 'User "bob@example.com" cannot list resource "pods"' in denied.stderr
 
     client.RbacAuthorizationV1Api(api_client).create_namespaced_role_binding(
-        namespace, client.V1RoleBinding(
+        namespace,
+        client.V1RoleBinding(
             metadata=client.V1ObjectMeta(name="bob-view"),
-            role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="ClusterRole",
-                                      name="view"),
-            subjects=[client.RbacV1Subject(kind="User", name="bob@example.com",
-                                           api_group="rbac.authorization.k8s.io")],
-        ))
-    wait_for(lambda: kubectl("get", "pods", *as_bob, check=False).returncode == 0,  # type: ignore[operator]
-             "bob allowed after the RoleBinding")
+            role_ref=client.V1RoleRef(
+                api_group="rbac.authorization.k8s.io", kind="ClusterRole", name="view"
+            ),
+            subjects=[
+                client.RbacV1Subject(
+                    kind="User", name="bob@example.com", api_group="rbac.authorization.k8s.io"
+                )
+            ],
+        ),
+    )
+    wait_for(
+        lambda: kubectl("get", "pods", *as_bob, check=False).returncode == 0,  # type: ignore[operator]
+        "bob allowed after the RoleBinding",
+    )
 
 
 def test_pod_security_rejects_a_privileged_pod_in_a_restricted_namespace(
-        api_client: client.ApiClient, namespace: str) -> None:
+    api_client: client.ApiClient, namespace: str
+) -> None:
     core = client.CoreV1Api(api_client)
-    core.patch_namespace(namespace, {"metadata": {"labels": {
-        "pod-security.kubernetes.io/enforce": "restricted"}}})
+    core.patch_namespace(
+        namespace, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}
+    )
     pod = client.V1Pod(
         metadata=client.V1ObjectMeta(name="root"),
-        spec=client.V1PodSpec(containers=[client.V1Container(
-            name="c", image=PAUSE,
-            security_context=client.V1SecurityContext(privileged=True))]),
+        spec=client.V1PodSpec(
+            containers=[
+                client.V1Container(
+                    name="c",
+                    image=PAUSE,
+                    security_context=client.V1SecurityContext(privileged=True),
+                )
+            ]
+        ),
     )
     with pytest.raises(ApiException) as err:
         core.create_namespaced_pod(namespace, pod)

@@ -14,8 +14,9 @@ from tenantflow.devcluster.pki import CertificateAuthority, service_account_keys
 
 def test_issued_certificates_chain_to_the_ca_and_carry_identity(tmp_path: Path) -> None:
     ca = CertificateAuthority(tmp_path)
-    serving = ca.issue("api", cn="kube-apiserver", server_names=("localhost",),
-                       server_ips=("127.0.0.1",))
+    serving = ca.issue(
+        "api", cn="kube-apiserver", server_names=("localhost",), server_ips=("127.0.0.1",)
+    )
     admin = ca.issue("admin", cn="admin", org="system:masters")
     ca_cert = x509.load_pem_x509_certificate(ca.pair.cert.read_bytes())
     for pair in (serving, admin):
@@ -42,8 +43,12 @@ def test_service_account_keys_are_a_matching_pair(tmp_path: Path) -> None:
 
 def test_processes_are_found_by_marker_and_stopped(tmp_path: Path) -> None:
     script = "import time; time.sleep(60)"
-    pid = process.spawn("sleeper", [sys.executable, "-c", script, str(tmp_path / "data")],
-                        tmp_path / "logs", tmp_path).pid
+    pid = process.spawn(
+        "sleeper",
+        [sys.executable, "-c", script, str(tmp_path / "data")],
+        tmp_path / "logs",
+        tmp_path,
+    ).pid
     assert process.is_ours(pid, tmp_path)
     assert pid in process.owned_pids(tmp_path)
     assert (tmp_path / "sleeper.pid").read_text() == str(pid)

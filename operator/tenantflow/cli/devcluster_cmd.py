@@ -9,7 +9,7 @@ import shlex
 from tenantflow.devcluster import DevCluster, binaries
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("dev-cluster", help="run a local control plane built from Go modules")
     verbs = p.add_subparsers(dest="verb", required=True)
     verbs.add_parser("build", help="build and cache the control-plane binaries")

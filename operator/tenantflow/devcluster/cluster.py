@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -52,7 +53,7 @@ class DevCluster:
 
     def __init__(self, directory: Path | None = None) -> None:
         default = versions.cache_dir() / "clusters" / "dev"
-        self.dir = Path(directory or os.environ.get("TENANTFLOW_CLUSTER_DIR", default)).resolve()
+        self.dir = Path(directory or os.environ.get("TENANTFLOW_CLUSTER_DIR") or default).resolve()
         self.kubeconfig = self.dir / "kubeconfig"
         self._state_file = self.dir / "state.json"
         self._logs = self.dir / "logs"
@@ -120,8 +121,10 @@ class DevCluster:
         """Environment variables that point kubectl, helm and the operator at this cluster."""
         state = State.load(self._state_file)
         if state is None:
-            raise DevClusterError("the dev cluster is not running; start it with `make demo` "
-                                  "or `tenantflow dev-cluster up`")
+            raise DevClusterError(
+                "the dev cluster is not running; start it with `make demo` "
+                "or `tenantflow dev-cluster up`"
+            )
         path = os.environ.get("PATH", "")
         return {"KUBECONFIG": str(self.kubeconfig), "PATH": f"{state.bin_dir}:{path}"}
 
@@ -138,10 +141,18 @@ class DevCluster:
 
     def _write_credentials(self) -> None:
         ca = CertificateAuthority(self._pki)
-        ca.issue("apiserver", cn="kube-apiserver",
-                 server_names=("localhost", "kubernetes", "kubernetes.default",
-                               "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"),
-                 server_ips=("127.0.0.1", "10.96.0.1"))
+        ca.issue(
+            "apiserver",
+            cn="kube-apiserver",
+            server_names=(
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+            ),
+            server_ips=("127.0.0.1", "10.96.0.1"),
+        )
         ca.issue("admin", cn="tenantflow-admin", org="system:masters")
         ca.issue("controller-manager", cn="system:kube-controller-manager")
         ca.issue("scheduler", cn="system:kube-scheduler")
@@ -152,14 +163,17 @@ class DevCluster:
             client, peer = process.free_port(), process.free_port()
             state.ports.update(etcd=client, etcd_peer=peer)
             return [
-                str(bins / "etcd"), "--name=dev", f"--data-dir={self.dir / 'etcd'}",
+                str(bins / "etcd"),
+                "--name=dev",
+                f"--data-dir={self.dir / 'etcd'}",
                 f"--listen-client-urls=http://127.0.0.1:{client}",
                 f"--advertise-client-urls=http://127.0.0.1:{client}",
                 f"--listen-peer-urls=http://127.0.0.1:{peer}",
                 f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
                 f"--initial-cluster=dev=http://127.0.0.1:{peer}",
                 "--unsafe-no-fsync=true",  # throwaway data: trade durability for speed
-                "--quota-backend-bytes=8589934592", "--log-level=warn",
+                "--quota-backend-bytes=8589934592",
+                "--log-level=warn",
             ]
 
         def ready() -> bool:
@@ -176,7 +190,8 @@ class DevCluster:
             return [
                 str(bins / "kube-apiserver"),
                 f"--etcd-servers=http://127.0.0.1:{state.ports['etcd']}",
-                "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
                 f"--secure-port={port}",
                 f"--tls-cert-file={pki / 'apiserver.crt'}",
                 f"--tls-private-key-file={pki / 'apiserver.key'}",
@@ -189,12 +204,13 @@ class DevCluster:
                 "--enable-admission-plugins=NodeRestriction,PodSecurity",
                 "--allow-privileged=true",
                 "--endpoint-reconciler-type=none",  # a loopback address may not be an endpoint
-                "--max-requests-inflight=1000", "--max-mutating-requests-inflight=500",
-                "--profiling=false", "--v=1",
+                "--max-requests-inflight=1000",
+                "--max-mutating-requests-inflight=500",
+                "--profiling=false",
+                "--v=1",
             ]
 
-        self._start_with_retry("kube-apiserver", argv, lambda: self._readyz(state), state,
-                               deadline)
+        self._start_with_retry("kube-apiserver", argv, lambda: self._readyz(state), state, deadline)
 
     def _write_kubeconfigs(self, state: State) -> None:
         server, ca = self.server(state), self._pki / "ca.crt"
@@ -212,31 +228,39 @@ class DevCluster:
                 f"--kubeconfig={self.dir / 'controller-manager.kubeconfig'}",
                 f"--authentication-kubeconfig={self.dir / 'controller-manager.kubeconfig'}",
                 f"--authorization-kubeconfig={self.dir / 'controller-manager.kubeconfig'}",
-                "--bind-address=127.0.0.1", f"--secure-port={kcm_port}",
-                "--leader-elect=false", "--use-service-account-credentials=true",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={kcm_port}",
+                "--leader-elect=false",
+                "--use-service-account-credentials=true",
                 f"--service-account-private-key-file={pki / 'sa.key'}",
                 f"--root-ca-file={pki / 'ca.crt'}",
                 f"--cluster-signing-cert-file={pki / 'ca.crt'}",
                 f"--cluster-signing-key-file={pki / 'ca.key'}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
-                "--controllers=*", "--enable-hostpath-provisioner=true",
-                "--pvclaimbinder-sync-period=2s", "--v=1",
+                "--controllers=*",
+                "--enable-hostpath-provisioner=true",
+                "--pvclaimbinder-sync-period=2s",
+                "--v=1",
             ],
             "kube-scheduler": [
                 str(bins / "kube-scheduler"),
                 f"--kubeconfig={self.dir / 'scheduler.kubeconfig'}",
                 f"--authentication-kubeconfig={self.dir / 'scheduler.kubeconfig'}",
                 f"--authorization-kubeconfig={self.dir / 'scheduler.kubeconfig'}",
-                "--bind-address=127.0.0.1", f"--secure-port={sched_port}",
-                "--leader-elect=false", "--v=1",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={sched_port}",
+                "--leader-elect=false",
+                "--v=1",
             ],
             "kwok": [
-                str(bins / "kwok"), f"--kubeconfig={self.kubeconfig}",
+                str(bins / "kwok"),
+                f"--kubeconfig={self.kubeconfig}",
                 f"--config={bins / 'kwok-stages.yaml'}",
                 "--manage-all-nodes=false",
                 "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
                 "--disregard-status-with-annotation-selector=kwok.x-k8s.io/status=custom",
-                "--cidr=10.244.0.0/16", "--node-ip=10.0.0.1",
+                "--cidr=10.244.0.0/16",
+                "--node-ip=10.0.0.1",
                 "--node-lease-duration-seconds=40",
             ],
         }
@@ -248,18 +272,27 @@ class DevCluster:
         kubectl = [str(bins / "kubectl"), f"--kubeconfig={self.kubeconfig}"]
         _run([*kubectl, "apply", "-f", "-"], manifests.bootstrap(FAKE_NODES))
         checks: list[tuple[str, list[str]]] = [
-            ("fake nodes Ready", [*kubectl, "wait", "--for=condition=Ready", "node", "--all",
-                                  "--timeout=5s"]),
-            ("default ServiceAccount", [*kubectl, "get", "serviceaccount", "default",
-                                        "-n", "default"]),
+            (
+                "fake nodes Ready",
+                [*kubectl, "wait", "--for=condition=Ready", "node", "--all", "--timeout=5s"],
+            ),
+            (
+                "default ServiceAccount",
+                [*kubectl, "get", "serviceaccount", "default", "-n", "default"],
+            ),
         ]
         for what, argv in checks:
-            _wait(what, lambda a=argv: subprocess.run(a, capture_output=True).returncode == 0,
-                  deadline, self._diagnose)
+            _wait(what, functools.partial(_succeeds, argv), deadline, self._diagnose)
 
     # ------------------------------------------------------------------ helpers
-    def _start_with_retry(self, name: str, argv: Callable[[], list[str]],
-                          ready: Callable[[], bool], state: State, deadline: float) -> None:
+    def _start_with_retry(
+        self,
+        name: str,
+        argv: Callable[[], list[str]],
+        ready: Callable[[], bool],
+        state: State,
+        deadline: float,
+    ) -> None:
         """Start a component; when it dies because its port was taken, pick new ports."""
         for attempt in range(1, _PORT_RETRIES + 1):
             proc = process.spawn(name, argv(), self._logs, self.dir)
@@ -272,8 +305,7 @@ class DevCluster:
                     break
                 time.sleep(0.2)
             else:
-                raise DevClusterError(f"{name} did not become ready in time.\n"
-                                      f"{self._diagnose()}")
+                raise DevClusterError(f"{name} did not become ready in time.\n{self._diagnose()}")
             tail = process.log_tail(self._logs / f"{name}.log")
             if "address already in use" in tail and attempt < _PORT_RETRIES:
                 log.warning("port taken, retrying with another", component=name)
@@ -296,8 +328,10 @@ class DevCluster:
         for c in COMPONENTS:
             alive = process.is_ours(state.pids.get(c, -1), self.dir)
             if not alive:
-                parts.append(f"--- {c} is not running; {self._logs / (c + '.log')}:\n"
-                             f"{process.log_tail(self._logs / f'{c}.log')}")
+                parts.append(
+                    f"--- {c} is not running; {self._logs / (c + '.log')}:\n"
+                    f"{process.log_tail(self._logs / f'{c}.log')}"
+                )
         return "\n".join(parts) or f"all components alive; logs in {self._logs}"
 
 
@@ -319,8 +353,13 @@ def _run(argv: list[str], stdin: str) -> None:
         raise DevClusterError(f"`{' '.join(argv)}` failed: {result.stderr.strip()}")
 
 
-def _wait(what: str, check: Callable[[], bool], deadline: float,
-          diagnose: Callable[[], str]) -> None:
+def _succeeds(argv: list[str]) -> bool:
+    return subprocess.run(argv, capture_output=True).returncode == 0
+
+
+def _wait(
+    what: str, check: Callable[[], bool], deadline: float, diagnose: Callable[[], str]
+) -> None:
     while not check():
         if time.monotonic() > deadline:
             raise DevClusterError(f"timed out waiting for {what}.\n{diagnose()}")

@@ -14,7 +14,9 @@ def _b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
 
 
-def write(path: Path, *, server: str, ca: Path, client: KeyPair, name: str = "tenantflow-dev") -> Path:
+def write(
+    path: Path, *, server: str, ca: Path, client: KeyPair, name: str = "tenantflow-dev"
+) -> Path:
     """Write a single-context kubeconfig for `client` talking to `server`."""
     doc = {
         "apiVersion": "v1",

@@ -7,6 +7,7 @@ for that path even when the pid files are gone, and a recycled pid is never mist
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -56,8 +57,12 @@ def spawn(name: str, argv: list[str], logdir: Path, marker: Path) -> subprocess.
     logdir.mkdir(parents=True, exist_ok=True)
     with open(logdir / f"{name}.log", "ab") as log:
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, cwd=marker,
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=marker,
         )
     # With vfork, Popen can return while the kernel is still inside execve and
     # /proc/<pid>/cmdline is briefly empty: wait for it so later scans see the marker.
@@ -96,10 +101,8 @@ def _signal(pid: int, sig: int) -> None:
 def _reap(pids: list[int]) -> None:
     """Collect zombies of children we started in this process, so they stop looking alive."""
     for pid in pids:
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
 
 
 def log_tail(path: Path, lines: int = 25) -> str:

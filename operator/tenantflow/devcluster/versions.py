@@ -10,8 +10,15 @@ ETCD = "v3.6.16"
 KWOK = "v0.8.0"
 HELM = "v3.22.0"
 
-TOOLS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl",
-         "kwok", "helm")
+TOOLS = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+    "kwok",
+    "helm",
+)
 ARTIFACTS = (*TOOLS, "kwok-stages.yaml")  # kwok's Stage objects, taken from its module
 
 
