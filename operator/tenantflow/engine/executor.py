@@ -1,0 +1,208 @@
+"""`advance`: replay a workflow against its journal until it finishes or cannot progress.
+
+Each advance runs in a fresh event loop of its own, so "nothing can progress" is a fact
+about this workflow alone: no step attempt is executing and the loop has no ready
+callbacks. Blocked steps then say why (sleep, event, retry backoff, batch budget) and the
+outcome follows from them. Callers inside asyncio use `advance_async` (a worker thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tenantflow.durations import format_time
+from tenantflow.engine import journal as journal_mod
+from tenantflow.engine.env import WorkflowEnv, WorkflowLogger
+from tenantflow.engine.errors import EngineError, InvalidAwaitError
+from tenantflow.engine.loader import WorkflowFn, arity
+from tenantflow.engine.options import EngineLimits, StepDefaults
+from tenantflow.engine.outcome import Advance, Complete, Errored, Outcome, Waiting, Yielded
+from tenantflow.engine.outputs import OutputStore, store
+from tenantflow.engine.state import Blocker, InboxEvent, ReplayState
+from tenantflow.engine.step import StepApi
+from tenantflow.sdk.errors import StepError, WaitTimeout
+
+
+class _WorkflowLoop(asyncio.SelectorEventLoop):
+    def idle(self) -> bool:
+        """No callback is ready to run (workflow code is parked on futures or timers)."""
+        return not self._ready  # type: ignore[attr-defined]
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def advance(
+    workflow: WorkflowFn,
+    *,
+    journal: Sequence[journal_mod.StepRecord] = (),
+    params: Any = None,
+    instance_id: str = "instance",
+    started_at: dt.datetime | None = None,
+    inbox: Sequence[InboxEvent] = (),
+    now: Callable[[], dt.datetime] = _utcnow,
+    tenant: str = "",
+    db: Any = None,
+    defaults: StepDefaults | None = None,
+    limits: EngineLimits | None = None,
+    offload: OutputStore | None = None,
+) -> Advance:
+    """Replay `workflow` over `journal`, run what is new, and say how it ended.
+
+    The input journal is not modified; `Advance.journal` is the one to persist. A step
+    whose result is in the input journal never runs again (at-least-once for the rest).
+    """
+    loop = _WorkflowLoop()
+    try:
+        return loop.run_until_complete(
+            _advance(
+                workflow,
+                ReplayState(
+                    journal,
+                    now=now,
+                    defaults=defaults or StepDefaults(),
+                    limits=limits or EngineLimits(),
+                    offload=offload,
+                    inbox=inbox,
+                ),
+                event={
+                    "payload": params,
+                    "instanceId": instance_id,
+                    "timestamp": format_time(started_at or now()),
+                },
+                tenant=tenant,
+                instance_id=instance_id,
+                db=db,
+            )
+        )
+    finally:
+        loop.close()
+
+
+async def advance_async(workflow: WorkflowFn, **kwargs: Any) -> Advance:
+    """`advance` from inside a running event loop (runs in a worker thread)."""
+    return await asyncio.to_thread(lambda: advance(workflow, **kwargs))
+
+
+async def _advance(
+    workflow: WorkflowFn,
+    state: ReplayState,
+    *,
+    event: dict[str, Any],
+    tenant: str,
+    instance_id: str,
+    db: Any,
+) -> Advance:
+    logger = WorkflowLogger(now=state.now, replaying=state.replaying)
+    env = WorkflowEnv(db=db, tenant=tenant, instance_id=instance_id, log=logger)
+    args = (event, StepApi(state), env)[: arity(workflow)]
+    main = asyncio.ensure_future(workflow(*args))
+    try:
+        await _settle(main, state)
+        outcome = _outcome(main, state)
+    finally:
+        await _cancel_all()
+    return Advance(
+        journal=state.journal,
+        outcome=outcome,
+        changed=state.changed,
+        executed=state.executed,
+        logs=logger.lines,
+    )
+
+
+async def _settle(main: asyncio.Future[Any], state: ReplayState) -> None:
+    """Return when `main` is done or nothing in this loop can make progress."""
+    loop = asyncio.get_running_loop()
+    assert isinstance(loop, _WorkflowLoop)
+    while not main.done():
+        if state.executing:
+            state.exec_done.clear()
+            await state.exec_done.wait()
+            continue
+        await asyncio.sleep(0)
+        if not main.done() and not state.executing and loop.idle():
+            return
+
+
+def _outcome(main: asyncio.Future[Any], state: ReplayState) -> Outcome:
+    if state.fatal is not None:
+        return Errored(_error(state.fatal, state.fatal_step))
+    if main.done():
+        exc = main.exception()
+        if exc is None:
+            try:
+                _, ref, seen = _store_output(main.result(), state)
+            except EngineError as bad_output:
+                return Errored(_error(bad_output, None))
+            return Complete(output=None if ref else seen, output_ref=ref)
+        if not isinstance(exc, Exception):
+            raise exc  # KeyboardInterrupt, SystemExit, a simulated crash: not ours to keep
+        return Errored(_error(exc, None))
+    if any(b.kind == "yield" for b in state.blockers):
+        return Yielded()
+    if not state.blockers:
+        err = InvalidAwaitError(
+            "run() is waiting on something that is not a step (asyncio.sleep, a lock, a "
+            "network call outside step.do?); such waits cannot survive a restart. Use "
+            "step.sleep / step.wait_for_event, and do I/O inside step.do"
+        )
+        return Errored(_error(err, None))
+    return _waiting(state.blockers, state.journal)
+
+
+def _store_output(value: Any, state: ReplayState) -> tuple[Any, str | None, Any]:
+    return store(
+        value,
+        what="run()",
+        key="__output__",
+        cap=state.limits.inline_output_bytes,
+        offload=state.offload,
+    )
+
+
+def _waiting(blockers: list[Blocker], records: list[journal_mod.StepRecord]) -> Waiting:
+    order = {r.name: i for i, r in enumerate(records)}
+    first = min(blockers, key=lambda b: order.get(b.step, len(order)))
+    times = [b.until for b in blockers if b.until is not None]
+    waiting_for: dict[str, Any] = {"kind": first.kind, "step": first.step}
+    if first.until is not None:
+        waiting_for["until"] = format_time(first.until)
+    if first.event_type is not None:
+        waiting_for["eventType"] = first.event_type
+    return Waiting(
+        wake_at=min(times) if times else None,
+        event_types=frozenset(b.event_type for b in blockers if b.event_type),
+        waiting_for=waiting_for,
+    )
+
+
+def _error(exc: BaseException, step: str | None) -> dict[str, Any]:
+    """`status.error`: {name, message, step?} (a StepError reports the step's own error)."""
+    if isinstance(exc, StepError):
+        return {"name": exc.error_name, "message": exc.error_message, "step": exc.step}
+    if isinstance(exc, WaitTimeout):
+        return {"name": "WaitTimeout", "message": str(exc), "step": exc.step}
+    name = exc.reason if isinstance(exc, EngineError) else type(exc).__name__
+    out: dict[str, Any] = {"name": name, "message": str(exc)[:4096]}
+    if step is not None:
+        out["step"] = step
+    return out
+
+
+async def _cancel_all() -> None:
+    """Cancel the workflow's parked tasks so the loop can close cleanly."""
+    me = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not me]
+    for task in tasks:
+        task.cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(
+            result, Exception | asyncio.CancelledError
+        ):
+            raise result

@@ -1,0 +1,95 @@
+"""The journal: one record per step call, in call order, shaped like `status.steps`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from tenantflow.durations import format_time, parse_time
+
+
+class StepKind(StrEnum):
+    DO = "do"
+    SLEEP = "sleep"
+    EVENT = "event"
+
+
+class StepState(StrEnum):
+    RUNNING = "Running"  # an attempt started; if found on replay it was interrupted: run again
+    RETRYING = "Retrying"  # an attempt failed; the next one starts at nextAttemptAt
+    WAITING = "Waiting"  # a sleep or an event wait that has not finished
+    COMPLETE = "Complete"
+    ERRORED = "Errored"  # retries exhausted, NonRetryableError, or an event wait timed out
+
+
+FINAL_STATES = frozenset({StepState.COMPLETE, StepState.ERRORED})
+
+_TIME_FIELDS = {
+    "started_at": "startedAt",
+    "finished_at": "finishedAt",
+    "until": "until",
+    "next_attempt_at": "nextAttemptAt",
+}
+_PLAIN_FIELDS = {
+    "attempts": "attempts",
+    "output_ref": "outputRef",
+    "error": "error",
+    "event_type": "eventType",
+    "event_index": "eventIndex",
+}
+
+
+@dataclass(slots=True)
+class StepRecord:
+    """A step's durable state. `output` is meaningful only when Complete without outputRef."""
+
+    name: str
+    kind: StepKind
+    state: StepState
+    attempts: int = 0
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    output: Any = None
+    output_ref: str | None = None
+    error: dict[str, Any] | None = None
+    until: dt.datetime | None = None  # sleep: wake time; event: timeout
+    next_attempt_at: dt.datetime | None = None
+    event_type: str | None = None
+    event_index: int | None = None  # which inbox entry a completed event wait consumed
+
+    def to_dict(self) -> dict[str, Any]:
+        """camelCase, None fields left out: the exact `status.steps[]` shape."""
+        out: dict[str, Any] = {"name": self.name, "kind": str(self.kind), "state": str(self.state)}
+        for attr, key in _PLAIN_FIELDS.items():
+            value = getattr(self, attr)
+            if value is not None:
+                out[key] = value
+        for attr, key in _TIME_FIELDS.items():
+            value = getattr(self, attr)
+            if value is not None:
+                out[key] = format_time(value)
+        if self.state is StepState.COMPLETE and self.output_ref is None:
+            out["output"] = self.output
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StepRecord:
+        rec = cls(name=data["name"], kind=StepKind(data["kind"]), state=StepState(data["state"]))
+        for attr, key in _PLAIN_FIELDS.items():
+            if key in data:
+                setattr(rec, attr, data[key])
+        for attr, key in _TIME_FIELDS.items():
+            if data.get(key):
+                setattr(rec, attr, parse_time(data[key], field=f"steps[].{key}"))
+        rec.output = data.get("output")
+        return rec
+
+
+def load(entries: list[dict[str, Any]]) -> list[StepRecord]:
+    return [StepRecord.from_dict(e) for e in entries]
+
+
+def dump(records: list[StepRecord]) -> list[dict[str, Any]]:
+    return [r.to_dict() for r in records]

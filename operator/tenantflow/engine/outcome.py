@@ -1,0 +1,46 @@
+"""What one `advance` ends with: the journal to persist plus exactly one outcome."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from tenantflow.engine.journal import StepRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Complete:
+    output: Any = None
+    output_ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Errored:
+    error: dict[str, Any]  # {name, message, step?}
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """Blocked on time (`wake_at`: sleep, retry backoff, wait timeout) and/or events."""
+
+    wake_at: dt.datetime | None
+    event_types: frozenset[str]
+    waiting_for: dict[str, Any]  # status.waitingFor: {kind, until?, eventType?, step}
+
+
+@dataclass(frozen=True, slots=True)
+class Yielded:
+    """The batch budget is spent: persist the journal, then advance again at once."""
+
+
+Outcome = Complete | Errored | Waiting | Yielded
+
+
+@dataclass(slots=True)
+class Advance:
+    journal: list[StepRecord]
+    outcome: Outcome
+    changed: bool  # the journal differs from the input: persist it
+    executed: list[tuple[str, str]] = field(default_factory=list)  # (step, success|failure|timeout)
+    logs: list[dict[str, Any]] = field(default_factory=list)

@@ -1,0 +1,52 @@
+"""Step and run outputs: JSON only, inline up to a cap, larger ones to an offload store."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+from tenantflow.engine.errors import StepOutputError
+
+
+class OutputStore(Protocol):
+    """Where outputs over the inline cap go (the tenant's SQLite store in the cluster)."""
+
+    def put(self, key: str, data: bytes) -> str: ...
+
+    def get(self, ref: str) -> bytes: ...
+
+
+def encode(value: Any, *, what: str) -> bytes:
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise StepOutputError(
+            f"{what} returned a {type(value).__name__} that is not JSON-serialisable ({exc}); "
+            "return dicts, lists, strings, numbers, booleans or None"
+        ) from None
+
+
+def store(
+    value: Any, *, what: str, key: str, cap: int, offload: OutputStore | None
+) -> tuple[Any, str | None, Any]:
+    """(inline, None, seen) or (None, ref, seen) for a value too large to keep inline.
+
+    `seen` is the JSON round-trip of `value` (tuples become lists...), what the workflow gets
+    back now, so the first run and every replay see identical values.
+    """
+    data = encode(value, what=what)
+    seen = json.loads(data)
+    if len(data) <= cap:
+        return seen, None, seen
+    if offload is None:
+        raise StepOutputError(
+            f"{what} returned {len(data)} bytes of JSON, over the {cap}-byte inline cap, and "
+            "no output store is configured; return less, or write it to env.db"
+        )
+    return None, offload.put(key, data), seen
+
+
+def fetch(ref: str, offload: OutputStore | None, *, what: str) -> Any:
+    if offload is None:
+        raise StepOutputError(f"{what}: output is stored as {ref!r} but no output store is set")
+    return json.loads(offload.get(ref))

@@ -1,0 +1,196 @@
+"""Mutable state of one advance: the journal cursor, budget, blockers, inbox, fatal error."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from tenantflow.engine.errors import (
+    DuplicateStepNameError,
+    EngineError,
+    NonDeterminismError,
+    StepLimitExceeded,
+    StepOptionsError,
+)
+from tenantflow.engine.journal import StepKind, StepRecord, StepState
+from tenantflow.engine.options import EngineLimits, StepDefaults
+from tenantflow.engine.outputs import OutputStore, fetch, store
+
+MAX_STEP_NAME = 256
+
+
+@dataclass(frozen=True, slots=True)
+class InboxEvent:
+    """An entry of `spec.events`; `timestamp` is when the operator first saw it."""
+
+    type: str
+    payload: Any = None
+    timestamp: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Blocker:
+    step: str
+    kind: str  # sleep | event | retry | yield
+    until: dt.datetime | None = None
+    event_type: str | None = None
+
+
+class ReplayState:
+    def __init__(
+        self,
+        journal: Sequence[StepRecord],
+        *,
+        now: Callable[[], dt.datetime],
+        defaults: StepDefaults,
+        limits: EngineLimits,
+        offload: OutputStore | None,
+        inbox: Sequence[InboxEvent],
+    ) -> None:
+        # copies: the caller's journal is what is persisted, and must stay untouched
+        self.journal = [dataclasses.replace(r) for r in journal]
+        self.replay_len = len(journal)
+        self.now = now
+        self.defaults = defaults
+        self.limits = limits
+        self.offload = offload
+        self.inbox = list(inbox)
+        self.consumed = {r.event_index for r in journal if r.event_index is not None}
+        self.calls = 0
+        self.names: set[str] = set()
+        self.finished_new = 0
+        self.started = time.monotonic()
+        self.blockers: list[Blocker] = []
+        self.fatal: EngineError | None = None
+        self.fatal_step: str | None = None
+        self.executing = 0
+        self.exec_done = asyncio.Event()
+        self.executed: list[tuple[str, str]] = []
+        self.changed = False
+
+    # ------------------------------------------------------------------ errors
+    def fail(self, err: EngineError, step: str | None = None) -> NoReturn:
+        """Record a fatal error (first one wins; catching it in `run` changes nothing)."""
+        if self.fatal is None:
+            self.fatal, self.fatal_step = err, step
+        raise err
+
+    def checked(self, step: str, make: Callable[[], Any]) -> Any:
+        """Evaluate a step-option parser, turning its ValueError into a fatal error."""
+        try:
+            return make()
+        except StepOptionsError as exc:
+            self.fail(exc, step)
+        except ValueError as exc:
+            self.fail(StepOptionsError(str(exc)), step)
+
+    # ------------------------------------------------------------------ journal
+    def replaying(self) -> bool:
+        return self.calls < self.replay_len
+
+    def claim(self, name: str, kind: StepKind) -> StepRecord | None:
+        """The record for this step call: replayed, new, or None when the batch is spent."""
+        if not isinstance(name, str) or not name or len(name) > MAX_STEP_NAME:
+            self.fail(
+                StepOptionsError(
+                    f"step names must be non-empty strings of at most {MAX_STEP_NAME} characters, "
+                    f"got {name!r}"
+                ),
+                None,
+            )
+        if name in self.names:
+            self.fail(
+                DuplicateStepNameError(
+                    f"step name {name!r} is used twice; every step in an instance needs its "
+                    "own name (add an index or a suffix, e.g. f'build-{i}')"
+                ),
+                name,
+            )
+        self.names.add(name)
+        index = self.calls
+        self.calls += 1
+        if index < len(self.journal):
+            rec = self.journal[index]
+            if rec.name != name or rec.kind is not kind:
+                self.fail(
+                    NonDeterminismError(
+                        f"replay diverged at step #{index + 1}: the journal has {rec.kind} "
+                        f"{rec.name!r} but the code now calls {kind} {name!r}. Workflow code must "
+                        "call the same steps in the same order on every replay (no randomness, "
+                        "clock reads or external state outside step.do); running instances keep "
+                        "their revision, so start a new instance for changed code"
+                    ),
+                    name,
+                )
+            return rec
+        if index >= self.limits.max_steps:
+            self.fail(
+                StepLimitExceeded(
+                    f"step {name!r} would be step #{index + 1}, over the tenant's "
+                    f"maxStepsPerInstance={self.limits.max_steps}; use fewer, larger steps or "
+                    "raise the limit"
+                ),
+                name,
+            )
+        if self.budget_spent():
+            return None
+        rec = StepRecord(name=name, kind=kind, state=_initial(kind), started_at=self.now())
+        self.journal.append(rec)
+        self.changed = True
+        return rec
+
+    def budget_spent(self) -> bool:
+        return (
+            self.finished_new >= self.limits.batch_steps
+            or time.monotonic() - self.started >= self.limits.batch_seconds
+        )
+
+    def finished(self, rec: StepRecord) -> None:
+        rec.finished_at = self.now()
+        self.finished_new += 1
+        self.changed = True
+
+    # ------------------------------------------------------------------ outputs
+    def keep(self, rec: StepRecord, value: Any) -> Any:
+        """Store `value` as `rec`'s output; returns what the workflow sees (JSON-normalised)."""
+        try:
+            rec.output, rec.output_ref, seen = store(
+                value,
+                what=f"step {rec.name!r}",
+                key=rec.name,
+                cap=self.limits.inline_output_bytes,
+                offload=self.offload,
+            )
+        except EngineError as exc:
+            self.fail(exc, rec.name)
+        return seen
+
+    def output_of(self, rec: StepRecord) -> Any:
+        if rec.output_ref is None:
+            return rec.output
+        return fetch(rec.output_ref, self.offload, what=f"step {rec.name!r}")
+
+    # ------------------------------------------------------------------ events
+    def take_event(self, event_type: str) -> tuple[int, InboxEvent] | None:
+        """The oldest unconsumed event of this type (buffered in arrival order)."""
+        for index, event in enumerate(self.inbox):
+            if event.type == event_type and index not in self.consumed:
+                self.consumed.add(index)
+                return index, event
+        return None
+
+    # ------------------------------------------------------------------ suspension
+    async def block(self, blocker: Blocker) -> NoReturn:
+        """Suspend this step for the rest of the advance; the outcome reports why."""
+        self.blockers.append(blocker)
+        await asyncio.get_running_loop().create_future()
+        raise AssertionError("unreachable: blocked steps are cancelled, never resumed")
+
+
+def _initial(kind: StepKind) -> StepState:
+    return StepState.RUNNING if kind is StepKind.DO else StepState.WAITING

@@ -1,0 +1,216 @@
+"""The `step` argument of `run`: do / sleep / sleep_until / wait_for_event over the journal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import datetime as dt
+import inspect
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from tenantflow.durations import format_duration, format_time, parse_duration, parse_time
+from tenantflow.engine.errors import StepOptionsError
+from tenantflow.engine.journal import StepKind, StepRecord, StepState
+from tenantflow.engine.state import Blocker, ReplayState
+from tenantflow.sdk.errors import NonRetryableError, StepError, WaitTimeout
+from tenantflow.sdk.types import _attempt
+
+# Sync step callables run here so a per-attempt timeout can fire while they work. A callable
+# that ignores its timeout keeps its thread; the sandbox recycles such worker processes.
+_SYNC_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="tenantflow-step")
+_MAX_ERROR_MESSAGE = 4096
+
+
+class StepApi:
+    def __init__(self, state: ReplayState) -> None:
+        self._s = state
+
+    # ------------------------------------------------------------------ step.do
+    async def do(
+        self,
+        name: str,
+        fn: Callable[[], Any],
+        *,
+        retries: dict[str, Any] | None = None,
+        timeout: str | float | dt.timedelta | None = None,
+    ) -> Any:
+        s = self._s
+        rec = s.claim(name, StepKind.DO)
+        if rec is None:
+            await s.block(Blocker(name, "yield"))
+        if rec.state is StepState.COMPLETE:
+            return s.output_of(rec)
+        if rec.state is StepState.ERRORED:
+            raise _step_error(rec)
+        if not callable(fn):
+            s.fail(
+                StepOptionsError(
+                    f"step {name!r}: the second argument must be a callable "
+                    f"taking no arguments, got {type(fn).__name__}"
+                ),
+                name,
+            )
+        policy = s.checked(name, lambda: s.defaults.retries.merged(retries, step=name))
+        seconds = s.checked(name, lambda: self._timeout(name, timeout))
+        while True:
+            retry_at = rec.next_attempt_at
+            if rec.state is StepState.RETRYING and retry_at is not None and retry_at > s.now():
+                await s.block(Blocker(name, "retry", until=retry_at))
+            rec.state = StepState.RUNNING
+            ok, value, error, final = await self._attempt(fn, seconds, rec.attempts + 1)
+            rec.attempts += 1
+            s.changed = True
+            if ok:
+                seen = s.keep(rec, value)
+                rec.state, rec.error, rec.next_attempt_at = StepState.COMPLETE, None, None
+                s.finished(rec)
+                s.executed.append((name, "success"))
+                return seen
+            rec.error = error
+            s.executed.append((name, "timeout" if error["name"] == "StepTimeout" else "failure"))
+            if final or rec.attempts > policy.limit:
+                rec.state, rec.next_attempt_at = StepState.ERRORED, None
+                s.finished(rec)
+                raise _step_error(rec)
+            rec.state = StepState.RETRYING
+            rec.next_attempt_at = s.now() + dt.timedelta(seconds=policy.delay_for(rec.attempts))
+
+    def _timeout(self, name: str, timeout: str | float | dt.timedelta | None) -> float:
+        if timeout is None:
+            seconds = self._s.defaults.timeout
+        else:
+            seconds = parse_duration(timeout, field=f"step {name!r}: timeout")
+        cap = self._s.limits.max_step_timeout
+        if seconds > cap or seconds <= 0:
+            raise StepOptionsError(
+                f"step {name!r}: timeout {format_duration(seconds)} must be > 0 and at most the "
+                f"tenant's maxStepTimeoutSeconds ({format_duration(cap)}); lower it"
+            )
+        return seconds
+
+    async def _attempt(
+        self, fn: Callable[[], Any], timeout: float, attempt: int
+    ) -> tuple[bool, Any, dict[str, Any], bool]:
+        """Run one attempt: (ok, value, error, final). `final` = do not retry."""
+        s = self._s
+        token = _attempt.set(attempt)
+        s.executing += 1
+        try:
+            async with asyncio.timeout(timeout):
+                value = await _call(fn)
+            return True, value, {}, False
+        except TimeoutError:
+            msg = f"attempt {attempt} did not finish within {format_duration(timeout)}"
+            return False, None, {"name": "StepTimeout", "message": msg}, False
+        except Exception as exc:
+            msg = str(exc)[:_MAX_ERROR_MESSAGE]
+            return (
+                False,
+                None,
+                {"name": type(exc).__name__, "message": msg},
+                isinstance(exc, NonRetryableError),
+            )
+        finally:
+            _attempt.reset(token)
+            s.executing -= 1
+            s.exec_done.set()
+
+    # ------------------------------------------------------------------ sleeps
+    async def sleep(self, name: str, duration: str | float | dt.timedelta) -> None:
+        s = self._s
+        seconds = s.checked(
+            name,
+            lambda: self._bounded(name, parse_duration(duration, field=f"step {name!r}: duration")),
+        )
+        await self._sleep(name, lambda now: now + dt.timedelta(seconds=seconds))
+
+    async def sleep_until(self, name: str, when: str | dt.datetime) -> None:
+        s = self._s
+        target = s.checked(name, lambda: parse_time(when, field=f"step {name!r}: when"))
+        await self._sleep(name, lambda _now: target)
+
+    async def _sleep(self, name: str, target: Callable[[dt.datetime], dt.datetime]) -> None:
+        s = self._s
+        rec = s.claim(name, StepKind.SLEEP)
+        if rec is None:
+            await s.block(Blocker(name, "yield"))
+        if rec.state is StepState.COMPLETE:
+            return
+        if rec.until is None:
+            rec.until = target(s.now())
+        if s.now() >= rec.until:
+            rec.state = StepState.COMPLETE
+            s.finished(rec)
+            return
+        await s.block(Blocker(name, "sleep", until=rec.until))
+
+    # ------------------------------------------------------------------ events
+    async def wait_for_event(
+        self, name: str, *, type: str, timeout: str | float | dt.timedelta | None = None
+    ) -> dict[str, Any]:
+        s = self._s
+        if not isinstance(type, str) or not type:
+            s.fail(StepOptionsError(f"step {name!r}: type must be a non-empty string"), name)
+        seconds = s.checked(
+            name,
+            lambda: self._bounded(
+                name,
+                s.defaults.event_timeout
+                if timeout is None
+                else parse_duration(timeout, field=f"step {name!r}: timeout"),
+            ),
+        )
+        rec = s.claim(name, StepKind.EVENT)
+        if rec is None:
+            await s.block(Blocker(name, "yield"))
+        if rec.state is StepState.COMPLETE:
+            return s.output_of(rec)
+        if rec.state is StepState.ERRORED:
+            raise WaitTimeout(name, rec.event_type or type, format_duration(seconds))
+        if rec.until is None:
+            rec.event_type, rec.until = type, s.now() + dt.timedelta(seconds=seconds)
+        got = s.take_event(rec.event_type or type)
+        if got is not None:
+            index, event = got
+            stamp = event.timestamp or s.now()
+            rec.event_index, rec.state = index, StepState.COMPLETE
+            rec.output = {
+                "type": event.type,
+                "payload": event.payload,
+                "timestamp": format_time(stamp),
+            }
+            s.finished(rec)
+            return rec.output
+        if s.now() >= rec.until:
+            err = WaitTimeout(name, rec.event_type or type, format_duration(seconds))
+            rec.state, rec.error = StepState.ERRORED, {"name": "WaitTimeout", "message": str(err)}
+            s.finished(rec)
+            raise err
+        await s.block(Blocker(name, "event", until=rec.until, event_type=rec.event_type))
+
+    def _bounded(self, name: str, seconds: float) -> float:
+        cap = self._s.limits.max_wait_seconds
+        if seconds > cap:
+            raise StepOptionsError(
+                f"step {name!r}: {format_duration(seconds)} is longer than "
+                f"the maximum wait of {format_duration(cap)}"
+            )
+        return seconds
+
+
+async def _call(fn: Callable[[], Any]) -> Any:
+    """Await async callables; run sync ones in a thread (awaiting what they return)."""
+    if inspect.iscoroutinefunction(fn):
+        return await fn()
+    loop = asyncio.get_running_loop()
+    result = await loop.run_in_executor(_SYNC_POOL, contextvars.copy_context().run, fn)
+    if inspect.isawaitable(result):  # e.g. `lambda: fetch(url)` with an async fetch
+        result = await result
+    return result
+
+
+def _step_error(rec: StepRecord) -> StepError:
+    err = rec.error or {}
+    return StepError(rec.name, err.get("name", "Error"), err.get("message", ""), rec.attempts)

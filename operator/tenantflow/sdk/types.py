@@ -1,0 +1,58 @@
+"""Type hints for workflow authors: the `step` and `env` arguments of `run`."""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
+
+_attempt: contextvars.ContextVar[int] = contextvars.ContextVar("tenantflow_attempt", default=0)
+
+# {"limit": 3, "delay": "2s", "backoff": "exponential", "maxDelay": "1m"}
+Retries = Mapping[str, Any]
+Duration = str | float | dt.timedelta
+
+
+def current_attempt() -> int:
+    """Inside a `step.do` callable: the 1-based attempt number (0 outside a step)."""
+    return _attempt.get()
+
+
+class Step(Protocol):
+    async def do(
+        self,
+        name: str,
+        fn: Callable[[], Any] | Callable[[], Awaitable[Any]],
+        *,
+        retries: Retries | None = None,
+        timeout: Duration | None = None,
+    ) -> Any: ...
+
+    async def sleep(self, name: str, duration: Duration) -> None: ...
+
+    async def sleep_until(self, name: str, when: str | dt.datetime) -> None: ...
+
+    async def wait_for_event(
+        self, name: str, *, type: str, timeout: Duration | None = None
+    ) -> dict[str, Any]: ...
+
+
+class Database(Protocol):
+    def execute(self, sql: str, params: Any = ()) -> int: ...
+    def executemany(self, sql: str, rows: Any) -> int: ...
+    def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]: ...
+
+
+class Logger(Protocol):
+    def info(self, message: str, **fields: Any) -> None: ...
+    def warning(self, message: str, **fields: Any) -> None: ...
+    def error(self, message: str, **fields: Any) -> None: ...
+    def debug(self, message: str, **fields: Any) -> None: ...
+
+
+class Env(Protocol):
+    db: Database
+    tenant: str
+    instance_id: str
+    log: Logger

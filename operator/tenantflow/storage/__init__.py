@@ -1,0 +1,1 @@
+"""Per-tenant storage: the tenant's SQLite database behind `env.db`."""
