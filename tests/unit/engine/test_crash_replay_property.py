@@ -31,12 +31,17 @@ class SimulatedCrash(BaseException):
 # ---------------------------------------------------------------- random programs
 do_op = st.builds(
     lambda fails, final, sync, limit: ("do", fails, final, sync, limit),
-    st.integers(0, 3), st.booleans(), st.booleans(), st.integers(0, 3),
+    st.integers(0, 3),
+    st.booleans(),
+    st.booleans(),
+    st.integers(0, 3),
 )
 sleep_op = st.builds(lambda s: ("sleep", s), st.integers(1, 3600))
 wait_op = st.builds(lambda t, s: ("wait", t, s), st.sampled_from(["a", "b"]), st.integers(60, 7200))
-gather_op = st.builds(lambda ops: ("gather", ops), st.lists(st.one_of(do_op, sleep_op, wait_op),
-                                                             min_size=2, max_size=3))
+gather_op = st.builds(
+    lambda ops: ("gather", ops),
+    st.lists(st.one_of(do_op, sleep_op, wait_op), min_size=2, max_size=3),
+)
 programs = st.lists(st.one_of(do_op, do_op, sleep_op, wait_op, gather_op), min_size=1, max_size=6)
 events = st.lists(
     st.tuples(st.integers(0, 9000), st.sampled_from(["a", "b"]), st.integers(0, 99)), max_size=4
@@ -84,15 +89,19 @@ class Harness:
         try:
             if op[0] == "do":
                 _, fails, final, sync, limit = op
-                return await step.do(name, self.callable_for(name, fails, final, sync),
-                                     retries={"limit": limit, "delay": "10s"})
+                return await step.do(
+                    name,
+                    self.callable_for(name, fails, final, sync),
+                    retries={"limit": limit, "delay": "10s"},
+                )
             if op[0] == "sleep":
                 return await step.sleep(name, op[1])
             if op[0] == "wait":
                 got = await step.wait_for_event(name, type=op[1], timeout=op[2])
                 return got["payload"]
-            return await asyncio.gather(*(self.one(o, f"{name}.{j}", step)
-                                          for j, o in enumerate(op[1])))
+            return await asyncio.gather(
+                *(self.one(o, f"{name}.{j}", step) for j, o in enumerate(op[1]))
+            )
         except (StepError, WaitTimeout) as err:
             return f"caught {type(err).__name__}"
 
@@ -103,13 +112,20 @@ class Harness:
             return out
 
         for _ in range(500):
-            inbox = [InboxEvent(t, p, T0 + dt.timedelta(seconds=s))
-                     for s, t, p in sorted(self.schedule)
-                     if T0 + dt.timedelta(seconds=s) <= self.now]
+            inbox = [
+                InboxEvent(t, p, T0 + dt.timedelta(seconds=s))
+                for s, t, p in sorted(self.schedule)
+                if T0 + dt.timedelta(seconds=s) <= self.now
+            ]
             try:
-                result = advance(workflow, journal=self.persisted, inbox=inbox,
-                                 now=lambda: self.now, started_at=T0,
-                                 limits=EngineLimits(batch_steps=3))
+                result = advance(
+                    workflow,
+                    journal=self.persisted,
+                    inbox=inbox,
+                    now=lambda: self.now,
+                    started_at=T0,
+                    limits=EngineLimits(batch_steps=3),
+                )
             except SimulatedCrash:
                 continue  # nothing persisted: replay from the last journal
             self.advances += 1
@@ -122,8 +138,11 @@ class Harness:
             if isinstance(outcome, Yielded):
                 continue
             assert isinstance(outcome, Waiting)
-            upcoming = [T0 + dt.timedelta(seconds=s) for s, t, _ in self.schedule
-                        if T0 + dt.timedelta(seconds=s) > self.now and t in outcome.event_types]
+            upcoming = [
+                T0 + dt.timedelta(seconds=s)
+                for s, t, _ in self.schedule
+                if T0 + dt.timedelta(seconds=s) > self.now and t in outcome.event_types
+            ]
             wake = min([*upcoming, *([outcome.wake_at] if outcome.wake_at else [])])
             self.now = max(self.now, wake)
         raise AssertionError("workflow did not finish")
@@ -131,8 +150,9 @@ class Harness:
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(program=programs, schedule=events)
-def test_crashes_at_every_point_do_not_change_the_result(program: list[Any],
-                                                         schedule: list[Any]) -> None:
+def test_crashes_at_every_point_do_not_change_the_result(
+    program: list[Any], schedule: list[Any]
+) -> None:
     clean = Harness(program, schedule)
     expected, expected_journal = clean.run()
     assert clean.ran_after_persist == []
@@ -140,13 +160,17 @@ def test_crashes_at_every_point_do_not_change_the_result(program: list[Any],
     points = [("execution", i) for i in range(1, clean.executions + 1)]
     points += [("advance", j) for j in range(1, clean.advances + 1)]
     for kind, point in points:
-        h = Harness(program, schedule,
-                    crash_at_execution=point if kind == "execution" else None,
-                    discard_advance=point if kind == "advance" else None)
+        h = Harness(
+            program,
+            schedule,
+            crash_at_execution=point if kind == "execution" else None,
+            discard_advance=point if kind == "advance" else None,
+        )
         outcome, journal = h.run()
         assert outcome == expected, f"crash at {kind} {point} changed the outcome"
         assert journal == expected_journal, f"crash at {kind} {point} changed the journal"
         assert h.ran_after_persist == [], (
             f"crash at {kind} {point}: steps {h.ran_after_persist} ran after their result "
-            "was persisted")
+            "was persisted"
+        )
         assert h.executions >= clean.executions

@@ -16,8 +16,18 @@ pytestmark = pytest.mark.unit
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("10s", 10), ("5m", 300), ("24h", 86400), ("1h30m", 5400), ("250ms", 0.25),
-     ("7d", 604800), ("1w", 604800), ("1.5s", 1.5), (3, 3.0), (dt.timedelta(minutes=2), 120)],
+    [
+        ("10s", 10),
+        ("5m", 300),
+        ("24h", 86400),
+        ("1h30m", 5400),
+        ("250ms", 0.25),
+        ("7d", 604800),
+        ("1w", 604800),
+        ("1.5s", 1.5),
+        (3, 3.0),
+        (dt.timedelta(minutes=2), 120),
+    ],
 )
 def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text) == seconds  # type: ignore[arg-type]
@@ -35,20 +45,41 @@ def test_format_duration_round_trips(seconds: int) -> None:
 
 
 def test_times_are_utc_and_naive_means_utc() -> None:
-    assert parse_time("2026-01-02T03:04:05+02:00") == dt.datetime(2026, 1, 2, 1, 4, 5,
-                                                                     tzinfo=dt.UTC)
+    assert parse_time("2026-01-02T03:04:05+02:00") == dt.datetime(
+        2026, 1, 2, 1, 4, 5, tzinfo=dt.UTC
+    )
     assert parse_time(dt.datetime(2026, 1, 1)).tzinfo is dt.UTC
 
 
 def test_step_records_round_trip_through_the_status_shape() -> None:
     t = dt.datetime(2026, 5, 1, 12, tzinfo=dt.UTC)
     records = [
-        StepRecord("a", StepKind.DO, StepState.COMPLETE, attempts=2, started_at=t,
-                   finished_at=t, output=None),
-        StepRecord("b", StepKind.DO, StepState.RETRYING, attempts=1, next_attempt_at=t,
-                   error={"name": "ValueError", "message": "x"}),
-        StepRecord("c", StepKind.EVENT, StepState.COMPLETE, event_type="go", event_index=3,
-                   until=t, output={"type": "go"}),
+        StepRecord(
+            "a",
+            StepKind.DO,
+            StepState.COMPLETE,
+            attempts=2,
+            started_at=t,
+            finished_at=t,
+            output=None,
+        ),
+        StepRecord(
+            "b",
+            StepKind.DO,
+            StepState.RETRYING,
+            attempts=1,
+            next_attempt_at=t,
+            error={"name": "ValueError", "message": "x"},
+        ),
+        StepRecord(
+            "c",
+            StepKind.EVENT,
+            StepState.COMPLETE,
+            event_type="go",
+            event_index=3,
+            until=t,
+            output={"type": "go"},
+        ),
         StepRecord("d", StepKind.DO, StepState.COMPLETE, output_ref="ref:1"),
     ]
     dicts = [r.to_dict() for r in records]

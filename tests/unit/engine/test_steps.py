@@ -231,9 +231,7 @@ def test_parallel_steps_have_a_deterministic_journal() -> None:
         return n
 
     async def wf(event: Any, step: Any) -> Any:
-        results = await asyncio.gather(
-            *(step.do(f"w{n}", lambda n=n: work(n)) for n in range(5))
-        )
+        results = await asyncio.gather(*(step.do(f"w{n}", lambda n=n: work(n)) for n in range(5)))
         await step.sleep("s", "1s")
         return results
 
@@ -259,12 +257,20 @@ def test_event_and_params_and_env_reach_the_workflow() -> None:
         env.db.execute("INSERT INTO t VALUES (?)", (event["payload"]["v"],))
         env.log.info("stored", value=event["payload"]["v"])
         rows = await step.do("read", lambda: env.db.query("SELECT v FROM t"))
-        return {"rows": rows, "id": event["instanceId"], "tenant": env.tenant,
-                "ts": event["timestamp"]}
+        return {
+            "rows": rows,
+            "id": event["instanceId"],
+            "tenant": env.tenant,
+            "ts": event["timestamp"],
+        }
 
     result = run(wf, params={"v": "hello"}, tenant="acme")
-    assert result.output == {"rows": [{"v": "hello"}], "id": "test-instance", "tenant": "acme",
-                             "ts": "2030-01-01T00:00:00Z"}
+    assert result.output == {
+        "rows": [{"v": "hello"}],
+        "id": "test-instance",
+        "tenant": "acme",
+        "ts": "2030-01-01T00:00:00Z",
+    }
     assert result.logs[0]["message"] == "stored" and result.logs[0]["value"] == "hello"
 
 
