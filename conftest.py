@@ -108,3 +108,21 @@ def wait_for(check: Callable[[], object], what: str, timeout: float = 60.0) -> o
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.25)
+
+
+ROOT = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="session")
+def crds(kubectl: Callable[..., subprocess.CompletedProcess[str]]) -> Path:
+    """The tenantflow CRDs, installed (server-side apply) and Established."""
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    kubectl(
+        "wait",
+        "--for=condition=Established",
+        "crd",
+        "-l",
+        "app.kubernetes.io/part-of=tenantflow",
+        "--timeout=60s",
+    )
+    return ROOT / "crds"

@@ -1,0 +1,144 @@
+"""WorkflowInstance: one durable run of a definition, its journal in the status."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from tenantflow.api.common import (
+    DNS_SUBDOMAIN,
+    MAX_PARAM_PROPERTIES,
+    Condition,
+    Model,
+    ObjectMeta,
+    any_json,
+    cel,
+    conditions_field,
+    rule,
+)
+
+MAX_EVENTS = 1000
+EVENT_TYPE = r"^[A-Za-z0-9]([-_.A-Za-z0-9]*[A-Za-z0-9])?$"
+Phase = Literal["Queued", "Running", "Waiting", "Paused", "Complete", "Errored", "Terminated"]
+FINISHED_PHASES = ("Complete", "Errored", "Terminated")
+
+
+class WorkflowRef(Model):
+    name: str = Field(
+        pattern=DNS_SUBDOMAIN,
+        max_length=253,
+        description="WorkflowDefinition in the same namespace.",
+    )
+    revision: int | None = Field(
+        None, ge=1, description="Revision to run; unset = the definition's activeRevision."
+    )
+
+
+class InboxEvent(Model):
+    type: str = Field(
+        pattern=EVENT_TYPE,
+        max_length=128,
+        description="Event type that step.wait_for_event matches.",
+    )
+    payload: Any = any_json("Event payload (JSON).", maxProperties=MAX_PARAM_PROPERTIES)
+
+
+class WorkflowInstanceSpec(Model):
+    workflow_ref: WorkflowRef = Field(
+        description="The definition (and optionally revision) to run; immutable.",
+        json_schema_extra=cel(
+            rule(
+                "self == oldSelf",
+                "spec.workflowRef is immutable; create a new WorkflowInstance to run another "
+                "workflow or revision",
+            )
+        ),
+    )
+    params: Any = any_json(
+        "Passed to run() as event['payload'].", maxProperties=MAX_PARAM_PROPERTIES
+    )
+    suspend: bool = Field(False, description="true pauses after the running step; false resumes.")
+    terminate: bool = Field(False, description="true ends the instance as Terminated.")
+    events: list[InboxEvent] = Field(
+        default_factory=list,
+        max_length=MAX_EVENTS,
+        description="Append-only inbox of events; `tenantflow send-event` appends.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "atomic",
+            **cel(
+                rule(
+                    "size(self) >= size(oldSelf) && oldSelf.all(e, e in self) && "
+                    "self.slice(0, size(oldSelf)) == oldSelf",
+                    "spec.events is append-only: existing events may not be changed or removed; "
+                    "append new ones at the end",
+                )
+            ),
+        },
+    )
+
+
+class WaitingFor(Model):
+    kind: Literal["sleep", "event", "retry"] = Field(description="sleep, event or retry.")
+    step: str | None = Field(None, description="The step that waits.")
+    until: str | None = Field(None, description="Wake-up or timeout time (RFC 3339).")
+    event_type: str | None = Field(None, description="Event type awaited.")
+
+
+class ErrorInfo(Model):
+    name: str = Field(description="Error class or reason, e.g. ValueError, NonDeterminism.")
+    message: str = Field("", description="Error message.")
+    step: str | None = Field(None, description="Step that failed, if any.")
+
+
+class StepStatus(Model):
+    """One journal entry (the engine's StepRecord.to_dict shape)."""
+
+    name: str = Field(description="Step name, unique in the instance.")
+    kind: Literal["do", "sleep", "event"] = Field(description="do, sleep or event.")
+    state: Literal["Running", "Retrying", "Waiting", "Complete", "Errored"] = Field(
+        description="Running, Retrying, Waiting, Complete or Errored."
+    )
+    attempts: int = Field(0, description="Attempts made (step.do).")
+    started_at: str | None = Field(None, description="First attempt or wait start.")
+    finished_at: str | None = Field(None, description="When it completed or failed.")
+    output: Any = any_json(
+        "The step's result (JSON), when small enough to keep inline.", nullable=True
+    )
+    output_ref: str | None = Field(None, description="Where a large output is stored.")
+    error: ErrorInfo | None = Field(None, description="Last error.")
+    until: str | None = Field(None, description="sleep: wake time; event: timeout.")
+    next_attempt_at: str | None = Field(None, description="When the next retry starts.")
+    event_type: str | None = Field(None, description="Event type awaited.")
+    event_index: int | None = Field(None, description="spec.events index consumed.")
+
+
+class WorkflowInstanceStatus(Model):
+    phase: Phase | None = Field(
+        None, description="Queued, Running, Waiting, Paused, Complete, Errored or Terminated."
+    )
+    revision: int | None = Field(None, description="Definition revision this instance runs.")
+    started_at: str | None = Field(None, description="When it started running.")
+    finished_at: str | None = Field(None, description="When it finished.")
+    waiting_for: WaitingFor | None = Field(None, description="What a Waiting instance awaits.")
+    output: Any = any_json("Return value of run() (JSON).", nullable=True)
+    output_ref: str | None = Field(None, description="Where a large output is stored.")
+    error: ErrorInfo | None = Field(None, description="Why it Errored.")
+    steps: list[StepStatus] = Field(default_factory=list, description="The durable journal.")
+    step_count: int | None = Field(None, description="len(steps), for the STEPS column.")
+    events_seen: list[str] = Field(
+        default_factory=list,
+        description="Arrival time (RFC 3339) of each spec.events entry, by index.",
+    )
+    conditions: list[Condition] = conditions_field()
+    observed_generation: int | None = Field(None, description="Last generation acted on.")
+
+
+class WorkflowInstance(Model):
+    """One durable run of a WorkflowDefinition."""
+
+    api_version: str = "tenantflow.dev/v1alpha1"
+    kind: str = "WorkflowInstance"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: WorkflowInstanceSpec = Field(description="Desired state.")
+    status: WorkflowInstanceStatus | None = Field(None, description="Observed state.")

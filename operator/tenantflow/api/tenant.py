@@ -1,0 +1,168 @@
+"""Tenant (cluster-scoped): who owns it, what it may use, how its sandbox runs."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from tenantflow.api.common import (
+    DNS_LABEL,
+    QUANTITY,
+    Condition,
+    Model,
+    ObjectMeta,
+    cel,
+    conditions_field,
+    rule,
+)
+
+MAX_TENANT_NAME = 56  # the namespace is tenant-<name>, at most 63 characters
+NAMESPACE_PREFIX = "tenant-"
+
+
+class Subject(Model):
+    """A user, group or service account that gets the tenant-editor Role."""
+
+    model_config = Model.model_config | {
+        "json_schema_extra": cel(
+            rule(
+                "self.kind != 'ServiceAccount' || has(self.namespace)",
+                "owners[].namespace is required when kind is ServiceAccount",
+                field_path=".namespace",
+            )
+        )
+    }
+
+    kind: Literal["User", "Group", "ServiceAccount"] = Field(
+        description="User, Group or ServiceAccount."
+    )
+    name: str = Field(min_length=1, max_length=253, description="Subject name.")
+    namespace: str | None = Field(
+        None, pattern=DNS_LABEL, max_length=63, description="Namespace of a ServiceAccount subject."
+    )
+
+
+class TenantLimits(Model):
+    """What one tenant may use, so it can neither starve nor reach another."""
+
+    max_concurrent_instances: int = Field(
+        100,
+        ge=1,
+        le=100_000,
+        description="Instances Running, Waiting or Paused at once; the rest wait as Queued.",
+    )
+    max_instance_starts_per_second: int = Field(
+        10, ge=1, le=10_000, description="Token bucket rate for instance starts (burst = 2x)."
+    )
+    max_steps_per_instance: int = Field(
+        1000, ge=1, le=100_000, description="Steps one instance may record."
+    )
+    max_step_timeout_seconds: int = Field(
+        900, ge=1, le=86_400, description="Upper bound for any step.do timeout, in seconds."
+    )
+    max_events_per_second: int = Field(
+        50, ge=1, le=10_000, description="Events accepted per second for the tenant."
+    )
+    max_storage_ops_per_second: int = Field(
+        500, ge=1, le=100_000, description="env.db statements per second for the tenant."
+    )
+    storage: str = Field(
+        "1Gi",
+        pattern=QUANTITY,
+        max_length=32,
+        description="PVC size and SQLite size cap, e.g. 1Gi.",
+    )
+
+
+class Resources(Model):
+    """Container resources of the sandbox, as in a Pod spec."""
+
+    requests: dict[str, str] = Field(
+        default_factory=lambda: {"cpu": "100m", "memory": "128Mi"},
+        description="Requested cpu/memory.",
+        json_schema_extra={"additionalProperties": {"type": "string", "pattern": QUANTITY}},
+    )
+    limits: dict[str, str] = Field(
+        default_factory=lambda: {"cpu": "1", "memory": "512Mi"},
+        description="cpu/memory limits.",
+        json_schema_extra={"additionalProperties": {"type": "string", "pattern": QUANTITY}},
+    )
+
+
+class SandboxSpec(Model):
+    """The per-tenant sandbox that runs the tenant's workflow code."""
+
+    replicas: int = Field(1, ge=0, le=20, description="Sandbox runner pods.")
+    resources: Resources = Field(
+        default_factory=Resources, description="Sandbox container resources."
+    )
+    runtime_class_name: str | None = Field(
+        None, max_length=253, description="RuntimeClass (e.g. gvisor, kata) where available."
+    )
+    egress: list[str] = Field(
+        default_factory=list,
+        max_length=32,
+        description="CIDRs tenant code may reach; empty means no egress at all.",
+        json_schema_extra={
+            "items": {
+                "type": "string",
+                "maxLength": 64,
+                **cel(
+                    rule(
+                        "isCIDR(self)",
+                        "egress entries must be CIDRs like 10.0.0.0/8 or 2001:db8::/32",
+                    )
+                ),
+            }
+        },
+    )
+
+
+class TenantSpec(Model):
+    owners: list[Subject] = Field(
+        default_factory=list, max_length=64, description="Subjects that get the tenant-editor Role."
+    )
+    limits: TenantLimits = Field(
+        default_factory=TenantLimits, description="Quotas and rate limits."
+    )
+    sandbox: SandboxSpec = Field(default_factory=SandboxSpec, description="Sandbox settings.")
+
+
+class TenantUsage(Model):
+    running_instances: int = Field(0, description="Instances Running, Waiting or Paused.")
+    queued_instances: int = Field(0, description="Instances waiting for a concurrency slot.")
+    storage_bytes: int = Field(0, description="Size of the tenant's SQLite database.")
+    starts_last_minute: int = Field(0, description="Instances started in the last 60 s.")
+
+
+class TenantStatus(Model):
+    namespace: str | None = Field(None, description="The tenant's namespace (tenant-<name>).")
+    phase: Literal["Provisioning", "Ready", "Degraded", "Terminating"] | None = Field(
+        None, description="Provisioning, Ready, Degraded or Terminating."
+    )
+    conditions: list[Condition] = conditions_field()
+    usage: TenantUsage | None = Field(None, description="Current consumption.")
+    observed_generation: int | None = Field(None, description="Last generation acted on.")
+
+
+class Tenant(Model):
+    """A tenant of the platform: an isolated namespace, store and sandbox."""
+
+    model_config = Model.model_config | {
+        "json_schema_extra": cel(
+            rule(
+                f"self.metadata.name.matches('{DNS_LABEL}') && "
+                f"size(self.metadata.name) <= {MAX_TENANT_NAME}",
+                f"metadata.name must be a DNS label (lower-case letters, digits, '-') of at most "
+                f"{MAX_TENANT_NAME} characters, because the tenant's namespace is "
+                f"{NAMESPACE_PREFIX}<name>",
+            )
+        )
+    }
+
+    api_version: str = "tenantflow.dev/v1alpha1"
+    kind: str = "Tenant"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: TenantSpec = Field(default_factory=TenantSpec, description="Desired state.")
+    status: TenantStatus | None = Field(None, description="Observed state (operator-owned).")

@@ -1,0 +1,91 @@
+"""The CRDs on a real API server: examples apply, bad manifests fail with useful messages."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT
+
+Kubectl = Callable[..., subprocess.CompletedProcess[str]]
+INVALID = sorted((ROOT / "tests" / "data" / "invalid").glob("*.yaml"))
+EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
+
+
+def expectation(path: Path) -> str:
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# expect: "), f"{path.name} must start with '# expect: ...'"
+    return first.removeprefix("# expect: ")
+
+
+def test_there_are_at_least_25_invalid_manifests() -> None:
+    assert len(INVALID) >= 25
+
+
+@pytest.fixture
+def cleanup(kubectl: Kubectl) -> Iterator[list[str]]:
+    """Cluster-scoped objects a test created (Tenants), deleted afterwards."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        kubectl("delete", "tenant", name, "--ignore-not-found", "--wait=false", check=False)
+
+
+@pytest.mark.parametrize("path", INVALID, ids=lambda p: p.stem)
+def test_invalid_manifest_is_rejected_with_a_clear_message(
+    path: Path, crds: Path, kubectl: Kubectl, namespace: str, cleanup: list[str]
+) -> None:
+    docs = list(yaml.safe_load_all(path.read_text()))
+    *setup, bad = docs
+    for doc in setup:  # earlier documents are valid; the last one updates or creates badly
+        kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(doc))
+        if doc["kind"] == "Tenant":
+            cleanup.append(doc["metadata"]["name"])
+    result = kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(bad), check=False)
+    if result.returncode == 0 and bad["kind"] == "Tenant":
+        cleanup.append(bad["metadata"]["name"])
+    assert result.returncode != 0, f"{path.name} was accepted:\n{result.stdout}"
+    assert expectation(path) in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: str(p.relative_to(ROOT / "examples")))
+def test_example_applies(path: Path, crds: Path, kubectl: Kubectl, cleanup: list[str]) -> None:
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    for ns in {d["metadata"]["namespace"] for d in docs if "namespace" in d["metadata"]}:
+        if kubectl("get", "namespace", ns, check=False).returncode != 0:
+            kubectl("create", "namespace", ns)
+    result = kubectl("apply", "--dry-run=server", "-f", str(path), check=False)
+    assert result.returncode == 0, result.stderr
+
+
+def test_kubectl_ergonomics(crds: Path, kubectl: Kubectl, namespace: str) -> None:
+    wfi = {
+        "apiVersion": "tenantflow.dev/v1alpha1",
+        "kind": "WorkflowInstance",
+        "metadata": {"name": "cols"},
+        "spec": {"workflowRef": {"name": "ci-pipeline"}},
+    }
+    kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(wfi))
+    header = kubectl("get", "wfi", "-n", namespace).stdout.splitlines()[0].split()
+    assert header == ["NAME", "WORKFLOW", "REVISION", "PHASE", "STEPS", "AGE"]
+    assert "cols" in kubectl("get", "tenantflow", "-n", namespace).stdout
+    explained = kubectl("explain", "workflowinstance.spec.events").stdout
+    assert "Append-only inbox" in explained
+    applied = kubectl("get", "wfinst", "cols", "-n", namespace, "-o", "yaml").stdout
+    spec = yaml.safe_load(applied)["spec"]
+    assert spec["suspend"] is False and spec["terminate"] is False, "defaults are applied"
+
+
+def test_events_can_be_appended(crds: Path, kubectl: Kubectl, namespace: str) -> None:
+    base = {
+        "apiVersion": "tenantflow.dev/v1alpha1",
+        "kind": "WorkflowInstance",
+        "metadata": {"name": "inbox"},
+        "spec": {"workflowRef": {"name": "x"}, "events": [{"type": "a"}]},
+    }
+    kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(base))
+    base["spec"]["events"].append({"type": "b", "payload": {"n": 1}})
+    kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(base))
