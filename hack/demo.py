@@ -25,6 +25,24 @@ def kubectl(kubeconfig: Path, *args: str) -> str:
     return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
 
 
+def run_example() -> None:
+    """Replay the example pipeline through WorkflowTestEnv and print its journal."""
+    import yaml
+
+    from tenantflow.testing import WorkflowTestEnv
+
+    doc = yaml.safe_load((ROOT / "examples" / "workflows" / "ci-pipeline.yaml").read_text())
+    result = WorkflowTestEnv().run_sync(
+        doc["spec"]["source"]["inline"],
+        params={"repo": "acme/web", "sha": "abc123"},
+        events=[(600, "approved", {"by": "bob"})],
+    )
+    for s in result.steps:
+        print(f"  {s['name']:<12} {s['kind']:<6} {s['state']:<9} attempts={s['attempts']}")
+    print(f"  phase={result.phase} output={result.output} "
+          f"(virtual time {result.elapsed}, {result.advances} replays)")
+
+
 def main() -> int:
     configure()
     step("Starting the local control plane (etcd, kube-apiserver, controllers, kwok)")
@@ -35,9 +53,14 @@ def main() -> int:
         for crd in crds:
             print(kubectl(kubeconfig, "apply", "--server-side", "-f", str(crd)), end="")
         kubectl(kubeconfig, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        step("Applying the example tenants")
+        print(kubectl(kubeconfig, "apply", "-f", str(ROOT / "examples" / "tenants")), end="")
+    step("Running the ci-pipeline example on the engine (virtual clock, no cluster needed)")
+    run_example()
     step("Cluster summary")
     print(kubectl(kubeconfig, "get", "nodes", "-o", "wide"), end="")
     print(kubectl(kubeconfig, "get", "storageclass"), end="")
+    print(kubectl(kubeconfig, "get", "tenantflow", "-A"), end="")
     step("Done")
     print(f"export KUBECONFIG={kubeconfig}\nkubectl get tenantflow -A    # stop with: make down")
     return 0
