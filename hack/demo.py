@@ -39,8 +39,10 @@ def run_example() -> None:
     )
     for s in result.steps:
         print(f"  {s['name']:<12} {s['kind']:<6} {s['state']:<9} attempts={s['attempts']}")
-    print(f"  phase={result.phase} output={result.output} "
-          f"(virtual time {result.elapsed}, {result.advances} replays)")
+    print(
+        f"  phase={result.phase} output={result.output} "
+        f"(virtual time {result.elapsed}, {result.advances} replays)"
+    )
 
 
 def main() -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -11,6 +11,7 @@ from tenantflow.api.common import (
     Condition,
     Model,
     ObjectMeta,
+    any_json,
     cel,
     conditions_field,
     duration_field,
@@ -110,6 +111,7 @@ class WorkflowDefinitionStatus(Model):
     )
     conditions: list[Condition] = conditions_field()
     observed_generation: int | None = Field(None, description="Last generation acted on.")
+    kopf: Any = any_json("The operator framework's handler bookkeeping.")
 
 
 class WorkflowDefinition(Model):

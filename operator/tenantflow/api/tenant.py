@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -12,6 +12,7 @@ from tenantflow.api.common import (
     Condition,
     Model,
     ObjectMeta,
+    any_json,
     cel,
     conditions_field,
     rule,
@@ -144,6 +145,7 @@ class TenantStatus(Model):
     conditions: list[Condition] = conditions_field()
     usage: TenantUsage | None = Field(None, description="Current consumption.")
     observed_generation: int | None = Field(None, description="Last generation acted on.")
+    kopf: Any = any_json("The operator framework's handler bookkeeping.")
 
 
 class Tenant(Model):

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from tenantflow import __version__
-from tenantflow.cli import devcluster_cmd
+from tenantflow.cli import devcluster_cmd, operator_cmd
 from tenantflow.errors import TenantflowError
 from tenantflow.observability.logging import configure
 
@@ -14,8 +14,10 @@ from tenantflow.observability.logging import configure
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tenantflow", description=__doc__)
     parser.add_argument("--version", action="version", version=f"tenantflow {__version__}")
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG)")
     sub = parser.add_subparsers(dest="command", required=True)
     devcluster_cmd.register(sub)
+    operator_cmd.register(sub)
     return parser
 
 

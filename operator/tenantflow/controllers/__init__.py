@@ -1,0 +1,1 @@
+"""kopf handlers: thin adapters between watch events and the pure layers."""

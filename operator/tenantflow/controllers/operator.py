@@ -1,0 +1,63 @@
+"""The operator process: kopf settings, startup/shutdown, and `run()`."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+
+from tenantflow.controllers import runtime
+from tenantflow.controllers import tenant as _tenant  # noqa: F401 - registers handlers
+from tenantflow.kube.client import Kube
+from tenantflow.observability.logging import configure, get_logger
+
+log = get_logger("tenantflow.operator")
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In a pod: the service account; elsewhere: $KUBECONFIG (the dev cluster's, say)."""
+    if "KUBERNETES_SERVICE_HOST" in os.environ:
+        return kopf.login_with_service_account(**kwargs)
+    return kopf.login_with_kubeconfig(**kwargs)
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Bookkeeping kept cheap: progress in status (one patch we make anyway), no per-log Events.
+    settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf")
+    settings.persistence.finalizer = "tenantflow.dev/finalizer"
+    settings.posting.level = logging.WARNING
+    settings.peering.name = "tenantflow"
+    settings.peering.mandatory = False
+    settings.peering.stealth = True
+    settings.watching.server_timeout = 300
+    kube = await Kube.connect(os.environ.get("KUBECONFIG"))
+    runtime.set_runtime(runtime.Runtime(kube=kube, settings=runtime.settings_from_env()))
+    log.info("operator started", namespace=runtime.get().settings.namespace)
+
+
+@kopf.on.cleanup()
+async def cleanup(**_: Any) -> None:
+    rt = runtime.get()
+    for q in rt.queues.values():
+        await q.drain()
+    await rt.kube.close()
+    runtime.set_runtime(None)
+
+
+def run(*, metrics_port: int, liveness_port: int, standalone: bool, priority: int) -> None:
+    """Run until SIGINT/SIGTERM. Metrics at :metrics_port/metrics, liveness at /healthz."""
+    configure()
+    if metrics_port:
+        start_http_server(metrics_port)
+    kopf.run(
+        clusterwide=True,
+        standalone=standalone,
+        priority=priority,
+        peering_name="tenantflow",
+        liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None,
+    )

@@ -1,0 +1,186 @@
+"""Tenant controller: provision `tenant-<name>`, keep it as declared, tear it down.
+
+Reconciliation is level-based: every Tenant event and every event on an object the
+tenant owns requests one coalesced reconcile, which server-side-applies the desired
+objects (restoring anything changed or deleted by hand) and recomputes the status.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from typing import Any, cast
+
+import kopf
+
+from tenantflow import conditions
+from tenantflow.api.tenant import Tenant
+from tenantflow.controllers import runtime
+from tenantflow.durations import parse_time
+from tenantflow.kube.client import ApiException, Kube, message
+from tenantflow.observability.logging import get_logger
+from tenantflow.tenancy import manifests, status
+
+log = get_logger("tenantflow.tenant")
+GROUP, VERSION = "tenantflow.dev", "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+TERMINATION_GRACE = dt.timedelta(seconds=60)
+FINISHED = ("Complete", "Errored", "Terminated")
+
+# Owned kinds whose changes trigger a reconcile of their tenant (drift repair).
+OWNED = (
+    ("", "v1", "namespaces"),
+    ("", "v1", "resourcequotas"),
+    ("", "v1", "limitranges"),
+    ("", "v1", "serviceaccounts"),
+    ("", "v1", "services"),
+    ("", "v1", "secrets"),
+    ("", "v1", "persistentvolumeclaims"),
+    ("apps", "v1", "statefulsets"),
+    ("networking.k8s.io", "v1", "networkpolicies"),
+    ("rbac.authorization.k8s.io", "v1", "roles"),
+    ("rbac.authorization.k8s.io", "v1", "rolebindings"),
+)
+
+
+def queue() -> runtime.KeyedWorkQueue:
+    rt = runtime.get()
+    if "tenant" not in rt.queues:
+        rt.queues["tenant"] = runtime.KeyedWorkQueue(reconcile)
+    return rt.queues["tenant"]
+
+
+@kopf.on.event(GROUP, VERSION, "tenants")
+async def tenant_event(**kwargs: Any) -> None:
+    if kwargs["type"] != "DELETED":
+        queue().request(kwargs["name"])
+
+
+def _owned_handler(group: str, version: str, plural: str) -> None:
+    selector: dict[str, str | kopf.MetaFilterToken] = {
+        manifests.TENANT_LABEL: kopf.PRESENT,
+        **manifests.MANAGED_BY,
+    }
+
+    @kopf.on.event(group, version, plural, id=f"owned-{plural}", labels=selector)
+    async def owned_event(**kwargs: Any) -> None:
+        queue().request(kwargs["labels"][manifests.TENANT_LABEL])
+
+
+for _group, _version, _plural in OWNED:
+    _owned_handler(_group, _version, _plural)
+
+
+async def reconcile(name: str) -> None:
+    rt = runtime.get()
+    kube = rt.kube
+    body = await kube.get(API_VERSION, "Tenant", name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return
+    tenant = Tenant.model_validate(body)
+    ns_name = manifests.namespace_of(name)
+    ns = await kube.get("v1", "Namespace", ns_name)
+    if ns is not None and (ns["metadata"].get("labels") or {}).get(manifests.TENANT_LABEL) != name:
+        observed = status.Observed(
+            conflict=(
+                f"namespace {ns_name} already exists and is not managed by tenantflow for tenant "
+                f"{name}; delete or rename it, or pick another tenant name"
+            )
+        )
+        await _write_status(kube, body, observed, [])
+        return
+    error = None
+    try:
+        for obj in manifests.owned_objects(tenant, rt.settings):
+            await kube.apply(obj)
+        await kube.create_if_missing(manifests.pvc(tenant))
+        await kube.create_if_missing(manifests.hmac_secret(tenant, secrets.token_hex(32)))
+    except ApiException as exc:
+        error = f"applying tenant objects failed: {exc.status} {exc.reason}: {message(exc)}"
+        log.warning("apply failed", tenant=name, error=error)
+    observed, instances = await _observe(kube, tenant, error)
+    await _write_status(kube, body, observed, instances)
+
+
+async def _observe(
+    kube: Kube, tenant: Tenant, error: str | None
+) -> tuple[status.Observed, list[dict[str, Any]]]:
+    ns_name = manifests.namespace_of(tenant.metadata.name)
+    ns = await kube.get("v1", "Namespace", ns_name)
+    pvc = await kube.get("v1", "PersistentVolumeClaim", manifests.PVC, ns_name)
+    sts = await kube.get("apps/v1", "StatefulSet", manifests.SANDBOX, ns_name)
+    instances = await kube.list(API_VERSION, "WorkflowInstance", ns_name) if ns else []
+    return status.Observed(
+        namespace_phase=(ns or {}).get("status", {}).get("phase"),
+        pvc_phase=(pvc or {}).get("status", {}).get("phase"),
+        sandbox_ready=((sts or {}).get("status") or {}).get("readyReplicas") or 0,
+        sandbox_wanted=tenant.spec.sandbox.replicas,
+        error=error,
+    ), instances
+
+
+async def _write_status(
+    kube: Kube, body: dict[str, Any], observed: status.Observed, instances: list[dict[str, Any]]
+) -> None:
+    """Patch status only when it changed, so the status write does not loop."""
+    meta, old = body["metadata"], body.get("status") or {}
+    phase, conds = status.conditions(observed)
+    new = {
+        "namespace": manifests.namespace_of(meta["name"]),
+        "phase": phase,
+        "conditions": conditions.merge(
+            old.get("conditions"), conds, generation=meta.get("generation")
+        ),
+        "usage": {**(old.get("usage") or {}), **status.usage(instances)},
+        "observedGeneration": meta.get("generation"),
+    }
+    if {k: old.get(k) for k in new} == new:
+        return
+    await kube.patch(
+        API_VERSION, "Tenant", meta["name"], None, {"status": new}, subresource="status"
+    )
+    if old.get("phase") != phase:
+        ready = next(c for c in conds if c.type == "Ready")
+        kopf.event(
+            kopf.Body(cast(kopf.RawBody, body)),
+            type="Warning" if phase == "Degraded" else "Normal",
+            reason=ready.reason,
+            message=ready.message,
+        )
+        log.info("tenant phase", tenant=meta["name"], phase=phase, reason=ready.reason)
+
+
+@kopf.on.delete(GROUP, VERSION, "tenants")
+async def tenant_deleted(name: str, body: kopf.Body, **_: Any) -> None:
+    """Finalizer: terminate running instances, then remove the namespace and everything in it."""
+    kube = runtime.get().kube
+    ns_name = manifests.namespace_of(name)
+    ns = await kube.get("v1", "Namespace", ns_name)
+    if ns is None or (ns["metadata"].get("labels") or {}).get(manifests.TENANT_LABEL) != name:
+        return  # never ours (a conflict): nothing to remove
+    running = [
+        i
+        for i in await kube.list(API_VERSION, "WorkflowInstance", ns_name)
+        if (i.get("status") or {}).get("phase") not in FINISHED
+    ]
+    for inst in running:
+        if not inst["spec"].get("terminate"):
+            await kube.patch(
+                API_VERSION,
+                "WorkflowInstance",
+                inst["metadata"]["name"],
+                ns_name,
+                {"spec": {"terminate": True}},
+            )
+    deleted_at = parse_time(body["metadata"]["deletionTimestamp"])
+    if running and dt.datetime.now(dt.UTC) - deleted_at < TERMINATION_GRACE:
+        raise kopf.TemporaryError(f"waiting for {len(running)} instance(s) to terminate", delay=2)
+    if running:
+        kopf.warn(
+            body,
+            reason="TerminationTimeout",
+            message=f"{len(running)} instance(s) did not terminate within "
+            f"{TERMINATION_GRACE.seconds}s; deleting the namespace anyway",
+        )
+    await kube.delete("v1", "Namespace", ns_name)
+    log.info("tenant removed", tenant=name, namespace=ns_name)

@@ -1,0 +1,167 @@
+"""Async access to the API server: server-side apply, reads, patches; every write counted.
+
+Built on kubernetes_asyncio's ApiClient (auth, TLS, kubeconfig) with a static resource
+table (`resources.py`), so errors are explicit `ApiException`s and no discovery is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from tenantflow.kube.resources import path
+from tenantflow.observability.metrics import KUBE_WRITES
+
+FIELD_MANAGER = "tenantflow"
+APPLY = "application/apply-patch+yaml"
+MERGE = "application/merge-patch+json"
+
+__all__ = ["ApiException", "Kube"]
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+
+    @classmethod
+    async def connect(cls, kubeconfig: str | None = None) -> Kube:
+        """In-cluster credentials inside a pod, else the kubeconfig (arg, $KUBECONFIG)."""
+        if kubeconfig is None and "KUBERNETES_SERVICE_HOST" in os.environ:
+            config.load_incluster_config()
+            return cls(client.ApiClient())
+        cfg = client.Configuration()
+        await config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+        return cls(client.ApiClient(configuration=cfg))
+
+    async def close(self) -> None:
+        await self.api.close()
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: Any = None,
+        content_type: str = "application/json",
+        query: list[tuple[str, str]] | None = None,
+    ) -> dict[str, Any]:
+        """One API call; non-2xx raises ApiException carrying the server's Status."""
+        resp = await self.api.call_api(
+            url,
+            method,
+            query_params=query or [],
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _return_http_data_only=True,
+        )
+        data = await resp.read()
+        if not 200 <= resp.status < 300:
+            exc = ApiException(status=resp.status, reason=resp.reason)
+            exc.body = data.decode(errors="replace")
+            raise exc
+        return json.loads(data) if data else {}
+
+    @staticmethod
+    def _count(kind: str, verb: str) -> None:
+        KUBE_WRITES.labels(resource=kind.lower(), verb=verb).inc()
+
+    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply with force: restores every field we own (drift repair)."""
+        meta = obj["metadata"]
+        self._count(obj["kind"], "apply")
+        return await self.request(
+            "PATCH",
+            path(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"]),
+            body=obj,
+            content_type=APPLY,
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+        )
+
+    async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self._count(obj["kind"], "create")
+        return await self.request(
+            "POST", path(obj["apiVersion"], obj["kind"], obj["metadata"].get("namespace")), body=obj
+        )
+
+    async def create_if_missing(self, obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """(object, created): for objects whose content must not be re-applied (keys, PVCs)."""
+        meta = obj["metadata"]
+        found = await self.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
+        if found is not None:
+            return found, False
+        try:
+            return await self.create(obj), True
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        existing = await self.get(
+            obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace")
+        )
+        assert existing is not None
+        return existing, False
+
+    async def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> dict[str, Any] | None:
+        try:
+            return await self.request("GET", path(api_version, kind, namespace, name))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+    ) -> list[dict[str, Any]]:
+        query = [("labelSelector", label_selector)] if label_selector else []
+        out = await self.request("GET", path(api_version, kind, namespace), query=query)
+        return list(out.get("items", []))
+
+    async def delete(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> bool:
+        self._count(kind, "delete")
+        try:
+            await self.request("DELETE", path(api_version, kind, namespace, name))
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    async def patch(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str | None,
+        body: dict[str, Any],
+        *,
+        subresource: str | None = None,
+    ) -> dict[str, Any]:
+        """JSON merge patch (of the status subresource when asked)."""
+        self._count(f"{kind}/{subresource}" if subresource else kind, "patch")
+        return await self.request(
+            "PATCH",
+            path(api_version, kind, namespace, name, subresource),
+            body=body,
+            content_type=MERGE,
+        )
+
+
+def message(exc: ApiException) -> str:
+    """The API server's Status message for an ApiException."""
+    try:
+        return str(json.loads(exc.body or "").get("message", exc.body))
+    except (TypeError, ValueError):
+        return str(exc.body)

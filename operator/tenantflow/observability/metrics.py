@@ -1,0 +1,25 @@
+"""The operator's Prometheus metrics (names are part of the user-facing contract)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+INSTANCES = Gauge("tenantflow_instances", "WorkflowInstances by phase.", ["tenant", "phase"])
+INSTANCE_STARTS = Counter("tenantflow_instance_starts_total", "Instances started.", ["tenant"])
+INSTANCE_FINISHED = Counter(
+    "tenantflow_instance_finished_total", "Instances finished.", ["tenant", "phase"]
+)
+STEP_DURATION = Histogram("tenantflow_step_duration_seconds", "Step attempt durations.", ["tenant"])
+STEP_ATTEMPTS = Counter(
+    "tenantflow_step_attempts_total", "Step attempts by outcome.", ["tenant", "outcome"]
+)
+SANDBOX_INVOKE = Histogram(
+    "tenantflow_sandbox_invoke_seconds", "Sandbox advance calls.", ["tenant"]
+)
+QUEUE_DEPTH = Gauge("tenantflow_queue_depth", "Instances waiting for admission.", ["tenant"])
+RATE_LIMITED = Counter(
+    "tenantflow_rate_limited_total", "Requests delayed by a tenant limit.", ["tenant", "limit"]
+)
+KUBE_WRITES = Counter(
+    "tenantflow_kube_writes_total", "Writes the operator made to the API.", ["resource", "verb"]
+)

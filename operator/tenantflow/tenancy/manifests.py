@@ -1,0 +1,360 @@
+"""The objects the operator owns in `tenant-<name>`, rendered from a Tenant (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tenantflow.api import API_VERSION
+from tenantflow.api.tenant import NAMESPACE_PREFIX, Tenant
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "tenantflow"}
+TENANT_LABEL = "tenantflow.dev/tenant"
+SANDBOX = "sandbox"
+SANDBOX_PORT = 8080
+SERVICE_ACCOUNT = "tenant-sandbox"
+PVC = "tenant-data"
+HMAC_SECRET = "tenant-hmac"
+PSS = "restricted"
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """Cluster-wide settings of this operator installation (from its Deployment env)."""
+
+    namespace: str = "tenantflow-system"
+    sandbox_image: str = "ghcr.io/tenantflow/sandbox:0.1.0"
+    dns_namespace: str = "kube-system"
+
+
+def namespace_of(tenant_name: str) -> str:
+    return f"{NAMESPACE_PREFIX}{tenant_name}"
+
+
+def labels(tenant_name: str, **extra: str) -> dict[str, str]:
+    return {**MANAGED_BY, TENANT_LABEL: tenant_name, **extra}
+
+
+def _meta(tenant: Tenant, name: str, *, namespaced: bool = True, **extra: Any) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": name,
+        "labels": labels(tenant.metadata.name),
+        "ownerReferences": [
+            {
+                "apiVersion": API_VERSION,
+                "kind": "Tenant",
+                "name": tenant.metadata.name,
+                "uid": tenant.metadata.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ],
+        **extra,
+    }
+    if namespaced:
+        meta["namespace"] = namespace_of(tenant.metadata.name)
+    return meta
+
+
+def namespace(tenant: Tenant) -> dict[str, Any]:
+    meta = _meta(tenant, namespace_of(tenant.metadata.name), namespaced=False)
+    meta["labels"].update(
+        {f"pod-security.kubernetes.io/{mode}": PSS for mode in ("enforce", "audit", "warn")}
+    )
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
+
+
+def resource_quota(tenant: Tenant) -> dict[str, Any]:
+    lim, box = tenant.spec.limits, tenant.spec.sandbox
+    pods = box.replicas + 2  # room for a rolling restart
+    hard = {
+        "pods": str(pods),
+        "requests.storage": lim.storage,
+        "persistentvolumeclaims": "1",
+        "count/workflowinstances.tenantflow.dev": str(max(1000, 10 * lim.max_concurrent_instances)),
+        "count/workflowdefinitions.tenantflow.dev": "500",
+        "configmaps": "200",
+        "secrets": "20",
+        "services": "2",
+    }
+    for res in ("cpu", "memory"):
+        if res in box.resources.requests:
+            hard[f"requests.{res}"] = _times(box.resources.requests[res], pods)
+        if res in box.resources.limits:
+            hard[f"limits.{res}"] = _times(box.resources.limits[res], pods)
+    return {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": _meta(tenant, "tenant-quota"),
+        "spec": {"hard": hard},
+    }
+
+
+def _times(quantity: str, n: int) -> str:
+    """Multiply a quantity string (100m, 512Mi, 1) by n, keeping its unit."""
+    digits = quantity.rstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    unit = quantity[len(digits) :]
+    value = float(digits) * n
+    return f"{int(value) if value.is_integer() else value}{unit}"
+
+
+def limit_range(tenant: Tenant) -> dict[str, Any]:
+    res = tenant.spec.sandbox.resources
+    return {
+        "apiVersion": "v1",
+        "kind": "LimitRange",
+        "metadata": _meta(tenant, "tenant-limits"),
+        "spec": {
+            "limits": [
+                {
+                    "type": "Container",
+                    "default": dict(res.limits),
+                    "defaultRequest": dict(res.requests),
+                }
+            ]
+        },
+    }
+
+
+def network_policies(tenant: Tenant, settings: OperatorSettings) -> list[dict[str, Any]]:
+    def policy(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": _meta(tenant, name),
+            "spec": spec,
+        }
+
+    sandbox_pods = {"matchLabels": {"app.kubernetes.io/name": SANDBOX}}
+    out = [
+        policy("default-deny", {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}),
+        policy(
+            "allow-operator-to-sandbox",
+            {
+                "podSelector": sandbox_pods,
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [
+                            {
+                                "namespaceSelector": {
+                                    "matchLabels": {
+                                        "kubernetes.io/metadata.name": settings.namespace
+                                    }
+                                }
+                            }
+                        ],
+                        "ports": [{"protocol": "TCP", "port": SANDBOX_PORT}],
+                    }
+                ],
+            },
+        ),
+        policy(
+            "allow-dns",
+            {
+                "podSelector": {},
+                "policyTypes": ["Egress"],
+                "egress": [
+                    {
+                        "to": [
+                            {
+                                "namespaceSelector": {
+                                    "matchLabels": {
+                                        "kubernetes.io/metadata.name": settings.dns_namespace
+                                    }
+                                }
+                            }
+                        ],
+                        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+                    }
+                ],
+            },
+        ),
+    ]
+    if tenant.spec.sandbox.egress:
+        out.append(
+            policy(
+                "allow-egress",
+                {
+                    "podSelector": sandbox_pods,
+                    "policyTypes": ["Egress"],
+                    "egress": [
+                        {"to": [{"ipBlock": {"cidr": c}} for c in tenant.spec.sandbox.egress]}
+                    ],
+                },
+            )
+        )
+    return out
+
+
+def service_account(tenant: Tenant) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(tenant, SERVICE_ACCOUNT),
+        "automountServiceAccountToken": False,
+    }
+
+
+_TENANT_KINDS = ["workflowdefinitions", "workflowinstances"]
+_READ = ["get", "list", "watch"]
+
+
+def roles(tenant: Tenant) -> list[dict[str, Any]]:
+    def role(name: str, write: bool) -> dict[str, Any]:
+        verbs = [*_READ, "create", "update", "patch", "delete"] if write else _READ
+        return {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": _meta(tenant, name),
+            "rules": [
+                {"apiGroups": ["tenantflow.dev"], "resources": _TENANT_KINDS, "verbs": verbs},
+                {
+                    "apiGroups": ["tenantflow.dev"],
+                    "resources": [f"{k}/status" for k in _TENANT_KINDS],
+                    "verbs": _READ,
+                },
+                {"apiGroups": [""], "resources": ["configmaps"], "verbs": verbs},
+                {"apiGroups": [""], "resources": ["pods", "pods/log", "events"], "verbs": _READ},
+                {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": _READ},
+            ],
+        }
+
+    subjects = [
+        {
+            k: v
+            for k, v in {
+                "kind": s.kind,
+                "name": s.name,
+                "namespace": s.namespace,
+                "apiGroup": None if s.kind == "ServiceAccount" else "rbac.authorization.k8s.io",
+            }.items()
+            if v is not None
+        }
+        for s in tenant.spec.owners
+    ]
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _meta(tenant, "tenant-editor"),
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": "tenant-editor",
+        },
+        "subjects": subjects,
+    }
+    return [role("tenant-editor", True), role("tenant-viewer", False), binding]
+
+
+def pvc(tenant: Tenant) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _meta(tenant, PVC),
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": tenant.spec.limits.storage}},
+        },
+    }
+
+
+def hmac_secret(tenant: Tenant, key: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(tenant, HMAC_SECRET),
+        "type": "Opaque",
+        "stringData": {"key": key},
+    }
+
+
+def sandbox_service(tenant: Tenant) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(tenant, SANDBOX),
+        "spec": {
+            "clusterIP": "None",
+            "selector": {"app.kubernetes.io/name": SANDBOX},
+            "ports": [{"name": "runner", "port": SANDBOX_PORT, "targetPort": SANDBOX_PORT}],
+        },
+    }
+
+
+def sandbox_statefulset(tenant: Tenant, settings: OperatorSettings) -> dict[str, Any]:
+    box, name = tenant.spec.sandbox, tenant.metadata.name
+    pod_labels = labels(name, **{"app.kubernetes.io/name": SANDBOX})
+    pod_spec: dict[str, Any] = {
+        "serviceAccountName": SERVICE_ACCOUNT,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "runAsGroup": 10001,
+            "fsGroup": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                "name": "runner",
+                "image": settings.sandbox_image,
+                "ports": [{"name": "runner", "containerPort": SANDBOX_PORT}],
+                "env": [
+                    {"name": "TENANTFLOW_TENANT", "value": name},
+                    {"name": "TENANTFLOW_DATA", "value": "/data"},
+                    {
+                        "name": "TENANTFLOW_HMAC_KEY",
+                        "valueFrom": {"secretKeyRef": {"name": HMAC_SECRET, "key": "key"}},
+                    },
+                ],
+                "resources": {
+                    "requests": dict(box.resources.requests),
+                    "limits": dict(box.resources.limits),
+                },
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "capabilities": {"drop": ["ALL"]},
+                    "runAsNonRoot": True,
+                },
+                "readinessProbe": {"httpGet": {"path": "/healthz", "port": SANDBOX_PORT}},
+                "volumeMounts": [
+                    {"name": "data", "mountPath": "/data"},
+                    {"name": "tmp", "mountPath": "/tmp"},
+                ],
+            }
+        ],
+        "volumes": [
+            {"name": "data", "persistentVolumeClaim": {"claimName": PVC}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+        ],
+    }
+    if box.runtime_class_name:
+        pod_spec["runtimeClassName"] = box.runtime_class_name
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": _meta(tenant, SANDBOX),
+        "spec": {
+            "replicas": box.replicas,
+            "serviceName": SANDBOX,
+            "selector": {"matchLabels": {"app.kubernetes.io/name": SANDBOX}},
+            "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
+        },
+    }
+
+
+def owned_objects(tenant: Tenant, settings: OperatorSettings) -> list[dict[str, Any]]:
+    """Everything reconciled by server-side apply, namespace first (order matters)."""
+    return [
+        namespace(tenant),
+        resource_quota(tenant),
+        limit_range(tenant),
+        *network_policies(tenant, settings),
+        service_account(tenant),
+        *roles(tenant),
+        sandbox_service(tenant),
+        sandbox_statefulset(tenant, settings),
+    ]

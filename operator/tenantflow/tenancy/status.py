@@ -1,0 +1,72 @@
+"""A Tenant's status from what was observed in its namespace (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tenantflow.conditions import Condition
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the reconciler saw; None = the object does not exist (yet)."""
+
+    conflict: str | None = None  # the namespace exists but is not ours
+    namespace_phase: str | None = None
+    pvc_phase: str | None = None
+    sandbox_ready: int = 0
+    sandbox_wanted: int = 1
+    error: str | None = None  # an API error while applying
+
+
+def conditions(o: Observed) -> tuple[str, list[Condition]]:
+    """(phase, conditions) following the Tenant contract."""
+    if o.conflict:
+        c = Condition("NamespaceReady", False, "NamespaceConflict", o.conflict)
+        return "Degraded", [Condition("Ready", False, "NamespaceConflict", o.conflict), c]
+    ns_ok = o.namespace_phase == "Active"
+    pvc_ok = o.pvc_phase == "Bound"
+    box_ok = o.sandbox_ready >= o.sandbox_wanted
+    conds = [
+        Condition(
+            "NamespaceReady",
+            ns_ok,
+            "Active" if ns_ok else "Provisioning",
+            "namespace is active" if ns_ok else "waiting for the namespace",
+        ),
+        Condition(
+            "StorageReady",
+            pvc_ok,
+            "Bound" if pvc_ok else "Pending",
+            "the tenant volume is bound"
+            if pvc_ok
+            else f"PersistentVolumeClaim is {o.pvc_phase or 'missing'}",
+        ),
+        Condition(
+            "SandboxReady",
+            box_ok,
+            "Ready" if box_ok else "Starting",
+            f"{o.sandbox_ready}/{o.sandbox_wanted} sandbox replicas ready",
+        ),
+    ]
+    if o.error:
+        return "Degraded", [Condition("Ready", False, "ApplyFailed", o.error), *conds]
+    ready = ns_ok and pvc_ok and box_ok
+    not_ready = [c.type for c in conds if not c.status]
+    top = Condition(
+        "Ready",
+        ready,
+        "Ready" if ready else "Provisioning",
+        "all tenant resources are ready" if ready else f"waiting for {', '.join(not_ready)}",
+    )
+    return ("Ready" if ready else "Provisioning"), [top, *conds]
+
+
+def usage(instances: list[dict[str, Any]]) -> dict[str, int]:
+    """status.usage counts from the tenant's WorkflowInstance objects."""
+    phases = [((i.get("status") or {}).get("phase")) for i in instances]
+    return {
+        "runningInstances": sum(p in ("Running", "Waiting", "Paused") for p in phases),
+        "queuedInstances": sum(p in (None, "Queued") for p in phases),
+    }
