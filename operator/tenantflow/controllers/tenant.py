@@ -57,7 +57,7 @@ async def tenant_event(**kwargs: Any) -> None:
 
 
 def _owned_handler(group: str, version: str, plural: str) -> None:
-    selector: dict[str, str | kopf.MetaFilterToken] = {
+    selector: dict[str, Any] = {
         manifests.TENANT_LABEL: kopf.PRESENT,
         **manifests.MANAGED_BY,
     }
