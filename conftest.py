@@ -126,3 +126,39 @@ def crds(kubectl: Callable[..., subprocess.CompletedProcess[str]]) -> Path:
         "--timeout=60s",
     )
     return ROOT / "crds"
+
+
+@pytest.fixture(scope="session")
+def operator_process(kubeconfig: Path, crds: Path, tmp_path_factory: pytest.TempPathFactory
+                     ) -> Iterator[subprocess.Popen[bytes]]:
+    """The real operator (`python -m tenantflow operator`) running against the test cluster."""
+    import sys
+    import urllib.request
+
+    from tenantflow.devcluster.process import free_port
+
+    log_path = tmp_path_factory.mktemp("operator") / "operator.log"
+    liveness = free_port()
+    env = dict(os.environ, KUBECONFIG=str(kubeconfig), TENANTFLOW_LOG_FORMAT="json")
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tenantflow", "operator", "--standalone",
+             "--metrics-port", str(free_port()), "--liveness-port", str(liveness)],
+            stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    def alive() -> bool:
+        assert proc.poll() is None, f"operator exited:\n{log_path.read_text()[-3000:]}"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{liveness}/healthz", timeout=1):
+                return True
+        except OSError:
+            return False
+
+    wait_for(alive, "operator liveness endpoint", timeout=60)
+    proc.log_path = log_path  # type: ignore[attr-defined]
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
