@@ -129,8 +129,9 @@ def crds(kubectl: Callable[..., subprocess.CompletedProcess[str]]) -> Path:
 
 
 @pytest.fixture(scope="session")
-def operator_process(kubeconfig: Path, crds: Path, tmp_path_factory: pytest.TempPathFactory
-                     ) -> Iterator[subprocess.Popen[bytes]]:
+def operator_process(
+    kubeconfig: Path, crds: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[subprocess.Popen[bytes]]:
     """The real operator (`python -m tenantflow operator`) running against the test cluster."""
     import sys
     import urllib.request
@@ -142,9 +143,21 @@ def operator_process(kubeconfig: Path, crds: Path, tmp_path_factory: pytest.Temp
     env = dict(os.environ, KUBECONFIG=str(kubeconfig), TENANTFLOW_LOG_FORMAT="json")
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tenantflow", "operator", "--standalone",
-             "--metrics-port", str(free_port()), "--liveness-port", str(liveness)],
-            stdout=log, stderr=subprocess.STDOUT, env=env)
+            [
+                sys.executable,
+                "-m",
+                "tenantflow",
+                "operator",
+                "--standalone",
+                "--metrics-port",
+                str(free_port()),
+                "--liveness-port",
+                str(liveness),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
 
     def alive() -> bool:
         assert proc.poll() is None, f"operator exited:\n{log_path.read_text()[-3000:]}"
