@@ -1,0 +1,95 @@
+"""JSON shapes of an advance's input and result, shared by the operator and the sandbox."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from tenantflow.durations import format_time, parse_time
+from tenantflow.engine.journal import dump
+from tenantflow.engine.options import EngineLimits, RetryPolicy, StepDefaults
+from tenantflow.engine.outcome import Advance, Complete, Errored, Outcome, Waiting, Yielded
+from tenantflow.engine.state import InboxEvent
+
+
+def outcome_to_wire(outcome: Outcome) -> dict[str, Any]:
+    if isinstance(outcome, Complete):
+        return {"kind": "Complete", "output": outcome.output, "outputRef": outcome.output_ref}
+    if isinstance(outcome, Errored):
+        return {"kind": "Errored", "error": outcome.error}
+    if isinstance(outcome, Waiting):
+        return {
+            "kind": "Waiting",
+            "wakeAt": format_time(outcome.wake_at) if outcome.wake_at else None,
+            "eventTypes": sorted(outcome.event_types),
+            "waitingFor": outcome.waiting_for,
+        }
+    assert isinstance(outcome, Yielded)
+    return {"kind": "Yielded"}
+
+
+def outcome_from_wire(data: dict[str, Any]) -> Outcome:
+    kind = data["kind"]
+    if kind == "Complete":
+        return Complete(output=data.get("output"), output_ref=data.get("outputRef"))
+    if kind == "Errored":
+        return Errored(error=data["error"])
+    if kind == "Waiting":
+        return Waiting(
+            wake_at=parse_time(data["wakeAt"]) if data.get("wakeAt") else None,
+            event_types=frozenset(data.get("eventTypes", [])),
+            waiting_for=data.get("waitingFor") or {},
+        )
+    if kind == "Yielded":
+        return Yielded()
+    raise ValueError(f"unknown outcome kind {kind!r}")
+
+
+def advance_to_wire(result: Advance) -> dict[str, Any]:
+    return {
+        "journal": dump(result.journal),
+        "outcome": outcome_to_wire(result.outcome),
+        "changed": result.changed,
+        "executed": [list(e) for e in result.executed],
+        "logs": result.logs,
+    }
+
+
+def inbox_to_wire(events: list[InboxEvent]) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": e.type,
+            "payload": e.payload,
+            "timestamp": format_time(e.timestamp) if e.timestamp else None,
+        }
+        for e in events
+    ]
+
+
+def inbox_from_wire(data: list[dict[str, Any]]) -> list[InboxEvent]:
+    return [
+        InboxEvent(
+            e["type"], e.get("payload"), parse_time(e["timestamp"]) if e.get("timestamp") else None
+        )
+        for e in data
+    ]
+
+
+def defaults_to_wire(d: StepDefaults) -> dict[str, Any]:
+    return {"retries": asdict(d.retries), "timeout": d.timeout, "eventTimeout": d.event_timeout}
+
+
+def defaults_from_wire(data: dict[str, Any]) -> StepDefaults:
+    return StepDefaults(
+        retries=RetryPolicy(**data["retries"]),
+        timeout=data["timeout"],
+        event_timeout=data["eventTimeout"],
+    )
+
+
+def limits_to_wire(limits: EngineLimits) -> dict[str, Any]:
+    return asdict(limits)
+
+
+def limits_from_wire(data: dict[str, Any]) -> EngineLimits:
+    return EngineLimits(**data)

@@ -1,0 +1,43 @@
+"""HMAC request signing between operator and sandbox runner (key from the tenant's Secret)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+
+from tenantflow.errors import TenantflowError
+
+MAX_SKEW_SECONDS = 60
+TIMESTAMP_HEADER = "X-Tenantflow-Timestamp"
+SIGNATURE_HEADER = "X-Tenantflow-Signature"
+
+
+class AuthError(TenantflowError):
+    """A request's MAC is missing, wrong or stale."""
+
+
+def sign(key: bytes, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+    """Headers for a request carrying `body`."""
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    mac = hmac.new(key, ts.encode() + b"\n" + body, hashlib.sha256).hexdigest()
+    return {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: mac}
+
+
+def verify(
+    key: bytes, body: bytes, headers: dict[str, str] | object, *, now: float | None = None
+) -> None:
+    """Raise AuthError unless the headers sign `body` with `key` within the allowed skew."""
+    get = headers.get
+    ts, mac = get(TIMESTAMP_HEADER), get(SIGNATURE_HEADER)
+    if not ts or not mac:
+        raise AuthError("missing signature headers")
+    try:
+        age = abs((time.time() if now is None else now) - int(ts))
+    except ValueError:
+        raise AuthError("malformed timestamp") from None
+    if age > MAX_SKEW_SECONDS:
+        raise AuthError(f"stale request ({int(age)}s old)")
+    expected = hmac.new(key, ts.encode() + b"\n" + body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, mac):
+        raise AuthError("bad signature")
