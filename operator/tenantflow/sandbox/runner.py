@@ -95,6 +95,9 @@ class Runner:
         ADVANCES.labels("ok").inc()
         return web.json_response(result)
 
+    async def _shutdown(self, _: web.Application) -> None:
+        await asyncio.to_thread(lambda: self.pool.shutdown(wait=False, cancel_futures=True))
+
     async def healthz(self, _: web.Request) -> web.Response:
         return web.json_response({"ok": True, "tenant": self.tenant})
 
@@ -106,7 +109,7 @@ class Runner:
         app.router.add_post("/v1/advance", self.advance)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/metrics", self.metrics)
-        app.on_shutdown.append(lambda _: asyncio.to_thread(self.pool.shutdown, False, True))
+        app.on_shutdown.append(self._shutdown)
         return app
 
 

@@ -62,7 +62,7 @@ class HttpTransport:
                 "SandboxUnreachable", f"cannot reach the sandbox runner: {exc!r}"
             ) from None
         if resp.status == 200:
-            return data  # type: ignore[no-any-return]
+            return data
         err = (data or {}).get("error", {})
         raise SandboxUnavailable(
             err.get("name", f"HTTP{resp.status}"),
