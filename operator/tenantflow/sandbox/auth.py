@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections.abc import Mapping
 
 from tenantflow.errors import TenantflowError
 
@@ -25,11 +26,10 @@ def sign(key: bytes, body: bytes, timestamp: int | None = None) -> dict[str, str
 
 
 def verify(
-    key: bytes, body: bytes, headers: dict[str, str] | object, *, now: float | None = None
+    key: bytes, body: bytes, headers: Mapping[str, str], *, now: float | None = None
 ) -> None:
     """Raise AuthError unless the headers sign `body` with `key` within the allowed skew."""
-    get = headers.get
-    ts, mac = get(TIMESTAMP_HEADER), get(SIGNATURE_HEADER)
+    ts, mac = headers.get(TIMESTAMP_HEADER), headers.get(SIGNATURE_HEADER)
     if not ts or not mac:
         raise AuthError("missing signature headers")
     try:
