@@ -121,6 +121,9 @@ class WorkflowInstanceStatus(Model):
     started_at: str | None = Field(None, description="When it started running.")
     finished_at: str | None = Field(None, description="When it finished.")
     waiting_for: WaitingFor | None = Field(None, description="What a Waiting instance awaits.")
+    next_wake_at: str | None = Field(
+        None, description="Earliest time a Waiting instance must be advanced again."
+    )
     output: Any = any_json("Return value of run() (JSON).", nullable=True)
     output_ref: str | None = Field(None, description="Where a large output is stored.")
     error: ErrorInfo | None = Field(None, description="Why it Errored.")

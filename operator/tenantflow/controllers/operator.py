@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from typing import Any
@@ -9,7 +10,8 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
-from tenantflow.controllers import runtime
+from tenantflow.controllers import definition as _definition  # noqa: F401 - handlers
+from tenantflow.controllers import instance, runtime
 from tenantflow.controllers import tenant as _tenant  # noqa: F401 - registers handlers
 from tenantflow.kube.client import Kube
 from tenantflow.observability.logging import configure, get_logger
@@ -37,14 +39,22 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     kube = await Kube.connect(os.environ.get("KUBECONFIG"))
     runtime.set_runtime(runtime.Runtime(kube=kube, settings=runtime.settings_from_env()))
+    driver = instance.driver()
+    runtime.get().tasks.append(asyncio.create_task(driver.timers.run()))
     log.info("operator started", namespace=runtime.get().settings.namespace)
 
 
 @kopf.on.cleanup()
 async def cleanup(**_: Any) -> None:
     rt = runtime.get()
+    for task in rt.tasks:
+        task.cancel()
     for q in rt.queues.values():
         await q.drain()
+    if rt.instances is not None:
+        await rt.instances.queue.drain()
+        await rt.instances.transport.close()
+        rt.instances.sandboxes.close()
     await rt.kube.close()
     runtime.set_runtime(None)
 

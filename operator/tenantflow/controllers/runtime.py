@@ -6,12 +6,23 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+import kopf
 
 from tenantflow.kube.client import Kube
 from tenantflow.observability.logging import get_logger
 from tenantflow.tenancy.manifests import OperatorSettings
 
+if TYPE_CHECKING:
+    from tenantflow.controllers.instance import InstanceDriver
+
 log = get_logger("tenantflow.operator")
+
+
+def body(raw: dict[str, Any]) -> kopf.Body:
+    """A kopf Body over a plain dict, for kopf.event/info/warn outside handler kwargs."""
+    return kopf.Body(cast(kopf.RawBody, raw))
 
 
 def settings_from_env() -> OperatorSettings:
@@ -62,6 +73,8 @@ class Runtime:
     kube: Kube
     settings: OperatorSettings
     queues: dict[str, KeyedWorkQueue] = field(default_factory=dict)
+    instances: InstanceDriver | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 _runtime: Runtime | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from typing import Any, cast
+from typing import Any
 
 import kopf
 
@@ -142,7 +142,7 @@ async def _write_status(
     if old.get("phase") != phase:
         ready = next(c for c in conds if c.type == "Ready")
         kopf.event(
-            kopf.Body(cast(kopf.RawBody, body)),
+            runtime.body(body),
             type="Warning" if phase == "Degraded" else "Normal",
             reason=ready.reason,
             message=ready.message,

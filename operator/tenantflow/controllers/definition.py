@@ -1,0 +1,138 @@
+"""WorkflowDefinition controller: check the source, keep immutable revisions, set status."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import kopf
+
+from tenantflow import conditions
+from tenantflow.controllers import runtime
+from tenantflow.durations import format_time
+from tenantflow.kube.client import Kube
+from tenantflow.observability.logging import get_logger
+from tenantflow.workflows import revisions, source
+from tenantflow.workflows.instance_state import FINISHED
+
+log = get_logger("tenantflow.definition")
+API_VERSION = "tenantflow.dev/v1alpha1"
+
+
+def queue() -> runtime.KeyedWorkQueue:
+    rt = runtime.get()
+    if "definition" not in rt.queues:
+        rt.queues["definition"] = runtime.KeyedWorkQueue(reconcile)
+    return rt.queues["definition"]
+
+
+@kopf.on.event("tenantflow.dev", "v1alpha1", "workflowdefinitions")
+async def definition_event(**kwargs: Any) -> None:
+    if kwargs["type"] != "DELETED":
+        queue().request(f"{kwargs['namespace']}/{kwargs['name']}")
+
+
+async def resolve_source(kube: Kube, body: dict[str, Any]) -> tuple[str | None, str]:
+    """(source, problem): the inline source or the ConfigMap key's content."""
+    src = body["spec"]["source"]
+    if src.get("inline"):
+        return src["inline"], ""
+    ref = src["configMapRef"]
+    cm = await kube.get("v1", "ConfigMap", ref["name"], body["metadata"]["namespace"])
+    if cm is None:
+        return None, f"ConfigMap {ref['name']} (spec.source.configMapRef) does not exist"
+    text = (cm.get("data") or {}).get(ref["key"])
+    if text is None:
+        return None, f"ConfigMap {ref['name']} has no key {ref['key']!r}"
+    return text, ""
+
+
+async def list_revisions(kube: Kube, namespace: str, definition: str) -> list[dict[str, Any]]:
+    return await kube.list(
+        "apps/v1", "ControllerRevision", namespace, f"{revisions.DEFINITION_LABEL}={definition}"
+    )
+
+
+async def reconcile(key: str) -> None:
+    kube = runtime.get().kube
+    ns, name = key.split("/", 1)
+    body = await kube.get(API_VERSION, "WorkflowDefinition", name, ns)
+    if body is None:
+        return
+    spec, old = body["spec"], body.get("status") or {}
+    text, problem = await resolve_source(kube, body)
+    check = (
+        source.check(text, spec.get("entrypoint", "run"))
+        if text is not None
+        else source.SourceCheck(False, "SourceNotFound", problem)
+    )
+    revs = await list_revisions(kube, ns, name)
+    current: int | None = None
+    if check.ok and text is not None:
+        sha = source.sha256(text)
+        match = [r for r in revs if r["data"]["sha256"] == sha]
+        if match:
+            current = match[0]["revision"]
+        else:
+            current = max((r["revision"] for r in revs), default=0) + 1
+            rev, _ = await kube.create_if_missing(
+                revisions.controller_revision(
+                    body,
+                    number=current,
+                    sha=sha,
+                    source=text,
+                    created_at=format_time(dt.datetime.now(dt.UTC).replace(microsecond=0)),
+                )
+            )
+            revs.append(rev)
+            kopf.info(
+                runtime.body(body),
+                reason="RevisionCreated",
+                message=f"revision {current} (sha256 {sha[:12]})",
+            )
+    pinned = spec.get("pinnedRevision")
+    numbers = {r["revision"] for r in revs}
+    if pinned is not None and pinned not in numbers:
+        check = source.SourceCheck(
+            False,
+            "PinnedRevisionNotFound",
+            f"spec.pinnedRevision {pinned} does not exist; known: {sorted(numbers)}",
+        )
+    active = pinned if pinned in numbers else current or old.get("activeRevision")
+    keep = await _revisions_in_use(kube, ns, name) | {n for n in (active, current) if n is not None}
+    for doomed in revisions.to_delete(revs, spec.get("revisionHistoryLimit", 50), keep=keep):
+        await kube.delete("apps/v1", "ControllerRevision", doomed, ns)
+        revs = [r for r in revs if r["metadata"]["name"] != doomed]
+    new = {
+        "latestRevision": max((r["revision"] for r in revs), default=None),
+        "activeRevision": active,
+        "revisions": revisions.summary(revs),
+        "conditions": conditions.merge(
+            old.get("conditions"),
+            [conditions.Condition("Ready", check.ok, check.reason, check.message)],
+            generation=body["metadata"].get("generation"),
+        ),
+        "observedGeneration": body["metadata"].get("generation"),
+    }
+    if {k: old.get(k) for k in new} != new:
+        await kube.patch(
+            API_VERSION, "WorkflowDefinition", name, ns, {"status": new}, subresource="status"
+        )
+        if not check.ok and (old.get("conditions") or [{}])[0].get("reason") != check.reason:
+            kopf.warn(
+                runtime.body(body),
+                reason=check.reason,
+                message=check.message,
+            )
+
+
+async def _revisions_in_use(kube: Kube, namespace: str, definition: str) -> set[int]:
+    """Revisions pinned by instances that have not finished (never deleted)."""
+    instances = await kube.list(API_VERSION, "WorkflowInstance", namespace)
+    return {
+        st["revision"]
+        for inst in instances
+        if (st := inst.get("status") or {}).get("revision")
+        and inst["spec"]["workflowRef"]["name"] == definition
+        and st.get("phase") not in FINISHED
+    }

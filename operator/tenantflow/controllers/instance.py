@@ -1,0 +1,363 @@
+"""WorkflowInstance controller: drive each instance through the sandbox, journal in status.
+
+Raw kopf event handlers (no per-object bookkeeping writes): every event requests one
+coalesced `drive` of that instance; sleeping/waiting instances are woken by the shared
+WakeupScheduler. Status writes carry the resourceVersion read at the start, so a
+concurrent change makes the write fail (409) and the instance is driven again from
+the fresh status: entries are never lost or reordered.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from tenantflow import conditions
+from tenantflow.api.tenant import NAMESPACE_PREFIX
+from tenantflow.controllers import runtime
+from tenantflow.controllers.sandboxes import Sandboxes
+from tenantflow.durations import parse_duration, parse_time
+from tenantflow.engine.options import EngineLimits, RetryPolicy, StepDefaults
+from tenantflow.engine.wire import defaults_to_wire, inbox_to_wire, limits_to_wire
+from tenantflow.kube.client import ApiException, Kube
+from tenantflow.observability import metrics
+from tenantflow.observability.logging import get_logger
+from tenantflow.sandbox.transport import HttpTransport, SandboxUnavailable
+from tenantflow.scheduler import WakeupScheduler
+from tenantflow.workflows import instance_state as state
+from tenantflow.workflows.revisions import DEFINITION_LABEL, REVISION_LABEL
+
+log = get_logger("tenantflow.instance")
+API_VERSION = "tenantflow.dev/v1alpha1"
+WORKER_LOSSES_BEFORE_ERROR = 3
+
+
+@dataclass
+class InstanceDriver:
+    kube: Kube
+    sandboxes: Sandboxes
+    transport: HttpTransport = field(default_factory=HttpTransport)
+    finished_ttl: float = float(os.environ.get("TENANTFLOW_FINISHED_TTL_SECONDS", 7 * 86400))
+    failures: dict[str, int] = field(default_factory=dict)
+    phases: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.queue = runtime.KeyedWorkQueue(self.drive)
+        self.timers = WakeupScheduler(self.queue.request)
+
+    # ------------------------------------------------------------------ the loop
+    async def drive(self, key: str) -> None:
+        ns, name = key.split("/", 1)
+        inst = await self.kube.get(API_VERSION, "WorkflowInstance", name, ns)
+        if inst is None:
+            self.timers.cancel(key)
+            self._track(key, None, None)
+            return
+        tenant = ns.removeprefix(NAMESPACE_PREFIX)
+        spec, st = inst["spec"], inst.get("status") or {}
+        now = dt.datetime.now(dt.UTC)
+        self._track(key, tenant, st.get("phase"))
+        if st.get("phase") in state.FINISHED:
+            await self._expire(key, inst, now)
+            return
+        if spec.get("terminate"):
+            await self._write(
+                inst,
+                state.finished("Terminated", now),
+                event=("Normal", "Terminated", "terminated by spec.terminate"),
+            )
+            return
+        if not ns.startswith(NAMESPACE_PREFIX):
+            await self._condition(
+                inst,
+                "Admitted",
+                False,
+                "NotATenantNamespace",
+                f"namespace {ns} is not a tenant namespace (tenant-<name>)",
+            )
+            return
+        if spec.get("suspend"):
+            if st.get("phase") != "Paused":
+                await self._write(
+                    inst,
+                    {"phase": "Paused"},
+                    event=("Normal", "Paused", "suspended by spec.suspend"),
+                )
+            return
+        if st.get("phase") == "Paused":
+            st = {**st, "phase": "Running"}
+        revision = await self._revision(inst)
+        if revision is None:
+            return
+        if st.get("revision") is None:
+            st = {**st, **state.started(revision["revision"], now)}
+            metrics.INSTANCE_STARTS.labels(tenant=tenant).inc()
+        if not state.needs_advance(st, spec.get("events") or [], now):
+            self._schedule(key, st)
+            return
+        await self._advance(key, tenant, inst, st, revision, now)
+
+    async def _advance(
+        self,
+        key: str,
+        tenant: str,
+        inst: dict[str, Any],
+        st: dict[str, Any],
+        revision: dict[str, Any],
+        now: dt.datetime,
+    ) -> None:
+        events, seen = state.inbox(
+            inst["spec"].get("events") or [], st.get("eventsSeen") or [], now
+        )
+        tenant_obj = await self.kube.get(API_VERSION, "Tenant", tenant)
+        limits = ((tenant_obj or {}).get("spec") or {}).get("limits") or {}
+        payload = {
+            "revision": {
+                "sha256": revision["data"]["sha256"],
+                "source": revision["data"]["source"],
+                "entrypoint": revision["data"].get("entrypoint", "run"),
+                "name": inst["spec"]["workflowRef"]["name"],
+            },
+            "instance": {
+                "id": inst["metadata"]["name"],
+                "params": inst["spec"].get("params"),
+                "startedAt": st["startedAt"],
+            },
+            "journal": st.get("steps") or [],
+            "inbox": inbox_to_wire(events),
+            "defaults": defaults_to_wire(_defaults(revision["data"].get("defaults") or {})),
+            "limits": limits_to_wire(
+                EngineLimits(
+                    max_steps=limits.get("maxStepsPerInstance", 1000),
+                    max_step_timeout=float(limits.get("maxStepTimeoutSeconds", 900)),
+                )
+            ),
+        }
+        started = time.perf_counter()
+        try:
+            endpoint = await self.sandboxes.endpoint(tenant)
+            result = await self.transport.advance(endpoint, payload)
+        except SandboxUnavailable as exc:
+            await self._sandbox_failed(key, inst, st, exc)
+            return
+        finally:
+            metrics.SANDBOX_INVOKE.labels(tenant=tenant).observe(time.perf_counter() - started)
+        self.failures.pop(key, None)
+        for _step, outcome in result.get("executed", []):
+            metrics.STEP_ATTEMPTS.labels(tenant=tenant, outcome=outcome).inc()
+        update: dict[str, Any] = {
+            **_keep(st, "phase"),
+            **state.after_advance(result, seen=seen, now=now),
+        }
+        update["conditions"] = conditions.merge(
+            st.get("conditions"),
+            [conditions.Condition("SandboxReachable", True, "Reachable")],
+            generation=inst["metadata"].get("generation"),
+        )
+        for line in result.get("logs", []):
+            log.info(
+                "workflow log",
+                tenant=tenant,
+                instance=key,
+                **{f"wf_{k}" if k in ("level", "ts") else k: v for k, v in line.items()},
+            )
+        event = None
+        if update["phase"] == "Complete":
+            event = ("Normal", "Completed", "run() returned")
+        elif update["phase"] == "Errored":
+            err = update["error"]
+            where = f" in step {err['step']!r}" if err.get("step") else ""
+            event = ("Warning", err["name"], f"{err['name']}{where}: {err['message']}")
+        written = await self._write(inst, update, event=event)
+        if written is None:
+            self.queue.request(key)  # 409: drive again from the fresh status
+            return
+        if update["phase"] in state.FINISHED:
+            metrics.INSTANCE_FINISHED.labels(tenant=tenant, phase=update["phase"]).inc()
+        elif update["phase"] == "Running":
+            self.queue.request(key)  # the batch budget was spent: continue at once
+        else:
+            self._schedule(key, update)
+
+    # ------------------------------------------------------------------ helpers
+    async def _revision(self, inst: dict[str, Any]) -> dict[str, Any] | None:
+        """The ControllerRevision this instance runs (pinned once it started)."""
+        ns, spec, st = inst["metadata"]["namespace"], inst["spec"], inst.get("status") or {}
+        ref = spec["workflowRef"]
+        number = st.get("revision") or ref.get("revision")
+        if number is None:
+            definition = await self.kube.get(API_VERSION, "WorkflowDefinition", ref["name"], ns)
+            number = ((definition or {}).get("status") or {}).get("activeRevision")
+            if number is None:
+                reason = "DefinitionNotFound" if definition is None else "DefinitionNotReady"
+                await self._condition(
+                    inst,
+                    "Admitted",
+                    False,
+                    reason,
+                    f"WorkflowDefinition {ref['name']} is missing or has no "
+                    "ready revision yet; the instance stays Queued",
+                    phase="Queued",
+                )
+                self.timers.schedule(_key(inst), _later(5))
+                return None
+        found = await self.kube.list(
+            "apps/v1",
+            "ControllerRevision",
+            ns,
+            f"{DEFINITION_LABEL}={ref['name']},{REVISION_LABEL}={number}",
+        )
+        if not found:
+            await self._condition(
+                inst,
+                "Admitted",
+                False,
+                "RevisionNotFound",
+                f"revision {number} of {ref['name']} does not exist",
+                phase="Queued" if not st.get("revision") else None,
+            )
+            self.timers.schedule(_key(inst), _later(10))
+            return None
+        return found[0]
+
+    async def _sandbox_failed(
+        self, key: str, inst: dict[str, Any], st: dict[str, Any], exc: SandboxUnavailable
+    ) -> None:
+        count = self.failures[key] = self.failures.get(key, 0) + 1
+        log.warning(
+            "sandbox call failed", instance=key, reason=exc.reason, error=str(exc), attempt=count
+        )
+        if exc.reason == "SandboxWorkerLost" and count >= WORKER_LOSSES_BEFORE_ERROR:
+            self.failures.pop(key, None)
+            now = dt.datetime.now(dt.UTC)
+            error = {
+                "name": "SandboxWorkerLost",
+                "message": f"{exc} ({count} times in a row; the workflow code is likely "
+                "exhausting CPU or memory, or exiting the process)",
+            }
+            await self._write(
+                inst,
+                {**_keep(st), **state.finished("Errored", now, error=error)},
+                event=("Warning", "SandboxWorkerLost", error["message"]),
+            )
+            return
+        await self._condition(inst, "SandboxReachable", False, exc.reason, str(exc))
+        self.timers.schedule(key, _later(min(2**count, 60)))
+
+    async def _condition(
+        self,
+        inst: dict[str, Any],
+        ctype: str,
+        ok: bool,
+        reason: str,
+        message: str,
+        phase: str | None = None,
+    ) -> None:
+        st = inst.get("status") or {}
+        conds = conditions.merge(
+            [c for c in st.get("conditions") or [] if c.get("type") == ctype],
+            [conditions.Condition(ctype, ok, reason, message)],
+            generation=inst["metadata"].get("generation"),
+        )
+        others = [c for c in st.get("conditions") or [] if c.get("type") != ctype]
+        if [c for c in st.get("conditions") or [] if c.get("type") == ctype] == conds:
+            return
+        update: dict[str, Any] = {"conditions": others + conds}
+        if phase and not st.get("phase"):
+            update["phase"] = phase
+        await self._write(inst, update, event=("Warning", reason, message) if not ok else None)
+
+    async def _write(
+        self,
+        inst: dict[str, Any],
+        status: dict[str, Any],
+        event: tuple[str, str, str] | None = None,
+    ) -> dict[str, Any] | None:
+        """Status merge-patch guarded by resourceVersion; None on a conflict (409)."""
+        meta = inst["metadata"]
+        body = {
+            "metadata": {"resourceVersion": meta["resourceVersion"]},
+            "status": {**status, "observedGeneration": meta.get("generation")},
+        }
+        try:
+            out = await self.kube.patch(
+                API_VERSION,
+                "WorkflowInstance",
+                meta["name"],
+                meta["namespace"],
+                body,
+                subresource="status",
+            )
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                return None
+            raise
+        if event:
+            kopf.event(
+                runtime.body(inst),
+                type=event[0],
+                reason=event[1],
+                message=event[2][:1024],
+            )
+        return out
+
+    async def _expire(self, key: str, inst: dict[str, Any], now: dt.datetime) -> None:
+        done = (inst.get("status") or {}).get("finishedAt")
+        if not self.finished_ttl or not done:
+            return
+        expiry = parse_time(done) + dt.timedelta(seconds=self.finished_ttl)
+        if expiry <= now:
+            meta = inst["metadata"]
+            await self.kube.delete(API_VERSION, "WorkflowInstance", meta["name"], meta["namespace"])
+        else:
+            self.timers.schedule(key, expiry)
+
+    def _schedule(self, key: str, st: dict[str, Any]) -> None:
+        if st.get("nextWakeAt"):
+            self.timers.schedule(key, parse_time(st["nextWakeAt"]))
+
+    def _track(self, key: str, tenant: str | None, phase: str | None) -> None:
+        old = self.phases.pop(key, None)
+        if old:
+            metrics.INSTANCES.labels(tenant=old[0], phase=old[1]).dec()
+        if tenant and phase:
+            self.phases[key] = (tenant, phase)
+            metrics.INSTANCES.labels(tenant=tenant, phase=phase).inc()
+
+
+def _key(inst: dict[str, Any]) -> str:
+    return f"{inst['metadata']['namespace']}/{inst['metadata']['name']}"
+
+
+def _later(seconds: float) -> dt.datetime:
+    return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
+
+
+def _keep(st: dict[str, Any], *extra: str) -> dict[str, Any]:
+    """The fields that pin an instance's run (kept across every status write)."""
+    return {k: st[k] for k in ("revision", "startedAt", *extra) if k in st}
+
+
+def _defaults(spec: dict[str, Any]) -> StepDefaults:
+    """StepDefaults from a definition's spec.defaults (as stored in the revision)."""
+    retries = spec.get("retries") or {}
+    policy = RetryPolicy().merged(retries, step="(definition defaults)")
+    timeout = parse_duration(spec.get("timeout", "10m"), field="spec.defaults.timeout")
+    return StepDefaults(retries=policy, timeout=timeout)
+
+
+def driver() -> InstanceDriver:
+    rt = runtime.get()
+    if rt.instances is None:
+        rt.instances = InstanceDriver(rt.kube, Sandboxes(rt.kube))
+    return rt.instances
+
+
+@kopf.on.event("tenantflow.dev", "v1alpha1", "workflowinstances")
+async def instance_event(**kwargs: Any) -> None:
+    driver().queue.request(f"{kwargs['namespace']}/{kwargs['name']}")

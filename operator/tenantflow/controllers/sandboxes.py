@@ -1,0 +1,56 @@
+"""Find a tenant's runner: its HMAC key, and where it listens (cluster Service or local jail)."""
+
+from __future__ import annotations
+
+import base64
+import os
+
+from tenantflow.kube.client import Kube
+from tenantflow.sandbox.local import LocalSandboxes
+from tenantflow.sandbox.transport import Endpoint, SandboxUnavailable
+from tenantflow.tenancy import manifests
+
+
+class Sandboxes:
+    """`local` (demo/CI: jailed runner on the PV's directory) or `cluster` (the Service)."""
+
+    def __init__(self, kube: Kube, mode: str | None = None) -> None:
+        self.kube = kube
+        in_cluster = "KUBERNETES_SERVICE_HOST" in os.environ
+        self.mode = (
+            mode
+            or os.environ.get("TENANTFLOW_SANDBOX_TRANSPORT")
+            or ("cluster" if in_cluster else "local")
+        )
+        self.local = LocalSandboxes() if self.mode == "local" else None
+
+    async def endpoint(self, tenant: str) -> Endpoint:
+        ns = manifests.namespace_of(tenant)
+        secret = await self.kube.get("v1", "Secret", manifests.HMAC_SECRET, ns)
+        if secret is None or "key" not in (secret.get("data") or {}):
+            raise SandboxUnavailable(
+                "SandboxNotProvisioned", f"secret {ns}/{manifests.HMAC_SECRET} is missing"
+            )
+        key = base64.b64decode(secret["data"]["key"])
+        if self.local is None:
+            url = f"http://{manifests.SANDBOX}.{ns}.svc:{manifests.SANDBOX_PORT}"
+            return Endpoint(key=key, url=url)
+        return await self.local.endpoint(tenant, await self._data_dir(ns), key)
+
+    async def _data_dir(self, ns: str) -> str:
+        """The directory behind the tenant's bound PersistentVolume (hostPath)."""
+        pvc = await self.kube.get("v1", "PersistentVolumeClaim", manifests.PVC, ns)
+        volume = ((pvc or {}).get("spec") or {}).get("volumeName")
+        pv = await self.kube.get("v1", "PersistentVolume", volume) if volume else None
+        path = (((pv or {}).get("spec") or {}).get("hostPath") or {}).get("path")
+        if not path:
+            raise SandboxUnavailable(
+                "StorageNotReady",
+                f"{ns}/{manifests.PVC} is not bound to a hostPath volume; "
+                "the local sandbox needs one (use the cluster transport elsewhere)",
+            )
+        return str(path)
+
+    def close(self) -> None:
+        if self.local is not None:
+            self.local.stop_all()

@@ -1,0 +1,1 @@
+"""Definition revisions and the instance state machine: pure logic, no API calls."""

@@ -1,0 +1,89 @@
+"""The instance state machine as pure functions over `status` dicts.
+
+Queued ──start──► Running ◄──────────► Waiting (sleep / event / retry backoff)
+   │                 │  ▲ suspend/resume    │
+   │                 ▼  │                   │
+   │               Paused                   │
+   └──terminate──► Terminated ◄─────────────┘   Running ──► Complete | Errored
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from tenantflow.durations import format_time, parse_time
+from tenantflow.engine.state import InboxEvent
+
+FINISHED = frozenset({"Complete", "Errored", "Terminated"})
+ACTIVE = frozenset({"Running", "Waiting", "Paused"})
+MAX_STATUS_BYTES = 1_000_000  # etcd's limit is 1.5 MiB for the whole object
+
+
+def inbox(
+    events: list[dict[str, Any]], seen: list[str], now: dt.datetime
+) -> tuple[list[InboxEvent], list[str]]:
+    """spec.events with their arrival times; events new to us are stamped `now`."""
+    stamps = list(seen[: len(events)]) + [format_time(now)] * max(0, len(events) - len(seen))
+    return [
+        InboxEvent(e["type"], e.get("payload"), parse_time(t))
+        for e, t in zip(events, stamps, strict=True)
+    ], stamps
+
+
+def started(revision: int, now: dt.datetime) -> dict[str, Any]:
+    return {"phase": "Running", "revision": revision, "startedAt": format_time(now)}
+
+
+def finished(phase: str, now: dt.datetime, **fields: Any) -> dict[str, Any]:
+    return {
+        "phase": phase,
+        "finishedAt": format_time(now),
+        "waitingFor": None,
+        "nextWakeAt": None,
+        **fields,
+    }
+
+
+def after_advance(result: dict[str, Any], *, seen: list[str], now: dt.datetime) -> dict[str, Any]:
+    """Status fields to write after one advance (merge-patch: None removes a field)."""
+    journal = result["journal"]
+    out: dict[str, Any] = {"steps": journal, "stepCount": len(journal), "eventsSeen": seen}
+    outcome = result["outcome"]
+    kind = outcome["kind"]
+    if kind == "Complete":
+        out |= finished(
+            "Complete", now, output=outcome.get("output"), outputRef=outcome.get("outputRef")
+        )
+    elif kind == "Errored":
+        out |= finished("Errored", now, error=outcome["error"])
+    elif kind == "Waiting":
+        out |= {
+            "phase": "Waiting",
+            "waitingFor": outcome["waitingFor"],
+            "nextWakeAt": outcome.get("wakeAt"),
+        }
+    else:  # Yielded: more to do right away
+        out |= {"phase": "Running", "waitingFor": None, "nextWakeAt": None}
+    if len(json.dumps(out, separators=(",", ":"))) > MAX_STATUS_BYTES:
+        return finished(
+            "Errored",
+            now,
+            error={
+                "name": "StatusTooLarge",
+                "message": f"the journal would exceed {MAX_STATUS_BYTES} bytes of status; return "
+                "smaller step outputs (large ones go to env.db) or use fewer steps",
+            },
+        )
+    return out
+
+
+def needs_advance(status: dict[str, Any], events: list[dict[str, Any]], now: dt.datetime) -> bool:
+    """False when a Waiting instance has nothing new: its wake-up is ahead, no new event."""
+    if status.get("phase") != "Waiting":
+        return True
+    if len(events) > len(status.get("eventsSeen") or []):
+        return True
+    wake = status.get("nextWakeAt")
+    return wake is None or parse_time(wake) <= now

@@ -1,0 +1,67 @@
+"""Immutable revisions of a definition, stored as ControllerRevision objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tenantflow.tenancy.manifests import MANAGED_BY
+
+DEFINITION_LABEL = "tenantflow.dev/definition"
+REVISION_LABEL = "tenantflow.dev/revision"
+SHA_ANNOTATION = "tenantflow.dev/sha256"
+
+
+def name_for(definition: str, sha: str) -> str:
+    return f"{definition[:200]}-{sha[:12]}"
+
+
+def controller_revision(
+    definition: dict[str, Any], *, number: int, sha: str, source: str, created_at: str
+) -> dict[str, Any]:
+    meta = definition["metadata"]
+    spec = definition["spec"]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ControllerRevision",
+        "metadata": {
+            "name": name_for(meta["name"], sha),
+            "namespace": meta["namespace"],
+            "labels": {**MANAGED_BY, DEFINITION_LABEL: meta["name"], REVISION_LABEL: str(number)},
+            "annotations": {SHA_ANNOTATION: sha},
+            "ownerReferences": [
+                {
+                    "apiVersion": definition["apiVersion"],
+                    "kind": "WorkflowDefinition",
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                }
+            ],
+        },
+        "revision": number,
+        "data": {
+            "source": source,
+            "entrypoint": spec.get("entrypoint", "run"),
+            "defaults": spec.get("defaults", {}),
+            "sha256": sha,
+            "createdAt": created_at,
+        },
+    }
+
+
+def to_delete(revisions: list[dict[str, Any]], limit: int, keep: set[int]) -> list[str]:
+    """Names of the oldest revisions beyond `limit`, never one in `keep` (active or in use)."""
+    ordered = sorted(revisions, key=lambda r: r["revision"], reverse=True)
+    surplus = [r for r in ordered[limit:] if r["revision"] not in keep]
+    return [r["metadata"]["name"] for r in surplus]
+
+
+def summary(revisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """status.revisions: newest last."""
+    return [
+        {
+            "revision": r["revision"],
+            "sha256": r["data"]["sha256"],
+            "createdAt": r["data"].get("createdAt"),
+        }
+        for r in sorted(revisions, key=lambda r: r["revision"])
+    ]
