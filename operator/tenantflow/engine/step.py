@@ -78,11 +78,12 @@ class StepApi:
             rec.next_attempt_at = s.now() + dt.timedelta(seconds=policy.delay_for(rec.attempts))
 
     def _timeout(self, name: str, timeout: str | float | dt.timedelta | None) -> float:
-        if timeout is None:
-            seconds = self._s.defaults.timeout
-        else:
-            seconds = parse_duration(timeout, field=f"step {name!r}: timeout")
+        """The attempt timeout: an explicit one must fit the tenant's cap (else a clear
+        error); the definition's default is clamped to it."""
         cap = self._s.limits.max_step_timeout
+        if timeout is None:
+            return min(self._s.defaults.timeout, cap)
+        seconds = parse_duration(timeout, field=f"step {name!r}: timeout")
         if seconds > cap or seconds <= 0:
             raise StepOptionsError(
                 f"step {name!r}: timeout {format_duration(seconds)} must be > 0 and at most the "

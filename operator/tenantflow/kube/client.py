@@ -90,7 +90,11 @@ class Kube:
         )
 
     async def create_if_missing(self, obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        """(object, created): for objects whose content must not be re-applied (keys, PVCs)."""
+        """(object, created): for objects whose content must not be re-applied (keys, PVCs).
+
+        A concurrent creator can make our POST fail (409, or 403 from a quota that already
+        counts its object); if the object exists afterwards, that is success.
+        """
         meta = obj["metadata"]
         found = await self.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
         if found is not None:
@@ -98,13 +102,12 @@ class Kube:
         try:
             return await self.create(obj), True
         except ApiException as exc:
-            if exc.status != 409:
+            existing = await self.get(
+                obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace")
+            )
+            if existing is None or exc.status not in (403, 409):
                 raise
-        existing = await self.get(
-            obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace")
-        )
-        assert existing is not None
-        return existing, False
+            return existing, False
 
     async def get(
         self, api_version: str, kind: str, name: str, namespace: str | None = None

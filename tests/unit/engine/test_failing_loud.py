@@ -174,3 +174,15 @@ def test_a_step_interrupted_before_persisting_runs_again() -> None:
     result = advance(wf, journal=journal)
     assert result.outcome.output == "charged" and calls == [1]  # type: ignore[union-attr]
     assert journal[0].state is StepState.RUNNING, "the input journal must not be modified"
+
+
+def test_the_definition_default_timeout_is_clamped_to_the_tenant_cap() -> None:
+    async def slow() -> str:
+        await asyncio.sleep(5)
+        return "late"
+
+    async def wf(event: Any, step: Any) -> Any:
+        await step.do("slow", slow, retries={"limit": 0})
+
+    result = run(wf, limits=EngineLimits(max_step_timeout=0.05))
+    assert result.error["name"] == "StepTimeout", "the default 10m became the 50ms cap"
