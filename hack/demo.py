@@ -1,71 +1,121 @@
-"""`make demo`: start the local control plane, install tenantflow, show what is running.
+"""`make demo`: local control plane + operator + example tenants and workflows, with progress.
 
-Each later feature adds its part here; the demo always ends with a readable summary and
-leaves the cluster running (`make down` stops it).
+Leaves everything running so you can explore with kubectl; `make down` stops it all.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tenantflow.devcluster import DevCluster, versions
 from tenantflow.observability.logging import configure
 
 ROOT = Path(__file__).resolve().parent.parent
+FINISHED = {"Complete", "Errored", "Terminated"}
 
 
 def step(msg: str) -> None:
     print(f"\n\033[1;34m==>\033[0m \033[1m{msg}\033[0m", flush=True)
 
 
-def kubectl(kubeconfig: Path, *args: str) -> str:
-    argv = [str(versions.bin_dir() / "kubectl"), f"--kubeconfig={kubeconfig}", *args]
-    return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+class Kubectl:
+    def __init__(self, kubeconfig: Path) -> None:
+        self.base = [str(versions.bin_dir() / "kubectl"), f"--kubeconfig={kubeconfig}"]
+
+    def __call__(self, *args: str, check: bool = True) -> str:
+        result = subprocess.run([*self.base, *args], capture_output=True, text=True)
+        if check and result.returncode != 0:
+            raise SystemExit(f"kubectl {' '.join(args)} failed:\n{result.stderr}")
+        return result.stdout
+
+    def json(self, *args: str) -> dict:  # type: ignore[type-arg]
+        return json.loads(self(*args, "-o", "json"))
 
 
-def run_example() -> None:
-    """Replay the example pipeline through WorkflowTestEnv and print its journal."""
-    import yaml
+def start_operator(cluster: DevCluster) -> Path:
+    """The operator as a background process; its command line names the cluster dir, so
+    `make down` (dev-cluster down) stops it together with the control plane."""
+    log = cluster.dir / "logs" / "operator.log"
+    with open(log, "ab") as out:
+        subprocess.Popen(
+            [sys.executable, "-m", "tenantflow", "--kubeconfig", str(cluster.kubeconfig),
+             "operator", "--standalone", "--metrics-port", "18080", "--liveness-port", "0"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    return log
 
-    from tenantflow.testing import WorkflowTestEnv
 
-    doc = yaml.safe_load((ROOT / "examples" / "workflows" / "ci-pipeline.yaml").read_text())
-    result = WorkflowTestEnv().run_sync(
-        doc["spec"]["source"]["inline"],
-        params={"repo": "acme/web", "sha": "abc123"},
-        events=[(600, "approved", {"by": "bob"})],
-    )
-    for s in result.steps:
-        print(f"  {s['name']:<12} {s['kind']:<6} {s['state']:<9} attempts={s['attempts']}")
-    print(
-        f"  phase={result.phase} output={result.output} "
-        f"(virtual time {result.elapsed}, {result.advances} replays)"
-    )
+def wait(what: str, check, timeout: float = 120) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(1)
 
 
 def main() -> int:
     configure()
     step("Starting the local control plane (etcd, kube-apiserver, controllers, kwok)")
-    kubeconfig = DevCluster().up()
-    crds = sorted((ROOT / "crds").glob("*.yaml"))
-    if crds:
-        step("Installing the tenantflow CRDs")
-        for crd in crds:
-            print(kubectl(kubeconfig, "apply", "--server-side", "-f", str(crd)), end="")
-        kubectl(kubeconfig, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-        step("Applying the example tenants")
-        print(kubectl(kubeconfig, "apply", "-f", str(ROOT / "examples" / "tenants")), end="")
-    step("Running the ci-pipeline example on the engine (virtual clock, no cluster needed)")
-    run_example()
-    step("Cluster summary")
-    print(kubectl(kubeconfig, "get", "nodes", "-o", "wide"), end="")
-    print(kubectl(kubeconfig, "get", "storageclass"), end="")
-    print(kubectl(kubeconfig, "get", "tenantflow", "-A"), end="")
-    step("Done")
-    print(f"export KUBECONFIG={kubeconfig}\nkubectl get tenantflow -A    # stop with: make down")
+    cluster = DevCluster()
+    kubeconfig = cluster.up()
+    k = Kubectl(kubeconfig)
+    step("Installing the tenantflow CRDs")
+    print(k("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds")), end="")
+    k("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+
+    step("Starting the operator (metrics on http://127.0.0.1:18080/metrics)")
+    subprocess.run(["pkill", "-f", "--", f"--kubeconfig {cluster.kubeconfig} operator"], check=False)
+    log = start_operator(cluster)
+    print(f"  logs: {log}")
+
+    step("Creating the example tenants: acme and globex")
+    print(k("apply", "-f", str(ROOT / "examples" / "tenants")), end="")
+    wait("tenants Ready", lambda: all(
+        (t.get("status") or {}).get("phase") == "Ready"
+        for t in k.json("get", "tenants")["items"]))
+    print(k("get", "tenants"), end="")
+    print(k("get", "pods,pvc,networkpolicy,resourcequota", "-n", "tenant-acme"), end="")
+
+    step("Submitting the example workflows (definitions and instances)")
+    print(k("apply", "-f", str(ROOT / "examples" / "workflows")), end="")
+    show_progress(k, until=lambda phases: phases.get("build-1") == "Waiting")
+
+    step("build-1 waits for approval: sending the 'approved' event")
+    events = json.dumps({"spec": {"events": [{"type": "approved", "payload": {"by": "bob"}}]}})
+    print(k("patch", "wfi", "build-1", "-n", "tenant-acme", "--type=merge", "-p", events), end="")
+    show_progress(k, until=lambda phases: all(p in FINISHED for p in phases.values()))
+
+    step("The journal of build-1 (status.steps)")
+    inst = k.json("get", "wfi", "build-1", "-n", "tenant-acme")
+    for s in inst["status"]["steps"]:
+        print(f"  {s['name']:<12} {s['kind']:<6} {s['state']:<9} attempts={s['attempts']}")
+    print(f"  output: {json.dumps(inst['status'].get('output'))}")
+
+    step("Done: everything keeps running")
+    print(f"export KUBECONFIG={kubeconfig}\n"
+          "kubectl get tenantflow -A       # tenants, definitions, instances\n"
+          "make down                       # stop the operator and the control plane")
     return 0
+
+
+def show_progress(k: Kubectl, until) -> None:  # type: ignore[no-untyped-def]
+    """Print the instance table whenever it changes, until `until(phases)` holds."""
+    last = ""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        items = k.json("get", "wfi", "-A")["items"]
+        phases = {i["metadata"]["name"]: (i.get("status") or {}).get("phase") for i in items}
+        table = k("get", "wfi", "-A")
+        if table != last:
+            print(f"--- {time.strftime('%H:%M:%S')}\n{table}", end="", flush=True)
+            last = table
+        if items and until(phases):
+            return
+        time.sleep(1)
+    raise SystemExit("the workflows did not finish in time; see the operator log")
 
 
 if __name__ == "__main__":

@@ -109,9 +109,11 @@ async def _observe(
     ns = await kube.get("v1", "Namespace", ns_name)
     pvc = await kube.get("v1", "PersistentVolumeClaim", manifests.PVC, ns_name)
     sts = await kube.get("apps/v1", "StatefulSet", manifests.SANDBOX, ns_name)
+    quota = await kube.get("v1", "ResourceQuota", "tenant-quota", ns_name)
     instances = await kube.list(API_VERSION, "WorkflowInstance", ns_name) if ns else []
     return status.Observed(
         namespace_phase=(ns or {}).get("status", {}).get("phase"),
+        quota_counted=bool(((quota or {}).get("status") or {}).get("used")),
         pvc_phase=(pvc or {}).get("status", {}).get("phase"),
         sandbox_ready=((sts or {}).get("status") or {}).get("readyReplicas") or 0,
         sandbox_wanted=tenant.spec.sandbox.replicas,

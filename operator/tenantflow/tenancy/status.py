@@ -14,6 +14,7 @@ class Observed:
 
     conflict: str | None = None  # the namespace exists but is not ours
     namespace_phase: str | None = None
+    quota_counted: bool = False  # the quota controller has computed usage (admission works)
     pvc_phase: str | None = None
     sandbox_ready: int = 0
     sandbox_wanted: int = 1
@@ -25,7 +26,7 @@ def conditions(o: Observed) -> tuple[str, list[Condition]]:
     if o.conflict:
         c = Condition("NamespaceReady", False, "NamespaceConflict", o.conflict)
         return "Degraded", [Condition("Ready", False, "NamespaceConflict", o.conflict), c]
-    ns_ok = o.namespace_phase == "Active"
+    ns_ok = o.namespace_phase == "Active" and o.quota_counted
     pvc_ok = o.pvc_phase == "Bound"
     box_ok = o.sandbox_ready >= o.sandbox_wanted
     conds = [

@@ -1,0 +1,85 @@
+"""Tenant manifests and status logic (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tenantflow.api.tenant import Tenant
+from tenantflow.tenancy import manifests, status
+
+pytestmark = pytest.mark.unit
+
+
+def tenant(**spec: object) -> Tenant:
+    return Tenant.model_validate({"metadata": {"name": "acme", "uid": "u-1"}, "spec": spec})
+
+
+def test_every_owned_object_is_labelled_and_owned_by_the_tenant() -> None:
+    objs = manifests.owned_objects(tenant(), manifests.OperatorSettings())
+    assert objs[0]["kind"] == "Namespace"
+    for obj in objs:
+        meta = obj["metadata"]
+        assert meta["labels"][manifests.TENANT_LABEL] == "acme"
+        assert meta["ownerReferences"][0]["uid"] == "u-1"
+        assert obj["kind"] == "Namespace" or meta["namespace"] == "tenant-acme"
+
+
+def test_quota_scales_with_limits_and_replicas() -> None:
+    t = tenant(limits={"maxConcurrentInstances": 300, "storage": "5Gi"},
+               sandbox={"replicas": 2, "resources": {"requests": {"cpu": "250m"},
+                                                     "limits": {"memory": "1Gi"}}})
+    hard = manifests.resource_quota(t)["spec"]["hard"]
+    assert hard["count/workflowinstances.tenantflow.dev"] == "3000"
+    assert hard["requests.storage"] == "5Gi"
+    assert hard["pods"] == "4"
+    assert hard["requests.cpu"] == "1000m" and hard["limits.memory"] == "4Gi"
+
+
+def test_egress_policy_only_when_cidrs_are_given() -> None:
+    names = {p["metadata"]["name"] for p in manifests.network_policies(
+        tenant(), manifests.OperatorSettings())}
+    assert "allow-egress" not in names
+    with_egress = manifests.network_policies(tenant(sandbox={"egress": ["10.0.0.0/8"]}),
+                                             manifests.OperatorSettings())
+    egress = next(p for p in with_egress if p["metadata"]["name"] == "allow-egress")
+    assert egress["spec"]["egress"][0]["to"] == [{"ipBlock": {"cidr": "10.0.0.0/8"}}]
+
+
+def test_sandbox_pods_meet_the_restricted_pod_security_profile() -> None:
+    sts = manifests.sandbox_statefulset(tenant(sandbox={"runtimeClassName": "gvisor"}),
+                                        manifests.OperatorSettings(sandbox_image="img:1"))
+    pod = sts["spec"]["template"]["spec"]
+    ctr = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert ctr["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert ctr["securityContext"]["allowPrivilegeEscalation"] is False
+    assert ctr["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["runtimeClassName"] == "gvisor" and ctr["image"] == "img:1"
+    assert pod["automountServiceAccountToken"] is False
+
+
+def test_owner_subjects_become_role_binding_subjects() -> None:
+    t = tenant(owners=[{"kind": "User", "name": "alice"},
+                       {"kind": "ServiceAccount", "name": "ci", "namespace": "ci"}])
+    binding = manifests.roles(t)[-1]
+    assert binding["subjects"] == [
+        {"kind": "User", "name": "alice", "apiGroup": "rbac.authorization.k8s.io"},
+        {"kind": "ServiceAccount", "name": "ci", "namespace": "ci"},
+    ]
+
+
+@pytest.mark.parametrize(("observed", "phase", "reason"), [
+    (status.Observed(namespace_phase="Active", quota_counted=True, pvc_phase="Bound",
+                     sandbox_ready=1), "Ready", "Ready"),
+    (status.Observed(namespace_phase="Active", quota_counted=False, pvc_phase="Bound",
+                     sandbox_ready=1), "Provisioning", "Provisioning"),
+    (status.Observed(namespace_phase="Active", quota_counted=True, pvc_phase="Pending"),
+     "Provisioning", "Provisioning"),
+    (status.Observed(conflict="not ours"), "Degraded", "NamespaceConflict"),
+    (status.Observed(error="boom"), "Degraded", "ApplyFailed"),
+])
+def test_phase_and_ready_reason(observed: status.Observed, phase: str, reason: str) -> None:
+    got_phase, conds = status.conditions(observed)
+    assert got_phase == phase
+    assert conds[0].type == "Ready" and conds[0].reason == reason
