@@ -42,9 +42,23 @@ def start_operator(cluster: DevCluster) -> Path:
     log = cluster.dir / "logs" / "operator.log"
     with open(log, "ab") as out:
         subprocess.Popen(
-            [sys.executable, "-m", "tenantflow", "--kubeconfig", str(cluster.kubeconfig),
-             "operator", "--standalone", "--metrics-port", "18080", "--liveness-port", "0"],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "tenantflow",
+                "--kubeconfig",
+                str(cluster.kubeconfig),
+                "operator",
+                "--standalone",
+                "--metrics-port",
+                "18080",
+                "--liveness-port",
+                "0",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     return log
 
 
@@ -67,15 +81,20 @@ def main() -> int:
     k("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
 
     step("Starting the operator (metrics on http://127.0.0.1:18080/metrics)")
-    subprocess.run(["pkill", "-f", "--", f"--kubeconfig {cluster.kubeconfig} operator"], check=False)
+    already = f"--kubeconfig {cluster.kubeconfig} operator"
+    subprocess.run(["pkill", "-f", "--", already], check=False)
     log = start_operator(cluster)
     print(f"  logs: {log}")
 
     step("Creating the example tenants: acme and globex")
     print(k("apply", "-f", str(ROOT / "examples" / "tenants")), end="")
-    wait("tenants Ready", lambda: all(
-        (t.get("status") or {}).get("phase") == "Ready"
-        for t in k.json("get", "tenants")["items"]))
+    wait(
+        "tenants Ready",
+        lambda: all(
+            (t.get("status") or {}).get("phase") == "Ready"
+            for t in k.json("get", "tenants")["items"]
+        ),
+    )
     print(k("get", "tenants"), end="")
     print(k("get", "pods,pvc,networkpolicy,resourcequota", "-n", "tenant-acme"), end="")
 
@@ -95,9 +114,11 @@ def main() -> int:
     print(f"  output: {json.dumps(inst['status'].get('output'))}")
 
     step("Done: everything keeps running")
-    print(f"export KUBECONFIG={kubeconfig}\n"
-          "kubectl get tenantflow -A       # tenants, definitions, instances\n"
-          "make down                       # stop the operator and the control plane")
+    print(
+        f"export KUBECONFIG={kubeconfig}\n"
+        "kubectl get tenantflow -A       # tenants, definitions, instances\n"
+        "make down                       # stop the operator and the control plane"
+    )
     return 0
 
 
@@ -108,10 +129,15 @@ def show_progress(k: Kubectl, until) -> None:  # type: ignore[no-untyped-def]
     while time.monotonic() < deadline:
         items = k.json("get", "wfi", "-A")["items"]
         phases = {i["metadata"]["name"]: (i.get("status") or {}).get("phase") for i in items}
-        table = k("get", "wfi", "-A")
-        if table != last:
-            print(f"--- {time.strftime('%H:%M:%S')}\n{table}", end="", flush=True)
-            last = table
+        progress = str(
+            sorted(
+                (n, p, len((i.get("status") or {}).get("steps") or []))
+                for (n, p), i in zip(phases.items(), items, strict=True)
+            )
+        )
+        if progress != last:
+            print(f"--- {time.strftime('%H:%M:%S')}\n{k('get', 'wfi', '-A')}", end="", flush=True)
+            last = progress
         if items and until(phases):
             return
         time.sleep(1)

@@ -25,9 +25,13 @@ def test_every_owned_object_is_labelled_and_owned_by_the_tenant() -> None:
 
 
 def test_quota_scales_with_limits_and_replicas() -> None:
-    t = tenant(limits={"maxConcurrentInstances": 300, "storage": "5Gi"},
-               sandbox={"replicas": 2, "resources": {"requests": {"cpu": "250m"},
-                                                     "limits": {"memory": "1Gi"}}})
+    t = tenant(
+        limits={"maxConcurrentInstances": 300, "storage": "5Gi"},
+        sandbox={
+            "replicas": 2,
+            "resources": {"requests": {"cpu": "250m"}, "limits": {"memory": "1Gi"}},
+        },
+    )
     hard = manifests.resource_quota(t)["spec"]["hard"]
     assert hard["count/workflowinstances.tenantflow.dev"] == "3000"
     assert hard["requests.storage"] == "5Gi"
@@ -36,18 +40,23 @@ def test_quota_scales_with_limits_and_replicas() -> None:
 
 
 def test_egress_policy_only_when_cidrs_are_given() -> None:
-    names = {p["metadata"]["name"] for p in manifests.network_policies(
-        tenant(), manifests.OperatorSettings())}
+    names = {
+        p["metadata"]["name"]
+        for p in manifests.network_policies(tenant(), manifests.OperatorSettings())
+    }
     assert "allow-egress" not in names
-    with_egress = manifests.network_policies(tenant(sandbox={"egress": ["10.0.0.0/8"]}),
-                                             manifests.OperatorSettings())
+    with_egress = manifests.network_policies(
+        tenant(sandbox={"egress": ["10.0.0.0/8"]}), manifests.OperatorSettings()
+    )
     egress = next(p for p in with_egress if p["metadata"]["name"] == "allow-egress")
     assert egress["spec"]["egress"][0]["to"] == [{"ipBlock": {"cidr": "10.0.0.0/8"}}]
 
 
 def test_sandbox_pods_meet_the_restricted_pod_security_profile() -> None:
-    sts = manifests.sandbox_statefulset(tenant(sandbox={"runtimeClassName": "gvisor"}),
-                                        manifests.OperatorSettings(sandbox_image="img:1"))
+    sts = manifests.sandbox_statefulset(
+        tenant(sandbox={"runtimeClassName": "gvisor"}),
+        manifests.OperatorSettings(sandbox_image="img:1"),
+    )
     pod = sts["spec"]["template"]["spec"]
     ctr = pod["containers"][0]
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -60,8 +69,12 @@ def test_sandbox_pods_meet_the_restricted_pod_security_profile() -> None:
 
 
 def test_owner_subjects_become_role_binding_subjects() -> None:
-    t = tenant(owners=[{"kind": "User", "name": "alice"},
-                       {"kind": "ServiceAccount", "name": "ci", "namespace": "ci"}])
+    t = tenant(
+        owners=[
+            {"kind": "User", "name": "alice"},
+            {"kind": "ServiceAccount", "name": "ci", "namespace": "ci"},
+        ]
+    )
     binding = manifests.roles(t)[-1]
     assert binding["subjects"] == [
         {"kind": "User", "name": "alice", "apiGroup": "rbac.authorization.k8s.io"},
@@ -69,16 +82,32 @@ def test_owner_subjects_become_role_binding_subjects() -> None:
     ]
 
 
-@pytest.mark.parametrize(("observed", "phase", "reason"), [
-    (status.Observed(namespace_phase="Active", quota_counted=True, pvc_phase="Bound",
-                     sandbox_ready=1), "Ready", "Ready"),
-    (status.Observed(namespace_phase="Active", quota_counted=False, pvc_phase="Bound",
-                     sandbox_ready=1), "Provisioning", "Provisioning"),
-    (status.Observed(namespace_phase="Active", quota_counted=True, pvc_phase="Pending"),
-     "Provisioning", "Provisioning"),
-    (status.Observed(conflict="not ours"), "Degraded", "NamespaceConflict"),
-    (status.Observed(error="boom"), "Degraded", "ApplyFailed"),
-])
+@pytest.mark.parametrize(
+    ("observed", "phase", "reason"),
+    [
+        (
+            status.Observed(
+                namespace_phase="Active", quota_counted=True, pvc_phase="Bound", sandbox_ready=1
+            ),
+            "Ready",
+            "Ready",
+        ),
+        (
+            status.Observed(
+                namespace_phase="Active", quota_counted=False, pvc_phase="Bound", sandbox_ready=1
+            ),
+            "Provisioning",
+            "Provisioning",
+        ),
+        (
+            status.Observed(namespace_phase="Active", quota_counted=True, pvc_phase="Pending"),
+            "Provisioning",
+            "Provisioning",
+        ),
+        (status.Observed(conflict="not ours"), "Degraded", "NamespaceConflict"),
+        (status.Observed(error="boom"), "Degraded", "ApplyFailed"),
+    ],
+)
 def test_phase_and_ready_reason(observed: status.Observed, phase: str, reason: str) -> None:
     got_phase, conds = status.conditions(observed)
     assert got_phase == phase

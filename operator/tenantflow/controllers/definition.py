@@ -9,6 +9,7 @@ import kopf
 
 from tenantflow import conditions
 from tenantflow.controllers import runtime
+from tenantflow.controllers.instance import driver
 from tenantflow.durations import format_time
 from tenantflow.kube.client import Kube
 from tenantflow.observability.logging import get_logger
@@ -118,12 +119,23 @@ async def reconcile(key: str) -> None:
         await kube.patch(
             API_VERSION, "WorkflowDefinition", name, ns, {"status": new}, subresource="status"
         )
+        if active is not None and active != old.get("activeRevision"):
+            await _wake_queued(kube, ns, name)
         if not check.ok and (old.get("conditions") or [{}])[0].get("reason") != check.reason:
             kopf.warn(
                 runtime.body(body),
                 reason=check.reason,
                 message=check.message,
             )
+
+
+async def _wake_queued(kube: Kube, namespace: str, definition: str) -> None:
+    """Instances queued for lack of a ready revision can start now."""
+    for inst in await kube.list(API_VERSION, "WorkflowInstance", namespace):
+        if inst["spec"]["workflowRef"]["name"] == definition and not (inst.get("status") or {}).get(
+            "revision"
+        ):
+            driver().queue.request(f"{namespace}/{inst['metadata']['name']}")
 
 
 async def _revisions_in_use(kube: Kube, namespace: str, definition: str) -> set[int]:

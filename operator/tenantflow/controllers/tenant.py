@@ -113,12 +113,21 @@ async def _observe(
     instances = await kube.list(API_VERSION, "WorkflowInstance", ns_name) if ns else []
     return status.Observed(
         namespace_phase=(ns or {}).get("status", {}).get("phase"),
-        quota_counted=bool(((quota or {}).get("status") or {}).get("used")),
+        quota_counted=_quota_counted(quota),
         pvc_phase=(pvc or {}).get("status", {}).get("phase"),
         sandbox_ready=((sts or {}).get("status") or {}).get("readyReplicas") or 0,
         sandbox_wanted=tenant.spec.sandbox.replicas,
         error=error,
     ), instances
+
+
+def _quota_counted(quota: dict[str, Any] | None) -> bool:
+    """The quota controller tracks every resource in spec.hard (admission would fail else)."""
+    if quota is None:
+        return False
+    hard = set((quota.get("spec") or {}).get("hard") or {})
+    used = set(((quota.get("status") or {}).get("used")) or {})
+    return bool(hard) and hard <= used
 
 
 async def _write_status(

@@ -240,6 +240,7 @@ class DevCluster:
                 "--controllers=*",
                 "--enable-hostpath-provisioner=true",
                 "--pvclaimbinder-sync-period=2s",
+                "--resource-quota-sync-period=5s",  # count newly installed CRDs quickly
                 "--v=1",
             ],
             "kube-scheduler": [
