@@ -98,6 +98,24 @@ def namespace(api_client: object) -> Iterator[str]:
     core.delete_namespace(name)
 
 
+def privileged_pod(name: str) -> object:
+    """A pod that the restricted Pod Security profile must reject."""
+    from kubernetes import client
+
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(name=name),
+        spec=client.V1PodSpec(
+            containers=[
+                client.V1Container(
+                    name="c",
+                    image="registry.k8s.io/pause:3.10",
+                    security_context=client.V1SecurityContext(privileged=True),
+                )
+            ]
+        ),
+    )
+
+
 def wait_for(check: Callable[[], object], what: str, timeout: float = 60.0) -> object:
     """Poll `check` until it returns something truthy; fail naming `what`."""
     deadline = time.monotonic() + timeout

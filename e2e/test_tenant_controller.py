@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import wait_for
+from conftest import privileged_pod, wait_for
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from kubernetes.utils import parse_quantity
@@ -98,18 +98,7 @@ def test_pod_security_rejects_privileged_pods_in_a_tenant_namespace(
     make_tenant: Any, api_client: client.ApiClient
 ) -> None:
     ns = make_tenant()["status"]["namespace"]
-    pod = client.V1Pod(
-        metadata=client.V1ObjectMeta(name="evil"),
-        spec=client.V1PodSpec(
-            containers=[
-                client.V1Container(
-                    name="c",
-                    image=PAUSE,
-                    security_context=client.V1SecurityContext(privileged=True),
-                )
-            ]
-        ),
-    )
+    pod = privileged_pod("evil")
     with pytest.raises(ApiException) as err:
         client.CoreV1Api(api_client).create_namespaced_pod(ns, pod)
     assert err.value.status == 403 and "violates PodSecurity" in err.value.body

@@ -103,13 +103,11 @@ class WorkflowTestEnv:
         workflow: str | Callable[..., Any],
         params: Any = None,
         events: Sequence[ScheduledEvent] = (),
-        *,
-        entrypoint: str = "run",
-        instance_id: str = "test-instance",
+        **options: Any,
     ) -> TestResult:
-        return await asyncio.to_thread(
-            self.run_sync, workflow, params, events, entrypoint=entrypoint, instance_id=instance_id
-        )
+        """Run to the end on the virtual clock (in a worker thread: each wake-up is a
+        replay in an event loop of its own). Options: entrypoint, instance_id."""
+        return await asyncio.to_thread(self.run_sync, workflow, params, events, **options)
 
     def run_sync(
         self,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import wait_for
+from conftest import privileged_pod, wait_for
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -106,18 +106,7 @@ def test_pod_security_rejects_a_privileged_pod_in_a_restricted_namespace(
     core.patch_namespace(
         namespace, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}
     )
-    pod = client.V1Pod(
-        metadata=client.V1ObjectMeta(name="root"),
-        spec=client.V1PodSpec(
-            containers=[
-                client.V1Container(
-                    name="c",
-                    image=PAUSE,
-                    security_context=client.V1SecurityContext(privileged=True),
-                )
-            ]
-        ),
-    )
+    pod = privileged_pod("root")
     with pytest.raises(ApiException) as err:
         core.create_namespaced_pod(namespace, pod)
     assert err.value.status == 403

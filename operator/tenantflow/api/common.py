@@ -100,3 +100,24 @@ class ObjectMeta(Model):
     resource_version: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class Resource(Model):
+    """apiVersion/kind/metadata, shared by the three kinds."""
+
+    api_version: str = "tenantflow.dev/v1alpha1"
+    kind: str = ""
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+
+
+class ObservedStatus(Model):
+    """What every status carries: conditions and the generation they describe."""
+
+    conditions: list[Condition] = conditions_field()
+    observed_generation: int | None = Field(None, description="Last generation acted on.")
+
+
+class HandledStatus(ObservedStatus):
+    """Status of kinds with kopf change handlers (their progress is stored here)."""
+
+    kopf: Any = any_json("The operator framework's handler bookkeeping.")

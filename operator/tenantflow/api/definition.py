@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
 from tenantflow.api.common import (
     DNS_SUBDOMAIN,
-    Condition,
+    HandledStatus,
     Model,
-    ObjectMeta,
-    any_json,
+    Resource,
     cel,
-    conditions_field,
     duration_field,
     rule,
 )
@@ -101,7 +99,7 @@ class RevisionInfo(Model):
     created_at: str | None = Field(None, description="When it was created (RFC 3339).")
 
 
-class WorkflowDefinitionStatus(Model):
+class WorkflowDefinitionStatus(HandledStatus):
     latest_revision: int | None = Field(None, description="Newest revision.")
     active_revision: int | None = Field(
         None, description="Revision new instances run (= pinnedRevision when set)."
@@ -109,16 +107,11 @@ class WorkflowDefinitionStatus(Model):
     revisions: list[RevisionInfo] = Field(
         default_factory=list, description="Known revisions, newest last."
     )
-    conditions: list[Condition] = conditions_field()
-    observed_generation: int | None = Field(None, description="Last generation acted on.")
-    kopf: Any = any_json("The operator framework's handler bookkeeping.")
 
 
-class WorkflowDefinition(Model):
+class WorkflowDefinition(Resource):
     """A workflow's code: each distinct source becomes an immutable revision."""
 
-    api_version: str = "tenantflow.dev/v1alpha1"
     kind: str = "WorkflowDefinition"
-    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: WorkflowDefinitionSpec = Field(description="Desired state.")
     status: WorkflowDefinitionStatus | None = Field(None, description="Observed state.")

@@ -9,12 +9,11 @@ from pydantic import Field
 from tenantflow.api.common import (
     DNS_SUBDOMAIN,
     MAX_PARAM_PROPERTIES,
-    Condition,
     Model,
-    ObjectMeta,
+    ObservedStatus,
+    Resource,
     any_json,
     cel,
-    conditions_field,
     rule,
 )
 
@@ -113,7 +112,7 @@ class StepStatus(Model):
     event_index: int | None = Field(None, description="spec.events index consumed.")
 
 
-class WorkflowInstanceStatus(Model):
+class WorkflowInstanceStatus(ObservedStatus):
     phase: Phase | None = Field(
         None, description="Queued, Running, Waiting, Paused, Complete, Errored or Terminated."
     )
@@ -133,15 +132,11 @@ class WorkflowInstanceStatus(Model):
         default_factory=list,
         description="Arrival time (RFC 3339) of each spec.events entry, by index.",
     )
-    conditions: list[Condition] = conditions_field()
-    observed_generation: int | None = Field(None, description="Last generation acted on.")
 
 
-class WorkflowInstance(Model):
+class WorkflowInstance(Resource):
     """One durable run of a WorkflowDefinition."""
 
-    api_version: str = "tenantflow.dev/v1alpha1"
     kind: str = "WorkflowInstance"
-    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: WorkflowInstanceSpec = Field(description="Desired state.")
     status: WorkflowInstanceStatus | None = Field(None, description="Observed state.")

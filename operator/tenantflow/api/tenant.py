@@ -10,8 +10,9 @@ from tenantflow.api.common import (
     DNS_LABEL,
     QUANTITY,
     Condition,
+    HandledStatus,
     Model,
-    ObjectMeta,
+    Resource,
     any_json,
     cel,
     conditions_field,
@@ -137,7 +138,7 @@ class TenantUsage(Model):
     starts_last_minute: int = Field(0, description="Instances started in the last 60 s.")
 
 
-class TenantStatus(Model):
+class TenantStatus(HandledStatus):
     namespace: str | None = Field(None, description="The tenant's namespace (tenant-<name>).")
     phase: Literal["Provisioning", "Ready", "Degraded", "Terminating"] | None = Field(
         None, description="Provisioning, Ready, Degraded or Terminating."
@@ -148,7 +149,7 @@ class TenantStatus(Model):
     kopf: Any = any_json("The operator framework's handler bookkeeping.")
 
 
-class Tenant(Model):
+class Tenant(Resource):
     """A tenant of the platform: an isolated namespace, store and sandbox."""
 
     model_config = Model.model_config | {
@@ -163,8 +164,6 @@ class Tenant(Model):
         )
     }
 
-    api_version: str = "tenantflow.dev/v1alpha1"
     kind: str = "Tenant"
-    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: TenantSpec = Field(default_factory=TenantSpec, description="Desired state.")
     status: TenantStatus | None = Field(None, description="Observed state (operator-owned).")

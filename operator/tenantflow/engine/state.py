@@ -144,6 +144,13 @@ class ReplayState:
         self.changed = True
         return rec
 
+    async def claim_step(self, name: str, kind: StepKind) -> StepRecord:
+        """`claim`, parking the step for the next advance when the batch budget is spent."""
+        rec = self.claim(name, kind)
+        if rec is None:
+            await self.block(Blocker(name, "yield"))
+        return rec
+
     def budget_spent(self) -> bool:
         return (
             self.finished_new >= self.limits.batch_steps

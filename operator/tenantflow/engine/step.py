@@ -37,9 +37,7 @@ class StepApi:
         timeout: str | float | dt.timedelta | None = None,
     ) -> Any:
         s = self._s
-        rec = s.claim(name, StepKind.DO)
-        if rec is None:
-            await s.block(Blocker(name, "yield"))
+        rec = await s.claim_step(name, StepKind.DO)
         if rec.state is StepState.COMPLETE:
             return s.output_of(rec)
         if rec.state is StepState.ERRORED:
@@ -134,9 +132,7 @@ class StepApi:
 
     async def _sleep(self, name: str, target: Callable[[dt.datetime], dt.datetime]) -> None:
         s = self._s
-        rec = s.claim(name, StepKind.SLEEP)
-        if rec is None:
-            await s.block(Blocker(name, "yield"))
+        rec = await s.claim_step(name, StepKind.SLEEP)
         if rec.state is StepState.COMPLETE:
             return
         if rec.until is None:
@@ -163,9 +159,7 @@ class StepApi:
                 else parse_duration(timeout, field=f"step {name!r}: timeout"),
             ),
         )
-        rec = s.claim(name, StepKind.EVENT)
-        if rec is None:
-            await s.block(Blocker(name, "yield"))
+        rec = await s.claim_step(name, StepKind.EVENT)
         if rec.state is StepState.COMPLETE:
             return s.output_of(rec)
         if rec.state is StepState.ERRORED:
