@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from tenantflow import __version__
-from tenantflow.cli import devcluster_cmd, operator_cmd
+from tenantflow.cli import devcluster_cmd, operator_cmd, workflow_cmds
 from tenantflow.errors import TenantflowError
 from tenantflow.observability.logging import configure
 
@@ -15,9 +15,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tenantflow", description=__doc__)
     parser.add_argument("--version", action="version", version=f"tenantflow {__version__}")
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG)")
+    parser.add_argument("--context", help="kubeconfig context (default: the current one)")
+    workflow_cmds.add_common(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     devcluster_cmd.register(sub)
     operator_cmd.register(sub)
+    workflow_cmds.register(sub)
     return parser
 
 

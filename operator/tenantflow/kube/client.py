@@ -28,13 +28,15 @@ class Kube:
         self.api = api
 
     @classmethod
-    async def connect(cls, kubeconfig: str | None = None) -> Kube:
+    async def connect(cls, kubeconfig: str | None = None, context: str | None = None) -> Kube:
         """In-cluster credentials inside a pod, else the kubeconfig (arg, $KUBECONFIG)."""
-        if kubeconfig is None and "KUBERNETES_SERVICE_HOST" in os.environ:
+        if kubeconfig is None and context is None and "KUBERNETES_SERVICE_HOST" in os.environ:
             config.load_incluster_config()
             return cls(client.ApiClient())
         cfg = client.Configuration()
-        await config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+        await config.load_kube_config(
+            config_file=kubeconfig, context=context, client_configuration=cfg
+        )
         return cls(client.ApiClient(configuration=cfg))
 
     async def close(self) -> None:

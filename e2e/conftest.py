@@ -1,0 +1,139 @@
+"""e2e fixtures: a provisioned tenant (per module) with helpers to run workflows in it."""
+
+from __future__ import annotations
+
+import sqlite3
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from conftest import OperatorProcess, wait_for
+
+GROUP, VERSION = "tenantflow.dev", "v1alpha1"
+
+
+class Tenant:
+    """One provisioned tenant and helpers to run workflows in it."""
+
+    def __init__(self, api_client: client.ApiClient, name: str) -> None:
+        self.custom = client.CustomObjectsApi(api_client)
+        self.core = client.CoreV1Api(api_client)
+        self.name, self.ns = name, f"tenant-{name}"
+
+    def define(self, name: str, source: str, **spec: Any) -> dict[str, Any]:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "WorkflowDefinition",
+            "metadata": {"name": name},
+            "spec": {"source": {"inline": textwrap.dedent(source)}, **spec},
+        }
+        try:
+            self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, self.ns, "workflowdefinitions", body
+            )
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, self.ns, "workflowdefinitions", name, {"spec": body["spec"]}
+            )
+        return self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.ns, "workflowdefinitions", name
+        )
+
+    def wait_revision(self, definition: str, revision: int) -> dict[str, Any]:
+        def ready() -> dict[str, Any] | None:
+            d = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, self.ns, "workflowdefinitions", definition
+            )
+            st = d.get("status") or {}
+            return d if st.get("activeRevision") == revision else None
+
+        return wait_for(ready, f"{definition} active revision {revision}", 30)  # type: ignore[return-value]
+
+    def start(self, definition: str, params: Any = None, **spec: Any) -> str:
+        name = f"{definition}-{uuid.uuid4().hex[:6]}"
+        self.custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            self.ns,
+            "workflowinstances",
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "WorkflowInstance",
+                "metadata": {"name": name},
+                "spec": {"workflowRef": {"name": definition}, "params": params, **spec},
+            },
+        )
+        return name
+
+    def get(self, instance: str) -> dict[str, Any]:
+        return self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.ns, "workflowinstances", instance
+        )
+
+    def status(self, instance: str) -> dict[str, Any]:
+        return self.get(instance).get("status") or {}
+
+    def wait_phase(self, instance: str, *phases: str, timeout: float = 60) -> dict[str, Any]:
+        return wait_for(
+            lambda: (s := self.status(instance)).get("phase") in phases and s,  # type: ignore[return-value]
+            f"{instance} in {phases}",
+            timeout,
+        )
+
+    def send_event(self, instance: str, type_: str, payload: Any = None) -> None:
+        events = self.get(instance)["spec"].get("events") or []
+        self.custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            self.ns,
+            "workflowinstances",
+            instance,
+            {"spec": {"events": [*events, {"type": type_, "payload": payload}]}},
+        )
+
+    def data_dir(self) -> Path:
+        pvc = self.core.read_namespaced_persistent_volume_claim("tenant-data", self.ns)
+        pv = self.core.read_persistent_volume(pvc.spec.volume_name)
+        return Path(pv.spec.host_path.path)
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(self.data_dir() / "tenant.sqlite3") as db:
+            return db.execute(sql).fetchall()
+
+
+@pytest.fixture(scope="module")
+def tenant(api_client: client.ApiClient, operator_process: OperatorProcess) -> Iterator[Tenant]:
+    name = f"wf-{uuid.uuid4().hex[:6]}"
+    custom = client.CustomObjectsApi(api_client)
+    custom.create_cluster_custom_object(
+        GROUP,
+        VERSION,
+        "tenants",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Tenant",
+            "metadata": {"name": name},
+            "spec": {"limits": {"maxStepTimeoutSeconds": 60}},
+        },
+    )
+    wait_for(
+        lambda: (
+            (
+                custom.get_cluster_custom_object(GROUP, VERSION, "tenants", name).get("status")
+                or {}
+            ).get("phase")
+            == "Ready"
+        ),
+        "tenant Ready",
+        60,
+    )
+    yield Tenant(api_client, name)
+    custom.delete_cluster_custom_object(GROUP, VERSION, "tenants", name)

@@ -1,0 +1,101 @@
+"""The `tenantflow` CLI against the running operator: run, send-event, revisions, diff,
+rollback, status, history, pause/resume, terminate."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import wait_for
+from e2e.conftest import Tenant
+
+V1 = """
+async def run(event, step):
+    got = await step.wait_for_event("go", type="go", timeout="1h")
+    return {"version": 1, "by": got["payload"]["by"]}
+"""
+
+
+def cli(kubeconfig: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "tenantflow", "--kubeconfig", str(kubeconfig), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert not check or result.returncode == 0, result.stderr
+    return result
+
+
+def test_run_send_event_and_wait(tenant: Tenant, kubeconfig: Path) -> None:
+    tenant.define("cli-flow", V1)
+    tenant.wait_revision("cli-flow", 1)
+    cli(kubeconfig, "-n", tenant.ns, "run", "cli-flow", "--name", "c1", "--params", '{"a": 1}')
+    tenant.wait_phase("c1", "Waiting")
+    status = cli(kubeconfig, "-n", tenant.ns, "status", "c1").stdout
+    assert "Phase:     Waiting" in status and "event go" in status
+    sent = cli(kubeconfig, "-n", tenant.ns, "send-event", "c1", "go", "--payload", '{"by": "x"}')
+    assert "sent to c1" in sent.stdout
+    done = json.loads(cli(kubeconfig, "-n", tenant.ns, "status", "c1", "-o", "json").stdout)
+    assert done["spec"]["events"] == [{"type": "go", "payload": {"by": "x"}}]
+    tenant.wait_phase("c1", "Complete")
+    history = cli(kubeconfig, "-n", tenant.ns, "history", "c1").stdout.splitlines()
+    assert history[0].split()[:3] == ["STEP", "KIND", "STATE"]
+    assert history[1].split()[:3] == ["go", "event", "Complete"]
+
+
+def test_revisions_diff_and_rollback(tenant: Tenant, kubeconfig: Path) -> None:
+    tenant.define("cli-ver", V1)
+    tenant.wait_revision("cli-ver", 1)
+    tenant.define("cli-ver", V1.replace('"version": 1', '"version": 2'))
+    tenant.wait_revision("cli-ver", 2)
+    listing = cli(kubeconfig, "-n", tenant.ns, "revisions", "cli-ver").stdout.splitlines()
+    assert [line.split()[0] for line in listing] == ["REVISION", "1", "2"]
+    assert listing[2].rstrip().endswith("*"), "revision 2 is active"
+    diff = cli(kubeconfig, "-n", tenant.ns, "diff", "cli-ver", "1", "2").stdout
+    assert '-    return {"version": 1' in diff and '+    return {"version": 2' in diff
+    assert diff.startswith("--- cli-ver@1\n+++ cli-ver@2")
+    bad = cli(kubeconfig, "-n", tenant.ns, "rollback", "cli-ver", "--to", "9", check=False)
+    assert bad.returncode == 1 and "revision 9 does not exist" in bad.stderr
+    cli(kubeconfig, "-n", tenant.ns, "rollback", "cli-ver", "--to", "1")
+    tenant.wait_revision("cli-ver", 1)
+    cli(kubeconfig, "-n", tenant.ns, "run", "cli-ver", "--name", "after-rollback")
+    tenant.wait_phase("after-rollback", "Waiting")
+    cli(
+        kubeconfig,
+        "-n",
+        tenant.ns,
+        "send-event",
+        "after-rollback",
+        "go",
+        "--payload",
+        '{"by": "y"}',
+    )
+    done = tenant.wait_phase("after-rollback", "Complete")
+    assert done["output"] == {"version": 1, "by": "y"} and done["revision"] == 1
+
+
+def test_pause_resume_terminate(tenant: Tenant, kubeconfig: Path) -> None:
+    tenant.define("cli-long", V1)
+    tenant.wait_revision("cli-long", 1)
+    cli(kubeconfig, "-n", tenant.ns, "run", "cli-long", "--name", "p1")
+    tenant.wait_phase("p1", "Waiting")
+    cli(kubeconfig, "-n", tenant.ns, "pause", "p1")
+    tenant.wait_phase("p1", "Paused")
+    cli(kubeconfig, "-n", tenant.ns, "resume", "p1")
+    tenant.wait_phase("p1", "Waiting")
+    cli(kubeconfig, "-n", tenant.ns, "terminate", "p1")
+    tenant.wait_phase("p1", "Terminated")
+    wait_for(
+        lambda: "Terminated" in cli(kubeconfig, "-n", tenant.ns, "logs", "p1").stdout,
+        "the Terminated event in `tenantflow logs`",
+        15,
+    )
+
+
+def test_unknown_instance_is_a_clear_error(tenant: Tenant, kubeconfig: Path) -> None:
+    result = cli(kubeconfig, "-n", tenant.ns, "status", "nope", check=False)
+    assert result.returncode == 1
+    assert f"WorkflowInstance {tenant.ns}/nope not found" in result.stderr

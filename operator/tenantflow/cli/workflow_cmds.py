@@ -1,0 +1,414 @@
+"""Workflow verbs: run, status, history, send-event, pause/resume/terminate/restart,
+revisions, diff, rollback, logs, top (the SPEC's CLI contract)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import difflib
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tenantflow.errors import TenantflowError
+from tenantflow.kube.client import ApiException, Kube, message
+from tenantflow.workflows.instance_state import FINISHED
+from tenantflow.workflows.revisions import DEFINITION_LABEL
+
+API = "tenantflow.dev/v1alpha1"
+WFI, WFD = "WorkflowInstance", "WorkflowDefinition"
+
+
+class CliError(TenantflowError):
+    """A user-facing failure: the message says what to do."""
+
+
+Verb = Callable[[Kube, argparse.Namespace], Awaitable[Any]]
+VERBS: dict[str, tuple[str, Verb, Callable[[argparse.ArgumentParser], None]]] = {}
+
+
+def verb(
+    name: str,
+    help: str,
+    args: Callable[[argparse.ArgumentParser], None] = lambda p: None,
+) -> Callable[[Verb], Verb]:
+    def register(fn: Verb) -> Verb:
+        VERBS[name] = (help, fn, args)
+        return fn
+
+    return register
+
+
+def add_common(p: argparse.ArgumentParser, default: Any = None) -> None:
+    """-n/--namespace and -o/--output, kubectl style (before or after the verb)."""
+    p.add_argument("-n", "--namespace", default=default, help="namespace (default: the context's)")
+    p.add_argument(
+        "-o",
+        "--output",
+        choices=("table", "json", "yaml"),
+        default="table" if default is None else default,
+    )
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    for name, (help_text, fn, add_args) in VERBS.items():
+        p = sub.add_parser(name, help=help_text)
+        add_common(p, default=argparse.SUPPRESS)  # also accepted before the verb
+        add_args(p)
+        p.set_defaults(func=lambda a, fn=fn: _run(fn, a))
+
+
+def _run(fn: Verb, args: argparse.Namespace) -> int:
+    async def main() -> Any:
+        kube = await Kube.connect(args.kubeconfig, args.context)
+        try:
+            if not args.namespace:
+                args.namespace = _context_namespace(args)
+            return await fn(kube, args)
+        except ApiException as exc:
+            raise CliError(message(exc)) from None
+        finally:
+            await kube.close()
+
+    result = asyncio.run(main())
+    if result is not None:
+        _print(result, args.output)
+    return 0
+
+
+def _context_namespace(args: argparse.Namespace) -> str:
+    from kubernetes_asyncio.config.kube_config import KUBE_CONFIG_DEFAULT_LOCATION
+
+    path = Path(args.kubeconfig or KUBE_CONFIG_DEFAULT_LOCATION).expanduser()
+    try:
+        cfg = yaml.safe_load(path.read_text()) or {}
+    except OSError:
+        return "default"
+    name = args.context or cfg.get("current-context")
+    ctx: dict[str, Any] = next(
+        (c["context"] for c in cfg.get("contexts", []) if c["name"] == name), {}
+    )
+    return str(ctx.get("namespace") or "default")
+
+
+def _print(result: Any, output: str) -> None:
+    if output == "json":
+        print(
+            json.dumps(
+                result.get("object", result) if isinstance(result, dict) else result,
+                indent=2,
+                default=str,
+            )
+        )
+    elif output == "yaml":
+        print(
+            yaml.safe_dump(
+                result.get("object", result) if isinstance(result, dict) else result,
+                sort_keys=False,
+            ),
+            end="",
+        )
+    else:
+        print(result.get("table", "") if isinstance(result, dict) else result)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    cells = [header, *[["" if c is None else str(c) for c in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    return "\n".join(
+        "   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells
+    )
+
+
+def _json_arg(value: str | None, what: str) -> Any:
+    if value is None:
+        return None
+    text = Path(value[1:]).read_text() if value.startswith("@") else value
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise CliError(f"{what} is not valid JSON ({exc}); pass JSON or @file.json") from None
+
+
+async def _instance(kube: Kube, args: argparse.Namespace) -> dict[str, Any]:
+    inst = await kube.get(API, WFI, args.instance, args.namespace)
+    if inst is None:
+        raise CliError(f"WorkflowInstance {args.namespace}/{args.instance} not found")
+    return inst
+
+
+def _status_view(inst: dict[str, Any]) -> dict[str, Any]:
+    st = inst.get("status") or {}
+    lines = [
+        f"Instance:  {inst['metadata']['namespace']}/{inst['metadata']['name']}",
+        f"Workflow:  {inst['spec']['workflowRef']['name']} revision {st.get('revision')}",
+        f"Phase:     {st.get('phase', 'Pending')}",
+    ]
+    if st.get("waitingFor"):
+        w = st["waitingFor"]
+        lines.append(
+            f"Waiting:   {w['kind']} {w.get('eventType') or ''} in step "
+            f"{w.get('step')!r} until {w.get('until')}"
+        )
+    if st.get("error"):
+        e = st["error"]
+        lines.append(f"Error:     {e['name']}: {e.get('message')} (step {e.get('step')!r})")
+    if "output" in st:
+        lines.append(f"Output:    {json.dumps(st['output'])}")
+    lines.append(f"Steps:     {st.get('stepCount', 0)}")
+    return {"object": inst, "table": "\n".join(lines)}
+
+
+def _add_instance(p: argparse.ArgumentParser) -> None:
+    p.add_argument("instance")
+
+
+# ---------------------------------------------------------------------- instance verbs
+def _add_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("definition")
+    p.add_argument("--params", help="JSON, or @file.json")
+    p.add_argument("--name", help="instance name (default: generated)")
+    p.add_argument("--wait", action="store_true", help="wait until it finishes")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds --wait waits")
+
+
+@verb("run", "start a WorkflowInstance of a definition", _add_run)
+async def run(kube: Kube, args: argparse.Namespace) -> Any:
+    meta: dict[str, Any] = {"namespace": args.namespace}
+    meta |= {"name": args.name} if args.name else {"generateName": f"{args.definition}-"}
+    body = {
+        "apiVersion": API,
+        "kind": WFI,
+        "metadata": meta,
+        "spec": {
+            "workflowRef": {"name": args.definition},
+            "params": _json_arg(args.params, "--params"),
+        },
+    }
+    created = await kube.create(body)
+    args.instance = created["metadata"]["name"]
+    print(f"workflowinstance/{args.instance} created", file=sys.stderr)
+    if not args.wait:
+        return None
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        inst = await _instance(kube, args)
+        if (inst.get("status") or {}).get("phase") in FINISHED:
+            return _status_view(inst)
+        await asyncio.sleep(1)
+    raise CliError(f"{args.instance} did not finish within {args.timeout:.0f}s")
+
+
+@verb("status", "show an instance's phase, wait, output or error", _add_instance)
+async def status(kube: Kube, args: argparse.Namespace) -> Any:
+    return _status_view(await _instance(kube, args))
+
+
+@verb("history", "show an instance's journal (status.steps)", _add_instance)
+async def history(kube: Kube, args: argparse.Namespace) -> Any:
+    steps = ((await _instance(kube, args)).get("status") or {}).get("steps") or []
+    rows = [
+        [
+            s["name"],
+            s["kind"],
+            s["state"],
+            s.get("attempts"),
+            s.get("startedAt"),
+            s.get("finishedAt"),
+            (s.get("error") or {}).get("name"),
+        ]
+        for s in steps
+    ]
+    return {
+        "object": steps,
+        "table": _table(
+            ["STEP", "KIND", "STATE", "ATTEMPTS", "STARTED", "FINISHED", "ERROR"], rows
+        ),
+    }
+
+
+def _add_event(p: argparse.ArgumentParser) -> None:
+    p.add_argument("instance")
+    p.add_argument("type")
+    p.add_argument("--payload", help="JSON, or @file.json")
+
+
+@verb("send-event", "append an event to an instance's inbox (spec.events)", _add_event)
+async def send_event(kube: Kube, args: argparse.Namespace) -> Any:
+    payload = _json_arg(args.payload, "--payload")
+    for _ in range(10):  # optimistic concurrency: append to exactly what we read
+        inst = await _instance(kube, args)
+        events = [*(inst["spec"].get("events") or []), {"type": args.type, "payload": payload}]
+        body = {
+            "metadata": {"resourceVersion": inst["metadata"]["resourceVersion"]},
+            "spec": {"events": events},
+        }
+        try:
+            await kube.patch(API, WFI, args.instance, args.namespace, body)
+        except ApiException as exc:
+            if exc.status == 409:
+                continue
+            raise
+        return f"event {args.type!r} sent to {args.instance} (#{len(events)})"
+    raise CliError("the instance kept changing; try again")
+
+
+def _spec_verb(name: str, help_text: str, patch: dict[str, Any]) -> None:
+    @verb(name, help_text, _add_instance)
+    async def apply(kube: Kube, args: argparse.Namespace) -> Any:
+        await _instance(kube, args)
+        await kube.patch(API, WFI, args.instance, args.namespace, {"spec": patch})
+        return f"workflowinstance/{args.instance} {name}d"
+
+
+_spec_verb("pause", "pause after the running step (spec.suspend=true)", {"suspend": True})
+_spec_verb("resume", "resume a paused instance (spec.suspend=false)", {"suspend": False})
+_spec_verb("terminate", "end an instance as Terminated", {"terminate": True})
+
+
+@verb("restart", "run an instance again from the beginning (same spec)", _add_instance)
+async def restart(kube: Kube, args: argparse.Namespace) -> Any:
+    inst = await _instance(kube, args)
+    await kube.delete(API, WFI, args.instance, args.namespace)
+    for _ in range(100):
+        if await kube.get(API, WFI, args.instance, args.namespace) is None:
+            break
+        await asyncio.sleep(0.1)
+    spec = {**inst["spec"], "terminate": False, "suspend": False}
+    meta = {
+        k: inst["metadata"][k]
+        for k in ("name", "namespace", "labels", "annotations")
+        if k in inst["metadata"]
+    }
+    await kube.create({"apiVersion": API, "kind": WFI, "metadata": meta, "spec": spec})
+    return f"workflowinstance/{args.instance} restarted"
+
+
+@verb("logs", "an instance's Kubernetes Events and step errors", _add_instance)
+async def logs(kube: Kube, args: argparse.Namespace) -> Any:
+    inst = await _instance(kube, args)
+    events = [
+        e
+        for e in await kube.list("v1", "Event", args.namespace)
+        if e["involvedObject"].get("uid") == inst["metadata"]["uid"]
+    ]
+    lines = [
+        f"{e.get('lastTimestamp') or e.get('eventTime')}  {e['type']:<7} "
+        f"{e['reason']}: {e['message']}"
+        for e in events
+    ]
+    for s in (inst.get("status") or {}).get("steps") or []:
+        if s.get("error"):
+            lines.append(
+                f"{s.get('finishedAt') or s.get('startedAt')}  step {s['name']!r} "
+                f"attempt {s.get('attempts')}: {s['error']['name']}: "
+                f"{s['error'].get('message')}"
+            )
+    return {"object": {"events": events}, "table": "\n".join(sorted(lines))}
+
+
+# ---------------------------------------------------------------------- definition verbs
+def _add_definition(p: argparse.ArgumentParser) -> None:
+    p.add_argument("definition")
+
+
+async def _revisions(kube: Kube, args: argparse.Namespace) -> list[dict[str, Any]]:
+    revs = await kube.list(
+        "apps/v1", "ControllerRevision", args.namespace, f"{DEFINITION_LABEL}={args.definition}"
+    )
+    if not revs:
+        raise CliError(
+            f"no revisions for WorkflowDefinition {args.namespace}/"
+            f"{args.definition} (does it exist, and is it Ready?)"
+        )
+    return sorted(revs, key=lambda r: r["revision"])
+
+
+@verb("revisions", "list a definition's immutable revisions", _add_definition)
+async def list_revisions(kube: Kube, args: argparse.Namespace) -> Any:
+    revs = await _revisions(kube, args)
+    wfd = await kube.get(API, WFD, args.definition, args.namespace) or {}
+    active = (wfd.get("status") or {}).get("activeRevision")
+    rows = [
+        [
+            r["revision"],
+            r["data"]["sha256"][:12],
+            r["data"].get("createdAt"),
+            "*" if r["revision"] == active else "",
+        ]
+        for r in revs
+    ]
+    return {
+        "object": [{"revision": r["revision"], **r["data"]} for r in revs],
+        "table": _table(["REVISION", "SHA256", "CREATED", "ACTIVE"], rows),
+    }
+
+
+def _add_diff(p: argparse.ArgumentParser) -> None:
+    p.add_argument("definition")
+    p.add_argument("a", type=int)
+    p.add_argument("b", type=int)
+
+
+@verb("diff", "unified diff between two revisions' sources", _add_diff)
+async def diff(kube: Kube, args: argparse.Namespace) -> Any:
+    by_number = {r["revision"]: r for r in await _revisions(kube, args)}
+    for n in (args.a, args.b):
+        if n not in by_number:
+            raise CliError(f"revision {n} does not exist; known: {sorted(by_number)}")
+    a, b = (by_number[n]["data"]["source"].splitlines(keepends=True) for n in (args.a, args.b))
+    return "".join(
+        difflib.unified_diff(a, b, f"{args.definition}@{args.a}", f"{args.definition}@{args.b}")
+    ).rstrip("\n")
+
+
+def _add_rollback(p: argparse.ArgumentParser) -> None:
+    p.add_argument("definition")
+    p.add_argument("--to", type=int, required=True, help="revision new instances should run")
+
+
+@verb("rollback", "make new instances run an earlier revision (spec.pinnedRevision)", _add_rollback)
+async def rollback(kube: Kube, args: argparse.Namespace) -> Any:
+    numbers = [r["revision"] for r in await _revisions(kube, args)]
+    if args.to not in numbers:
+        raise CliError(f"revision {args.to} does not exist; known: {numbers}")
+    await kube.patch(
+        API, WFD, args.definition, args.namespace, {"spec": {"pinnedRevision": args.to}}
+    )
+    return (
+        f"workflowdefinition/{args.definition} pinned to revision {args.to}; running "
+        "instances keep their revision"
+    )
+
+
+@verb("top", "instances per tenant and phase")
+async def top(kube: Kube, args: argparse.Namespace) -> Any:
+    rows = []
+    for t in await kube.list(API, "Tenant"):
+        ns = (t.get("status") or {}).get("namespace")
+        counts: dict[str, int] = {}
+        for inst in await kube.list(API, WFI, ns) if ns else []:
+            phase = (inst.get("status") or {}).get("phase") or "Pending"
+            counts[phase] = counts.get(phase, 0) + 1
+        rows.append(
+            [
+                t["metadata"]["name"],
+                (t.get("status") or {}).get("phase"),
+                *(
+                    counts.get(p, 0)
+                    for p in ("Queued", "Running", "Waiting", "Paused", "Complete", "Errored")
+                ),
+            ]
+        )
+    return {
+        "object": rows,
+        "table": _table(
+            ["TENANT", "PHASE", "QUEUED", "RUNNING", "WAITING", "PAUSED", "COMPLETE", "ERRORED"],
+            rows,
+        ),
+    }
