@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tenantflow.devcluster.operator import OperatorProcess
+
 _MARK_BY_DIR = {"unit": "unit", "integration": "integration", "e2e": "e2e"}
 
 
@@ -146,72 +148,13 @@ def crds(kubectl: Callable[..., subprocess.CompletedProcess[str]]) -> Path:
     return ROOT / "crds"
 
 
-class OperatorProcess:
-    """The real operator (`python -m tenantflow operator`) as a child process."""
-
-    def __init__(self, kubeconfig: Path, log_path: Path) -> None:
-        self.kubeconfig, self.log_path = kubeconfig, log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        import sys
-        import urllib.request
-
-        from tenantflow.devcluster.process import free_port
-
-        liveness = free_port()
-        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig), TENANTFLOW_LOG_FORMAT="json")
-        with open(self.log_path, "ab") as log:
-            self.proc = proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "tenantflow",
-                    "operator",
-                    "--standalone",
-                    "--metrics-port",
-                    str(free_port()),
-                    "--liveness-port",
-                    str(liveness),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-
-        def alive() -> bool:
-            assert proc.poll() is None, f"operator exited:\n{self.log_tail()}"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{liveness}/healthz", timeout=1):
-                    return True
-            except OSError:
-                return False
-
-        wait_for(alive, "operator liveness endpoint", timeout=60)
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, exactly like a crashed pod."""
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-    def log_tail(self, size: int = 4000) -> str:
-        return self.log_path.read_text(errors="replace")[-size:]
-
-
 @pytest.fixture(scope="session")
 def operator_process(
     kubeconfig: Path, crds: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    op = OperatorProcess(kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
+    op = OperatorProcess(
+        kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log", standalone=True
+    )
     op.start()
     yield op
     op.stop()

@@ -1,6 +1,10 @@
-"""`make bench`: run every benchmark module's main()."""
+"""`make bench`: run every benchmark module's main() (results in bench/results/)."""
 
-from bench import engine_bench
+import sys
 
-for module in (engine_bench,):
-    module.main()
+from bench import engine_bench, tenant_bench
+
+MODULES = {"engine": engine_bench, "tenants": tenant_bench}
+
+for name in sys.argv[1:] or MODULES:
+    MODULES[name].main()

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from tenantflow.devcluster import DevCluster, versions
+from tenantflow.devcluster.operator import OperatorProcess
 from tenantflow.observability.logging import configure
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,32 +37,6 @@ class Kubectl:
         return json.loads(self(*args, "-o", "json"))
 
 
-def start_operator(cluster: DevCluster) -> Path:
-    """The operator as a background process; its command line names the cluster dir, so
-    `make down` (dev-cluster down) stops it together with the control plane."""
-    log = cluster.dir / "logs" / "operator.log"
-    with open(log, "ab") as out:
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tenantflow",
-                "--kubeconfig",
-                str(cluster.kubeconfig),
-                "operator",
-                "--standalone",
-                "--metrics-port",
-                "18080",
-                "--liveness-port",
-                "0",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return log
-
-
 def wait(what: str, check, timeout: float = 120) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while not check():
@@ -83,8 +58,11 @@ def main() -> int:
     step("Starting the operator (metrics on http://127.0.0.1:18080/metrics)")
     already = f"--kubeconfig {cluster.kubeconfig} operator"
     subprocess.run(["pkill", "-f", "--", already], check=False)
-    log = start_operator(cluster)
-    print(f"  logs: {log}")
+    op = OperatorProcess(
+        cluster.kubeconfig, cluster.dir / "logs" / "operator.log", metrics_port=18080
+    )
+    op.start()
+    print(f"  logs: {op.log_path}")
 
     step("Creating the example tenants: acme and globex")
     print(k("apply", "-f", str(ROOT / "examples" / "tenants")), end="")

@@ -1,0 +1,86 @@
+"""The operator as a child process, for tests, benchmarks and the demo.
+
+Its command line names the cluster's kubeconfig, so `dev-cluster down` (which stops every
+process mentioning the cluster directory) stops it too.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tenantflow.devcluster.process import free_port
+from tenantflow.errors import DevClusterError
+
+
+class OperatorProcess:
+    """The real operator (`python -m tenantflow operator`) as a child process."""
+
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log_path: Path,
+        *,
+        standalone: bool = True,
+        metrics_port: int | None = None,
+    ) -> None:
+        self.kubeconfig, self.log_path = kubeconfig, log_path
+        self.standalone = standalone
+        self.metrics_port = metrics_port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60) -> None:
+        """Start and wait for the liveness endpoint (the operator has logged in)."""
+        liveness = free_port()
+        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig), TENANTFLOW_LOG_FORMAT="json")
+        argv = [
+            sys.executable,
+            "-m",
+            "tenantflow",
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "operator",
+            "--metrics-port",
+            str(self.metrics_port),
+            "--liveness-port",
+            str(liveness),
+            *(["--standalone"] if self.standalone else []),
+        ]
+        with open(self.log_path, "ab") as log:
+            self.proc = proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise DevClusterError(f"the operator exited:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{liveness}/healthz", timeout=1):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise DevClusterError(
+                        f"the operator did not become live:\n{self.log_tail()}"
+                    ) from None
+                time.sleep(0.25)
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, exactly like a crashed pod."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def log_tail(self, size: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-size:]
