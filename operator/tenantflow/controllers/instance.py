@@ -27,6 +27,7 @@ from tenantflow.engine.wire import defaults_to_wire, inbox_to_wire, limits_to_wi
 from tenantflow.kube.client import ApiException, Kube
 from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
+from tenantflow.quantity import parse_quantity
 from tenantflow.sandbox.transport import HttpTransport, SandboxUnavailable
 from tenantflow.scheduler import WakeupScheduler
 from tenantflow.workflows import instance_state as state
@@ -131,6 +132,10 @@ class InstanceDriver:
             "journal": st.get("steps") or [],
             "inbox": inbox_to_wire(events),
             "defaults": defaults_to_wire(_defaults(revision["data"].get("defaults") or {})),
+            "storage": {
+                "maxBytes": int(parse_quantity(limits.get("storage", "1Gi"))),
+                "opsPerSecond": limits.get("maxStorageOpsPerSecond", 500),
+            },
             "limits": limits_to_wire(
                 EngineLimits(
                     max_steps=limits.get("maxStepsPerInstance", 1000),

@@ -24,6 +24,8 @@ from tenantflow.sandbox.transport import Endpoint
 
 log = get_logger("tenantflow.sandbox.local")
 JAIL_UID = 10001
+MAX_PIDS = 256
+CGROUP_ROOTS = (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup"))  # cgroup v1, then v2
 
 
 class LocalSandboxError(TenantflowError):
@@ -85,6 +87,28 @@ def jail_argv(data_dir: str, socket_dir: str) -> list[str]:
             argv += ["--ro-bind", ro, ro]
     argv += ["--bind", data_dir, data_dir, "--bind", socket_dir, socket_dir, "--chdir", data_dir]
     return argv
+
+
+def pids_cgroup(tenant: str) -> Path | None:
+    """A pids cgroup capping the tenant's runner and everything it forks (fork bombs).
+
+    RLIMIT_NPROC cannot do this here: the jail's processes are root outside the user
+    namespace, and root is exempt. Returns None where cgroups are not writable.
+    """
+    for root in CGROUP_ROOTS:
+        if not (root / "cgroup.procs").exists() or not os.access(root, os.W_OK):
+            continue
+        group = root / f"tenantflow-{tenant}"
+        try:
+            group.mkdir(exist_ok=True)
+            (group / "pids.max").write_text(str(MAX_PIDS))
+        except OSError:
+            continue
+        return group
+    log.warning(
+        "no writable pids cgroup: fork bombs in local sandboxes are not contained", tenant=tenant
+    )
+    return None
 
 
 class LocalSandboxes:

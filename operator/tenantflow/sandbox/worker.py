@@ -26,7 +26,8 @@ _code: dict[str, WorkflowFn] = {}  # compiled once per revision (sha256) per wor
 _db: TenantDatabase | None = None
 _outputs: SqliteOutputStore | None = None
 _tenant = ""
-CPU_GRACE_SECONDS = 5
+CPU_GRACE_SECONDS = 2
+MAX_PROCESSES = 256
 
 
 def init(data_dir: str, tenant: str, memory_bytes: int) -> None:
@@ -34,6 +35,8 @@ def init(data_dir: str, tenant: str, memory_bytes: int) -> None:
     global _db, _outputs, _tenant
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+    if os.getuid() != 0:  # root ignores it; the local jail uses a pids cgroup instead
+        resource.setrlimit(resource.RLIMIT_NPROC, (MAX_PROCESSES, MAX_PROCESSES))
     if memory_bytes:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     for var in [v for v in os.environ if v.startswith(("TENANTFLOW_", "KUBE"))]:
@@ -74,6 +77,9 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
             changed=False,
         )
         return advance_to_wire(failed)
+    storage = payload.get("storage") or {}
+    assert _db is not None
+    _db.limit(max_bytes=storage.get("maxBytes"), ops_per_second=storage.get("opsPerSecond"))
     inst = payload["instance"]
     result = advance(
         fn,

@@ -1,33 +1,62 @@
-"""`env.db`: a sqlite3-like handle on the tenant's own database, with the escape hatches shut.
+"""`env.db`: the tenant's own SQLite database behind a supervisor.
 
-ATTACH/DETACH (other files), extension loading and `VACUUM INTO` are refused by an
-authorizer, so tenant SQL can reach nothing but its own file.
+- an authorizer refuses ATTACH/DETACH (other files), `load_extension` and file helpers,
+  and PRAGMA writes outside a small allow-list (so tenant SQL cannot turn off the
+  journal, change the page cap or the sync level);
+- a page-count cap derived from `limits.storage` (SQLite enforces it: a write that would
+  grow the file past it fails, and we say so in quota terms);
+- a token bucket for `limits.maxStorageOpsPerSecond`: statements wait for a token, and
+  fail with a clear error when the wait would exceed a second.
+
+Durability: WAL with `synchronous=NORMAL`. A committed transaction survives a crash of
+the process; after a power cut the last transactions before the cut may be rolled back,
+but the file is never corrupted. Journal and step results do not depend on this: they
+are persisted in the WorkflowInstance status (etcd).
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from tenantflow.errors import TenantflowError
+from tenantflow.supervisor.token_bucket import TokenBucket
+
+PRAGMA_WRITES_ALLOWED = frozenset(
+    {"foreign_keys", "defer_foreign_keys", "recursive_triggers", "case_sensitive_like", "optimize"}
+)
+DENIED_FUNCTIONS = frozenset({"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"})
+MAX_RATE_WAIT = 1.0
 
 
 class DatabaseError(TenantflowError):
-    """A statement failed or was refused; the message names the statement's problem."""
+    """A statement failed or was refused; the message names the problem and the fix."""
 
 
-_DENIED = {sqlite3.SQLITE_ATTACH: "ATTACH", sqlite3.SQLITE_DETACH: "DETACH"}
+class StorageQuotaExceeded(DatabaseError):
+    pass
+
+
+class StorageRateLimited(DatabaseError):
+    pass
 
 
 def _authorizer(
     action: int, arg1: str | None, arg2: str | None, db: str | None, trigger: str | None
 ) -> int:
-    if action in _DENIED:
+    if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
         return sqlite3.SQLITE_DENY
-    if action == sqlite3.SQLITE_FUNCTION and arg2 in {"load_extension", "readfile", "writefile"}:
+    if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in DENIED_FUNCTIONS:
+        return sqlite3.SQLITE_DENY
+    if (
+        action == sqlite3.SQLITE_PRAGMA
+        and arg2 is not None
+        and ((arg1 or "").lower() not in PRAGMA_WRITES_ALLOWED)
+    ):
         return sqlite3.SQLITE_DENY
     return sqlite3.SQLITE_OK
 
@@ -35,39 +64,97 @@ def _authorizer(
 class TenantDatabase:
     """One connection, serialised by a lock (step callables may run in worker threads)."""
 
-    def __init__(self, path: str | Path = ":memory:") -> None:
+    def __init__(
+        self,
+        path: str | Path = ":memory:",
+        *,
+        max_bytes: int | None = None,
+        ops_per_second: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.path = str(path)
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._conn.row_factory = sqlite3.Row
         if self.path != ":memory:":
             self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.set_authorizer(_authorizer)
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._page_size = int(self._conn.execute("PRAGMA page_size").fetchone()[0])
         self._lock = threading.Lock()
+        self._sleep = sleep
+        self._bucket: TokenBucket | None = None
+        self.max_bytes: int | None = None
+        self.limit(max_bytes=max_bytes, ops_per_second=ops_per_second)
+        self._conn.set_authorizer(_authorizer)
+
+    def limit(self, *, max_bytes: int | None, ops_per_second: float | None) -> None:
+        """(Re)apply the tenant's limits; called when the Tenant spec changes."""
+        with self._lock:
+            if max_bytes != self.max_bytes:
+                self._conn.set_authorizer(None)
+                pages = max(1, max_bytes // self._page_size) if max_bytes else 1073741823
+                self._conn.execute(f"PRAGMA max_page_count = {int(pages)}")
+                self._conn.set_authorizer(_authorizer)
+                self.max_bytes = max_bytes
+            if ops_per_second is None:
+                self._bucket = None
+            elif self._bucket is None:
+                self._bucket = TokenBucket(ops_per_second, max(1.0, ops_per_second))
+            else:
+                self._bucket.reconfigure(ops_per_second, max(1.0, ops_per_second))
+
+    def size_bytes(self) -> int:
+        with self._lock:
+            pages = self._conn.execute("PRAGMA page_count").fetchone()[0]
+        return int(pages) * self._page_size
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
         """Run one statement; returns the number of rows changed."""
-        with self._lock:
-            return self._run(lambda: self._conn.execute(sql, params)).rowcount
+        return self._run(lambda: self._conn.execute(sql, params)).rowcount
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
-        with self._lock:
-            return self._run(lambda: self._conn.executemany(sql, rows)).rowcount
+        return self._run(lambda: self._conn.executemany(sql, rows)).rowcount
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
         """Rows as dicts: JSON-ready, so they can be returned from step.do as they are."""
         with self._lock:
-            cursor = self._run(lambda: self._conn.execute(sql, params))
+            self._take_token()
+            cursor = self._checked(lambda: self._conn.execute(sql, params))
             return [dict(row) for row in cursor.fetchall()]
 
     def close(self) -> None:
         self._conn.close()
 
-    @staticmethod
-    def _run(op: Any) -> sqlite3.Cursor:
+    def _run(self, op: Callable[[], sqlite3.Cursor]) -> sqlite3.Cursor:
+        with self._lock:
+            self._take_token()
+            return self._checked(op)
+
+    def _take_token(self) -> None:
+        if self._bucket is None:
+            return
+        wait = self._bucket.wait_time()
+        if wait > MAX_RATE_WAIT:
+            raise StorageRateLimited(
+                f"env.db is over the tenant's maxStorageOpsPerSecond "
+                f"({self._bucket.rate:g}/s); batch statements with executemany or slow down"
+            )
+        if wait:
+            self._sleep(wait)
+        self._bucket.try_take()
+
+    def _checked(self, op: Callable[[], sqlite3.Cursor]) -> sqlite3.Cursor:
         try:
             return op()
         except sqlite3.DatabaseError as exc:
             msg = str(exc)
-            if "not authorized" in msg:
-                msg += " (ATTACH, DETACH and extension loading are disabled in env.db)"
+            if "full" in msg and self.max_bytes:
+                raise StorageQuotaExceeded(
+                    f"env.db is full: the tenant's storage limit is {self.max_bytes} bytes "
+                    "(Tenant spec.limits.storage); delete rows or raise the limit"
+                ) from None
+            if "not authorized" in msg or "prohibited" in msg:
+                msg += (
+                    " (env.db refuses ATTACH/DETACH, extension loading and PRAGMA writes "
+                    f"other than {', '.join(sorted(PRAGMA_WRITES_ALLOWED))})"
+                )
             raise DatabaseError(msg) from None
