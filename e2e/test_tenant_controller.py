@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import privileged_pod, wait_for
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from kubernetes.utils import parse_quantity
+
+from conftest import privileged_pod, wait_for
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 GROUP, VERSION = "tenantflow.dev", "v1alpha1"

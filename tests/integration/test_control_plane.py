@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from conftest import privileged_pod, wait_for
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+
+from conftest import privileged_pod, wait_for
 
 PAUSE = "registry.k8s.io/pause:3.10"
 

@@ -23,11 +23,11 @@ from tenantflow.controllers import runtime
 from tenantflow.controllers.sandboxes import Sandboxes
 from tenantflow.durations import parse_duration, parse_time
 from tenantflow.engine.options import EngineLimits, RetryPolicy, StepDefaults
-from tenantflow.engine.wire import defaults_to_wire, inbox_to_wire, limits_to_wire
 from tenantflow.kube.client import ApiException, Kube
 from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
 from tenantflow.quantity import parse_quantity
+from tenantflow.sandbox.payload import advance_payload
 from tenantflow.sandbox.transport import HttpTransport, SandboxUnavailable
 from tenantflow.scheduler import WakeupScheduler
 from tenantflow.workflows import instance_state as state
@@ -117,32 +117,24 @@ class InstanceDriver:
         )
         tenant_obj = await self.kube.get(API_VERSION, "Tenant", tenant)
         limits = ((tenant_obj or {}).get("spec") or {}).get("limits") or {}
-        payload = {
-            "revision": {
-                "sha256": revision["data"]["sha256"],
-                "source": revision["data"]["source"],
-                "entrypoint": revision["data"].get("entrypoint", "run"),
-                "name": inst["spec"]["workflowRef"]["name"],
-            },
-            "instance": {
-                "id": inst["metadata"]["name"],
-                "params": inst["spec"].get("params"),
-                "startedAt": st["startedAt"],
-            },
-            "journal": st.get("steps") or [],
-            "inbox": inbox_to_wire(events),
-            "defaults": defaults_to_wire(_defaults(revision["data"].get("defaults") or {})),
-            "storage": {
-                "maxBytes": int(parse_quantity(limits.get("storage", "1Gi"))),
-                "opsPerSecond": limits.get("maxStorageOpsPerSecond", 500),
-            },
-            "limits": limits_to_wire(
-                EngineLimits(
-                    max_steps=limits.get("maxStepsPerInstance", 1000),
-                    max_step_timeout=float(limits.get("maxStepTimeoutSeconds", 900)),
-                )
+        data = revision["data"]
+        payload = advance_payload(
+            source=data["source"],
+            entrypoint=data.get("entrypoint", "run"),
+            name=inst["spec"]["workflowRef"]["name"],
+            instance_id=inst["metadata"]["name"],
+            params=inst["spec"].get("params"),
+            started_at=st["startedAt"],
+            journal=st.get("steps") or [],
+            inbox=events,
+            defaults=_defaults(data.get("defaults") or {}),
+            limits=EngineLimits(
+                max_steps=limits.get("maxStepsPerInstance", 1000),
+                max_step_timeout=float(limits.get("maxStepTimeoutSeconds", 900)),
             ),
-        }
+            max_bytes=int(parse_quantity(limits.get("storage", "1Gi"))),
+            ops_per_second=limits.get("maxStorageOpsPerSecond", 500),
+        )
         started = time.perf_counter()
         try:
             endpoint = await self.sandboxes.endpoint(tenant)

@@ -161,6 +161,7 @@ def _store_output(value: Any, state: ReplayState) -> tuple[Any, str | None, Any]
         what="run()",
         key="__output__",
         cap=state.limits.inline_output_bytes,
+        limit=state.limits.max_output_bytes,
         offload=state.offload,
     )
 

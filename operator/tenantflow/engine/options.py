@@ -71,6 +71,7 @@ class EngineLimits:
     max_steps: int = 1000
     max_step_timeout: float = 900.0
     inline_output_bytes: int = 16 * 1024
+    max_output_bytes: int = 8 * 1024 * 1024  # any single output, even offloaded
     max_wait_seconds: float = 365 * 86400.0
     # group commit: after this many newly finished steps (or seconds) an advance yields
     batch_steps: int = 100

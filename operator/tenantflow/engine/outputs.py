@@ -27,7 +27,13 @@ def encode(value: Any, *, what: str) -> bytes:
 
 
 def store(
-    value: Any, *, what: str, key: str, cap: int, offload: OutputStore | None
+    value: Any,
+    *,
+    what: str,
+    key: str,
+    cap: int,
+    offload: OutputStore | None,
+    limit: int = 8 * 1024 * 1024,
 ) -> tuple[Any, str | None, Any]:
     """(inline, None, seen) or (None, ref, seen) for a value too large to keep inline.
 
@@ -35,6 +41,11 @@ def store(
     back now, so the first run and every replay see identical values.
     """
     data = encode(value, what=what)
+    if len(data) > limit:
+        raise StepOutputError(
+            f"{what} returned {len(data)} bytes of JSON, over the {limit}-byte output limit; "
+            "keep large data in env.db and return a key to it"
+        )
     seen = json.loads(data)
     if len(data) <= cap:
         return seen, None, seen

@@ -171,6 +171,7 @@ class ReplayState:
                 what=f"step {rec.name!r}",
                 key=rec.name,
                 cap=self.limits.inline_output_bytes,
+                limit=self.limits.max_output_bytes,
                 offload=self.offload,
             )
         except EngineError as exc:

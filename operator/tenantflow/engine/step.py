@@ -103,7 +103,7 @@ class StepApi:
         except TimeoutError:
             msg = f"attempt {attempt} did not finish within {format_duration(timeout)}"
             return False, None, {"name": "StepTimeout", "message": msg}, False
-        except Exception as exc:
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:  # tenant code's sys.exit too
             msg = str(exc)[:_MAX_ERROR_MESSAGE]
             return (
                 False,

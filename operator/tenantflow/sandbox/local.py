@@ -85,7 +85,18 @@ def jail_argv(data_dir: str, socket_dir: str) -> list[str]:
     ):
         if os.path.exists(ro):
             argv += ["--ro-bind", ro, ro]
-    argv += ["--bind", data_dir, data_dir, "--bind", socket_dir, socket_dir, "--chdir", data_dir]
+    argv += [
+        "--bind",
+        data_dir,
+        data_dir,
+        "--bind",
+        socket_dir,
+        socket_dir,
+        "--remount-ro",
+        "/",
+        "--chdir",
+        data_dir,
+    ]
     return argv
 
 
@@ -112,9 +123,12 @@ def pids_cgroup(tenant: str) -> Path | None:
 
 
 class LocalSandboxes:
-    def __init__(self, root: Path | None = None, *, workers: int = 2) -> None:
+    def __init__(
+        self, root: Path | None = None, *, workers: int = 2, request_timeout: float = 300.0
+    ) -> None:
         self.root = root or cache_dir() / "sandboxes"
         self.workers = workers
+        self.request_timeout = request_timeout
         self._runners: dict[str, _Runner] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -149,18 +163,33 @@ class LocalSandboxes:
             str(sock),
             "--workers",
             str(self.workers),
+            "--key-stdin",
+            "--reap-strays",
+            "--request-timeout",
+            str(self.request_timeout),
         ]
+        group = pids_cgroup(tenant)
+        if group is None:
+            raise LocalSandboxError(
+                "no writable pids cgroup to contain the sandbox (fork bombs would reach the "
+                "host); run the operator as root on a host with cgroups, or use the cluster "
+                "transport"
+            )
+        # join the cgroup first, then become the jail
+        argv = ["/bin/sh", "-c", f'echo $$ > {group}/cgroup.procs && exec "$@"', "sh", *argv]
+        # the key goes through stdin: never in any environment (/proc/*/environ is readable)
         env = {
             "PATH": "/usr/bin:/bin",
-            "TENANTFLOW_HMAC_KEY": key.decode(),
             "TENANTFLOW_LOG_FORMAT": "json",
             "PYTHONDONTWRITEBYTECODE": "1",
         }
-        log_file = open(sock_dir / "runner.log", "ab")  # noqa: SIM115 - owned by the process
-        proc = subprocess.Popen(
-            argv, env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT
-        )
-        log_file.close()
+        with open(sock_dir / "runner.log", "ab") as log_file:
+            proc = subprocess.Popen(
+                argv, env=env, stdin=subprocess.PIPE, stdout=log_file, stderr=subprocess.STDOUT
+            )
+        assert proc.stdin is not None
+        proc.stdin.write(key + b"\n")
+        proc.stdin.close()
         for _ in range(300):
             if sock.exists():
                 log.info("sandbox started", tenant=tenant, pid=proc.pid, data=data_dir)

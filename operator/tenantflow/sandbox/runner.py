@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
+import signal
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -40,8 +43,11 @@ class Runner:
         workers: int,
         memory_bytes: int,
         request_timeout: float,
+        reap_strays: bool = False,
     ) -> None:
         self.key = key
+        self.reap_strays = reap_strays
+        self.in_flight = 0
         self.data_dir, self.tenant = data_dir, tenant
         self.workers, self.memory_bytes = workers, memory_bytes
         self.request_timeout = request_timeout
@@ -59,10 +65,32 @@ class Runner:
         return pool
 
     def _replace_pool(self) -> None:
-        old, self.pool = self.pool, self._new_pool()
-        for proc in list(getattr(old, "_processes", {}).values()):
+        old = self.pool
+        for proc in list((getattr(old, "_processes", None) or {}).values()):
             proc.kill()
         old.shutdown(wait=False, cancel_futures=True)
+        self._reap()
+        self.pool = self._new_pool()
+
+    def _reap(self) -> None:
+        """Kill what tenant code left behind (forked children, a fork bomb's remains).
+
+        Only inside the sandbox's own pid namespace, where every process but the runner,
+        the jail's init, multiprocessing's helpers and the pool's workers is tenant code.
+        """
+        if not self.reap_strays:
+            return
+        keep = {os.getpid(), os.getppid(), 1, *(getattr(self.pool, "_processes", None) or {})}
+        keep |= _multiprocessing_helpers()
+        for _ in range(100):  # a fork bomb keeps forking while we kill: repeat until quiet
+            strays = [int(e) for e in os.listdir("/proc") if e.isdigit() and int(e) not in keep]
+            if not strays:
+                return
+            for pid in strays:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.01)
+        log.warning("stray processes survived reaping", tenant=self.tenant)
 
     async def advance(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -70,12 +98,11 @@ class Runner:
             auth.verify(self.key, body, request.headers)
         except auth.AuthError as exc:
             ADVANCES.labels("unauthorized").inc()
-            return web.json_response(
-                {"error": {"name": "Unauthorized", "message": str(exc)}}, status=401
-            )
+            return _error(401, "Unauthorized", str(exc))
         payload = json.loads(body)
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
+        self.in_flight += 1
         try:
             async with asyncio.timeout(self.request_timeout):
                 result = await loop.run_in_executor(self.pool, worker.run, payload)
@@ -88,9 +115,14 @@ class Runner:
             log.warning("worker lost", tenant=self.tenant, reason=reason)
             self._replace_pool()
             ADVANCES.labels("worker-lost").inc()
-            return web.json_response(
-                {"error": {"name": "SandboxWorkerLost", "message": reason}}, status=503
-            )
+            return _error(503, "SandboxWorkerLost", reason)
+        except Exception as exc:  # a runner bug, not tenant code: say so, keep serving
+            log.exception("advance failed", tenant=self.tenant)
+            return _error(500, "SandboxError", f"{type(exc).__name__}: {exc}")
+        finally:
+            self.in_flight -= 1
+        if not self.in_flight:  # a step's processes do not outlive its advance
+            self._reap()
         ADVANCE_SECONDS.observe(time.perf_counter() - started)
         ADVANCES.labels("ok").inc()
         return web.json_response(result)
@@ -113,6 +145,21 @@ class Runner:
         return app
 
 
+def _error(status: int, name: str, message: str) -> web.Response:
+    return web.json_response({"error": {"name": name, "message": message}}, status=status)
+
+
+def _multiprocessing_helpers() -> set[int]:
+    """Pids of the forkserver and resource tracker (started lazily by multiprocessing)."""
+    from multiprocessing import forkserver, resource_tracker
+
+    pids = {
+        getattr(forkserver._forkserver, "_forkserver_pid", None),
+        getattr(resource_tracker._resource_tracker, "_pid", None),
+    }
+    return {p for p in pids if p}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", required=True, help="the tenant's data directory")
@@ -123,11 +170,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--memory-bytes", type=int, default=1 << 30)
     parser.add_argument("--request-timeout", type=float, default=1800.0)
+    parser.add_argument(
+        "--key-stdin",
+        action="store_true",
+        help="read the HMAC key from stdin instead of $TENANTFLOW_HMAC_KEY",
+    )
+    parser.add_argument(
+        "--reap-strays",
+        action="store_true",
+        help="kill processes left by tenant code (only inside a pid namespace)",
+    )
     args = parser.parse_args(argv)
     configure()
-    key = os.environ.pop("TENANTFLOW_HMAC_KEY", "").encode()
+    env_key = os.environ.pop("TENANTFLOW_HMAC_KEY", "")
+    key = (sys.stdin.readline().strip() if args.key_stdin else env_key).encode()
     if not key:
-        parser.error("TENANTFLOW_HMAC_KEY is not set")
+        parser.error("no HMAC key: set TENANTFLOW_HMAC_KEY or pass it on stdin (--key-stdin)")
     runner = Runner(
         key=key,
         data_dir=args.data,
@@ -135,6 +193,7 @@ def main(argv: list[str] | None = None) -> None:
         workers=args.workers,
         memory_bytes=args.memory_bytes,
         request_timeout=args.request_timeout,
+        reap_strays=args.reap_strays,
     )
     log.info("runner starting", tenant=args.tenant, socket=args.socket, port=args.port)
     web.run_app(runner.app(), port=args.port, path=args.socket, print=None)

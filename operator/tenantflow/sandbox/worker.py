@@ -12,6 +12,7 @@ from tenantflow.engine.errors import EngineError
 from tenantflow.engine.executor import advance
 from tenantflow.engine.journal import load as load_journal
 from tenantflow.engine.loader import WorkflowFn, load
+from tenantflow.engine.options import EngineLimits
 from tenantflow.engine.outcome import Advance, Errored
 from tenantflow.engine.wire import (
     advance_to_wire,
@@ -54,7 +55,8 @@ def _cpu_budget(seconds: float) -> None:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     used = int(usage.ru_utime + usage.ru_stime)
     soft = used + int(seconds) + CPU_GRACE_SECONDS
-    resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + CPU_GRACE_SECONDS))
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)  # a hard limit could never rise again
+    resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
 
 
 def run(payload: dict[str, Any]) -> dict[str, Any]:
@@ -71,17 +73,30 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
                 filename=f"<{rev.get('name', 'workflow')}>",
             )
     except EngineError as exc:
-        failed = Advance(
-            journal=load_journal(payload.get("journal", [])),
-            outcome=Errored({"name": exc.reason, "message": str(exc)}),
-            changed=False,
-        )
-        return advance_to_wire(failed)
+        return _failed(payload, exc.reason, str(exc))
     storage = payload.get("storage") or {}
     assert _db is not None
     _db.limit(max_bytes=storage.get("maxBytes"), ops_per_second=storage.get("opsPerSecond"))
+    try:
+        return advance_to_wire(_advance(fn, payload, limits))
+    except (SystemExit, KeyboardInterrupt) as exc:  # tenant code tried to end the process
+        return _failed(payload, type(exc).__name__, f"workflow code raised {exc!r} in run()")
+
+
+def _failed(payload: dict[str, Any], name: str, message: str) -> dict[str, Any]:
+    """An Errored outcome that keeps the journal it was given."""
+    return advance_to_wire(
+        Advance(
+            journal=load_journal(payload.get("journal", [])),
+            outcome=Errored({"name": name, "message": message}),
+            changed=False,
+        )
+    )
+
+
+def _advance(fn: WorkflowFn, payload: dict[str, Any], limits: EngineLimits) -> Advance:
     inst = payload["instance"]
-    result = advance(
+    return advance(
         fn,
         journal=load_journal(payload.get("journal", [])),
         params=inst.get("params"),
@@ -94,4 +109,3 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
         limits=limits,
         offload=_outputs,
     )
-    return advance_to_wire(result)

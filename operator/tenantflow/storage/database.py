@@ -73,10 +73,12 @@ class TenantDatabase:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.path = str(path)
-        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._conn = sqlite3.connect(
+            self.path, check_same_thread=False, isolation_level=None, timeout=10
+        )
         self._conn.row_factory = sqlite3.Row
         if self.path != ":memory:":
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._retry_locked(lambda: self._conn.execute("PRAGMA journal_mode=WAL"))
             self._conn.execute("PRAGMA synchronous=NORMAL")
         self._page_size = int(self._conn.execute("PRAGMA page_size").fetchone()[0])
         self._lock = threading.Lock()
@@ -85,6 +87,20 @@ class TenantDatabase:
         self.max_bytes: int | None = None
         self.limit(max_bytes=max_bytes, ops_per_second=ops_per_second)
         self._conn.set_authorizer(_authorizer)
+
+    @staticmethod
+    def _retry_locked(op: Callable[[], object], seconds: float = 10.0) -> None:
+        """Switching to WAL needs a moment alone with the file: workers opening the same
+        new database at once get SQLITE_BUSY without the busy handler's help."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                op()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def limit(self, *, max_bytes: int | None, ops_per_second: float | None) -> None:
         """(Re)apply the tenant's limits; called when the Tenant spec changes."""

@@ -1,0 +1,41 @@
+"""The body of an advance request: everything the runner needs, nothing it may not see."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tenantflow.engine.options import EngineLimits, StepDefaults
+from tenantflow.engine.state import InboxEvent
+from tenantflow.engine.wire import defaults_to_wire, inbox_to_wire, limits_to_wire
+from tenantflow.workflows.source import sha256
+
+
+def advance_payload(
+    *,
+    source: str,
+    instance_id: str,
+    started_at: str,
+    entrypoint: str = "run",
+    name: str = "workflow",
+    params: Any = None,
+    journal: list[dict[str, Any]] | None = None,
+    inbox: list[InboxEvent] | None = None,
+    defaults: StepDefaults | None = None,
+    limits: EngineLimits | None = None,
+    max_bytes: int | None = None,
+    ops_per_second: float | None = None,
+) -> dict[str, Any]:
+    return {
+        "revision": {
+            "sha256": sha256(source),
+            "source": source,
+            "entrypoint": entrypoint,
+            "name": name,
+        },
+        "instance": {"id": instance_id, "params": params, "startedAt": started_at},
+        "journal": journal or [],
+        "inbox": inbox_to_wire(inbox or []),
+        "defaults": defaults_to_wire(defaults or StepDefaults()),
+        "limits": limits_to_wire(limits or EngineLimits()),
+        "storage": {"maxBytes": max_bytes, "opsPerSecond": ops_per_second},
+    }
