@@ -162,8 +162,16 @@ def _multiprocessing_helpers() -> set[int]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", required=True, help="the tenant's data directory")
-    parser.add_argument("--tenant", required=True)
+    parser.add_argument(
+        "--data",
+        default=os.environ.get("TENANTFLOW_DATA"),
+        help="the tenant's data directory ($TENANTFLOW_DATA)",
+    )
+    parser.add_argument(
+        "--tenant",
+        default=os.environ.get("TENANTFLOW_TENANT"),
+        help="the tenant's name ($TENANTFLOW_TENANT)",
+    )
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--port", type=int)
     where.add_argument("--socket")
@@ -181,6 +189,8 @@ def main(argv: list[str] | None = None) -> None:
         help="kill processes left by tenant code (only inside a pid namespace)",
     )
     args = parser.parse_args(argv)
+    if not args.data or not args.tenant:
+        parser.error("--data and --tenant (or TENANTFLOW_DATA and TENANTFLOW_TENANT) are required")
     configure()
     env_key = os.environ.pop("TENANTFLOW_HMAC_KEY", "")
     key = (sys.stdin.readline().strip() if args.key_stdin else env_key).encode()
