@@ -110,30 +110,45 @@ class Tenant:
 
 
 @pytest.fixture(scope="module")
-def tenant(api_client: client.ApiClient, operator_process: OperatorProcess) -> Iterator[Tenant]:
-    name = f"wf-{uuid.uuid4().hex[:6]}"
+def tenant_factory(
+    api_client: client.ApiClient, operator_process: OperatorProcess
+) -> Iterator[Any]:
+    """Create Ready tenants with the given limits; all deleted at the end of the module."""
     custom = client.CustomObjectsApi(api_client)
-    custom.create_cluster_custom_object(
-        GROUP,
-        VERSION,
-        "tenants",
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "Tenant",
-            "metadata": {"name": name},
-            "spec": {"limits": {"maxStepTimeoutSeconds": 60}},
-        },
-    )
-    wait_for(
-        lambda: (
-            (
-                custom.get_cluster_custom_object(GROUP, VERSION, "tenants", name).get("status")
-                or {}
-            ).get("phase")
-            == "Ready"
-        ),
-        "tenant Ready",
-        60,
-    )
-    yield Tenant(api_client, name)
-    custom.delete_cluster_custom_object(GROUP, VERSION, "tenants", name)
+    names: list[str] = []
+
+    def make(**limits: Any) -> Tenant:
+        name = f"wf-{uuid.uuid4().hex[:6]}"
+        custom.create_cluster_custom_object(
+            GROUP,
+            VERSION,
+            "tenants",
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "Tenant",
+                "metadata": {"name": name},
+                "spec": {"limits": limits},
+            },
+        )
+        names.append(name)
+        wait_for(
+            lambda: (
+                (
+                    custom.get_cluster_custom_object(GROUP, VERSION, "tenants", name).get("status")
+                    or {}
+                ).get("phase")
+                == "Ready"
+            ),
+            "tenant Ready",
+            60,
+        )
+        return Tenant(api_client, name)
+
+    yield make
+    for name in names:
+        custom.delete_cluster_custom_object(GROUP, VERSION, "tenants", name)
+
+
+@pytest.fixture(scope="module")
+def tenant(tenant_factory: Any) -> Tenant:
+    return tenant_factory(maxStepTimeoutSeconds=60)

@@ -11,6 +11,7 @@ from tenantflow import conditions
 from tenantflow.controllers import runtime
 from tenantflow.controllers.instance import driver
 from tenantflow.durations import format_time
+from tenantflow.kube import events
 from tenantflow.kube.client import Kube
 from tenantflow.observability.logging import get_logger
 from tenantflow.workflows import revisions, source
@@ -86,10 +87,8 @@ async def reconcile(key: str) -> None:
                 )
             )
             revs.append(rev)
-            kopf.info(
-                runtime.body(body),
-                reason="RevisionCreated",
-                message=f"revision {current} (sha256 {sha[:12]})",
+            await events.post(
+                kube, body, "Normal", "RevisionCreated", f"revision {current} (sha256 {sha[:12]})"
             )
     pinned = spec.get("pinnedRevision")
     numbers = {r["revision"] for r in revs}
@@ -122,11 +121,7 @@ async def reconcile(key: str) -> None:
         if active is not None and active != old.get("activeRevision"):
             await _wake_queued(kube, ns, name)
         if not check.ok and (old.get("conditions") or [{}])[0].get("reason") != check.reason:
-            kopf.warn(
-                runtime.body(body),
-                reason=check.reason,
-                message=check.message,
-            )
+            await events.post(kube, body, "Warning", check.reason, check.message)
 
 
 async def _wake_queued(kube: Kube, namespace: str, definition: str) -> None:

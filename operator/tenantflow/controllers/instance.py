@@ -9,6 +9,7 @@ the fresh status: entries are never lost or reordered.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import time
@@ -20,9 +21,11 @@ import kopf
 from tenantflow import conditions
 from tenantflow.api.tenant import NAMESPACE_PREFIX
 from tenantflow.controllers import runtime
+from tenantflow.controllers import tenant as tenant_controller
 from tenantflow.controllers.sandboxes import Sandboxes
 from tenantflow.durations import parse_duration, parse_time
 from tenantflow.engine.options import EngineLimits, RetryPolicy, StepDefaults
+from tenantflow.kube import events
 from tenantflow.kube.client import ApiException, Kube
 from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
@@ -30,12 +33,16 @@ from tenantflow.quantity import parse_quantity
 from tenantflow.sandbox.payload import advance_payload
 from tenantflow.sandbox.transport import HttpTransport, SandboxUnavailable
 from tenantflow.scheduler import WakeupScheduler
+from tenantflow.supervisor.admission import DELETED, Admission
+from tenantflow.supervisor.fair_queue import FairDispatcher
+from tenantflow.supervisor.token_bucket import TokenBucket
 from tenantflow.workflows import instance_state as state
 from tenantflow.workflows.revisions import DEFINITION_LABEL, REVISION_LABEL
 
 log = get_logger("tenantflow.instance")
 API_VERSION = "tenantflow.dev/v1alpha1"
 WORKER_LOSSES_BEFORE_ERROR = 3
+USAGE_INTERVAL = 5.0  # Tenant.status.usage refresh, at most this often per tenant
 
 
 @dataclass
@@ -50,6 +57,51 @@ class InstanceDriver:
     def __post_init__(self) -> None:
         self.queue = runtime.KeyedWorkQueue(self.drive)
         self.timers = WakeupScheduler(self.queue.request)
+        self.admission = Admission()
+        self.dispatcher = FairDispatcher(int(os.environ.get("TENANTFLOW_DISPATCH_SLOTS", 16)))
+        self.event_buckets: dict[str, TokenBucket] = {}
+        self.usage_pending: set[str] = set()
+
+    def _usage_changed(self, tenant: str) -> None:
+        """Tenant.status.usage follows instance phases, refreshed at most every 5 s."""
+        if tenant in self.usage_pending:
+            return
+        self.usage_pending.add(tenant)
+
+        def refresh() -> None:
+            self.usage_pending.discard(tenant)
+            tenant_controller.queue().request(tenant)
+
+        asyncio.get_running_loop().call_later(USAGE_INTERVAL, refresh)
+
+    async def rebuild(self) -> None:
+        """Admission state from the CRs (operator start): active ones hold their slots,
+        the not yet started queue in creation order."""
+        for inst in await self.kube.list(API_VERSION, "WorkflowInstance"):
+            meta, st = inst["metadata"], inst.get("status") or {}
+            tenant = meta["namespace"].removeprefix(NAMESPACE_PREFIX)
+            key = f"{meta['namespace']}/{meta['name']}"
+            if st.get("revision") is None and st.get("phase") not in state.FINISHED:
+                self.admission.enqueue(tenant, key, meta.get("creationTimestamp", ""))
+            else:
+                self.admission.observe(tenant, key, st.get("phase"))
+
+    def _event_budget(self, key: str, tenant: str, new: int, rate: float, now: dt.datetime) -> int:
+        """How many of `new` events may be delivered now (maxEventsPerSecond)."""
+        if new <= 0:
+            return 0
+        bucket = self.event_buckets.get(tenant)
+        if bucket is None:
+            bucket = self.event_buckets[tenant] = TokenBucket(rate, max(1.0, rate))
+        elif bucket.rate != rate:
+            bucket.reconfigure(rate, max(1.0, rate))
+        allowed = 0
+        while allowed < new and bucket.try_take():
+            allowed += 1
+        if allowed < new:
+            metrics.RATE_LIMITED.labels(tenant=tenant, limit="events").inc()
+            self.timers.schedule(key, now + dt.timedelta(seconds=max(bucket.wait_time(), 0.05)))
+        return allowed
 
     # ------------------------------------------------------------------ the loop
     async def drive(self, key: str) -> None:
@@ -95,13 +147,54 @@ class InstanceDriver:
         revision = await self._revision(inst)
         if revision is None:
             return
+        tenant_obj = await self.kube.get(API_VERSION, "Tenant", tenant)
+        limits = ((tenant_obj or {}).get("spec") or {}).get("limits") or {}
         if st.get("revision") is None:
+            if not await self._admit(key, tenant, inst, limits, now):
+                return
             st = {**st, **state.started(revision["revision"], now)}
             metrics.INSTANCE_STARTS.labels(tenant=tenant).inc()
         if not state.needs_advance(st, spec.get("events") or [], now):
             self._schedule(key, st)
             return
-        await self._advance(key, tenant, inst, st, revision, now)
+        await self._advance(key, tenant, inst, st, revision, limits, now)
+
+    async def _admit(
+        self, key: str, tenant: str, inst: dict[str, Any], limits: dict[str, Any], now: dt.datetime
+    ) -> bool:
+        """Concurrency cap (FIFO queue) and start rate; False = stays Queued for now."""
+        cap = limits.get("maxConcurrentInstances", 100)
+        decision = self.admission.try_start(
+            tenant,
+            key,
+            inst["metadata"].get("creationTimestamp", ""),
+            max_concurrent=cap,
+            starts_per_second=float(limits.get("maxInstanceStartsPerSecond", 10)),
+        )
+        metrics.QUEUE_DEPTH.labels(tenant=tenant).set(self.admission.queue_depth(tenant))
+        log.debug(
+            "admission",
+            instance=key,
+            verdict=decision.verdict,
+            active=self.admission.active(tenant),
+            cap=cap,
+        )
+        if decision.verdict == "start":
+            return True
+        if decision.verdict == "throttled":
+            metrics.RATE_LIMITED.labels(tenant=tenant, limit="instanceStarts").inc()
+            self.timers.schedule(key, now + dt.timedelta(seconds=decision.wait))
+            reason = "StartRateLimited"
+            message = "waiting for the tenant's maxInstanceStartsPerSecond budget"
+        else:
+            metrics.RATE_LIMITED.labels(tenant=tenant, limit="concurrentInstances").inc()
+            reason = "ConcurrencyLimit"
+            message = (
+                f"{cap} instances are active (maxConcurrentInstances); this one starts "
+                "when a slot frees, in creation order"
+            )
+        await self._condition(inst, "Admitted", False, reason, message, phase="Queued")
+        return False
 
     async def _advance(
         self,
@@ -110,13 +203,19 @@ class InstanceDriver:
         inst: dict[str, Any],
         st: dict[str, Any],
         revision: dict[str, Any],
+        limits: dict[str, Any],
         now: dt.datetime,
     ) -> None:
-        events, seen = state.inbox(
-            inst["spec"].get("events") or [], st.get("eventsSeen") or [], now
+        all_events = inst["spec"].get("events") or []
+        seen_before = st.get("eventsSeen") or []
+        deliver = self._event_budget(
+            key,
+            tenant,
+            len(all_events) - len(seen_before),
+            float(limits.get("maxEventsPerSecond", 50)),
+            now,
         )
-        tenant_obj = await self.kube.get(API_VERSION, "Tenant", tenant)
-        limits = ((tenant_obj or {}).get("spec") or {}).get("limits") or {}
+        events, seen = state.inbox(all_events[: len(seen_before) + deliver], seen_before, now)
         data = revision["data"]
         payload = advance_payload(
             source=data["source"],
@@ -135,15 +234,15 @@ class InstanceDriver:
             max_bytes=int(parse_quantity(limits.get("storage", "1Gi"))),
             ops_per_second=limits.get("maxStorageOpsPerSecond", 500),
         )
-        started = time.perf_counter()
         try:
-            endpoint = await self.sandboxes.endpoint(tenant)
-            result = await self.transport.advance(endpoint, payload)
+            async with self.dispatcher.slot(tenant):  # fair across tenants
+                started = time.perf_counter()
+                endpoint = await self.sandboxes.endpoint(tenant)
+                result = await self.transport.advance(endpoint, payload)
+                metrics.SANDBOX_INVOKE.labels(tenant=tenant).observe(time.perf_counter() - started)
         except SandboxUnavailable as exc:
             await self._sandbox_failed(key, inst, st, exc)
             return
-        finally:
-            metrics.SANDBOX_INVOKE.labels(tenant=tenant).observe(time.perf_counter() - started)
         self.failures.pop(key, None)
         for _step, outcome in result.get("executed", []):
             metrics.STEP_ATTEMPTS.labels(tenant=tenant, outcome=outcome).inc()
@@ -295,12 +394,7 @@ class InstanceDriver:
                 return None
             raise
         if event:
-            kopf.event(
-                runtime.body(inst),
-                type=event[0],
-                reason=event[1],
-                message=event[2][:1024],
-            )
+            await events.post(self.kube, inst, *event)
         return out
 
     async def _expire(self, key: str, inst: dict[str, Any], now: dt.datetime) -> None:
@@ -319,12 +413,21 @@ class InstanceDriver:
             self.timers.schedule(key, parse_time(st["nextWakeAt"]))
 
     def _track(self, key: str, tenant: str | None, phase: str | None) -> None:
+        """Metrics and admission follow every observed phase; freed slots wake the queue."""
         old = self.phases.pop(key, None)
         if old:
             metrics.INSTANCES.labels(tenant=old[0], phase=old[1]).dec()
         if tenant and phase:
             self.phases[key] = (tenant, phase)
             metrics.INSTANCES.labels(tenant=tenant, phase=phase).inc()
+        owner = tenant or (old[0] if old else None)
+        if owner is None:
+            return
+        for woken in self.admission.observe(owner, key, phase if tenant else DELETED):
+            self.queue.request(woken)
+        metrics.QUEUE_DEPTH.labels(tenant=owner).set(self.admission.queue_depth(owner))
+        if (old[1] if old else None) != phase:
+            self._usage_changed(owner)
 
 
 def _key(inst: dict[str, Any]) -> str:

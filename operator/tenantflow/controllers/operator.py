@@ -40,6 +40,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     kube = await Kube.connect(os.environ.get("KUBECONFIG"))
     runtime.set_runtime(runtime.Runtime(kube=kube, settings=runtime.settings_from_env()))
     driver = instance.driver()
+    await driver.rebuild()
     runtime.get().tasks.append(asyncio.create_task(driver.timers.run()))
     log.info("operator started", namespace=runtime.get().settings.namespace)
 

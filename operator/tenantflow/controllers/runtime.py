@@ -6,9 +6,7 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
-
-import kopf
+from typing import TYPE_CHECKING
 
 from tenantflow.kube.client import Kube
 from tenantflow.observability.logging import get_logger
@@ -18,11 +16,6 @@ if TYPE_CHECKING:
     from tenantflow.controllers.instance import InstanceDriver
 
 log = get_logger("tenantflow.operator")
-
-
-def body(raw: dict[str, Any]) -> kopf.Body:
-    """A kopf Body over a plain dict, for kopf.event/info/warn outside handler kwargs."""
-    return kopf.Body(cast(kopf.RawBody, raw))
 
 
 def settings_from_env() -> OperatorSettings:

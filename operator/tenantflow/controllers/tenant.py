@@ -17,6 +17,7 @@ from tenantflow import conditions
 from tenantflow.api.tenant import Tenant
 from tenantflow.controllers import runtime
 from tenantflow.durations import parse_time
+from tenantflow.kube import events
 from tenantflow.kube.client import ApiException, Kube, message
 from tenantflow.observability.logging import get_logger
 from tenantflow.tenancy import manifests, status
@@ -142,7 +143,7 @@ async def _write_status(
         "conditions": conditions.merge(
             old.get("conditions"), conds, generation=meta.get("generation")
         ),
-        "usage": {**(old.get("usage") or {}), **status.usage(instances)},
+        "usage": {**(old.get("usage") or {}), **status.usage(instances, dt.datetime.now(dt.UTC))},
         "observedGeneration": meta.get("generation"),
     }
     if {k: old.get(k) for k in new} == new:
@@ -152,11 +153,8 @@ async def _write_status(
     )
     if old.get("phase") != phase:
         ready = next(c for c in conds if c.type == "Ready")
-        kopf.event(
-            runtime.body(body),
-            type="Warning" if phase == "Degraded" else "Normal",
-            reason=ready.reason,
-            message=ready.message,
+        await events.post(
+            kube, body, "Warning" if phase == "Degraded" else "Normal", ready.reason, ready.message
         )
         log.info("tenant phase", tenant=meta["name"], phase=phase, reason=ready.reason)
 
@@ -187,10 +185,12 @@ async def tenant_deleted(name: str, body: kopf.Body, **_: Any) -> None:
     if running and dt.datetime.now(dt.UTC) - deleted_at < TERMINATION_GRACE:
         raise kopf.TemporaryError(f"waiting for {len(running)} instance(s) to terminate", delay=2)
     if running:
-        kopf.warn(
-            body,
-            reason="TerminationTimeout",
-            message=f"{len(running)} instance(s) did not terminate within "
+        await events.post(
+            kube,
+            dict(body),
+            "Warning",
+            "TerminationTimeout",
+            f"{len(running)} instance(s) did not terminate within "
             f"{TERMINATION_GRACE.seconds}s; deleting the namespace anyway",
         )
     await kube.delete("v1", "Namespace", ns_name)

@@ -63,6 +63,7 @@ class OperatorProcess:
                     return
             except OSError:
                 if time.monotonic() > deadline:
+                    self.stop()  # never leave a half-started operator behind
                     raise DevClusterError(
                         f"the operator did not become live:\n{self.log_tail()}"
                     ) from None

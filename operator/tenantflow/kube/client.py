@@ -6,6 +6,7 @@ table (`resources.py`), so errors are explicit `ApiException`s and no discovery 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from typing import Any
@@ -17,6 +18,8 @@ from tenantflow.kube.resources import path
 from tenantflow.observability.metrics import KUBE_WRITES
 
 FIELD_MANAGER = "tenantflow"
+RETRYABLE = frozenset({429, 503, 504})
+RETRIES = 5
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
 
@@ -51,23 +54,31 @@ class Kube:
         content_type: str = "application/json",
         query: list[tuple[str, str]] | None = None,
     ) -> dict[str, Any]:
-        """One API call; non-2xx raises ApiException carrying the server's Status."""
-        resp = await self.api.call_api(
-            url,
-            method,
-            query_params=query or [],
-            header_params={"Content-Type": content_type, "Accept": "application/json"},
-            body=body,
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-            _return_http_data_only=True,
-        )
-        data = await resp.read()
-        if not 200 <= resp.status < 300:
-            exc = ApiException(status=resp.status, reason=resp.reason)
-            exc.body = data.decode(errors="replace")
-            raise exc
-        return json.loads(data) if data else {}
+        """One API call; non-2xx raises ApiException carrying the server's Status.
+
+        429/503/504 (API priority and fairness, storage re-initialising right after a CRD
+        is installed) are retried a few times, honouring the server's retryAfterSeconds.
+        """
+        for attempt in range(RETRIES + 1):
+            resp = await self.api.call_api(
+                url,
+                method,
+                query_params=query or [],
+                header_params={"Content-Type": content_type, "Accept": "application/json"},
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _return_http_data_only=True,
+            )
+            data = await resp.read()
+            if 200 <= resp.status < 300:
+                return json.loads(data) if data else {}
+            if resp.status not in RETRYABLE or attempt == RETRIES:
+                exc = ApiException(status=resp.status, reason=resp.reason)
+                exc.body = data.decode(errors="replace")
+                raise exc
+            await asyncio.sleep(_retry_after(data, attempt))
+        raise AssertionError("unreachable")
 
     @staticmethod
     def _count(kind: str, verb: str) -> None:
@@ -162,6 +173,13 @@ class Kube:
             body=body,
             content_type=MERGE,
         )
+
+
+def _retry_after(data: bytes, attempt: int) -> float:
+    try:
+        return float(json.loads(data)["details"]["retryAfterSeconds"])
+    except (ValueError, KeyError, TypeError):
+        return min(0.2 * 2**attempt, 5.0)
 
 
 def message(exc: ApiException) -> str:

@@ -1,0 +1,112 @@
+"""Admission: per-tenant concurrency caps (FIFO queue) and start-rate token buckets.
+
+Pure bookkeeping over instance keys; the instance controller feeds it every observed
+phase (so it is rebuilt from the CRs after a restart) and asks it before starting one.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import Literal
+
+from tenantflow.supervisor.token_bucket import TokenBucket
+
+DEFAULT_MAX_CONCURRENT = 100  # the CRD defaults (api/tenant.py TenantLimits)
+DEFAULT_STARTS_PER_SECOND = 10.0
+DELETED = "Deleted"  # pseudo-phase: the instance object is gone
+ACTIVE_PHASES = frozenset({"Running", "Waiting", "Paused"})
+FINISHED_PHASES = frozenset({"Complete", "Errored", "Terminated"})
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: Literal["start", "queued", "throttled"]
+    wait: float = 0.0  # throttled: seconds until a start token is available
+    position: int = 0  # queued: 1-based place in the tenant's FIFO
+
+
+@dataclass
+class _Tenant:
+    max_concurrent: int
+    starts: TokenBucket
+    active: set[str] = field(default_factory=set)
+    queue: list[tuple[str, str]] = field(default_factory=list)  # sorted (created, key)
+
+
+class Admission:
+    def __init__(self) -> None:
+        self._tenants: dict[str, _Tenant] = {}
+
+    def _tenant(
+        self, tenant: str, max_concurrent: int | None = None, starts_per_second: float | None = None
+    ) -> _Tenant:
+        """The tenant's state; limits default to the CRD's until try_start brings the real
+        ones (observe() may come first, e.g. while rebuilding after a restart)."""
+        t = self._tenants.get(tenant)
+        cap = max_concurrent if max_concurrent is not None else DEFAULT_MAX_CONCURRENT
+        rate = starts_per_second if starts_per_second is not None else DEFAULT_STARTS_PER_SECOND
+        if t is None:
+            t = self._tenants[tenant] = _Tenant(cap, TokenBucket(rate, 2 * rate))
+        elif max_concurrent is not None and (t.max_concurrent != cap or t.starts.rate != rate):
+            t.max_concurrent = cap
+            t.starts.reconfigure(rate, 2 * rate)
+        return t
+
+    def enqueue(self, tenant: str, key: str, created: str) -> None:
+        """Put an instance that has not started in its tenant's FIFO (restart rebuild)."""
+        t = self._tenant(tenant)
+        if key not in t.active and (created, key) not in t.queue:
+            bisect.insort(t.queue, (created, key))
+
+    def observe(self, tenant: str, key: str, phase: str | None) -> list[str]:
+        """Record an instance's phase (None/Queued: not started, no change; DELETED: gone);
+        returns queued keys that may now try to start."""
+        t = self._tenant(tenant)
+        if phase in ACTIVE_PHASES:
+            t.active.add(key)
+            self._dequeue(t, key)
+            return []
+        if phase == DELETED or phase in FINISHED_PHASES:
+            was_active = key in t.active
+            t.active.discard(key)
+            self._dequeue(t, key)
+            if was_active:
+                return [k for _, k in t.queue[: max(0, t.max_concurrent - len(t.active))]]
+        return []
+
+    def try_start(
+        self, tenant: str, key: str, created: str, *, max_concurrent: int, starts_per_second: float
+    ) -> Decision:
+        t = self._tenant(tenant, max_concurrent, starts_per_second)
+        if key in t.active:
+            return Decision("start")
+        self.enqueue(tenant, key, created)
+        position = t.queue.index((created, key)) + 1
+        if position > t.max_concurrent - len(t.active):
+            return Decision("queued", position=position)
+        if not t.starts.try_take():
+            return Decision("throttled", wait=t.starts.wait_time())
+        t.active.add(key)
+        self._dequeue(t, key)
+        return Decision("start")
+
+    def is_active(self, tenant: str, key: str) -> bool:
+        t = self._tenants.get(tenant)
+        return t is not None and key in t.active
+
+    def queued(self, tenant: str) -> list[str]:
+        t = self._tenants.get(tenant)
+        return [k for _, k in t.queue] if t else []
+
+    def queue_depth(self, tenant: str) -> int:
+        t = self._tenants.get(tenant)
+        return len(t.queue) if t else 0
+
+    def active(self, tenant: str) -> int:
+        t = self._tenants.get(tenant)
+        return len(t.active) if t else 0
+
+    @staticmethod
+    def _dequeue(t: _Tenant, key: str) -> None:
+        t.queue[:] = [entry for entry in t.queue if entry[1] != key]
