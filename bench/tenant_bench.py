@@ -6,29 +6,14 @@ deleted afterwards.
 
 from __future__ import annotations
 
-import subprocess
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import yaml
 
+from bench.cluster import kubectl, operator_on_dev_cluster
 from bench.machine import write
-from tenantflow.devcluster import DevCluster, versions
-from tenantflow.devcluster.operator import OperatorProcess
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None) -> str:
-    return subprocess.run(
-        [str(versions.bin_dir() / "kubectl"), f"--kubeconfig={kubeconfig}", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
 
 
 def time_to_ready(kubeconfig: Path, count: int) -> dict[str, float]:
@@ -73,18 +58,11 @@ def time_to_ready(kubeconfig: Path, count: int) -> dict[str, float]:
 
 
 def main() -> None:
-    kubeconfig = DevCluster().up()
-    kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    with tempfile.TemporaryDirectory() as tmp:
-        op = OperatorProcess(kubeconfig, Path(tmp) / "operator.log")
-        op.start()
-        try:
-            write(
-                "tenants",
-                {"one": time_to_ready(kubeconfig, 1), "hundred": time_to_ready(kubeconfig, 100)},
-            )
-        finally:
-            op.stop()
+    with operator_on_dev_cluster() as kubeconfig:
+        write(
+            "tenants",
+            {"one": time_to_ready(kubeconfig, 1), "hundred": time_to_ready(kubeconfig, 100)},
+        )
 
 
 if __name__ == "__main__":
