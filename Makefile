@@ -50,7 +50,7 @@ bench: venv ## benchmarks, written to bench/results/*.json
 	$(BIN)/python -m bench
 
 crds: venv ## regenerate crds/ from the pydantic models
-	$(BIN)/python -m tenantflow.api.generate crds
+	$(BIN)/python -m tenantflow.api.generate crds charts/tenantflow/crds
 
 kind-e2e: venv ## the e2e suite on a kind cluster (needs Docker and kind)
 	bash hack/kind-e2e.sh

@@ -153,3 +153,42 @@ def crd(kind: Kind) -> dict[str, Any]:
             ],
         },
     }
+
+
+def kopf_peering_crd() -> dict[str, Any]:
+    """kopf's ClusterKopfPeering CRD: operator replicas find each other through it."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": "clusterkopfpeerings.kopf.dev",
+            "labels": {"app.kubernetes.io/part-of": "tenantflow"},
+        },
+        "spec": {
+            "scope": "Cluster",
+            "group": "kopf.dev",
+            "names": {
+                "kind": "ClusterKopfPeering",
+                "plural": "clusterkopfpeerings",
+                "singular": "clusterkopfpeering",
+            },
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "status": {
+                                    "type": "object",
+                                    "x-kubernetes-preserve-unknown-fields": True,
+                                }
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }

@@ -1,4 +1,6 @@
-"""`python -m tenantflow.api.generate DIR [--check]`: write (or verify) crds/*.yaml."""
+"""`python -m tenantflow.api.generate DIR... [--check]`: write (or verify) the CRD files.
+
+`make crds` writes them to `crds/` and to the Helm chart's `crds/`."""
 
 from __future__ import annotations
 
@@ -8,33 +10,35 @@ from pathlib import Path
 
 import yaml
 
-from tenantflow.api.crd import KINDS, crd
+from tenantflow.api.crd import KINDS, crd, kopf_peering_crd
 
 HEADER = "# Generated from operator/tenantflow/api by `make crds`. Do not edit.\n"
 
 
 def rendered() -> dict[str, str]:
     """File name -> YAML text for every CRD."""
+    docs = {f"{kind.plural}.yaml": crd(kind) for kind in KINDS}
+    docs["kopf-peering.yaml"] = kopf_peering_crd()
     return {
-        f"{kind.plural}.yaml": HEADER + yaml.safe_dump(crd(kind), sort_keys=False, width=100)
-        for kind in KINDS
+        name: HEADER + yaml.safe_dump(doc, sort_keys=False, width=100) for name, doc in docs.items()
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("directory", type=Path)
+    parser.add_argument("directories", type=Path, nargs="+")
     parser.add_argument("--check", action="store_true", help="fail if files differ")
     args = parser.parse_args(argv)
     stale = []
-    for name, text in rendered().items():
-        path = args.directory / name
-        if args.check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(str(path))
-        else:
-            args.directory.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
+    for directory in args.directories:
+        for name, text in rendered().items():
+            path = directory / name
+            if args.check:
+                if not path.exists() or path.read_text() != text:
+                    stale.append(str(path))
+            else:
+                directory.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
     if stale:
         print(f"out of date: {', '.join(stale)}; run `make crds`", file=sys.stderr)
         return 1

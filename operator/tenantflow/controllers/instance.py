@@ -244,8 +244,7 @@ class InstanceDriver:
             await self._sandbox_failed(key, inst, st, exc)
             return
         self.failures.pop(key, None)
-        for _step, outcome in result.get("executed", []):
-            metrics.STEP_ATTEMPTS.labels(tenant=tenant, outcome=outcome).inc()
+        _observe_steps(tenant, result)
         update: dict[str, Any] = {
             **_keep(st, "phase"),
             **state.after_advance(result, seen=seen, now=now),
@@ -428,6 +427,18 @@ class InstanceDriver:
         metrics.QUEUE_DEPTH.labels(tenant=owner).set(self.admission.queue_depth(owner))
         if (old[1] if old else None) != phase:
             self._usage_changed(owner)
+
+
+def _observe_steps(tenant: str, result: dict[str, Any]) -> None:
+    """Step metrics from one advance: attempts by outcome, durations of finished steps."""
+    executed = result.get("executed", [])
+    for _step, outcome in executed:
+        metrics.STEP_ATTEMPTS.labels(tenant=tenant, outcome=outcome).inc()
+    ran = {name for name, _ in executed}
+    for entry in result.get("journal", []):
+        if entry["name"] in ran and entry.get("finishedAt") and entry.get("startedAt"):
+            seconds = parse_time(entry["finishedAt"]) - parse_time(entry["startedAt"])
+            metrics.STEP_DURATION.labels(tenant=tenant).observe(seconds.total_seconds())
 
 
 def _key(inst: dict[str, Any]) -> str:
