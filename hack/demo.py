@@ -76,13 +76,16 @@ def main() -> int:
     print(k("get", "tenants"), end="")
     print(k("get", "pods,pvc,networkpolicy,resourcequota", "-n", "tenant-acme"), end="")
 
-    step("Submitting the example workflows (definitions and instances)")
-    print(k("apply", "-f", str(ROOT / "examples" / "workflows")), end="")
-    show_progress(k, until=lambda phases: phases.get("build-1") == "Waiting")
+    step("Submitting the example workflows: CI pipeline, agent with approval, saga, data sync")
+    for example in ("ci-pipeline", "agent-approval", "order-saga", "data-sync"):
+        print(k("apply", "-f", str(ROOT / "examples" / example)), end="")
+    waiting = lambda phases: all(p in FINISHED or p == "Waiting" for p in phases.values())  # noqa: E731
+    show_progress(k, until=lambda phases: len(phases) == 5 and waiting(phases))
 
-    step("build-1 waits for approval: sending the 'approved' event")
+    step("Two instances wait for a human: sending them the 'approved' event")
     events = json.dumps({"spec": {"events": [{"type": "approved", "payload": {"by": "bob"}}]}})
-    print(k("patch", "wfi", "build-1", "-n", "tenant-acme", "--type=merge", "-p", events), end="")
+    for name in ("build-1", "agent-run-1"):
+        print(k("patch", "wfi", name, "-n", "tenant-acme", "--type=merge", "-p", events), end="")
     show_progress(k, until=lambda phases: all(p in FINISHED for p in phases.values()))
 
     step("The journal of build-1 (status.steps)")
@@ -90,11 +93,19 @@ def main() -> int:
     for s in inst["status"]["steps"]:
         print(f"  {s['name']:<12} {s['kind']:<6} {s['state']:<9} attempts={s['attempts']}")
     print(f"  output: {json.dumps(inst['status'].get('output'))}")
+    step("Outputs")
+    for item in k.json("get", "wfi", "-A")["items"]:
+        st = item["status"]
+        print(
+            f"  {item['metadata']['name']:<12} {st['phase']:<9} "
+            f"{json.dumps(st.get('output', st.get('error')))[:90]}"
+        )
 
     step("Done: everything keeps running")
     print(
         f"export KUBECONFIG={kubeconfig}\n"
         "kubectl get tenantflow -A       # tenants, definitions, instances\n"
+        ".venv/bin/tenantflow -n tenant-acme history build-1   # the journal, via the CLI\n"
         "make down                       # stop the operator and the control plane"
     )
     return 0

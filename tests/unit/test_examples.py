@@ -1,0 +1,77 @@
+"""Every example workflow runs to the expected end on the local engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tenantflow.testing import WorkflowTestEnv
+
+pytestmark = pytest.mark.unit
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+APPROVAL = [(60, "approved", {"by": "bob"})]
+
+
+def instances() -> list[tuple[str, str, str, Any]]:
+    """(instance name, source, entrypoint, params) for every example instance."""
+    docs = [
+        d for p in sorted(EXAMPLES.rglob("*.yaml")) for d in yaml.safe_load_all(p.read_text()) if d
+    ]
+    configmaps = {d["metadata"]["name"]: d["data"] for d in docs if d["kind"] == "ConfigMap"}
+    definitions = {}
+    for d in docs:
+        if d["kind"] == "WorkflowDefinition":
+            src = d["spec"]["source"]
+            text = (
+                src.get("inline")
+                or configmaps[src["configMapRef"]["name"]][src["configMapRef"]["key"]]
+            )
+            definitions[d["metadata"]["name"]] = (text, d["spec"].get("entrypoint", "run"))
+    return [
+        (
+            d["metadata"]["name"],
+            *definitions[d["spec"]["workflowRef"]["name"]],
+            d["spec"].get("params"),
+        )
+        for d in docs
+        if d["kind"] == "WorkflowInstance"
+    ]
+
+
+EXPECTED: dict[str, Any] = {
+    "build-1": lambda out: out["deployed"] is True,
+    "agent-run-1": lambda out: out["approvedBy"] == "bob" and len(out["published"]) == 3,
+    "order-1001": lambda out: out == {"status": "shipped", "tracking": "TRK-1001"},
+    "order-1002": lambda out: out["status"] == "compensated" and out["failedStep"] == "ship",
+    "sync-1": lambda out: out == {"rounds": 3, "mirrored": 25},
+}
+
+
+def test_every_example_instance_has_an_expectation() -> None:
+    assert sorted(name for name, *_ in instances()) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize(
+    ("name", "source", "entrypoint", "params"),
+    instances(),
+    ids=lambda v: v if isinstance(v, str) and len(v) < 20 else "",
+)
+def test_example_completes(name: str, source: str, entrypoint: str, params: Any) -> None:
+    result = WorkflowTestEnv().run_sync(source, params, APPROVAL, entrypoint=entrypoint)
+    assert result.phase == "Complete", result.error
+    assert EXPECTED[name](result.output), result.output
+
+
+def test_the_saga_compensates_in_reverse_order() -> None:
+    _, source, entrypoint, params = next(i for i in instances() if i[0] == "order-1002")
+    result = WorkflowTestEnv().run_sync(source, params, entrypoint=entrypoint)
+    assert [s["name"] for s in result.steps] == [
+        "reserve-stock",
+        "charge-card",
+        "ship",
+        "refund-card",
+        "release-stock",
+    ]
