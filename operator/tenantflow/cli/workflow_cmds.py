@@ -195,17 +195,39 @@ async def run(kube: Kube, args: argparse.Namespace) -> Any:
     print(f"workflowinstance/{args.instance} created", file=sys.stderr)
     if not args.wait:
         return None
+    return await _follow(kube, args)
+
+
+async def _follow(kube: Kube, args: argparse.Namespace) -> Any:
+    """Print steps as they are journaled and phase changes, until the instance finishes."""
     deadline = time.monotonic() + args.timeout
+    shown, phase = 0, None
     while time.monotonic() < deadline:
         inst = await _instance(kube, args)
-        if (inst.get("status") or {}).get("phase") in FINISHED:
+        st = inst.get("status") or {}
+        steps = st.get("steps") or []
+        for s in steps[shown:]:
+            print(f"  step {s['name']:<20} {s['kind']:<6} {s['state']}", file=sys.stderr)
+        shown = len(steps)
+        if st.get("phase") != phase:
+            phase = st.get("phase")
+            print(f"  phase {phase}", file=sys.stderr)
+        if phase in FINISHED:
             return _status_view(inst)
         await asyncio.sleep(1)
     raise CliError(f"{args.instance} did not finish within {args.timeout:.0f}s")
 
 
-@verb("status", "show an instance's phase, wait, output or error", _add_instance)
+def _add_status(p: argparse.ArgumentParser) -> None:
+    p.add_argument("instance")
+    p.add_argument("-w", "--watch", action="store_true", help="follow until it finishes")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds --watch follows")
+
+
+@verb("status", "show an instance's phase, wait, output or error", _add_status)
 async def status(kube: Kube, args: argparse.Namespace) -> Any:
+    if args.watch:
+        return await _follow(kube, args)
     return _status_view(await _instance(kube, args))
 
 
