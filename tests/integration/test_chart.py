@@ -55,6 +55,12 @@ def test_rendered_chart_is_accepted_by_the_api_server(
 @pytest.mark.slow
 def test_install_upgrade_uninstall(kubeconfig: Path, crds: Path, kubectl: Kubectl) -> None:
     ns, release = f"tf-chart-{uuid.uuid4().hex[:6]}", "tf"
+
+    def deployment(jsonpath: str) -> str:
+        return kubectl(
+            "get", "deployment", "tf-operator", "-n", ns, "-o", f"jsonpath={{{jsonpath}}}"
+        ).stdout
+
     helm(
         kubeconfig,
         "install",
@@ -70,18 +76,7 @@ def test_install_upgrade_uninstall(kubeconfig: Path, crds: Path, kubectl: Kubect
         "replicas=2",
     )
     try:
-        assert (
-            kubectl(
-                "get",
-                "deployment",
-                "tf-operator",
-                "-n",
-                ns,
-                "-o",
-                "jsonpath={.status.readyReplicas}",
-            ).stdout
-            == "2"
-        )
+        assert deployment(".status.readyReplicas") == "2"
         assert kubectl("get", "clusterkopfpeering", "tenantflow").returncode == 0
         helm(
             kubeconfig,
@@ -98,32 +93,8 @@ def test_install_upgrade_uninstall(kubeconfig: Path, crds: Path, kubectl: Kubect
             "--set",
             "logLevel=DEBUG",
         )
-        env = kubectl(
-            "get",
-            "deployment",
-            "tf-operator",
-            "-n",
-            ns,
-            "-o",
-            "jsonpath={.spec.template.spec.containers[0].env}",
-        ).stdout
-        assert '"value":"DEBUG"' in env
-        wait_for(
-            lambda: (
-                kubectl(
-                    "get",
-                    "deployment",
-                    "tf-operator",
-                    "-n",
-                    ns,
-                    "-o",
-                    "jsonpath={.status.replicas}",
-                ).stdout
-                == "1"
-            ),
-            "scaled to 1",
-            60,
-        )
+        assert '"value":"DEBUG"' in deployment(".spec.template.spec.containers[0].env")
+        wait_for(lambda: deployment(".status.replicas") == "1", "scaled to 1", 60)
         assert "tf" in helm(kubeconfig, "list", "-n", ns).stdout
     finally:
         helm(kubeconfig, "uninstall", release, "-n", ns, "--wait", "--timeout", "120s")
