@@ -2,13 +2,14 @@
 
 import sys
 
-from bench import engine_bench, sandbox_bench, supervisor_bench, tenant_bench
+from bench import engine_bench, sandbox_bench, supervisor_bench, tenant_bench, throughput_bench
 
 MODULES = {
     "engine": engine_bench,
     "sandbox": sandbox_bench,
     "tenants": tenant_bench,
     "supervisor": supervisor_bench,
+    "throughput": throughput_bench,
 }
 
 for name in sys.argv[1:] or MODULES:

@@ -25,8 +25,8 @@ def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None) -> str:
 
 
 @contextlib.contextmanager
-def operator_on_dev_cluster() -> Iterator[Path]:
-    """Yield the dev cluster's kubeconfig with the CRDs installed and an operator running."""
+def operator_on_dev_cluster() -> Iterator[tuple[Path, OperatorProcess]]:
+    """Yield (kubeconfig, operator) on the dev cluster with the CRDs installed."""
     kubeconfig = DevCluster().up()
     kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     kubectl(kubeconfig, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
@@ -34,6 +34,6 @@ def operator_on_dev_cluster() -> Iterator[Path]:
         op = OperatorProcess(kubeconfig, Path(tmp) / "operator.log")
         op.start()
         try:
-            yield kubeconfig
+            yield kubeconfig, op
         finally:
             op.stop()

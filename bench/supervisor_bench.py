@@ -92,7 +92,7 @@ def _latency(kubeconfig: Path, ns: str, name: str) -> float:
 
 def main() -> None:
     run = uuid.uuid4().hex[:5]
-    with operator_on_dev_cluster() as kubeconfig:
+    with operator_on_dev_cluster() as (kubeconfig, _):
         noisy = _tenant(
             kubeconfig, f"noisy-{run}", maxConcurrentInstances=20, maxInstanceStartsPerSecond=100
         )

@@ -58,7 +58,7 @@ def time_to_ready(kubeconfig: Path, count: int) -> dict[str, float]:
 
 
 def main() -> None:
-    with operator_on_dev_cluster() as kubeconfig:
+    with operator_on_dev_cluster() as (kubeconfig, _):
         write(
             "tenants",
             {"one": time_to_ready(kubeconfig, 1), "hundred": time_to_ready(kubeconfig, 100)},

@@ -1,0 +1,148 @@
+"""Throughput on the local control plane: N instances of a 3-step no-op workflow created as
+fast as the API allows -> starts/s, completions/s, kube writes per instance.
+
+    python -m bench throughput            (N from BENCH_INSTANCES, default 500)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import yaml
+
+from bench.cluster import kubectl, operator_on_dev_cluster
+from bench.machine import write
+from tenantflow.durations import parse_time
+
+THREE_STEPS = """
+async def run(event, step):
+    a = await step.do("one", lambda: 1)
+    b = await step.do("two", lambda: a + 1)
+    return await step.do("three", lambda: a + b)
+"""
+
+
+def _writes(metrics_port: int) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics").read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("tenantflow_kube_writes_total{") and 'resource="workflowinstance' in line
+    )
+
+
+def _phases(kubeconfig: Path, ns: str) -> list[dict]:  # type: ignore[type-arg]
+    items = json.loads(kubectl(kubeconfig, "get", "wfi", "-n", ns, "-o", "json"))["items"]
+    return [i.get("status") or {} for i in items]
+
+
+def main() -> None:
+    count = int(os.environ.get("BENCH_INSTANCES", "500"))
+    run = uuid.uuid4().hex[:5]
+    tenant, ns = f"tp-{run}", f"tenant-tp-{run}"
+    with operator_on_dev_cluster() as (kubeconfig, operator):
+        kubectl(
+            kubeconfig,
+            "apply",
+            "-f",
+            "-",
+            stdin=yaml.safe_dump(
+                {
+                    "apiVersion": "tenantflow.dev/v1alpha1",
+                    "kind": "Tenant",
+                    "metadata": {"name": tenant},
+                    "spec": {
+                        "limits": {
+                            "maxConcurrentInstances": 10000,
+                            "maxInstanceStartsPerSecond": 10000,
+                        }
+                    },
+                }
+            ),
+        )
+        kubectl(
+            kubeconfig,
+            "wait",
+            "--for=jsonpath={.status.phase}=Ready",
+            f"tenant/{tenant}",
+            "--timeout=120s",
+        )
+        kubectl(
+            kubeconfig,
+            "apply",
+            "-f",
+            "-",
+            stdin=yaml.safe_dump(
+                {
+                    "apiVersion": "tenantflow.dev/v1alpha1",
+                    "kind": "WorkflowDefinition",
+                    "metadata": {"name": "three", "namespace": ns},
+                    "spec": {"source": {"inline": THREE_STEPS}},
+                }
+            ),
+        )
+        kubectl(
+            kubeconfig,
+            "wait",
+            "--for=jsonpath={.status.activeRevision}=1",
+            "wfd/three",
+            "-n",
+            ns,
+            "--timeout=60s",
+        )
+        writes_before = _writes(operator.metrics_port)
+        docs = [
+            {
+                "apiVersion": "tenantflow.dev/v1alpha1",
+                "kind": "WorkflowInstance",
+                "metadata": {"name": f"i-{n:05}", "namespace": ns},
+                "spec": {"workflowRef": {"name": "three"}},
+            }
+            for n in range(count)
+        ]
+        t0 = time.perf_counter()
+        for chunk in range(0, count, 250):
+            kubectl(
+                kubeconfig, "create", "-f", "-", stdin=yaml.safe_dump_all(docs[chunk : chunk + 250])
+            )
+        created = time.perf_counter() - t0
+        while True:
+            statuses = _phases(kubeconfig, ns)
+            done = sum(st.get("phase") == "Complete" for st in statuses)
+            print(f"\r  complete {done}/{count}", end="", flush=True)
+            if done == count or time.perf_counter() - t0 > 1800:
+                break
+            time.sleep(1)
+        elapsed = time.perf_counter() - t0
+        print()
+        starts = sorted(st["startedAt"] for st in statuses if st.get("startedAt"))
+        finishes = sorted(st["finishedAt"] for st in statuses if st.get("finishedAt"))
+        span = _seconds(starts[0], starts[-1]) or 1e-9
+        finish_span = _seconds(starts[0], finishes[-1]) or 1e-9
+        writes = _writes(operator.metrics_port) - writes_before
+        kubectl(kubeconfig, "delete", "tenant", tenant, "--wait=false")
+    write(
+        "throughput",
+        {
+            "instances": count,
+            "completed": done,
+            "createSeconds": round(created, 2),
+            "totalSeconds": round(elapsed, 2),
+            "starts_per_s": round(len(starts) / span, 1),
+            "completions_per_s": round(len(finishes) / finish_span, 1),
+            "kube_writes_per_instance": round(writes / count, 2),
+        },
+    )
+
+
+def _seconds(a: str, b: str) -> float:
+    return (parse_time(b) - parse_time(a)).total_seconds()
+
+
+if __name__ == "__main__":
+    main()
