@@ -7,6 +7,9 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from tenantflow.devcluster import DevCluster, versions
 from tenantflow.devcluster.operator import OperatorProcess
@@ -37,3 +40,49 @@ def operator_on_dev_cluster() -> Iterator[tuple[Path, OperatorProcess]]:
             yield kubeconfig, op
         finally:
             op.stop()
+
+
+def apply(kubeconfig: Path, *docs: dict[str, Any]) -> None:
+    kubectl(kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump_all(list(docs)))
+
+
+def tenant_with_definition(
+    kubeconfig: Path, tenant: str, definition: str, source: str, **limits: int
+) -> str:
+    """A Ready tenant whose namespace holds a Ready definition; returns the namespace."""
+    apply(
+        kubeconfig,
+        {
+            "apiVersion": "tenantflow.dev/v1alpha1",
+            "kind": "Tenant",
+            "metadata": {"name": tenant},
+            "spec": {"limits": limits},
+        },
+    )
+    kubectl(
+        kubeconfig,
+        "wait",
+        "--for=jsonpath={.status.phase}=Ready",
+        f"tenant/{tenant}",
+        "--timeout=120s",
+    )
+    ns = f"tenant-{tenant}"
+    apply(
+        kubeconfig,
+        {
+            "apiVersion": "tenantflow.dev/v1alpha1",
+            "kind": "WorkflowDefinition",
+            "metadata": {"name": definition, "namespace": ns},
+            "spec": {"source": {"inline": source}},
+        },
+    )
+    kubectl(
+        kubeconfig,
+        "wait",
+        "--for=jsonpath={.status.activeRevision}=1",
+        f"wfd/{definition}",
+        "-n",
+        ns,
+        "--timeout=60s",
+    )
+    return ns

@@ -7,60 +7,11 @@ import time
 import uuid
 from pathlib import Path
 
-import yaml
-
-from bench.cluster import kubectl, operator_on_dev_cluster
+from bench.cluster import apply, kubectl, operator_on_dev_cluster, tenant_with_definition
 from bench.machine import write
 
 FLOOD = 300
 NAP = "async def run(event, step):\n    await step.sleep('nap', '1s')\n    return 1\n"
-
-
-def _apply(kubeconfig: Path, docs: list[dict]) -> None:  # type: ignore[type-arg]
-    kubectl(kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
-
-
-def _tenant(kubeconfig: Path, name: str, **limits: int) -> str:
-    _apply(
-        kubeconfig,
-        [
-            {
-                "apiVersion": "tenantflow.dev/v1alpha1",
-                "kind": "Tenant",
-                "metadata": {"name": name},
-                "spec": {"limits": limits},
-            }
-        ],
-    )
-    kubectl(
-        kubeconfig,
-        "wait",
-        "--for=jsonpath={.status.phase}=Ready",
-        f"tenant/{name}",
-        "--timeout=120s",
-    )
-    ns = f"tenant-{name}"
-    _apply(
-        kubeconfig,
-        [
-            {
-                "apiVersion": "tenantflow.dev/v1alpha1",
-                "kind": "WorkflowDefinition",
-                "metadata": {"name": "nap", "namespace": ns},
-                "spec": {"source": {"inline": NAP}},
-            }
-        ],
-    )
-    kubectl(
-        kubeconfig,
-        "wait",
-        "--for=jsonpath={.status.activeRevision}=1",
-        "wfd/nap",
-        "-n",
-        ns,
-        "--timeout=60s",
-    )
-    return ns
 
 
 def _instances(ns: str, names: list[str]) -> list[dict]:  # type: ignore[type-arg]
@@ -77,7 +28,7 @@ def _instances(ns: str, names: list[str]) -> list[dict]:  # type: ignore[type-ar
 
 def _latency(kubeconfig: Path, ns: str, name: str) -> float:
     start = time.perf_counter()
-    _apply(kubeconfig, _instances(ns, [name]))
+    apply(kubeconfig, *_instances(ns, [name]))
     kubectl(
         kubeconfig,
         "wait",
@@ -93,12 +44,17 @@ def _latency(kubeconfig: Path, ns: str, name: str) -> float:
 def main() -> None:
     run = uuid.uuid4().hex[:5]
     with operator_on_dev_cluster() as (kubeconfig, _):
-        noisy = _tenant(
-            kubeconfig, f"noisy-{run}", maxConcurrentInstances=20, maxInstanceStartsPerSecond=100
+        noisy = tenant_with_definition(
+            kubeconfig,
+            f"noisy-{run}",
+            "nap",
+            NAP,
+            maxConcurrentInstances=20,
+            maxInstanceStartsPerSecond=100,
         )
-        quiet = _tenant(kubeconfig, f"quiet-{run}")
+        quiet = tenant_with_definition(kubeconfig, f"quiet-{run}", "nap", NAP)
         alone = _latency(kubeconfig, quiet, "alone")
-        _apply(kubeconfig, _instances(noisy, [f"flood-{i}" for i in range(FLOOD)]))
+        apply(kubeconfig, *_instances(noisy, [f"flood-{i}" for i in range(FLOOD)]))
         time.sleep(2)
         during = _latency(kubeconfig, quiet, "during")
         left = json.loads(kubectl(kubeconfig, "get", "wfi", "-n", noisy, "-o", "json"))["items"]

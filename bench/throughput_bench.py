@@ -15,9 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from bench.cluster import kubectl, operator_on_dev_cluster
+from bench.cluster import kubectl, operator_on_dev_cluster, tenant_with_definition
 from bench.machine import write
 from tenantflow.durations import parse_time
 from tenantflow.kube.client import Kube
@@ -47,56 +45,15 @@ def _phases(kubeconfig: Path, ns: str) -> list[dict]:  # type: ignore[type-arg]
 def main() -> None:
     count = int(os.environ.get("BENCH_INSTANCES", "500"))
     run = uuid.uuid4().hex[:5]
-    tenant, ns = f"tp-{run}", f"tenant-tp-{run}"
+    tenant = f"tp-{run}"
     with operator_on_dev_cluster() as (kubeconfig, operator):
-        kubectl(
+        ns = tenant_with_definition(
             kubeconfig,
-            "apply",
-            "-f",
-            "-",
-            stdin=yaml.safe_dump(
-                {
-                    "apiVersion": "tenantflow.dev/v1alpha1",
-                    "kind": "Tenant",
-                    "metadata": {"name": tenant},
-                    "spec": {
-                        "limits": {
-                            "maxConcurrentInstances": 10000,
-                            "maxInstanceStartsPerSecond": 10000,
-                        }
-                    },
-                }
-            ),
-        )
-        kubectl(
-            kubeconfig,
-            "wait",
-            "--for=jsonpath={.status.phase}=Ready",
-            f"tenant/{tenant}",
-            "--timeout=120s",
-        )
-        kubectl(
-            kubeconfig,
-            "apply",
-            "-f",
-            "-",
-            stdin=yaml.safe_dump(
-                {
-                    "apiVersion": "tenantflow.dev/v1alpha1",
-                    "kind": "WorkflowDefinition",
-                    "metadata": {"name": "three", "namespace": ns},
-                    "spec": {"source": {"inline": THREE_STEPS}},
-                }
-            ),
-        )
-        kubectl(
-            kubeconfig,
-            "wait",
-            "--for=jsonpath={.status.activeRevision}=1",
-            "wfd/three",
-            "-n",
-            ns,
-            "--timeout=60s",
+            tenant,
+            "three",
+            THREE_STEPS,
+            maxConcurrentInstances=10000,
+            maxInstanceStartsPerSecond=10000,
         )
         writes_before = _writes(operator.metrics_port)
         docs = [
