@@ -2,7 +2,14 @@
 
 import sys
 
-from bench import engine_bench, sandbox_bench, supervisor_bench, tenant_bench, throughput_bench
+from bench import (
+    engine_bench,
+    latest,
+    sandbox_bench,
+    supervisor_bench,
+    tenant_bench,
+    throughput_bench,
+)
 
 MODULES = {
     "engine": engine_bench,
@@ -14,3 +21,4 @@ MODULES = {
 
 for name in sys.argv[1:] or MODULES:
     MODULES[name].main()
+latest.main()
