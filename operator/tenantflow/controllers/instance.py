@@ -42,7 +42,8 @@ from tenantflow.workflows.revisions import DEFINITION_LABEL, REVISION_LABEL
 log = get_logger("tenantflow.instance")
 API_VERSION = "tenantflow.dev/v1alpha1"
 WORKER_LOSSES_BEFORE_ERROR = 3
-USAGE_INTERVAL = 5.0  # Tenant.status.usage refresh, at most this often per tenant
+USAGE_INTERVAL = 5.0
+COMMIT_RETRIES = 3  # Tenant.status.usage refresh, at most this often per tenant
 
 
 @dataclass
@@ -268,9 +269,9 @@ class InstanceDriver:
             err = update["error"]
             where = f" in step {err['step']!r}" if err.get("step") else ""
             event = ("Warning", err["name"], f"{err['name']}{where}: {err['message']}")
-        written = await self._write(inst, update, event=event)
+        written = await self._commit(inst, st, update, event)
         if written is None:
-            self.queue.request(key)  # 409: drive again from the fresh status
+            self.queue.request(key)  # the journal moved under us: drive again from it
             return
         if update["phase"] in state.FINISHED:
             metrics.INSTANCE_FINISHED.labels(tenant=tenant, phase=update["phase"]).inc()
@@ -366,6 +367,30 @@ class InstanceDriver:
         if phase and not st.get("phase"):
             update["phase"] = phase
         await self._write(inst, update, event=("Warning", reason, message) if not ok else None)
+
+    async def _commit(
+        self,
+        inst: dict[str, Any],
+        base: dict[str, Any],
+        update: dict[str, Any],
+        event: tuple[str, str, str] | None,
+    ) -> dict[str, Any] | None:
+        """Write an advance's result. On a 409 caused by a change that left the journal
+        as we read it (a new event appended to spec, a label), retry on the fresh object:
+        the result still extends that journal, so its steps need not run again."""
+        for _ in range(COMMIT_RETRIES):
+            written = await self._write(inst, update, event=event)
+            if written is not None:
+                return written
+            meta = inst["metadata"]
+            fresh = await self.kube.get(
+                API_VERSION, "WorkflowInstance", meta["name"], meta["namespace"]
+            )
+            current = (fresh or {}).get("status") or {}
+            if fresh is None or any(current.get(k) != base.get(k) for k in ("steps", "eventsSeen")):
+                return None
+            inst = fresh
+        return None
 
     async def _write(
         self,

@@ -35,6 +35,7 @@ class State:
 
     ports: dict[str, int] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
+    argv: dict[str, list[str]] = field(default_factory=dict)  # to restart a component as-is
     bin_dir: str = ""
 
     @classmethod
@@ -98,6 +99,24 @@ class DevCluster:
         shutil.rmtree(self.dir, ignore_errors=True)
         log.info("dev cluster stopped", directory=str(self.dir))
         return True
+
+    def restart(self, component: str, *, timeout: float = 60.0) -> None:
+        """Stop one component and start it again with the same flags and ports (chaos
+        tests: an API server or etcd restart under load); waits until the API is ready."""
+        state = State.load(self._state_file)
+        if state is None or component not in state.argv:
+            raise DevClusterError(f"cannot restart {component}: the dev cluster is not running")
+        process.stop([state.pids[component]], self.dir)
+        state.pids[component] = process.spawn(
+            component, state.argv[component], self._logs, self.dir
+        ).pid
+        state.save(self._state_file)
+        _wait(
+            f"{component} back and the API ready",
+            lambda: self._readyz(state),
+            time.monotonic() + timeout,
+            self._diagnose,
+        )
 
     def status(self) -> dict[str, object]:
         """Per-component liveness plus API readiness, for `tenantflow dev-cluster status`."""
@@ -266,6 +285,7 @@ class DevCluster:
             ],
         }
         for name, argv in argvs.items():
+            state.argv[name] = argv
             state.pids[name] = process.spawn(name, argv, self._logs, self.dir).pid
 
     def _bootstrap(self, bins: Path, deadline: float) -> None:
@@ -296,7 +316,8 @@ class DevCluster:
     ) -> None:
         """Start a component; when it dies because its port was taken, pick new ports."""
         for attempt in range(1, _PORT_RETRIES + 1):
-            proc = process.spawn(name, argv(), self._logs, self.dir)
+            state.argv[name] = argv()
+            proc = process.spawn(name, state.argv[name], self._logs, self.dir)
             state.pids[name] = proc.pid
             state.save(self._state_file)
             while time.monotonic() < deadline:
