@@ -49,10 +49,13 @@ fmt: venv ## apply ruff's formatting and safe fixes
 bench: venv ## benchmarks, written to bench/results/*.json
 	$(BIN)/python -m bench
 
+chaos: binaries ## the fault-injection suite, long: CHAOS_ROUNDS x 5 faults (default 200)
+	CHAOS_ROUNDS=$${CHAOS_ROUNDS:-200} $(BIN)/python -m pytest e2e/chaos -s $(PYTEST_ARGS)
+
 crds: venv ## regenerate crds/ from the pydantic models
 	$(BIN)/python -m tenantflow.api.generate crds charts/tenantflow/crds
 
 kind-e2e: venv ## the e2e suite on a kind cluster (needs Docker and kind)
 	bash hack/kind-e2e.sh
 
-.PHONY: help venv sysdeps binaries test unit demo down lint fmt bench crds kind-e2e
+.PHONY: help venv sysdeps binaries test unit demo down lint fmt bench chaos crds kind-e2e
