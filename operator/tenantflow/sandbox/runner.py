@@ -99,7 +99,11 @@ class Runner:
         except auth.AuthError as exc:
             ADVANCES.labels("unauthorized").inc()
             return _error(401, "Unauthorized", str(exc))
-        payload = json.loads(body)
+        try:
+            payload = validate(json.loads(body))
+        except (ValueError, TypeError) as exc:
+            ADVANCES.labels("bad-request").inc()
+            return _error(400, "BadRequest", str(exc))
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         self.in_flight += 1
@@ -143,6 +147,31 @@ class Runner:
         app.router.add_get("/metrics", self.metrics)
         app.on_shutdown.append(self._shutdown)
         return app
+
+
+_REQUIRED: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "revision": {"sha256": str, "source": str},
+    "instance": {"id": str, "startedAt": str},
+    "defaults": {"retries": dict, "timeout": (int, float), "eventTimeout": (int, float)},
+    "limits": {"max_steps": int, "max_step_timeout": (int, float)},
+}
+
+
+def validate(payload: object) -> dict[str, object]:
+    """The advance request's shape, checked before any worker sees it (400 otherwise)."""
+    if not isinstance(payload, dict):
+        raise ValueError("the body must be a JSON object")
+    for section, fields in _REQUIRED.items():
+        value = payload.get(section)
+        if not isinstance(value, dict):
+            raise ValueError(f"{section!r} must be an object")
+        for name, kind in fields.items():
+            if not isinstance(value.get(name), kind) or isinstance(value.get(name), bool):
+                raise ValueError(f"{section}.{name} is missing or has the wrong type")
+    for name in ("journal", "inbox"):
+        if not isinstance(payload.get(name, []), list):
+            raise ValueError(f"{name!r} must be a list")
+    return payload
 
 
 def _error(status: int, name: str, message: str) -> web.Response:
