@@ -4,6 +4,7 @@ import sys
 
 from bench import (
     engine_bench,
+    latency_bench,
     latest,
     sandbox_bench,
     supervisor_bench,
@@ -17,6 +18,7 @@ MODULES = {
     "tenants": tenant_bench,
     "supervisor": supervisor_bench,
     "throughput": throughput_bench,
+    "latency": latency_bench,
 }
 
 for name in sys.argv[1:] or MODULES:

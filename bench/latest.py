@@ -17,7 +17,7 @@ def _load(name: str) -> dict[str, Any]:
 
 
 def main() -> None:
-    throughput, sandbox = _load("throughput"), _load("sandbox")
+    throughput, sandbox, latency = _load("throughput"), _load("sandbox"), _load("latency")
     latest = {
         "starts_per_s": throughput.get("starts_per_s"),
         "completions_per_s": throughput.get("completions_per_s"),
@@ -25,8 +25,8 @@ def main() -> None:
         "dispatch_p50_ms": sandbox.get("warmP50Ms"),
         "waiting_instances": None,
         "operator_rss_mib_at_waiting": None,
-        "wake_p99_s": None,
-        "event_p99_s": None,
+        "wake_p99_s": latency.get("wake_p99_s"),
+        "event_p99_s": latency.get("event_p99_s"),
         "machine": machine(),
     }
     (RESULTS / "latest.json").write_text(json.dumps(latest, indent=2) + "\n")
