@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -13,6 +15,7 @@ import yaml
 
 from tenantflow.devcluster import DevCluster, versions
 from tenantflow.devcluster.operator import OperatorProcess
+from tenantflow.kube.client import Kube
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,3 +89,42 @@ def tenant_with_definition(
         "--timeout=60s",
     )
     return ns
+
+
+def create_instances(
+    kubeconfig: Path,
+    ns: str,
+    definition: str,
+    names: list[str],
+    params: Any = None,
+    parallel: int = 32,
+) -> None:
+    """POST WorkflowInstances from `parallel` concurrent requests (kubectl would be the
+    bottleneck of every benchmark)."""
+
+    async def run() -> None:
+        kube = await Kube.connect(str(kubeconfig))
+        gate = asyncio.Semaphore(parallel)
+
+        async def one(name: str) -> None:
+            async with gate:
+                await kube.create(
+                    {
+                        "apiVersion": "tenantflow.dev/v1alpha1",
+                        "kind": "WorkflowInstance",
+                        "metadata": {"name": name, "namespace": ns},
+                        "spec": {"workflowRef": {"name": definition}, "params": params},
+                    }
+                )
+
+        try:
+            await asyncio.gather(*(one(n) for n in names))
+        finally:
+            await kube.close()
+
+    asyncio.run(run())
+
+
+def instance_statuses(kubeconfig: Path, ns: str) -> dict[str, dict[str, Any]]:
+    items = json.loads(kubectl(kubeconfig, "get", "wfi", "-n", ns, "-o", "json"))["items"]
+    return {i["metadata"]["name"]: i.get("status") or {} for i in items}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import os
 import statistics
 import time
@@ -13,7 +12,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.cluster import kubectl, operator_on_dev_cluster, tenant_with_definition
+from bench.cluster import (
+    create_instances,
+    instance_statuses,
+    kubectl,
+    operator_on_dev_cluster,
+    tenant_with_definition,
+)
 from bench.machine import write
 from tenantflow.durations import format_time, parse_time
 from tenantflow.kube.client import Kube
@@ -34,29 +39,6 @@ API = "tenantflow.dev/v1alpha1"
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return round(ordered[min(len(ordered) - 1, int(len(ordered) * q))], 3)
-
-
-async def _create(
-    kubeconfig: Path, ns: str, definition: str, names: list[str], params: Any
-) -> None:
-    kube = await Kube.connect(str(kubeconfig))
-    gate = asyncio.Semaphore(32)
-
-    async def one(name: str) -> None:
-        async with gate:
-            await kube.create(
-                {
-                    "apiVersion": API,
-                    "kind": "WorkflowInstance",
-                    "metadata": {"name": name, "namespace": ns},
-                    "spec": {"workflowRef": {"name": definition}, "params": params},
-                }
-            )
-
-    try:
-        await asyncio.gather(*(one(n) for n in names))
-    finally:
-        await kube.close()
 
 
 async def _send_all(kubeconfig: Path, ns: str, names: list[str]) -> dict[str, float]:
@@ -80,15 +62,10 @@ async def _send_all(kubeconfig: Path, ns: str, names: list[str]) -> dict[str, fl
     return sent
 
 
-def _statuses(kubeconfig: Path, ns: str) -> dict[str, dict[str, Any]]:
-    items = json.loads(kubectl(kubeconfig, "get", "wfi", "-n", ns, "-o", "json"))["items"]
-    return {i["metadata"]["name"]: i.get("status") or {} for i in items}
-
-
 def _wait(kubeconfig: Path, ns: str, count: int, phase: str) -> dict[str, dict[str, Any]]:
     deadline = time.time() + 600
     while time.time() < deadline:
-        statuses = _statuses(kubeconfig, ns)
+        statuses = instance_statuses(kubeconfig, ns)
         if sum(st.get("phase") == phase for st in statuses.values()) >= count:
             return statuses
         time.sleep(0.5)
@@ -103,20 +80,14 @@ def main() -> None:
         limits = {"maxConcurrentInstances": 10000, "maxInstanceStartsPerSecond": 10000}
         ns = tenant_with_definition(kubeconfig, f"lat-{run}", "sleeper", SLEEPER, **limits)
         at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=20 + sleepers / 50)
-        asyncio.run(
-            _create(
-                kubeconfig,
-                ns,
-                "sleeper",
-                [f"s-{i}" for i in range(sleepers)],
-                {"at": format_time(at)},
-            )
+        create_instances(
+            kubeconfig, ns, "sleeper", [f"s-{i}" for i in range(sleepers)], {"at": format_time(at)}
         )
         woke = _wait(kubeconfig, ns, sleepers, "Complete")
         lateness = [(parse_time(st["finishedAt"]) - at).total_seconds() for st in woke.values()]
         ns2 = tenant_with_definition(kubeconfig, f"ev-{run}", "waiter", WAITER, **limits)
         names = [f"w-{i}" for i in range(waiters)]
-        asyncio.run(_create(kubeconfig, ns2, "waiter", names, None))
+        create_instances(kubeconfig, ns2, "waiter", names)
         _wait(kubeconfig, ns2, waiters, "Waiting")
         sent = asyncio.run(_send_all(kubeconfig, ns2, names))
         done = _wait(kubeconfig, ns2, waiters, "Complete")

@@ -6,19 +6,20 @@ fast as the API allows -> starts/s, completions/s, kube writes per instance.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 import time
 import urllib.request
 import uuid
-from pathlib import Path
-from typing import Any
 
-from bench.cluster import kubectl, operator_on_dev_cluster, tenant_with_definition
+from bench.cluster import (
+    create_instances,
+    instance_statuses,
+    kubectl,
+    operator_on_dev_cluster,
+    tenant_with_definition,
+)
 from bench.machine import write
 from tenantflow.durations import parse_time
-from tenantflow.kube.client import Kube
 
 THREE_STEPS = """
 async def run(event, step):
@@ -37,11 +38,6 @@ def _writes(metrics_port: int) -> float:
     )
 
 
-def _phases(kubeconfig: Path, ns: str) -> list[dict]:  # type: ignore[type-arg]
-    items = json.loads(kubectl(kubeconfig, "get", "wfi", "-n", ns, "-o", "json"))["items"]
-    return [i.get("status") or {} for i in items]
-
-
 def main() -> None:
     count = int(os.environ.get("BENCH_INSTANCES", "500"))
     run = uuid.uuid4().hex[:5]
@@ -56,20 +52,11 @@ def main() -> None:
             maxInstanceStartsPerSecond=10000,
         )
         writes_before = _writes(operator.metrics_port)
-        docs = [
-            {
-                "apiVersion": "tenantflow.dev/v1alpha1",
-                "kind": "WorkflowInstance",
-                "metadata": {"name": f"i-{n:05}", "namespace": ns},
-                "spec": {"workflowRef": {"name": "three"}},
-            }
-            for n in range(count)
-        ]
         t0 = time.perf_counter()
-        asyncio.run(_create_all(kubeconfig, docs))
+        create_instances(kubeconfig, ns, "three", [f"i-{n:05}" for n in range(count)])
         created = time.perf_counter() - t0
         while True:
-            statuses = _phases(kubeconfig, ns)
+            statuses = list(instance_statuses(kubeconfig, ns).values())
             done = sum(st.get("phase") == "Complete" for st in statuses)
             print(f"\r  complete {done}/{count}", end="", flush=True)
             if done == count or time.perf_counter() - t0 > 1800:
@@ -95,21 +82,6 @@ def main() -> None:
             "kube_writes_per_instance": round(writes / count, 2),
         },
     )
-
-
-async def _create_all(kubeconfig: Path, docs: list[dict[str, Any]], parallel: int = 32) -> None:
-    """POST the instances from `parallel` concurrent requests (kubectl is the bottleneck)."""
-    kube = await Kube.connect(str(kubeconfig))
-    gate = asyncio.Semaphore(parallel)
-
-    async def one(doc: dict[str, Any]) -> None:
-        async with gate:
-            await kube.create(doc)
-
-    try:
-        await asyncio.gather(*(one(d) for d in docs))
-    finally:
-        await kube.close()
 
 
 def _seconds(a: str, b: str) -> float:
