@@ -7,6 +7,7 @@ from bench import (
     latency_bench,
     latest,
     sandbox_bench,
+    scale_bench,
     supervisor_bench,
     tenant_bench,
     throughput_bench,
@@ -19,6 +20,7 @@ MODULES = {
     "supervisor": supervisor_bench,
     "throughput": throughput_bench,
     "latency": latency_bench,
+    "scale": scale_bench,
 }
 
 for name in sys.argv[1:] or MODULES:

@@ -18,13 +18,14 @@ def _load(name: str) -> dict[str, Any]:
 
 def main() -> None:
     throughput, sandbox, latency = _load("throughput"), _load("sandbox"), _load("latency")
+    scale = _load("scale")
     latest = {
         "starts_per_s": throughput.get("starts_per_s"),
         "completions_per_s": throughput.get("completions_per_s"),
         "kube_writes_per_instance": throughput.get("kube_writes_per_instance"),
         "dispatch_p50_ms": sandbox.get("warmP50Ms"),
-        "waiting_instances": None,
-        "operator_rss_mib_at_waiting": None,
+        "waiting_instances": scale.get("waiting_instances"),
+        "operator_rss_mib_at_waiting": scale.get("operator_rss_mib_at_waiting"),
         "wake_p99_s": latency.get("wake_p99_s"),
         "event_p99_s": latency.get("event_p99_s"),
         "machine": machine(),

@@ -1,0 +1,80 @@
+"""Scale: N instances each sleeping 10 minutes -> time until all are Waiting, operator RSS,
+etcd database size.   BENCH_WAITING=50000 python -m bench scale   (default 5,000)"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+
+from bench.cluster import (
+    create_instances,
+    instance_statuses,
+    kubectl,
+    operator_on_dev_cluster,
+    tenant_with_definition,
+)
+from bench.machine import write
+from tenantflow.devcluster import DevCluster
+
+SLEEPER = "async def run(event, step):\n    await step.sleep('long', '10m')\n"
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return -1.0
+
+
+def _etcd_mib() -> float:
+    data = DevCluster().dir / "etcd"
+    return round(sum(p.stat().st_size for p in data.rglob("*") if p.is_file()) / 2**20, 1)
+
+
+def main() -> None:
+    count = int(os.environ.get("BENCH_WAITING", "5000"))
+    run = uuid.uuid4().hex[:5]
+    with operator_on_dev_cluster() as (kubeconfig, operator):
+        assert operator.proc is not None
+        rss_before = _rss_mib(operator.proc.pid)
+        ns = tenant_with_definition(
+            kubeconfig,
+            f"scale-{run}",
+            "sleeper",
+            SLEEPER,
+            maxConcurrentInstances=100000,
+            maxInstanceStartsPerSecond=10000,
+        )
+        t0 = time.perf_counter()
+        create_instances(kubeconfig, ns, "sleeper", [f"s-{i:06}" for i in range(count)])
+        created = time.perf_counter() - t0
+        waiting = 0
+        while time.perf_counter() - t0 < 3600:
+            statuses = instance_statuses(kubeconfig, ns)
+            waiting = sum(st.get("phase") == "Waiting" for st in statuses.values())
+            print(f"\r  waiting {waiting}/{count}", end="", flush=True)
+            if waiting == count:
+                break
+            time.sleep(5)
+        print()
+        admitted = time.perf_counter() - t0
+        rss = _rss_mib(operator.proc.pid)
+        kubectl(kubeconfig, "delete", "tenant", f"scale-{run}", "--wait=false")
+    write(
+        "scale",
+        {
+            "waiting_instances": waiting,
+            "requested": count,
+            "createSeconds": round(created, 1),
+            "allWaitingSeconds": round(admitted, 1),
+            "operator_rss_mib_before": rss_before,
+            "operator_rss_mib_at_waiting": rss,
+            "etcd_data_mib": _etcd_mib(),
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
