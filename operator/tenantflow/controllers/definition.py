@@ -99,7 +99,12 @@ async def reconcile(key: str) -> None:
             f"spec.pinnedRevision {pinned} does not exist; known: {sorted(numbers)}",
         )
     active = pinned if pinned in numbers else current or old.get("activeRevision")
-    keep = await _revisions_in_use(kube, ns, name) | {n for n in (active, current) if n is not None}
+    instances = [
+        i
+        for i in await kube.list(API_VERSION, "WorkflowInstance", ns)
+        if i["spec"]["workflowRef"]["name"] == name
+    ]
+    keep = _revisions_in_use(instances) | {n for n in (active, current) if n is not None}
     for doomed in revisions.to_delete(revs, spec.get("revisionHistoryLimit", 50), keep=keep):
         await kube.delete("apps/v1", "ControllerRevision", doomed, ns)
         revs = [r for r in revs if r["metadata"]["name"] != doomed]
@@ -119,27 +124,22 @@ async def reconcile(key: str) -> None:
             API_VERSION, "WorkflowDefinition", name, ns, {"status": new}, subresource="status"
         )
         if active is not None and active != old.get("activeRevision"):
-            await _wake_queued(kube, ns, name)
+            _wake_queued(ns, instances)
         if not check.ok and (old.get("conditions") or [{}])[0].get("reason") != check.reason:
             await events.post(kube, body, "Warning", check.reason, check.message)
 
 
-async def _wake_queued(kube: Kube, namespace: str, definition: str) -> None:
-    """Instances queued for lack of a ready revision can start now."""
-    for inst in await kube.list(API_VERSION, "WorkflowInstance", namespace):
-        if inst["spec"]["workflowRef"]["name"] == definition and not (inst.get("status") or {}).get(
-            "revision"
-        ):
+def _wake_queued(namespace: str, instances: list[dict[str, Any]]) -> None:
+    """The definition's instances queued for lack of a ready revision can start now."""
+    for inst in instances:
+        if not (inst.get("status") or {}).get("revision"):
             driver().queue.request(f"{namespace}/{inst['metadata']['name']}")
 
 
-async def _revisions_in_use(kube: Kube, namespace: str, definition: str) -> set[int]:
-    """Revisions pinned by instances that have not finished (never deleted)."""
-    instances = await kube.list(API_VERSION, "WorkflowInstance", namespace)
+def _revisions_in_use(instances: list[dict[str, Any]]) -> set[int]:
+    """Revisions pinned by the definition's unfinished instances (never deleted)."""
     return {
         st["revision"]
         for inst in instances
-        if (st := inst.get("status") or {}).get("revision")
-        and inst["spec"]["workflowRef"]["name"] == definition
-        and st.get("phase") not in FINISHED
+        if (st := inst.get("status") or {}).get("revision") and st.get("phase") not in FINISHED
     }

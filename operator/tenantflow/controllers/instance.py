@@ -4,7 +4,9 @@ Raw kopf event handlers (no per-object bookkeeping writes): every event requests
 coalesced `drive` of that instance; sleeping/waiting instances are woken by the shared
 WakeupScheduler. Status writes carry the resourceVersion read at the start, so a
 concurrent change makes the write fail (409) and the instance is driven again from
-the fresh status: entries are never lost or reordered.
+the fresh status — unless the journal is unchanged (an event was appended), in which
+case the same result is committed again on the fresh object. Entries are never lost or
+reordered.
 """
 
 from __future__ import annotations
@@ -35,15 +37,15 @@ from tenantflow.sandbox.transport import HttpTransport, SandboxUnavailable
 from tenantflow.scheduler import WakeupScheduler
 from tenantflow.supervisor.admission import DELETED, Admission
 from tenantflow.supervisor.fair_queue import FairDispatcher
-from tenantflow.supervisor.token_bucket import TokenBucket
+from tenantflow.supervisor.token_bucket import TokenBucket, tuned
 from tenantflow.workflows import instance_state as state
 from tenantflow.workflows.revisions import DEFINITION_LABEL, REVISION_LABEL
 
 log = get_logger("tenantflow.instance")
 API_VERSION = "tenantflow.dev/v1alpha1"
 WORKER_LOSSES_BEFORE_ERROR = 3
-USAGE_INTERVAL = 5.0
-COMMIT_RETRIES = 3  # Tenant.status.usage refresh, at most this often per tenant
+USAGE_INTERVAL = 5.0  # Tenant.status.usage refresh, at most this often per tenant
+COMMIT_RETRIES = 3  # re-commits of one advance after 409s that left the journal as it was
 
 
 @dataclass
@@ -91,11 +93,9 @@ class InstanceDriver:
         """How many of `new` events may be delivered now (maxEventsPerSecond)."""
         if new <= 0:
             return 0
-        bucket = self.event_buckets.get(tenant)
-        if bucket is None:
-            bucket = self.event_buckets[tenant] = TokenBucket(rate, max(1.0, rate))
-        elif bucket.rate != rate:
-            bucket.reconfigure(rate, max(1.0, rate))
+        bucket = self.event_buckets[tenant] = tuned(
+            self.event_buckets.get(tenant), rate, max(1.0, rate)
+        )
         allowed = 0
         while allowed < new and bucket.try_take():
             allowed += 1
@@ -355,14 +355,16 @@ class InstanceDriver:
         phase: str | None = None,
     ) -> None:
         st = inst.get("status") or {}
+        existing = st.get("conditions") or []
+        mine = [c for c in existing if c.get("type") == ctype]
         conds = conditions.merge(
-            [c for c in st.get("conditions") or [] if c.get("type") == ctype],
+            mine,
             [conditions.Condition(ctype, ok, reason, message)],
             generation=inst["metadata"].get("generation"),
         )
-        others = [c for c in st.get("conditions") or [] if c.get("type") != ctype]
-        if [c for c in st.get("conditions") or [] if c.get("type") == ctype] == conds:
+        if mine == conds:
             return
+        others = [c for c in existing if c.get("type") != ctype]
         update: dict[str, Any] = {"conditions": others + conds}
         if phase and not st.get("phase"):
             update["phase"] = phase

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tenantflow.errors import TenantflowError
-from tenantflow.supervisor.token_bucket import TokenBucket
+from tenantflow.supervisor.token_bucket import TokenBucket, tuned
 
 PRAGMA_WRITES_ALLOWED = frozenset(
     {"foreign_keys", "defer_foreign_keys", "recursive_triggers", "case_sensitive_like", "optimize"}
@@ -113,10 +113,8 @@ class TenantDatabase:
                 self.max_bytes = max_bytes
             if ops_per_second is None:
                 self._bucket = None
-            elif self._bucket is None:
-                self._bucket = TokenBucket(ops_per_second, max(1.0, ops_per_second))
             else:
-                self._bucket.reconfigure(ops_per_second, max(1.0, ops_per_second))
+                self._bucket = tuned(self._bucket, ops_per_second, max(1.0, ops_per_second))
 
     def size_bytes(self) -> int:
         with self._lock:

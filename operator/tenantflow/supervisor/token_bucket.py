@@ -42,3 +42,12 @@ class TokenBucket:
         self._refill()
         self.rate, self.burst = rate, burst
         self.tokens = min(self.tokens, burst)
+
+
+def tuned(bucket: TokenBucket | None, rate: float, burst: float) -> TokenBucket:
+    """`bucket` set to these limits (keeping the tokens it earned), or a new, full one."""
+    if bucket is None:
+        return TokenBucket(rate, burst)
+    if (bucket.rate, bucket.burst) != (rate, burst):
+        bucket.reconfigure(rate, burst)
+    return bucket
