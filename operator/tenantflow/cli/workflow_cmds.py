@@ -128,7 +128,10 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 def _json_arg(value: str | None, what: str) -> Any:
     if value is None:
         return None
-    text = Path(value[1:]).read_text() if value.startswith("@") else value
+    try:
+        text = Path(value[1:]).read_text() if value.startswith("@") else value
+    except OSError as exc:
+        raise CliError(f"{what}: cannot read {value[1:]} ({exc.strerror})") from None
     try:
         return json.loads(text)
     except ValueError as exc:

@@ -11,19 +11,23 @@ import json
 import os
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from tenantflow.kube.resources import path
+from tenantflow.observability.logging import get_logger
 from tenantflow.observability.metrics import KUBE_WRITES
 
 FIELD_MANAGER = "tenantflow"
-RETRYABLE = frozenset({429, 503, 504})
+RETRYABLE = frozenset({429, 500, 502, 503, 504})
+REQUEST_TIMEOUT = float(os.environ.get("TENANTFLOW_KUBE_TIMEOUT_SECONDS", 30))
 RETRIES = 5
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
 
 __all__ = ["ApiException", "Kube"]
+log = get_logger("tenantflow.kube")
 
 
 class Kube:
@@ -56,27 +60,38 @@ class Kube:
     ) -> dict[str, Any]:
         """One API call; non-2xx raises ApiException carrying the server's Status.
 
-        429/503/504 (API priority and fairness, storage re-initialising right after a CRD
-        is installed) are retried a few times, honouring the server's retryAfterSeconds.
+        Transient failures are retried a few times with backoff (honouring the server's
+        retryAfterSeconds): 429/503 from API priority and fairness or storage
+        re-initialising, 500/502/504 and dropped connections or timeouts. That is safe for
+        every write we make: applies are idempotent, status patches carry a resourceVersion
+        (a retry of an applied patch gets 409), creates of a named object get 409, deletes 404.
         """
         for attempt in range(RETRIES + 1):
-            resp = await self.api.call_api(
-                url,
-                method,
-                query_params=query or [],
-                header_params={"Content-Type": content_type, "Accept": "application/json"},
-                body=body,
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _return_http_data_only=True,
-            )
-            data = await resp.read()
+            try:
+                resp = await self.api.call_api(
+                    url,
+                    method,
+                    query_params=query or [],
+                    header_params={"Content-Type": content_type, "Accept": "application/json"},
+                    body=body,
+                    auth_settings=["BearerToken"],
+                    _preload_content=False,
+                    _return_http_data_only=True,
+                    _request_timeout=REQUEST_TIMEOUT,
+                )
+                data = await resp.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                if attempt == RETRIES:
+                    raise
+                log.debug("api request failed; retrying", url=url, error=repr(exc))
+                await asyncio.sleep(_retry_after(b"", attempt))
+                continue
             if 200 <= resp.status < 300:
                 return json.loads(data) if data else {}
             if resp.status not in RETRYABLE or attempt == RETRIES:
-                exc = ApiException(status=resp.status, reason=resp.reason)
-                exc.body = data.decode(errors="replace")
-                raise exc
+                failed = ApiException(status=resp.status, reason=resp.reason)
+                failed.body = data.decode(errors="replace")
+                raise failed
             await asyncio.sleep(_retry_after(data, attempt))
         raise AssertionError("unreachable")
 

@@ -6,6 +6,8 @@ import datetime as dt
 import uuid
 from typing import Any
 
+import aiohttp
+
 from tenantflow.kube.client import ApiException, Kube
 from tenantflow.observability.logging import get_logger
 
@@ -41,5 +43,6 @@ async def post(kube: Kube, obj: dict[str, Any], type_: str, reason: str, message
     }
     try:
         await kube.create(event)
-    except ApiException as exc:
-        log.warning("could not post event", reason=reason, status=exc.status, object=meta["name"])
+    except (ApiException, aiohttp.ClientError, TimeoutError) as exc:
+        status = getattr(exc, "status", None)
+        log.warning("could not post event", reason=reason, status=status, object=meta["name"])

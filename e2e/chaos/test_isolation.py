@@ -1,0 +1,241 @@
+"""The isolation matrix: every principal of tenant A against every resource of tenant B, and
+the other way round — Kubernetes API (SubjectAccessReview as each principal, confirmed by real
+impersonated requests), storage and runtime (probes run as tenant code in A's real sandbox),
+network (the NetworkPolicies' contents evaluated). Everything must be denied; the counts go to
+e2e/chaos/results/latest.json (`cross_tenant_attempts`, `cross_tenant_allowed`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from e2e.chaos.netpol import allows
+from e2e.chaos.results import record
+from e2e.conftest import Tenant
+
+pytestmark = pytest.mark.slow
+
+RESOURCES = [  # (api group, resource) in a tenant namespace
+    ("tenantflow.dev", "workflowdefinitions"),
+    ("tenantflow.dev", "workflowinstances"),
+    ("tenantflow.dev", "workflowinstances/status"),
+    ("", "configmaps"),
+    ("", "secrets"),
+    ("", "pods"),
+    ("", "pods/log"),
+    ("", "pods/exec"),
+    ("", "events"),
+    ("", "persistentvolumeclaims"),
+    ("", "serviceaccounts"),
+    ("", "serviceaccounts/token"),
+    ("", "services"),
+    ("apps", "statefulsets"),
+    ("apps", "controllerrevisions"),
+    ("rbac.authorization.k8s.io", "roles"),
+    ("rbac.authorization.k8s.io", "rolebindings"),
+    ("networking.k8s.io", "networkpolicies"),
+    ("", "resourcequotas"),
+]
+VERBS = ["get", "list", "watch", "create", "update", "patch", "delete"]
+
+PROBES = """
+import os, socket, sqlite3
+
+def attempt(fn):
+    try:
+        fn()
+        return "ALLOWED"
+    except BaseException as exc:
+        return f"denied: {type(exc).__name__}"
+
+async def run(event, step, env):
+    p = event["payload"]
+    db = p["data_dir"] + "/tenant.sqlite3"
+
+    def symlink_then_read():
+        link = "/data/peek-link"
+        if os.path.lexists(link):
+            os.unlink(link)
+        os.symlink(db, link)
+        open(link, "rb").read(1)
+
+    def probes():
+        return {
+            "storage: read B's database file": attempt(lambda: open(db, "rb").read(1)),
+            "storage: append to B's database file": attempt(lambda: open(db, "ab").write(b"x")),
+            "storage: list B's data directory": attempt(lambda: os.listdir(p["data_dir"])),
+            "storage: sqlite3.connect B's database": attempt(
+                lambda: sqlite3.connect(db).execute("SELECT * FROM secrets").fetchall()),
+            "storage: ATTACH B's database to env.db": attempt(
+                lambda: env.db.execute("ATTACH DATABASE ? AS b", (db,))),
+            "storage: B's table through env.db": attempt(
+                lambda: env.db.execute("SELECT * FROM secrets")),
+            "storage: symlink to B's database": attempt(symlink_then_read),
+            "storage: B's database via /proc/1/root": attempt(
+                lambda: open("/proc/1/root" + db, "rb").read(1)),
+            "runtime: signal B's runner": attempt(lambda: [os.kill(pid, 0) for pid in p["pids"]]),
+            "runtime: read B's runner environment": attempt(
+                lambda: [open(f"/proc/{pid}/environ", "rb").read() for pid in p["pids"]]),
+            "runtime: connect to B's runner socket": attempt(
+                lambda: socket.socket(socket.AF_UNIX).connect(p["socket"])),
+            "network: connect to the API server": attempt(
+                lambda: socket.create_connection(("127.0.0.1", p["api_port"]), timeout=2)),
+        }
+
+    return await step.do("probe", probes, retries={"limit": 0})
+"""
+
+
+def _principals(tenant: Tenant) -> dict[str, dict[str, Any]]:
+    """Who acts for a tenant: its owners (user, group, a platform ServiceAccount) and the
+    ServiceAccounts in its namespace (the sandbox's and the default)."""
+    return {
+        f"user {tenant.name}-owner": {"user": f"{tenant.name}-owner@example.com"},
+        f"group {tenant.name}-team": {
+            "user": "someone@example.com",
+            "groups": [f"{tenant.name}-team"],
+        },
+        f"owner ServiceAccount of {tenant.name}": {
+            "user": f"system:serviceaccount:platform:{tenant.name}-ci",
+            "groups": ["system:serviceaccounts", "system:serviceaccounts:platform"],
+        },
+        **{
+            f"ServiceAccount {tenant.ns}/{sa}": {
+                "user": f"system:serviceaccount:{tenant.ns}:{sa}",
+                "groups": ["system:serviceaccounts", f"system:serviceaccounts:{tenant.ns}"],
+            }
+            for sa in ("tenant-sandbox", "default")
+        },
+    }
+
+
+def _owners(name: str) -> list[dict[str, str]]:
+    return [
+        {"kind": "User", "name": f"{name}-owner@example.com"},
+        {"kind": "Group", "name": f"{name}-team"},
+        {"kind": "ServiceAccount", "name": f"{name}-ci", "namespace": "platform"},
+    ]
+
+
+def _can(
+    authz: client.AuthorizationV1Api,
+    who: dict[str, Any],
+    verb: str,
+    group: str,
+    resource: str,
+    namespace: str,
+) -> bool:
+    res, _, sub = resource.partition("/")
+    review = client.V1SubjectAccessReview(
+        spec=client.V1SubjectAccessReviewSpec(
+            user=who["user"],
+            groups=who.get("groups"),
+            resource_attributes=client.V1ResourceAttributes(
+                group=group, resource=res, subresource=sub or None, verb=verb, namespace=namespace
+            ),
+        )
+    )
+    return bool(authz.create_subject_access_review(review).status.allowed)
+
+
+def _runner(data_dir: Path) -> tuple[list[int], str]:
+    """Host pids of the jailed runner serving `data_dir`, and its socket path."""
+    pids, socket = [], ""
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if proc.name.isdigit() and str(data_dir) in argv:
+            pids.append(int(proc.name))
+            if "--socket" in argv:
+                socket = argv[argv.index("--socket") + 1]
+    return pids, socket
+
+
+def test_no_principal_of_one_tenant_reaches_another(
+    tenant_factory: Callable[..., Tenant],
+    api_client: client.ApiClient,
+    kubectl: Callable[..., Any],
+) -> None:
+    pair = [tenant_factory(), tenant_factory()]
+    for t in pair:  # owners of every kind, so each kind of principal is in the matrix
+        t.custom.patch_cluster_custom_object(
+            "tenantflow.dev", "v1alpha1", "tenants", t.name, {"spec": {"owners": _owners(t.name)}}
+        )
+    authz = client.AuthorizationV1Api(api_client)
+    attempts, allowed = 0, []
+    for me, other in (pair, pair[::-1]):
+        for label, who in _principals(me).items():
+            if not label.startswith("ServiceAccount"):  # a control: the matrix is not vacuous
+                assert _can(authz, who, "create", "tenantflow.dev", "workflowinstances", me.ns)
+            for group, resource in RESOURCES:
+                for verb in VERBS:
+                    attempts += 1
+                    if _can(authz, who, verb, group, resource, other.ns):
+                        allowed.append(f"{label}: {verb} {resource} in {other.ns}")
+            attempts += 2
+            for verb in ("get", "patch"):  # the other tenant itself, cluster-scoped
+                if _can(authz, who, verb, "tenantflow.dev", "tenants", ""):
+                    allowed.append(f"{label}: {verb} tenants")
+        # real requests, impersonated, agree with the reviews
+        as_owner = f"--as={me.name}-owner@example.com"
+        for args in (("get", "secrets"), ("get", "wfi"), ("delete", "configmap", "x")):
+            attempts += 1
+            done = kubectl(*args, as_owner, "-n", other.ns, check=False)
+            if done.returncode == 0 or "forbidden" not in done.stderr:
+                allowed.append(f"kubectl {' '.join(args)} as {me.name}'s owner: {done.stderr}")
+        # network: nothing in `other` admits `me`'s pods, nothing in `me` lets them out to it
+        policies = [
+            client.ApiClient().sanitize_for_serialization(p)
+            for p in client.NetworkingV1Api(api_client)
+            .list_namespaced_network_policy(other.ns)
+            .items
+        ]
+        mine = [
+            client.ApiClient().sanitize_for_serialization(p)
+            for p in client.NetworkingV1Api(api_client).list_namespaced_network_policy(me.ns).items
+        ]
+        for pod in ({"app.kubernetes.io/name": "sandbox"}, {"app": "anything"}):
+            attempts += 2
+            if allows(policies, "Ingress", pod, peer_namespace=me.ns):
+                allowed.append(f"ingress into {other.ns} {pod} from {me.ns}")
+            if allows(mine, "Egress", pod, peer_namespace=other.ns):
+                allowed.append(f"egress from {me.ns} {pod} to {other.ns}")
+
+    # storage and runtime: tenant code in A probing B, through A's real sandbox
+    a, b = pair
+    b.define(
+        "secret",
+        "async def run(event, step, env):\n"
+        "    env.db.execute('CREATE TABLE secrets (v TEXT)')\n"
+        "    env.db.execute(\"INSERT INTO secrets VALUES ('b-only')\")\n"
+        "    return 'stored'\n",
+    )
+    b.wait_revision("secret", 1)
+    assert b.wait_phase(b.start("secret"), "Complete")["output"] == "stored"
+    b_dir = b.data_dir()
+    pids, socket = _runner(b_dir)
+    assert pids and socket, "B's runner is running (its pids and socket are probed)"
+    a.define("probes", PROBES)
+    a.wait_revision("probes", 1)
+    params = {
+        "data_dir": str(b_dir),
+        "pids": pids,
+        "socket": socket,
+        "api_port": int(api_client.configuration.host.rsplit(":", 1)[1]),
+    }
+    done = a.wait_phase(a.start("probes", params), "Complete", "Errored")
+    assert done["phase"] == "Complete", done
+    for probe, verdict in done["output"].items():
+        attempts += 1
+        if not verdict.startswith("denied"):
+            allowed.append(f"{probe}: {verdict}")
+    assert b.query("SELECT v FROM secrets") == [("b-only",)], "B's data is intact"
+
+    record("isolation", {"cross_tenant_attempts": attempts, "cross_tenant_allowed": len(allowed)})
+    assert not allowed, allowed
