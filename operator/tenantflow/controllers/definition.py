@@ -30,8 +30,10 @@ def queue() -> runtime.KeyedWorkQueue:
 
 @kopf.on.event("tenantflow.dev", "v1alpha1", "workflowdefinitions")
 async def definition_event(**kwargs: Any) -> None:
+    ns, name = kwargs["namespace"], kwargs["name"]
+    runtime.get().revisions.forget(lambda k: k[:2] == (ns, name))
     if kwargs["type"] != "DELETED":
-        queue().request(f"{kwargs['namespace']}/{kwargs['name']}")
+        queue().request(f"{ns}/{name}")
 
 
 async def resolve_source(kube: Kube, body: dict[str, Any]) -> tuple[str | None, str]:

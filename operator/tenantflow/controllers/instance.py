@@ -22,6 +22,7 @@ import kopf
 
 from tenantflow import conditions
 from tenantflow.api.tenant import NAMESPACE_PREFIX
+from tenantflow.cache import Cache
 from tenantflow.controllers import runtime
 from tenantflow.controllers import tenant as tenant_controller
 from tenantflow.controllers.sandboxes import Sandboxes
@@ -45,6 +46,7 @@ log = get_logger("tenantflow.instance")
 API_VERSION = "tenantflow.dev/v1alpha1"
 WORKER_LOSSES_BEFORE_ERROR = 3
 USAGE_INTERVAL = 5.0  # Tenant.status.usage refresh, at most this often per tenant
+LIMITS_TTL = 1.0  # seconds a tenant's limits are reused before being read again
 COMMIT_RETRIES = 3  # re-commits of one advance after 409s that left the journal as it was
 
 
@@ -64,6 +66,7 @@ class InstanceDriver:
         self.dispatcher = FairDispatcher(int(os.environ.get("TENANTFLOW_DISPATCH_SLOTS", 16)))
         self.event_buckets: dict[str, TokenBucket] = {}
         self.usage_pending: set[str] = set()
+        self.limits: Cache[str, dict[str, Any]] = Cache(maxsize=4096, ttl=LIMITS_TTL)
 
     def _usage_changed(self, tenant: str) -> None:
         """Tenant.status.usage follows instance phases, refreshed at most every 5 s."""
@@ -148,8 +151,7 @@ class InstanceDriver:
         revision = await self._revision(inst)
         if revision is None:
             return
-        tenant_obj = await self.kube.get(API_VERSION, "Tenant", tenant)
-        limits = ((tenant_obj or {}).get("spec") or {}).get("limits") or {}
+        limits = await self._limits(tenant)
         if st.get("revision") is None:
             if not await self._admit(key, tenant, inst, limits, now):
                 return
@@ -302,6 +304,10 @@ class InstanceDriver:
                 )
                 self.timers.schedule(_key(inst), _later(5))
                 return None
+        cache_key = (ns, ref["name"], int(number))
+        cached = runtime.get().revisions.get(cache_key)
+        if cached is not None:
+            return cached
         found = await self.kube.list(
             "apps/v1",
             "ControllerRevision",
@@ -319,12 +325,23 @@ class InstanceDriver:
             )
             self.timers.schedule(_key(inst), _later(10))
             return None
+        runtime.get().revisions.put(cache_key, found[0])
         return found[0]
+
+    async def _limits(self, tenant: str) -> dict[str, Any]:
+        """The tenant's spec.limits, re-read at most once a second (not once per drive)."""
+        limits = self.limits.get(tenant)
+        if limits is None:
+            tenant_obj = await self.kube.get(API_VERSION, "Tenant", tenant)
+            limits = ((tenant_obj or {}).get("spec") or {}).get("limits") or {}
+            self.limits.put(tenant, limits)
+        return limits
 
     async def _sandbox_failed(
         self, key: str, inst: dict[str, Any], st: dict[str, Any], exc: SandboxUnavailable
     ) -> None:
         count = self.failures[key] = self.failures.get(key, 0) + 1
+        self.sandboxes.forget(inst["metadata"]["namespace"].removeprefix(NAMESPACE_PREFIX))
         log.warning(
             "sandbox call failed", instance=key, reason=exc.reason, error=str(exc), attempt=count
         )

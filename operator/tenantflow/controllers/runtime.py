@@ -6,8 +6,9 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from tenantflow.cache import Cache
 from tenantflow.kube.client import Kube
 from tenantflow.observability.logging import get_logger
 from tenantflow.tenancy.manifests import OperatorSettings
@@ -67,6 +68,11 @@ class Runtime:
     settings: OperatorSettings
     queues: dict[str, KeyedWorkQueue] = field(default_factory=dict)
     instances: InstanceDriver | None = None
+    # ControllerRevisions by (namespace, definition, number): immutable while their
+    # definition exists, so forgotten whenever the definition changes or goes
+    revisions: Cache[tuple[str, str, int], dict[str, Any]] = field(
+        default_factory=lambda: Cache(maxsize=2048)
+    )
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import base64
 import os
 
+from tenantflow.cache import Cache
 from tenantflow.kube.client import Kube
 from tenantflow.sandbox.local import LocalSandboxes
 from tenantflow.sandbox.transport import Endpoint, SandboxUnavailable
 from tenantflow.tenancy import manifests
+
+ENDPOINT_TTL = 10.0  # seconds; a rotated key or a moved runner is picked up within this
 
 
 class Sandboxes:
@@ -23,8 +26,26 @@ class Sandboxes:
             or ("cluster" if in_cluster else "local")
         )
         self.local = LocalSandboxes() if self.mode == "local" else None
+        # what the API says about a tenant's runner (key, data directory), remembered briefly
+        self.found: Cache[str, tuple[bytes, str | None]] = Cache(maxsize=4096, ttl=ENDPOINT_TTL)
 
     async def endpoint(self, tenant: str) -> Endpoint:
+        found = self.found.get(tenant)
+        if found is None:
+            found = await self._lookup(tenant)
+            self.found.put(tenant, found)
+        key, data_dir = found
+        if self.local is None or data_dir is None:
+            ns = manifests.namespace_of(tenant)
+            url = f"http://{manifests.SANDBOX}.{ns}.svc:{manifests.SANDBOX_PORT}"
+            return Endpoint(key=key, url=url)
+        return await self.local.endpoint(tenant, data_dir, key)  # (re)starts a dead runner
+
+    def forget(self, tenant: str) -> None:
+        """After a failed call: read the key and volume again next time."""
+        self.found.discard(tenant)
+
+    async def _lookup(self, tenant: str) -> tuple[bytes, str | None]:
         ns = manifests.namespace_of(tenant)
         secret = await self.kube.get("v1", "Secret", manifests.HMAC_SECRET, ns)
         if secret is None or "key" not in (secret.get("data") or {}):
@@ -32,10 +53,7 @@ class Sandboxes:
                 "SandboxNotProvisioned", f"secret {ns}/{manifests.HMAC_SECRET} is missing"
             )
         key = base64.b64decode(secret["data"]["key"])
-        if self.local is None:
-            url = f"http://{manifests.SANDBOX}.{ns}.svc:{manifests.SANDBOX_PORT}"
-            return Endpoint(key=key, url=url)
-        return await self.local.endpoint(tenant, await self._data_dir(ns), key)
+        return key, (await self._data_dir(ns) if self.local is not None else None)
 
     async def _data_dir(self, ns: str) -> str:
         """The directory behind the tenant's bound PersistentVolume (hostPath)."""
