@@ -22,6 +22,8 @@ class WakeupScheduler:
 
     def schedule(self, key: str, when: dt.datetime) -> None:
         """Wake `key` at `when` (replacing an earlier schedule for it)."""
+        if self._due.get(key) == when:
+            return  # already due then: no second heap entry (a wake is re-scheduled often)
         self._due[key] = when
         heapq.heappush(self._heap, (when, key))
         self._changed.set()

@@ -60,7 +60,9 @@ class InstanceDriver:
     phases: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.queue = runtime.KeyedWorkQueue(self.drive)
+        self.queue = runtime.KeyedWorkQueue(
+            self.drive, workers=int(os.environ.get("TENANTFLOW_DRIVE_WORKERS", 64))
+        )
         self.timers = WakeupScheduler(self.queue.request)
         self.admission = Admission()
         self.dispatcher = FairDispatcher(int(os.environ.get("TENANTFLOW_DISPATCH_SLOTS", 16)))
@@ -108,6 +110,39 @@ class InstanceDriver:
         return allowed
 
     # ------------------------------------------------------------------ the loop
+    def settled(self, key: str, inst: dict[str, Any]) -> bool:
+        """True when a watched state needs no drive, only bookkeeping: finished (expiry
+        ahead), or Waiting with nothing due. Most events are the echo of our own status
+        write, and this skips a GET for each. Deciding "nothing to do" from a watched body
+        is safe even if it is not the newest: watch events arrive in order, so any later
+        change brings its own event; deciding "work to do" always reads afresh (drive)."""
+        if self.queue.busy(key):
+            return False  # a drive is running or due: it reads the newest state anyway
+        spec, st = inst.get("spec") or {}, inst.get("status") or {}
+        phase, now = st.get("phase"), dt.datetime.now(dt.UTC)
+        tenant = inst["metadata"]["namespace"].removeprefix(NAMESPACE_PREFIX)
+        if phase in state.FINISHED:
+            if not self.finished_ttl or not st.get("finishedAt"):
+                self._track(key, tenant, phase)
+                return True
+            expiry = parse_time(st["finishedAt"]) + dt.timedelta(seconds=self.finished_ttl)
+            if expiry <= now:
+                return False  # the drive deletes it
+            self._track(key, tenant, phase)
+            self.timers.schedule(key, expiry)
+            return True
+        idle = (
+            phase == "Waiting"
+            and st.get("revision") is not None
+            and not spec.get("terminate")
+            and not spec.get("suspend")
+            and not state.needs_advance(st, spec.get("events") or [], now)
+        )
+        if idle:
+            self._track(key, tenant, phase)
+            self._schedule(key, st)
+        return idle
+
     async def drive(self, key: str) -> None:
         ns, name = key.split("/", 1)
         inst = await self.kube.get(API_VERSION, "WorkflowInstance", name, ns)
@@ -515,4 +550,6 @@ def driver() -> InstanceDriver:
 
 @kopf.on.event("tenantflow.dev", "v1alpha1", "workflowinstances")
 async def instance_event(**kwargs: Any) -> None:
-    driver().queue.request(f"{kwargs['namespace']}/{kwargs['name']}")
+    key, instances = f"{kwargs['namespace']}/{kwargs['name']}", driver()
+    if kwargs["type"] == "DELETED" or not instances.settled(key, dict(kwargs["body"])):
+        instances.queue.request(key)

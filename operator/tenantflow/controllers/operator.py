@@ -37,6 +37,9 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.peering.mandatory = False
     settings.peering.stealth = True
     settings.watching.server_timeout = 300
+    # events are handed on at once (no 0.1 s batch window), per-object workers end soon
+    settings.batching.batch_window = 0.01
+    settings.batching.idle_timeout = 1.0
     kube = await Kube.connect(os.environ.get("KUBECONFIG"))
     runtime.set_runtime(runtime.Runtime(kube=kube, settings=runtime.settings_from_env()))
     driver = instance.driver()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -28,38 +29,67 @@ def settings_from_env() -> OperatorSettings:
 
 
 class KeyedWorkQueue:
-    """At most one run per key at a time; requests during a run coalesce into one re-run.
+    """At most one run per key at a time; requests during a run coalesce into one re-run;
+    at most `workers` runs at once, in request order.
 
-    This is what makes drift repair cheap: a burst of watch events for a tenant's objects
-    becomes one reconcile, not one per event.
+    Coalescing is what makes drift repair cheap (a burst of watch events for a tenant's
+    objects becomes one reconcile); the worker bound is what keeps a burst of 50,000 new
+    instances a queue rather than 50,000 concurrent tasks holding responses in memory.
+    A failed run is retried after RETRY_DELAY, without holding a worker.
     """
 
-    def __init__(self, work: Callable[[str], Awaitable[None]]) -> None:
-        self._work = work
+    RETRY_DELAY = 2.0
+
+    def __init__(self, work: Callable[[str], Awaitable[None]], workers: int = 8) -> None:
+        self._work, self.max_workers = work, workers
+        self._pending: deque[str] = deque()
+        self._queued: set[str] = set()
+        self._running: set[str] = set()
         self._dirty: set[str] = set()
-        self._running: dict[str, asyncio.Task[None]] = {}
+        self._workers: set[asyncio.Task[None]] = set()
 
     def request(self, key: str) -> None:
-        self._dirty.add(key)
-        if key not in self._running:
-            self._running[key] = asyncio.create_task(self._loop(key))
+        if key in self._running:
+            self._dirty.add(key)
+        elif key not in self._queued:
+            self._queued.add(key)
+            self._pending.append(key)
+            if len(self._workers) < self.max_workers:
+                task = asyncio.create_task(self._worker())
+                self._workers.add(task)
+                task.add_done_callback(self._workers.discard)
 
-    async def _loop(self, key: str) -> None:
-        try:
-            while key in self._dirty:
+    def busy(self, key: str) -> bool:
+        """A run of `key` is in progress or waiting for a worker."""
+        return key in self._running or key in self._queued
+
+    def __len__(self) -> int:
+        """Keys waiting for a worker (the queue depth a metric or a benchmark looks at)."""
+        return len(self._pending)
+
+    async def _worker(self) -> None:
+        while self._pending:
+            key = self._pending.popleft()
+            self._queued.discard(key)
+            self._running.add(key)
+            try:
+                await self._work(key)
+                failed = False
+            except Exception:  # one object's failure must not stop the others
+                log.exception("reconcile failed", key=key)
+                failed = True
+            finally:
+                self._running.discard(key)
+            if failed:
                 self._dirty.discard(key)
-                try:
-                    await self._work(key)
-                except Exception:  # one tenant's failure must not stop the others
-                    log.exception("reconcile failed", key=key)
-                    await asyncio.sleep(2)
-                    self._dirty.add(key)
-        finally:
-            self._running.pop(key, None)
+                asyncio.get_running_loop().call_later(self.RETRY_DELAY, self.request, key)
+            elif key in self._dirty:
+                self._dirty.discard(key)
+                self.request(key)
 
     async def drain(self) -> None:
-        while self._running:
-            await asyncio.gather(*self._running.values(), return_exceptions=True)
+        while self._workers:
+            await asyncio.gather(*self._workers, return_exceptions=True)
 
 
 @dataclass
