@@ -47,7 +47,7 @@ CASES = [  # (arguments after `-n <ns>`, what the error must say)
     (["send-event", VICTIM, ""], "spec.events[0].type"),
     (["send-event", VICTIM, "has space"], "spec.events[0].type"),
     (["send-event", VICTIM, "x" * 129], "spec.events[0].type"),
-    (["send-event", VICTIM, "-go"], "spec.events[0].type"),
+    (["send-event", VICTIM, "go-"], "spec.events[0].type"),
     (["send-event", "no-such-instance", "go"], "no-such-instance not found"),
 ]
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from conftest import wait_for
 from e2e.chaos.netpol import allows
 from e2e.chaos.results import record
 from e2e.conftest import Tenant
@@ -57,7 +58,7 @@ async def run(event, step, env):
     db = p["data_dir"] + "/tenant.sqlite3"
 
     def symlink_then_read():
-        link = "/data/peek-link"
+        link = p["own_dir"] + "/peek-link"  # in the tenant's own data directory
         if os.path.lexists(link):
             os.unlink(link)
         os.symlink(db, link)
@@ -65,6 +66,11 @@ async def run(event, step, env):
 
     def probes():
         return {
+            "control: env.db works": attempt(lambda: env.db.execute("SELECT 1")),
+            "control: read own database file": attempt(
+                lambda: open(p["own_dir"] + "/tenant.sqlite3", "rb").read(1)),
+            "control: list own data directory": attempt(lambda: os.listdir(p["own_dir"])),
+            "control: signal itself": attempt(lambda: os.kill(os.getpid(), 0)),
             "storage: read B's database file": attempt(lambda: open(db, "rb").read(1)),
             "storage: append to B's database file": attempt(lambda: open(db, "ab").write(b"x")),
             "storage: list B's data directory": attempt(lambda: os.listdir(p["data_dir"])),
@@ -172,7 +178,12 @@ def test_no_principal_of_one_tenant_reaches_another(
     for me, other in (pair, pair[::-1]):
         for label, who in _principals(me).items():
             if not label.startswith("ServiceAccount"):  # a control: the matrix is not vacuous
-                assert _can(authz, who, "create", "tenantflow.dev", "workflowinstances", me.ns)
+                wait_for(
+                    lambda who=who, ns=me.ns: _can(
+                        authz, who, "create", "tenantflow.dev", "workflowinstances", ns
+                    ),
+                    f"{label} may run workflows in {me.ns} (the owners were applied)",
+                )
             for group, resource in RESOURCES:
                 for verb in VERBS:
                     attempts += 1
@@ -225,6 +236,7 @@ def test_no_principal_of_one_tenant_reaches_another(
     a.wait_revision("probes", 1)
     params = {
         "data_dir": str(b_dir),
+        "own_dir": str(a.data_dir()),
         "pids": pids,
         "socket": socket,
         "api_port": int(api_client.configuration.host.rsplit(":", 1)[1]),
@@ -232,9 +244,13 @@ def test_no_principal_of_one_tenant_reaches_another(
     done = a.wait_phase(a.start("probes", params), "Complete", "Errored")
     assert done["phase"] == "Complete", done
     for probe, verdict in done["output"].items():
+        if probe.startswith("control:"):  # the same techniques work on A's own things
+            assert verdict == "ALLOWED", (probe, verdict)
+            continue
         attempts += 1
         if not verdict.startswith("denied"):
             allowed.append(f"{probe}: {verdict}")
+    print(done["output"])
     assert b.query("SELECT v FROM secrets") == [("b-only",)], "B's data is intact"
 
     record("isolation", {"cross_tenant_attempts": attempts, "cross_tenant_allowed": len(allowed)})
