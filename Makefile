@@ -49,8 +49,9 @@ fmt: venv ## apply ruff's formatting and safe fixes
 bench: venv ## benchmarks, written to bench/results/*.json
 	$(BIN)/python -m bench
 
-chaos: binaries ## the fault-injection suite, long: CHAOS_ROUNDS x 5 faults (default 200)
-	CHAOS_ROUNDS=$${CHAOS_ROUNDS:-200} $(BIN)/python -m pytest e2e/chaos -s $(PYTEST_ARGS)
+chaos: binaries ## the fault-injection and isolation suite, long: >= 1,000 faults
+	CHAOS_MIN_FAULTS=$${CHAOS_MIN_FAULTS:-1000} CHAOS_SECONDS=$${CHAOS_SECONDS:-600} \
+	CHAOS_RATE=$${CHAOS_RATE:-0.1} $(BIN)/python -m pytest e2e/chaos -s $(PYTEST_ARGS)
 
 crds: venv ## regenerate crds/ from the pydantic models
 	$(BIN)/python -m tenantflow.api.generate crds charts/tenantflow/crds
