@@ -7,6 +7,7 @@ import contextlib
 import json
 import subprocess
 import tempfile
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,7 @@ def create_instances(
     bottleneck of every benchmark)."""
 
     async def run() -> None:
-        kube = await Kube.connect(str(kubeconfig))
+        kube = await Kube.connect(str(kubeconfig), connections=parallel, proxy_from_env=False)
         gate = asyncio.Semaphore(parallel)
 
         async def one(name: str) -> None:
@@ -128,3 +129,14 @@ def create_instances(
 def instance_statuses(kubeconfig: Path, ns: str) -> dict[str, dict[str, Any]]:
     items = json.loads(kubectl(kubeconfig, "get", "wfi", "-n", ns, "-o", "json"))["items"]
     return {i["metadata"]["name"]: i.get("status") or {} for i in items}
+
+
+def metric_total(port: int, name: str, labels: str = "") -> float:
+    """Sum of a metric's samples on the operator's /metrics whose labels contain `labels`
+    (progress without listing thousands of objects, which would load the API server)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") and labels in line
+    )

@@ -8,34 +8,27 @@ from __future__ import annotations
 
 import os
 import time
-import urllib.request
 import uuid
 
 from bench.cluster import (
     create_instances,
     instance_statuses,
     kubectl,
+    metric_total,
     operator_on_dev_cluster,
     tenant_with_definition,
 )
 from bench.machine import write
 from tenantflow.durations import parse_time
 
+WRITES, WFI = "tenantflow_kube_writes_total", 'resource="workflowinstance'
+FINISHED = "tenantflow_instance_finished_total"
 THREE_STEPS = """
 async def run(event, step):
     a = await step.do("one", lambda: 1)
     b = await step.do("two", lambda: a + 1)
     return await step.do("three", lambda: a + b)
 """
-
-
-def _writes(metrics_port: int) -> float:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics").read().decode()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("tenantflow_kube_writes_total{") and 'resource="workflowinstance' in line
-    )
 
 
 def main() -> None:
@@ -51,30 +44,31 @@ def main() -> None:
             maxConcurrentInstances=10000,
             maxInstanceStartsPerSecond=10000,
         )
-        writes_before = _writes(operator.metrics_port)
+        port = operator.metrics_port
+        writes_before = metric_total(port, WRITES, WFI)
         t0 = time.perf_counter()
         create_instances(kubeconfig, ns, "three", [f"i-{n:05}" for n in range(count)])
         created = time.perf_counter() - t0
         while True:
-            statuses = list(instance_statuses(kubeconfig, ns).values())
-            done = sum(st.get("phase") == "Complete" for st in statuses)
-            print(f"\r  complete {done}/{count}", end="", flush=True)
-            if done == count or time.perf_counter() - t0 > 1800:
+            done = int(metric_total(port, FINISHED, f'tenant="{tenant}"'))
+            print(f"\r  finished {done}/{count}", end="", flush=True)
+            if done >= count or time.perf_counter() - t0 > 1800:
                 break
-            time.sleep(1)
+            time.sleep(0.5)
         elapsed = time.perf_counter() - t0
         print()
+        statuses = list(instance_statuses(kubeconfig, ns).values())
         starts = sorted(st["startedAt"] for st in statuses if st.get("startedAt"))
         finishes = sorted(st["finishedAt"] for st in statuses if st.get("finishedAt"))
         span = _seconds(starts[0], starts[-1]) or 1e-9
         finish_span = _seconds(starts[0], finishes[-1]) or 1e-9
-        writes = _writes(operator.metrics_port) - writes_before
+        writes = metric_total(port, WRITES, WFI) - writes_before
         kubectl(kubeconfig, "delete", "tenant", tenant, "--wait=false")
     write(
         "throughput",
         {
             "instances": count,
-            "completed": done,
+            "completed": sum(st.get("phase") == "Complete" for st in statuses),
             "createSeconds": round(created, 2),
             "totalSeconds": round(elapsed, 2),
             "starts_per_s": round(len(starts) / span, 1),

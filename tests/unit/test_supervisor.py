@@ -119,3 +119,26 @@ def test_unstarted_phases_do_not_release_and_deletion_does() -> None:
     assert adm.observe("a", "i0", None) == [] and adm.observe("a", "i0", "Queued") == []
     assert adm.is_active("a", "i0"), "an admitted instance keeps its slot until it finishes"
     assert adm.observe("a", "i0", DELETED) == ["i1"]
+
+
+def test_usage_is_counted_from_observed_phases_and_starts() -> None:
+    from tenantflow.supervisor.usage import UsageTracker
+
+    now = [0.0]
+    usage = UsageTracker(clock=lambda: now[0])
+    usage.phase_changed("a", None, "Running")
+    usage.phase_changed("a", "Running", "Waiting")  # still active
+    usage.phase_changed("a", None, "Paused")
+    usage.phase_changed("a", "Waiting", "Complete")
+    usage.phase_changed("b", None, "Running")
+    usage.started("a")
+    now[0] = 30.0
+    usage.started("a")
+    assert usage.report("a", queued=4) == {
+        "runningInstances": 1,
+        "queuedInstances": 4,
+        "startsLastMinute": 2,
+    }
+    now[0] = 61.0
+    assert usage.report("a", queued=0)["startsLastMinute"] == 1
+    assert usage.report("b", queued=0)["runningInstances"] == 1

@@ -31,7 +31,7 @@ def queue() -> runtime.KeyedWorkQueue:
 @kopf.on.event("tenantflow.dev", "v1alpha1", "workflowdefinitions")
 async def definition_event(**kwargs: Any) -> None:
     ns, name = kwargs["namespace"], kwargs["name"]
-    runtime.get().revisions.forget(lambda k: k[:2] == (ns, name))
+    runtime.get().forget_definition(ns, name)
     if kwargs["type"] != "DELETED":
         queue().request(f"{ns}/{name}")
 

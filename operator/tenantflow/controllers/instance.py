@@ -39,6 +39,7 @@ from tenantflow.scheduler import WakeupScheduler
 from tenantflow.supervisor.admission import DELETED, Admission
 from tenantflow.supervisor.fair_queue import FairDispatcher
 from tenantflow.supervisor.token_bucket import TokenBucket, tuned
+from tenantflow.supervisor.usage import UsageTracker
 from tenantflow.workflows import instance_state as state
 from tenantflow.workflows.revisions import DEFINITION_LABEL, REVISION_LABEL
 
@@ -47,6 +48,7 @@ API_VERSION = "tenantflow.dev/v1alpha1"
 WORKER_LOSSES_BEFORE_ERROR = 3
 USAGE_INTERVAL = 5.0  # Tenant.status.usage refresh, at most this often per tenant
 LIMITS_TTL = 1.0  # seconds a tenant's limits are reused before being read again
+FRESH_BODIES = 2000  # just-created bodies kept for their first drive, at most
 COMMIT_RETRIES = 3  # re-commits of one advance after 409s that left the journal as it was
 
 
@@ -68,7 +70,13 @@ class InstanceDriver:
         self.dispatcher = FairDispatcher(int(os.environ.get("TENANTFLOW_DISPATCH_SLOTS", 16)))
         self.event_buckets: dict[str, TokenBucket] = {}
         self.usage_pending: set[str] = set()
+        self.usage = UsageTracker()
+        self.fresh: dict[str, dict[str, Any]] = {}  # see created()
         self.limits: Cache[str, dict[str, Any]] = Cache(maxsize=4096, ttl=LIMITS_TTL)
+
+    def tenant_usage(self, tenant: str) -> dict[str, int]:
+        """Tenant.status.usage: counted as phases are observed, never by listing."""
+        return self.usage.report(tenant, self.admission.queue_depth(tenant))
 
     def _usage_changed(self, tenant: str) -> None:
         """Tenant.status.usage follows instance phases, refreshed at most every 5 s."""
@@ -110,6 +118,16 @@ class InstanceDriver:
         return allowed
 
     # ------------------------------------------------------------------ the loop
+    def created(self, key: str, inst: dict[str, Any]) -> None:
+        """Keep a just-created instance's body for its first drive, saving the GET.
+
+        Safe because nothing can have written its status yet: a new object's ADDED event
+        comes before any event of a write to it, and only a drive (which needs an event or
+        the start-up listing) writes status. Bounded, so a burst of creations is not held in
+        memory; beyond the bound the drive reads the object as usual."""
+        if not inst.get("status") and key not in self.phases and len(self.fresh) < FRESH_BODIES:
+            self.fresh[key] = inst
+
     def settled(self, key: str, inst: dict[str, Any]) -> bool:
         """True when a watched state needs no drive, only bookkeeping: finished (expiry
         ahead), or Waiting with nothing due. Most events are the echo of our own status
@@ -145,7 +163,9 @@ class InstanceDriver:
 
     async def drive(self, key: str) -> None:
         ns, name = key.split("/", 1)
-        inst = await self.kube.get(API_VERSION, "WorkflowInstance", name, ns)
+        inst = self.fresh.pop(key, None) or await self.kube.get(
+            API_VERSION, "WorkflowInstance", name, ns
+        )
         if inst is None:
             self.timers.cancel(key)
             self._track(key, None, None)
@@ -192,6 +212,7 @@ class InstanceDriver:
                 return
             st = {**st, **state.started(revision["revision"], now)}
             metrics.INSTANCE_STARTS.labels(tenant=tenant).inc()
+            self.usage.started(tenant)
         if not state.needs_advance(st, spec.get("events") or [], now):
             self._schedule(key, st)
             return
@@ -322,11 +343,17 @@ class InstanceDriver:
         """The ControllerRevision this instance runs (pinned once it started)."""
         ns, spec, st = inst["metadata"]["namespace"], inst["spec"], inst.get("status") or {}
         ref = spec["workflowRef"]
-        number = st.get("revision") or ref.get("revision")
+        number = (
+            st.get("revision")
+            or ref.get("revision")
+            or runtime.get().active_revisions.get((ns, ref["name"]))
+        )
         if number is None:
             definition = await self.kube.get(API_VERSION, "WorkflowDefinition", ref["name"], ns)
             number = ((definition or {}).get("status") or {}).get("activeRevision")
-            if number is None:
+            if number is not None:
+                runtime.get().active_revisions.put((ns, ref["name"]), number)
+            else:
                 reason = "DefinitionNotFound" if definition is None else "DefinitionNotReady"
                 await self._condition(
                     inst,
@@ -501,6 +528,7 @@ class InstanceDriver:
         owner = tenant or (old[0] if old else None)
         if owner is None:
             return
+        self.usage.phase_changed(owner, old[1] if old else None, phase if tenant else None)
         for woken in self.admission.observe(owner, key, phase if tenant else DELETED):
             self.queue.request(woken)
         metrics.QUEUE_DEPTH.labels(tenant=owner).set(self.admission.queue_depth(owner))
@@ -550,6 +578,11 @@ def driver() -> InstanceDriver:
 
 @kopf.on.event("tenantflow.dev", "v1alpha1", "workflowinstances")
 async def instance_event(**kwargs: Any) -> None:
-    key, instances = f"{kwargs['namespace']}/{kwargs['name']}", driver()
-    if kwargs["type"] == "DELETED" or not instances.settled(key, dict(kwargs["body"])):
-        instances.queue.request(key)
+    key, instances, body = f"{kwargs['namespace']}/{kwargs['name']}", driver(), kwargs["body"]
+    if kwargs["type"] == "DELETED":
+        instances.fresh.pop(key, None)
+    elif kwargs["type"] == "ADDED":
+        instances.created(key, dict(body))
+    elif instances.settled(key, dict(body)):
+        return
+    instances.queue.request(key)

@@ -40,7 +40,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # events are handed on at once (no 0.1 s batch window), per-object workers end soon
     settings.batching.batch_window = 0.01
     settings.batching.idle_timeout = 1.0
-    kube = await Kube.connect(os.environ.get("KUBECONFIG"))
+    kube = await Kube.connect(os.environ.get("KUBECONFIG"), connections=32, proxy_from_env=False)
     runtime.set_runtime(runtime.Runtime(kube=kube, settings=runtime.settings_from_env()))
     driver = instance.driver()
     await driver.rebuild()

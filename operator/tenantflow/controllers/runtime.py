@@ -103,6 +103,15 @@ class Runtime:
     revisions: Cache[tuple[str, str, int], dict[str, Any]] = field(
         default_factory=lambda: Cache(maxsize=2048)
     )
+    # status.activeRevision by (namespace, definition), forgotten on the same events
+    active_revisions: Cache[tuple[str, str], int] = field(
+        default_factory=lambda: Cache(maxsize=4096)
+    )
+
+    def forget_definition(self, namespace: str, name: str) -> None:
+        self.revisions.forget(lambda k: k[:2] == (namespace, name))
+        self.active_revisions.discard((namespace, name))
+
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 

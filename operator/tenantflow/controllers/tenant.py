@@ -88,7 +88,7 @@ async def reconcile(name: str) -> None:
                 f"{name}; delete or rename it, or pick another tenant name"
             )
         )
-        await _write_status(kube, body, observed, [])
+        await _write_status(kube, body, observed, {})
         return
     error = None
     try:
@@ -99,19 +99,18 @@ async def reconcile(name: str) -> None:
     except ApiException as exc:
         error = f"applying tenant objects failed: {exc.status} {exc.reason}: {message(exc)}"
         log.warning("apply failed", tenant=name, error=error)
-    observed, instances = await _observe(kube, tenant, error)
-    await _write_status(kube, body, observed, instances)
+    observed = await _observe(kube, tenant, error)
+    instances = runtime.get().instances
+    usage = instances.tenant_usage(name) if instances is not None else {}
+    await _write_status(kube, body, observed, usage)
 
 
-async def _observe(
-    kube: Kube, tenant: Tenant, error: str | None
-) -> tuple[status.Observed, list[dict[str, Any]]]:
+async def _observe(kube: Kube, tenant: Tenant, error: str | None) -> status.Observed:
     ns_name = manifests.namespace_of(tenant.metadata.name)
     ns = await kube.get("v1", "Namespace", ns_name)
     pvc = await kube.get("v1", "PersistentVolumeClaim", manifests.PVC, ns_name)
     sts = await kube.get("apps/v1", "StatefulSet", manifests.SANDBOX, ns_name)
     quota = await kube.get("v1", "ResourceQuota", "tenant-quota", ns_name)
-    instances = await kube.list(API_VERSION, "WorkflowInstance", ns_name) if ns else []
     return status.Observed(
         namespace_phase=(ns or {}).get("status", {}).get("phase"),
         quota_counted=_quota_counted(quota),
@@ -119,7 +118,7 @@ async def _observe(
         sandbox_ready=((sts or {}).get("status") or {}).get("readyReplicas") or 0,
         sandbox_wanted=tenant.spec.sandbox.replicas,
         error=error,
-    ), instances
+    )
 
 
 def _quota_counted(quota: dict[str, Any] | None) -> bool:
@@ -132,7 +131,7 @@ def _quota_counted(quota: dict[str, Any] | None) -> bool:
 
 
 async def _write_status(
-    kube: Kube, body: dict[str, Any], observed: status.Observed, instances: list[dict[str, Any]]
+    kube: Kube, body: dict[str, Any], observed: status.Observed, usage: dict[str, int]
 ) -> None:
     """Patch status only when it changed, so the status write does not loop."""
     meta, old = body["metadata"], body.get("status") or {}
@@ -143,7 +142,7 @@ async def _write_status(
         "conditions": conditions.merge(
             old.get("conditions"), conds, generation=meta.get("generation")
         ),
-        "usage": {**(old.get("usage") or {}), **status.usage(instances, dt.datetime.now(dt.UTC))},
+        "usage": {**(old.get("usage") or {}), **usage},
         "observedGeneration": meta.get("generation"),
     }
     if {k: old.get(k) for k in new} == new:

@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 import aiohttp
+import orjson
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -35,16 +36,30 @@ class Kube:
         self.api = api
 
     @classmethod
-    async def connect(cls, kubeconfig: str | None = None, context: str | None = None) -> Kube:
-        """In-cluster credentials inside a pod, else the kubeconfig (arg, $KUBECONFIG)."""
-        if kubeconfig is None and context is None and "KUBERNETES_SERVICE_HOST" in os.environ:
-            config.load_incluster_config()
-            return cls(client.ApiClient())
+    async def connect(
+        cls,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        *,
+        connections: int = 10,
+        proxy_from_env: bool = True,
+    ) -> Kube:
+        """In-cluster credentials inside a pod, else the kubeconfig (arg, $KUBECONFIG).
+
+        `proxy_from_env=False` (the operator) stops aiohttp from reading the proxy variables
+        and ~/.netrc on every request: a fifth of the operator's CPU at 300 requests/s.
+        """
         cfg = client.Configuration()
-        await config.load_kube_config(
-            config_file=kubeconfig, context=context, client_configuration=cfg
-        )
-        return cls(client.ApiClient(configuration=cfg))
+        if kubeconfig is None and context is None and "KUBERNETES_SERVICE_HOST" in os.environ:
+            config.load_incluster_config(client_configuration=cfg)
+        else:
+            await config.load_kube_config(
+                config_file=kubeconfig, context=context, client_configuration=cfg
+            )
+        cfg.connection_pool_maxsize = connections
+        api = client.ApiClient(configuration=cfg)
+        api.rest_client.pool_manager._trust_env = proxy_from_env  # no public setter
+        return cls(api)
 
     async def close(self) -> None:
         await self.api.close()
@@ -87,7 +102,7 @@ class Kube:
                 await asyncio.sleep(_retry_after(b"", attempt))
                 continue
             if 200 <= resp.status < 300:
-                return json.loads(data) if data else {}
+                return orjson.loads(data) if data else {}
             if resp.status not in RETRYABLE or attempt == RETRIES:
                 failed = ApiException(status=resp.status, reason=resp.reason)
                 failed.body = data.decode(errors="replace")

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
-from typing import Any
 
 from tenantflow.conditions import Condition
-from tenantflow.durations import parse_time
 
 
 @dataclass(frozen=True)
@@ -64,19 +61,3 @@ def conditions(o: Observed) -> tuple[str, list[Condition]]:
         "all tenant resources are ready" if ready else f"waiting for {', '.join(not_ready)}",
     )
     return ("Ready" if ready else "Provisioning"), [top, *conds]
-
-
-def usage(instances: list[dict[str, Any]], now: dt.datetime) -> dict[str, int]:
-    """status.usage counts from the tenant's WorkflowInstance objects."""
-    statuses = [i.get("status") or {} for i in instances]
-    phases = [st.get("phase") for st in statuses]
-    minute_ago = now - dt.timedelta(minutes=1)
-    return {
-        "runningInstances": sum(p in ("Running", "Waiting", "Paused") for p in phases),
-        "queuedInstances": sum(p in (None, "Queued") for p in phases),
-        "startsLastMinute": sum(
-            1
-            for st in statuses
-            if st.get("startedAt") and parse_time(st["startedAt"]) >= minute_ago
-        ),
-    }
