@@ -1,4 +1,4 @@
-"""bench/results/latest.json: the headline numbers under the keys issue 11 asks for.
+"""bench/results/latest.json and latest.png: the headline numbers against their goals.
 
 Built from the per-benchmark JSON files; a key is null until its benchmark exists.
 """
@@ -16,12 +16,64 @@ def _load(name: str) -> dict[str, Any]:
     return json.loads(path.read_text())["results"] if path.exists() else {}
 
 
+# key -> (goal, True when higher is better)
+GOALS: dict[str, tuple[float, bool]] = {
+    "starts_per_s": (300, True),
+    "completions_per_s": (300, True),
+    "backlog_starts_per_s": (300, True),
+    "backlog_completions_per_s": (300, True),
+    "waiting_instances": (50000, True),
+    "operator_rss_mib_at_waiting": (1024, False),
+    "wake_p99_s": (1.0, False),
+    "event_p99_s": (0.5, False),
+    "kube_writes_per_instance": (3, False),
+    "dispatch_p50_ms": (5, False),
+}
+
+
+def chart(latest: dict[str, Any]) -> None:
+    """latest.png: each headline as a fraction of its goal (1 = goal met exactly)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in GOALS if latest.get(k)]
+    scores = []
+    for key in keys:
+        goal, higher = GOALS[key]
+        scores.append(min(2.0, latest[key] / goal if higher else goal / latest[key]))
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(keys) + 1.2))
+    colors = ["#2e7d32" if s >= 1 else "#c62828" for s in scores]
+    ax.barh(keys, scores, color=colors)
+    ax.axvline(1.0, color="black", linewidth=1)
+    for i, key in enumerate(keys):
+        goal, higher = GOALS[key]
+        ax.text(
+            0.02,
+            i,
+            f"{latest[key]:g} ({'≥' if higher else '≤'} {goal:g})",
+            va="center",
+            fontsize=8,
+            bbox={"facecolor": "white", "linewidth": 0},
+        )
+    ax.set_xlim(0, 2)
+    ax.set_xlabel("fraction of goal (capped at 2; right of the line = met)")
+    ax.set_title(f"tenantflow on {latest['machine']['cores']} cores, {latest['machine']['cpu']}")
+    ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "latest.png", dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     throughput, sandbox, latency = _load("throughput"), _load("sandbox"), _load("latency")
     scale = _load("scale")
     latest = {
         "starts_per_s": throughput.get("starts_per_s"),
         "completions_per_s": throughput.get("completions_per_s"),
+        "backlog_starts_per_s": (throughput.get("backlog") or {}).get("starts_per_s"),
+        "backlog_completions_per_s": (throughput.get("backlog") or {}).get("completions_per_s"),
         "kube_writes_per_instance": throughput.get("kube_writes_per_instance"),
         "dispatch_p50_ms": sandbox.get("warmP50Ms"),
         "waiting_instances": scale.get("waiting_instances"),
@@ -29,8 +81,10 @@ def main() -> None:
         "wake_p99_s": latency.get("wake_p99_s"),
         "event_p99_s": latency.get("event_p99_s"),
         "machine": machine(),
+        "goals": {k: {"goal": g, "higherIsBetter": h} for k, (g, h) in GOALS.items()},
     }
     (RESULTS / "latest.json").write_text(json.dumps(latest, indent=2) + "\n")
+    chart(latest)
     print(json.dumps(latest, indent=2))
 
 

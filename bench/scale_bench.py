@@ -55,7 +55,9 @@ def main() -> None:
         waiting = 0
         while time.perf_counter() - t0 < 3600:
             # from the operator's gauge: listing 50,000 objects would load what we measure
-            waiting = int(metric_total(port, "tenantflow_instances", f'"{tenant}",phase="Waiting"'))
+            waiting = int(
+                metric_total(port, "tenantflow_instances", f'phase="Waiting",tenant="{tenant}"')
+            )
             print(f"\r  waiting {waiting}/{count}", end="", flush=True)
             if waiting >= count:
                 break

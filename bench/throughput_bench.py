@@ -1,7 +1,9 @@
 """Throughput on the local control plane: N instances of a 3-step no-op workflow created as
-fast as the API allows -> starts/s, completions/s, kube writes per instance.
+fast as the API allows -> starts/s, completions/s, kube writes per instance ("live"); then
+N more created while the operator is stopped, drained when it starts ("backlog": the
+operator's own rate, free of the creation rate).
 
-    python -m bench throughput            (N from BENCH_INSTANCES, default 500)
+    python -m bench throughput            (N from BENCH_INSTANCES, default 5,000)
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from pathlib import Path
+from typing import Any
 
 from bench.cluster import (
     create_instances,
@@ -19,9 +23,10 @@ from bench.cluster import (
     tenant_with_definition,
 )
 from bench.machine import write
+from tenantflow.devcluster.operator import OperatorProcess
 from tenantflow.durations import parse_time
 
-WRITES, WFI = "tenantflow_kube_writes_total", 'resource="workflowinstance'
+WRITES = "tenantflow_kube_writes_total"  # every write during the run, events included
 FINISHED = "tenantflow_instance_finished_total"
 THREE_STEPS = """
 async def run(event, step):
@@ -31,10 +36,52 @@ async def run(event, step):
 """
 
 
+def _measure(
+    kubeconfig: Path, operator: OperatorProcess, tenant: str, ns: str, count: int, backlog: bool
+) -> dict[str, Any]:
+    """Create `count` instances and wait for all to finish. `backlog`: with the operator
+    stopped while they are created, so its own rate shows, not the creation rate."""
+    prefix = "b" if backlog else "l"
+    if backlog:
+        operator.stop()
+    t0 = time.perf_counter()
+    create_instances(kubeconfig, ns, "three", [f"{prefix}-{n:05}" for n in range(count)])
+    created = time.perf_counter() - t0
+    if backlog:
+        operator.start()
+    port = operator.metrics_port
+    writes_before = metric_total(port, WRITES)
+    finished_before = metric_total(port, FINISHED, f'tenant="{tenant}"')
+    while True:
+        done = int(metric_total(port, FINISHED, f'tenant="{tenant}"') - finished_before)
+        print(f"\r  {'backlog' if backlog else 'live'}: finished {done}/{count}", end="")
+        if done >= count or time.perf_counter() - t0 > 1800:
+            break
+        time.sleep(0.5)
+    elapsed = time.perf_counter() - t0
+    print()
+    statuses = [
+        st for name, st in instance_statuses(kubeconfig, ns).items() if name.startswith(prefix)
+    ]
+    starts = sorted(st["startedAt"] for st in statuses if st.get("startedAt"))
+    finishes = sorted(st["finishedAt"] for st in statuses if st.get("finishedAt"))
+    span = _seconds(starts[0], starts[-1]) or 1e-9
+    finish_span = _seconds(starts[0], finishes[-1]) or 1e-9
+    return {
+        "instances": count,
+        "completed": sum(st.get("phase") == "Complete" for st in statuses),
+        "createSeconds": round(created, 2),
+        "create_per_s": round(count / created, 1),
+        "totalSeconds": round(elapsed, 2),
+        "starts_per_s": round(len(starts) / span, 1),
+        "completions_per_s": round(len(finishes) / finish_span, 1),
+        "kube_writes_per_instance": round((metric_total(port, WRITES) - writes_before) / count, 2),
+    }
+
+
 def main() -> None:
-    count = int(os.environ.get("BENCH_INSTANCES", "500"))
-    run = uuid.uuid4().hex[:5]
-    tenant = f"tp-{run}"
+    count = int(os.environ.get("BENCH_INSTANCES", "5000"))
+    tenant = f"tp-{uuid.uuid4().hex[:5]}"
     with operator_on_dev_cluster() as (kubeconfig, operator):
         ns = tenant_with_definition(
             kubeconfig,
@@ -44,38 +91,10 @@ def main() -> None:
             maxConcurrentInstances=10000,
             maxInstanceStartsPerSecond=10000,
         )
-        port = operator.metrics_port
-        writes_before = metric_total(port, WRITES, WFI)
-        t0 = time.perf_counter()
-        create_instances(kubeconfig, ns, "three", [f"i-{n:05}" for n in range(count)])
-        created = time.perf_counter() - t0
-        while True:
-            done = int(metric_total(port, FINISHED, f'tenant="{tenant}"'))
-            print(f"\r  finished {done}/{count}", end="", flush=True)
-            if done >= count or time.perf_counter() - t0 > 1800:
-                break
-            time.sleep(0.5)
-        elapsed = time.perf_counter() - t0
-        print()
-        statuses = list(instance_statuses(kubeconfig, ns).values())
-        starts = sorted(st["startedAt"] for st in statuses if st.get("startedAt"))
-        finishes = sorted(st["finishedAt"] for st in statuses if st.get("finishedAt"))
-        span = _seconds(starts[0], starts[-1]) or 1e-9
-        finish_span = _seconds(starts[0], finishes[-1]) or 1e-9
-        writes = metric_total(port, WRITES, WFI) - writes_before
+        live = _measure(kubeconfig, operator, tenant, ns, count, backlog=False)
+        backlog = _measure(kubeconfig, operator, tenant, ns, count, backlog=True)
         kubectl(kubeconfig, "delete", "tenant", tenant, "--wait=false")
-    write(
-        "throughput",
-        {
-            "instances": count,
-            "completed": sum(st.get("phase") == "Complete" for st in statuses),
-            "createSeconds": round(created, 2),
-            "totalSeconds": round(elapsed, 2),
-            "starts_per_s": round(len(starts) / span, 1),
-            "completions_per_s": round(len(finishes) / finish_span, 1),
-            "kube_writes_per_instance": round(writes / count, 2),
-        },
-    )
+    write("throughput", {**live, "backlog": backlog})
 
 
 def _seconds(a: str, b: str) -> float:
