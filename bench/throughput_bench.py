@@ -41,19 +41,18 @@ def _measure(
 ) -> dict[str, Any]:
     """Create `count` instances and wait for all to finish. `backlog`: with the operator
     stopped while they are created, so its own rate shows, not the creation rate."""
-    prefix = "b" if backlog else "l"
+    prefix, port = ("b" if backlog else "l"), operator.metrics_port
     if backlog:
-        operator.stop()
+        operator.stop()  # its counters start again from zero
+    before = (0.0, 0.0) if backlog else (metric_total(port, WRITES), _finished(port, tenant))
     t0 = time.perf_counter()
     create_instances(kubeconfig, ns, "three", [f"{prefix}-{n:05}" for n in range(count)])
     created = time.perf_counter() - t0
     if backlog:
         operator.start()
-    port = operator.metrics_port
-    writes_before = metric_total(port, WRITES)
-    finished_before = metric_total(port, FINISHED, f'tenant="{tenant}"')
+    writes_before, finished_before = before
     while True:
-        done = int(metric_total(port, FINISHED, f'tenant="{tenant}"') - finished_before)
+        done = int(_finished(port, tenant) - finished_before)
         print(f"\r  {'backlog' if backlog else 'live'}: finished {done}/{count}", end="")
         if done >= count or time.perf_counter() - t0 > 1800:
             break
@@ -95,6 +94,10 @@ def main() -> None:
         backlog = _measure(kubeconfig, operator, tenant, ns, count, backlog=True)
         kubectl(kubeconfig, "delete", "tenant", tenant, "--wait=false")
     write("throughput", {**live, "backlog": backlog})
+
+
+def _finished(port: int, tenant: str) -> float:
+    return metric_total(port, FINISHED, f'tenant="{tenant}"')
 
 
 def _seconds(a: str, b: str) -> float:
