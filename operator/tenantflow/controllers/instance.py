@@ -18,8 +18,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import kopf
-
 from tenantflow import conditions
 from tenantflow.api.tenant import NAMESPACE_PREFIX
 from tenantflow.cache import Cache
@@ -30,6 +28,7 @@ from tenantflow.durations import parse_duration, parse_time
 from tenantflow.engine.options import EngineLimits, RetryPolicy, StepDefaults
 from tenantflow.kube import events
 from tenantflow.kube.client import ApiException, Kube
+from tenantflow.kube.reflector import reflect
 from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
 from tenantflow.quantity import parse_quantity
@@ -93,14 +92,17 @@ class InstanceDriver:
     async def rebuild(self) -> None:
         """Admission state from the CRs (operator start): active ones hold their slots,
         the not yet started queue in creation order."""
-        for inst in await self.kube.list(API_VERSION, "WorkflowInstance"):
-            meta, st = inst["metadata"], inst.get("status") or {}
-            tenant = meta["namespace"].removeprefix(NAMESPACE_PREFIX)
-            key = f"{meta['namespace']}/{meta['name']}"
-            if st.get("revision") is None and st.get("phase") not in state.FINISHED:
-                self.admission.enqueue(tenant, key, meta.get("creationTimestamp", ""))
-            else:
-                self.admission.observe(tenant, key, st.get("phase"))
+        async for page, _ in self.kube.list_pages(API_VERSION, "WorkflowInstance"):
+            for inst in page:
+                self._rebuild_one(inst)
+
+    def _rebuild_one(self, inst: dict[str, Any]) -> None:
+        meta, st = inst["metadata"], inst.get("status") or {}
+        tenant = meta["namespace"].removeprefix(NAMESPACE_PREFIX)
+        if st.get("revision") is None and st.get("phase") not in state.FINISHED:
+            self.admission.enqueue(tenant, _key(inst), meta.get("creationTimestamp", ""))
+        else:
+            self.admission.observe(tenant, _key(inst), st.get("phase"))
 
     def _event_budget(self, key: str, tenant: str, new: int, rate: float, now: dt.datetime) -> int:
         """How many of `new` events may be delivered now (maxEventsPerSecond)."""
@@ -118,6 +120,23 @@ class InstanceDriver:
         return allowed
 
     # ------------------------------------------------------------------ the loop
+    def on_event(self, kind: str, inst: dict[str, Any]) -> None:
+        """One watched state: drive the instance unless it has nothing to do."""
+        key = _key(inst)
+        if kind == "DELETED":
+            self.fresh.pop(key, None)
+        elif kind == "ADDED":
+            self.created(key, inst)
+        elif self.settled(key, inst):
+            return
+        self.queue.request(key)
+
+    def relisted(self, keys: set[tuple[str, str]]) -> None:
+        """After a full list: instances we track that it no longer holds were deleted
+        while no watch was open; a drive finds them gone and cleans up."""
+        for key in [k for k in self.phases if tuple(k.split("/", 1)) not in keys]:
+            self.queue.request(key)
+
     def created(self, key: str, inst: dict[str, Any]) -> None:
         """Keep a just-created instance's body for its first drive, saving the GET.
 
@@ -576,13 +595,8 @@ def driver() -> InstanceDriver:
     return rt.instances
 
 
-@kopf.on.event("tenantflow.dev", "v1alpha1", "workflowinstances")
-async def instance_event(**kwargs: Any) -> None:
-    key, instances, body = f"{kwargs['namespace']}/{kwargs['name']}", driver(), kwargs["body"]
-    if kwargs["type"] == "DELETED":
-        instances.fresh.pop(key, None)
-    elif kwargs["type"] == "ADDED":
-        instances.created(key, dict(body))
-    elif instances.settled(key, dict(body)):
-        return
-    instances.queue.request(key)
+async def watch_instances(instances: InstanceDriver) -> None:
+    """Feed every WorkflowInstance event to the driver (a lean reflector, not kopf)."""
+    await reflect(
+        instances.kube, API_VERSION, "WorkflowInstance", instances.on_event, instances.relisted
+    )

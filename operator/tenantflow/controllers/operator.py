@@ -45,6 +45,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     driver = instance.driver()
     await driver.rebuild()
     runtime.get().tasks.append(asyncio.create_task(driver.timers.run()))
+    runtime.get().tasks.append(asyncio.create_task(instance.watch_instances(driver)))
     log.info("operator started", namespace=runtime.get().settings.namespace)
 
 

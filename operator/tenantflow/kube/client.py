@@ -7,8 +7,10 @@ table (`resources.py`), so errors are explicit `ApiException`s and no discovery 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -172,6 +174,55 @@ class Kube:
         query = [("labelSelector", label_selector)] if label_selector else []
         out = await self.request("GET", path(api_version, kind, namespace), query=query)
         return list(out.get("items", []))
+
+    async def list_pages(
+        self, api_version: str, kind: str, namespace: str | None = None, page: int = 500
+    ) -> AsyncIterator[tuple[builtins.list[dict[str, Any]], str]]:
+        """A consistent list in pages of `page` objects: (items, resourceVersion) each.
+
+        Bounded memory however many objects there are: a single 50,000-object response
+        would be hundreds of MB to parse at once."""
+        url, cont = path(api_version, kind, namespace), ""
+        while True:
+            query = [("limit", str(page))] + ([("continue", cont)] if cont else [])
+            out = await self.request("GET", url, query=query)
+            meta = out.get("metadata") or {}
+            yield list(out.get("items") or []), str(meta.get("resourceVersion", ""))
+            cont = meta.get("continue") or ""
+            if not cont:
+                return
+
+    async def watch(
+        self, api_version: str, kind: str, resource_version: str, timeout: int
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The watch events ({"type", "object"}) after `resource_version`, with bookmarks,
+        until the server ends the stream (after `timeout` seconds) or the connection drops."""
+        resp = await self.api.call_api(
+            path(api_version, kind),
+            "GET",
+            query_params=[
+                ("watch", "1"),
+                ("resourceVersion", resource_version),
+                ("allowWatchBookmarks", "true"),
+                ("timeoutSeconds", str(timeout)),
+            ],
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _return_http_data_only=True,
+            _request_timeout=timeout + 30,
+        )
+        async with resp:
+            if resp.status != 200:
+                failed = ApiException(status=resp.status, reason=resp.reason)
+                failed.body = (await resp.read()).decode(errors="replace")
+                raise failed
+            pending = b""
+            async for chunk in resp.content.iter_any():  # lines of any size (big journals)
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield orjson.loads(line)
 
     async def delete(
         self, api_version: str, kind: str, name: str, namespace: str | None = None

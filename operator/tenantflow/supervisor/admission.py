@@ -32,6 +32,7 @@ class _Tenant:
     starts: TokenBucket
     active: set[str] = field(default_factory=set)
     queue: list[tuple[str, str]] = field(default_factory=list)  # sorted (created, key)
+    queued: dict[str, str] = field(default_factory=dict)  # key -> created, for O(log n) lookups
 
 
 class Admission:
@@ -56,7 +57,8 @@ class Admission:
     def enqueue(self, tenant: str, key: str, created: str) -> None:
         """Put an instance that has not started in its tenant's FIFO (restart rebuild)."""
         t = self._tenant(tenant)
-        if key not in t.active and (created, key) not in t.queue:
+        if key not in t.active and key not in t.queued:
+            t.queued[key] = created
             bisect.insort(t.queue, (created, key))
 
     def observe(self, tenant: str, key: str, phase: str | None) -> list[str]:
@@ -82,7 +84,7 @@ class Admission:
         if key in t.active:
             return Decision("start")
         self.enqueue(tenant, key, created)
-        position = t.queue.index((created, key)) + 1
+        position = bisect.bisect_left(t.queue, (t.queued[key], key)) + 1
         if position > t.max_concurrent - len(t.active):
             return Decision("queued", position=position)
         if not t.starts.try_take():
@@ -109,4 +111,6 @@ class Admission:
 
     @staticmethod
     def _dequeue(t: _Tenant, key: str) -> None:
-        t.queue[:] = [entry for entry in t.queue if entry[1] != key]
+        created = t.queued.pop(key, None)
+        if created is not None:
+            del t.queue[bisect.bisect_left(t.queue, (created, key))]
