@@ -47,7 +47,8 @@ API_VERSION = "tenantflow.dev/v1alpha1"
 WORKER_LOSSES_BEFORE_ERROR = 3
 USAGE_INTERVAL = 5.0  # Tenant.status.usage refresh, at most this often per tenant
 LIMITS_TTL = 1.0  # seconds a tenant's limits are reused before being read again
-FRESH_BODIES = 2000  # just-created bodies kept for their first drive, at most
+FRESH_BODIES = 2000  # bodies kept to spare their next drive a GET, at most
+REMEMBER_WITHIN = dt.timedelta(seconds=60)  # ...when that drive is due this soon
 COMMIT_RETRIES = 3  # re-commits of one advance after 409s that left the journal as it was
 
 
@@ -70,7 +71,7 @@ class InstanceDriver:
         self.event_buckets: dict[str, TokenBucket] = {}
         self.usage_pending: set[str] = set()
         self.usage = UsageTracker()
-        self.fresh: dict[str, dict[str, Any]] = {}  # see created()
+        self.fresh: dict[str, dict[str, Any]] = {}  # see created() and _remember()
         self.limits: Cache[str, dict[str, Any]] = Cache(maxsize=4096, ttl=LIMITS_TTL)
 
     def tenant_usage(self, tenant: str) -> dict[str, int]:
@@ -123,6 +124,9 @@ class InstanceDriver:
     def on_event(self, kind: str, inst: dict[str, Any]) -> None:
         """One watched state: drive the instance unless it has nothing to do."""
         key = _key(inst)
+        held = self.fresh.get(key)
+        if held and held["metadata"]["resourceVersion"] != inst["metadata"].get("resourceVersion"):
+            del self.fresh[key]  # changed since we wrote it: the next drive reads it afresh
         if kind == "DELETED":
             self.fresh.pop(key, None)
         elif kind == "ADDED":
@@ -517,9 +521,24 @@ class InstanceDriver:
             if exc.status in (404, 409):
                 return None
             raise
+        self._remember(_key(inst), out)
         if event:
             await events.post(self.kube, inst, *event)
         return out
+
+    def _remember(self, key: str, written: dict[str, Any]) -> None:
+        """Keep the object as our status write left it when its next drive is soon (a short
+        sleep, a retry, a continuation): that drive then needs no GET. Safe because only the
+        operator writes status, so this is the newest journal; a spec change since (an
+        event, suspend, terminate) fails the next write with 409 and the commit re-reads;
+        and a watch event with another resourceVersion drops it (on_event)."""
+        st = written.get("status") or {}
+        wake = st.get("nextWakeAt")
+        soon = st.get("phase") == "Running" or (
+            wake is not None and parse_time(wake) - dt.datetime.now(dt.UTC) < REMEMBER_WITHIN
+        )
+        if soon and len(self.fresh) < FRESH_BODIES:
+            self.fresh[key] = written
 
     async def _expire(self, key: str, inst: dict[str, Any], now: dt.datetime) -> None:
         done = (inst.get("status") or {}).get("finishedAt")
