@@ -24,6 +24,8 @@ GOALS: dict[str, tuple[float, bool]] = {
     "backlog_completions_per_s": (300, True),
     "waiting_instances": (50000, True),
     "operator_rss_mib_at_waiting": (1024, False),
+    "event_waiting_instances": (50000, True),
+    "operator_rss_mib_at_event_waiting": (1024, False),
     "wake_p99_s": (1.0, False),
     "event_p99_s": (0.5, False),
     "kube_writes_per_instance": (3, False),
@@ -68,7 +70,7 @@ def chart(latest: dict[str, Any]) -> None:
 
 def main() -> None:
     throughput, sandbox, latency = _load("throughput"), _load("sandbox"), _load("latency")
-    scale = _load("scale")
+    scale, scale_event = _load("scale"), _load("scale_event")
     latest = {
         "starts_per_s": throughput.get("starts_per_s"),
         "completions_per_s": throughput.get("completions_per_s"),
@@ -78,6 +80,8 @@ def main() -> None:
         "dispatch_p50_ms": sandbox.get("warmP50Ms"),
         "waiting_instances": scale.get("waiting_instances"),
         "operator_rss_mib_at_waiting": scale.get("operator_rss_mib_at_waiting"),
+        "event_waiting_instances": scale_event.get("waiting_instances"),
+        "operator_rss_mib_at_event_waiting": scale_event.get("operator_rss_mib_at_waiting"),
         "wake_p99_s": latency.get("wake_p99_s"),
         "event_p99_s": latency.get("event_p99_s"),
         "machine": machine(),

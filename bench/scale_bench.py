@@ -1,5 +1,8 @@
 """Scale: N instances each sleeping 10 minutes -> time until all are Waiting, operator RSS,
-etcd database size.   BENCH_WAITING=50000 python -m bench scale   (default 5,000)"""
+etcd database size.   BENCH_WAITING=50000 python -m bench scale   (default 5,000)
+
+BENCH_WAIT_FOR=event: the same with instances waiting for an event (results in
+scale_event.json)."""
 
 from __future__ import annotations
 
@@ -19,7 +22,11 @@ from bench.cluster import (
 from bench.machine import write
 from tenantflow.devcluster import DevCluster
 
-SLEEPER = "async def run(event, step):\n    await step.sleep('long', '10m')\n"
+WORKFLOWS = {
+    "sleep": "async def run(event, step):\n    await step.sleep('long', '10m')\n",
+    "event": "async def run(event, step):\n"
+    "    await step.wait_for_event('go', type='go', timeout='1h')\n",
+}
 
 
 def _rss_mib(pid: int, field: str = "VmRSS") -> float:
@@ -36,6 +43,7 @@ def _etcd_mib() -> float:
 
 def main() -> None:
     count = int(os.environ.get("BENCH_WAITING", "5000"))
+    wait_for = os.environ.get("BENCH_WAIT_FOR", "sleep")
     run = uuid.uuid4().hex[:5]
     with operator_on_dev_cluster() as (kubeconfig, operator):
         assert operator.proc is not None
@@ -45,7 +53,7 @@ def main() -> None:
             kubeconfig,
             tenant,
             "sleeper",
-            SLEEPER,
+            WORKFLOWS[wait_for],
             maxConcurrentInstances=100000,
             maxInstanceStartsPerSecond=10000,
         )
@@ -70,8 +78,9 @@ def main() -> None:
         waiting = sum(st.get("phase") == "Waiting" for st in listed.values())
         kubectl(kubeconfig, "delete", "tenant", f"scale-{run}", "--wait=false")
     write(
-        "scale",
+        "scale" if wait_for == "sleep" else "scale_event",
         {
+            "waitingFor": wait_for,
             "waiting_instances": waiting,
             "requested": count,
             "createSeconds": round(created, 1),
