@@ -79,7 +79,8 @@ class Kube:
 
         Transient failures are retried a few times with backoff (honouring the server's
         retryAfterSeconds): 429/503 from API priority and fairness or storage
-        re-initialising, 500/502/504 and dropped connections or timeouts. That is safe for
+        re-initialising, 500/502/504, dropped connections or timeouts, and 409s from the
+        namespace's ResourceQuota (concurrent creates racing in quota admission). That is safe for
         every write we make: applies are idempotent, status patches carry a resourceVersion
         (a retry of an applied patch gets 409), creates of a named object get 409, deletes 404.
         """
@@ -105,7 +106,8 @@ class Kube:
                 continue
             if 200 <= resp.status < 300:
                 return orjson.loads(data) if data else {}
-            if resp.status not in RETRYABLE or attempt == RETRIES:
+            retryable = resp.status in RETRYABLE or _quota_conflict(resp.status, data)
+            if not retryable or attempt == RETRIES:
                 failed = ApiException(status=resp.status, reason=resp.reason)
                 failed.body = data.decode(errors="replace")
                 raise failed
@@ -254,6 +256,17 @@ class Kube:
             body=body,
             content_type=MERGE,
         )
+
+
+def _quota_conflict(status: int, data: bytes) -> bool:
+    """A 409 about the namespace's ResourceQuota, not our object: quota admission lost an
+    update race under concurrent creates. Nothing was written; the same request may pass."""
+    if status != 409:
+        return False
+    try:
+        return bool(orjson.loads(data)["details"]["kind"] == "resourcequotas")
+    except (ValueError, KeyError, TypeError):
+        return False
 
 
 def _retry_after(data: bytes, attempt: int) -> float:
