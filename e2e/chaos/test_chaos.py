@@ -33,8 +33,6 @@ from e2e.conftest import GROUP, VERSION, Tenant
 from tenantflow.devcluster import DevCluster
 from tenantflow.devcluster.faultproxy import FaultPlan, FaultProxyProcess
 
-pytestmark = pytest.mark.slow
-
 MIXED = """
 import asyncio
 import time
@@ -66,6 +64,8 @@ MIN_FAULTS = int(os.environ.get("CHAOS_MIN_FAULTS", 30))
 RATE = float(os.environ.get("CHAOS_RATE", 0.05))
 SEED = int(os.environ.get("CHAOS_SEED", random.randrange(1 << 30)))
 WAVE = 3  # instances started between two process faults
+# the fault phase, then up to ~10 minutes for every instance to finish
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(SECONDS + 900)]
 
 
 @dataclass
