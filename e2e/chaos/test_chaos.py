@@ -182,6 +182,16 @@ def test_no_instance_is_lost_or_completed_twice_under_faults(
         "persisted_steps_rerun": len(rerun),
         "persisted_steps_checked": len(persisted),
         "at_least_once_reruns": len(ledger) - len({(i, s, a) for i, s, a, _ in ledger}),
+        "persisted_steps_rerun_detail": [
+            {
+                "instance": i,
+                "step": s,
+                "attempt": a,
+                "ranAfterSeenPersisted": round(at - persisted[(i, s)], 3),
+            }
+            for i, s, a, at in ledger
+            if (i, s) in persisted and at > persisted[(i, s)]
+        ],
         "chaos_seconds": round(time.monotonic() - started, 1),
         "chaos_seed": SEED,
     }
