@@ -14,7 +14,7 @@ from tenantflow.devcluster import DevCluster
 from tenantflow.devcluster.operator import OperatorProcess
 
 
-def _processes() -> dict[int, tuple[int, str]]:
+def processes() -> dict[int, tuple[int, str]]:
     """pid -> (parent pid, command line) for every process we can see."""
     out: dict[int, tuple[int, str]] = {}
     for entry in Path("/proc").iterdir():
@@ -32,7 +32,7 @@ def _processes() -> dict[int, tuple[int, str]]:
 
 def sandbox_workers(data_dir: Path) -> list[int]:
     """Worker processes of the tenant's sandbox: forkserver children inside its jail."""
-    procs = _processes()
+    procs = processes()
     jails = {pid for pid, (_, cmd) in procs.items() if "bwrap" in cmd and str(data_dir) in cmd}
 
     def in_jail(pid: int) -> bool:

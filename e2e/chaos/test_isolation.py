@@ -14,6 +14,7 @@ import pytest
 from kubernetes import client
 
 from conftest import wait_for
+from e2e.chaos.faults import processes
 from e2e.chaos.netpol import allows
 from e2e.chaos.results import record
 from e2e.conftest import Tenant
@@ -151,13 +152,10 @@ def _can(
 def _runner(data_dir: Path) -> tuple[list[int], str]:
     """Host pids of the jailed runner serving `data_dir`, and its socket path."""
     pids, socket = [], ""
-    for proc in Path("/proc").iterdir():
-        try:
-            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if proc.name.isdigit() and str(data_dir) in argv:
-            pids.append(int(proc.name))
+    for pid, (_, cmdline) in processes().items():
+        argv = cmdline.split()
+        if str(data_dir) in argv:
+            pids.append(pid)
             if "--socket" in argv:
                 socket = argv[argv.index("--socket") + 1]
     return pids, socket

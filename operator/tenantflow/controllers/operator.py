@@ -37,7 +37,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.peering.mandatory = False
     settings.peering.stealth = True
     settings.watching.server_timeout = 300
-    # events are handed on at once (no 0.1 s batch window), per-object workers end soon
+    # Tenant/definition events handed on at once (no 0.1 s batch window): a definition's
+    # event is what invalidates the cached active revision after a rollback
     settings.batching.batch_window = 0.01
     settings.batching.idle_timeout = 1.0
     kube = await Kube.connect(os.environ.get("KUBECONFIG"), connections=32, proxy_from_env=False)

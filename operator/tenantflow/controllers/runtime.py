@@ -98,6 +98,7 @@ class Runtime:
     settings: OperatorSettings
     queues: dict[str, KeyedWorkQueue] = field(default_factory=dict)
     instances: InstanceDriver | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
     # ControllerRevisions by (namespace, definition, number): immutable while their
     # definition exists, so forgotten whenever the definition changes or goes
     revisions: Cache[tuple[str, str, int], dict[str, Any]] = field(
@@ -111,8 +112,6 @@ class Runtime:
     def forget_definition(self, namespace: str, name: str) -> None:
         self.revisions.forget(lambda k: k[:2] == (namespace, name))
         self.active_revisions.discard((namespace, name))
-
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 _runtime: Runtime | None = None

@@ -84,19 +84,10 @@ class Kube:
         every write we make: applies are idempotent, status patches carry a resourceVersion
         (a retry of an applied patch gets 409), creates of a named object get 409, deletes 404.
         """
+        headers = {"Content-Type": content_type, "Accept": "application/json"}
         for attempt in range(RETRIES + 1):
             try:
-                resp = await self.api.call_api(
-                    url,
-                    method,
-                    query_params=query or [],
-                    header_params={"Content-Type": content_type, "Accept": "application/json"},
-                    body=body,
-                    auth_settings=["BearerToken"],
-                    _preload_content=False,
-                    _return_http_data_only=True,
-                    _request_timeout=REQUEST_TIMEOUT,
-                )
+                resp = await self._send(method, url, query or [], headers, body, REQUEST_TIMEOUT)
                 data = await resp.read()
             except (aiohttp.ClientError, TimeoutError) as exc:
                 if attempt == RETRIES:
@@ -108,11 +99,31 @@ class Kube:
                 return orjson.loads(data) if data else {}
             retryable = resp.status in RETRYABLE or _quota_conflict(resp.status, data)
             if not retryable or attempt == RETRIES:
-                failed = ApiException(status=resp.status, reason=resp.reason)
-                failed.body = data.decode(errors="replace")
-                raise failed
+                raise _failure(resp, data)
             await asyncio.sleep(_retry_after(data, attempt))
         raise AssertionError("unreachable")
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        query: builtins.list[tuple[str, str]],
+        headers: dict[str, str],
+        body: Any,
+        timeout: float,
+    ) -> Any:
+        """The raw aiohttp response of one call (kubeconfig auth and TLS applied)."""
+        return await self.api.call_api(
+            url,
+            method,
+            query_params=query,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _return_http_data_only=True,
+            _request_timeout=timeout,
+        )
 
     @staticmethod
     def _count(kind: str, verb: str) -> None:
@@ -199,26 +210,17 @@ class Kube:
     ) -> AsyncIterator[dict[str, Any]]:
         """The watch events ({"type", "object"}) after `resource_version`, with bookmarks,
         until the server ends the stream (after `timeout` seconds) or the connection drops."""
-        resp = await self.api.call_api(
-            path(api_version, kind),
-            "GET",
-            query_params=[
-                ("watch", "1"),
-                ("resourceVersion", resource_version),
-                ("allowWatchBookmarks", "true"),
-                ("timeoutSeconds", str(timeout)),
-            ],
-            header_params={"Accept": "application/json"},
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-            _return_http_data_only=True,
-            _request_timeout=timeout + 30,
-        )
+        query = [
+            ("watch", "1"),
+            ("resourceVersion", resource_version),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", str(timeout)),
+        ]
+        headers = {"Accept": "application/json"}
+        resp = await self._send("GET", path(api_version, kind), query, headers, None, timeout + 30)
         async with resp:
             if resp.status != 200:
-                failed = ApiException(status=resp.status, reason=resp.reason)
-                failed.body = (await resp.read()).decode(errors="replace")
-                raise failed
+                raise _failure(resp, await resp.read())
             pending = b""
             async for chunk in resp.content.iter_any():  # lines of any size (big journals)
                 *lines, pending = (pending + chunk).split(b"\n")
@@ -256,6 +258,13 @@ class Kube:
             body=body,
             content_type=MERGE,
         )
+
+
+def _failure(resp: Any, data: bytes) -> ApiException:
+    """The ApiException for a non-2xx answer, carrying the server's Status as its body."""
+    failed = ApiException(status=resp.status, reason=resp.reason)
+    failed.body = data.decode(errors="replace")  # type: ignore[assignment]  # str, as before
+    return failed
 
 
 def _quota_conflict(status: int, data: bytes) -> bool:
