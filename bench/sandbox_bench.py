@@ -17,7 +17,7 @@ NOOP = "async def run(event, step):\n    return await step.do('noop', lambda: No
 
 
 async def measure(root: Path, calls: int = 300) -> dict[str, float]:
-    sandboxes = LocalSandboxes(root / "sockets", workers=2)
+    sandboxes = LocalSandboxes(root / "sockets")
     transport = HttpTransport()
     data = root / "data"
     try:

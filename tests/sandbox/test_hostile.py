@@ -24,8 +24,8 @@ LIMITS = EngineLimits(max_step_timeout=5, batch_seconds=1)
 class Sandboxes:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.local = LocalSandboxes(root / "sockets", workers=2, request_timeout=30)
-        self.transport = HttpTransport(timeout=60)
+        self.local = LocalSandboxes(root / "sockets")
+        self.transport = HttpTransport()
         self.loop = asyncio.new_event_loop()
 
     def data_dir(self, tenant: str) -> str:

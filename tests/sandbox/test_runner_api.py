@@ -38,7 +38,7 @@ json_values = st.recursive(
 class Runner:
     def __init__(self, root: Path) -> None:
         self.loop = asyncio.new_event_loop()
-        self.local = LocalSandboxes(root / "s", workers=1, request_timeout=30)
+        self.local = LocalSandboxes(root / "s")
         ep = self.loop.run_until_complete(self.local.endpoint("fuzz", str(root / "d"), KEY))
         assert ep.socket is not None
         self.socket = ep.socket

@@ -91,6 +91,27 @@ async def test_fair_dispatch_interleaves_tenants() -> None:
     assert order.index("b0") == 2, f"b waited more than one slot: {order}"
 
 
+async def test_a_hung_tenant_holds_only_its_share_of_slots() -> None:
+    dispatcher = FairDispatcher(slots=8, per_tenant=2)
+    hang = asyncio.Event()
+    entered: list[str] = []
+
+    async def job(tenant: str) -> None:
+        async with dispatcher.slot(tenant):
+            entered.append(tenant)
+            if tenant == "stuck":
+                await hang.wait()
+
+    stuck = [asyncio.create_task(job("stuck")) for _ in range(6)]
+    await asyncio.sleep(0)
+    assert dispatcher.held["stuck"] == 2 and dispatcher.waiting("stuck") == 4
+    await asyncio.wait_for(asyncio.gather(*(job("other") for _ in range(5))), 1)
+    assert entered.count("other") == 5 and entered.count("stuck") == 2
+    hang.set()
+    await asyncio.gather(*stuck)
+    assert dispatcher.busy == 0 and not dispatcher.held
+
+
 async def test_a_cancelled_waiter_gives_its_slot_back() -> None:
     dispatcher = FairDispatcher(slots=1)
     hold = asyncio.Event()

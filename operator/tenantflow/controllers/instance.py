@@ -336,12 +336,15 @@ class InstanceDriver:
             [conditions.Condition("SandboxReachable", True, "Reachable")],
             generation=inst["metadata"].get("generation"),
         )
-        for line in result.get("logs", []):
+        for line in result.get("logs", []):  # tenant-chosen names stay inside `wf_fields`
             log.info(
                 "workflow log",
                 tenant=tenant,
                 instance=key,
-                **{f"wf_{k}" if k in ("level", "ts") else k: v for k, v in line.items()},
+                wf_ts=line.get("ts"),
+                wf_level=line.get("level"),
+                wf_message=line.get("message"),
+                wf_fields=line.get("fields"),
             )
         event = None
         if update["phase"] == "Complete":

@@ -41,7 +41,7 @@ build() {
 need() { [ ! -x "$BIN/$1" ]; }
 
 # --- Kubernetes: one module requiring k8s.io/kubernetes, every staging module replaced by v0.Y.Z
-if need kube-apiserver || need kube-controller-manager || need kube-scheduler || need kubectl; then
+if need kube-apiserver || need kube-controller-manager || need kube-scheduler || need kubectl || need kubelet; then
   dir=$SRC/kubernetes-$K8S_VERSION
   newmod "$dir" tenantflow.dev/controlplane
   stagever="v0.${K8S_VERSION#v1.}"
@@ -57,7 +57,7 @@ if need kube-apiserver || need kube-controller-manager || need kube-scheduler ||
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ld="$ld -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
   done
-  for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  for c in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet; do
     if need "$c"; then build "$dir" "$BIN/$c" "k8s.io/kubernetes/cmd/$c" "$ld"; fi
   done
 fi

@@ -16,6 +16,7 @@ TOOLS = (
     "kube-controller-manager",
     "kube-scheduler",
     "kubectl",
+    "kubelet",
     "kwok",
     "helm",
 )

@@ -7,22 +7,45 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tenantflow import jsonsafe
 from tenantflow.durations import format_time
+
+MAX_LOG_LINES = 100  # per advance; more are counted, not kept
+MAX_LOG_LINE_BYTES = 4096
 
 
 @dataclass
 class WorkflowLogger:
-    """`env.log`: structured lines collected per advance; silent while replaying old steps."""
+    """`env.log`: structured lines collected per advance; silent while replaying old steps.
+
+    Fields stay under their own key (`fields`), never merged into the line, so a field
+    named like one of the operator's own (`tenant`, `level`, `logger`) cannot forge or
+    break its log record. A field that is not JSON raises here, at the caller's line.
+    """
 
     now: Callable[[], dt.datetime]
     replaying: Callable[[], bool]
     lines: list[dict[str, Any]] = field(default_factory=list)
+    dropped: int = 0
 
     def _emit(self, level: str, message: str, fields: dict[str, Any]) -> None:
-        if not self.replaying():
-            self.lines.append(
-                {"ts": format_time(self.now()), "level": level, "message": str(message), **fields}
-            )
+        if self.replaying():
+            return
+        try:
+            size = len(jsonsafe.dumps([str(message), fields]))
+        except jsonsafe.UnsafeJSON as exc:
+            raise TypeError(f"env.log.{level}: a field is not plain JSON ({exc})") from None
+        if len(self.lines) >= MAX_LOG_LINES or size > MAX_LOG_LINE_BYTES:
+            self.dropped += 1
+            return
+        self.lines.append(
+            {
+                "ts": format_time(self.now()),
+                "level": level,
+                "message": str(message),
+                "fields": fields,
+            }
+        )
 
     def debug(self, message: str, **fields: Any) -> None:
         self._emit("debug", message, fields)

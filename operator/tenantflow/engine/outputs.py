@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
+from tenantflow import jsonsafe
 from tenantflow.engine.errors import StepOutputError
 
 
@@ -17,12 +18,14 @@ class OutputStore(Protocol):
 
 
 def encode(value: Any, *, what: str) -> bytes:
+    """Strict JSON (see `jsonsafe`): what is stored is exactly what every replay reads."""
     try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
-    except (TypeError, ValueError) as exc:
+        return jsonsafe.dumps(value)
+    except jsonsafe.UnsafeJSON as exc:
         raise StepOutputError(
-            f"{what} returned a {type(value).__name__} that is not JSON-serialisable ({exc}); "
-            "return dicts, lists, strings, numbers, booleans or None"
+            f"{what} returned a value that cannot be stored as it is ({exc}); return dicts, "
+            "lists, strings, numbers within ±2^53, booleans or None, nested at most "
+            f"{jsonsafe.MAX_DEPTH} levels"
         ) from None
 
 

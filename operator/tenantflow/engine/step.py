@@ -18,7 +18,8 @@ from tenantflow.sdk.errors import NonRetryableError, StepError, WaitTimeout
 from tenantflow.sdk.types import _attempt
 
 # Sync step callables run here so a per-attempt timeout can fire while they work. A callable
-# that ignores its timeout keeps its thread; the sandbox recycles such worker processes.
+# that ignores its timeout keeps its thread until its advance ends: each advance is its own
+# process (sandbox.worker), killed at its deadline.
 _SYNC_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="tenantflow-step")
 _MAX_ERROR_MESSAGE = 4096
 

@@ -41,3 +41,22 @@ def verify(
     expected = hmac.new(key, ts.encode() + b"\n" + body, hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, mac):
         raise AuthError("bad signature")
+
+
+RESPONSE_SIGNATURE_HEADER = "X-Tenantflow-Response-Signature"
+
+
+def sign_response(key: bytes, request_mac: str, status: int, body: bytes) -> dict[str, str]:
+    """The runner's answer is bound to the request it answers: a process that took over
+    the runner's address cannot answer in its place without the key."""
+    msg = f"response\n{request_mac}\n{status}\n".encode() + body
+    return {RESPONSE_SIGNATURE_HEADER: hmac.new(key, msg, hashlib.sha256).hexdigest()}
+
+
+def verify_response(
+    key: bytes, request_mac: str, status: int, body: bytes, headers: Mapping[str, str]
+) -> None:
+    """Raise AuthError unless the response was signed by the holder of `key`."""
+    expected = sign_response(key, request_mac, status, body)[RESPONSE_SIGNATURE_HEADER]
+    if not hmac.compare_digest(expected, headers.get(RESPONSE_SIGNATURE_HEADER, "")):
+        raise AuthError("the answer is not signed with the tenant's key")

@@ -1,18 +1,29 @@
-"""Local sandboxes: one runner process per tenant on a unix socket, jailed with bubblewrap.
+"""Local sandboxes: a runner process per tenant on the host, its worker host in a jail.
 
-For the demo and CI, where kwok pods do not execute. The jail has new user, pid, ipc and
-network namespaces (no network at all), a read-only view of only what Python needs, an
-empty /tmp, and exactly one writable directory: the tenant's data dir, which is the
-directory behind the tenant's bound PersistentVolume.
+Used by the demo and tests when there is no kubelet node, and by anyone running the
+operator outside a cluster. The split mirrors the sandbox pod: the runner (holding the
+key) stays on the host, in a directory only the operator can reach; the zygote and every
+tenant process run in a bubblewrap jail as an unprivileged host uid, with new user, pid,
+ipc, uts and network namespaces (no network at all), no nested user namespaces, a
+read-only view of only what Python needs, sized tmpfs for /tmp and /dev/shm, the tenant's
+data dir as the one writable directory, and pids and memory cgroups around all of it.
+The runner reaches the zygote only through descriptors passed over an inherited socket:
+no path is shared between the jail and the host.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import os
 import shutil
+import signal
+import socket
+import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,16 +31,220 @@ import tenantflow
 from tenantflow.devcluster.versions import cache_dir
 from tenantflow.errors import TenantflowError
 from tenantflow.observability.logging import get_logger
+from tenantflow.sandbox import frames
+from tenantflow.sandbox.link import Streams, ZygoteLink
 from tenantflow.sandbox.transport import Endpoint
 
 log = get_logger("tenantflow.sandbox.local")
-JAIL_UID = 10001
+JAIL_UID = 10001  # an unprivileged host uid: the jail's processes are nobody outside it
 MAX_PIDS = 256
-CGROUP_ROOTS = (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup"))  # cgroup v1, then v2
+TMPFS_BYTES = 64 * 1024 * 1024
+CGROUP_V1 = Path("/sys/fs/cgroup")
+MEMORY_OVERHEAD = 256 * 1024 * 1024  # the zygote, and the page cache of the tenant's files
+
+
+STAGE = Path("/run/tenantflow-jail")  # a mount point, only inside each jail's mount namespace
+CLONE_NEWNS, MS_BIND, MS_REC, MS_PRIVATE = 0x00020000, 4096, 16384, 1 << 18
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
 
 
 class LocalSandboxError(TenantflowError):
     pass
+
+
+def _python_roots() -> list[str]:
+    """Read-only paths the jailed interpreter needs: stdlib, venv, our package."""
+    roots = {sys.base_prefix, sys.prefix, str(Path(tenantflow.__file__).resolve().parents[1])}
+    return sorted(r for r in roots if os.path.exists(r))
+
+
+def jail_argv(data_dir: str) -> list[str]:
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise LocalSandboxError(
+            "bubblewrap (bwrap) is not installed: run `make sysdeps` or "
+            "`apt-get install bubblewrap`"
+        )
+    argv = [bwrap, "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc"]
+    argv += ["--unshare-uts", "--unshare-cgroup-try", "--disable-userns", "--die-with-parent"]
+    argv += ["--new-session", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin"]
+    argv += ["--setenv", "PYTHONDONTWRITEBYTECODE", "1"]
+    argv += ["--uid", str(JAIL_UID), "--gid", str(JAIL_UID), "--dev", "/dev", "--proc", "/proc"]
+    for tmp in ("/tmp", "/dev/shm"):
+        argv += ["--size", str(TMPFS_BYTES), "--tmpfs", tmp]
+    for ro in (
+        "/usr",
+        "/lib",
+        "/lib64",
+        "/bin",
+        "/etc/ssl/certs",
+        "/etc/localtime",
+        "/etc/alternatives",
+    ):
+        if os.path.exists(ro):
+            argv += ["--ro-bind", ro, ro]
+    for i, ro in enumerate(_python_roots()):  # staged: their parents may be root-only
+        argv += ["--ro-bind", str(STAGE / str(i)), ro]
+    argv += ["--bind", str(STAGE / "data"), data_dir, "--remount-ro", "/", "--chdir", "/"]
+    return argv
+
+
+def _stage_and_drop(data_dir: str, cgroup_procs: list[Path]) -> Callable[[], None]:
+    """What the jail's first process does before exec'ing bwrap (runs in the child).
+
+    Joins the cgroups, then, in a mount namespace of its own, binds the interpreter's
+    roots and the data dir under STAGE (mode 0755), so that bwrap, run as the unprivileged
+    JAIL_UID, can see them even where a parent such as /root is closed; then drops to
+    JAIL_UID. The host's mount table never changes.
+    """
+    roots = [*_python_roots()]
+
+    def run() -> None:
+        for procs in cgroup_procs:
+            procs.write_text(str(os.getpid()))
+        _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+        _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make / private")
+        _check(_libc.mount(b"tmpfs", bytes(STAGE), b"tmpfs", 0, b"mode=0755"), "stage tmpfs")
+        for name, src in [*((str(i), r) for i, r in enumerate(roots)), ("data", data_dir)]:
+            target = STAGE / name
+            target.mkdir()
+            _check(_libc.mount(src.encode(), bytes(target), None, MS_BIND | MS_REC, None), src)
+        os.setgroups([])
+        os.setresgid(JAIL_UID, JAIL_UID, JAIL_UID)
+        os.setresuid(JAIL_UID, JAIL_UID, JAIL_UID)
+
+    return run
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _stage_dir() -> None:
+    """STAGE exists as a root-owned real directory (never a symlink someone planted)."""
+    STAGE.mkdir(mode=0o755, parents=True, exist_ok=True)
+    st = os.lstat(STAGE)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0:
+        raise LocalSandboxError(f"{STAGE} must be a directory owned by root")
+    os.chmod(STAGE, 0o755)
+
+
+@dataclass
+class Cgroups:
+    """The jail's pids and memory cgroups (fork bombs, memory beyond the rlimits, tmpfs)."""
+
+    procs: list[Path]
+
+    @classmethod
+    def create(cls, tenant: str, memory_bytes: int) -> Cgroups:
+        name = f"tenantflow-{tenant}"
+        v1 = (CGROUP_V1 / "pids" / "cgroup.procs").exists()
+        settings = (
+            {"pids": {"pids.max": MAX_PIDS}, "memory": {"memory.limit_in_bytes": memory_bytes}}
+            if v1
+            else {"": {"pids.max": MAX_PIDS, "memory.max": memory_bytes}}
+        )
+        procs = []
+        for controller, values in settings.items():
+            group = CGROUP_V1 / controller / name if controller else CGROUP_V1 / name
+            try:
+                group.mkdir(exist_ok=True)
+                for file, value in values.items():
+                    (group / file).write_text(str(value))
+            except OSError as exc:
+                raise LocalSandboxError(
+                    f"cannot set up cgroup {group} ({exc}): the local sandbox needs writable "
+                    "pids and memory cgroups (run the operator as root), or use the cluster "
+                    "transport"
+                ) from None
+            procs.append(group / "cgroup.procs")
+        return cls(procs)
+
+    def kill_all(self) -> None:
+        """SIGKILL every process of the jail, however it detached itself."""
+        for _ in range(50):
+            pids = {int(p) for f in self.procs for p in f.read_text().split()}
+            if not pids:
+                return
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                while os.waitpid(-1, os.WNOHANG)[0]:
+                    pass
+
+
+class JailLink(ZygoteLink):
+    """The runner's side of a jailed zygote: started, pinged, killed and restarted here."""
+
+    def __init__(self, tenant: str, data_dir: str, memory_bytes: int) -> None:
+        super().__init__("")
+        self.tenant, self.data_dir, self.memory = tenant, data_dir, memory_bytes
+        self.cgroups = Cgroups.create(tenant, 2 * memory_bytes + MEMORY_OVERHEAD)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.control: socket.socket | None = None
+        self._start()
+
+    def _start(self) -> None:
+        _own_tree(self.data_dir)
+        ours, theirs = socket.socketpair()
+        zygote = [sys.executable, "-I", "-m", "tenantflow.sandbox.zygote", "--data"]
+        zygote += [self.data_dir, "--tenant", self.tenant, "--memory-bytes", str(self.memory)]
+        zygote += ["--fd", str(theirs.fileno())]
+        _stage_dir()
+        self.proc = subprocess.Popen(
+            [*jail_argv(self.data_dir), *zygote],
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_stage_and_drop(self.data_dir, self.cgroups.procs),
+        )
+        theirs.close()
+        ours.setblocking(False)
+        self.control = ours
+        log.info("jail started", tenant=self.tenant, pid=self.proc.pid, data=self.data_dir)
+
+    async def connect(self) -> Streams:
+        if self.control is None:
+            raise OSError("the jail is not running")
+        ours, theirs = socket.socketpair()
+        try:
+            socket.send_fds(self.control, [b"c"], [theirs.fileno()])
+        except BlockingIOError:
+            ours.close()
+            raise OSError("the worker host is not taking connections") from None
+        finally:
+            theirs.close()
+        return await asyncio.open_unix_connection(sock=ours, limit=frames.MAX_RESULT)
+
+    async def restart(self, reason: str) -> bool:
+        log.warning("replacing the jailed worker host", tenant=self.tenant, reason=reason)
+        self.close()
+        self._start()
+        return True
+
+    def close(self) -> None:
+        if self.control is not None:
+            self.control.close()
+            self.control = None
+        self.cgroups.kill_all()
+        if self.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=5)
+
+
+def _own_tree(data_dir: str) -> None:
+    """The data dir belongs to the jail uid (files made by older versions: root)."""
+    os.makedirs(data_dir, exist_ok=True)
+    for dirpath, dirnames, filenames in os.walk(data_dir):
+        for name in [".", *dirnames, *filenames]:
+            path = os.path.join(dirpath, name)
+            with contextlib.suppress(OSError):
+                if os.lstat(path).st_uid != JAIL_UID:
+                    os.lchown(path, JAIL_UID, JAIL_UID)
 
 
 @dataclass
@@ -40,95 +255,12 @@ class _Runner:
     key: bytes
 
 
-def _python_roots() -> list[str]:
-    """Read-only paths the jailed interpreter needs: stdlib, venv, our package."""
-    roots = {sys.base_prefix, sys.prefix, str(Path(tenantflow.__file__).resolve().parents[1])}
-    return sorted(r for r in roots if os.path.exists(r))
-
-
-def jail_argv(data_dir: str, socket_dir: str) -> list[str]:
-    bwrap = shutil.which("bwrap")
-    if bwrap is None:
-        raise LocalSandboxError(
-            "bubblewrap (bwrap) is not installed: run "
-            "`make sysdeps` or `apt-get install bubblewrap`"
-        )
-    argv = [
-        bwrap,
-        "--unshare-user",
-        "--unshare-pid",
-        "--unshare-net",
-        "--unshare-ipc",
-        "--unshare-uts",
-        "--die-with-parent",
-        "--new-session",
-        "--uid",
-        str(JAIL_UID),
-        "--gid",
-        str(JAIL_UID),
-        "--dev",
-        "/dev",
-        "--proc",
-        "/proc",
-        "--tmpfs",
-        "/tmp",
-    ]
-    for ro in (
-        "/usr",
-        "/lib",
-        "/lib64",
-        "/bin",
-        "/etc/ssl",
-        "/etc/localtime",
-        "/etc/alternatives",
-        *_python_roots(),
-    ):
-        if os.path.exists(ro):
-            argv += ["--ro-bind", ro, ro]
-    argv += [
-        "--bind",
-        data_dir,
-        data_dir,
-        "--bind",
-        socket_dir,
-        socket_dir,
-        "--remount-ro",
-        "/",
-        "--chdir",
-        data_dir,
-    ]
-    return argv
-
-
-def pids_cgroup(tenant: str) -> Path | None:
-    """A pids cgroup capping the tenant's runner and everything it forks (fork bombs).
-
-    RLIMIT_NPROC cannot do this here: the jail's processes are root outside the user
-    namespace, and root is exempt. Returns None where cgroups are not writable.
-    """
-    for root in CGROUP_ROOTS:
-        if not (root / "cgroup.procs").exists() or not os.access(root, os.W_OK):
-            continue
-        group = root / f"tenantflow-{tenant}"
-        try:
-            group.mkdir(exist_ok=True)
-            (group / "pids.max").write_text(str(MAX_PIDS))
-        except OSError:
-            continue
-        return group
-    log.warning(
-        "no writable pids cgroup: fork bombs in local sandboxes are not contained", tenant=tenant
-    )
-    return None
-
-
 class LocalSandboxes:
-    def __init__(
-        self, root: Path | None = None, *, workers: int = 2, request_timeout: float = 300.0
-    ) -> None:
+    """Operator side: one runner process per tenant, (re)started on demand."""
+
+    def __init__(self, root: Path | None = None, *, memory_bytes: int = 1 << 30) -> None:
         self.root = root or cache_dir() / "sandboxes"
-        self.workers = workers
-        self.request_timeout = request_timeout
+        self.memory = memory_bytes
         self._runners: dict[str, _Runner] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -144,51 +276,22 @@ class LocalSandboxes:
             return Endpoint(key=key, socket=str(r.socket))
 
     async def _start(self, tenant: str, data_dir: str, key: bytes) -> _Runner:
-        sock_dir = self.root / tenant
-        sock_dir.mkdir(parents=True, exist_ok=True)
-        sock = sock_dir / "runner.sock"
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.root, 0o700)  # runner sockets and logs: the operator's alone
+        sock = self.root / f"{tenant}.sock"
         sock.unlink(missing_ok=True)
-        Path(data_dir).mkdir(parents=True, exist_ok=True)
-        # no chown: inside the user namespace our own uid *is* the jail uid
-        argv = [
-            *jail_argv(data_dir, str(sock_dir)),
-            sys.executable,
-            "-m",
-            "tenantflow.sandbox.runner",
-            "--data",
-            data_dir,
-            "--tenant",
-            tenant,
-            "--socket",
-            str(sock),
-            "--workers",
-            str(self.workers),
-            "--key-stdin",
-            "--reap-strays",
-            "--request-timeout",
-            str(self.request_timeout),
-        ]
-        group = pids_cgroup(tenant)
-        if group is None:
-            raise LocalSandboxError(
-                "no writable pids cgroup to contain the sandbox (fork bombs would reach the "
-                "host); run the operator as root on a host with cgroups, or use the cluster "
-                "transport"
-            )
-        # join the cgroup first, then become the jail
-        argv = ["/bin/sh", "-c", f'echo $$ > {group}/cgroup.procs && exec "$@"', "sh", *argv]
-        # the key goes through stdin: never in any environment (/proc/*/environ is readable)
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "TENANTFLOW_LOG_FORMAT": "json",
-            "PYTHONDONTWRITEBYTECODE": "1",
-        }
-        with open(sock_dir / "runner.log", "ab") as log_file:
+        argv = [sys.executable, "-I", "-m", "tenantflow.sandbox.runner", "--tenant", tenant]
+        argv += ["--socket", str(sock), "--jail-data", data_dir, "--key-stdin"]
+        argv += ["--memory-bytes", str(self.memory), "--die-with-parent"]
+        env = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "TENANTFLOW_LOG_FORMAT": "json"}
+        log_path = self.root / f"{tenant}.log"
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "ab") as log_file:
             proc = subprocess.Popen(
                 argv, env=env, stdin=subprocess.PIPE, stdout=log_file, stderr=subprocess.STDOUT
             )
         assert proc.stdin is not None
-        proc.stdin.write(key + b"\n")
+        proc.stdin.write(key + b"\n")  # never in an environment: /proc/*/environ is readable
         proc.stdin.close()
         for _ in range(300):
             if sock.exists():
@@ -197,9 +300,10 @@ class LocalSandboxes:
             if proc.poll() is not None:
                 break
             await asyncio.sleep(0.05)
-        tail = (sock_dir / "runner.log").read_text(errors="replace")[-2000:]
         self._stop(_Runner(proc, sock, data_dir, key))
-        raise LocalSandboxError(f"the sandbox runner for {tenant} did not start:\n{tail}")
+        raise LocalSandboxError(
+            f"the sandbox runner for {tenant} did not start; its log is {log_path}"
+        )
 
     @staticmethod
     def _stop(r: _Runner) -> None:

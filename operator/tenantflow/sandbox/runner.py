@@ -1,10 +1,17 @@
-"""The sandbox runner service: authenticated `advance` calls executed in worker processes.
+"""The sandbox runner: the trusted half of a tenant's sandbox, between operator and worker.
 
-    python -m tenantflow.sandbox.runner --data /data --tenant acme (--port 8080 | --socket P)
+    python -I -m tenantflow.sandbox.runner --tenant T (--port 8080 | --socket P)
+        (--zygote-socket PATH | --jail-data DIR) (--key-file F | --key-stdin)
 
-The HMAC key comes from $TENANTFLOW_HMAC_KEY and is removed from the environment before
-any worker starts. A worker that dies (CPU limit, memory, os._exit, a segfault) or hangs
-is replaced; the caller gets a 503 naming the reason, and the runner keeps serving.
+It holds the tenant's HMAC key and nothing of the tenant's: in a pod it is its own
+container (the key is mounted only there, its processes are invisible to the worker
+container), locally it is a host process outside the jail. Tenant code runs behind the
+zygote (`sandbox.zygote`), reached through a unix socket (pod) or passed descriptors
+(local jail). The runner checks each request's MAC, hands the zygote one JSON frame, reads
+one JSON frame back (size-capped, strictly checked, its logs capped) and signs its answer
+for the operator. It pings the zygote every second: a stopped or dead zygote is replaced
+(local jail) or reported on `/livez/worker`, which the worker container's liveness probe
+reads (pod), within seconds.
 """
 
 from __future__ import annotations
@@ -13,129 +20,122 @@ import argparse
 import asyncio
 import contextlib
 import json
-import multiprocessing
 import os
-import signal
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
+from tenantflow.engine.env import MAX_LOG_LINE_BYTES, MAX_LOG_LINES
 from tenantflow.observability.logging import configure, get_logger
-from tenantflow.sandbox import auth, worker
+from tenantflow.sandbox import auth, frames, worker, zygote
+from tenantflow.sandbox.link import WorkerLost, ZygoteLink
 
 log = get_logger("tenantflow.runner")
 ADVANCES = Counter("tenantflow_runner_advances_total", "Advance calls.", ["result"])
 ADVANCE_SECONDS = Histogram("tenantflow_runner_advance_seconds", "Advance call latency.")
-MAX_BODY = 32 * 1024 * 1024
+ZYGOTE_RESTARTS = Counter("tenantflow_runner_worker_restarts_total", "Worker host restarts.")
+MAX_BODY = frames.MAX_REQUEST
+PING_EVERY = 1.0
+PING_TIMEOUT = 2.0
+OUTCOMES = frozenset({"Complete", "Errored", "Waiting", "Yielded"})
 
 
 class Runner:
-    def __init__(
-        self,
-        *,
-        key: bytes,
-        data_dir: str,
-        tenant: str,
-        workers: int,
-        memory_bytes: int,
-        request_timeout: float,
-        reap_strays: bool = False,
-    ) -> None:
-        self.key = key
-        self.reap_strays = reap_strays
-        self.in_flight = 0
-        self.data_dir, self.tenant = data_dir, tenant
-        self.workers, self.memory_bytes = workers, memory_bytes
-        self.request_timeout = request_timeout
-        self.pool = self._new_pool()
+    def __init__(self, *, key: bytes, tenant: str, link: ZygoteLink, grace: float = 5.0) -> None:
+        self.key, self.tenant, self.link, self.grace = key, tenant, link, grace
+        self.worker_healthy = True
+        self.worker_problem = ""
 
-    def _new_pool(self) -> ProcessPoolExecutor:
-        pool = ProcessPoolExecutor(
-            max_workers=self.workers,
-            mp_context=multiprocessing.get_context("forkserver"),
-            initializer=worker.init,
-            initargs=(self.data_dir, self.tenant, self.memory_bytes),
-        )
-        for _ in range(self.workers):  # pre-fork: the first request finds warm workers
-            pool.submit(os.getpid)
-        return pool
-
-    def _replace_pool(self) -> None:
-        old = self.pool
-        for proc in list((getattr(old, "_processes", None) or {}).values()):
-            proc.kill()
-        old.shutdown(wait=False, cancel_futures=True)
-        self._reap()
-        self.pool = self._new_pool()
-
-    def _reap(self) -> None:
-        """Kill what tenant code left behind (forked children, a fork bomb's remains).
-
-        Only inside the sandbox's own pid namespace, where every process but the runner,
-        the jail's init, multiprocessing's helpers and the pool's workers is tenant code.
-        """
-        if not self.reap_strays:
-            return
-        keep = {os.getpid(), os.getppid(), 1, *(getattr(self.pool, "_processes", None) or {})}
-        keep |= _multiprocessing_helpers()
-        for _ in range(100):  # a fork bomb keeps forking while we kill: repeat until quiet
-            strays = [int(e) for e in os.listdir("/proc") if e.isdigit() and int(e) not in keep]
-            if not strays:
-                return
-            for pid in strays:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.01)
-        log.warning("stray processes survived reaping", tenant=self.tenant)
-
+    # ------------------------------------------------------------------ the one call
     async def advance(self, request: web.Request) -> web.Response:
         body = await request.read()
+        mac = request.headers.get(auth.SIGNATURE_HEADER, "")
         try:
             auth.verify(self.key, body, request.headers)
         except auth.AuthError as exc:
             ADVANCES.labels("unauthorized").inc()
-            return _error(401, "Unauthorized", str(exc))
+            return self._error(mac, 401, "Unauthorized", str(exc))
         try:
             payload = validate(json.loads(body))
+            deadline = worker.deadline_seconds(payload) + self.grace
         except (ValueError, TypeError) as exc:
             ADVANCES.labels("bad-request").inc()
-            return _error(400, "BadRequest", str(exc))
-        loop = asyncio.get_running_loop()
+            return self._error(mac, 400, "BadRequest", str(exc))
         started = time.perf_counter()
-        self.in_flight += 1
         try:
-            async with asyncio.timeout(self.request_timeout):
-                result = await loop.run_in_executor(self.pool, worker.run, payload)
-        except (BrokenProcessPool, TimeoutError) as exc:
+            async with asyncio.timeout(deadline):
+                result = await self._exchange({"op": "advance", "payload": payload})
+        except (WorkerLost, OSError, TimeoutError) as exc:
             reason = (
-                "a worker process died (CPU or memory limit, os._exit, crash)"
-                if isinstance(exc, BrokenProcessPool)
-                else f"the advance did not finish within {self.request_timeout:.0f}s"
+                f"the advance did not finish within {deadline:.0f}s (its worker was killed)"
+                if isinstance(exc, TimeoutError)
+                else f"the worker process died (CPU or memory limit, os._exit, crash): {exc}"
             )
             log.warning("worker lost", tenant=self.tenant, reason=reason)
-            self._replace_pool()
             ADVANCES.labels("worker-lost").inc()
-            return _error(503, "SandboxWorkerLost", reason)
-        except Exception as exc:  # a runner bug, not tenant code: say so, keep serving
-            log.exception("advance failed", tenant=self.tenant)
-            return _error(500, "SandboxError", f"{type(exc).__name__}: {exc}")
-        finally:
-            self.in_flight -= 1
-        if not self.in_flight:  # a step's processes do not outlive its advance
-            self._reap()
+            return self._error(mac, 503, "SandboxWorkerLost", reason)
+        except frames.FrameError as exc:  # the worker answered, but not with safe JSON
+            result = worker.failed(payload, "SandboxBadOutput", f"the worker's answer: {exc}")
+        problem = check_result(result)
+        if problem:
+            result = worker.failed(payload, "SandboxBadOutput", problem)
         ADVANCE_SECONDS.observe(time.perf_counter() - started)
         ADVANCES.labels("ok").inc()
-        return web.json_response(result)
+        return self._respond(mac, 200, result)
 
-    async def _shutdown(self, _: web.Application) -> None:
-        await asyncio.to_thread(lambda: self.pool.shutdown(wait=False, cancel_futures=True))
+    async def _exchange(self, request: dict[str, Any]) -> Any:
+        reader, writer = await self.link.connect()
+        try:
+            writer.write(frames.encode(request))
+            await writer.drain()
+            try:
+                return await frames.read(reader, frames.MAX_RESULT)
+            except frames.FrameError as exc:
+                if "closed" in str(exc):
+                    raise WorkerLost(str(exc)) from None
+                raise
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    # ------------------------------------------------------------------ liveness
+    async def watch_worker(self) -> None:
+        """Ping the zygote every second; replace (or report) one that stopped answering."""
+        while True:
+            await asyncio.sleep(PING_EVERY)
+            try:
+                async with asyncio.timeout(PING_TIMEOUT):
+                    answer = await self._exchange({"op": "ping"})
+                ok = isinstance(answer, dict) and answer.get("ok") is True
+                problem = "" if ok else f"unexpected ping answer {answer!r}"[:200]
+            except (OSError, TimeoutError, WorkerLost, frames.FrameError) as exc:
+                problem = f"the worker host did not answer a ping: {exc!r}"
+            self.worker_healthy, self.worker_problem = not problem, problem
+            if problem and await self.link.restart(problem):
+                ZYGOTE_RESTARTS.inc()
+
+    # ------------------------------------------------------------------ HTTP
+    def _respond(self, mac: str, status: int, value: Any) -> web.Response:
+        body = json.dumps(value, separators=(",", ":")).encode()
+        headers = {"Content-Type": "application/json"}
+        headers.update(auth.sign_response(self.key, mac, status, body))
+        return web.Response(status=status, body=body, headers=headers)
+
+    def _error(self, mac: str, status: int, name: str, message: str) -> web.Response:
+        return self._respond(mac, status, {"error": {"name": name, "message": message}})
 
     async def healthz(self, _: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "tenant": self.tenant})
+        return web.json_response({"ok": True, "tenant": self.tenant, "worker": self.worker_healthy})
+
+    async def livez_worker(self, _: web.Request) -> web.Response:
+        status = 200 if self.worker_healthy else 503
+        return web.json_response(
+            {"ok": self.worker_healthy, "problem": self.worker_problem}, status=status
+        )
 
     async def metrics(self, _: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -144,9 +144,16 @@ class Runner:
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_post("/v1/advance", self.advance)
         app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/livez/worker", self.livez_worker)
         app.router.add_get("/metrics", self.metrics)
-        app.on_shutdown.append(self._shutdown)
+        app.cleanup_ctx.append(self._background)
         return app
+
+    async def _background(self, _: web.Application) -> Any:
+        task = asyncio.create_task(self.watch_worker())
+        yield
+        task.cancel()
+        self.link.close()
 
 
 _REQUIRED: dict[str, dict[str, type | tuple[type, ...]]] = {
@@ -157,7 +164,7 @@ _REQUIRED: dict[str, dict[str, type | tuple[type, ...]]] = {
 }
 
 
-def validate(payload: object) -> dict[str, object]:
+def validate(payload: object) -> dict[str, Any]:
     """The advance request's shape, checked before any worker sees it (400 otherwise)."""
     if not isinstance(payload, dict):
         raise ValueError("the body must be a JSON object")
@@ -174,66 +181,76 @@ def validate(payload: object) -> dict[str, object]:
     return payload
 
 
-def _error(status: int, name: str, message: str) -> web.Response:
-    return web.json_response({"error": {"name": name, "message": message}}, status=status)
+def check_result(result: Any) -> str | None:
+    """What is wrong with a worker's answer, or None; trims its logs to the caps in place."""
+    if not isinstance(result, dict):
+        return "the worker's answer is not an object"
+    outcome = result.get("outcome")
+    if not isinstance(outcome, dict) or outcome.get("kind") not in OUTCOMES:
+        return "the worker's answer has no valid outcome"
+    for name, kind in (("journal", list), ("executed", list), ("logs", list)):
+        if not isinstance(result.get(name), kind):
+            return f"the worker's answer has no {name} list"
+    if not isinstance(result.get("changed"), bool):
+        return "the worker's answer has no changed flag"
+    logs = []
+    for line in result["logs"][:MAX_LOG_LINES]:
+        if not isinstance(line, dict):
+            continue
+        fields = line.get("fields")
+        entry = {
+            "ts": str(line.get("ts", ""))[:40],
+            "level": str(line.get("level", "info"))[:10],
+            "message": str(line.get("message", ""))[:MAX_LOG_LINE_BYTES],
+            "fields": fields if isinstance(fields, dict) else {},
+        }
+        if len(json.dumps(entry["fields"])) > MAX_LOG_LINE_BYTES:
+            entry["fields"] = {"truncated": True}
+        logs.append(entry)
+    result["logs"] = logs
+    return None
 
 
-def _multiprocessing_helpers() -> set[int]:
-    """Pids of the forkserver and resource tracker (started lazily by multiprocessing)."""
-    from multiprocessing import forkserver, resource_tracker
-
-    pids = {
-        getattr(forkserver._forkserver, "_forkserver_pid", None),
-        getattr(resource_tracker._resource_tracker, "_pid", None),
-    }
-    return {p for p in pids if p}
+def read_key(args: argparse.Namespace) -> bytes:
+    """The key from a file (pod: the Secret, mounted only in the runner container) or stdin."""
+    if args.key_file:
+        with open(args.key_file, "rb") as f:
+            return f.read().strip()
+    return sys.stdin.readline().strip().encode()
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--data",
-        default=os.environ.get("TENANTFLOW_DATA"),
-        help="the tenant's data directory ($TENANTFLOW_DATA)",
-    )
-    parser.add_argument(
-        "--tenant",
-        default=os.environ.get("TENANTFLOW_TENANT"),
-        help="the tenant's name ($TENANTFLOW_TENANT)",
-    )
+    parser.add_argument("--tenant", default=os.environ.get("TENANTFLOW_TENANT"), required=False)
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--port", type=int)
     where.add_argument("--socket")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--memory-bytes", type=int, default=1 << 30)
-    parser.add_argument("--request-timeout", type=float, default=1800.0)
-    parser.add_argument(
-        "--key-stdin",
-        action="store_true",
-        help="read the HMAC key from stdin instead of $TENANTFLOW_HMAC_KEY",
-    )
-    parser.add_argument(
-        "--reap-strays",
-        action="store_true",
-        help="kill processes left by tenant code (only inside a pid namespace)",
-    )
+    worker_at = parser.add_mutually_exclusive_group(required=True)
+    worker_at.add_argument("--zygote-socket", help="the worker host's socket (pod)")
+    worker_at.add_argument("--jail-data", help="start the worker host jailed on this data dir")
+    keys = parser.add_mutually_exclusive_group(required=True)
+    keys.add_argument("--key-file")
+    keys.add_argument("--key-stdin", action="store_true")
+    parser.add_argument("--memory-bytes", type=int, default=1 << 30, help="per advance")
+    parser.add_argument("--die-with-parent", action="store_true")
     args = parser.parse_args(argv)
-    if not args.data or not args.tenant:
-        parser.error("--data and --tenant (or TENANTFLOW_DATA and TENANTFLOW_TENANT) are required")
+    if not args.tenant:
+        parser.error("--tenant (or TENANTFLOW_TENANT) is required")
     configure()
-    env_key = os.environ.pop("TENANTFLOW_HMAC_KEY", "")
-    key = (sys.stdin.readline().strip() if args.key_stdin else env_key).encode()
+    if args.die_with_parent:  # local: the runner (and so its jail) ends with the operator
+        zygote.die_with_parent()
+    zygote.harden_self()  # the key is in this process: no ptrace, no /proc/<pid>/mem
+    key = read_key(args)
     if not key:
-        parser.error("no HMAC key: set TENANTFLOW_HMAC_KEY or pass it on stdin (--key-stdin)")
-    runner = Runner(
-        key=key,
-        data_dir=args.data,
-        tenant=args.tenant,
-        workers=args.workers,
-        memory_bytes=args.memory_bytes,
-        request_timeout=args.request_timeout,
-        reap_strays=args.reap_strays,
-    )
+        parser.error("the HMAC key is empty")
+    link: ZygoteLink
+    if args.jail_data:
+        from tenantflow.sandbox.local import JailLink
+
+        link = JailLink(args.tenant, args.jail_data, args.memory_bytes)
+    else:
+        link = ZygoteLink(args.zygote_socket)
+    runner = Runner(key=key, tenant=args.tenant, link=link)
     log.info("runner starting", tenant=args.tenant, socket=args.socket, port=args.port)
     web.run_app(runner.app(), port=args.port, path=args.socket, print=None)
 

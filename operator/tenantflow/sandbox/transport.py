@@ -1,4 +1,10 @@
-"""How the operator reaches a tenant's runner: HTTP over TCP (cluster) or a unix socket (local)."""
+"""How the operator reaches a tenant's runner: HTTP over TCP (cluster) or a unix socket (local).
+
+Requests are signed with the tenant's key and so are the runner's answers (bound to the
+request they answer): whatever listens at the runner's address, only the key's holder is
+believed. A call waits as long as the advance may take (its steps' timeout plus the batch
+budget, plus a margin), never a fixed half hour.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,8 @@ import aiohttp
 
 from tenantflow.errors import TenantflowError
 from tenantflow.sandbox import auth
+
+MARGIN_SECONDS = 15.0
 
 
 class SandboxUnavailable(TenantflowError):
@@ -29,12 +37,17 @@ class Endpoint:
     socket: str | None = None
 
 
-class HttpTransport:
-    """One pooled aiohttp session per endpoint; requests HMAC-signed."""
+def call_timeout(payload: dict[str, Any]) -> float:
+    limits = payload.get("limits") or {}
+    budget = float(limits.get("max_step_timeout", 900)) + float(limits.get("batch_seconds", 5))
+    return budget + MARGIN_SECONDS
 
-    def __init__(self, timeout: float = 1800.0) -> None:
+
+class HttpTransport:
+    """One pooled aiohttp session per endpoint; requests and answers HMAC-signed."""
+
+    def __init__(self) -> None:
         self._sessions: dict[Endpoint, aiohttp.ClientSession] = {}
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
 
     def _session(self, ep: Endpoint) -> aiohttp.ClientSession:
         session = self._sessions.get(ep)
@@ -44,29 +57,39 @@ class HttpTransport:
                 if ep.socket
                 else aiohttp.TCPConnector(limit=64)
             )
-            session = self._sessions[ep] = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout
-            )
+            session = self._sessions[ep] = aiohttp.ClientSession(connector=connector)
         return session
 
     async def advance(self, ep: Endpoint, payload: dict[str, Any]) -> dict[str, Any]:
         body = json.dumps(payload, separators=(",", ":")).encode()
-        headers = {"Content-Type": "application/json", **auth.sign(ep.key, body)}
+        signed = auth.sign(ep.key, body)
+        headers = {"Content-Type": "application/json", **signed}
+        timeout = aiohttp.ClientTimeout(total=call_timeout(payload))
         try:
             async with self._session(ep).post(
-                f"{ep.url}/v1/advance", data=body, headers=headers
+                f"{ep.url}/v1/advance", data=body, headers=headers, timeout=timeout
             ) as resp:
-                data = await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                raw = await resp.read()
+                status, answer_headers = resp.status, resp.headers
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise SandboxUnavailable(
                 "SandboxUnreachable", f"cannot reach the sandbox runner: {exc!r}"
             ) from None
-        if resp.status == 200:
+        try:
+            auth.verify_response(ep.key, signed[auth.SIGNATURE_HEADER], status, raw, answer_headers)
+            data = json.loads(raw)
+        except (auth.AuthError, ValueError) as exc:
+            raise SandboxUnavailable(
+                "SandboxUnauthenticated",
+                f"the sandbox's answer ({status}) was refused: {exc}; something other than "
+                "the tenant's runner answered",
+            ) from None
+        if status == 200 and isinstance(data, dict):
             return data
-        err = (data or {}).get("error", {})
+        err = (data or {}).get("error", {}) if isinstance(data, dict) else {}
         raise SandboxUnavailable(
-            err.get("name", f"HTTP{resp.status}"),
-            err.get("message", f"runner answered {resp.status}"),
+            str(err.get("name", f"HTTP{status}")),
+            str(err.get("message", f"runner answered {status}")),
         )
 
     async def close(self) -> None:

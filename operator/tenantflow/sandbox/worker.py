@@ -1,9 +1,17 @@
-"""Code that runs inside a sandbox worker process: limits, code cache, one advance per call."""
+"""One advance in a fresh child process: hard limits, seccomp, a fresh database, then exit.
+
+The zygote forks this for every advance, so nothing survives from one advance to the next:
+no open transaction on a shared connection, no monkeypatched module, no hoarded file
+descriptor, no thread of a step that ignored its timeout. Everything in and out is a JSON
+frame; the child ends with os._exit, so tenant code cannot run anything after it.
+"""
 
 from __future__ import annotations
 
 import os
 import resource
+import signal
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +19,7 @@ from tenantflow.durations import parse_time
 from tenantflow.engine.errors import EngineError
 from tenantflow.engine.executor import advance
 from tenantflow.engine.journal import load as load_journal
-from tenantflow.engine.loader import WorkflowFn, load
-from tenantflow.engine.options import EngineLimits
+from tenantflow.engine.loader import load
 from tenantflow.engine.outcome import Advance, Errored
 from tenantflow.engine.wire import (
     advance_to_wire,
@@ -20,70 +27,132 @@ from tenantflow.engine.wire import (
     inbox_from_wire,
     limits_from_wire,
 )
+from tenantflow.sandbox import frames, seccomp
 from tenantflow.storage.database import TenantDatabase
 from tenantflow.storage.outputs import SqliteOutputStore
 
-_code: dict[str, WorkflowFn] = {}  # compiled once per revision (sha256) per worker
-_db: TenantDatabase | None = None
-_outputs: SqliteOutputStore | None = None
-_tenant = ""
 CPU_GRACE_SECONDS = 2
 MAX_PROCESSES = 256
+MAX_FILES = 256
+DATABASE = "tenant.sqlite3"
 
 
-def init(data_dir: str, tenant: str, memory_bytes: int) -> None:
-    """Worker initializer: limits first, then the tenant database."""
-    global _db, _outputs, _tenant
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
-    if os.getuid() != 0:  # root ignores it; the local jail uses a pids cgroup instead
-        resource.setrlimit(resource.RLIMIT_NPROC, (MAX_PROCESSES, MAX_PROCESSES))
-    if memory_bytes:
-        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+def deadline_seconds(payload: dict[str, Any]) -> float:
+    """Wall-clock budget of one advance: the longest step plus the batch, plus grace."""
+    limits = limits_from_wire(payload["limits"])
+    return limits.max_step_timeout + limits.batch_seconds + CPU_GRACE_SECONDS
+
+
+def child_main(
+    conn: socket.socket,
+    payload: dict[str, Any],
+    *,
+    data_dir: str,
+    tenant: str,
+    memory: int,
+    syscalls: seccomp.Filter,
+) -> None:
+    """The forked child's whole life; never returns."""
+    code = 0
+    try:
+        _confine(conn, payload, data_dir, memory)
+        syscalls.load()
+        result = run(payload, data_dir, tenant)
+        try:
+            frames.send(conn, result)
+        except ValueError as exc:  # the result is not safe JSON: say so, keep the journal
+            frames.send(conn, failed(payload, "SandboxBadOutput", str(exc)))
+    except BaseException:  # the runner sees EOF and reports a lost worker
+        code = 70
+    os._exit(code)
+
+
+def _confine(conn: socket.socket, payload: dict[str, Any], data_dir: str, memory: int) -> None:
+    os.setsid()  # its own process group: the zygote kills the whole group at the deadline
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an over-size write fails with EFBIG
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    keep = sorted({0, 1, 2, conn.fileno()})
+    for low, high in zip(keep, [*keep[1:], MAX_FILES * 4], strict=True):
+        os.closerange(low + 1, high)  # the zygote's listening socket and control fd too
+    cpu = int(deadline_seconds(payload))
+    storage = payload.get("storage") or {}
+    max_bytes = storage.get("maxBytes")
+    hard = {
+        resource.RLIMIT_CORE: 0,
+        resource.RLIMIT_NOFILE: MAX_FILES,
+        resource.RLIMIT_CPU: cpu,
+        **({resource.RLIMIT_AS: memory} if memory else {}),
+        **({resource.RLIMIT_FSIZE: int(max_bytes)} if max_bytes else {}),
+        **({resource.RLIMIT_NPROC: MAX_PROCESSES} if os.getuid() != 0 else {}),
+    }
+    for limit, value in hard.items():
+        resource.setrlimit(limit, (value, value))  # soft == hard: no raising it back
     for var in [v for v in os.environ if v.startswith(("TENANTFLOW_", "KUBE"))]:
         del os.environ[var]
     scratch = Path(data_dir) / "scratch"
     scratch.mkdir(exist_ok=True)
     os.chdir(scratch)
-    _tenant = tenant
-    _db = TenantDatabase(Path(data_dir) / "tenant.sqlite3")
-    _outputs = SqliteOutputStore(_db)
 
 
-def _cpu_budget(seconds: float) -> None:
-    """Let this call use `seconds` more CPU; SIGXCPU kills a worker stuck in a busy loop."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    used = int(usage.ru_utime + usage.ru_stime)
-    soft = used + int(seconds) + CPU_GRACE_SECONDS
-    _, hard = resource.getrlimit(resource.RLIMIT_CPU)  # a hard limit could never rise again
-    resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+WARM_UP = """
+async def run(event, step, env):
+    async def step_fn():
+        env.log.info("warm", n=1)
+        return env.db.query("SELECT 1 AS one")
+    return await step.do("warm", step_fn)
+"""
 
 
-def run(payload: dict[str, Any]) -> dict[str, Any]:
+def warm_up(scratch_dir: str) -> None:
+    """One advance in the zygote before it forks, so children inherit warm imports and
+    caches. Async steps only: a started thread pool would not survive the fork."""
+    from tenantflow.sandbox.payload import advance_payload
+
+    run(
+        advance_payload(source=WARM_UP, instance_id="warm-up", started_at="2000-01-01T00:00:00Z"),
+        scratch_dir,
+        "warm-up",
+    )
+
+
+def run(payload: dict[str, Any], data_dir: str, tenant: str) -> dict[str, Any]:
     """One advance for one instance; everything in and out is JSON-shaped."""
     rev = payload["revision"]
-    limits = limits_from_wire(payload["limits"])
-    _cpu_budget(limits.max_step_timeout + limits.batch_seconds)
     try:
-        fn = _code.get(rev["sha256"])
-        if fn is None:
-            fn = _code[rev["sha256"]] = load(
-                rev["source"],
-                rev.get("entrypoint", "run"),
-                filename=f"<{rev.get('name', 'workflow')}>",
-            )
+        fn = load(rev["source"], rev.get("entrypoint", "run"), filename=f"<{rev.get('name')}>")
     except EngineError as exc:
-        return _failed(payload, exc.reason, str(exc))
+        return failed(payload, exc.reason, str(exc))
     storage = payload.get("storage") or {}
-    assert _db is not None
-    _db.limit(max_bytes=storage.get("maxBytes"), ops_per_second=storage.get("opsPerSecond"))
+    db = TenantDatabase(
+        Path(data_dir) / DATABASE,
+        max_bytes=storage.get("maxBytes"),
+        ops_per_second=storage.get("opsPerSecond"),
+    )
+    inst = payload["instance"]
     try:
-        return advance_to_wire(_advance(fn, payload, limits))
+        result = advance(
+            fn,
+            journal=load_journal(payload.get("journal", [])),
+            params=inst.get("params"),
+            instance_id=inst["id"],
+            started_at=parse_time(inst["startedAt"]),
+            inbox=inbox_from_wire(payload.get("inbox", [])),
+            tenant=tenant,
+            db=db,
+            defaults=defaults_from_wire(payload["defaults"]),
+            limits=limits_from_wire(payload["limits"]),
+            offload=SqliteOutputStore(db),
+        )
+        return advance_to_wire(result)
     except (SystemExit, KeyboardInterrupt) as exc:  # tenant code tried to end the process
-        return _failed(payload, type(exc).__name__, f"workflow code raised {exc!r} in run()")
+        return failed(payload, type(exc).__name__, f"workflow code raised {exc!r} in run()")
 
 
-def _failed(payload: dict[str, Any], name: str, message: str) -> dict[str, Any]:
+def failed(payload: dict[str, Any], name: str, message: str) -> dict[str, Any]:
     """An Errored outcome that keeps the journal it was given."""
     return advance_to_wire(
         Advance(
@@ -91,21 +160,4 @@ def _failed(payload: dict[str, Any], name: str, message: str) -> dict[str, Any]:
             outcome=Errored({"name": name, "message": message}),
             changed=False,
         )
-    )
-
-
-def _advance(fn: WorkflowFn, payload: dict[str, Any], limits: EngineLimits) -> Advance:
-    inst = payload["instance"]
-    return advance(
-        fn,
-        journal=load_journal(payload.get("journal", [])),
-        params=inst.get("params"),
-        instance_id=inst["id"],
-        started_at=parse_time(inst["startedAt"]),
-        inbox=inbox_from_wire(payload.get("inbox", [])),
-        tenant=_tenant,
-        db=_db,
-        defaults=defaults_from_wire(payload["defaults"]),
-        limits=limits,
-        offload=_outputs,
     )

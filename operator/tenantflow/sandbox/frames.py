@@ -1,0 +1,71 @@
+"""Length-prefixed JSON frames: the only thing that crosses runner <-> worker sockets.
+
+A frame is a 4-byte big-endian length and that many bytes of JSON. Sizes are capped on
+read before anything is allocated, and the JSON is checked by `jsonsafe.loads`; no
+pickle, no Python object ever crosses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from typing import Any
+
+from tenantflow import jsonsafe
+from tenantflow.errors import TenantflowError
+
+HEADER = struct.Struct(">I")
+MAX_REQUEST = 32 * 1024 * 1024  # runner -> worker: journal + inbox + source
+MAX_RESULT = 8 * 1024 * 1024  # worker -> runner: the CR status cannot hold more anyway
+
+
+class FrameError(TenantflowError):
+    """The peer closed early, sent too much, or sent something that is not safe JSON."""
+
+
+def encode(value: Any) -> bytes:
+    data = jsonsafe.dumps(value)
+    return HEADER.pack(len(data)) + data
+
+
+def _length(header: bytes, limit: int) -> int:
+    (n,) = HEADER.unpack(header)
+    if n > limit:
+        raise FrameError(f"frame of {n} bytes is over the {limit}-byte limit")
+    return n
+
+
+def send(sock: socket.socket, value: Any) -> None:
+    sock.sendall(encode(value))
+
+
+def recv(sock: socket.socket, limit: int) -> Any:
+    """One frame from a blocking socket (FrameError on EOF, oversize or bad JSON)."""
+    n = _length(_recv_exact(sock, HEADER.size), limit)
+    return _decode(_recv_exact(sock, n))
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(min(n - len(buf), 1 << 20))
+        if not chunk:
+            raise FrameError("the peer closed the connection")
+        buf += chunk
+    return bytes(buf)
+
+
+async def read(reader: asyncio.StreamReader, limit: int) -> Any:
+    try:
+        n = _length(await reader.readexactly(HEADER.size), limit)
+        return _decode(await reader.readexactly(n))
+    except asyncio.IncompleteReadError:
+        raise FrameError("the peer closed the connection") from None
+
+
+def _decode(data: bytes) -> Any:
+    try:
+        return jsonsafe.loads(data)
+    except jsonsafe.UnsafeJSON as exc:
+        raise FrameError(f"the peer sent unsafe JSON: {exc}") from None

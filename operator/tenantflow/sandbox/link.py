@@ -1,0 +1,34 @@
+"""How the runner reaches its zygote (the worker host): one connection per request."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tenantflow.observability.logging import get_logger
+from tenantflow.sandbox import frames
+
+log = get_logger("tenantflow.runner")
+
+Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+class WorkerLost(Exception):
+    """The worker child died or overran; the message says which."""
+
+
+class ZygoteLink:
+    """How the runner reaches the zygote: a unix socket path (pod, shared emptyDir)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    async def connect(self) -> Streams:
+        return await asyncio.open_unix_connection(self.path, limit=frames.MAX_RESULT)
+
+    async def restart(self, reason: str) -> bool:
+        """Replace a zygote that stopped answering; False where only the kubelet can."""
+        log.warning("worker container unhealthy", reason=reason)
+        return False
+
+    def close(self) -> None:
+        pass

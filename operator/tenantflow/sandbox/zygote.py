@@ -1,0 +1,223 @@
+"""The worker host inside a tenant's sandbox: one fresh child per advance, and a reaper.
+
+    python -I -m tenantflow.sandbox.zygote --data DIR --tenant T (--listen PATH | --fd N)
+
+It runs where tenant code runs (the sandbox pod's `worker` container, or the local jail)
+and holds nothing secret: no key, no credentials. Each connection carries one JSON frame,
+`{"op": "advance", "payload": ...}` or `{"op": "ping"}`. For an advance it forks a child
+(`worker.child_main`) that answers on the same connection and exits; the zygote kills the
+child's process group at its deadline, and kills every other process that ends up as its
+child (a detached grandchild is re-parented here: the zygote is a child subreaper), so
+nothing of an advance outlives it. The zygote is not dumpable, so tenant code running as
+the same uid cannot ptrace it or read its memory.
+
+Connections come from a listening unix socket (pod: the runner container connects through
+a shared emptyDir) or as file descriptors passed over an inherited control socket (local
+jail: no path is shared with the host at all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import contextlib
+import ctypes
+import os
+import selectors
+import signal
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from tenantflow.sandbox import frames, seccomp, worker
+
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_CHILD_SUBREAPER = 36
+REQUEST_READ_TIMEOUT = 10.0
+STORAGE_RECHECK_SECONDS = 2.0
+
+
+def harden_self() -> None:
+    """Not dumpable (no ptrace, no /proc/self/mem for same-uid processes); subreaper."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE) failed")
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def die_with_parent() -> None:
+    """SIGKILL when the parent exits (and at once if it already has)."""
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def directory_bytes(root: str) -> int:
+    """Bytes under `root`, by lstat only (never opens or follows what the tenant wrote)."""
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in filenames + dirnames:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+    return total
+
+
+class Zygote:
+    def __init__(self, data_dir: str, tenant: str, memory_bytes: int) -> None:
+        self.data_dir, self.tenant, self.memory = data_dir, tenant, memory_bytes
+        self.children: dict[int, float] = {}  # advance child pid -> deadline (monotonic)
+        self._usage = (0.0, 0)
+        self.syscalls = seccomp.Filter()
+        with tempfile.TemporaryDirectory() as scratch:
+            worker.warm_up(scratch)
+
+    # ------------------------------------------------------------------ connections
+    def handle(self, conn: socket.socket) -> None:
+        """Read the one request of a connection and answer it (or fork a child to)."""
+        try:
+            conn.settimeout(REQUEST_READ_TIMEOUT)
+            request = frames.recv(conn, frames.MAX_REQUEST)
+            conn.settimeout(None)
+            if not isinstance(request, dict) or request.get("op") not in ("advance", "ping"):
+                frames.send(conn, {"error": "unknown request"})
+            elif request["op"] == "ping":
+                frames.send(conn, {"ok": True, "children": len(self.children)})
+            else:
+                self._advance(conn, request["payload"])
+        except (OSError, frames.FrameError):
+            pass
+        finally:
+            conn.close()
+
+    def _advance(self, conn: socket.socket, payload: dict[str, Any]) -> None:
+        over = self._storage_over(payload)
+        if over:
+            frames.send(conn, worker.failed(payload, "StorageLimitExceeded", over))
+            return
+        deadline = time.monotonic() + worker.deadline_seconds(payload)
+        pid = os.fork()
+        if pid == 0:
+            worker.child_main(
+                conn,
+                payload,
+                data_dir=self.data_dir,
+                tenant=self.tenant,
+                memory=self.memory,
+                syscalls=self.syscalls,
+            )
+        self.children[pid] = deadline
+
+    def _storage_over(self, payload: dict[str, Any]) -> str | None:
+        limit = (payload.get("storage") or {}).get("maxBytes")
+        if not limit:
+            return None
+        checked, used = self._usage
+        if time.monotonic() - checked > STORAGE_RECHECK_SECONDS:
+            used = directory_bytes(self.data_dir)
+            self._usage = (time.monotonic(), used)
+        if used <= limit:
+            return None
+        return (
+            f"the tenant's data directory holds {used} bytes, over its storage limit of "
+            f"{limit} bytes (Tenant spec.limits.storage); delete files or rows, or raise it"
+        )
+
+    # ------------------------------------------------------------------ processes
+    def reap(self) -> None:
+        """Collect exited children; kill overdue advances and every stray process."""
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            self.children.pop(pid, None)
+        now = time.monotonic()
+        for pid, deadline in list(self.children.items()):
+            if now > deadline:
+                _kill_group(pid)
+        for pid in self._strays():
+            _kill_group(pid)
+
+    def _strays(self) -> list[int]:
+        """Children of ours that are not a running advance (re-parented orphans)."""
+        me, out = str(os.getpid()), []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) in self.children:
+                continue
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[-1].split()
+            if len(fields) > 1 and fields[1] == me:
+                out.append(int(entry))
+        return out
+
+
+def _kill_group(pid: int) -> None:
+    for kill in (os.killpg, os.kill):
+        with contextlib.suppress(OSError):
+            kill(pid, signal.SIGKILL)
+
+
+def _receive_fds(control: socket.socket) -> list[socket.socket]:
+    """Connections passed as file descriptors over the control socket (local jail)."""
+    fds = array.array("i")
+    msg, ancdata, _, _ = control.recvmsg(16, socket.CMSG_SPACE(16 * fds.itemsize))
+    if not msg:
+        raise EOFError("the runner closed the control socket")
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+    return [socket.socket(fileno=fd) for fd in fds]
+
+
+def serve(zygote: Zygote, *, listen: str | None, control_fd: int | None) -> None:
+    sel = selectors.DefaultSelector()
+    if listen:
+        Path(listen).unlink(missing_ok=True)
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(listen)
+        server.listen(64)
+        sel.register(server, selectors.EVENT_READ, "listen")
+    else:
+        assert control_fd is not None
+        server = socket.socket(fileno=control_fd)
+        sel.register(server, selectors.EVENT_READ, "control")
+    while True:
+        for key, _ in sel.select(timeout=0.05):
+            if key.data == "listen":
+                conns = [server.accept()[0]]
+            else:
+                try:
+                    conns = _receive_fds(server)
+                except EOFError:
+                    return  # the runner is gone: so are we (the jail follows)
+            for conn in conns:
+                zygote.handle(conn)
+        zygote.reap()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", required=True, help="the tenant's data directory")
+    parser.add_argument("--tenant", required=True)
+    parser.add_argument("--memory-bytes", type=int, default=1 << 30, help="per advance")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--listen", help="unix socket path to accept connections on")
+    where.add_argument("--fd", type=int, help="inherited control socket passing connections")
+    args = parser.parse_args(argv)
+    os.chdir("/")
+    harden_self()
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    serve(Zygote(args.data, args.tenant, args.memory_bytes), listen=args.listen, control_fd=args.fd)
+
+
+if __name__ == "__main__":
+    main()
