@@ -3,10 +3,11 @@
 Used by the demo and tests when there is no kubelet node, and by anyone running the
 operator outside a cluster. The split mirrors the sandbox pod: the runner (holding the
 key) stays on the host, in a directory only the operator can reach; the zygote and every
-tenant process run in a bubblewrap jail as an unprivileged host uid, with new user, pid,
-ipc, uts and network namespaces (no network at all), no nested user namespaces, a
-read-only view of only what Python needs, sized tmpfs for /tmp and /dev/shm, the tenant's
-data dir as the one writable directory, and pids and memory cgroups around all of it.
+tenant process run in a bubblewrap jail as an unprivileged host uid of the tenant's own,
+with new user, pid, ipc, uts and network namespaces (no network at all), no nested user
+namespaces, a read-only view of only what Python needs, sized tmpfs for /tmp and
+/dev/shm, the tenant's data dir as the one writable directory, and pids and memory
+cgroups around all of it.
 The runner reaches the zygote only through descriptors passed over an inherited socket:
 no path is shared between the jail and the host.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import hashlib
 import os
 import shutil
 import signal
@@ -36,7 +38,8 @@ from tenantflow.sandbox.link import Streams, ZygoteLink
 from tenantflow.sandbox.transport import Endpoint
 
 log = get_logger("tenantflow.sandbox.local")
-JAIL_UID = 10001  # an unprivileged host uid: the jail's processes are nobody outside it
+JAIL_UID = 10001  # the uid inside the jail (as in the sandbox pod)
+HOST_UID_BASE, HOST_UID_SPAN = 200_000, 800_000  # each tenant's own unprivileged host uid
 MAX_PIDS = 256
 TMPFS_BYTES = 64 * 1024 * 1024
 CGROUP_V1 = Path("/sys/fs/cgroup")
@@ -90,13 +93,20 @@ def jail_argv(data_dir: str) -> list[str]:
     return argv
 
 
-def _stage_and_drop(data_dir: str, cgroup_procs: list[Path]) -> Callable[[], None]:
+def host_uid(tenant: str) -> int:
+    """The tenant's unprivileged host uid: stable, and different per tenant (so no
+    signal, ptrace or per-uid limit ever reaches across tenants even outside the jail)."""
+    digest = hashlib.sha256(tenant.encode()).digest()
+    return HOST_UID_BASE + int.from_bytes(digest[:8], "big") % HOST_UID_SPAN
+
+
+def _stage_and_drop(data_dir: str, cgroup_procs: list[Path], uid: int) -> Callable[[], None]:
     """What the jail's first process does before exec'ing bwrap (runs in the child).
 
     Joins the cgroups, then, in a mount namespace of its own, binds the interpreter's
-    roots and the data dir under STAGE (mode 0755), so that bwrap, run as the unprivileged
-    JAIL_UID, can see them even where a parent such as /root is closed; then drops to
-    JAIL_UID. The host's mount table never changes.
+    roots and the data dir under STAGE (mode 0755), so that bwrap, run as the tenant's
+    unprivileged host uid, can see them even where a parent such as /root is closed; then
+    drops to that uid. The host's mount table never changes.
     """
     roots = [*_python_roots()]
 
@@ -111,8 +121,8 @@ def _stage_and_drop(data_dir: str, cgroup_procs: list[Path]) -> Callable[[], Non
             target.mkdir()
             _check(_libc.mount(src.encode(), bytes(target), None, MS_BIND | MS_REC, None), src)
         os.setgroups([])
-        os.setresgid(JAIL_UID, JAIL_UID, JAIL_UID)
-        os.setresuid(JAIL_UID, JAIL_UID, JAIL_UID)
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
 
     return run
 
@@ -183,13 +193,14 @@ class JailLink(ZygoteLink):
     def __init__(self, tenant: str, data_dir: str, memory_bytes: int) -> None:
         super().__init__("")
         self.tenant, self.data_dir, self.memory = tenant, data_dir, memory_bytes
+        self.uid = host_uid(tenant)
         self.cgroups = Cgroups.create(tenant, 2 * memory_bytes + MEMORY_OVERHEAD)
         self.proc: subprocess.Popen[bytes] | None = None
         self.control: socket.socket | None = None
         self._start()
 
     def _start(self) -> None:
-        _own_tree(self.data_dir)
+        _own_tree(self.data_dir, self.uid)
         ours, theirs = socket.socketpair()
         zygote = [sys.executable, "-I", "-m", "tenantflow.sandbox.zygote", "--data"]
         zygote += [self.data_dir, "--tenant", self.tenant, "--memory-bytes", str(self.memory)]
@@ -200,7 +211,7 @@ class JailLink(ZygoteLink):
             pass_fds=(theirs.fileno(),),
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_stage_and_drop(self.data_dir, self.cgroups.procs),
+            preexec_fn=_stage_and_drop(self.data_dir, self.cgroups.procs, self.uid),
         )
         theirs.close()
         ours.setblocking(False)
@@ -208,6 +219,8 @@ class JailLink(ZygoteLink):
         log.info("jail started", tenant=self.tenant, pid=self.proc.pid, data=self.data_dir)
 
     async def connect(self) -> Streams:
+        if self.proc is None or self.proc.poll() is not None:
+            await self.restart("the worker host exited")
         if self.control is None:
             raise OSError("the jail is not running")
         ours, theirs = socket.socketpair()
@@ -236,15 +249,15 @@ class JailLink(ZygoteLink):
                 self.proc.wait(timeout=5)
 
 
-def _own_tree(data_dir: str) -> None:
-    """The data dir belongs to the jail uid (files made by older versions: root)."""
+def _own_tree(data_dir: str, uid: int) -> None:
+    """The data dir belongs to the tenant's host uid (older versions' files: root)."""
     os.makedirs(data_dir, exist_ok=True)
     for dirpath, dirnames, filenames in os.walk(data_dir):
         for name in [".", *dirnames, *filenames]:
             path = os.path.join(dirpath, name)
             with contextlib.suppress(OSError):
-                if os.lstat(path).st_uid != JAIL_UID:
-                    os.lchown(path, JAIL_UID, JAIL_UID)
+                if os.lstat(path).st_uid != uid:
+                    os.lchown(path, uid, uid)
 
 
 @dataclass

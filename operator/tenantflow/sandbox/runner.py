@@ -28,6 +28,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
+from tenantflow import jsonsafe
 from tenantflow.engine.env import MAX_LOG_LINE_BYTES, MAX_LOG_LINES
 from tenantflow.observability.logging import configure, get_logger
 from tenantflow.sandbox import auth, frames, worker, zygote
@@ -59,7 +60,7 @@ class Runner:
             ADVANCES.labels("unauthorized").inc()
             return self._error(mac, 401, "Unauthorized", str(exc))
         try:
-            payload = validate(json.loads(body))
+            payload = validate(jsonsafe.loads(body))
             deadline = worker.deadline_seconds(payload) + self.grace
         except (ValueError, TypeError) as exc:
             ADVANCES.labels("bad-request").inc()
@@ -79,6 +80,9 @@ class Runner:
             return self._error(mac, 503, "SandboxWorkerLost", reason)
         except frames.FrameError as exc:  # the worker answered, but not with safe JSON
             result = worker.failed(payload, "SandboxBadOutput", f"the worker's answer: {exc}")
+        if isinstance(result, dict) and worker.BAD_REQUEST in result:
+            ADVANCES.labels("bad-request").inc()
+            return self._error(mac, 400, "BadRequest", str(result[worker.BAD_REQUEST]))
         problem = check_result(result)
         if problem:
             result = worker.failed(payload, "SandboxBadOutput", problem)
@@ -178,6 +182,8 @@ def validate(payload: object) -> dict[str, Any]:
     for name in ("journal", "inbox"):
         if not isinstance(payload.get(name, []), list):
             raise ValueError(f"{name!r} must be a list")
+    if not isinstance(payload.get("storage") or {}, dict):
+        raise ValueError("'storage' must be an object")
     return payload
 
 

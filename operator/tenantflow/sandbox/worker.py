@@ -8,6 +8,7 @@ frame; the child ends with os._exit, so tenant code cannot run anything after it
 
 from __future__ import annotations
 
+import gc
 import os
 import resource
 import signal
@@ -32,9 +33,9 @@ from tenantflow.storage.database import TenantDatabase
 from tenantflow.storage.outputs import SqliteOutputStore
 
 CPU_GRACE_SECONDS = 2
-MAX_PROCESSES = 256
 MAX_FILES = 256
 DATABASE = "tenant.sqlite3"
+BAD_REQUEST = "badRequest"  # the answer's key when the payload itself could not be run
 
 
 def deadline_seconds(payload: dict[str, Any]) -> float:
@@ -57,7 +58,10 @@ def child_main(
     try:
         _confine(conn, payload, data_dir, memory)
         syscalls.load()
-        result = run(payload, data_dir, tenant)
+        try:
+            result = run(payload, data_dir, tenant)
+        except Exception as exc:  # not tenant code (the engine catches that): the request
+            result = {BAD_REQUEST: f"{type(exc).__name__}: {exc}"[:1000]}
         try:
             frames.send(conn, result)
         except ValueError as exc:  # the result is not safe JSON: say so, keep the journal
@@ -87,8 +91,10 @@ def _confine(conn: socket.socket, payload: dict[str, Any], data_dir: str, memory
         resource.RLIMIT_CPU: cpu,
         **({resource.RLIMIT_AS: memory} if memory else {}),
         **({resource.RLIMIT_FSIZE: int(max_bytes)} if max_bytes else {}),
-        **({resource.RLIMIT_NPROC: MAX_PROCESSES} if os.getuid() != 0 else {}),
     }
+    # No RLIMIT_NPROC: it counts every process of the uid on the host, so one tenant's
+    # fork bomb would stop every sandbox sharing that uid. Process counts are capped per
+    # sandbox instead: the local jail's pids cgroup, the pod's podPidsLimit.
     for limit, value in hard.items():
         resource.setrlimit(limit, (value, value))  # soft == hard: no raising it back
     for var in [v for v in os.environ if v.startswith(("TENANTFLOW_", "KUBE"))]:
@@ -117,6 +123,10 @@ def warm_up(scratch_dir: str) -> None:
         scratch_dir,
         "warm-up",
     )
+    # Nothing holding a file descriptor may be left for a later garbage collection: in a
+    # child it would close whatever reused that descriptor number.
+    gc.collect()
+    gc.freeze()
 
 
 def run(payload: dict[str, Any], data_dir: str, tenant: str) -> dict[str, Any]:
@@ -150,6 +160,8 @@ def run(payload: dict[str, Any], data_dir: str, tenant: str) -> dict[str, Any]:
         return advance_to_wire(result)
     except (SystemExit, KeyboardInterrupt) as exc:  # tenant code tried to end the process
         return failed(payload, type(exc).__name__, f"workflow code raised {exc!r} in run()")
+    finally:
+        db.close()
 
 
 def failed(payload: dict[str, Any], name: str, message: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import argparse
 import array
 import contextlib
 import ctypes
+import json
 import os
 import selectors
 import signal
@@ -38,6 +39,7 @@ PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 REQUEST_READ_TIMEOUT = 10.0
 STORAGE_RECHECK_SECONDS = 2.0
+FORK_ATTEMPTS = 20
 
 
 def harden_self() -> None:
@@ -90,6 +92,8 @@ class Zygote:
                 self._advance(conn, request["payload"])
         except (OSError, frames.FrameError):
             pass
+        except Exception as exc:  # a bug here must not take the worker host down
+            _log("request failed", error=f"{type(exc).__name__}: {exc}")
         finally:
             conn.close()
 
@@ -99,7 +103,7 @@ class Zygote:
             frames.send(conn, worker.failed(payload, "StorageLimitExceeded", over))
             return
         deadline = time.monotonic() + worker.deadline_seconds(payload)
-        pid = os.fork()
+        pid = self._fork()
         if pid == 0:
             worker.child_main(
                 conn,
@@ -110,6 +114,17 @@ class Zygote:
                 syscalls=self.syscalls,
             )
         self.children[pid] = deadline
+
+    def _fork(self) -> int:
+        """fork(), after clearing what earlier advances left; retried while the pids
+        limit is still held by processes being killed (a fork bomb's remains)."""
+        for attempt in range(FORK_ATTEMPTS):
+            self.reap()
+            try:
+                return os.fork()
+            except BlockingIOError:
+                time.sleep(0.01 * (attempt + 1))
+        return os.fork()
 
     def _storage_over(self, payload: dict[str, Any]) -> str | None:
         limit = (payload.get("storage") or {}).get("maxBytes")
@@ -131,18 +146,28 @@ class Zygote:
         """Collect exited children; kill overdue advances and every stray process."""
         while True:
             try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
+                pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 break
             if pid == 0:
                 break
-            self.children.pop(pid, None)
+            if self.children.pop(pid, None) is not None:
+                _kill_group(pid)  # what the advance forked dies with it (a fork bomb too)
+                if status:
+                    _log("advance child ended abnormally", pid=pid, status=_describe(status))
         now = time.monotonic()
         for pid, deadline in list(self.children.items()):
             if now > deadline:
                 _kill_group(pid)
-        for pid in self._strays():
-            _kill_group(pid)
+        for _ in range(100):  # strays may fork while we kill: until none is left
+            strays = self._strays()
+            if not strays:
+                break
+            for pid in strays:
+                _kill_group(pid)
+            with contextlib.suppress(ChildProcessError):
+                while os.waitpid(-1, os.WNOHANG)[0]:
+                    pass
 
     def _strays(self) -> list[int]:
         """Children of ours that are not a running advance (re-parented orphans)."""
@@ -160,10 +185,28 @@ class Zygote:
         return out
 
 
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit code {os.waitstatus_to_exitcode(status)}"
+
+
+def _log(event: str, **fields: object) -> None:
+    """One JSON line on stderr (the runner's log); the zygote keeps no logging machinery."""
+    line = json.dumps({"logger": "tenantflow.zygote", "event": event, **fields})
+    with contextlib.suppress(OSError):
+        os.write(2, line.encode() + b"\n")
+
+
 def _kill_group(pid: int) -> None:
-    for kill in (os.killpg, os.kill):
-        with contextlib.suppress(OSError):
-            kill(pid, signal.SIGKILL)
+    """SIGKILL the process group `pid` leads (until it is empty) and `pid` itself."""
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
+    for _ in range(100):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            return
 
 
 def _receive_fds(control: socket.socket) -> list[socket.socket]:
