@@ -31,22 +31,16 @@ def processes() -> dict[int, tuple[int, str]]:
 
 
 def sandbox_workers(data_dir: Path) -> list[int]:
-    """Worker processes of the tenant's sandbox: forkserver children inside its jail."""
+    """Advance children of the tenant's sandbox: the zygote's forks running tenant code."""
     procs = processes()
-    jails = {pid for pid, (_, cmd) in procs.items() if "bwrap" in cmd and str(data_dir) in cmd}
-
-    def in_jail(pid: int) -> bool:
-        while pid > 1:
-            if pid in jails:
-                return True
-            pid = procs.get(pid, (0, ""))[0]
-        return False
-
-    return [
+    zygotes = {
         pid
         for pid, (ppid, cmd) in procs.items()
-        if "forkserver" in cmd and "forkserver" in procs.get(ppid, (0, ""))[1] and in_jail(pid)
-    ]
+        if "tenantflow.sandbox.zygote" in cmd
+        and str(data_dir) in cmd
+        and "tenantflow.sandbox.zygote" not in procs.get(ppid, (0, ""))[1]
+    }
+    return [pid for pid, (ppid, _) in procs.items() if ppid in zygotes]
 
 
 def kill_workers(data_dir: Path) -> int:
@@ -61,7 +55,9 @@ def kill_workers(data_dir: Path) -> int:
 
 
 def kill_runners(data_dir: Path) -> None:
-    subprocess.run(["pkill", "-9", "-f", f"bwrap.*{data_dir}"], check=False)
+    """The runner (it holds the key, outside the jail) and the jail with its zygote."""
+    for pattern in (f"tenantflow.sandbox.runner.*{data_dir}", f"bwrap.*{data_dir}"):
+        subprocess.run(["pkill", "-9", "-f", pattern], check=False)
 
 
 @dataclass

@@ -221,6 +221,14 @@ class JailLink(ZygoteLink):
     async def connect(self) -> Streams:
         if self.proc is None or self.proc.poll() is not None:
             await self.restart("the worker host exited")
+        try:
+            return await self._pass_connection()
+        except ConnectionError:  # it died since: one fresh start, then the caller's error
+            await self.restart("the worker host closed its control socket")
+            return await self._pass_connection()
+
+    async def _pass_connection(self) -> Streams:
+        """A new socketpair; one end goes to the zygote over the control socket."""
         if self.control is None:
             raise OSError("the jail is not running")
         ours, theirs = socket.socketpair()
@@ -229,6 +237,9 @@ class JailLink(ZygoteLink):
         except BlockingIOError:
             ours.close()
             raise OSError("the worker host is not taking connections") from None
+        except OSError:
+            ours.close()
+            raise
         finally:
             theirs.close()
         return await asyncio.open_unix_connection(sock=ours, limit=frames.MAX_RESULT)
@@ -250,8 +261,11 @@ class JailLink(ZygoteLink):
 
 
 def _own_tree(data_dir: str, uid: int) -> None:
-    """The data dir belongs to the tenant's host uid (older versions' files: root)."""
+    """The data dir belongs to the tenant's host uid: once, when it does not yet (a new
+    volume, or files left by versions that jailed as root); never again after that."""
     os.makedirs(data_dir, exist_ok=True)
+    if os.lstat(data_dir).st_uid == uid:
+        return
     for dirpath, dirnames, filenames in os.walk(data_dir):
         for name in [".", *dirnames, *filenames]:
             path = os.path.join(dirpath, name)

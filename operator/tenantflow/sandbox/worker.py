@@ -84,7 +84,7 @@ def _confine(conn: socket.socket, payload: dict[str, Any], data_dir: str, memory
         os.closerange(low + 1, high)  # the zygote's listening socket and control fd too
     cpu = int(deadline_seconds(payload))
     storage = payload.get("storage") or {}
-    max_bytes = storage.get("maxBytes")
+    max_bytes = storage.get("maxBytes")  # no file of the tenant's grows past its storage
     hard = {
         resource.RLIMIT_CORE: 0,
         resource.RLIMIT_NOFILE: MAX_FILES,

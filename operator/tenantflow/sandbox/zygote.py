@@ -38,7 +38,6 @@ PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 REQUEST_READ_TIMEOUT = 10.0
-STORAGE_RECHECK_SECONDS = 2.0
 FORK_ATTEMPTS = 20
 
 
@@ -58,21 +57,10 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
-def directory_bytes(root: str) -> int:
-    """Bytes under `root`, by lstat only (never opens or follows what the tenant wrote)."""
-    total = 0
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        for name in filenames + dirnames:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
-    return total
-
-
 class Zygote:
     def __init__(self, data_dir: str, tenant: str, memory_bytes: int) -> None:
         self.data_dir, self.tenant, self.memory = data_dir, tenant, memory_bytes
         self.children: dict[int, float] = {}  # advance child pid -> deadline (monotonic)
-        self._usage = (0.0, 0)
         self.syscalls = seccomp.Filter()
         with tempfile.TemporaryDirectory() as scratch:
             worker.warm_up(scratch)
@@ -98,10 +86,6 @@ class Zygote:
             conn.close()
 
     def _advance(self, conn: socket.socket, payload: dict[str, Any]) -> None:
-        over = self._storage_over(payload)
-        if over:
-            frames.send(conn, worker.failed(payload, "StorageLimitExceeded", over))
-            return
         deadline = time.monotonic() + worker.deadline_seconds(payload)
         pid = self._fork()
         if pid == 0:
@@ -125,21 +109,6 @@ class Zygote:
             except BlockingIOError:
                 time.sleep(0.01 * (attempt + 1))
         return os.fork()
-
-    def _storage_over(self, payload: dict[str, Any]) -> str | None:
-        limit = (payload.get("storage") or {}).get("maxBytes")
-        if not limit:
-            return None
-        checked, used = self._usage
-        if time.monotonic() - checked > STORAGE_RECHECK_SECONDS:
-            used = directory_bytes(self.data_dir)
-            self._usage = (time.monotonic(), used)
-        if used <= limit:
-            return None
-        return (
-            f"the tenant's data directory holds {used} bytes, over its storage limit of "
-            f"{limit} bytes (Tenant spec.limits.storage); delete files or rows, or raise it"
-        )
 
     # ------------------------------------------------------------------ processes
     def reap(self) -> None:
