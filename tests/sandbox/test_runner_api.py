@@ -128,3 +128,43 @@ def test_malformed_signed_requests_get_clear_json_errors(runner: Runner, body: b
         assert data["error"]["name"] in ("BadRequest", "SandboxError") and data["error"]["message"]
     ok = json.dumps(VALID).encode()
     assert runner.post(ok, signed(ok))[0] == 200, "the runner keeps serving"
+
+
+def test_an_answer_not_signed_with_the_key_is_refused(tmp_path: Path) -> None:
+    """A process that took over the runner's address cannot answer in its place (class 1b)."""
+    from aiohttp import web
+
+    from tenantflow.sandbox.transport import Endpoint, HttpTransport, SandboxUnavailable
+
+    forged = {"journal": [], "outcome": {"kind": "Complete", "output": "forged"}, "logs": []}
+
+    async def fake(_: web.Request) -> web.Response:
+        return web.json_response(forged)
+
+    async def scenario() -> str:
+        app = web.Application()
+        app.router.add_post("/v1/advance", fake)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        sock = str(tmp_path / "fake.sock")
+        await web.UnixSite(runner, sock).start()
+        transport = HttpTransport()
+        try:
+            await transport.advance(Endpoint(key=KEY, socket=sock), VALID)
+        except SandboxUnavailable as exc:
+            return exc.reason
+        finally:
+            await transport.close()
+            await runner.cleanup()
+        return "accepted"
+
+    assert asyncio.run(scenario()) == "SandboxUnauthenticated"
+
+
+def test_a_signed_answer_is_bound_to_its_request() -> None:
+    body = b'{"ok":true}'
+    headers = auth.sign_response(KEY, "mac-1", 200, body)
+    auth.verify_response(KEY, "mac-1", 200, body, headers)
+    for mac, status, other in (("mac-2", 200, body), ("mac-1", 503, body), ("mac-1", 200, b"{}")):
+        with pytest.raises(auth.AuthError):
+            auth.verify_response(KEY, mac, status, other, headers)

@@ -58,14 +58,27 @@ def test_sandbox_pods_meet_the_restricted_pod_security_profile() -> None:
         manifests.OperatorSettings(sandbox_image="img:1"),
     )
     pod = sts["spec"]["template"]["spec"]
-    ctr = pod["containers"][0]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert ctr["securityContext"]["capabilities"] == {"drop": ["ALL"]}
-    assert ctr["securityContext"]["allowPrivilegeEscalation"] is False
-    assert ctr["securityContext"]["readOnlyRootFilesystem"] is True
-    assert pod["runtimeClassName"] == "gvisor" and ctr["image"] == "img:1"
+    for ctr in pod["containers"]:
+        assert ctr["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+        assert ctr["securityContext"]["allowPrivilegeEscalation"] is False
+        assert ctr["securityContext"]["readOnlyRootFilesystem"] is True
+        assert ctr["image"] == "img:1" and "env" not in ctr  # no key in any environment
+    assert pod["runtimeClassName"] == "gvisor"
     assert pod["automountServiceAccountToken"] is False
+
+
+def test_only_the_runner_container_sees_the_key_and_only_the_worker_the_data() -> None:
+    pod = manifests.sandbox_statefulset(tenant(), manifests.OperatorSettings())["spec"]
+    containers = {c["name"]: c for c in pod["template"]["spec"]["containers"]}
+    mounts = {n: {m["name"] for m in c["volumeMounts"]} for n, c in containers.items()}
+    assert mounts == {"runner": {"key", "run"}, "worker": {"data", "tmp", "run"}}
+    uids = {n: c["securityContext"]["runAsUser"] for n, c in containers.items()}
+    assert uids["runner"] != uids["worker"]
+    assert pod["template"]["spec"]["shareProcessNamespace"] is False
+    probe = containers["worker"]["livenessProbe"]["httpGet"]
+    assert probe["path"] == "/livez/worker"
 
 
 def test_owner_subjects_become_role_binding_subjects() -> None:

@@ -282,53 +282,100 @@ def sandbox_service(tenant: Tenant) -> dict[str, Any]:
     }
 
 
+RUNNER_UID = 10002  # the runner container: holds the key, never runs tenant code
+WORKER_UID = 10001  # the worker container: tenant code, the data volume
+ZYGOTE_SOCKET = "/run/tenantflow/zygote.sock"
+
+
+def _container(
+    name: str, uid: int, args: list[str], mounts: list[tuple[str, str, bool]]
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "args": args,
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": True,
+            "runAsUser": uid,
+            "runAsGroup": uid,
+        },
+        "volumeMounts": [
+            {"name": vol, "mountPath": path, "readOnly": ro} for vol, path, ro in mounts
+        ],
+    }
+
+
 def sandbox_statefulset(tenant: Tenant, settings: OperatorSettings) -> dict[str, Any]:
+    """Two containers, so that tenant code can reach neither the key nor the runner.
+
+    `runner` (uid 10002) mounts the HMAC key as a file and serves the operator; `worker`
+    (uid 10001) runs the zygote and tenant code on the data volume. They share only an
+    emptyDir holding the zygote's socket; without shareProcessNamespace neither sees the
+    other's processes, and the key is in no environment. The worker container's liveness
+    probe asks the runner whether its zygote answers pings: a stopped or dead worker host
+    is restarted by the kubelet within seconds.
+    """
     box, name = tenant.spec.sandbox, tenant.metadata.name
     pod_labels = labels(name, **{"app.kubernetes.io/name": SANDBOX})
+    runner = _container(
+        "runner",
+        RUNNER_UID,
+        [
+            *("-m", "tenantflow.sandbox.runner", "--tenant", name, "--port", str(SANDBOX_PORT)),
+            *("--zygote-socket", ZYGOTE_SOCKET, "--key-file", "/etc/tenantflow/key/key"),
+        ],
+        [("key", "/etc/tenantflow/key", True), ("run", "/run/tenantflow", False)],
+    )
+    runner["image"] = settings.sandbox_image
+    runner["ports"] = [{"name": "runner", "containerPort": SANDBOX_PORT}]
+    runner["readinessProbe"] = {"httpGet": {"path": "/healthz", "port": SANDBOX_PORT}}
+    runner["resources"] = {
+        "requests": {"cpu": "50m", "memory": "64Mi"},
+        "limits": {"memory": "256Mi"},
+    }
+    worker = _container(
+        "worker",
+        WORKER_UID,
+        [
+            *("-m", "tenantflow.sandbox.zygote", "--tenant", name, "--data", "/data"),
+            *("--listen", ZYGOTE_SOCKET),
+        ],
+        [("data", "/data", False), ("tmp", "/tmp", False), ("run", "/run/tenantflow", False)],
+    )
+    worker["image"] = settings.sandbox_image
+    worker["resources"] = {
+        "requests": dict(box.resources.requests),
+        "limits": dict(box.resources.limits),
+    }
+    worker["livenessProbe"] = {
+        "httpGet": {"path": "/livez/worker", "port": SANDBOX_PORT},
+        "initialDelaySeconds": 5,
+        "periodSeconds": 2,
+        "failureThreshold": 2,
+    }
     pod_spec: dict[str, Any] = {
         "serviceAccountName": SERVICE_ACCOUNT,
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
+        "shareProcessNamespace": False,
         "securityContext": {
             "runAsNonRoot": True,
-            "runAsUser": 10001,
-            "runAsGroup": 10001,
-            "fsGroup": 10001,
+            "fsGroup": WORKER_UID,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [
-            {
-                "name": "runner",
-                "image": settings.sandbox_image,
-                "ports": [{"name": "runner", "containerPort": SANDBOX_PORT}],
-                "env": [
-                    {"name": "TENANTFLOW_TENANT", "value": name},
-                    {"name": "TENANTFLOW_DATA", "value": "/data"},
-                    {
-                        "name": "TENANTFLOW_HMAC_KEY",
-                        "valueFrom": {"secretKeyRef": {"name": HMAC_SECRET, "key": "key"}},
-                    },
-                ],
-                "resources": {
-                    "requests": dict(box.resources.requests),
-                    "limits": dict(box.resources.limits),
-                },
-                "securityContext": {
-                    "allowPrivilegeEscalation": False,
-                    "readOnlyRootFilesystem": True,
-                    "capabilities": {"drop": ["ALL"]},
-                    "runAsNonRoot": True,
-                },
-                "readinessProbe": {"httpGet": {"path": "/healthz", "port": SANDBOX_PORT}},
-                "volumeMounts": [
-                    {"name": "data", "mountPath": "/data"},
-                    {"name": "tmp", "mountPath": "/tmp"},
-                ],
-            }
-        ],
+        "containers": [runner, worker],
         "volumes": [
             {"name": "data", "persistentVolumeClaim": {"claimName": PVC}},
             {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+            {"name": "run", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+            {
+                "name": "key",
+                # root-owned, group fsGroup: readable by the runner (fsGroup is a group of
+                # every container), mounted nowhere else
+                "secret": {"secretName": HMAC_SECRET, "defaultMode": 0o440},
+            },
         ],
     }
     if box.runtime_class_name:

@@ -10,6 +10,7 @@ import pytest
 
 from tenantflow.durations import parse_time
 from tenantflow.engine import RetryPolicy, StepDefaults
+from tenantflow.engine.env import MAX_LOG_LINE_BYTES, MAX_LOG_LINES
 from tenantflow.sdk import NonRetryableError, StepError, WaitTimeout, current_attempt
 from tenantflow.testing import WorkflowTestEnv
 
@@ -271,7 +272,7 @@ def test_event_and_params_and_env_reach_the_workflow() -> None:
         "tenant": "acme",
         "ts": "2030-01-01T00:00:00Z",
     }
-    assert result.logs[0]["message"] == "stored" and result.logs[0]["value"] == "hello"
+    assert result.logs[0]["message"] == "stored" and result.logs[0]["fields"] == {"value": "hello"}
 
 
 def test_logs_are_not_repeated_by_replays() -> None:
@@ -283,3 +284,26 @@ def test_logs_are_not_repeated_by_replays() -> None:
         env.log.info("end")
 
     assert [line["message"] for line in run(wf).logs] == ["start", "middle", "end"]
+
+
+def test_log_fields_stay_namespaced_capped_and_json() -> None:
+    async def wf(event: Any, step: Any, env: Any) -> None:
+        env.log.info("forged", tenant="other", level="critical", logger="operator")
+        for n in range(MAX_LOG_LINES + 50):
+            env.log.info("x", n=n)
+        env.log.info("y" * (MAX_LOG_LINE_BYTES + 1))
+
+    logs = run(wf).logs
+    assert logs[0]["level"] == "info" and logs[0]["fields"] == {
+        "tenant": "other",
+        "level": "critical",
+        "logger": "operator",
+    }
+    assert len(logs) == MAX_LOG_LINES
+
+    async def bad(event: Any, step: Any, env: Any) -> None:
+        env.log.info("a set", v={1, 2})
+
+    result = run(bad)
+    assert result.phase == "Errored" and result.error["name"] == "TypeError"
+    assert "env.log.info" in result.error["message"]
