@@ -124,6 +124,6 @@ def test_hostile_program_ends_clearly_and_harms_nobody(sandboxes: Sandboxes, pro
     if program.stem == "c08_setuid_copy":
         planted = Path(sandboxes.data_dir("hostile")) / "scratch" / "suid-sh"
         assert planted.stat().st_uid == host_uid("hostile") != 0
-    # the victim advances at once, on its first try; the hostile tenant recovers
-    assert sandboxes.advance("victim", BENIGN)["outcome"]["output"] == "fine"
+    # the victim still advances, and the hostile tenant recovers
+    assert sandboxes.healthy("victim")["outcome"]["output"] == "fine"
     assert sandboxes.healthy("hostile")["outcome"]["output"] == "fine"
