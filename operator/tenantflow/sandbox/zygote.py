@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from tenantflow.sandbox import frames, seccomp, worker
+from tenantflow.sandbox.payload import deadline_seconds
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
@@ -86,7 +87,7 @@ class Zygote:
             conn.close()
 
     def _advance(self, conn: socket.socket, payload: dict[str, Any]) -> None:
-        deadline = time.monotonic() + worker.deadline_seconds(payload)
+        deadline = time.monotonic() + deadline_seconds(payload)
         pid = self._fork()
         if pid == 0:
             worker.child_main(
@@ -113,17 +114,7 @@ class Zygote:
     # ------------------------------------------------------------------ processes
     def reap(self) -> None:
         """Collect exited children; kill overdue advances and every stray process."""
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            if self.children.pop(pid, None) is not None:
-                _kill_group(pid)  # what the advance forked dies with it (a fork bomb too)
-                if status:
-                    _log("advance child ended abnormally", pid=pid, status=_describe(status))
+        self._collect()
         now = time.monotonic()
         for pid, deadline in list(self.children.items()):
             if now > deadline:
@@ -134,9 +125,22 @@ class Zygote:
                 break
             for pid in strays:
                 _kill_group(pid)
-            with contextlib.suppress(ChildProcessError):
-                while os.waitpid(-1, os.WNOHANG)[0]:
-                    pass
+            self._collect()
+
+    def _collect(self) -> None:
+        """waitpid every exited child; an advance child's group dies with it (a fork bomb
+        too), and it leaves `children` at once (its pid may be reused)."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if self.children.pop(pid, None) is not None:
+                _kill_group(pid)
+                if status:
+                    _log("advance child ended abnormally", pid=pid, status=_describe(status))
 
     def _strays(self) -> list[int]:
         """Children of ours that are not a running advance (re-parented orphans)."""

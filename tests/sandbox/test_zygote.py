@@ -1,0 +1,118 @@
+"""The worker host's own bookkeeping, against a real zygote process (no jail needed):
+every advance child leaves its table when it ends, nothing an advance started survives
+it, and a local sandbox leaves no cgroup behind when it stops."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tenantflow.engine import EngineLimits
+from tenantflow.sandbox import frames
+from tenantflow.sandbox.local import CGROUP_PREFIX, CGROUP_ROOT, LocalSandboxes
+from tenantflow.sandbox.payload import advance_payload
+
+pytestmark = pytest.mark.slow
+DETACHED = """
+import os, time
+async def run(event, step):
+    def spawn():
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                time.sleep(600)
+            os._exit(0)
+        return "spawned"
+    return await step.do("spawn", spawn)
+"""
+BENIGN = "async def run(event, step):\n    return await step.do('ok', lambda: 'fine')\n"
+
+
+class Zygote:
+    def __init__(self, root: Path) -> None:
+        self.socket = str(root / "z.sock")
+        self.proc = subprocess.Popen(
+            [
+                *(sys.executable, "-I", "-m", "tenantflow.sandbox.zygote", "--data", str(root)),
+                *("--tenant", "t", "--listen", self.socket),
+            ],
+            cwd="/",
+        )
+        for _ in range(200):
+            if os.path.exists(self.socket):
+                return
+            time.sleep(0.05)
+        raise AssertionError("the zygote did not start")
+
+    def call(self, request: dict[str, Any]) -> Any:
+        with socket.socket(socket.AF_UNIX) as conn:
+            conn.connect(self.socket)
+            frames.send(conn, request)
+            return frames.recv(conn, frames.MAX_RESULT)
+
+    def advance(self, source: str) -> Any:
+        payload = advance_payload(
+            source=source,
+            instance_id="i",
+            started_at="2030-01-01T00:00:00Z",
+            limits=EngineLimits(max_step_timeout=5, batch_seconds=1),
+        )
+        return self.call({"op": "advance", "payload": payload})
+
+    def descendants(self) -> list[int]:
+        """Every process below the zygote (children of children included)."""
+        parents: dict[int, int] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    stat = Path(f"/proc/{entry}/stat").read_text()
+                except OSError:
+                    continue
+                parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+        found, frontier = [], {self.proc.pid}
+        while frontier:
+            frontier = {p for p, pp in parents.items() if pp in frontier}
+            found += frontier
+        return found
+
+
+@pytest.fixture()
+def zygote(tmp_path: Path) -> Iterator[Zygote]:
+    z = Zygote(tmp_path)
+    yield z
+    z.proc.kill()
+    z.proc.wait()
+
+
+def test_advance_children_leave_the_table_and_detached_ones_die(zygote: Zygote) -> None:
+    assert zygote.advance(DETACHED)["outcome"]["output"] == "spawned"
+    for _ in range(5):
+        assert zygote.advance(BENIGN)["outcome"]["output"] == "fine"
+    for _ in range(100):  # the reaper runs every 50 ms
+        if zygote.call({"op": "ping"})["children"] == 0 and not zygote.descendants():
+            break
+        time.sleep(0.05)
+    assert zygote.call({"op": "ping"}) == {"ok": True, "children": 0}
+    assert zygote.descendants() == [], "a process of an advance outlived it"
+
+
+def test_a_stopped_local_sandbox_leaves_no_cgroup(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        sandboxes = LocalSandboxes(tmp_path / "s")
+        await sandboxes.endpoint("cgroup-probe", str(tmp_path / "d"), b"key")
+        await asyncio.sleep(0.5)  # the runner has started its jail
+        groups = list(CGROUP_ROOT.glob(f"*/{CGROUP_PREFIX}cgroup-probe"))
+        assert groups, "the jail runs in its own cgroups"
+        sandboxes.stop_all()
+
+    asyncio.run(scenario())
+    assert list(CGROUP_ROOT.glob(f"*/{CGROUP_PREFIX}cgroup-probe")) == []
