@@ -24,6 +24,10 @@ class FrameError(TenantflowError):
     """The peer closed early, sent too much, or sent something that is not safe JSON."""
 
 
+class PeerClosed(FrameError):
+    """The connection ended before a whole frame arrived (the peer died or gave up)."""
+
+
 def encode(value: Any) -> bytes:
     data = jsonsafe.dumps(value)
     return HEADER.pack(len(data)) + data
@@ -51,7 +55,7 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     while len(buf) < n:
         chunk = sock.recv(min(n - len(buf), 1 << 20))
         if not chunk:
-            raise FrameError("the peer closed the connection")
+            raise PeerClosed("the peer closed the connection")
         buf += chunk
     return bytes(buf)
 
@@ -61,7 +65,7 @@ async def read(reader: asyncio.StreamReader, limit: int) -> Any:
         n = _length(await reader.readexactly(HEADER.size), limit)
         return _decode(await reader.readexactly(n))
     except asyncio.IncompleteReadError:
-        raise FrameError("the peer closed the connection") from None
+        raise PeerClosed("the peer closed the connection") from None
 
 
 def _decode(data: bytes) -> Any:

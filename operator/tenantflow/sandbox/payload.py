@@ -6,8 +6,22 @@ from typing import Any
 
 from tenantflow.engine.options import EngineLimits, StepDefaults
 from tenantflow.engine.state import InboxEvent
-from tenantflow.engine.wire import defaults_to_wire, inbox_to_wire, limits_to_wire
+from tenantflow.engine.wire import (
+    defaults_to_wire,
+    inbox_to_wire,
+    limits_from_wire,
+    limits_to_wire,
+)
 from tenantflow.workflows.source import sha256
+
+GRACE_SECONDS = 2  # past the budget, before the zygote kills the advance's process group
+
+
+def deadline_seconds(payload: dict[str, Any]) -> float:
+    """Wall-clock (and CPU) budget of one advance: the longest step plus the batch, plus
+    grace. The zygote kills at it; the runner and the operator wait a little longer."""
+    limits = limits_from_wire(payload["limits"])
+    return limits.max_step_timeout + limits.batch_seconds + GRACE_SECONDS
 
 
 def advance_payload(

@@ -33,6 +33,7 @@ from tenantflow.engine.env import MAX_LOG_LINE_BYTES, MAX_LOG_LINES
 from tenantflow.observability.logging import configure, get_logger
 from tenantflow.sandbox import auth, frames, worker, zygote
 from tenantflow.sandbox.link import WorkerLost, ZygoteLink
+from tenantflow.sandbox.payload import deadline_seconds
 
 log = get_logger("tenantflow.runner")
 ADVANCES = Counter("tenantflow_runner_advances_total", "Advance calls.", ["result"])
@@ -61,7 +62,7 @@ class Runner:
             return self._error(mac, 401, "Unauthorized", str(exc))
         try:
             payload = validate(jsonsafe.loads(body))
-            deadline = worker.deadline_seconds(payload) + self.grace
+            deadline = deadline_seconds(payload) + self.grace
         except (ValueError, TypeError) as exc:
             ADVANCES.labels("bad-request").inc()
             return self._error(mac, 400, "BadRequest", str(exc))
@@ -97,10 +98,8 @@ class Runner:
             await writer.drain()
             try:
                 return await frames.read(reader, frames.MAX_RESULT)
-            except frames.FrameError as exc:
-                if "closed" in str(exc):
-                    raise WorkerLost(str(exc)) from None
-                raise
+            except frames.PeerClosed as exc:
+                raise WorkerLost(str(exc)) from None
         finally:
             writer.close()
             with contextlib.suppress(OSError):

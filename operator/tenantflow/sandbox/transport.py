@@ -16,8 +16,9 @@ import aiohttp
 
 from tenantflow.errors import TenantflowError
 from tenantflow.sandbox import auth
+from tenantflow.sandbox.payload import deadline_seconds
 
-MARGIN_SECONDS = 15.0
+MARGIN_SECONDS = 13.0  # past the advance's deadline: the runner's grace, then the network
 
 
 class SandboxUnavailable(TenantflowError):
@@ -38,9 +39,7 @@ class Endpoint:
 
 
 def call_timeout(payload: dict[str, Any]) -> float:
-    limits = payload.get("limits") or {}
-    budget = float(limits.get("max_step_timeout", 900)) + float(limits.get("batch_seconds", 5))
-    return budget + MARGIN_SECONDS
+    return deadline_seconds(payload) + MARGIN_SECONDS
 
 
 class HttpTransport:

@@ -29,19 +29,13 @@ from tenantflow.engine.wire import (
     limits_from_wire,
 )
 from tenantflow.sandbox import frames, seccomp
+from tenantflow.sandbox.payload import advance_payload, deadline_seconds
 from tenantflow.storage.database import TenantDatabase
 from tenantflow.storage.outputs import SqliteOutputStore
 
-CPU_GRACE_SECONDS = 2
 MAX_FILES = 256
 DATABASE = "tenant.sqlite3"
 BAD_REQUEST = "badRequest"  # the answer's key when the payload itself could not be run
-
-
-def deadline_seconds(payload: dict[str, Any]) -> float:
-    """Wall-clock budget of one advance: the longest step plus the batch, plus grace."""
-    limits = limits_from_wire(payload["limits"])
-    return limits.max_step_timeout + limits.batch_seconds + CPU_GRACE_SECONDS
 
 
 def child_main(
@@ -116,8 +110,6 @@ async def run(event, step, env):
 def warm_up(scratch_dir: str) -> None:
     """One advance in the zygote before it forks, so children inherit warm imports and
     caches. Async steps only: a started thread pool would not survive the fork."""
-    from tenantflow.sandbox.payload import advance_payload
-
     run(
         advance_payload(source=WARM_UP, instance_id="warm-up", started_at="2000-01-01T00:00:00Z"),
         scratch_dir,
