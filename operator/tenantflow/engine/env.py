@@ -10,7 +10,7 @@ from typing import Any
 from tenantflow import jsonsafe
 from tenantflow.durations import format_time
 
-MAX_LOG_LINES = 100  # per advance; more are counted, not kept
+MAX_LOG_LINES = 100  # per advance; later lines are dropped
 MAX_LOG_LINE_BYTES = 4096
 
 
@@ -26,7 +26,6 @@ class WorkflowLogger:
     now: Callable[[], dt.datetime]
     replaying: Callable[[], bool]
     lines: list[dict[str, Any]] = field(default_factory=list)
-    dropped: int = 0
 
     def _emit(self, level: str, message: str, fields: dict[str, Any]) -> None:
         if self.replaying():
@@ -36,7 +35,6 @@ class WorkflowLogger:
         except jsonsafe.UnsafeJSON as exc:
             raise TypeError(f"env.log.{level}: a field is not plain JSON ({exc})") from None
         if len(self.lines) >= MAX_LOG_LINES or size > MAX_LOG_LINE_BYTES:
-            self.dropped += 1
             return
         self.lines.append(
             {
