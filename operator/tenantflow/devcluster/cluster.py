@@ -90,12 +90,15 @@ class DevCluster:
 
     def down(self) -> bool:
         """Stop exactly the processes this cluster started and remove its directory."""
+        from tenantflow.sandbox.local import remove_stale_cgroups  # sandbox imports devcluster
+
         if not self.dir.exists():
             return False
         state = State.load(self._state_file) or State()
         ordered = [state.pids[c] for c in reversed(COMPONENTS) if c in state.pids]
         process.stop(ordered, self.dir)
         process.stop(process.owned_pids(self.dir), self.dir)  # anything the state file missed
+        remove_stale_cgroups()  # local sandboxes' jails, once their runners are gone
         shutil.rmtree(self.dir, ignore_errors=True)
         log.info("dev cluster stopped", directory=str(self.dir))
         return True

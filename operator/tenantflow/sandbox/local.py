@@ -42,7 +42,8 @@ JAIL_UID = 10001  # the uid inside the jail (as in the sandbox pod)
 HOST_UID_BASE, HOST_UID_SPAN = 200_000, 800_000  # each tenant's own unprivileged host uid
 MAX_PIDS = 256
 TMPFS_BYTES = 64 * 1024 * 1024
-CGROUP_V1 = Path("/sys/fs/cgroup")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CGROUP_PREFIX = "tenantflow-"
 MEMORY_OVERHEAD = 256 * 1024 * 1024  # the zygote, and the page cache of the tenant's files
 
 
@@ -150,8 +151,8 @@ class Cgroups:
 
     @classmethod
     def create(cls, tenant: str, memory_bytes: int) -> Cgroups:
-        name = f"tenantflow-{tenant}"
-        v1 = (CGROUP_V1 / "pids" / "cgroup.procs").exists()
+        name = f"{CGROUP_PREFIX}{tenant}"
+        v1 = (CGROUP_ROOT / "pids" / "cgroup.procs").exists()
         settings = (
             {"pids": {"pids.max": MAX_PIDS}, "memory": {"memory.limit_in_bytes": memory_bytes}}
             if v1
@@ -159,7 +160,7 @@ class Cgroups:
         )
         procs = []
         for controller, values in settings.items():
-            group = CGROUP_V1 / controller / name if controller else CGROUP_V1 / name
+            group = CGROUP_ROOT / controller / name if controller else CGROUP_ROOT / name
             try:
                 group.mkdir(exist_ok=True)
                 for file, value in values.items():
@@ -185,6 +186,24 @@ class Cgroups:
             with contextlib.suppress(ChildProcessError):
                 while os.waitpid(-1, os.WNOHANG)[0]:
                     pass
+
+    def remove(self) -> None:
+        """Kill what is left, then remove the (now empty) groups: nothing stays behind."""
+        self.kill_all()
+        for procs in self.procs:
+            with contextlib.suppress(OSError):
+                procs.parent.rmdir()
+
+
+def remove_stale_cgroups() -> int:
+    """Remove the empty cgroups of jails whose runner died without cleaning up (a killed
+    operator); `dev-cluster down` calls this. Groups still holding processes stay."""
+    removed = 0
+    for group in CGROUP_ROOT.glob(f"*/{CGROUP_PREFIX}*"):
+        with contextlib.suppress(OSError):
+            group.rmdir()
+            removed += 1
+    return removed
 
 
 class JailLink(ZygoteLink):
@@ -246,11 +265,11 @@ class JailLink(ZygoteLink):
 
     async def restart(self, reason: str) -> bool:
         log.warning("replacing the jailed worker host", tenant=self.tenant, reason=reason)
-        self.close()
+        self._stop()
         self._start()
         return True
 
-    def close(self) -> None:
+    def _stop(self) -> None:
         if self.control is not None:
             self.control.close()
             self.control = None
@@ -258,6 +277,10 @@ class JailLink(ZygoteLink):
         if self.proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=5)
+
+    def close(self) -> None:
+        self._stop()
+        self.cgroups.remove()
 
 
 def _own_tree(data_dir: str, uid: int) -> None:
