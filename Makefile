@@ -18,11 +18,14 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv with the package and its test/bench/dev extras
 
-sysdeps: ## Debian packages the project needs (bubblewrap; Go if missing)
+sysdeps: ## Debian packages the project needs (node runtime, mmdebstrap, bubblewrap; Go if missing)
 	bash hack/install-system-deps.sh
 
 binaries: venv sysdeps ## build the control plane from Go modules (cached in ~/.cache/tenantflow)
 	$(BIN)/tenantflow dev-cluster build
+
+images: binaries ## the operator, sandbox and pause images as OCI archives (no registry, cached)
+	$(BIN)/tenantflow dev-cluster images
 
 test: binaries ## unit + integration + e2e against a local control plane
 	@set -o pipefail; $(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
@@ -59,4 +62,4 @@ crds: venv ## regenerate crds/ from the pydantic models
 kind-e2e: venv ## the e2e suite on a kind cluster (needs Docker and kind)
 	bash hack/kind-e2e.sh
 
-.PHONY: help venv sysdeps binaries test unit demo down lint fmt bench chaos crds kind-e2e
+.PHONY: help venv sysdeps binaries images test unit demo down lint fmt bench chaos crds kind-e2e

@@ -1,4 +1,11 @@
-"""Find a tenant's runner: its HMAC key, and where it listens (cluster Service or local jail)."""
+"""Find a tenant's runner: its HMAC key, and where it listens (cluster Service or local jail).
+
+In a cluster the runner is reached at a ready pod of its (headless) Service, read from the
+Service's EndpointSlices: the operator needs neither cluster DNS (the dev node has none) nor
+a service proxy hop, a runner that is not ready is a clear, retried `SandboxNotReady`
+instead of a resolver error, and a failed call forgets the address so that a restarted
+pod's new one is read again.
+"""
 
 from __future__ import annotations
 
@@ -26,26 +33,25 @@ class Sandboxes:
             or ("cluster" if in_cluster else "local")
         )
         self.local = LocalSandboxes() if self.mode == "local" else None
-        # what the API says about a tenant's runner (key, data directory), remembered briefly
-        self.found: Cache[str, tuple[bytes, str | None]] = Cache(maxsize=4096, ttl=ENDPOINT_TTL)
+        # what the API says about a tenant's runner: its key, and its URL (cluster) or its
+        # data directory (local), remembered briefly
+        self.found: Cache[str, tuple[bytes, str]] = Cache(maxsize=4096, ttl=ENDPOINT_TTL)
 
     async def endpoint(self, tenant: str) -> Endpoint:
         found = self.found.get(tenant)
         if found is None:
             found = await self._lookup(tenant)
             self.found.put(tenant, found)
-        key, data_dir = found
-        if self.local is None or data_dir is None:
-            ns = manifests.namespace_of(tenant)
-            url = f"http://{manifests.SANDBOX}.{ns}.svc:{manifests.SANDBOX_PORT}"
-            return Endpoint(key=key, url=url)
-        return await self.local.endpoint(tenant, data_dir, key)  # (re)starts a dead runner
+        key, where = found
+        if self.local is None:
+            return Endpoint(key=key, url=where)
+        return await self.local.endpoint(tenant, where, key)  # (re)starts a dead runner
 
     def forget(self, tenant: str) -> None:
         """After a failed call: read the key and volume again next time."""
         self.found.discard(tenant)
 
-    async def _lookup(self, tenant: str) -> tuple[bytes, str | None]:
+    async def _lookup(self, tenant: str) -> tuple[bytes, str]:
         ns = manifests.namespace_of(tenant)
         secret = await self.kube.get("v1", "Secret", manifests.HMAC_SECRET, ns)
         if secret is None or "key" not in (secret.get("data") or {}):
@@ -53,7 +59,30 @@ class Sandboxes:
                 "SandboxNotProvisioned", f"secret {ns}/{manifests.HMAC_SECRET} is missing"
             )
         key = base64.b64decode(secret["data"]["key"])
-        return key, (await self._data_dir(ns) if self.local is not None else None)
+        return key, (await self._data_dir(ns) if self.local is not None else await self._url(ns))
+
+    async def _url(self, ns: str) -> str:
+        slices = await self.kube.list(
+            "discovery.k8s.io/v1",
+            "EndpointSlice",
+            ns,
+            label_selector=f"kubernetes.io/service-name={manifests.SANDBOX}",
+        )
+        ready = sorted(
+            address
+            for piece in slices
+            for endpoint in piece.get("endpoints") or []
+            if (endpoint.get("conditions") or {}).get("ready")
+            for address in endpoint.get("addresses") or []
+        )
+        if not ready:
+            raise SandboxUnavailable(
+                "SandboxNotReady",
+                f"no ready sandbox pod behind service {ns}/{manifests.SANDBOX} yet "
+                f"(kubectl -n {ns} get pods); retried",
+            )
+        host = f"[{ready[0]}]" if ":" in ready[0] else ready[0]
+        return f"http://{host}:{manifests.SANDBOX_PORT}"
 
     async def _data_dir(self, ns: str) -> str:
         """The directory behind the tenant's bound PersistentVolume (hostPath)."""

@@ -29,6 +29,7 @@ def ensure_binaries() -> Path:
         ETCD_VERSION=versions.ETCD,
         KWOK_VERSION=versions.KWOK,
         HELM_VERSION=versions.HELM,
+        KUBE_ROUTER_VERSION=versions.KUBE_ROUTER,
         TENANTFLOW_BIN=str(d),
         TENANTFLOW_SRC=str(versions.cache_dir() / "src"),
     )

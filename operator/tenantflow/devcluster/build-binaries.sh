@@ -6,7 +6,7 @@
 set -euo pipefail
 
 # Versions and paths come from tenantflow.devcluster.versions (`tenantflow dev-cluster build`).
-: "${K8S_VERSION:?}" "${ETCD_VERSION:?}" "${KWOK_VERSION:?}" "${HELM_VERSION:?}"
+: "${K8S_VERSION:?}" "${ETCD_VERSION:?}" "${KWOK_VERSION:?}" "${HELM_VERSION:?}" "${KUBE_ROUTER_VERSION:?}"
 : "${TENANTFLOW_BIN:?}" "${TENANTFLOW_SRC:?}"
 BIN=$TENANTFLOW_BIN
 SRC=$TENANTFLOW_SRC
@@ -41,7 +41,7 @@ build() {
 need() { [ ! -x "$BIN/$1" ]; }
 
 # --- Kubernetes: one module requiring k8s.io/kubernetes, every staging module replaced by v0.Y.Z
-if need kube-apiserver || need kube-controller-manager || need kube-scheduler || need kubectl || need kubelet; then
+if need kube-apiserver || need kube-controller-manager || need kube-scheduler || need kubectl || need kubelet || need kube-proxy; then
   dir=$SRC/kubernetes-$K8S_VERSION
   newmod "$dir" tenantflow.dev/controlplane
   stagever="v0.${K8S_VERSION#v1.}"
@@ -57,7 +57,7 @@ if need kube-apiserver || need kube-controller-manager || need kube-scheduler ||
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ld="$ld -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
   done
-  for c in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet; do
+  for c in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; do
     if need "$c"; then build "$dir" "$BIN/$c" "k8s.io/kubernetes/cmd/$c" "$ld"; fi
   done
 fi
@@ -94,6 +94,16 @@ if need helm; then
   newmod "$dir" tenantflow.dev/helm
   printf '\nrequire helm.sh/helm/v3 %s\n' "$HELM_VERSION" >> "$dir/go.mod"
   build "$dir" "$BIN/helm" helm.sh/helm/v3/cmd/helm "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+fi
+
+# --- kube-router, netpol-only: NetworkPolicy enforcement on the dev node (iptables + ipset).
+# SIG Network's kube-network-policies builds too, but needs nftables' `queue` expression,
+# which kernels like this one lack.
+if need kube-router; then
+  dir=$SRC/kube-router-$KUBE_ROUTER_VERSION
+  newmod "$dir" tenantflow.dev/kuberouter
+  printf '\nrequire github.com/cloudnativelabs/kube-router/v2 %s\n' "$KUBE_ROUTER_VERSION" >> "$dir/go.mod"
+  build "$dir" "$BIN/kube-router" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router "-s -w"
 fi
 
 log "binaries ready in $BIN"

@@ -8,6 +8,7 @@ import os
 import shutil
 import ssl
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tenantflow.devcluster import binaries, kubeconfig, manifests, process, versions
+from tenantflow.devcluster import binaries, kubeconfig, manifests, node, process, versions
 from tenantflow.devcluster.pki import CertificateAuthority, KeyPair, service_account_keys
 from tenantflow.errors import DevClusterError
 from tenantflow.observability.logging import get_logger
@@ -23,7 +24,14 @@ from tenantflow.observability.logging import get_logger
 log = get_logger("tenantflow.devcluster")
 
 # Components in start order; `down` stops them in reverse.
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+COMPONENTS = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+    *node.COMPONENTS,
+)
 SERVICE_CIDR = "10.96.0.0/16"
 FAKE_NODES = 3
 _PORT_RETRIES = 3
@@ -37,6 +45,8 @@ class State:
     pids: dict[str, int] = field(default_factory=dict)
     argv: dict[str, list[str]] = field(default_factory=dict)  # to restart a component as-is
     bin_dir: str = ""
+    address: str = "127.0.0.1"  # where the API server listens (the node IP with a node)
+    node: bool = False  # a real kubelet node runs pods (else only kwok's fake nodes)
 
     @classmethod
     def load(cls, path: Path) -> State | None:
@@ -61,16 +71,26 @@ class DevCluster:
         self._pki = self.dir / "pki"
 
     # ------------------------------------------------------------------ public API
-    def up(self, *, timeout: float = 120.0) -> Path:
-        """Start (or reuse) the cluster; returns the admin kubeconfig path once it is ready."""
+    def up(self, *, timeout: float = 180.0, with_node: bool | None = None) -> Path:
+        """Start (or reuse) the cluster; returns the admin kubeconfig path once it is ready.
+
+        `with_node` (default: env TENANTFLOW_NODE, else "real" when this machine can run
+        one): a real kubelet node that runs pods, next to kwok's fake nodes.
+        """
         bins = binaries.ensure_binaries()
+        want_node = _want_node() if with_node is None else with_node
         if self.healthy():
-            log.info("dev cluster already running", kubeconfig=str(self.kubeconfig))
-            return self.kubeconfig
+            running = State.load(self._state_file) or State()
+            if running.node == want_node:
+                log.info("dev cluster already running", kubeconfig=str(self.kubeconfig))
+                return self.kubeconfig
         self._clean_stale()
         started = time.monotonic()
         self.dir.mkdir(parents=True)
-        state = State(bin_dir=str(bins))
+        state = State(bin_dir=str(bins), node=want_node)
+        if want_node:
+            node.setup_network(self.dir / "node")
+            state.address = node.NODE_IP
         self._write_credentials()
         deadline = started + timeout
         self._start_etcd(state, bins, deadline)
@@ -78,7 +98,9 @@ class DevCluster:
         self._write_kubeconfigs(state)
         self._start_controllers(state, bins)
         state.save(self._state_file)
-        self._bootstrap(bins, deadline)
+        if want_node:
+            self._start_node(state, bins, deadline)
+        self._bootstrap(state, bins, deadline)
         state.save(self._state_file)
         log.info(
             "dev cluster ready",
@@ -97,8 +119,10 @@ class DevCluster:
         state = State.load(self._state_file) or State()
         ordered = [state.pids[c] for c in reversed(COMPONENTS) if c in state.pids]
         process.stop(ordered, self.dir)
-        process.stop(process.owned_pids(self.dir), self.dir)  # anything the state file missed
+        process.stop(process.owned_pids(self.dir), self.dir)  # shims, strays of a crash
         remove_stale_cgroups()  # local sandboxes' jails, once their runners are gone
+        if state.node or (self.dir / "node").exists():
+            node.teardown(self.dir / "node", Path(state.bin_dir or versions.bin_dir()))
         shutil.rmtree(self.dir, ignore_errors=True)
         log.info("dev cluster stopped", directory=str(self.dir))
         return True
@@ -126,7 +150,7 @@ class DevCluster:
         state = State.load(self._state_file)
         if state is None:
             return {"running": False, "directory": str(self.dir)}
-        procs = {c: process.is_ours(state.pids.get(c, -1), self.dir) for c in COMPONENTS}
+        procs = {c: process.is_ours(state.pids[c], self.dir) for c in COMPONENTS if c in state.pids}
         ready = all(procs.values()) and self._readyz(state)
         return {
             "running": ready,
@@ -134,6 +158,7 @@ class DevCluster:
             "server": self.server(state),
             "kubeconfig": str(self.kubeconfig),
             "components": procs,
+            "node": node.NODE_NAME if state.node else None,
         }
 
     def healthy(self) -> bool:
@@ -150,9 +175,14 @@ class DevCluster:
         path = os.environ.get("PATH", "")
         return {"KUBECONFIG": str(self.kubeconfig), "PATH": f"{state.bin_dir}:{path}"}
 
+    def has_node(self) -> bool:
+        """True when a real kubelet node runs this cluster's pods."""
+        state = State.load(self._state_file)
+        return bool(state and state.node)
+
     @staticmethod
     def server(state: State) -> str:
-        return f"https://127.0.0.1:{state.ports.get('apiserver', 0)}"
+        return f"https://{state.address}:{state.ports.get('apiserver', 0)}"
 
     # ------------------------------------------------------------------ start-up steps
     def _clean_stale(self) -> None:
@@ -173,11 +203,19 @@ class DevCluster:
                 "kubernetes.default.svc",
                 "kubernetes.default.svc.cluster.local",
             ),
-            server_ips=("127.0.0.1", "10.96.0.1"),
+            server_ips=("127.0.0.1", "10.96.0.1", node.NODE_IP),
         )
         ca.issue("admin", cn="tenantflow-admin", org="system:masters")
         ca.issue("controller-manager", cn="system:kube-controller-manager")
         ca.issue("scheduler", cn="system:kube-scheduler")
+        # the node: kubelet's serving cert carries the node IP (or logs/exec fail with x509)
+        ca.issue("kubelet", cn=node.NODE_NAME, server_ips=(node.NODE_IP,))
+        ca.issue("kubelet-client", cn=f"system:node:{node.NODE_NAME}", org="system:nodes")
+        ca.issue("kube-proxy", cn="system:kube-proxy")
+        ca.issue("kube-router", cn=node.ROUTER_USER)
+        ca.issue(
+            "apiserver-kubelet-client", cn="kube-apiserver-kubelet-client", org="system:masters"
+        )
         service_account_keys(self._pki)
 
     def _start_etcd(self, state: State, bins: Path, deadline: float) -> None:
@@ -212,8 +250,8 @@ class DevCluster:
             return [
                 str(bins / "kube-apiserver"),
                 f"--etcd-servers=http://127.0.0.1:{state.ports['etcd']}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={state.address}",
+                f"--advertise-address={state.address}",
                 f"--secure-port={port}",
                 f"--tls-cert-file={pki / 'apiserver.crt'}",
                 f"--tls-private-key-file={pki / 'apiserver.key'}",
@@ -225,7 +263,12 @@ class DevCluster:
                 "--authorization-mode=Node,RBAC",
                 "--enable-admission-plugins=NodeRestriction,PodSecurity",
                 "--allow-privileged=true",
-                "--endpoint-reconciler-type=none",  # a loopback address may not be an endpoint
+                # a loopback address may not be an endpoint; the node IP is
+                f"--endpoint-reconciler-type={'lease' if state.node else 'none'}",
+                f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+                f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+                f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+                "--kubelet-preferred-address-types=InternalIP",
                 "--max-requests-inflight=1000",
                 "--max-mutating-requests-inflight=500",
                 "--profiling=false",
@@ -236,7 +279,8 @@ class DevCluster:
 
     def _write_kubeconfigs(self, state: State) -> None:
         server, ca = self.server(state), self._pki / "ca.crt"
-        for name in ("admin", "controller-manager", "scheduler"):
+        clients = ("kubelet-client", "kube-proxy", "kube-router") if state.node else ()
+        for name in ("admin", "controller-manager", "scheduler", *clients):
             target = self.kubeconfig if name == "admin" else self.dir / f"{name}.kubeconfig"
             kubeconfig.write(target, server=server, ca=ca, client=_pair(self._pki, name))
 
@@ -288,16 +332,38 @@ class DevCluster:
             ],
         }
         for name, argv in argvs.items():
-            state.argv[name] = argv
-            state.pids[name] = process.spawn(name, argv, self._logs, self.dir).pid
+            self._spawn(state, name, argv)
 
-    def _bootstrap(self, bins: Path, deadline: float) -> None:
-        """Default StorageClass and fake nodes; ready once nodes are Ready and SAs exist."""
+    def _start_node(self, state: State, bins: Path, deadline: float) -> None:
+        """containerd (then the images), kubelet, kube-proxy and the volume provisioner."""
+        paths = node.NodePaths(self.dir / "node")
+        node.write_configs(paths, self._pki, self.dir / "kube-proxy.kubeconfig")
+        argvs = node.argvs(
+            paths, bins, self.dir / "kubelet-client.kubeconfig", self.dir / "kube-router.kubeconfig"
+        )
+        argvs["provisioner"] = [
+            sys.executable,
+            *("-m", "tenantflow.devcluster.provisioner"),
+            *(f"--kubeconfig={self.kubeconfig}", f"--root={self.dir / 'volumes'}"),
+        ]
+        self._spawn(state, "containerd", argvs["containerd"])
+        _wait("containerd", lambda: node.runtime_ready(paths), deadline, self._diagnose)
+        node.import_images(paths)
+        for name in ("kubelet", "kube-proxy", "kube-router", "provisioner"):
+            self._spawn(state, name, argvs[name])
+        state.save(self._state_file)
+
+    def _spawn(self, state: State, name: str, argv: list[str]) -> None:
+        state.argv[name] = argv
+        state.pids[name] = process.spawn(name, argv, self._logs, self.dir).pid
+
+    def _bootstrap(self, state: State, bins: Path, deadline: float) -> None:
+        """Default StorageClass and nodes; ready once nodes are Ready and SAs exist."""
         kubectl = [str(bins / "kubectl"), f"--kubeconfig={self.kubeconfig}"]
-        _run([*kubectl, "apply", "-f", "-"], manifests.bootstrap(FAKE_NODES))
+        _run([*kubectl, "apply", "-f", "-"], manifests.bootstrap(FAKE_NODES, real_node=state.node))
         checks: list[tuple[str, list[str]]] = [
             (
-                "fake nodes Ready",
+                "nodes Ready",
                 [*kubectl, "wait", "--for=condition=Ready", "node", "--all", "--timeout=5s"],
             ),
             (
@@ -358,6 +424,19 @@ class DevCluster:
                     f"{process.log_tail(self._logs / f'{c}.log')}"
                 )
         return "\n".join(parts) or f"all components alive; logs in {self._logs}"
+
+
+def _want_node() -> bool:
+    """TENANTFLOW_NODE=real|none; by default a real node wherever this machine can run one."""
+    choice = os.environ.get("TENANTFLOW_NODE", "auto")
+    if choice not in ("auto", "real", "none"):
+        raise DevClusterError(f"TENANTFLOW_NODE={choice!r}: use real, none or auto")
+    why_not = node.supported()
+    if choice == "real" and why_not:
+        raise DevClusterError(f"TENANTFLOW_NODE=real, but {why_not}")
+    if choice == "auto" and why_not:
+        log.warning("no real node: pods will not run (kwok nodes only)", reason=why_not)
+    return choice != "none" and why_not is None
 
 
 def _pair(pki: Path, name: str) -> KeyPair:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-STORAGE_CLASS = {
+STORAGE_CLASS: dict[str, object] = {
     "apiVersion": "storage.k8s.io/v1",
     "kind": "StorageClass",
     "metadata": {
@@ -18,8 +18,18 @@ STORAGE_CLASS = {
 }
 
 
-def fake_node(name: str, zone: str) -> dict[str, object]:
-    """A Node kwok manages (annotation selector) with room for many pods."""
+def storage_class(real_node: bool) -> dict[str, object]:
+    """With a real node, volumes come from the dev provisioner (pod-writable directories)."""
+    from tenantflow.devcluster import provisioner
+
+    if not real_node:
+        return STORAGE_CLASS
+    return {**STORAGE_CLASS, "provisioner": provisioner.NAME}
+
+
+def fake_node(name: str, zone: str, *, tainted: bool = False) -> dict[str, object]:
+    """A Node kwok manages (annotation selector) with room for many pods; tainted when a
+    real node exists, so that only pods which ask for a fake node land there."""
     resources = {"cpu": "32", "memory": "256Gi", "pods": "250", "ephemeral-storage": "1Ti"}
     return {
         "apiVersion": "v1",
@@ -35,11 +45,20 @@ def fake_node(name: str, zone: str) -> dict[str, object]:
                 "topology.kubernetes.io/zone": zone,
             },
         },
+        "spec": {"taints": [FAKE_TAINT] if tainted else []},
         "status": {"allocatable": resources, "capacity": resources},
     }
 
 
-def bootstrap(nodes: int) -> str:
+FAKE_TAINT = {"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}
+
+
+def bootstrap(nodes: int, *, real_node: bool = False) -> str:
     """A multi-document YAML stream for `kubectl apply -f -`."""
-    docs = [STORAGE_CLASS] + [fake_node(f"kwok-node-{i}", f"zone-{i}") for i in range(nodes)]
+    docs = [storage_class(real_node)]
+    docs += [fake_node(f"kwok-node-{i}", f"zone-{i}", tainted=real_node) for i in range(nodes)]
+    if real_node:
+        from tenantflow.devcluster import node
+
+        docs += node.router_rbac()
     return yaml.safe_dump_all(docs, sort_keys=False)

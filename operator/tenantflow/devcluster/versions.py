@@ -9,6 +9,7 @@ KUBERNETES = "v1.37.2"  # newest k8s.io/kubernetes whose go.mod builds with Go 1
 ETCD = "v3.6.16"
 KWOK = "v0.8.0"
 HELM = "v3.22.0"
+KUBE_ROUTER = "v2.1.0"  # NetworkPolicy enforcement on the dev node (the only v2 served)
 
 TOOLS = (
     "etcd",
@@ -17,6 +18,8 @@ TOOLS = (
     "kube-scheduler",
     "kubectl",
     "kubelet",
+    "kube-proxy",
+    "kube-router",
     "kwok",
     "helm",
 )

@@ -17,6 +17,7 @@ RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     ("v1", "PersistentVolume"): ("persistentvolumes", False),
     ("v1", "Pod"): ("pods", True),
     ("v1", "Event"): ("events", True),
+    ("discovery.k8s.io/v1", "EndpointSlice"): ("endpointslices", True),
     ("apps/v1", "StatefulSet"): ("statefulsets", True),
     ("apps/v1", "ControllerRevision"): ("controllerrevisions", True),
     ("networking.k8s.io/v1", "NetworkPolicy"): ("networkpolicies", True),

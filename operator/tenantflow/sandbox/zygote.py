@@ -200,6 +200,9 @@ def serve(zygote: Zygote, *, listen: str | None, control_fd: int | None) -> None
         Path(listen).unlink(missing_ok=True)
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         server.bind(listen)
+        # the runner container runs as another uid whose only shared group is the pod's
+        # fsGroup (the socket's group): connecting needs write permission on the socket
+        os.chmod(listen, 0o660)
         server.listen(64)
         sel.register(server, selectors.EVENT_READ, "listen")
     else:

@@ -1,0 +1,118 @@
+"""The dev node's volume provisioner: hostPath PersistentVolumes that pods can write.
+
+The controller-manager's built-in hostpath provisioner makes each volume root-owned with
+mode 0750, which no pod under PSA `restricted` (non-root, no fsGroup support for hostPath)
+can write. This one makes mode-0777 directories under the cluster directory (itself only
+reachable by root on the host, so no other host user gets in), binds them to their claim,
+and deletes them once the claim is gone, the way an external provisioner does.
+Run as a dev-cluster component: `python -m tenantflow.devcluster.provisioner`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+from pathlib import Path
+from typing import Any
+
+from tenantflow.kube.client import ApiException, Kube
+from tenantflow.observability.logging import configure, get_logger
+
+log = get_logger("tenantflow.devcluster.provisioner")
+
+NAME = "tenantflow.dev/hostpath"
+STORAGE_CLASS = "standard"
+POLL_SECONDS = 0.5
+
+
+def volume_for(claim: dict[str, Any], root: Path) -> dict[str, Any]:
+    """The PersistentVolume pre-bound to `claim` (pure)."""
+    meta, spec = claim["metadata"], claim.get("spec") or {}
+    name = f"pvc-{meta['uid']}"
+    size = ((spec.get("resources") or {}).get("requests") or {}).get("storage", "1Gi")
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": name, "annotations": {"pv.kubernetes.io/provisioned-by": NAME}},
+        "spec": {
+            "capacity": {"storage": size},
+            "accessModes": spec.get("accessModes") or ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Delete",
+            "storageClassName": STORAGE_CLASS,
+            "hostPath": {"path": str(root / name), "type": "Directory"},
+            "claimRef": {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "namespace": meta["namespace"],
+                "name": meta["name"],
+                "uid": meta["uid"],
+            },
+        },
+    }
+
+
+def wants_volume(claim: dict[str, Any]) -> bool:
+    spec = claim.get("spec") or {}
+    phase = (claim.get("status") or {}).get("phase")
+    return bool(
+        phase == "Pending"
+        and not spec.get("volumeName")
+        and spec.get("storageClassName") in (None, STORAGE_CLASS)
+        and not (claim.get("metadata") or {}).get("deletionTimestamp")
+    )
+
+
+async def sync_once(kube: Kube, root: Path) -> None:
+    for claim in await kube.list("v1", "PersistentVolumeClaim"):
+        if wants_volume(claim):
+            pv = volume_for(claim, root)
+            path = Path(pv["spec"]["hostPath"]["path"])
+            path.mkdir(parents=True, exist_ok=True)
+            path.chmod(0o777)  # the pod's uid is not known here; the parent keeps others out
+            try:
+                await kube.create(pv)
+                log.info(
+                    "volume provisioned", pv=pv["metadata"]["name"], claim=claim["metadata"]["name"]
+                )
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+    for pv in await kube.list("v1", "PersistentVolume"):
+        annotations = pv["metadata"].get("annotations") or {}
+        phase = (pv.get("status") or {}).get("phase")
+        if annotations.get("pv.kubernetes.io/provisioned-by") == NAME and phase in (
+            "Released",
+            "Failed",
+        ):
+            shutil.rmtree(root / pv["metadata"]["name"], ignore_errors=True)
+            await kube.delete("v1", "PersistentVolume", pv["metadata"]["name"])
+            log.info("volume deleted", pv=pv["metadata"]["name"])
+
+
+async def run(kubeconfig: str, root: Path) -> None:
+    kube = await Kube.connect(kubeconfig)
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o711)
+    try:
+        while True:
+            try:
+                await sync_once(kube, root)
+            except (ApiException, OSError) as exc:
+                log.warning("provisioner pass failed; retrying", error=str(exc))
+            await asyncio.sleep(POLL_SECONDS)
+    finally:
+        await kube.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--root", required=True, type=Path, help="where volumes are made")
+    args = parser.parse_args()
+    configure()
+    asyncio.run(run(args.kubeconfig, args.root))
+
+
+if __name__ == "__main__":
+    main()
