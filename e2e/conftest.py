@@ -117,7 +117,7 @@ def tenant_factory(
     custom = client.CustomObjectsApi(api_client)
     names: list[str] = []
 
-    def make(**limits: Any) -> Tenant:
+    def make(*, sandbox: dict[str, Any] | None = None, **limits: Any) -> Tenant:
         name = f"wf-{uuid.uuid4().hex[:6]}"
         custom.create_cluster_custom_object(
             GROUP,
@@ -127,7 +127,7 @@ def tenant_factory(
                 "apiVersion": f"{GROUP}/{VERSION}",
                 "kind": "Tenant",
                 "metadata": {"name": name},
-                "spec": {"limits": limits},
+                "spec": {"limits": limits, **({"sandbox": sandbox} if sandbox else {})},
             },
         )
         names.append(name)

@@ -18,7 +18,6 @@ from conftest import privileged_pod, wait_for
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 GROUP, VERSION = "tenantflow.dev", "v1alpha1"
-PAUSE = "registry.k8s.io/pause:3.10"
 
 
 def _tenant(name: str, owner: str, **limits: Any) -> dict[str, Any]:

@@ -1,8 +1,10 @@
-"""The Helm chart: lints, renders to objects the API server accepts, installs, upgrades and
-uninstalls on the local control plane (pods run on kwok nodes; nothing executes there)."""
+"""The Helm chart: lints, renders to objects the API server accepts, and installs the
+operator as pods on the dev cluster's real node (locally built images), which then runs a
+tenant's workflow; upgrades and uninstalls."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import uuid
 from collections.abc import Callable
@@ -12,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, wait_for
-from tenantflow.devcluster import versions
+from tenantflow.devcluster import DevCluster, images, node, versions
 
 CHART = ROOT / "charts" / "tenantflow"
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
@@ -52,42 +54,79 @@ def test_rendered_chart_is_accepted_by_the_api_server(
     assert "deployment.apps/t-operator created (server dry run)" in result.stdout
 
 
+def local_images() -> list[str]:
+    """Point the chart at the images built on this machine (imported into the node)."""
+    operator = images.ref("operator")
+    return [
+        *("--set", f"image.repository={operator.rsplit(':', 1)[0]}"),
+        *("--set", f"image.tag={operator.rsplit(':', 1)[1]}"),
+        *("--set", "image.pullPolicy=Never"),
+        *("--set", f"sandbox.image={images.ref('sandbox')}"),
+    ]
+
+
 @pytest.mark.slow
-def test_install_upgrade_uninstall(kubeconfig: Path, crds: Path, kubectl: Kubectl) -> None:
-    ns, release = f"tf-chart-{uuid.uuid4().hex[:6]}", "tf"
+def test_install_run_a_workflow_upgrade_uninstall(
+    kubeconfig: Path, crds: Path, kubectl: Kubectl
+) -> None:
+    """The operator as users run it: installed by the chart, in pods on the real node with
+    in-cluster credentials and the chart's RBAC, driving a tenant's sandbox pod over the
+    pod network; then upgraded and uninstalled."""
+    assert DevCluster().has_node(), "the dev cluster has no real node (TENANTFLOW_NODE=none?)"
+    ns, release, tenant = f"tf-chart-{uuid.uuid4().hex[:6]}", "tf", f"chart-{uuid.uuid4().hex[:6]}"
 
     def deployment(jsonpath: str) -> str:
         return kubectl(
             "get", "deployment", "tf-operator", "-n", ns, "-o", f"jsonpath={{{jsonpath}}}"
         ).stdout
 
-    helm(
-        kubeconfig,
-        "install",
-        release,
-        str(CHART),
-        "-n",
-        ns,
-        "--create-namespace",
-        "--wait",
-        "--timeout",
-        "120s",
-        "--set",
-        "replicas=2",
-    )
+    install = ["-n", ns, "--wait", "--timeout", "150s", *local_images()]
     try:
+        helm(
+            kubeconfig,
+            "install",
+            release,
+            str(CHART),
+            "--create-namespace",
+            *install,
+            "--set",
+            "replicas=2",
+        )
         assert deployment(".status.readyReplicas") == "2"
         assert kubectl("get", "clusterkopfpeering", "tenantflow").returncode == 0
+        nodes = kubectl("get", "pods", "-n", ns, "-o", "jsonpath={.items[*].spec.nodeName}")
+        assert set(nodes.stdout.split()) == {node.NODE_NAME}, nodes.stdout
+        tenant_doc, *workflow_docs = _tenant_and_workflow(tenant)
+        kubectl("apply", "-f", "-", input=yaml.safe_dump(tenant_doc))
+        wait_for(
+            lambda: (
+                kubectl("get", "tenant", tenant, "-o", "jsonpath={.status.phase}").stdout == "Ready"
+            ),
+            "the tenant Ready (provisioned by the operator pod)",
+            90,
+        )
+        tns = f"tenant-{tenant}"
+        kubectl("apply", "-f", "-", input=yaml.safe_dump_all(workflow_docs))
+        phase = wait_for(
+            lambda: (
+                kubectl("get", "wfi", "hello", "-n", tns, "-o", "jsonpath={.status.phase}").stdout
+                in ("Complete", "Errored", "Failed")
+                and kubectl(
+                    "get", "wfi", "hello", "-n", tns, "-o", "jsonpath={.status.phase}"
+                ).stdout
+            ),
+            "the instance finished, driven by the operator pod",
+            150,
+        )
+        out = kubectl("get", "wfi", "hello", "-n", tns, "-o", "jsonpath={.status.output}").stdout
+        assert phase == "Complete", kubectl("get", "wfi", "hello", "-n", tns, "-o", "yaml").stdout
+        assert json.loads(out) == {"greeting": "hello from a pod", "uid": 10001}
         helm(
             kubeconfig,
             "upgrade",
             release,
             str(CHART),
-            "-n",
-            ns,
-            "--wait",
-            "--timeout",
-            "120s",
+            *install,
             "--set",
             "replicas=1",
             "--set",
@@ -97,8 +136,40 @@ def test_install_upgrade_uninstall(kubeconfig: Path, crds: Path, kubectl: Kubect
         wait_for(lambda: deployment(".status.replicas") == "1", "scaled to 1", 60)
         assert "tf" in helm(kubeconfig, "list", "-n", ns).stdout
     finally:
-        helm(kubeconfig, "uninstall", release, "-n", ns, "--wait", "--timeout", "120s")
+        kubectl("delete", "tenant", tenant, "--wait=false", check=False)
+        helm(kubeconfig, "uninstall", release, "-n", ns, "--wait", "--timeout", "120s", check=False)
     assert kubectl("get", "deployment", "tf-operator", "-n", ns, check=False).returncode != 0
     assert kubectl("get", "clusterrole", "tf-operator", check=False).returncode != 0
     assert kubectl("get", "crd", "tenants.tenantflow.dev").returncode == 0, "CRDs are kept"
     kubectl("delete", "namespace", ns, "--wait=false")
+
+
+def _tenant_and_workflow(tenant: str) -> list[dict[str, object]]:
+    source = (
+        "import os\n"
+        "async def run(event, step, env):\n"
+        "    uid = await step.do('who', lambda: os.getuid())\n"
+        "    return {'greeting': 'hello from a pod', 'uid': uid}\n"
+    )
+    ns = f"tenant-{tenant}"
+    docs = [
+        {
+            "apiVersion": "tenantflow.dev/v1alpha1",
+            "kind": "Tenant",
+            "metadata": {"name": tenant},
+            "spec": {},
+        },
+        {
+            "apiVersion": "tenantflow.dev/v1alpha1",
+            "kind": "WorkflowDefinition",
+            "metadata": {"name": "hello", "namespace": ns},
+            "spec": {"source": {"inline": source}},
+        },
+        {
+            "apiVersion": "tenantflow.dev/v1alpha1",
+            "kind": "WorkflowInstance",
+            "metadata": {"name": "hello", "namespace": ns},
+            "spec": {"workflowRef": {"name": "hello"}},
+        },
+    ]
+    return docs

@@ -7,6 +7,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from conftest import privileged_pod, wait_for
+from tenantflow.devcluster.manifests import FAKE_TAINT
 
 PAUSE = "registry.k8s.io/pause:3.10"
 
@@ -26,7 +27,18 @@ def test_deployment_pod_runs_on_a_kwok_node(api_client: client.ApiClient, namesp
                 selector=client.V1LabelSelector(match_labels=_labels("web")),
                 template=client.V1PodTemplateSpec(
                     metadata=client.V1ObjectMeta(labels=_labels("web")),
-                    spec=client.V1PodSpec(containers=[client.V1Container(name="c", image=PAUSE)]),
+                    spec=client.V1PodSpec(
+                        containers=[client.V1Container(name="c", image=PAUSE)],
+                        # kwok's nodes are tainted once a real node exists: ask for them
+                        node_selector={"type": "kwok"},
+                        tolerations=[
+                            client.V1Toleration(
+                                key=FAKE_TAINT["key"],
+                                value=FAKE_TAINT["value"],
+                                effect=FAKE_TAINT["effect"],
+                            )
+                        ],
+                    ),
                 ),
             ),
         ),

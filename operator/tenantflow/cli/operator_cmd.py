@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -15,7 +16,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="no peering: run even if other operators are active",
     )
-    p.add_argument("--priority", type=int, default=0, help="peering priority (highest wins)")
+    p.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        help="peering priority, highest wins (default: random, so that of several replicas "
+        "exactly one is active: kopf pauses every operator whose priority another shares)",
+    )
     p.set_defaults(func=run)
 
 
@@ -28,6 +35,6 @@ def run(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         liveness_port=args.liveness_port,
         standalone=args.standalone,
-        priority=args.priority,
+        priority=args.priority if args.priority is not None else random.randint(1, 1 << 30),
     )
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from typing import Any
@@ -21,10 +22,20 @@ log = get_logger("tenantflow.operator")
 
 @kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    """In a pod: the service account; elsewhere: $KUBECONFIG (the dev cluster's, say)."""
-    if "KUBERNETES_SERVICE_HOST" in os.environ:
-        return kopf.login_with_service_account(**kwargs)
-    return kopf.login_with_kubeconfig(**kwargs)
+    """In a pod: the service account; elsewhere: $KUBECONFIG (the dev cluster's, say).
+
+    kopf's own service-account login names the API server `kubernetes.default.svc`, which
+    needs cluster DNS; like client-go's in-cluster config, use the address the kubelet
+    hands every pod (KUBERNETES_SERVICE_HOST/PORT), so the operator runs without DNS."""
+    host = os.environ.get("KUBERNETES_SERVICE_HOST")
+    if not host:
+        return kopf.login_with_kubeconfig(**kwargs)
+    info = kopf.login_with_service_account(**kwargs)
+    if info is None:
+        return None
+    port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+    host = f"[{host}]" if ":" in host else host
+    return dataclasses.replace(info, server=f"https://{host}:{port}")
 
 
 @kopf.on.startup()

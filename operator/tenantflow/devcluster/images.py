@@ -35,6 +35,7 @@ from pathlib import Path
 from tenantflow.devcluster import versions
 from tenantflow.errors import DevClusterError
 from tenantflow.observability.logging import get_logger
+from tenantflow.tenancy.manifests import RUNNER_UID, WORKER_UID
 
 log = get_logger("tenantflow.devcluster.images")
 
@@ -44,7 +45,7 @@ PACKAGE_DIR = PROJECT_ROOT / "operator" / "tenantflow"
 SITE = "usr/local/lib/python3.11/dist-packages"  # on Debian's python3 path, also under -I
 DEBIAN_SUITE = "bookworm"
 DEBIAN_PACKAGES = ("python3", "libseccomp2")
-NONROOT = 10001
+NONROOT = WORKER_UID  # the operator and the sandbox worker run as this uid
 PAUSE_SOURCE = Path(__file__).with_name("pause.c")
 _EPOCH = 946684800  # layer file times: fixed, so equal inputs give equal layers
 
@@ -98,7 +99,7 @@ def _cached_layer(kind: str, key: str, build: Callable[[Path], None]) -> Path:
 
 
 def os_layer() -> Path:
-    key = _digest(DEBIAN_SUITE, *DEBIAN_PACKAGES, _sources())
+    key = _digest(DEBIAN_SUITE, *DEBIAN_PACKAGES, _sources(), *_user_hooks())
 
     def build(target: Path) -> None:
         if shutil.which("mmdebstrap") is None:
@@ -114,6 +115,7 @@ def os_layer() -> Path:
                 "--dpkgopt=path-exclude=/usr/share/info/*",
                 '--aptopt=Acquire::Languages "none"',
                 '--customize-hook=rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*',
+                *(f"--customize-hook={hook}" for hook in _user_hooks()),
                 "--format=tar",
                 DEBIAN_SUITE,
                 str(target),
@@ -123,6 +125,21 @@ def os_layer() -> Path:
         )
 
     return _cached_layer("os", key, build)
+
+
+USERS = {NONROOT: "tenantflow", RUNNER_UID: "runner"}  # operator and worker; sandbox runner
+
+
+def _user_hooks() -> list[str]:
+    """Named users for the image's uids: some libraries (kopf's peering id via getpass)
+    look the uid up in /etc/passwd and fail without an entry."""
+    hooks = []
+    for uid, name in USERS.items():
+        hooks.append(
+            f'echo "{name}:x:{uid}:{uid}::/nonexistent:/usr/sbin/nologin" >> "$1/etc/passwd"'
+        )
+        hooks.append(f'echo "{name}:x:{uid}:" >> "$1/etc/group"')
+    return hooks
 
 
 def _sources() -> str:

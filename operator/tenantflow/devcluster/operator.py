@@ -1,7 +1,9 @@
-"""The operator as a child process, for tests, benchmarks and the demo.
+"""The operator as a child process, for tests, benchmarks and the chaos suite.
 
 Its command line names the cluster's kubeconfig, so `dev-cluster down` (which stops every
-process mentioning the cluster directory) stops it too.
+process mentioning the cluster directory) stops it too. On a dev cluster with a real node,
+tenant sandboxes are real pods reached over the pod network (the cluster transport, as in a
+cluster); without one, they are local jails.
 """
 
 from __future__ import annotations
@@ -13,8 +15,16 @@ import time
 import urllib.request
 from pathlib import Path
 
+from tenantflow.devcluster import images
+from tenantflow.devcluster.cluster import DevCluster
 from tenantflow.devcluster.process import free_port
 from tenantflow.errors import DevClusterError
+
+
+def sandbox_transport(kubeconfig: Path) -> str:
+    """`cluster` when the dev cluster behind `kubeconfig` has a real node, else `local`."""
+    cluster = DevCluster()
+    return "cluster" if kubeconfig.parent == cluster.dir and cluster.has_node() else "local"
 
 
 class OperatorProcess:
@@ -27,16 +37,24 @@ class OperatorProcess:
         *,
         standalone: bool = True,
         metrics_port: int | None = None,
+        sandboxes: str | None = None,
     ) -> None:
         self.kubeconfig, self.log_path = kubeconfig, log_path
         self.standalone = standalone
+        self.sandboxes = sandboxes or sandbox_transport(kubeconfig)
         self.metrics_port = metrics_port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60) -> None:
         """Start and wait for the liveness endpoint (the operator has logged in)."""
         liveness = free_port()
-        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig), TENANTFLOW_LOG_FORMAT="json")
+        env = dict(
+            os.environ,
+            KUBECONFIG=str(self.kubeconfig),
+            TENANTFLOW_LOG_FORMAT="json",
+            TENANTFLOW_SANDBOX_TRANSPORT=self.sandboxes,
+            TENANTFLOW_SANDBOX_IMAGE=images.ref("sandbox"),
+        )
         argv = [
             sys.executable,
             "-m",
