@@ -1,7 +1,8 @@
 """The isolation matrix: every principal of tenant A against every resource of tenant B, and
 the other way round — Kubernetes API (SubjectAccessReview as each principal, confirmed by real
 impersonated requests), storage and runtime (probes run as tenant code in A's real sandbox),
-network (the NetworkPolicies' contents evaluated). Everything must be denied; the counts go to
+network (the NetworkPolicies' contents evaluated, and on the real node, packets sent by A's
+code to B's runner pod and the API server). Everything must be denied; the counts go to
 e2e/chaos/results/latest.json (`cross_tenant_attempts`, `cross_tenant_allowed`)."""
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from conftest import wait_for
+from conftest import OperatorProcess, wait_for
 from e2e.chaos.faults import processes
 from e2e.chaos.netpol import allows
 from e2e.chaos.results import record
 from e2e.conftest import Tenant
+from tenantflow.devcluster import DevCluster, node
+from tenantflow.tenancy.manifests import SANDBOX_PORT, ZYGOTE_SOCKET
 
 pytestmark = pytest.mark.slow
 
@@ -89,8 +92,11 @@ async def run(event, step, env):
                 lambda: [open(f"/proc/{pid}/environ", "rb").read() for pid in p["pids"]]),
             "runtime: connect to B's runner socket": attempt(
                 lambda: socket.socket(socket.AF_UNIX).connect(p["socket"])),
-            "network: connect to the API server": attempt(
-                lambda: socket.create_connection(("127.0.0.1", p["api_port"]), timeout=2)),
+            **{
+                f"network: connect to {name}": attempt(
+                    lambda h=h, port=port: socket.create_connection((h, port), timeout=2))
+                for name, (h, port) in p["network"].items()
+            },
         }
 
     return await step.do("probe", probes, retries={"limit": 0})
@@ -149,22 +155,49 @@ def _can(
     return bool(authz.create_subject_access_review(review).status.allowed)
 
 
-def _runner(data_dir: Path) -> tuple[list[int], str]:
-    """Host pids of the jailed runner serving `data_dir`, and its socket path."""
+def _runner(tenant: Tenant, transport: str) -> tuple[list[int], str]:
+    """Host pids of the tenant's runner and worker host, and the socket that reaches them:
+    the jailed runner's own socket (local), or the worker's zygote socket on the pod's
+    emptyDir, as the host sees it (pod)."""
     pids, socket = [], ""
     for pid, (_, cmdline) in processes().items():
         argv = cmdline.split()
-        if str(data_dir) in argv:
+        if "--tenant" in argv and argv[argv.index("--tenant") + 1] == tenant.name:
             pids.append(pid)
             if "--socket" in argv:
                 socket = argv[argv.index("--socket") + 1]
+    if transport == "cluster":
+        pod = tenant.core.read_namespaced_pod("sandbox-0", tenant.ns)
+        kubelet = DevCluster().dir / "node" / "kubelet"
+        socket = str(
+            kubelet
+            / "pods"
+            / pod.metadata.uid
+            / "volumes"
+            / "kubernetes.io~empty-dir"
+            / "run"
+            / Path(ZYGOTE_SOCKET).name
+        )
     return pids, socket
+
+
+def _network_targets(b: Tenant, transport: str, api_port: int) -> dict[str, list[Any]]:
+    """Where A's code must not get through to: the API server, and B's runner (pods)."""
+    if transport != "cluster":
+        return {"the API server": ["127.0.0.1", api_port]}
+    pod = b.core.read_namespaced_pod("sandbox-0", b.ns)
+    return {
+        "B's runner pod": [pod.status.pod_ip, SANDBOX_PORT],
+        "the API server's service": ["10.96.0.1", 443],
+        "the API server on the node": [node.NODE_IP, api_port],
+    }
 
 
 def test_no_principal_of_one_tenant_reaches_another(
     tenant_factory: Callable[..., Tenant],
     api_client: client.ApiClient,
     kubectl: Callable[..., Any],
+    operator_process: OperatorProcess,
 ) -> None:
     pair = [tenant_factory(), tenant_factory()]
     for t in pair:  # owners of every kind, so each kind of principal is in the matrix
@@ -228,16 +261,18 @@ def test_no_principal_of_one_tenant_reaches_another(
     b.wait_revision("secret", 1)
     assert b.wait_phase(b.start("secret"), "Complete")["output"] == "stored"
     b_dir = b.data_dir()
-    pids, socket = _runner(b_dir)
+    transport = operator_process.sandboxes
+    pids, socket = _runner(b, transport)
     assert pids and socket, "B's runner is running (its pids and socket are probed)"
     a.define("probes", PROBES)
     a.wait_revision("probes", 1)
+    api_port = int(api_client.configuration.host.rsplit(":", 1)[1])
     params = {
-        "data_dir": str(b_dir),
-        "own_dir": str(a.data_dir()),
+        "data_dir": str(b_dir),  # the host's path (pod: not even in A's mount namespace)
+        "own_dir": "/data" if transport == "cluster" else str(a.data_dir()),
         "pids": pids,
         "socket": socket,
-        "api_port": int(api_client.configuration.host.rsplit(":", 1)[1]),
+        "network": _network_targets(b, transport, api_port),
     }
     done = a.wait_phase(a.start("probes", params), "Complete", "Errored")
     assert done["phase"] == "Complete", done

@@ -90,6 +90,13 @@ class ErrorInfo(Model):
     step: str | None = Field(None, description="Step that failed, if any.")
 
 
+class LostAttempt(Model):
+    """Step attempts whose process was killed before they could answer."""
+
+    attempts: int = Field(ge=1, description="The step's attempts, the lost ones included.")
+    error: ErrorInfo = Field(description="Why the last of them was lost, e.g. OutOfMemory.")
+
+
 class StepStatus(Model):
     """One journal entry (the engine's StepRecord.to_dict shape)."""
 
@@ -128,6 +135,12 @@ class WorkflowInstanceStatus(ObservedStatus):
     error: ErrorInfo | None = Field(None, description="Why it Errored.")
     steps: list[StepStatus] = Field(default_factory=list, description="The durable journal.")
     step_count: int | None = Field(None, description="len(steps), for the STEPS column.")
+    lost_attempts: dict[str, LostAttempt] = Field(
+        default_factory=dict,
+        description="Step attempts killed with their process (the sandbox's memory limit, "
+        "the advance's deadline), by step name: each counts as a failed attempt of that "
+        "step, retried by its own policy; cleared once the journal holds it.",
+    )
     events_seen: list[str] = Field(
         default_factory=list,
         description="Arrival time (RFC 3339) of each spec.events entry, by index.",

@@ -315,6 +315,7 @@ class InstanceDriver:
             ),
             max_bytes=int(parse_quantity(limits.get("storage", "1Gi"))),
             ops_per_second=limits.get("maxStorageOpsPerSecond", 500),
+            lost_attempts=st.get("lostAttempts"),
         )
         try:
             async with self.dispatcher.slot(tenant):  # fair across tenants
@@ -331,6 +332,10 @@ class InstanceDriver:
             **_keep(st, "phase"),
             **state.after_advance(result, seen=seen, now=now),
         }
+        if st.get("lostAttempts"):
+            update["lostAttempts"] = state.unapplied_lost_attempts(
+                st["lostAttempts"], result.get("journal") or []
+            )
         update["conditions"] = conditions.merge(
             st.get("conditions"),
             [conditions.Condition("SandboxReachable", True, "Reachable")],
@@ -428,6 +433,9 @@ class InstanceDriver:
     async def _sandbox_failed(
         self, key: str, inst: dict[str, Any], st: dict[str, Any], exc: SandboxUnavailable
     ) -> None:
+        if exc.lost_steps and exc.cause:  # those step attempts failed: the steps' retries
+            await self._charge_steps(key, inst, st, exc.lost_steps, exc.cause)
+            return
         count = self.failures[key] = self.failures.get(key, 0) + 1
         self.sandboxes.forget(inst["metadata"]["namespace"].removeprefix(NAMESPACE_PREFIX))
         log.warning(
@@ -449,6 +457,29 @@ class InstanceDriver:
             return
         await self._condition(inst, "SandboxReachable", False, exc.reason, str(exc))
         self.timers.schedule(key, _later(min(2**count, 60)))
+
+    async def _charge_steps(
+        self,
+        key: str,
+        inst: dict[str, Any],
+        st: dict[str, Any],
+        lost: dict[str, int],
+        cause: dict[str, str],
+    ) -> None:
+        """Record step attempts killed with their process as failed attempts; the next
+        advance retries them by their own policy (or errors them), like any failure."""
+        self.failures.pop(key, None)
+        recorded = state.charge_lost_attempts(
+            st.get("lostAttempts") or {}, st.get("steps") or [], lost, cause
+        )
+        names = ", ".join(sorted(lost))
+        log.warning("step attempts lost", instance=key, steps=lost, cause=cause["name"])
+        written = await self._write(
+            inst,
+            {**_keep(st, "phase"), "lostAttempts": recorded},
+            event=("Warning", cause["name"], f"step(s) {names}: {cause['message']}"[:1000]),
+        )
+        self.timers.schedule(key, _later(0 if written else 1))
 
     async def _condition(
         self,

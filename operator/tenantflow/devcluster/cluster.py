@@ -175,6 +175,13 @@ class DevCluster:
         path = os.environ.get("PATH", "")
         return {"KUBECONFIG": str(self.kubeconfig), "PATH": f"{state.bin_dir}:{path}"}
 
+    def api_port(self) -> int:
+        """The API server's port (on 127.0.0.1, or on the node IP with a node)."""
+        state = State.load(self._state_file)
+        if state is None:
+            raise DevClusterError("the dev cluster is not running")
+        return state.ports["apiserver"]
+
     def has_node(self) -> bool:
         """True when a real kubelet node runs this cluster's pods."""
         state = State.load(self._state_file)

@@ -50,11 +50,16 @@ def advance(
     defaults: StepDefaults | None = None,
     limits: EngineLimits | None = None,
     offload: OutputStore | None = None,
+    on_attempt: Callable[[str, int], None] | None = None,
+    lost_attempts: dict[str, dict[str, Any]] | None = None,
 ) -> Advance:
     """Replay `workflow` over `journal`, run what is new, and say how it ended.
 
     The input journal is not modified; `Advance.journal` is the one to persist. A step
     whose result is in the input journal never runs again (at-least-once for the rest).
+    `on_attempt(step, attempt)` is called as each attempt starts (the sandbox reports it,
+    so an attempt whose process the kernel kills is charged to that step);
+    `lost_attempts` ({step: {"attempts", "error"}}) are such attempts, failed.
     """
     loop = _WorkflowLoop()
     try:
@@ -68,6 +73,8 @@ def advance(
                     limits=limits or EngineLimits(),
                     offload=offload,
                     inbox=inbox,
+                    on_attempt=on_attempt,
+                    lost_attempts=lost_attempts,
                 ),
                 event={
                     "payload": params,

@@ -17,7 +17,7 @@ from tenantflow.engine.errors import (
     StepLimitExceeded,
     StepOptionsError,
 )
-from tenantflow.engine.journal import StepKind, StepRecord, StepState
+from tenantflow.engine.journal import FINAL_STATES, StepKind, StepRecord, StepState
 from tenantflow.engine.options import EngineLimits, StepDefaults
 from tenantflow.engine.outputs import OutputStore, fetch, store
 
@@ -51,6 +51,8 @@ class ReplayState:
         limits: EngineLimits,
         offload: OutputStore | None,
         inbox: Sequence[InboxEvent],
+        on_attempt: Callable[[str, int], None] | None = None,
+        lost_attempts: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         # copies: the caller's journal is what is persisted, and must stay untouched
         self.journal = [dataclasses.replace(r) for r in journal]
@@ -72,6 +74,8 @@ class ReplayState:
         self.exec_done = asyncio.Event()
         self.executed: list[tuple[str, str]] = []
         self.changed = False
+        self.on_attempt = on_attempt
+        self.lost_attempts = lost_attempts or {}
 
     # ------------------------------------------------------------------ errors
     def fail(self, err: EngineError, step: str | None = None) -> NoReturn:
@@ -127,7 +131,7 @@ class ReplayState:
                     ),
                     name,
                 )
-            return rec
+            return self._charge_lost(rec)
         if index >= self.limits.max_steps:
             self.fail(
                 StepLimitExceeded(
@@ -141,6 +145,22 @@ class ReplayState:
             return None
         rec = StepRecord(name=name, kind=kind, state=_initial(kind), started_at=self.now())
         self.journal.append(rec)
+        self.changed = True
+        return self._charge_lost(rec)
+
+    def _charge_lost(self, rec: StepRecord) -> StepRecord:
+        """Attempts of this step lost with their process are failed attempts: retry now,
+        or error the step if its policy allows no more (step.do decides)."""
+        lost = self.lost_attempts.get(rec.name)
+        if (
+            lost is None
+            or rec.kind is not StepKind.DO
+            or rec.state in FINAL_STATES
+            or int(lost.get("attempts", 0)) <= rec.attempts
+        ):
+            return rec
+        rec.attempts = int(lost["attempts"])
+        rec.state, rec.error, rec.next_attempt_at = StepState.RETRYING, lost.get("error"), None
         self.changed = True
         return rec
 

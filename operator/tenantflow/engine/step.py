@@ -53,12 +53,18 @@ class StepApi:
             )
         policy = s.checked(name, lambda: s.defaults.retries.merged(retries, step=name))
         seconds = s.checked(name, lambda: self._timeout(name, timeout))
+        if rec.state is StepState.RETRYING and rec.attempts > policy.limit:
+            # the last attempt was lost with its process (the operator recorded why)
+            rec.state, rec.next_attempt_at = StepState.ERRORED, None
+            s.changed = True
+            s.finished(rec)
+            raise _step_error(rec)
         while True:
             retry_at = rec.next_attempt_at
             if rec.state is StepState.RETRYING and retry_at is not None and retry_at > s.now():
                 await s.block(Blocker(name, "retry", until=retry_at))
             rec.state = StepState.RUNNING
-            ok, value, error, final = await self._attempt(fn, seconds, rec.attempts + 1)
+            ok, value, error, final = await self._attempt(name, fn, seconds, rec.attempts + 1)
             rec.attempts += 1
             s.changed = True
             if ok:
@@ -91,10 +97,12 @@ class StepApi:
         return seconds
 
     async def _attempt(
-        self, fn: Callable[[], Any], timeout: float, attempt: int
+        self, name: str, fn: Callable[[], Any], timeout: float, attempt: int
     ) -> tuple[bool, Any, dict[str, Any], bool]:
         """Run one attempt: (ok, value, error, final). `final` = do not retry."""
         s = self._s
+        if s.on_attempt is not None:
+            s.on_attempt(name, attempt)
         token = _attempt.set(attempt)
         s.executing += 1
         try:

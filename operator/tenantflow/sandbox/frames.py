@@ -19,6 +19,10 @@ HEADER = struct.Struct(">I")
 MAX_REQUEST = 32 * 1024 * 1024  # runner -> worker: journal + inbox + source
 MAX_RESULT = 8 * 1024 * 1024  # worker -> runner: the CR status cannot hold more anyway
 
+# An advance's answer is one frame, which may follow any number of small frames of these:
+PROGRESS = "progress"  # child -> runner: {"step": name, "attempt": n} starts now
+LOST = "lost"  # zygote -> runner: the child died without answering, and how
+
 
 class FrameError(TenantflowError):
     """The peer closed early, sent too much, or sent something that is not safe JSON."""

@@ -12,8 +12,23 @@ log = get_logger("tenantflow.runner")
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
+MAX_RUNNING = 64  # step attempts one advance may report as started (tenant-controlled)
+
+
 class WorkerLost(Exception):
-    """The worker child died or overran; the message says which."""
+    """The worker child died or overran; the message says which. `running`: the step
+    attempts it had started ({step: attempt}); `cause`: the zygote's account of the death
+    ({"name", "message"}), absent when the zygote itself is gone."""
+
+    def __init__(
+        self,
+        message: str,
+        running: dict[str, int] | None = None,
+        cause: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.running = running or {}
+        self.cause = cause
 
 
 class ZygoteLink:

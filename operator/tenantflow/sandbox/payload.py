@@ -38,6 +38,7 @@ def advance_payload(
     limits: EngineLimits | None = None,
     max_bytes: int | None = None,
     ops_per_second: float | None = None,
+    lost_attempts: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "revision": {
@@ -48,6 +49,7 @@ def advance_payload(
         },
         "instance": {"id": instance_id, "params": params, "startedAt": started_at},
         "journal": journal or [],
+        "lostAttempts": lost_attempts or {},
         "inbox": inbox_to_wire(inbox or []),
         "defaults": defaults_to_wire(defaults or StepDefaults()),
         "limits": limits_to_wire(limits or EngineLimits()),

@@ -32,7 +32,7 @@ from tenantflow import jsonsafe
 from tenantflow.engine.env import MAX_LOG_LINE_BYTES, MAX_LOG_LINES
 from tenantflow.observability.logging import configure, get_logger
 from tenantflow.sandbox import auth, frames, worker, zygote
-from tenantflow.sandbox.link import WorkerLost, ZygoteLink
+from tenantflow.sandbox.link import MAX_RUNNING, WorkerLost, ZygoteLink
 from tenantflow.sandbox.payload import deadline_seconds
 
 log = get_logger("tenantflow.runner")
@@ -43,6 +43,31 @@ MAX_BODY = frames.MAX_REQUEST
 PING_EVERY = 1.0
 PING_TIMEOUT = 2.0
 OUTCOMES = frozenset({"Complete", "Errored", "Waiting", "Yielded"})
+
+
+def _note_progress(running: dict[str, int], progress: Any) -> None:
+    """Record a step attempt the child says it started; what the child sends is tenant
+    code's to forge, so only well-formed, bounded entries are kept."""
+    if not isinstance(progress, dict):
+        return
+    step, attempt = progress.get("step"), progress.get("attempt")
+    if (
+        isinstance(step, str)
+        and 0 < len(step) <= 253
+        and isinstance(attempt, int)
+        and 0 < attempt < 1_000_000
+        and (step in running or len(running) < MAX_RUNNING)
+    ):
+        running[step] = attempt
+
+
+def _cause(lost: Any) -> dict[str, str]:
+    """The zygote's account of a child's death, reduced to a bounded name and message."""
+    name = lost.get("name") if isinstance(lost, dict) else None
+    message = lost.get("message") if isinstance(lost, dict) else None
+    if name not in ("OutOfMemory", "StepTimeout", "WorkerKilled") or not isinstance(message, str):
+        return {"name": "WorkerKilled", "message": "the step's process died"}
+    return {"name": name, "message": message[:1000]}
 
 
 class Runner:
@@ -76,9 +101,19 @@ class Runner:
                 if isinstance(exc, TimeoutError)
                 else f"the worker process died (CPU or memory limit, os._exit, crash): {exc}"
             )
-            log.warning("worker lost", tenant=self.tenant, reason=reason)
+            lost = exc if isinstance(exc, WorkerLost) else WorkerLost(reason)
+            log.warning(
+                "worker lost",
+                tenant=self.tenant,
+                reason=reason,
+                steps=lost.running,
+                cause=lost.cause,
+            )
             ADVANCES.labels("worker-lost").inc()
-            return self._error(mac, 503, "SandboxWorkerLost", reason)
+            detail: dict[str, Any] = {}
+            if lost.cause and lost.running:  # the step's fault: the operator charges them
+                detail = {"steps": lost.running, "cause": lost.cause}
+            return self._error(mac, 503, "SandboxWorkerLost", reason, **detail)
         except frames.FrameError as exc:  # the worker answered, but not with safe JSON
             result = worker.failed(payload, "SandboxBadOutput", f"the worker's answer: {exc}")
         if isinstance(result, dict) and worker.BAD_REQUEST in result:
@@ -92,14 +127,26 @@ class Runner:
         return self._respond(mac, 200, result)
 
     async def _exchange(self, request: dict[str, Any]) -> Any:
+        """Send one request; return its answer, after any progress frames before it."""
         reader, writer = await self.link.connect()
+        running: dict[str, int] = {}
         try:
             writer.write(frames.encode(request))
             await writer.drain()
-            try:
-                return await frames.read(reader, frames.MAX_RESULT)
-            except frames.PeerClosed as exc:
-                raise WorkerLost(str(exc)) from None
+            while True:
+                try:
+                    answer = await frames.read(reader, frames.MAX_RESULT)
+                except frames.PeerClosed as exc:
+                    raise WorkerLost(str(exc), running) from None
+                if not (isinstance(answer, dict) and len(answer) == 1):
+                    return answer
+                if frames.PROGRESS in answer:
+                    _note_progress(running, answer[frames.PROGRESS])
+                elif frames.LOST in answer:
+                    cause = _cause(answer[frames.LOST])
+                    raise WorkerLost(cause["message"], running, cause)
+                else:
+                    return answer
         finally:
             writer.close()
             with contextlib.suppress(OSError):
@@ -128,8 +175,8 @@ class Runner:
         headers.update(auth.sign_response(self.key, mac, status, body))
         return web.Response(status=status, body=body, headers=headers)
 
-    def _error(self, mac: str, status: int, name: str, message: str) -> web.Response:
-        return self._respond(mac, status, {"error": {"name": name, "message": message}})
+    def _error(self, mac: str, status: int, name: str, message: str, **detail: Any) -> web.Response:
+        return self._respond(mac, status, {"error": {"name": name, "message": message, **detail}})
 
     async def healthz(self, _: web.Request) -> web.Response:
         return web.json_response({"ok": True, "tenant": self.tenant, "worker": self.worker_healthy})

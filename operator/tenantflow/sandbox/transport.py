@@ -22,10 +22,22 @@ MARGIN_SECONDS = 13.0  # past the advance's deadline: the runner's grace, then t
 
 
 class SandboxUnavailable(TenantflowError):
-    """The runner could not be reached or lost its worker; the advance may be retried."""
+    """The runner could not be reached or lost its worker; the advance may be retried.
 
-    def __init__(self, reason: str, message: str) -> None:
+    `lost_steps` ({step: attempt}) and `cause` ({"name", "message"}) are set when the
+    worker's process was killed while running those step attempts (the kernel's memory
+    limit, the advance's deadline): the attempts failed, and count against their retries."""
+
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        lost_steps: dict[str, int] | None = None,
+        cause: dict[str, str] | None = None,
+    ) -> None:
         self.reason = reason
+        self.lost_steps = lost_steps or {}
+        self.cause = cause
         super().__init__(message)
 
 
@@ -86,9 +98,12 @@ class HttpTransport:
         if status == 200 and isinstance(data, dict):
             return data
         err = (data or {}).get("error", {}) if isinstance(data, dict) else {}
+        steps, cause = err.get("steps"), err.get("cause")
         raise SandboxUnavailable(
             str(err.get("name", f"HTTP{status}")),
             str(err.get("message", f"runner answered {status}")),
+            lost_steps=steps if isinstance(steps, dict) else None,
+            cause=cause if isinstance(cause, dict) else None,
         )
 
     async def close(self) -> None:

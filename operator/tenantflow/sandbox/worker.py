@@ -8,11 +8,13 @@ frame; the child ends with os._exit, so tenant code cannot run anything after it
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import resource
 import signal
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +55,7 @@ def child_main(
         _confine(conn, payload, data_dir, memory)
         syscalls.load()
         try:
-            result = run(payload, data_dir, tenant)
+            result = run(payload, data_dir, tenant, report=_reporter(conn))
         except Exception as exc:  # not tenant code (the engine catches that): the request
             result = {BAD_REQUEST: f"{type(exc).__name__}: {exc}"[:1000]}
         try:
@@ -63,6 +65,17 @@ def child_main(
     except BaseException:  # the runner sees EOF and reports a lost worker
         code = 70
     os._exit(code)
+
+
+def _reporter(conn: socket.socket) -> Callable[[str, int], None]:
+    """Tell the runner which step attempt starts: if the kernel kills this process (its
+    memory limit), the runner knows which steps to charge."""
+
+    def report(step: str, attempt: int) -> None:
+        with contextlib.suppress(OSError):
+            frames.send(conn, {frames.PROGRESS: {"step": step, "attempt": attempt}})
+
+    return report
 
 
 def _confine(conn: socket.socket, payload: dict[str, Any], data_dir: str, memory: int) -> None:
@@ -121,7 +134,12 @@ def warm_up(scratch_dir: str) -> None:
     gc.freeze()
 
 
-def run(payload: dict[str, Any], data_dir: str, tenant: str) -> dict[str, Any]:
+def run(
+    payload: dict[str, Any],
+    data_dir: str,
+    tenant: str,
+    report: Callable[[str, int], None] | None = None,
+) -> dict[str, Any]:
     """One advance for one instance; everything in and out is JSON-shaped."""
     rev = payload["revision"]
     try:
@@ -148,6 +166,8 @@ def run(payload: dict[str, Any], data_dir: str, tenant: str) -> dict[str, Any]:
             defaults=defaults_from_wire(payload["defaults"]),
             limits=limits_from_wire(payload["limits"]),
             offload=SqliteOutputStore(db),
+            on_attempt=report,
+            lost_attempts=payload.get("lostAttempts") or {},
         )
         return advance_to_wire(result)
     except (SystemExit, KeyboardInterrupt) as exc:  # tenant code tried to end the process

@@ -29,6 +29,7 @@ import signal
 import socket
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ def die_with_parent() -> None:
 class Zygote:
     def __init__(self, data_dir: str, tenant: str, memory_bytes: int) -> None:
         self.data_dir, self.tenant, self.memory = data_dir, tenant, memory_bytes
-        self.children: dict[int, float] = {}  # advance child pid -> deadline (monotonic)
+        self.children: dict[int, Child] = {}  # the advances running now, by pid
         self.syscalls = seccomp.Filter()
         with tempfile.TemporaryDirectory() as scratch:
             worker.warm_up(scratch)
@@ -87,7 +88,8 @@ class Zygote:
             conn.close()
 
     def _advance(self, conn: socket.socket, payload: dict[str, Any]) -> None:
-        deadline = time.monotonic() + deadline_seconds(payload)
+        budget = deadline_seconds(payload)
+        oom_before = oom_kills()
         pid = self._fork()
         if pid == 0:
             worker.child_main(
@@ -98,7 +100,8 @@ class Zygote:
                 memory=self.memory,
                 syscalls=self.syscalls,
             )
-        self.children[pid] = deadline
+        # our copy of the connection: to tell the runner why, should the child die silently
+        self.children[pid] = Child(time.monotonic() + budget, budget, conn.dup(), oom_before)
 
     def _fork(self) -> int:
         """fork(), after clearing what earlier advances left; retried while the pids
@@ -116,8 +119,9 @@ class Zygote:
         """Collect exited children; kill overdue advances and every stray process."""
         self._collect()
         now = time.monotonic()
-        for pid, deadline in list(self.children.items()):
-            if now > deadline:
+        for pid, child in list(self.children.items()):
+            if now > child.deadline:
+                child.overdue = True
                 _kill_group(pid)
         for _ in range(100):  # strays may fork while we kill: until none is left
             strays = self._strays()
@@ -137,10 +141,14 @@ class Zygote:
                 return
             if pid == 0:
                 return
-            if self.children.pop(pid, None) is not None:
+            child = self.children.pop(pid, None)
+            if child is not None:
                 _kill_group(pid)
                 if status:
                     _log("advance child ended abnormally", pid=pid, status=_describe(status))
+                    with contextlib.suppress(OSError, ValueError):
+                        frames.send(child.conn, {frames.LOST: child.cause(status)})
+                child.conn.close()
 
     def _strays(self) -> list[int]:
         """Children of ours that are not a running advance (re-parented orphans)."""
@@ -156,6 +164,60 @@ class Zygote:
             if len(fields) > 1 and fields[1] == me:
                 out.append(int(entry))
         return out
+
+
+@dataclass
+class Child:
+    """One running advance: when it must end, and the connection its answer goes to."""
+
+    deadline: float  # monotonic
+    budget: float
+    conn: socket.socket
+    oom_before: int | None
+    overdue: bool = False
+
+    def cause(self, status: int) -> dict[str, str]:
+        """Why the child ended without answering, as the runner reports it: the kernel's
+        memory limit, the advance's deadline, or another death."""
+        how = _describe(status)
+        oom_after = oom_kills()
+        if self.overdue:
+            return {
+                "name": "StepTimeout",
+                "message": f"the step's process was killed at the advance's deadline "
+                f"({self.budget:.0f}s) while running it ({how})",
+            }
+        if self.oom_before is not None and oom_after is not None and oom_after > self.oom_before:
+            limit = memory_limit()
+            return {
+                "name": "OutOfMemory",
+                "message": "the kernel killed the step's process: it exceeded the sandbox's "
+                f"memory limit{f' ({limit})' if limit else ''}; use less memory in the step or "
+                "raise spec.sandbox.resources.limits.memory of the Tenant",
+            }
+        return {"name": "WorkerKilled", "message": f"the step's process died ({how})"}
+
+
+def oom_kills() -> int | None:
+    """How many processes the kernel's OOM killer took in this container's memory cgroup
+    (v2 memory.events, v1 memory.oom_control); None where that is not visible."""
+    for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path(path).read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+    return None
+
+
+def memory_limit() -> str | None:
+    """This container's memory limit in the units a Pod spec uses (192Mi), if visible."""
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        with contextlib.suppress(OSError, ValueError):
+            limit = int(Path(path).read_text().split()[0])
+            if limit < 1 << 50:
+                return f"{limit >> 20}Mi" if limit % (1 << 20) == 0 else f"{limit} bytes"
+    return None
 
 
 def _describe(status: int) -> str:

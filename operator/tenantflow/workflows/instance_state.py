@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from tenantflow.durations import format_time, parse_time
+from tenantflow.engine.journal import StepKind, StepState
 from tenantflow.engine.state import InboxEvent
 
 FINISHED = frozenset({"Complete", "Errored", "Terminated"})
@@ -87,3 +88,44 @@ def needs_advance(status: dict[str, Any], events: list[dict[str, Any]], now: dt.
         return True
     wake = status.get("nextWakeAt")
     return wake is None or parse_time(wake) <= now
+
+
+def charge_lost_attempts(
+    recorded: dict[str, Any],
+    journal: list[dict[str, Any]],
+    lost: dict[str, int],
+    cause: dict[str, str],
+) -> dict[str, Any]:
+    """`status.lostAttempts` after step attempts whose process was killed (the kernel's
+    memory limit, the advance's deadline): each is a failed attempt with `cause`, which the
+    next advance applies when the step is called (kept apart from the journal, whose
+    entries must stay in call order). Only `do` steps that have not finished are charged;
+    `lost` comes from the sandbox (tenant code could forge it), so at worst it fails its
+    own instance's unfinished steps."""
+    out = {name: dict(entry) for name, entry in recorded.items()}
+    final = {str(StepState.COMPLETE), str(StepState.ERRORED)}
+    kinds = {
+        e.get("name"): (e.get("kind"), e.get("state"), e.get("attempts") or 0) for e in journal
+    }
+    error = {"name": cause["name"], "message": cause["message"]}
+    for name, attempt in sorted(lost.items()):
+        kind, phase, attempts = kinds.get(name, (str(StepKind.DO), None, 0))
+        if kind != StepKind.DO or phase in final:
+            continue
+        before = int((out.get(name) or {}).get("attempts") or 0)
+        out[name] = {"attempts": max(before, int(attempts), attempt), "error": error}
+    return out
+
+
+def unapplied_lost_attempts(
+    recorded: dict[str, Any], journal: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """What of `status.lostAttempts` the journal does not hold yet, after an advance (None:
+    nothing, which a merge patch writes as "delete the field")."""
+    applied = {e.get("name"): int(e.get("attempts") or 0) for e in journal}
+    left = {
+        name: entry
+        for name, entry in recorded.items()
+        if applied.get(name, 0) < int(entry.get("attempts") or 0)
+    }
+    return left or None

@@ -1,0 +1,199 @@
+"""Tenant sandboxes as real pods on the dev cluster's kubelet node.
+
+What only a real node can show: the tenant's database outlives its pod, the kernel's
+memory limit stops a step, and the NetworkPolicies are packets dropped or let through —
+probed from inside the sandbox by tenant code, where an attacker would stand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from conftest import wait_for
+from e2e.conftest import Tenant
+from tenantflow.devcluster import DevCluster, node
+
+Kubectl = Callable[..., subprocess.CompletedProcess[str]]
+pytestmark = pytest.mark.node
+
+EGRESS_IP = "10.246.7.1"  # an address this test adds to the node bridge: local, never routed out
+EGRESS_CIDR = "10.246.7.0/24"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def real_node(kubeconfig: Path) -> None:
+    if os.environ.get("TENANTFLOW_NODE") == "none":
+        pytest.skip("TENANTFLOW_NODE=none: the dev cluster was asked not to run pods")
+    assert DevCluster().has_node(), (
+        "the dev cluster has no real node: see the warning of `tenantflow dev-cluster up` "
+        "(root and `make sysdeps` are needed)"
+    )
+
+
+def sandbox_pod(tenant: Tenant) -> client.V1Pod:
+    def ready() -> client.V1Pod | None:
+        pods = tenant.core.list_namespaced_pod(tenant.ns).items
+        for pod in pods:
+            statuses = pod.status.container_statuses or []
+            if (
+                pod.metadata.deletion_timestamp is None
+                and statuses
+                and all(s.ready for s in statuses)
+            ):
+                return pod
+        return None
+
+    return wait_for(ready, f"a ready sandbox pod in {tenant.ns}", 120)  # type: ignore[return-value]
+
+
+def test_env_db_survives_deleting_the_sandbox_pod(tenant_factory: Callable[..., Tenant]) -> None:
+    tenant = tenant_factory()
+    tenant.define(
+        "keep",
+        """
+        async def run(event, step, env):
+            def write():
+                env.db.execute("CREATE TABLE IF NOT EXISTS notes (v TEXT)")
+                env.db.execute("INSERT INTO notes VALUES ('before the pod died')")
+                return True
+            await step.do("write", write)
+            await step.wait_for_event("go", type="go", timeout="10m")
+            rows = await step.do("read", lambda: env.db.query("SELECT v FROM notes"))
+            return [r["v"] for r in rows]
+        """,
+    )
+    inst = tenant.start("keep")
+    tenant.wait_phase(inst, "Waiting", timeout=120)
+    first = sandbox_pod(tenant)
+    assert first.spec.node_name == node.NODE_NAME
+    tenant.core.delete_namespaced_pod(first.metadata.name, tenant.ns, grace_period_seconds=0)
+    wait_for(
+        lambda: sandbox_pod(tenant).metadata.uid != first.metadata.uid,
+        "the StatefulSet's replacement pod",
+        120,
+    )
+    tenant.send_event(inst, "go")
+    status = tenant.wait_phase(inst, "Complete", "Errored", timeout=120)
+    assert status["phase"] == "Complete", status
+    assert status["output"] == ["before the pod died"]
+
+
+def test_a_step_over_the_memory_limit_is_stopped_by_the_kernel(
+    tenant_factory: Callable[..., Tenant],
+) -> None:
+    tenant = tenant_factory(
+        sandbox={"resources": {"limits": {"cpu": "1", "memory": "192Mi"}}},
+    )
+    tenant.define(
+        "hog",
+        """
+        async def run(event, step, env):
+            await step.do("small", lambda: "fine")
+            def hog():
+                blocks = []
+                for _ in range(64):  # touched pages, 16 MiB at a time: 1 GiB in all
+                    blocks.append(b"x" * (16 << 20))
+                return len(blocks)
+            return await step.do("hog", hog, retries={"limit": 1, "delay": "1s"})
+        """,
+    )
+    inst = tenant.start("hog")
+    status = tenant.wait_phase(inst, "Errored", "Complete", timeout=240)
+    assert status["phase"] == "Errored", status
+    steps = {s["name"]: s for s in status.get("steps") or []}
+    assert steps["small"]["state"] == "Complete"
+    assert steps["hog"]["state"] == "Errored", steps
+    assert steps["hog"]["attempts"] == 2, "one attempt and one retry, as the step asked"
+    assert steps["hog"]["error"]["name"] == "OutOfMemory", steps["hog"]
+    assert "192Mi" in steps["hog"]["error"]["message"]
+    assert status["error"]["name"] == "OutOfMemory"
+    # the sandbox itself survived: the next instance runs in the same pod
+    pod = sandbox_pod(tenant)
+    restarts = sum(s.restart_count for s in pod.status.container_statuses or [])
+    assert restarts == 0, "only the advance's process was killed, not the worker container"
+
+
+# ---------------------------------------------------------------------------- network
+PROBE = """
+import socket
+
+def probe(host, port):
+    try:
+        with socket.create_connection((host, port), timeout=3) as s:
+            return "open:" + s.recv(64).decode(errors="replace")
+    except ConnectionRefusedError:
+        return "refused"
+    except OSError as exc:
+        return "blocked:" + type(exc).__name__
+
+async def run(event, step, env):
+    out = {}
+    for name, (host, port) in sorted(event["payload"].items()):
+        out[name] = await step.do("probe-" + name, lambda h=host, p=port: probe(h, p))
+    return out
+"""
+
+
+@pytest.fixture
+def egress_server() -> Iterator[int]:
+    """A TCP server on an address this test adds to the node bridge (never routed out)."""
+    subprocess.run(["ip", "addr", "add", f"{EGRESS_IP}/32", "dev", node.NODE_BRIDGE], check=True)
+    server = socket.create_server((EGRESS_IP, 0))
+    port = server.getsockname()[1]
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError, OSError):
+                conn, _ = server.accept()
+                with conn:
+                    conn.sendall(b"egress-ok")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield port
+    stop.set()
+    thread.join(5)
+    server.close()
+    subprocess.run(["ip", "addr", "del", f"{EGRESS_IP}/32", "dev", node.NODE_BRIDGE], check=False)
+
+
+def test_network_isolation_is_enforced_on_packets(
+    tenant_factory: Callable[..., Tenant], egress_server: int, kubeconfig: Path
+) -> None:
+    allowed = tenant_factory(sandbox={"egress": [EGRESS_CIDR]})
+    other = tenant_factory()
+    other_pod = sandbox_pod(other)
+    sandbox_pod(allowed)
+    api_port = DevCluster().api_port()
+    targets: dict[str, Any] = {
+        "other-tenant-runner": [other_pod.status.pod_ip, 8080],
+        "apiserver-service": ["10.96.0.1", 443],
+        "apiserver-node-ip": [node.NODE_IP, api_port],
+        "allowed-egress": [EGRESS_IP, egress_server],
+    }
+    results = {}
+    for tenant in (allowed, other):
+        tenant.define("probe", PROBE)
+        inst = tenant.start("probe", targets)
+        status = tenant.wait_phase(inst, "Complete", "Errored", timeout=180)
+        assert status["phase"] == "Complete", status
+        results[tenant.name] = status["output"]
+    mine, theirs = results[allowed.name], results[other.name]
+    for name in ("other-tenant-runner", "apiserver-service", "apiserver-node-ip"):
+        assert not mine[name].startswith("open"), (name, mine)
+        assert not theirs[name].startswith("open"), (name, theirs)
+    assert mine["allowed-egress"] == "open:egress-ok", json.dumps(results)
+    assert not theirs["allowed-egress"].startswith("open"), "no egress CIDR, no egress"
