@@ -6,6 +6,7 @@ from bench import (
     engine_bench,
     latency_bench,
     latest,
+    pod_bench,
     sandbox_bench,
     scale_bench,
     supervisor_bench,
@@ -16,6 +17,7 @@ from bench import (
 MODULES = {
     "engine": engine_bench,
     "sandbox": sandbox_bench,
+    "pods": pod_bench,
     "tenants": tenant_bench,
     "supervisor": supervisor_bench,
     "throughput": throughput_bench,

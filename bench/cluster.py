@@ -50,19 +50,16 @@ def apply(kubeconfig: Path, *docs: dict[str, Any]) -> None:
     kubectl(kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump_all(list(docs)))
 
 
-def tenant_with_definition(
-    kubeconfig: Path, tenant: str, definition: str, source: str, **limits: int
-) -> str:
-    """A Ready tenant whose namespace holds a Ready definition; returns the namespace."""
-    apply(
-        kubeconfig,
-        {
-            "apiVersion": "tenantflow.dev/v1alpha1",
-            "kind": "Tenant",
-            "metadata": {"name": tenant},
-            "spec": {"limits": limits},
-        },
-    )
+def tenant_doc(tenant: str, **limits: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "tenantflow.dev/v1alpha1",
+        "kind": "Tenant",
+        "metadata": {"name": tenant},
+        "spec": {"limits": limits},
+    }
+
+
+def wait_tenant_ready(kubeconfig: Path, tenant: str) -> None:
     kubectl(
         kubeconfig,
         "wait",
@@ -70,6 +67,14 @@ def tenant_with_definition(
         f"tenant/{tenant}",
         "--timeout=120s",
     )
+
+
+def tenant_with_definition(
+    kubeconfig: Path, tenant: str, definition: str, source: str, **limits: int
+) -> str:
+    """A Ready tenant whose namespace holds a Ready definition; returns the namespace."""
+    apply(kubeconfig, tenant_doc(tenant, **limits))
+    wait_tenant_ready(kubeconfig, tenant)
     ns = f"tenant-{tenant}"
     apply(
         kubeconfig,

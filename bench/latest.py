@@ -30,6 +30,7 @@ GOALS: dict[str, tuple[float, bool]] = {
     "event_p99_s": (0.5, False),
     "kube_writes_per_instance": (3, False),
     "dispatch_p50_ms": (5, False),
+    "sandbox_cold_start_s": (5, False),
 }
 
 
@@ -70,6 +71,7 @@ def chart(latest: dict[str, Any]) -> None:
 
 def main() -> None:
     throughput, sandbox, latency = _load("throughput"), _load("sandbox"), _load("latency")
+    pods = _load("pods")
     scale, scale_event = _load("scale"), _load("scale_event")
     latest = {
         "starts_per_s": throughput.get("starts_per_s"),
@@ -77,7 +79,9 @@ def main() -> None:
         "backlog_starts_per_s": (throughput.get("backlog") or {}).get("starts_per_s"),
         "backlog_completions_per_s": (throughput.get("backlog") or {}).get("completions_per_s"),
         "kube_writes_per_instance": throughput.get("kube_writes_per_instance"),
-        "dispatch_p50_ms": sandbox.get("warmP50Ms"),
+        "dispatch_p50_ms": pods.get("warmP50Ms"),  # through the cluster transport, to a pod
+        "dispatch_p50_ms_local_jail": sandbox.get("warmP50Ms"),
+        "sandbox_cold_start_s": pods.get("coldStartSeconds"),
         "waiting_instances": scale.get("waiting_instances"),
         "operator_rss_mib_at_waiting": scale.get("operator_rss_mib_at_waiting"),
         "event_waiting_instances": scale_event.get("waiting_instances"),

@@ -11,12 +11,13 @@ import sys
 import time
 from pathlib import Path
 
-from tenantflow.devcluster import DevCluster, versions
+from tenantflow.devcluster import DevCluster, images, versions
 from tenantflow.devcluster.operator import OperatorProcess
 from tenantflow.observability.logging import configure
 
 ROOT = Path(__file__).resolve().parent.parent
 FINISHED = {"Complete", "Errored", "Terminated"}
+OPERATOR_NS = "tenantflow-system"
 
 
 def step(msg: str) -> None:
@@ -47,22 +48,40 @@ def wait(what: str, check, timeout: float = 120) -> None:  # type: ignore[no-unt
 
 def main() -> int:
     configure()
-    step("Starting the local control plane (etcd, kube-apiserver, controllers, kwok)")
+    step(
+        "Starting the local cluster: etcd, kube-apiserver, controllers, a kubelet node "
+        "(containerd, kube-proxy, kube-router) and kwok; the first run builds the images"
+    )
     cluster = DevCluster()
     kubeconfig = cluster.up()
     k = Kubectl(kubeconfig)
+    print(k("get", "nodes", "-o", "wide"), end="")
     step("Installing the tenantflow CRDs")
     print(k("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds")), end="")
     k("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
 
-    step("Starting the operator (metrics on http://127.0.0.1:18080/metrics)")
-    already = f"--kubeconfig {cluster.kubeconfig} operator"
-    subprocess.run(["pkill", "-f", "--", already], check=False)
-    op = OperatorProcess(
-        cluster.kubeconfig, cluster.dir / "logs" / "operator.log", metrics_port=18080
-    )
-    op.start()
-    print(f"  logs: {op.log_path}")
+    if cluster.has_node():
+        step("Installing the operator with its Helm chart (images built here, pods on the node)")
+        helm = str(versions.bin_dir() / "helm")
+        subprocess.run(
+            [
+                *(helm, f"--kubeconfig={kubeconfig}", "upgrade", "--install", "tenantflow"),
+                *(str(ROOT / "charts" / "tenantflow"), "-n", OPERATOR_NS, "--create-namespace"),
+                *("--wait", "--timeout", "180s", *images.chart_values()),
+            ],
+            check=True,
+        )
+        print(k("get", "pods", "-n", OPERATOR_NS, "-o", "wide"), end="")
+        print(f"  logs: kubectl -n {OPERATOR_NS} logs deploy/tenantflow-operator")
+    else:
+        step("Starting the operator as a local process (no node: sandboxes are local jails)")
+        already = f"--kubeconfig {cluster.kubeconfig} operator"
+        subprocess.run(["pkill", "-f", "--", already], check=False)
+        op = OperatorProcess(
+            cluster.kubeconfig, cluster.dir / "logs" / "operator.log", metrics_port=18080
+        )
+        op.start()
+        print(f"  logs: {op.log_path}; metrics: http://127.0.0.1:18080/metrics")
 
     step("Creating the example tenants: acme and globex")
     print(k("apply", "-f", str(ROOT / "examples" / "tenants")), end="")
@@ -74,7 +93,11 @@ def main() -> int:
         ),
     )
     print(k("get", "tenants"), end="")
-    print(k("get", "pods,pvc,networkpolicy,resourcequota", "-n", "tenant-acme"), end="")
+    if cluster.has_node():
+        wait("the tenants' sandbox pods Ready", lambda: sandboxes_ready(k))
+    print(
+        k("get", "pods,pvc,networkpolicy,resourcequota", "-n", "tenant-acme", "-o", "wide"), end=""
+    )
 
     step("Submitting the example workflows: CI pipeline, agent with approval, saga, data sync")
     for example in ("ci-pipeline", "agent-approval", "order-saga", "data-sync"):
@@ -109,6 +132,12 @@ def main() -> int:
         "make down                       # stop the operator and the control plane"
     )
     return 0
+
+
+def sandboxes_ready(k: Kubectl) -> bool:
+    pods = k.json("get", "pods", "-A", "-l", "app.kubernetes.io/name=sandbox")["items"]
+    statuses = [(p.get("status") or {}).get("containerStatuses") or [] for p in pods]
+    return len(pods) >= 2 and all(s and all(c.get("ready") for c in s) for s in statuses)
 
 
 def show_progress(k: Kubectl, until) -> None:  # type: ignore[no-untyped-def]

@@ -30,22 +30,28 @@ def processes() -> dict[int, tuple[int, str]]:
     return out
 
 
-def sandbox_workers(data_dir: Path) -> list[int]:
-    """Advance children of the tenant's sandbox: the zygote's forks running tenant code."""
+def _tenant_of(cmdline: str) -> str | None:
+    argv = cmdline.split()
+    return argv[argv.index("--tenant") + 1] if "--tenant" in argv[:-1] else None
+
+
+def sandbox_workers(tenant: str) -> list[int]:
+    """Advance children of the tenant's sandbox: the zygote's forks running tenant code
+    (a local jail's or a pod's: the host sees both)."""
     procs = processes()
     zygotes = {
         pid
         for pid, (ppid, cmd) in procs.items()
         if "tenantflow.sandbox.zygote" in cmd
-        and str(data_dir) in cmd
+        and _tenant_of(cmd) == tenant
         and "tenantflow.sandbox.zygote" not in procs.get(ppid, (0, ""))[1]
     }
     return [pid for pid, (ppid, _) in procs.items() if ppid in zygotes]
 
 
-def kill_workers(data_dir: Path) -> int:
+def _kill(pids: list[int]) -> int:
     killed = 0
-    for pid in sandbox_workers(data_dir):
+    for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
             killed += 1
@@ -54,26 +60,60 @@ def kill_workers(data_dir: Path) -> int:
     return killed
 
 
-def kill_runners(data_dir: Path) -> None:
-    """The runner (it holds the key, outside the jail) and the jail with its zygote."""
-    for pattern in (f"tenantflow.sandbox.runner.*{data_dir}", f"bwrap.*{data_dir}"):
-        subprocess.run(["pkill", "-9", "-f", pattern], check=False)
+def kill_workers(tenant: str) -> int:
+    return _kill(sandbox_workers(tenant))
+
+
+def kill_runners(tenant: str) -> int:
+    """The runner and the zygote (local: the host process and the jail; pod: both
+    containers' main processes, which the kubelet restarts)."""
+    return _kill(
+        [
+            pid
+            for pid, (_, cmd) in processes().items()
+            if _tenant_of(cmd) == tenant
+            and ("tenantflow.sandbox.runner" in cmd or "tenantflow.sandbox.zygote" in cmd)
+        ]
+    )
+
+
+def delete_sandbox_pod(namespace: str) -> None:
+    """The pod itself, as a node drain or an eviction would: the StatefulSet makes a new one."""
+    cluster = DevCluster()
+    subprocess.run(
+        [
+            str(Path(cluster.env()["PATH"].split(":")[0]) / "kubectl"),
+            f"--kubeconfig={cluster.kubeconfig}",
+            *("-n", namespace, "delete", "pod", "sandbox-0", "--wait=false"),
+        ],
+        check=False,
+        capture_output=True,
+    )
 
 
 @dataclass
 class Injector:
     operator: OperatorProcess
     cluster: DevCluster
-    data_dir: Path
+    tenant: str
 
     def catalogue(self) -> dict[str, Callable[[], object]]:
-        return {
+        faults: dict[str, Callable[[], object]] = {
             "operator SIGKILL": lambda: (self.operator.kill(), self.operator.start()),
             "kube-apiserver restart": lambda: self.cluster.restart("kube-apiserver"),
             "etcd restart": lambda: self.cluster.restart("etcd"),
-            "sandbox runner killed": lambda: kill_runners(self.data_dir),
-            "sandbox workers killed": lambda: kill_workers(self.data_dir),
+            "sandbox runner killed": lambda: kill_runners(self.tenant),
+            "sandbox workers killed": lambda: kill_workers(self.tenant),
         }
+        if self.cluster.has_node():  # the node's own faults, where pods run for real
+            faults.update(
+                {
+                    "sandbox pod deleted": lambda: delete_sandbox_pod(f"tenant-{self.tenant}"),
+                    "kubelet restart": lambda: self.cluster.restart("kubelet"),
+                    "containerd restart": lambda: self.cluster.restart("containerd"),
+                }
+            )
+        return faults
 
     def random(self, rng: random.Random) -> str:
         """Inject one fault chosen at random; the name says which."""

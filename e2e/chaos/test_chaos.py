@@ -134,7 +134,7 @@ def test_no_instance_is_lost_or_completed_twice_under_faults(
     tenant = tenant_factory(maxStepTimeoutSeconds=60, maxConcurrentInstances=500)
     tenant.define("mixed", MIXED)
     tenant.wait_revision("mixed", 1)
-    injector = Injector(operator_process, DevCluster(), tenant.data_dir())
+    injector = Injector(operator_process, DevCluster(), tenant.name)
     observer = Observer(tenant)
     watcher = threading.Thread(target=observer.run, daemon=True)
     watcher.start()

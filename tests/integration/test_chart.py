@@ -54,17 +54,6 @@ def test_rendered_chart_is_accepted_by_the_api_server(
     assert "deployment.apps/t-operator created (server dry run)" in result.stdout
 
 
-def local_images() -> list[str]:
-    """Point the chart at the images built on this machine (imported into the node)."""
-    operator = images.ref("operator")
-    return [
-        *("--set", f"image.repository={operator.rsplit(':', 1)[0]}"),
-        *("--set", f"image.tag={operator.rsplit(':', 1)[1]}"),
-        *("--set", "image.pullPolicy=Never"),
-        *("--set", f"sandbox.image={images.ref('sandbox')}"),
-    ]
-
-
 @pytest.mark.slow
 def test_install_run_a_workflow_upgrade_uninstall(
     kubeconfig: Path, crds: Path, kubectl: Kubectl
@@ -80,7 +69,7 @@ def test_install_run_a_workflow_upgrade_uninstall(
             "get", "deployment", "tf-operator", "-n", ns, "-o", f"jsonpath={{{jsonpath}}}"
         ).stdout
 
-    install = ["-n", ns, "--wait", "--timeout", "150s", *local_images()]
+    install = ["-n", ns, "--wait", "--timeout", "150s", *images.chart_values()]
     try:
         helm(
             kubeconfig,

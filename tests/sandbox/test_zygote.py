@@ -54,10 +54,14 @@ class Zygote:
         raise AssertionError("the zygote did not start")
 
     def call(self, request: dict[str, Any]) -> Any:
+        """The answer, after the progress frames the child sends as attempts start."""
         with socket.socket(socket.AF_UNIX) as conn:
             conn.connect(self.socket)
             frames.send(conn, request)
-            return frames.recv(conn, frames.MAX_RESULT)
+            while True:
+                answer = frames.recv(conn, frames.MAX_RESULT)
+                if not (isinstance(answer, dict) and set(answer) == {frames.PROGRESS}):
+                    return answer
 
     def advance(self, source: str) -> Any:
         payload = advance_payload(
@@ -103,6 +107,41 @@ def test_advance_children_leave_the_table_and_detached_ones_die(zygote: Zygote) 
         time.sleep(0.05)
     assert zygote.call({"op": "ping"}) == {"ok": True, "children": 0}
     assert zygote.descendants() == [], "a process of an advance outlived it"
+
+
+SELF_KILL = """
+import os, signal
+async def run(event, step):
+    await step.do("fine", lambda: 1)
+    return await step.do("die", lambda: os.kill(os.getpid(), signal.SIGKILL))
+"""
+
+
+def test_a_child_that_dies_is_reported_with_the_attempts_it_had_started(tmp_path: Path) -> None:
+    """Frames on the answer's connection: each attempt as it starts (from the child), then
+    the zygote's account of the death in place of an answer."""
+    zygote = Zygote(tmp_path)
+    try:
+        payload = advance_payload(
+            source=SELF_KILL, instance_id="i", started_at="2030-01-01T00:00:00Z"
+        )
+        with socket.socket(socket.AF_UNIX) as conn:
+            conn.connect(zygote.socket)
+            frames.send(conn, {"op": "advance", "payload": payload})
+            received = []
+            while True:
+                try:
+                    received.append(frames.recv(conn, frames.MAX_RESULT))
+                except frames.PeerClosed:
+                    break
+    finally:
+        zygote.proc.kill()
+        zygote.proc.wait()
+    progress = [f[frames.PROGRESS] for f in received if frames.PROGRESS in f]
+    assert progress == [{"step": "fine", "attempt": 1}, {"step": "die", "attempt": 1}]
+    lost = [f[frames.LOST] for f in received if frames.LOST in f]
+    assert len(lost) == 1 and received[-1] == {frames.LOST: lost[0]}
+    assert lost[0]["name"] == "WorkerKilled" and "SIGKILL" in lost[0]["message"], lost
 
 
 def test_a_stopped_local_sandbox_leaves_no_cgroup(tmp_path: Path) -> None:

@@ -83,6 +83,8 @@ class DevCluster:
             running = State.load(self._state_file) or State()
             if running.node == want_node:
                 log.info("dev cluster already running", kubeconfig=str(self.kubeconfig))
+                if running.node:  # new pods get the images of the code as it is now
+                    node.import_images(node.NodePaths(self.dir / "node"))
                 return self.kubeconfig
         self._clean_stale()
         started = time.monotonic()

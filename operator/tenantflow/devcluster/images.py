@@ -284,6 +284,18 @@ def _write_tar(
             tar.addfile(info)
 
 
+def chart_values() -> list[str]:
+    """`helm --set` arguments that point the chart at the images built here (imported into
+    the dev node, never pulled)."""
+    repository, tag = ref("operator").rsplit(":", 1)
+    return [
+        *("--set", f"image.repository={repository}"),
+        *("--set", f"image.tag={tag}"),
+        *("--set", "image.pullPolicy=Never"),
+        *("--set", f"sandbox.image={ref('sandbox')}"),
+    ]
+
+
 # ---------------------------------------------------------------------------- images
 def _config(user: int, entrypoint: list[str], cmd: list[str], env: list[str]) -> dict[str, object]:
     return {
