@@ -21,6 +21,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -168,7 +169,7 @@ def remove_kube_chains(binary: str) -> None:
     for table in ("filter", "nat", "mangle"):
         rules = _cmd([binary, "-w", "-t", table, "-S"], check=False).stdout.splitlines()
         for rule in rules:
-            words = rule.split()
+            words = shlex.split(rule)  # rules carry quoted comments
             if words[:1] == ["-A"] and not words[1].startswith("KUBE-") and "KUBE-" in rule:
                 _cmd([binary, "-w", "-t", table, "-D", *words[1:]], check=False)
         chains = [r.split()[1] for r in rules if r.startswith("-N KUBE-")]
