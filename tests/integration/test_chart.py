@@ -35,6 +35,12 @@ def test_helm_lint(kubeconfig: Path) -> None:
     assert "0 chart(s) failed" in helm(kubeconfig, "lint", str(CHART)).stdout
 
 
+def test_more_than_one_replica_is_refused(kubeconfig: Path) -> None:
+    result = helm(kubeconfig, "template", "t", str(CHART), "--set", "replicas=2", check=False)
+    assert result.returncode != 0
+    assert "run their steps twice" in result.stderr
+
+
 def test_rbac_has_no_wildcards(kubeconfig: Path) -> None:
     docs = list(yaml.safe_load_all(helm(kubeconfig, "template", "t", str(CHART)).stdout))
     role = next(d for d in docs if d and d["kind"] == "ClusterRole")
@@ -78,10 +84,9 @@ def test_install_run_a_workflow_upgrade_uninstall(
             str(CHART),
             "--create-namespace",
             *install,
-            "--set",
-            "replicas=2",
         )
-        assert deployment(".status.readyReplicas") == "2"
+        assert deployment(".status.readyReplicas") == "1"
+        assert deployment(".spec.strategy.type") == "Recreate", "never two operators at once"
         assert kubectl("get", "clusterkopfpeering", "tenantflow").returncode == 0
         nodes = kubectl("get", "pods", "-n", ns, "-o", "jsonpath={.items[*].spec.nodeName}")
         assert set(nodes.stdout.split()) == {node.NODE_NAME}, nodes.stdout
@@ -117,12 +122,10 @@ def test_install_run_a_workflow_upgrade_uninstall(
             str(CHART),
             *install,
             "--set",
-            "replicas=1",
-            "--set",
             "logLevel=DEBUG",
         )
         assert '"value":"DEBUG"' in deployment(".spec.template.spec.containers[0].env")
-        wait_for(lambda: deployment(".status.replicas") == "1", "scaled to 1", 60)
+        wait_for(lambda: deployment(".status.updatedReplicas") == "1", "the upgrade rolled out", 60)
         assert "tf" in helm(kubeconfig, "list", "-n", ns).stdout
     finally:
         kubectl("delete", "tenant", tenant, "--wait=false", check=False)

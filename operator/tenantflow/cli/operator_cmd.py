@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -16,13 +15,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="no peering: run even if other operators are active",
     )
-    p.add_argument(
-        "--priority",
-        type=int,
-        default=None,
-        help="peering priority, highest wins (default: random, so that of several replicas "
-        "exactly one is active: kopf pauses every operator whose priority another shares)",
-    )
+    p.add_argument("--priority", type=int, default=0, help="kopf peering priority")
     p.set_defaults(func=run)
 
 
@@ -35,6 +28,6 @@ def run(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         liveness_port=args.liveness_port,
         standalone=args.standalone,
-        priority=args.priority if args.priority is not None else random.randint(1, 1 << 30),
+        priority=args.priority,
     )
     return 0
