@@ -44,6 +44,7 @@ from tenantflow.workflows.revisions import DEFINITION_LABEL, REVISION_LABEL
 
 log = get_logger("tenantflow.instance")
 API_VERSION = "tenantflow.dev/v1alpha1"
+SANDBOX_STARTING = frozenset({"SandboxNotReady", "SandboxNotProvisioned"})
 WORKER_LOSSES_BEFORE_ERROR = 3
 USAGE_INTERVAL = 5.0  # Tenant.status.usage refresh, at most this often per tenant
 LIMITS_TTL = 1.0  # seconds a tenant's limits are reused before being read again
@@ -456,7 +457,10 @@ class InstanceDriver:
             )
             return
         await self._condition(inst, "SandboxReachable", False, exc.reason, str(exc))
-        self.timers.schedule(key, _later(min(2**count, 60)))
+        # a sandbox pod on its way (a new tenant, a restart) is ready within seconds: look
+        # again soon, then back off as for any other failure
+        first = 0.5 if exc.reason in SANDBOX_STARTING else 2.0
+        self.timers.schedule(key, _later(min(first * 2 ** (count - 1), 60)))
 
     async def _charge_steps(
         self,
