@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sqlite3
+import subprocess
 import textwrap
 import uuid
 from collections.abc import Iterator
@@ -16,6 +19,7 @@ from kubernetes.client.rest import ApiException
 from conftest import OperatorProcess, wait_for
 
 GROUP, VERSION = "tenantflow.dev", "v1alpha1"
+SYSTEM_PYTHON = "/usr/bin/python3"  # the stdlib's sqlite3 is all the reader needs
 
 
 class Tenant:
@@ -105,8 +109,31 @@ class Tenant:
         return Path(pv.spec.host_path.path)
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
-        with sqlite3.connect(self.data_dir() / "tenant.sqlite3") as db:
-            return db.execute(sql).fetchall()
+        """Read the tenant's database as its owner: a connection as root would leave
+        root-owned -wal/-shm files behind, which the sandbox (another uid) cannot write."""
+        path = self.data_dir() / "tenant.sqlite3"
+        owner = path.stat() if path.exists() else path.parent.stat()
+        script = (
+            "import json, sqlite3, sys\n"
+            "with sqlite3.connect(sys.argv[1]) as db:\n"
+            "    print(json.dumps(db.execute(sys.argv[2]).fetchall()))\n"
+        )
+
+        def become_owner() -> None:
+            os.setgroups([])
+            os.setgid(owner.st_gid)
+            os.setuid(owner.st_uid)
+
+        done = subprocess.run(
+            [SYSTEM_PYTHON, "-c", script, str(path), sql],  # one the owner may execute
+            capture_output=True,
+            text=True,
+            preexec_fn=become_owner if os.geteuid() == 0 else None,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise sqlite3.OperationalError(done.stderr.strip().splitlines()[-1])
+        return [tuple(row) for row in json.loads(done.stdout)]
 
 
 @pytest.fixture(scope="module")

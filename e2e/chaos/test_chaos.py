@@ -28,7 +28,7 @@ import pytest
 
 from conftest import OperatorProcess
 from e2e.chaos.faults import Injector
-from e2e.chaos.results import record
+from e2e.chaos.results import record, record_run
 from e2e.conftest import GROUP, VERSION, Tenant
 from tenantflow.devcluster import DevCluster
 from tenantflow.devcluster.faultproxy import FaultPlan, FaultProxyProcess
@@ -196,6 +196,7 @@ def test_no_instance_is_lost_or_completed_twice_under_faults(
         "chaos_seed": SEED,
     }
     record("chaos", figures)
+    record_run(figures)
     assert figures["faults_injected"] >= MIN_FAULTS, figures
     assert process_faults and stats["injected"], "both process and API faults were injected"
     assert not lost and not wrong and not rerun and not observer.completed_twice, figures

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -33,6 +34,7 @@ COMPONENTS = (
     *node.COMPONENTS,
 )
 SERVICE_CIDR = "10.96.0.0/16"
+VOLUMES_ROOT = Path("/var/lib/tenantflow/dev-volumes")
 FAKE_NODES = 3
 _PORT_RETRIES = 3
 
@@ -69,6 +71,9 @@ class DevCluster:
         self._state_file = self.dir / "state.json"
         self._logs = self.dir / "logs"
         self._pki = self.dir / "pki"
+        # tenants' volumes, outside root's home: host tools (tests reading a tenant's
+        # database as its owner) must be able to reach them as that uid
+        self.volumes = VOLUMES_ROOT / hashlib.sha256(str(self.dir).encode()).hexdigest()[:12]
 
     # ------------------------------------------------------------------ public API
     def up(self, *, timeout: float = 180.0, with_node: bool | None = None) -> Path:
@@ -125,6 +130,7 @@ class DevCluster:
         remove_stale_cgroups()  # local sandboxes' jails, once their runners are gone
         if state.node or (self.dir / "node").exists():
             node.teardown(self.dir / "node", Path(state.bin_dir or versions.bin_dir()))
+        shutil.rmtree(self.volumes, ignore_errors=True)
         shutil.rmtree(self.dir, ignore_errors=True)
         log.info("dev cluster stopped", directory=str(self.dir))
         return True
@@ -353,7 +359,7 @@ class DevCluster:
         argvs["provisioner"] = [
             sys.executable,
             *("-m", "tenantflow.devcluster.provisioner"),
-            *(f"--kubeconfig={self.kubeconfig}", f"--root={self.dir / 'volumes'}"),
+            *(f"--kubeconfig={self.kubeconfig}", f"--root={self.volumes}"),
         ]
         self._spawn(state, "containerd", argvs["containerd"])
         _wait("containerd", lambda: node.runtime_ready(paths), deadline, self._diagnose)

@@ -2,8 +2,8 @@
 
 The controller-manager's built-in hostpath provisioner makes each volume root-owned with
 mode 0750, which no pod under PSA `restricted` (non-root, no fsGroup support for hostPath)
-can write. This one makes mode-0777 directories under the cluster directory (itself only
-reachable by root on the host, so no other host user gets in), binds them to their claim,
+can write. This one makes mode-0777 directories under a root-owned, traversable but not listable
+directory (no other host user can find a volume's name), binds them to their claim,
 and deletes them once the claim is gone, the way an external provisioner does.
 Run as a dev-cluster component: `python -m tenantflow.devcluster.provisioner`.
 """
@@ -69,7 +69,7 @@ async def sync_once(kube: Kube, root: Path) -> None:
             pv = volume_for(claim, root)
             path = Path(pv["spec"]["hostPath"]["path"])
             path.mkdir(parents=True, exist_ok=True)
-            path.chmod(0o777)  # the pod's uid is not known here; the parent keeps others out
+            path.chmod(0o777)  # the pod's uid is unknown here; the parent is not listable
             try:
                 await kube.create(pv)
                 log.info(
@@ -93,6 +93,10 @@ async def sync_once(kube: Kube, root: Path) -> None:
 async def run(kubeconfig: str, root: Path) -> None:
     kube = await Kube.connect(kubeconfig)
     root.mkdir(parents=True, exist_ok=True)
+    for d in (root, *root.parents):  # traversable (not listable) down to the volumes
+        if d == Path("/") or d.stat().st_mode & 0o111 == 0o111:
+            break
+        d.chmod(d.stat().st_mode | 0o111)
     root.chmod(0o711)
     try:
         while True:

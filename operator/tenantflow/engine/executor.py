@@ -20,7 +20,7 @@ from tenantflow.engine.errors import EngineError, InvalidAwaitError
 from tenantflow.engine.loader import WorkflowFn, arity
 from tenantflow.engine.options import EngineLimits, StepDefaults
 from tenantflow.engine.outcome import Advance, Complete, Errored, Outcome, Waiting, Yielded
-from tenantflow.engine.outputs import OutputStore, store
+from tenantflow.engine.outputs import OutputStore, StepResults, store
 from tenantflow.engine.state import Blocker, InboxEvent, ReplayState
 from tenantflow.engine.step import StepApi
 from tenantflow.sdk.errors import StepError, WaitTimeout
@@ -52,6 +52,7 @@ def advance(
     offload: OutputStore | None = None,
     on_attempt: Callable[[str, int], None] | None = None,
     lost_attempts: dict[str, dict[str, Any]] | None = None,
+    results: StepResults | None = None,
 ) -> Advance:
     """Replay `workflow` over `journal`, run what is new, and say how it ended.
 
@@ -60,6 +61,8 @@ def advance(
     `on_attempt(step, attempt)` is called as each attempt starts (the sandbox reports it,
     so an attempt whose process the kernel kills is charged to that step);
     `lost_attempts` ({step: {"attempts", "error"}}) are such attempts, failed.
+    `results` keeps completed steps' results beside the journal: one found there is
+    recalled instead of run.
     """
     loop = _WorkflowLoop()
     try:
@@ -75,6 +78,7 @@ def advance(
                     inbox=inbox,
                     on_attempt=on_attempt,
                     lost_attempts=lost_attempts,
+                    results=results,
                 ),
                 event={
                     "payload": params,

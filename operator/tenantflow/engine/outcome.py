@@ -42,5 +42,6 @@ class Advance:
     journal: list[StepRecord]
     outcome: Outcome
     changed: bool  # the journal differs from the input: persist it
-    executed: list[tuple[str, str]] = field(default_factory=list)  # (step, success|failure|timeout)
+    # (step, success|failure|timeout|recalled)
+    executed: list[tuple[str, str]] = field(default_factory=list)
     logs: list[dict[str, Any]] = field(default_factory=list)

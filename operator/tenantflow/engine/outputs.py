@@ -17,6 +17,16 @@ class OutputStore(Protocol):
     def get(self, ref: str) -> bytes: ...
 
 
+class StepResults(Protocol):
+    """Results of completed steps kept beside the workflow, in the tenant's own store: a
+    second guard, so that a step whose result reached the store is recalled, not run
+    again, even by an advance that started from a journal older than that result."""
+
+    def recall(self, step: str) -> bytes | None: ...
+
+    def record(self, step: str, data: bytes) -> None: ...
+
+
 def encode(value: Any, *, what: str) -> bytes:
     """Strict JSON (see `jsonsafe`): what is stored is exactly what every replay reads."""
     try:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from tenantflow import jsonsafe
 from tenantflow.engine.errors import (
     DuplicateStepNameError,
     EngineError,
@@ -19,7 +20,7 @@ from tenantflow.engine.errors import (
 )
 from tenantflow.engine.journal import FINAL_STATES, StepKind, StepRecord, StepState
 from tenantflow.engine.options import EngineLimits, StepDefaults
-from tenantflow.engine.outputs import OutputStore, fetch, store
+from tenantflow.engine.outputs import OutputStore, StepResults, encode, fetch, store
 
 MAX_STEP_NAME = 256
 
@@ -53,6 +54,7 @@ class ReplayState:
         inbox: Sequence[InboxEvent],
         on_attempt: Callable[[str, int], None] | None = None,
         lost_attempts: dict[str, dict[str, Any]] | None = None,
+        results: StepResults | None = None,
     ) -> None:
         # copies: the caller's journal is what is persisted, and must stay untouched
         self.journal = [dataclasses.replace(r) for r in journal]
@@ -76,6 +78,7 @@ class ReplayState:
         self.changed = False
         self.on_attempt = on_attempt
         self.lost_attempts = lost_attempts or {}
+        self.results = results
 
     # ------------------------------------------------------------------ errors
     def fail(self, err: EngineError, step: str | None = None) -> NoReturn:
@@ -197,6 +200,18 @@ class ReplayState:
         except EngineError as exc:
             self.fail(exc, rec.name)
         return seen
+
+    def recall(self, name: str) -> tuple[bool, Any]:
+        """(True, value) when the store has this step's result from an earlier advance."""
+        data = self.results.recall(name) if self.results is not None else None
+        if data is None:
+            return False, None
+        return True, jsonsafe.loads(data)
+
+    def remember(self, name: str, value: Any) -> None:
+        """Keep a completed step's result in the store (JSON; what the journal keeps)."""
+        if self.results is not None:
+            self.results.record(name, encode(value, what=f"step {name!r}"))
 
     def output_of(self, rec: StepRecord) -> Any:
         if rec.output_ref is None:

@@ -304,7 +304,11 @@ def main(argv: list[str] | None = None) -> None:
         link = ZygoteLink(args.zygote_socket)
     runner = Runner(key=key, tenant=args.tenant, link=link)
     log.info("runner starting", tenant=args.tenant, socket=args.socket, port=args.port)
-    web.run_app(runner.app(), port=args.port, path=args.socket, print=None)
+    # a request whose caller hung up is cancelled: the zygote connection closes with it,
+    # and the zygote kills that advance (no step may run for an answer nobody will take)
+    web.run_app(
+        runner.app(), port=args.port, path=args.socket, print=None, handler_cancellation=True
+    )
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from tenantflow.errors import TenantflowError
 from tenantflow.sandbox import auth
 from tenantflow.sandbox.payload import deadline_seconds
 
+CONNECT_SECONDS = 3.0
 MARGIN_SECONDS = 13.0  # past the advance's deadline: the runner's grace, then the network
 
 
@@ -75,7 +76,9 @@ class HttpTransport:
         body = json.dumps(payload, separators=(",", ":")).encode()
         signed = auth.sign(ep.key, body)
         headers = {"Content-Type": "application/json", **signed}
-        timeout = aiohttp.ClientTimeout(total=call_timeout(payload))
+        # a runner that is gone (a deleted pod's address) must fail in seconds, not after
+        # the advance's whole budget
+        timeout = aiohttp.ClientTimeout(total=call_timeout(payload), sock_connect=CONNECT_SECONDS)
         try:
             async with self._session(ep).post(
                 f"{ep.url}/v1/advance", data=body, headers=headers, timeout=timeout

@@ -21,6 +21,7 @@ from typing import Any
 from tenantflow.durations import parse_time
 from tenantflow.engine.errors import EngineError
 from tenantflow.engine.executor import advance
+from tenantflow.engine.journal import StepState
 from tenantflow.engine.journal import load as load_journal
 from tenantflow.engine.loader import load
 from tenantflow.engine.outcome import Advance, Errored
@@ -34,6 +35,7 @@ from tenantflow.sandbox import frames, seccomp
 from tenantflow.sandbox.payload import advance_payload, deadline_seconds
 from tenantflow.storage.database import TenantDatabase
 from tenantflow.storage.outputs import SqliteOutputStore
+from tenantflow.storage.step_results import SqliteStepResults
 
 MAX_FILES = 256
 DATABASE = "tenant.sqlite3"
@@ -153,10 +155,16 @@ def run(
         ops_per_second=storage.get("opsPerSecond"),
     )
     inst = payload["instance"]
+    journal = load_journal(payload.get("journal", []))
     try:
+        results = SqliteStepResults(
+            db,
+            f"{inst['id']}@{inst['startedAt']}",
+            persisted={r.name for r in journal if r.state is StepState.COMPLETE},
+        )
         result = advance(
             fn,
-            journal=load_journal(payload.get("journal", [])),
+            journal=journal,
             params=inst.get("params"),
             instance_id=inst["id"],
             started_at=parse_time(inst["startedAt"]),
@@ -168,6 +176,7 @@ def run(
             offload=SqliteOutputStore(db),
             on_attempt=report,
             lost_attempts=payload.get("lostAttempts") or {},
+            results=results,
         )
         return advance_to_wire(result)
     except (SystemExit, KeyboardInterrupt) as exc:  # tenant code tried to end the process

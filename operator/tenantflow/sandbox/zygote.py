@@ -24,6 +24,7 @@ import contextlib
 import ctypes
 import json
 import os
+import select
 import selectors
 import signal
 import socket
@@ -116,13 +117,15 @@ class Zygote:
 
     # ------------------------------------------------------------------ processes
     def reap(self) -> None:
-        """Collect exited children; kill overdue advances and every stray process."""
+        """Collect exited children; kill overdue and abandoned advances and every stray."""
         self._collect()
         now = time.monotonic()
         for pid, child in list(self.children.items()):
             if now > child.deadline:
                 child.overdue = True
                 _kill_group(pid)
+        for pid in self._abandoned():
+            _kill_group(pid)
         for _ in range(100):  # strays may fork while we kill: until none is left
             strays = self._strays()
             if not strays:
@@ -149,6 +152,27 @@ class Zygote:
                     with contextlib.suppress(OSError, ValueError):
                         frames.send(child.conn, {frames.LOST: child.cause(status)})
                 child.conn.close()
+
+    def _abandoned(self) -> list[int]:
+        """Advances whose runner hung up (its caller, the operator, went away): no one will
+        take their answer, and a new advance of the same instance may already be running.
+        The runner sends nothing after its request, so a readable connection means EOF."""
+        if not self.children:
+            return []
+        conns = {child.conn.fileno(): pid for pid, child in self.children.items()}
+        readable, _, _ = select.select(list(conns), [], [], 0)
+        gone = []
+        for fd in readable:
+            pid = conns[fd]
+            try:
+                data = self.children[pid].conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                gone.append(pid)
+        return gone
 
     def _strays(self) -> list[int]:
         """Children of ours that are not a running advance (re-parented orphans)."""
