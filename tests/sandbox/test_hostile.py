@@ -4,6 +4,7 @@ runner (and another tenant's runner) keeps working."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,7 @@ class Sandboxes:
         self.local = LocalSandboxes(root / "sockets")
         self.transport = HttpTransport()
         self.loop = asyncio.new_event_loop()
+        self.runs = itertools.count()
 
     def data_dir(self, tenant: str) -> str:
         path = self.root / "data" / tenant
@@ -42,7 +44,8 @@ class Sandboxes:
                 ep,
                 advance_payload(
                     source=source,
-                    instance_id="i",
+                    # every call is a new run: nothing recalled from an earlier one
+                    instance_id=f"i-{next(self.runs)}",
                     started_at="2030-01-01T00:00:00Z",
                     params=params,
                     limits=LIMITS,
