@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from bench.cluster import apply, kubectl, operator_on_dev_cluster
+from bench.cluster import apply, kubectl, operator_on_dev_cluster, tenant_doc, wait_tenant_ready
 from bench.machine import write
 from bench.sandbox_bench import NOOP, warm_calls
 from tenantflow.controllers.sandboxes import Sandboxes
@@ -37,15 +37,7 @@ def cold_start(kubeconfig: Path) -> float:
     tenant = f"cold-{uuid.uuid4().hex[:6]}"
     ns = f"tenant-{tenant}"
     t0 = time.perf_counter()
-    apply(
-        kubeconfig,
-        {
-            "apiVersion": "tenantflow.dev/v1alpha1",
-            "kind": "Tenant",
-            "metadata": {"name": tenant},
-            "spec": {},
-        },
-    )
+    apply(kubeconfig, tenant_doc(tenant))
     docs = [
         {
             "apiVersion": "tenantflow.dev/v1alpha1",
@@ -96,22 +88,8 @@ def main() -> None:
     with operator_on_dev_cluster() as (kubeconfig, _):
         colds = [cold_start(kubeconfig) for _ in range(COLD_RUNS)]
         tenant = f"warm-{uuid.uuid4().hex[:6]}"
-        apply(
-            kubeconfig,
-            {
-                "apiVersion": "tenantflow.dev/v1alpha1",
-                "kind": "Tenant",
-                "metadata": {"name": tenant},
-                "spec": {},
-            },
-        )
-        kubectl(
-            kubeconfig,
-            "wait",
-            "--for=jsonpath={.status.phase}=Ready",
-            f"tenant/{tenant}",
-            "--timeout=120s",
-        )
+        apply(kubeconfig, tenant_doc(tenant))
+        wait_tenant_ready(kubeconfig, tenant)
         kubectl(
             kubeconfig,
             "wait",
