@@ -125,6 +125,7 @@ class Zygote:
                 child.overdue = True
                 _kill_group(pid)
         for pid in self._abandoned():
+            self.children[pid].abandoned = True
             _kill_group(pid)
         for _ in range(100):  # strays may fork while we kill: until none is left
             strays = self._strays()
@@ -147,7 +148,7 @@ class Zygote:
             child = self.children.pop(pid, None)
             if child is not None:
                 _kill_group(pid)
-                if status:
+                if status and not child.abandoned:  # (abandoned: answered, or no one asks)
                     _log("advance child ended abnormally", pid=pid, status=_describe(status))
                     with contextlib.suppress(OSError, ValueError):
                         frames.send(child.conn, {frames.LOST: child.cause(status)})
@@ -199,6 +200,7 @@ class Child:
     conn: socket.socket
     oom_before: int | None
     overdue: bool = False
+    abandoned: bool = False  # its runner hung up (after the answer, or for good)
 
     def cause(self, status: int) -> dict[str, str]:
         """Why the child ended without answering, as the runner reports it: the kernel's
