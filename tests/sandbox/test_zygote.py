@@ -144,6 +144,36 @@ def test_a_child_that_dies_is_reported_with_the_attempts_it_had_started(tmp_path
     assert lost[0]["name"] == "WorkerKilled" and "SIGKILL" in lost[0]["message"], lost
 
 
+LONG = """
+import time
+async def run(event, step):
+    return await step.do("long", lambda: time.sleep(60) or "finished")
+"""
+
+
+def test_an_advance_whose_runner_hangs_up_is_killed(zygote: Zygote) -> None:
+    """No one will take its answer, and a new advance of the instance may be running:
+    the child goes as soon as its connection closes."""
+    payload = advance_payload(
+        source=LONG,
+        instance_id="i",
+        started_at="2030-01-01T00:00:00Z",
+        limits=EngineLimits(max_step_timeout=120, batch_seconds=1),
+    )
+    conn = socket.socket(socket.AF_UNIX)
+    conn.connect(zygote.socket)
+    frames.send(conn, {"op": "advance", "payload": payload})
+    assert frames.recv(conn, frames.MAX_RESULT) == {frames.PROGRESS: {"step": "long", "attempt": 1}}
+    assert zygote.descendants(), "the advance runs"
+    conn.close()
+    for _ in range(40):
+        if not zygote.descendants():
+            break
+        time.sleep(0.05)
+    assert zygote.descendants() == [], "the abandoned advance was not killed"
+    assert zygote.call({"op": "ping"}) == {"ok": True, "children": 0}
+
+
 def test_a_stopped_local_sandbox_leaves_no_cgroup(tmp_path: Path) -> None:
     async def scenario() -> None:
         sandboxes = LocalSandboxes(tmp_path / "s")
