@@ -43,6 +43,9 @@ MAX_BODY = frames.MAX_REQUEST
 PING_EVERY = 1.0
 PING_TIMEOUT = 2.0
 OUTCOMES = frozenset({"Complete", "Errored", "Waiting", "Yielded"})
+# deaths a step brings on itself, charged to its attempts; any other (a SIGKILL from
+# outside, a crash) is a lost worker, retried for the instance like an unreachable sandbox
+CHARGED = frozenset({"OutOfMemory", "StepTimeout"})
 
 
 def _note_progress(running: dict[str, int], progress: Any) -> None:
@@ -111,8 +114,8 @@ class Runner:
             )
             ADVANCES.labels("worker-lost").inc()
             detail: dict[str, Any] = {}
-            if lost.cause and lost.running:  # the step's fault: the operator charges them
-                detail = {"steps": lost.running, "cause": lost.cause}
+            if lost.cause and lost.running and lost.cause["name"] in CHARGED:
+                detail = {"steps": lost.running, "cause": lost.cause}  # the steps' own doing
             return self._error(mac, 503, "SandboxWorkerLost", reason, **detail)
         except frames.FrameError as exc:  # the worker answered, but not with safe JSON
             result = worker.failed(payload, "SandboxBadOutput", f"the worker's answer: {exc}")
