@@ -86,6 +86,10 @@ class HttpTransport:
                 raw = await resp.read()
                 status, answer_headers = resp.status, resp.headers
         except (aiohttp.ClientError, TimeoutError) as exc:
+            if isinstance(exc, aiohttp.ClientConnectorError):  # a moved pod's address
+                stale = self._sessions.pop(ep, None)
+                if stale is not None:
+                    await stale.close()
             raise SandboxUnavailable(
                 "SandboxUnreachable", f"cannot reach the sandbox runner: {exc!r}"
             ) from None
