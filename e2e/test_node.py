@@ -21,7 +21,7 @@ import pytest
 from kubernetes import client
 
 from conftest import wait_for
-from e2e.conftest import Tenant
+from e2e.conftest import Tenant, wait_isolated
 from tenantflow.devcluster import DevCluster, node
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
@@ -177,6 +177,8 @@ def test_network_isolation_is_enforced_on_packets(
     other = tenant_factory()
     other_pod = sandbox_pod(other)
     sandbox_pod(allowed)
+    for tenant in (allowed, other):
+        wait_isolated(tenant)
     api_port = DevCluster().api_port()
     targets: dict[str, Any] = {
         "other-tenant-runner": [other_pod.status.pod_ip, 8080],

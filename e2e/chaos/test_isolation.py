@@ -18,7 +18,7 @@ from conftest import OperatorProcess, wait_for
 from e2e.chaos.faults import processes
 from e2e.chaos.netpol import allows
 from e2e.chaos.results import record
-from e2e.conftest import Tenant
+from e2e.conftest import Tenant, wait_isolated
 from tenantflow.devcluster import DevCluster, node
 from tenantflow.tenancy.manifests import SANDBOX_PORT, ZYGOTE_SOCKET
 
@@ -185,6 +185,7 @@ def _network_targets(b: Tenant, transport: str, api_port: int) -> dict[str, list
     """Where A's code must not get through to: the API server, and B's runner (pods)."""
     if transport != "cluster":
         return {"the API server": ["127.0.0.1", api_port]}
+    wait_isolated(b)
     pod = b.core.read_namespaced_pod("sandbox-0", b.ns)
     return {
         "B's runner pod": [pod.status.pod_ip, SANDBOX_PORT],
@@ -274,6 +275,8 @@ def test_no_principal_of_one_tenant_reaches_another(
         "socket": socket,
         "network": _network_targets(b, transport, api_port),
     }
+    if transport == "cluster":
+        wait_isolated(a)
     done = a.wait_phase(a.start("probes", params), "Complete", "Errored")
     assert done["phase"] == "Complete", done
     for probe, verdict in done["output"].items():
