@@ -192,6 +192,18 @@ def test_no_instance_is_lost_or_completed_twice_under_faults(
             for i, s, a, at in ledger
             if (i, s) in persisted and at > persisted[(i, s)]
         ],
+        "lost_detail": [
+            {
+                "instance": n,
+                "phase": done[n].get("phase"),
+                "error": done[n].get("error"),
+                "steps": [
+                    {k: e.get(k) for k in ("name", "state", "attempts", "error")}
+                    for e in done[n].get("steps") or []
+                ],
+            }
+            for n in lost
+        ],
         "chaos_seconds": round(time.monotonic() - started, 1),
         "chaos_seed": SEED,
     }
