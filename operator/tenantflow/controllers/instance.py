@@ -60,6 +60,7 @@ class InstanceDriver:
     transport: HttpTransport = field(default_factory=HttpTransport)
     finished_ttl: float = float(os.environ.get("TENANTFLOW_FINISHED_TTL_SECONDS", 7 * 86400))
     failures: dict[str, int] = field(default_factory=dict)
+    worker_losses: dict[str, int] = field(default_factory=dict)
     phases: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -328,6 +329,7 @@ class InstanceDriver:
             await self._sandbox_failed(key, inst, st, exc)
             return
         self.failures.pop(key, None)
+        self.worker_losses.pop(key, None)
         _observe_steps(tenant, result)
         update: dict[str, Any] = {
             **_keep(st, "phase"),
@@ -438,12 +440,18 @@ class InstanceDriver:
             await self._charge_steps(key, inst, st, exc.lost_steps, exc.cause)
             return
         count = self.failures[key] = self.failures.get(key, 0) + 1
+        # worker losses in a row, apart from other failures: a sandbox that was not ready
+        # or not reachable in between says nothing about the workflow's code
+        losses = self.worker_losses.get(key, 0) + (exc.reason == "SandboxWorkerLost")
+        self.worker_losses[key] = losses
         self.sandboxes.forget(inst["metadata"]["namespace"].removeprefix(NAMESPACE_PREFIX))
         log.warning(
             "sandbox call failed", instance=key, reason=exc.reason, error=str(exc), attempt=count
         )
-        if exc.reason == "SandboxWorkerLost" and count >= WORKER_LOSSES_BEFORE_ERROR:
+        if exc.reason == "SandboxWorkerLost" and losses >= WORKER_LOSSES_BEFORE_ERROR:
             self.failures.pop(key, None)
+            self.worker_losses.pop(key, None)
+            count = losses
             now = dt.datetime.now(dt.UTC)
             error = {
                 "name": "SandboxWorkerLost",
