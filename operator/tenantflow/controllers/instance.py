@@ -451,11 +451,10 @@ class InstanceDriver:
         if exc.reason == "SandboxWorkerLost" and losses >= WORKER_LOSSES_BEFORE_ERROR:
             self.failures.pop(key, None)
             self.worker_losses.pop(key, None)
-            count = losses
             now = dt.datetime.now(dt.UTC)
             error = {
                 "name": "SandboxWorkerLost",
-                "message": f"{exc} ({count} times in a row; the workflow code is likely "
+                "message": f"{exc} ({losses} times in a row; the workflow code is likely "
                 "exhausting CPU or memory, or exiting the process)",
             }
             await self._write(

@@ -22,6 +22,9 @@ MAX_RESULT = 8 * 1024 * 1024  # worker -> runner: the CR status cannot hold more
 # An advance's answer is one frame, which may follow any number of small frames of these:
 PROGRESS = "progress"  # child -> runner: {"step": name, "attempt": n} starts now
 LOST = "lost"  # zygote -> runner: the child died without answering, and how
+# how (the `name` of a LOST frame): the kernel's memory limit, the advance's deadline, else
+OUT_OF_MEMORY, STEP_TIMEOUT, WORKER_KILLED = "OutOfMemory", "StepTimeout", "WorkerKilled"
+LOST_CAUSES = frozenset({OUT_OF_MEMORY, STEP_TIMEOUT, WORKER_KILLED})
 
 
 class FrameError(TenantflowError):

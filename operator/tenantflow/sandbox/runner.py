@@ -45,7 +45,7 @@ PING_TIMEOUT = 2.0
 OUTCOMES = frozenset({"Complete", "Errored", "Waiting", "Yielded"})
 # deaths a step brings on itself, charged to its attempts; any other (a SIGKILL from
 # outside, a crash) is a lost worker, retried for the instance like an unreachable sandbox
-CHARGED = frozenset({"OutOfMemory", "StepTimeout"})
+CHARGED = frozenset({frames.OUT_OF_MEMORY, frames.STEP_TIMEOUT})
 
 
 def _note_progress(running: dict[str, int], progress: Any) -> None:
@@ -68,8 +68,8 @@ def _cause(lost: Any) -> dict[str, str]:
     """The zygote's account of a child's death, reduced to a bounded name and message."""
     name = lost.get("name") if isinstance(lost, dict) else None
     message = lost.get("message") if isinstance(lost, dict) else None
-    if name not in ("OutOfMemory", "StepTimeout", "WorkerKilled") or not isinstance(message, str):
-        return {"name": "WorkerKilled", "message": "the step's process died"}
+    if name not in frames.LOST_CAUSES or not isinstance(message, str):
+        return {"name": frames.WORKER_KILLED, "message": "the step's process died"}
     return {"name": name, "message": message[:1000]}
 
 

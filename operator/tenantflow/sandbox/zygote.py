@@ -209,19 +209,19 @@ class Child:
         oom_after = oom_kills()
         if self.overdue:
             return {
-                "name": "StepTimeout",
+                "name": frames.STEP_TIMEOUT,
                 "message": f"the step's process was killed at the advance's deadline "
                 f"({self.budget:.0f}s) while running it ({how})",
             }
         if self.oom_before is not None and oom_after is not None and oom_after > self.oom_before:
             limit = memory_limit()
             return {
-                "name": "OutOfMemory",
+                "name": frames.OUT_OF_MEMORY,
                 "message": "the kernel killed the step's process: it exceeded the sandbox's "
                 f"memory limit{f' ({limit})' if limit else ''}; use less memory in the step or "
                 "raise spec.sandbox.resources.limits.memory of the Tenant",
             }
-        return {"name": "WorkerKilled", "message": f"the step's process died ({how})"}
+        return {"name": frames.WORKER_KILLED, "message": f"the step's process died ({how})"}
 
 
 def oom_kills() -> int | None:

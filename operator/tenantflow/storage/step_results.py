@@ -28,7 +28,8 @@ class SqliteStepResults:
     re-created instance of the same name never recalls its predecessor's results."""
 
     def __init__(self, db: TenantDatabase, run: str, persisted: set[str]) -> None:
-        self._db, self._run, self._held = db, run, set[str]()
+        self._db, self._run = db, run
+        self._held: dict[str, bytes] = {}  # this run's results the status does not hold yet
         try:
             db.execute(
                 f"CREATE TABLE IF NOT EXISTS {TABLE} "
@@ -36,27 +37,19 @@ class SqliteStepResults:
             )
             if random.random() < PURGE_CHANCE:
                 self.purge_expired(db)
-            rows = db.query(f"SELECT step FROM {TABLE} WHERE run = ?", (run,))
-            held = {r["step"] for r in rows}
-            if held & persisted:  # the status has them now: the journal is the record
+            rows = db.query(f"SELECT step, data FROM {TABLE} WHERE run = ?", (run,))
+            held = {r["step"]: bytes(r["data"]) for r in rows}
+            if held.keys() & persisted:  # the status has them now: the journal is the record
                 db.executemany(
                     f"DELETE FROM {TABLE} WHERE run = ? AND step = ?",
-                    [(run, step) for step in held & persisted],
+                    [(run, step) for step in held.keys() & persisted],
                 )
-            self._held = held - persisted
+            self._held = {k: v for k, v in held.items() if k not in persisted}
         except (DatabaseError, sqlite3.Error):
             pass  # a full or throttled store: the journal alone guards this advance
 
     def recall(self, step: str) -> bytes | None:
-        if step not in self._held:
-            return None
-        try:
-            rows = self._db.query(
-                f"SELECT data FROM {TABLE} WHERE run = ? AND step = ?", (self._run, step)
-            )
-        except (DatabaseError, sqlite3.Error):
-            return None
-        return bytes(rows[0]["data"]) if rows else None
+        return self._held.get(step)
 
     def record(self, step: str, data: bytes) -> None:
         """Best effort: a full or rate-limited store leaves the journal as the only guard,
