@@ -14,6 +14,7 @@ import pytest
 
 from tenantflow.engine import EngineLimits
 from tenantflow.engine.env import MAX_LOG_LINE_BYTES, MAX_LOG_LINES
+from tenantflow.sandbox.link import MAX_RUNNING
 from tenantflow.sandbox.local import LocalSandboxes, host_uid
 from tenantflow.sandbox.payload import advance_payload
 from tenantflow.sandbox.transport import HttpTransport, SandboxUnavailable
@@ -99,11 +100,15 @@ def test_hostile_program_ends_clearly_and_harms_nobody(sandboxes: Sandboxes, pro
         try:
             result: dict[str, Any] | None = sandboxes.advance("hostile", source, params)
         except SandboxUnavailable as exc:
-            result, lost = None, exc.reason
+            result, lost, lost_steps, cause = None, exc.reason, exc.lost_steps, exc.cause
         if header[1] == "# twice":
             sandboxes.healthy("hostile")  # a worker host it killed is back for round 2
     if kind == "expect-lost":
         assert result is None and lost == "SandboxWorkerLost", result
+        # what a child reports of itself is bounded, whatever it forges (class 5)
+        assert len(lost_steps) <= MAX_RUNNING, len(lost_steps)
+        assert all(0 < len(name) <= 253 for name in lost_steps), lost_steps
+        assert len(str(cause)) <= 1200, cause
     elif kind == "expect-error":
         assert result is not None, f"runner lost: {lost}"
         outcome = result["outcome"]
