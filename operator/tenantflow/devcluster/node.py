@@ -46,6 +46,9 @@ POD_CIDR = "10.245.0.0/24"
 POD_GATEWAY = "10.245.0.1"
 HOST_RANGE = "10.246.0.0/16"  # the node IP and addresses tests add for egress checks
 FORWARD_CHAIN = "TENANTFLOW-NODE"
+# the guard lives in the mangle table, which runs before filter's FORWARD: kube-router and
+# kube-proxy insert their own jumps (some of which ACCEPT) at the top of filter's FORWARD
+GUARD = ("iptables", "-w", "-t", "mangle")
 ROUTER_USER = "tenantflow:kube-router"  # its client certificate's name, bound read-only
 CNI_BIN = "/usr/lib/cni"
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
@@ -140,20 +143,20 @@ def setup_network(root: Path) -> None:
     _ip("link", "set", NODE_BRIDGE, "up")
     for cidr in _contained_ranges():
         _ip("route", "replace", cidr, "dev", NODE_BRIDGE)
-    _cmd(["iptables", "-w", "-N", FORWARD_CHAIN], check=False)
-    _cmd(["iptables", "-w", "-F", FORWARD_CHAIN])
+    _cmd([*GUARD, "-N", FORWARD_CHAIN], check=False)
+    _cmd([*GUARD, "-F", FORWARD_CHAIN])
     for dev in external_interfaces():
         for direction in (["-s", POD_CIDR, "-o", dev], ["-d", POD_CIDR, "-i", dev]):
-            _cmd(["iptables", "-w", "-A", FORWARD_CHAIN, *direction, "-j", "DROP"])
+            _cmd([*GUARD, "-A", FORWARD_CHAIN, *direction, "-j", "DROP"])
     jump = ["FORWARD", "-j", FORWARD_CHAIN]
-    if _cmd(["iptables", "-w", "-C", *jump], check=False).returncode != 0:
-        _cmd(["iptables", "-w", "-I", *jump])
+    if _cmd([*GUARD, "-C", *jump], check=False).returncode != 0:
+        _cmd([*GUARD, "-I", *jump])
 
 
 def teardown_network(root: Path) -> None:
-    _cmd(["iptables", "-w", "-D", "FORWARD", "-j", FORWARD_CHAIN], check=False)
-    _cmd(["iptables", "-w", "-F", FORWARD_CHAIN], check=False)
-    _cmd(["iptables", "-w", "-X", FORWARD_CHAIN], check=False)
+    _cmd([*GUARD, "-D", "FORWARD", "-j", FORWARD_CHAIN], check=False)
+    _cmd([*GUARD, "-F", FORWARD_CHAIN], check=False)
+    _cmd([*GUARD, "-X", FORWARD_CHAIN], check=False)
     for binary in ("iptables", "ip6tables"):
         remove_kube_chains(binary)
     for link in (POD_BRIDGE, NODE_BRIDGE):  # their routes go with them
