@@ -7,6 +7,7 @@ e2e/chaos/results/latest.json (`cross_tenant_attempts`, `cross_tenant_allowed`).
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from e2e.chaos.faults import processes
 from e2e.chaos.netpol import allows
 from e2e.chaos.results import record
 from e2e.conftest import Tenant, wait_isolated
-from tenantflow.devcluster import DevCluster, node
+from tenantflow.devcluster import DevCluster, node, process
 from tenantflow.tenancy.manifests import SANDBOX_PORT, ZYGOTE_SOCKET
 
 pytestmark = pytest.mark.slow
@@ -290,4 +291,21 @@ def test_no_principal_of_one_tenant_reaches_another(
     assert b.query("SELECT v FROM secrets") == [("b-only",)], "B's data is intact"
 
     record("isolation", {"cross_tenant_attempts": attempts, "cross_tenant_allowed": len(allowed)})
+    if transport == "cluster" and any(p.startswith("network") for p in allowed):
+        print(f"network state kept for diagnosis in {_dump_network_state(pair)}")
     assert not allowed, allowed
+
+
+def _dump_network_state(pair: list[Tenant]) -> Path:
+    """What the enforcer and the node looked like when a packet got through: the tables,
+    the sets, both pods' addresses and kube-router's last log lines (kept for diagnosis)."""
+    cluster = DevCluster()
+    logs = cluster.dir / "logs"
+    out = logs / "isolation-network-state.txt"
+    parts = [f"{t.ns}: {t.core.read_namespaced_pod('sandbox-0', t.ns).status}" for t in pair]
+    for argv in (["iptables-save"], ["ipset", "list"], ["ip", "-d", "addr"], ["ip", "route"]):
+        dump = subprocess.run(argv, capture_output=True, text=True).stdout
+        parts.append(f"--- {' '.join(argv)}\n{dump}")
+    parts.append(f"--- kube-router.log\n{process.log_tail(logs / 'kube-router.log', 200)}")
+    out.write_text("\n".join(parts))
+    return out

@@ -1,6 +1,6 @@
 """The Helm chart: lints, renders to objects the API server accepts, and installs the
 operator as pods on the dev cluster's real node (locally built images), which then runs a
-tenant's workflow; upgrades and uninstalls."""
+tenant's workflow through the operator pod's death; upgrades and uninstalls."""
 
 from __future__ import annotations
 
@@ -101,6 +101,23 @@ def test_install_run_a_workflow_upgrade_uninstall(
         )
         tns = f"tenant-{tenant}"
         kubectl("apply", "-f", "-", input=yaml.safe_dump_all(workflow_docs))
+        wait_for(
+            lambda: "nap" in kubectl("get", "wfi", "hello", "-n", tns, "-o", "yaml").stdout,
+            "the instance asleep between its steps",
+            90,
+        )
+        # the operator pod killed mid-workflow (no grace): the Deployment makes another,
+        # which picks the instance up where the journal says it is
+        old = kubectl("get", "pods", "-n", ns, "-o", "jsonpath={.items[*].metadata.name}").stdout
+        kubectl("delete", "pods", "--all", "-n", ns, "--grace-period=0", "--force")
+        wait_for(
+            lambda: (
+                deployment(".status.readyReplicas") == "1"
+                and old not in kubectl("get", "pods", "-n", ns, "-o", "name").stdout
+            ),
+            "a new operator pod ready",
+            90,
+        )
         phase = wait_for(
             lambda: (
                 kubectl("get", "wfi", "hello", "-n", tns, "-o", "jsonpath={.status.phase}").stdout
@@ -114,7 +131,11 @@ def test_install_run_a_workflow_upgrade_uninstall(
         )
         out = kubectl("get", "wfi", "hello", "-n", tns, "-o", "jsonpath={.status.output}").stdout
         assert phase == "Complete", kubectl("get", "wfi", "hello", "-n", tns, "-o", "yaml").stdout
-        assert json.loads(out) == {"greeting": "hello from a pod", "uid": 10001}
+        assert json.loads(out) == {
+            "greeting": "hello from a pod",
+            "uid": 10001,
+            "step_bodies_run": 2,  # each step's body once, through the operator's death
+        }
         helm(
             kubeconfig,
             "upgrade",
@@ -139,9 +160,16 @@ def test_install_run_a_workflow_upgrade_uninstall(
 def _tenant_and_workflow(tenant: str) -> list[dict[str, object]]:
     source = (
         "import os\n"
+        "def counted(env, name, value):\n"
+        "    env.db.execute('INSERT INTO bodies VALUES (?)', (name,))\n"
+        "    return value\n"
         "async def run(event, step, env):\n"
-        "    uid = await step.do('who', lambda: os.getuid())\n"
-        "    return {'greeting': 'hello from a pod', 'uid': uid}\n"
+        "    env.db.execute('CREATE TABLE IF NOT EXISTS bodies (name TEXT)')\n"
+        "    uid = await step.do('who', lambda: counted(env, 'who', os.getuid()))\n"
+        "    await step.sleep('nap', '6s')\n"
+        "    await step.do('after', lambda: counted(env, 'after', 1))\n"
+        "    runs = env.db.query('SELECT count(*) AS n FROM bodies')[0]['n']\n"
+        "    return {'greeting': 'hello from a pod', 'uid': uid, 'step_bodies_run': runs}\n"
     )
     ns = f"tenant-{tenant}"
     docs = [

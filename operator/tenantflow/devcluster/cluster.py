@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
 import shutil
 import ssl
@@ -14,17 +13,17 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tenantflow.devcluster import binaries, kubeconfig, manifests, node, process, versions
+from tenantflow.devcluster import binaries, kubeconfig, manifests, node, process, versions, watchdog
 from tenantflow.devcluster.pki import CertificateAuthority, KeyPair, service_account_keys
+from tenantflow.devcluster.state import State
 from tenantflow.errors import DevClusterError
 from tenantflow.observability.logging import get_logger
 
 log = get_logger("tenantflow.devcluster")
 
-# Components in start order; `down` stops them in reverse.
+# Components in start order; `down` stops them in reverse (the watchdog first).
 COMPONENTS = (
     "etcd",
     "kube-apiserver",
@@ -32,33 +31,12 @@ COMPONENTS = (
     "kube-scheduler",
     "kwok",
     *node.COMPONENTS,
+    watchdog.NAME,
 )
 SERVICE_CIDR = "10.96.0.0/16"
 VOLUMES_ROOT = Path("/var/lib/tenantflow/dev-volumes")
 FAKE_NODES = 3
 _PORT_RETRIES = 3
-
-
-@dataclass
-class State:
-    """What `up` started, persisted as state.json so `status` and `down` need no guessing."""
-
-    ports: dict[str, int] = field(default_factory=dict)
-    pids: dict[str, int] = field(default_factory=dict)
-    argv: dict[str, list[str]] = field(default_factory=dict)  # to restart a component as-is
-    bin_dir: str = ""
-    address: str = "127.0.0.1"  # where the API server listens (the node IP with a node)
-    node: bool = False  # a real kubelet node runs pods (else only kwok's fake nodes)
-
-    @classmethod
-    def load(cls, path: Path) -> State | None:
-        try:
-            return cls(**json.loads(path.read_text()))
-        except (OSError, ValueError, TypeError):
-            return None
-
-    def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2))
 
 
 class DevCluster:
@@ -108,6 +86,9 @@ class DevCluster:
         if want_node:
             self._start_node(state, bins, deadline)
         self._bootstrap(state, bins, deadline)
+        self._spawn(
+            state, watchdog.NAME, [sys.executable, "-m", watchdog.__name__, f"--dir={self.dir}/"]
+        )
         state.save(self._state_file)
         log.info(
             "dev cluster ready",
@@ -125,6 +106,7 @@ class DevCluster:
             return False
         state = State.load(self._state_file) or State()
         ordered = [state.pids[c] for c in reversed(COMPONENTS) if c in state.pids]
+        process.stop(ordered[:1], self.dir)  # the watchdog, or it starts what we stop
         process.stop(ordered, self.dir)
         process.stop(process.owned_pids(self.dir), self.dir)  # shims, strays of a crash
         remove_stale_cgroups()  # local sandboxes' jails, once their runners are gone
@@ -136,21 +118,22 @@ class DevCluster:
         return True
 
     def restart(self, component: str, *, timeout: float = 60.0) -> None:
-        """Stop one component and start it again with the same flags and ports (chaos
-        tests: an API server or etcd restart under load); waits until the API is ready."""
+        """Stop one component and let the watchdog start it again with the same flags and
+        ports (chaos tests: an API server or etcd restart under load); waits until it is
+        back and the API is ready."""
         state = State.load(self._state_file)
-        if state is None or component not in state.argv:
+        if state is None or component not in state.argv or component == watchdog.NAME:
             raise DevClusterError(f"cannot restart {component}: the dev cluster is not running")
-        process.stop([state.pids[component]], self.dir)
-        state.pids[component] = process.spawn(
-            component, state.argv[component], self._logs, self.dir
-        ).pid
-        state.save(self._state_file)
+        before = state.pids[component]
+        watchdog.request_marker(self.dir, component).touch()
+        process.stop([before], self.dir)
+
+        def back() -> bool:
+            now = State.load(self._state_file)
+            return now is not None and now.pids[component] != before and self._readyz(now)
+
         _wait(
-            f"{component} back and the API ready",
-            lambda: self._readyz(state),
-            time.monotonic() + timeout,
-            self._diagnose,
+            f"{component} back and the API ready", back, time.monotonic() + timeout, self._diagnose
         )
 
     def status(self) -> dict[str, object]:
@@ -166,6 +149,7 @@ class DevCluster:
             "server": self.server(state),
             "kubeconfig": str(self.kubeconfig),
             "components": procs,
+            "restarts": state.restarts,
             "node": node.NODE_NAME if state.node else None,
         }
 
