@@ -28,20 +28,7 @@ def check(value: Any, *, max_depth: int = MAX_DEPTH) -> None:
         item, depth, path = stack.pop()
         if depth > max_depth:
             raise UnsafeJSON(f"{path}: nested deeper than {max_depth} levels")
-        if item is None or isinstance(item, bool):
-            continue
-        if isinstance(item, str):
-            _check_str(item, path)
-        elif isinstance(item, int):
-            if abs(item) > MAX_SAFE_INTEGER:
-                raise UnsafeJSON(
-                    f"{path}: integer {item} is beyond ±2^53 and would be rounded; pass it "
-                    "as a string"
-                )
-        elif isinstance(item, float):
-            if not math.isfinite(item):
-                raise UnsafeJSON(f"{path}: {item} is not a JSON number")
-        elif isinstance(item, list | tuple):
+        if isinstance(item, list | tuple):
             stack.extend((v, depth + 1, f"{path}[{i}]") for i, v in enumerate(item))
         elif isinstance(item, dict):
             for k, v in item.items():
@@ -50,7 +37,24 @@ def check(value: Any, *, max_depth: int = MAX_DEPTH) -> None:
                 _check_str(k, f"{path} key")
                 stack.append((v, depth + 1, f"{path}.{k}"))
         else:
-            raise UnsafeJSON(f"{path}: a {type(item).__name__} is not JSON")
+            _check_scalar(item, path)
+
+
+def _check_scalar(item: Any, path: str) -> None:
+    if item is None or isinstance(item, bool):
+        return
+    if isinstance(item, str):
+        _check_str(item, path)
+    elif isinstance(item, int):
+        if abs(item) > MAX_SAFE_INTEGER:
+            raise UnsafeJSON(
+                f"{path}: integer {item} is beyond ±2^53 and would be rounded; pass it as a string"
+            )
+    elif isinstance(item, float):
+        if not math.isfinite(item):
+            raise UnsafeJSON(f"{path}: {item} is not a JSON number")
+    else:
+        raise UnsafeJSON(f"{path}: a {type(item).__name__} is not JSON")
 
 
 def _check_str(s: str, path: str) -> None:

@@ -20,16 +20,20 @@ def test_lists_then_watches_adds_changes_and_deletes(kubeconfig: Path, namespace
             meta = {"name": name, "namespace": namespace}
             return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
 
+        arrived = asyncio.Event()
+
         def handle(kind: str, obj: dict[str, Any]) -> None:
             if obj["metadata"].get("namespace") == namespace and obj["metadata"]["name"] != (
                 "kube-root-ca.crt"
             ):
                 seen.append((kind, obj["metadata"]["name"]))
+                arrived.set()
 
         async def until(what: tuple[str, str]) -> None:
             async with asyncio.timeout(30):
                 while what not in seen:
-                    await asyncio.sleep(0.05)
+                    arrived.clear()
+                    await arrived.wait()
 
         await kube.create(cm("before"))
         task = asyncio.create_task(reflect(kube, "v1", "ConfigMap", handle, lists.append))

@@ -1,4 +1,4 @@
-"""InstanceDriver.settled: which watched states skip a drive (and its GET)."""
+"""InstanceController.settled: which watched states skip a drive (and its GET)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import asyncio
 import datetime as dt
 from typing import Any
 
-from tenantflow.controllers.instance import InstanceDriver
+from tenantflow.controllers.instances import InstanceController, InstanceSettings
+from tenantflow.controllers.instances.revisions import RevisionCache
+from tenantflow.controllers.instances.view import InstanceView
+from tenantflow.kube.fake import FakeKube
 
 NOW = dt.datetime.now(dt.UTC)
 
@@ -22,10 +25,17 @@ def _inst(status: dict[str, Any], **spec: Any) -> dict[str, Any]:
 
 def _settled(inst: dict[str, Any], busy: bool = False) -> tuple[bool, dt.datetime | None]:
     async def main() -> tuple[bool, dt.datetime | None]:
-        driver = InstanceDriver(kube=None, sandboxes=None, finished_ttl=3600)  # type: ignore[arg-type]
+        controller = InstanceController(
+            FakeKube(),  # type: ignore[arg-type]
+            None,  # type: ignore[arg-type]
+            RevisionCache(),
+            usage_changed=lambda tenant: None,
+            settings=InstanceSettings(finished_ttl=3600),
+        )
         if busy:
-            driver.queue._queued.add("tenant-a/i")
-        return driver.settled("tenant-a/i", inst), driver.timers._due.get("tenant-a/i")
+            controller.queue.request("tenant-a/i")
+        settled = controller.settled(InstanceView.decode(inst))
+        return settled, controller.queue._due.get("tenant-a/i")
 
     return asyncio.run(main())
 

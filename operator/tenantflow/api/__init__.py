@@ -3,6 +3,6 @@
 No I/O here. `tenantflow.api.generate` turns the models into `crds/*.yaml`.
 """
 
-GROUP = "tenantflow.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
+from tenantflow.vocabulary import API_VERSION, GROUP, VERSION
+
+__all__ = ["API_VERSION", "GROUP", "VERSION"]

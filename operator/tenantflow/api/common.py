@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from tenantflow.durations import DURATION_PATTERN
+from tenantflow.vocabulary import API_VERSION
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -105,7 +106,7 @@ class ObjectMeta(Model):
 class Resource(Model):
     """apiVersion/kind/metadata, shared by the three kinds."""
 
-    api_version: str = "tenantflow.dev/v1alpha1"
+    api_version: str = API_VERSION
     kind: str = ""
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
 
@@ -115,9 +116,3 @@ class ObservedStatus(Model):
 
     conditions: list[Condition] = conditions_field()
     observed_generation: int | None = Field(None, description="Last generation acted on.")
-
-
-class HandledStatus(ObservedStatus):
-    """Status of kinds with kopf change handlers (their progress is stored here)."""
-
-    kopf: Any = any_json("The operator framework's handler bookkeeping.")

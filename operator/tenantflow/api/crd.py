@@ -12,10 +12,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tenantflow.api import GROUP, VERSION
 from tenantflow.api.definition import WorkflowDefinition
 from tenantflow.api.instance import WorkflowInstance
 from tenantflow.api.tenant import Tenant
+from tenantflow.vocabulary import API_VERSION, GROUP, VERSION
 
 _DROP = {"title", "$defs"}
 
@@ -81,15 +81,9 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
         return [_structural(n, defs) for n in node]
     if not isinstance(node, dict):
         return node
-    if "$ref" in node:
-        target = defs[node["$ref"].rsplit("/", 1)[-1]]
-        merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-        return _structural(merged, defs)
-    if "anyOf" in node:
-        options = [o for o in node["anyOf"] if o != {"type": "null"}]
-        rest = {k: v for k, v in node.items() if k != "anyOf"}
-        if len(options) == 1:
-            return _structural({**options[0], **rest}, defs)
+    inlined = _inline(node, defs)
+    if inlined is not None:
+        return _structural(inlined, defs)
     out: dict[str, Any] = {}
     for key, value in node.items():
         if key in _DROP or (key == "default" and value is None):
@@ -105,11 +99,24 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
     return out
 
 
+def _inline(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any] | None:
+    """A `$ref` replaced by its definition, an optional (`anyOf` with null) by its one
+    option; None when `node` is neither."""
+    if "$ref" in node:
+        target = defs[node["$ref"].rsplit("/", 1)[-1]]
+        return {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    if "anyOf" in node:
+        options = [o for o in node["anyOf"] if o != {"type": "null"}]
+        if len(options) == 1:
+            return {**options[0], **{k: v for k, v in node.items() if k != "anyOf"}}
+    return None
+
+
 def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
     raw = model.model_json_schema(by_alias=True, mode="validation")
     schema: dict[str, Any] = _structural(raw, raw.get("$defs", {}))
     props = schema["properties"]
-    props["apiVersion"] = {"type": "string", "description": "tenantflow.dev/v1alpha1"}
+    props["apiVersion"] = {"type": "string", "description": API_VERSION}
     props["kind"] = {"type": "string", "description": model.__name__}
     props["metadata"] = {"type": "object"}
     schema.pop("required", None)

@@ -8,8 +8,8 @@ from pydantic import Field
 
 from tenantflow.api.common import (
     DNS_SUBDOMAIN,
-    HandledStatus,
     Model,
+    ObservedStatus,
     Resource,
     cel,
     duration_field,
@@ -99,7 +99,7 @@ class RevisionInfo(Model):
     created_at: str | None = Field(None, description="When it was created (RFC 3339).")
 
 
-class WorkflowDefinitionStatus(HandledStatus):
+class WorkflowDefinitionStatus(ObservedStatus):
     latest_revision: int | None = Field(None, description="Newest revision.")
     active_revision: int | None = Field(
         None, description="Revision new instances run (= pinnedRevision when set)."

@@ -16,11 +16,10 @@ from tenantflow.api.common import (
     cel,
     rule,
 )
+from tenantflow.vocabulary import Phase
 
 MAX_EVENTS = 1000
 EVENT_TYPE = r"^[A-Za-z0-9]([-_.A-Za-z0-9]*[A-Za-z0-9])?$"
-Phase = Literal["Queued", "Running", "Waiting", "Paused", "Complete", "Errored", "Terminated"]
-FINISHED_PHASES = ("Complete", "Errored", "Terminated")
 
 
 class WorkflowRef(Model):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -10,17 +10,16 @@ from tenantflow.api.common import (
     DNS_LABEL,
     QUANTITY,
     Condition,
-    HandledStatus,
     Model,
+    ObservedStatus,
     Resource,
-    any_json,
     cel,
     conditions_field,
     rule,
 )
+from tenantflow.vocabulary import NAMESPACE_PREFIX, Limits
 
 MAX_TENANT_NAME = 56  # the namespace is tenant-<name>, at most 63 characters
-NAMESPACE_PREFIX = "tenant-"
 
 
 class Subject(Model):
@@ -49,28 +48,43 @@ class TenantLimits(Model):
     """What one tenant may use, so it can neither starve nor reach another."""
 
     max_concurrent_instances: int = Field(
-        100,
+        Limits.MAX_CONCURRENT_INSTANCES,
         ge=1,
         le=100_000,
         description="Instances Running, Waiting or Paused at once; the rest wait as Queued.",
     )
     max_instance_starts_per_second: int = Field(
-        10, ge=1, le=10_000, description="Token bucket rate for instance starts (burst = 2x)."
+        Limits.MAX_INSTANCE_STARTS_PER_SECOND,
+        ge=1,
+        le=10_000,
+        description="Token bucket rate for instance starts (burst = 2x).",
     )
     max_steps_per_instance: int = Field(
-        1000, ge=1, le=100_000, description="Steps one instance may record."
+        Limits.MAX_STEPS_PER_INSTANCE,
+        ge=1,
+        le=100_000,
+        description="Steps one instance may record.",
     )
     max_step_timeout_seconds: int = Field(
-        900, ge=1, le=86_400, description="Upper bound for any step.do timeout, in seconds."
+        Limits.MAX_STEP_TIMEOUT_SECONDS,
+        ge=1,
+        le=86_400,
+        description="Upper bound for any step.do timeout, in seconds.",
     )
     max_events_per_second: int = Field(
-        50, ge=1, le=10_000, description="Events accepted per second for the tenant."
+        Limits.MAX_EVENTS_PER_SECOND,
+        ge=1,
+        le=10_000,
+        description="Events accepted per second for the tenant.",
     )
     max_storage_ops_per_second: int = Field(
-        500, ge=1, le=100_000, description="env.db statements per second for the tenant."
+        Limits.MAX_STORAGE_OPS_PER_SECOND,
+        ge=1,
+        le=100_000,
+        description="env.db statements per second for the tenant.",
     )
     storage: str = Field(
-        "1Gi",
+        Limits.STORAGE,
         pattern=QUANTITY,
         max_length=32,
         description="PVC size and SQLite size cap, e.g. 1Gi.",
@@ -138,7 +152,7 @@ class TenantUsage(Model):
     starts_last_minute: int = Field(0, description="Instances started in the last 60 s.")
 
 
-class TenantStatus(HandledStatus):
+class TenantStatus(ObservedStatus):
     namespace: str | None = Field(None, description="The tenant's namespace (tenant-<name>).")
     phase: Literal["Provisioning", "Ready", "Degraded", "Terminating"] | None = Field(
         None, description="Provisioning, Ready, Degraded or Terminating."
@@ -146,7 +160,6 @@ class TenantStatus(HandledStatus):
     conditions: list[Condition] = conditions_field()
     usage: TenantUsage | None = Field(None, description="Current consumption.")
     observed_generation: int | None = Field(None, description="Last generation acted on.")
-    kopf: Any = any_json("The operator framework's handler bookkeeping.")
 
 
 class Tenant(Resource):

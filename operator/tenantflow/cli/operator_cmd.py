@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tenantflow.controllers.operator import run as run_operator
+    from tenantflow.controllers.wiring import run as run_operator
 
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig

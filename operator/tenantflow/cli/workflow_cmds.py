@@ -17,11 +17,10 @@ import yaml
 
 from tenantflow.errors import TenantflowError
 from tenantflow.kube.client import ApiException, Kube, message
-from tenantflow.workflows.instance_state import FINISHED
+from tenantflow.vocabulary import API_VERSION, DEFINITION, FINISHED, INSTANCE, Phase
 from tenantflow.workflows.revisions import DEFINITION_LABEL
 
-API = "tenantflow.dev/v1alpha1"
-WFI, WFD = "WorkflowInstance", "WorkflowDefinition"
+WFI, WFD = INSTANCE, DEFINITION
 
 
 class CliError(TenantflowError):
@@ -139,7 +138,7 @@ def _json_arg(value: str | None, what: str) -> Any:
 
 
 async def _instance(kube: Kube, args: argparse.Namespace) -> dict[str, Any]:
-    inst = await kube.get(API, WFI, args.instance, args.namespace)
+    inst = await kube.get(API_VERSION, WFI, args.instance, args.namespace)
     if inst is None:
         raise CliError(f"WorkflowInstance {args.namespace}/{args.instance} not found")
     return inst
@@ -185,7 +184,7 @@ async def run(kube: Kube, args: argparse.Namespace) -> Any:
     meta: dict[str, Any] = {"namespace": args.namespace}
     meta |= {"name": args.name} if args.name else {"generateName": f"{args.definition}-"}
     body = {
-        "apiVersion": API,
+        "apiVersion": API_VERSION,
         "kind": WFI,
         "metadata": meta,
         "spec": {
@@ -274,7 +273,7 @@ async def send_event(kube: Kube, args: argparse.Namespace) -> Any:
             "spec": {"events": events},
         }
         try:
-            await kube.patch(API, WFI, args.instance, args.namespace, body)
+            await kube.patch(API_VERSION, WFI, args.instance, args.namespace, body)
         except ApiException as exc:
             if exc.status == 409:
                 continue
@@ -287,7 +286,7 @@ def _spec_verb(name: str, help_text: str, patch: dict[str, Any]) -> None:
     @verb(name, help_text, _add_instance)
     async def apply(kube: Kube, args: argparse.Namespace) -> Any:
         await _instance(kube, args)
-        await kube.patch(API, WFI, args.instance, args.namespace, {"spec": patch})
+        await kube.patch(API_VERSION, WFI, args.instance, args.namespace, {"spec": patch})
         return f"workflowinstance/{args.instance} {name}d"
 
 
@@ -299,9 +298,9 @@ _spec_verb("terminate", "end an instance as Terminated", {"terminate": True})
 @verb("restart", "run an instance again from the beginning (same spec)", _add_instance)
 async def restart(kube: Kube, args: argparse.Namespace) -> Any:
     inst = await _instance(kube, args)
-    await kube.delete(API, WFI, args.instance, args.namespace)
+    await kube.delete(API_VERSION, WFI, args.instance, args.namespace)
     for _ in range(100):
-        if await kube.get(API, WFI, args.instance, args.namespace) is None:
+        if await kube.get(API_VERSION, WFI, args.instance, args.namespace) is None:
             break
         await asyncio.sleep(0.1)
     spec = {**inst["spec"], "terminate": False, "suspend": False}
@@ -310,7 +309,7 @@ async def restart(kube: Kube, args: argparse.Namespace) -> Any:
         for k in ("name", "namespace", "labels", "annotations")
         if k in inst["metadata"]
     }
-    await kube.create({"apiVersion": API, "kind": WFI, "metadata": meta, "spec": spec})
+    await kube.create({"apiVersion": API_VERSION, "kind": WFI, "metadata": meta, "spec": spec})
     return f"workflowinstance/{args.instance} restarted"
 
 
@@ -357,7 +356,7 @@ async def _revisions(kube: Kube, args: argparse.Namespace) -> list[dict[str, Any
 @verb("revisions", "list a definition's immutable revisions", _add_definition)
 async def list_revisions(kube: Kube, args: argparse.Namespace) -> Any:
     revs = await _revisions(kube, args)
-    wfd = await kube.get(API, WFD, args.definition, args.namespace) or {}
+    wfd = await kube.get(API_VERSION, WFD, args.definition, args.namespace) or {}
     active = (wfd.get("status") or {}).get("activeRevision")
     rows = [
         [
@@ -403,7 +402,7 @@ async def rollback(kube: Kube, args: argparse.Namespace) -> Any:
     if args.to not in numbers:
         raise CliError(f"revision {args.to} does not exist; known: {numbers}")
     await kube.patch(
-        API, WFD, args.definition, args.namespace, {"spec": {"pinnedRevision": args.to}}
+        API_VERSION, WFD, args.definition, args.namespace, {"spec": {"pinnedRevision": args.to}}
     )
     return (
         f"workflowdefinition/{args.definition} pinned to revision {args.to}; running "
@@ -414,20 +413,17 @@ async def rollback(kube: Kube, args: argparse.Namespace) -> Any:
 @verb("top", "instances per tenant and phase")
 async def top(kube: Kube, args: argparse.Namespace) -> Any:
     rows = []
-    for t in await kube.list(API, "Tenant"):
+    for t in await kube.list(API_VERSION, "Tenant"):
         ns = (t.get("status") or {}).get("namespace")
         counts: dict[str, int] = {}
-        for inst in await kube.list(API, WFI, ns) if ns else []:
+        for inst in await kube.list(API_VERSION, WFI, ns) if ns else []:
             phase = (inst.get("status") or {}).get("phase") or "Pending"
             counts[phase] = counts.get(phase, 0) + 1
         rows.append(
             [
                 t["metadata"]["name"],
                 (t.get("status") or {}).get("phase"),
-                *(
-                    counts.get(p, 0)
-                    for p in ("Queued", "Running", "Waiting", "Paused", "Complete", "Errored")
-                ),
+                *(counts.get(p, 0) for p in Phase if p != Phase.TERMINATED),
             ]
         )
     return {

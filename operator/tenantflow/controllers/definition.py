@@ -3,37 +3,40 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-import kopf
-
 from tenantflow import conditions
-from tenantflow.controllers import runtime
-from tenantflow.controllers.instance import driver
+from tenantflow.controllers.instances.revisions import RevisionCache
+from tenantflow.controllers.work_queue import WorkQueue
 from tenantflow.durations import format_time
 from tenantflow.kube import events
 from tenantflow.kube.client import Kube
 from tenantflow.observability.logging import get_logger
+from tenantflow.vocabulary import API_VERSION, DEFINITION, FINISHED, INSTANCE, ConditionType
 from tenantflow.workflows import revisions, source
-from tenantflow.workflows.instance_state import FINISHED
 
 log = get_logger("tenantflow.definition")
-API_VERSION = "tenantflow.dev/v1alpha1"
 
 
-def queue() -> runtime.KeyedWorkQueue:
-    rt = runtime.get()
-    if "definition" not in rt.queues:
-        rt.queues["definition"] = runtime.KeyedWorkQueue(reconcile)
-    return rt.queues["definition"]
+@dataclass
+class DefinitionController:
+    kube: Kube
+    revision_cache: RevisionCache  # shared with the instance controller
+    wake_instance: Callable[[str], None]  # a queued instance may start now
 
+    def __post_init__(self) -> None:
+        self.queue = WorkQueue(self.reconcile, name="definitions")
 
-@kopf.on.event("tenantflow.dev", "v1alpha1", "workflowdefinitions")
-async def definition_event(**kwargs: Any) -> None:
-    ns, name = kwargs["namespace"], kwargs["name"]
-    runtime.get().forget_definition(ns, name)
-    if kwargs["type"] != "DELETED":
-        queue().request(f"{ns}/{name}")
+    def on_event(self, kind: str, namespace: str, name: str) -> None:
+        self.revision_cache.forget_definition(namespace, name)
+        if kind != "DELETED":
+            self.queue.request(f"{namespace}/{name}")
+
+    async def reconcile(self, key: str) -> None:
+        for queued in await reconcile(self.kube, key):
+            self.wake_instance(queued)
 
 
 async def resolve_source(kube: Kube, body: dict[str, Any]) -> tuple[str | None, str]:
@@ -57,12 +60,13 @@ async def list_revisions(kube: Kube, namespace: str, definition: str) -> list[di
     )
 
 
-async def reconcile(key: str) -> None:
-    kube = runtime.get().kube
+async def reconcile(kube: Kube, key: str) -> list[str]:
+    """Check, revise, trim and report one definition; returns the keys of its instances
+    queued for lack of a ready revision, when it just got one."""
     ns, name = key.split("/", 1)
-    body = await kube.get(API_VERSION, "WorkflowDefinition", name, ns)
+    body = await kube.get(API_VERSION, DEFINITION, name, ns)
     if body is None:
-        return
+        return []
     spec, old = body["spec"], body.get("status") or {}
     text, problem = await resolve_source(kube, body)
     check = (
@@ -103,7 +107,7 @@ async def reconcile(key: str) -> None:
     active = pinned if pinned in numbers else current or old.get("activeRevision")
     instances = [
         i
-        for i in await kube.list(API_VERSION, "WorkflowInstance", ns)
+        for i in await kube.list(API_VERSION, INSTANCE, ns)
         if i["spec"]["workflowRef"]["name"] == name
     ]
     keep = _revisions_in_use(instances) | {n for n in (active, current) if n is not None}
@@ -116,26 +120,23 @@ async def reconcile(key: str) -> None:
         "revisions": revisions.summary(revs),
         "conditions": conditions.merge(
             old.get("conditions"),
-            [conditions.Condition("Ready", check.ok, check.reason, check.message)],
+            [conditions.Condition(ConditionType.READY, check.ok, check.reason, check.message)],
             generation=body["metadata"].get("generation"),
         ),
         "observedGeneration": body["metadata"].get("generation"),
     }
-    if {k: old.get(k) for k in new} != new:
-        await kube.patch(
-            API_VERSION, "WorkflowDefinition", name, ns, {"status": new}, subresource="status"
-        )
-        if active is not None and active != old.get("activeRevision"):
-            _wake_queued(ns, instances)
-        if not check.ok and (old.get("conditions") or [{}])[0].get("reason") != check.reason:
-            await events.post(kube, body, "Warning", check.reason, check.message)
-
-
-def _wake_queued(namespace: str, instances: list[dict[str, Any]]) -> None:
-    """The definition's instances queued for lack of a ready revision can start now."""
-    for inst in instances:
-        if not (inst.get("status") or {}).get("revision"):
-            driver().queue.request(f"{namespace}/{inst['metadata']['name']}")
+    if {k: old.get(k) for k in new} == new:
+        return []
+    await kube.patch(API_VERSION, DEFINITION, name, ns, {"status": new}, subresource="status")
+    if not check.ok and (old.get("conditions") or [{}])[0].get("reason") != check.reason:
+        await events.post(kube, body, "Warning", check.reason, check.message)
+    if active is None or active == old.get("activeRevision"):
+        return []
+    return [
+        f"{ns}/{inst['metadata']['name']}"
+        for inst in instances
+        if not (inst.get("status") or {}).get("revision")
+    ]
 
 
 def _revisions_in_use(instances: list[dict[str, Any]]) -> set[int]:

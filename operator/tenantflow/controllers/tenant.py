@@ -9,24 +9,26 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
 
 from tenantflow import conditions
 from tenantflow.api.tenant import Tenant
-from tenantflow.controllers import runtime
+from tenantflow.controllers.work_queue import WorkQueue
 from tenantflow.durations import parse_time
 from tenantflow.kube import events
 from tenantflow.kube.client import ApiException, Kube, message
 from tenantflow.observability.logging import get_logger
 from tenantflow.tenancy import manifests, status
+from tenantflow.tenancy.manifests import OperatorSettings
+from tenantflow.vocabulary import API_VERSION, FINISHED, INSTANCE, TENANT, ConditionType
 
 log = get_logger("tenantflow.tenant")
-GROUP, VERSION = "tenantflow.dev", "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
 TERMINATION_GRACE = dt.timedelta(seconds=60)
-FINISHED = ("Complete", "Errored", "Terminated")
+USAGE_INTERVAL = 5.0  # Tenant.status.usage refresh, at most this often per tenant
 
 # Owned kinds whose changes trigger a reconcile of their tenant (drift repair).
 OWNED = (
@@ -44,38 +46,30 @@ OWNED = (
 )
 
 
-def queue() -> runtime.KeyedWorkQueue:
-    rt = runtime.get()
-    if "tenant" not in rt.queues:
-        rt.queues["tenant"] = runtime.KeyedWorkQueue(reconcile)
-    return rt.queues["tenant"]
+@dataclass
+class TenantController:
+    kube: Kube
+    settings: OperatorSettings
+    usage: Callable[[str], dict[str, int]]  # Tenant.status.usage, from the instance controller
+
+    def __post_init__(self) -> None:
+        self.queue = WorkQueue(self.reconcile, name="tenants")
+
+    def usage_changed(self, tenant: str) -> None:
+        """Tenant.status.usage follows instance phases, refreshed at most every 5 s."""
+        self.queue.request_within(tenant, USAGE_INTERVAL)
+
+    async def reconcile(self, name: str) -> None:
+        await reconcile(self.kube, self.settings, self.usage, name)
+
+    async def deleted(self, name: str, body: dict[str, Any]) -> None:
+        await tenant_deleted(self.kube, name, body)
 
 
-@kopf.on.event(GROUP, VERSION, "tenants")
-async def tenant_event(**kwargs: Any) -> None:
-    if kwargs["type"] != "DELETED":
-        queue().request(kwargs["name"])
-
-
-def _owned_handler(group: str, version: str, plural: str) -> None:
-    selector: dict[str, Any] = {
-        manifests.TENANT_LABEL: kopf.PRESENT,
-        **manifests.MANAGED_BY,
-    }
-
-    @kopf.on.event(group, version, plural, id=f"owned-{plural}", labels=selector)
-    async def owned_event(**kwargs: Any) -> None:
-        queue().request(kwargs["labels"][manifests.TENANT_LABEL])
-
-
-for _group, _version, _plural in OWNED:
-    _owned_handler(_group, _version, _plural)
-
-
-async def reconcile(name: str) -> None:
-    rt = runtime.get()
-    kube = rt.kube
-    body = await kube.get(API_VERSION, "Tenant", name)
+async def reconcile(
+    kube: Kube, settings: OperatorSettings, usage: Callable[[str], dict[str, int]], name: str
+) -> None:
+    body = await kube.get(API_VERSION, TENANT, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return
     tenant = Tenant.model_validate(body)
@@ -92,7 +86,7 @@ async def reconcile(name: str) -> None:
         return
     error = None
     try:
-        for obj in manifests.owned_objects(tenant, rt.settings):
+        for obj in manifests.owned_objects(tenant, settings):
             await kube.apply(obj)
         await kube.create_if_missing(manifests.pvc(tenant))
         await kube.create_if_missing(manifests.hmac_secret(tenant, secrets.token_hex(32)))
@@ -100,9 +94,7 @@ async def reconcile(name: str) -> None:
         error = f"applying tenant objects failed: {exc.status} {exc.reason}: {message(exc)}"
         log.warning("apply failed", tenant=name, error=error)
     observed = await _observe(kube, tenant, error)
-    instances = runtime.get().instances
-    usage = instances.tenant_usage(name) if instances is not None else {}
-    await _write_status(kube, body, observed, usage)
+    await _write_status(kube, body, observed, usage(name))
 
 
 async def _observe(kube: Kube, tenant: Tenant, error: str | None) -> status.Observed:
@@ -147,35 +139,31 @@ async def _write_status(
     }
     if {k: old.get(k) for k in new} == new:
         return
-    await kube.patch(
-        API_VERSION, "Tenant", meta["name"], None, {"status": new}, subresource="status"
-    )
+    await kube.patch(API_VERSION, TENANT, meta["name"], None, {"status": new}, subresource="status")
     if old.get("phase") != phase:
-        ready = next(c for c in conds if c.type == "Ready")
+        ready = next(c for c in conds if c.type == ConditionType.READY)
         await events.post(
             kube, body, "Warning" if phase == "Degraded" else "Normal", ready.reason, ready.message
         )
         log.info("tenant phase", tenant=meta["name"], phase=phase, reason=ready.reason)
 
 
-@kopf.on.delete(GROUP, VERSION, "tenants")
-async def tenant_deleted(name: str, body: kopf.Body, **_: Any) -> None:
+async def tenant_deleted(kube: Kube, name: str, body: dict[str, Any]) -> None:
     """Finalizer: terminate running instances, then remove the namespace and everything in it."""
-    kube = runtime.get().kube
     ns_name = manifests.namespace_of(name)
     ns = await kube.get("v1", "Namespace", ns_name)
     if ns is None or (ns["metadata"].get("labels") or {}).get(manifests.TENANT_LABEL) != name:
         return  # never ours (a conflict): nothing to remove
     running = [
         i
-        for i in await kube.list(API_VERSION, "WorkflowInstance", ns_name)
+        for i in await kube.list(API_VERSION, INSTANCE, ns_name)
         if (i.get("status") or {}).get("phase") not in FINISHED
     ]
     for inst in running:
         if not inst["spec"].get("terminate"):
             await kube.patch(
                 API_VERSION,
-                "WorkflowInstance",
+                INSTANCE,
                 inst["metadata"]["name"],
                 ns_name,
                 {"spec": {"terminate": True}},
@@ -186,7 +174,7 @@ async def tenant_deleted(name: str, body: kopf.Body, **_: Any) -> None:
     if running:
         await events.post(
             kube,
-            dict(body),
+            body,
             "Warning",
             "TerminationTimeout",
             f"{len(running)} instance(s) did not terminate within "

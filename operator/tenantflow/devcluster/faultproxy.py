@@ -229,7 +229,8 @@ class FaultProxyProcess:
         url = f"http://127.0.0.1:{self.port}{CONTROL_PATH}{query}"
         req = urllib.request.Request(url, method=method)
         with urllib.request.urlopen(req, timeout=5) as resp:
-            return json.loads(resp.read())
+            answer: dict[str, Any] = json.loads(resp.read())
+            return answer
 
     def stats(self) -> dict[str, Any]:
         """{"rate", "forwarded", "injected": {kind: count}}."""

@@ -67,9 +67,7 @@ async def sync_once(kube: Kube, root: Path) -> None:
     for claim in await kube.list("v1", "PersistentVolumeClaim"):
         if wants_volume(claim):
             pv = volume_for(claim, root)
-            path = Path(pv["spec"]["hostPath"]["path"])
-            path.mkdir(parents=True, exist_ok=True)
-            path.chmod(0o777)  # the pod's uid is unknown here; the parent is not listable
+            await asyncio.to_thread(_make_volume, Path(pv["spec"]["hostPath"]["path"]))
             try:
                 await kube.create(pv)
                 log.info(
@@ -85,19 +83,28 @@ async def sync_once(kube: Kube, root: Path) -> None:
             "Released",
             "Failed",
         ):
-            shutil.rmtree(root / pv["metadata"]["name"], ignore_errors=True)
+            await asyncio.to_thread(shutil.rmtree, root / pv["metadata"]["name"], True)
             await kube.delete("v1", "PersistentVolume", pv["metadata"]["name"])
             log.info("volume deleted", pv=pv["metadata"]["name"])
 
 
-async def run(kubeconfig: str, root: Path) -> None:
-    kube = await Kube.connect(kubeconfig)
+def _make_volume(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o777)  # the pod's uid is unknown here; the parent is not listable
+
+
+def _make_root(root: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
     for d in (root, *root.parents):  # traversable (not listable) down to the volumes
         if d == Path("/") or d.stat().st_mode & 0o111 == 0o111:
             break
         d.chmod(d.stat().st_mode | 0o111)
     root.chmod(0o711)
+
+
+async def run(kubeconfig: str, root: Path) -> None:
+    kube = await Kube.connect(kubeconfig)
+    await asyncio.to_thread(_make_root, root)
     try:
         while True:
             try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from tenantflow.engine.errors import (
     EntrypointMissingError,
@@ -52,7 +52,7 @@ def check(fn: Any, name: str = "run") -> WorkflowFn:
             f"{name!r} takes {arity(fn)} positional parameter(s); it must take "
             f"(event, step) or (event, step, env)"
         )
-    return fn
+    return cast(WorkflowFn, fn)
 
 
 def arity(fn: Any) -> int:

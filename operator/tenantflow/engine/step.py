@@ -179,7 +179,8 @@ class StepApi:
         )
         rec = await s.claim_step(name, StepKind.EVENT)
         if rec.state is StepState.COMPLETE:
-            return s.output_of(rec)
+            received: dict[str, Any] = s.output_of(rec)
+            return received
         if rec.state is StepState.ERRORED:
             raise WaitTimeout(name, rec.event_type or type, format_duration(seconds))
         if rec.until is None:
@@ -189,13 +190,14 @@ class StepApi:
             index, event = got
             stamp = event.timestamp or s.now()
             rec.event_index, rec.state = index, StepState.COMPLETE
-            rec.output = {
+            delivered = {
                 "type": event.type,
                 "payload": event.payload,
                 "timestamp": format_time(stamp),
             }
+            rec.output = delivered
             s.finished(rec)
-            return rec.output
+            return delivered
         if s.now() >= rec.until:
             err = WaitTimeout(name, rec.event_type or type, format_duration(seconds))
             rec.state, rec.error = StepState.ERRORED, {"name": "WaitTimeout", "message": str(err)}

@@ -53,7 +53,7 @@ class Kube:
         """
         cfg = client.Configuration()
         if kubeconfig is None and context is None and "KUBERNETES_SERVICE_HOST" in os.environ:
-            config.load_incluster_config(client_configuration=cfg)
+            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
         else:
             await config.load_kube_config(
                 config_file=kubeconfig, context=context, client_configuration=cfg
@@ -280,9 +280,10 @@ def _quota_conflict(status: int, data: bytes) -> bool:
 
 def _retry_after(data: bytes, attempt: int) -> float:
     try:
-        return float(json.loads(data)["details"]["retryAfterSeconds"])
+        seconds: float = float(json.loads(data)["details"]["retryAfterSeconds"])
+        return seconds
     except (ValueError, KeyError, TypeError):
-        return min(0.2 * 2**attempt, 5.0)
+        return min(0.2 * 2.0**attempt, 5.0)
 
 
 def message(exc: ApiException) -> str:

@@ -5,6 +5,8 @@ A static table instead of discovery: no start-up round trips, no surprises.
 
 from __future__ import annotations
 
+from tenantflow.vocabulary import API_VERSION, DEFINITION, INSTANCE, TENANT
+
 RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     ("v1", "Namespace"): ("namespaces", False),
     ("v1", "ResourceQuota"): ("resourcequotas", True),
@@ -23,9 +25,9 @@ RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     ("networking.k8s.io/v1", "NetworkPolicy"): ("networkpolicies", True),
     ("rbac.authorization.k8s.io/v1", "Role"): ("roles", True),
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): ("rolebindings", True),
-    ("tenantflow.dev/v1alpha1", "Tenant"): ("tenants", False),
-    ("tenantflow.dev/v1alpha1", "WorkflowDefinition"): ("workflowdefinitions", True),
-    ("tenantflow.dev/v1alpha1", "WorkflowInstance"): ("workflowinstances", True),
+    (API_VERSION, TENANT): ("tenants", False),
+    (API_VERSION, DEFINITION): ("workflowdefinitions", True),
+    (API_VERSION, INSTANCE): ("workflowinstances", True),
 }
 
 

@@ -42,4 +42,5 @@ def configure(*, json: bool | None = None, level: str | None = None) -> None:
 
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
     """A bound logger carrying `logger=name`."""
-    return structlog.get_logger(name).bind(logger=name)
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(name).bind(logger=name)
+    return logger

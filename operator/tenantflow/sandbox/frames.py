@@ -41,7 +41,7 @@ def encode(value: Any) -> bytes:
 
 
 def _length(header: bytes, limit: int) -> int:
-    (n,) = HEADER.unpack(header)
+    n: int = HEADER.unpack(header)[0]
     if n > limit:
         raise FrameError(f"frame of {n} bytes is over the {limit}-byte limit")
     return n

@@ -321,7 +321,7 @@ class LocalSandboxes:
             r = self._runners.get(tenant)
             if r is None or r.proc.poll() is not None or r.data_dir != data_dir or r.key != key:
                 if r is not None:
-                    self._stop(r)
+                    await asyncio.to_thread(self._stop, r)  # waits up to 5 s: off the loop
                 r = self._runners[tenant] = await self._start(tenant, data_dir, key)
             return Endpoint(key=key, socket=str(r.socket))
 
@@ -335,14 +335,7 @@ class LocalSandboxes:
         argv += ["--memory-bytes", str(self.memory), "--die-with-parent"]
         env = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "TENANTFLOW_LOG_FORMAT": "json"}
         log_path = self.root / f"{tenant}.log"
-        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "ab") as log_file:
-            proc = subprocess.Popen(
-                argv, env=env, stdin=subprocess.PIPE, stdout=log_file, stderr=subprocess.STDOUT
-            )
-        assert proc.stdin is not None
-        proc.stdin.write(key + b"\n")  # never in an environment: /proc/*/environ is readable
-        proc.stdin.close()
+        proc = await asyncio.to_thread(_spawn, argv, env, log_path, key)
         for _ in range(300):
             if sock.exists():
                 log.info("sandbox started", tenant=tenant, pid=proc.pid, data=data_dir)
@@ -350,7 +343,7 @@ class LocalSandboxes:
             if proc.poll() is not None:
                 break
             await asyncio.sleep(0.05)
-        self._stop(_Runner(proc, sock, data_dir, key))
+        await asyncio.to_thread(self._stop, _Runner(proc, sock, data_dir, key))
         raise LocalSandboxError(
             f"the sandbox runner for {tenant} did not start; its log is {log_path}"
         )
@@ -368,3 +361,19 @@ class LocalSandboxes:
         for r in self._runners.values():
             self._stop(r)
         self._runners.clear()
+
+
+def _spawn(
+    argv: list[str], env: dict[str, str], log_path: Path, key: bytes
+) -> subprocess.Popen[bytes]:
+    """Start a runner, its key on stdin (never in an environment: /proc/*/environ is
+    readable), its output appended to `log_path` (never following a link)."""
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "ab") as log_file:
+        proc = subprocess.Popen(
+            argv, env=env, stdin=subprocess.PIPE, stdout=log_file, stderr=subprocess.STDOUT
+        )
+    assert proc.stdin is not None
+    proc.stdin.write(key + b"\n")
+    proc.stdin.close()
+    return proc

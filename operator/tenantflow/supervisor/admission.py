@@ -11,12 +11,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from tenantflow.supervisor.token_bucket import TokenBucket
+from tenantflow.vocabulary import ACTIVE, FINISHED, Limits
 
-DEFAULT_MAX_CONCURRENT = 100  # the CRD defaults (api/tenant.py TenantLimits)
-DEFAULT_STARTS_PER_SECOND = 10.0
+DEFAULT_STARTS_PER_SECOND = float(Limits.MAX_INSTANCE_STARTS_PER_SECOND)
 DELETED = "Deleted"  # pseudo-phase: the instance object is gone
-ACTIVE_PHASES = frozenset({"Running", "Waiting", "Paused"})
-FINISHED_PHASES = frozenset({"Complete", "Errored", "Terminated"})
 
 
 @dataclass(frozen=True)
@@ -45,7 +43,7 @@ class Admission:
         """The tenant's state; limits default to the CRD's until try_start brings the real
         ones (observe() may come first, e.g. while rebuilding after a restart)."""
         t = self._tenants.get(tenant)
-        cap = max_concurrent if max_concurrent is not None else DEFAULT_MAX_CONCURRENT
+        cap = max_concurrent if max_concurrent is not None else Limits.MAX_CONCURRENT_INSTANCES
         rate = starts_per_second if starts_per_second is not None else DEFAULT_STARTS_PER_SECOND
         if t is None:
             t = self._tenants[tenant] = _Tenant(cap, TokenBucket(rate, 2 * rate))
@@ -65,11 +63,11 @@ class Admission:
         """Record an instance's phase (None/Queued: not started, no change; DELETED: gone);
         returns queued keys that may now try to start."""
         t = self._tenant(tenant)
-        if phase in ACTIVE_PHASES:
+        if phase in ACTIVE:
             t.active.add(key)
             self._dequeue(t, key)
             return []
-        if phase == DELETED or phase in FINISHED_PHASES:
+        if phase == DELETED or phase in FINISHED:
             was_active = key in t.active
             t.active.discard(key)
             self._dequeue(t, key)

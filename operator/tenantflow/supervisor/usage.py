@@ -11,7 +11,8 @@ import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 
-ACTIVE = frozenset({"Running", "Waiting", "Paused"})
+from tenantflow.vocabulary import ACTIVE
+
 WINDOW = 60.0  # seconds covered by startsLastMinute
 
 

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tenantflow.api import API_VERSION
-from tenantflow.api.tenant import NAMESPACE_PREFIX, Tenant
+from tenantflow.api.tenant import Tenant
+from tenantflow.vocabulary import GROUP, NAMESPACE_PREFIX
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "tenantflow"}
 TENANT_LABEL = "tenantflow.dev/tenant"
@@ -208,9 +209,9 @@ def roles(tenant: Tenant) -> list[dict[str, Any]]:
             "kind": "Role",
             "metadata": _meta(tenant, name),
             "rules": [
-                {"apiGroups": ["tenantflow.dev"], "resources": _TENANT_KINDS, "verbs": verbs},
+                {"apiGroups": [GROUP], "resources": _TENANT_KINDS, "verbs": verbs},
                 {
-                    "apiGroups": ["tenantflow.dev"],
+                    "apiGroups": [GROUP],
                     "resources": [f"{k}/status" for k in _TENANT_KINDS],
                     "verbs": _READ,
                 },

@@ -16,9 +16,8 @@ from typing import Any
 from tenantflow.durations import format_time, parse_time
 from tenantflow.engine.journal import StepKind, StepState
 from tenantflow.engine.state import InboxEvent
+from tenantflow.vocabulary import Phase
 
-FINISHED = frozenset({"Complete", "Errored", "Terminated"})
-ACTIVE = frozenset({"Running", "Waiting", "Paused"})
 MAX_STATUS_BYTES = 1_000_000  # etcd's limit is 1.5 MiB for the whole object
 
 
@@ -33,8 +32,13 @@ def inbox(
     ], stamps
 
 
+def pinned(status: dict[str, Any], *extra: str) -> dict[str, Any]:
+    """The fields that pin an instance's run (kept across every status write)."""
+    return {k: status[k] for k in ("revision", "startedAt", *extra) if k in status}
+
+
 def started(revision: int, now: dt.datetime) -> dict[str, Any]:
-    return {"phase": "Running", "revision": revision, "startedAt": format_time(now)}
+    return {"phase": Phase.RUNNING, "revision": revision, "startedAt": format_time(now)}
 
 
 def finished(phase: str, now: dt.datetime, **fields: Any) -> dict[str, Any]:
@@ -55,21 +59,21 @@ def after_advance(result: dict[str, Any], *, seen: list[str], now: dt.datetime) 
     kind = outcome["kind"]
     if kind == "Complete":
         out |= finished(
-            "Complete", now, output=outcome.get("output"), outputRef=outcome.get("outputRef")
+            Phase.COMPLETE, now, output=outcome.get("output"), outputRef=outcome.get("outputRef")
         )
     elif kind == "Errored":
-        out |= finished("Errored", now, error=outcome["error"])
+        out |= finished(Phase.ERRORED, now, error=outcome["error"])
     elif kind == "Waiting":
         out |= {
-            "phase": "Waiting",
+            "phase": Phase.WAITING,
             "waitingFor": outcome["waitingFor"],
             "nextWakeAt": outcome.get("wakeAt"),
         }
     else:  # Yielded: more to do right away
-        out |= {"phase": "Running", "waitingFor": None, "nextWakeAt": None}
+        out |= {"phase": Phase.RUNNING, "waitingFor": None, "nextWakeAt": None}
     if len(json.dumps(out, separators=(",", ":"))) > MAX_STATUS_BYTES:
         return finished(
-            "Errored",
+            Phase.ERRORED,
             now,
             error={
                 "name": "StatusTooLarge",
@@ -82,7 +86,7 @@ def after_advance(result: dict[str, Any], *, seen: list[str], now: dt.datetime) 
 
 def needs_advance(status: dict[str, Any], events: list[dict[str, Any]], now: dt.datetime) -> bool:
     """False when a Waiting instance has nothing new: its wake-up is ahead, no new event."""
-    if status.get("phase") != "Waiting":
+    if status.get("phase") != Phase.WAITING:
         return True
     if len(events) > len(status.get("eventsSeen") or []):
         return True

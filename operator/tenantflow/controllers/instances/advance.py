@@ -1,0 +1,163 @@
+"""One advance of an instance: its inbox within the tenant's event budget, the payload,
+the sandbox call (fair across tenants), and the result folded into the drive's update."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from tenantflow import conditions
+from tenantflow.api.tenant import TenantLimits
+from tenantflow.controllers.instances.drive import Drive
+from tenantflow.controllers.instances.failures import SandboxFailures
+from tenantflow.controllers.sandboxes import Sandboxes
+from tenantflow.durations import parse_duration, parse_time
+from tenantflow.engine.options import EngineLimits, RetryPolicy, StepDefaults
+from tenantflow.observability import metrics
+from tenantflow.observability.logging import get_logger
+from tenantflow.quantity import parse_quantity
+from tenantflow.sandbox.payload import advance_payload
+from tenantflow.sandbox.transport import HttpTransport, SandboxUnavailable
+from tenantflow.supervisor.fair_queue import FairDispatcher
+from tenantflow.supervisor.token_bucket import TokenBucket, tuned
+from tenantflow.vocabulary import FINISHED, ConditionType, Phase
+from tenantflow.workflows import instance_state as state
+
+log = get_logger("tenantflow.instance")
+
+
+@dataclass
+class Advancer:
+    sandboxes: Sandboxes
+    transport: HttpTransport
+    dispatcher: FairDispatcher
+    failures: SandboxFailures
+    event_buckets: dict[str, TokenBucket] = field(default_factory=dict)
+
+    async def advance(self, d: Drive, revision: dict[str, Any], limits: TenantLimits) -> None:
+        tenant = d.view.tenant
+        assert tenant is not None  # only tenant namespaces get this far
+        all_events, seen_before = d.view.events, d.status.get("eventsSeen") or []
+        deliver = self._event_budget(
+            d, tenant, len(all_events) - len(seen_before), float(limits.max_events_per_second)
+        )
+        inbox, seen = state.inbox(all_events[: len(seen_before) + deliver], seen_before, d.now)
+        payload = _payload(d, revision, limits, inbox)
+        try:
+            async with self.dispatcher.slot(tenant):  # fair across tenants
+                started = time.perf_counter()
+                endpoint = await self.sandboxes.endpoint(tenant)
+                result = await self.transport.advance(endpoint, payload)
+                metrics.SANDBOX_INVOKE.labels(tenant=tenant).observe(time.perf_counter() - started)
+        except SandboxUnavailable as exc:
+            self.failures.failed(d, exc)
+            return
+        self.failures.succeeded(d.key)
+        _observe_steps(tenant, result)
+        _log_workflow_lines(tenant, d.key, result)
+        self._fold(d, result, seen)
+
+    def _fold(self, d: Drive, result: dict[str, Any], seen: list[str]) -> None:
+        st = d.status
+        update: dict[str, Any] = {
+            **state.pinned(st, "phase"),
+            **state.after_advance(result, seen=seen, now=d.now),
+        }
+        if st.get("lostAttempts"):
+            update["lostAttempts"] = state.unapplied_lost_attempts(
+                st["lostAttempts"], result.get("journal") or []
+            )
+        update["conditions"] = conditions.merge(
+            st.get("conditions"),
+            [conditions.Condition(ConditionType.SANDBOX_REACHABLE, True, "Reachable")],
+            generation=d.view.generation,
+        )
+        d.write(update, _finish_event(update))
+        d.extends_journal = True
+        if update["phase"] == Phase.RUNNING:
+            d.again = True  # the batch budget was spent: continue at once
+        elif update["phase"] not in FINISHED and update.get("nextWakeAt"):
+            wake = parse_time(update["nextWakeAt"])
+            d.wake_at = min(wake, d.wake_at) if d.wake_at else wake
+
+    def _event_budget(self, d: Drive, tenant: str, new: int, rate: float) -> int:
+        """How many of `new` events may be delivered now (maxEventsPerSecond)."""
+        if new <= 0:
+            return 0
+        bucket = self.event_buckets[tenant] = tuned(
+            self.event_buckets.get(tenant), rate, max(1.0, rate)
+        )
+        allowed = 0
+        while allowed < new and bucket.try_take():
+            allowed += 1
+        if allowed < new:
+            metrics.RATE_LIMITED.labels(tenant=tenant, limit="events").inc()
+            d.later(max(bucket.wait_time(), 0.05))
+        return allowed
+
+
+def _payload(
+    d: Drive, revision: dict[str, Any], limits: TenantLimits, inbox: list[Any]
+) -> dict[str, Any]:
+    data, st = revision["data"], d.status
+    return advance_payload(
+        source=data["source"],
+        entrypoint=data.get("entrypoint", "run"),
+        name=d.view.workflow,
+        instance_id=d.view.name,
+        params=d.view.params,
+        started_at=st["startedAt"],
+        journal=st.get("steps") or [],
+        inbox=inbox,
+        defaults=step_defaults(data.get("defaults") or {}),
+        limits=EngineLimits(
+            max_steps=limits.max_steps_per_instance,
+            max_step_timeout=float(limits.max_step_timeout_seconds),
+        ),
+        max_bytes=int(parse_quantity(limits.storage)),
+        ops_per_second=limits.max_storage_ops_per_second,
+        lost_attempts=st.get("lostAttempts"),
+    )
+
+
+def step_defaults(spec: dict[str, Any]) -> StepDefaults:
+    """StepDefaults from a definition's spec.defaults (as stored in the revision)."""
+    policy = RetryPolicy().merged(spec.get("retries") or {}, step="(definition defaults)")
+    timeout = parse_duration(spec.get("timeout", "10m"), field="spec.defaults.timeout")
+    return StepDefaults(retries=policy, timeout=timeout)
+
+
+def _finish_event(update: dict[str, Any]) -> tuple[str, str, str] | None:
+    if update["phase"] == Phase.COMPLETE:
+        return ("Normal", "Completed", "run() returned")
+    if update["phase"] == Phase.ERRORED:
+        err = update["error"]
+        where = f" in step {err['step']!r}" if err.get("step") else ""
+        return ("Warning", err["name"], f"{err['name']}{where}: {err['message']}")
+    return None
+
+
+def _observe_steps(tenant: str, result: dict[str, Any]) -> None:
+    """Step metrics from one advance: attempts by outcome, durations of finished steps."""
+    executed = result.get("executed", [])
+    for _step, outcome in executed:
+        metrics.STEP_ATTEMPTS.labels(tenant=tenant, outcome=outcome).inc()
+    ran = {name for name, _ in executed}
+    for entry in result.get("journal", []):
+        if entry["name"] in ran and entry.get("finishedAt") and entry.get("startedAt"):
+            seconds = parse_time(entry["finishedAt"]) - parse_time(entry["startedAt"])
+            metrics.STEP_DURATION.labels(tenant=tenant).observe(seconds.total_seconds())
+
+
+def _log_workflow_lines(tenant: str, key: str, result: dict[str, Any]) -> None:
+    for line in result.get("logs", []):  # tenant-chosen names stay inside `wf_fields`
+        log.info(
+            "workflow log",
+            tenant=tenant,
+            instance=key,
+            wf_ts=line.get("ts"),
+            wf_level=line.get("level"),
+            wf_message=line.get("message"),
+            wf_fields=line.get("fields"),
+        )

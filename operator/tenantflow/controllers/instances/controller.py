@@ -1,0 +1,249 @@
+"""WorkflowInstance controller: drive each instance through the sandbox, journal in status.
+
+Every watched event requests one coalesced drive of its instance (the shared WorkQueue);
+sleeping and waiting instances come back through the queue's run-later. A drive reads the
+instance (or reuses the body our last write left, see StatusWriter.remember), decides on a
+`Drive` what to do — expire, terminate, pause, queue, start, advance — and StatusWriter
+persists it once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tenantflow.api.tenant import TenantLimits
+from tenantflow.cache import Cache
+from tenantflow.controllers.instances.advance import Advancer
+from tenantflow.controllers.instances.bookkeeping import PhaseBook
+from tenantflow.controllers.instances.drive import Drive
+from tenantflow.controllers.instances.failures import SandboxFailures
+from tenantflow.controllers.instances.revisions import RevisionCache, RevisionResolver
+from tenantflow.controllers.instances.status_writer import StatusWriter
+from tenantflow.controllers.instances.view import InstanceView, key_of, tenant_of
+from tenantflow.controllers.sandboxes import Sandboxes
+from tenantflow.controllers.work_queue import WorkQueue
+from tenantflow.durations import parse_time
+from tenantflow.kube.client import Kube
+from tenantflow.observability import metrics
+from tenantflow.observability.logging import get_logger
+from tenantflow.sandbox.transport import HttpTransport
+from tenantflow.supervisor.admission import Admission
+from tenantflow.supervisor.fair_queue import FairDispatcher
+from tenantflow.vocabulary import API_VERSION, FINISHED, INSTANCE, TENANT, ConditionType, Phase
+from tenantflow.workflows import instance_state as state
+
+log = get_logger("tenantflow.instance")
+LIMITS_TTL = 1.0  # seconds a tenant's limits are reused before being read again
+
+
+@dataclass(frozen=True)
+class InstanceSettings:
+    finished_ttl: float = 7 * 86400.0  # seconds a finished instance is kept (0: forever)
+    drive_workers: int = 64
+    dispatch_slots: int = 16  # sandbox calls in flight, shared fairly by tenants
+
+
+@dataclass
+class InstanceController:
+    kube: Kube
+    sandboxes: Sandboxes
+    revision_cache: RevisionCache
+    usage_changed: Callable[[str], None]  # Tenant.status.usage is worth refreshing
+    settings: InstanceSettings = field(default_factory=InstanceSettings)
+    transport: HttpTransport = field(default_factory=HttpTransport)
+
+    def __post_init__(self) -> None:
+        self.queue = WorkQueue(self.drive, workers=self.settings.drive_workers, name="instances")
+        self.admission = Admission()
+        self.book = PhaseBook(self.admission, self.queue.request, self.usage_changed)
+        self.writer = StatusWriter(self.kube, self.queue)
+        self.revisions = RevisionResolver(self.kube, self.revision_cache)
+        self.failures = SandboxFailures(self.sandboxes)
+        self.advancer = Advancer(
+            self.sandboxes,
+            self.transport,
+            FairDispatcher(self.settings.dispatch_slots),
+            self.failures,
+        )
+        self.limits: Cache[str, TenantLimits] = Cache(maxsize=4096, ttl=LIMITS_TTL)
+
+    # ------------------------------------------------------------------ start-up
+    async def rebuild(self) -> None:
+        """Admission state from the CRs (operator start): active ones hold their slots,
+        the not yet started queue in creation order."""
+        async for page, _ in self.kube.list_pages(API_VERSION, INSTANCE):
+            for body in page:
+                v = InstanceView.decode(body)
+                tenant = tenant_of(v.namespace)
+                if v.status.get("revision") is None and v.phase not in FINISHED:
+                    self.admission.enqueue(tenant, v.key, v.created)
+                else:
+                    self.admission.observe(tenant, v.key, v.phase)
+
+    # ------------------------------------------------------------------ watch events
+    def on_event(self, kind: str, body: dict[str, Any]) -> None:
+        """One watched state: drive the instance unless it has nothing to do."""
+        key = key_of(body)
+        self.writer.forget_if_changed(key, None if kind == "DELETED" else body)
+        if kind == "ADDED":
+            self.writer.created(key, body, known=key in self.book.phases)
+        elif kind != "DELETED" and self.settled(InstanceView.decode(body)):
+            return
+        self.queue.request(key)
+
+    def relisted(self, keys: set[tuple[str, str]]) -> None:
+        """After a full list: instances we track that it no longer holds were deleted
+        while no watch was open; a drive finds them gone and cleans up."""
+        for key in [k for k in self.book.phases if tuple(k.split("/", 1)) not in keys]:
+            self.queue.request(key)
+
+    def settled(self, v: InstanceView) -> bool:
+        """True when a watched state needs no drive, only bookkeeping: finished (expiry
+        ahead), or Waiting with nothing due. Most events are the echo of our own status
+        write, and this skips a GET for each. Deciding "nothing to do" from a watched body
+        is safe even if it is not the newest: watch events arrive in order, so any later
+        change brings its own event; deciding "work to do" always reads afresh (drive)."""
+        if self.queue.busy(v.key):
+            return False  # a drive is running or due: it reads the newest state anyway
+        now = dt.datetime.now(dt.UTC)
+        if v.phase in FINISHED:
+            expiry = self._expiry(v)
+            if expiry is not None and expiry <= now:
+                return False  # the drive deletes it
+            self.book.track(v.key, tenant_of(v.namespace), v.phase)
+            if expiry is not None:
+                self.queue.request_after(v.key, expiry)
+            return True
+        idle = (
+            v.phase == Phase.WAITING
+            and v.status.get("revision") is not None
+            and not v.terminate
+            and not v.suspend
+            and not state.needs_advance(v.status, v.events, now)
+        )
+        if idle:
+            self.book.track(v.key, tenant_of(v.namespace), v.phase)
+            self._wake_at_next(v.key, v.status)
+        return idle
+
+    # ------------------------------------------------------------------ one drive
+    async def drive(self, key: str) -> None:
+        ns, name = key.split("/", 1)
+        body = self.writer.fresh.pop(key, None) or await self.kube.get(
+            API_VERSION, INSTANCE, name, ns
+        )
+        if body is None:
+            self.queue.cancel_later(key)
+            self.book.track(key, None, None)
+            return
+        d = Drive.of(body, dt.datetime.now(dt.UTC))
+        self.book.track(key, tenant_of(ns), d.view.phase)
+        await self._decide(d)
+        await self.writer.persist(d)
+
+    async def _decide(self, d: Drive) -> None:
+        v = d.view
+        if v.phase in FINISHED:
+            await self._expire(d)
+        elif v.terminate:
+            d.write(
+                state.finished(Phase.TERMINATED, d.now),
+                ("Normal", "Terminated", "terminated by spec.terminate"),
+            )
+        elif v.tenant is None:
+            d.condition(
+                ConditionType.ADMITTED,
+                False,
+                "NotATenantNamespace",
+                f"namespace {v.namespace} is not a tenant namespace (tenant-<name>)",
+            )
+        elif v.suspend:
+            if v.phase != Phase.PAUSED:
+                d.write({"phase": Phase.PAUSED}, ("Normal", "Paused", "suspended by spec.suspend"))
+        else:
+            await self._run(d, v.tenant)
+
+    async def _run(self, d: Drive, tenant: str) -> None:
+        """Start (within the tenant's admission) and advance a runnable instance."""
+        revision = await self.revisions.resolve(d)
+        if revision is None:
+            return
+        limits = await self._limits(tenant)
+        if d.status.get("revision") is None:
+            if not self._admit(d, tenant, limits):
+                return
+            d.status.update(state.started(revision["revision"], d.now))
+            self.book.started(tenant)
+        elif d.view.phase == Phase.PAUSED:
+            d.status["phase"] = Phase.RUNNING  # resumed
+        if d.status != d.view.status:  # started or resumed: recorded whatever comes next
+            d.write(state.pinned(d.status, "phase"))
+        if not state.needs_advance(d.status, d.view.events, d.now):
+            self._wake_at_next(d.key, d.status)
+            return
+        await self.advancer.advance(d, revision, limits)
+
+    def _admit(self, d: Drive, tenant: str, limits: TenantLimits) -> bool:
+        """Concurrency cap (FIFO queue) and start rate; False = stays Queued for now."""
+        cap = limits.max_concurrent_instances
+        decision = self.admission.try_start(
+            tenant,
+            d.key,
+            d.view.created,
+            max_concurrent=cap,
+            starts_per_second=float(limits.max_instance_starts_per_second),
+        )
+        metrics.QUEUE_DEPTH.labels(tenant=tenant).set(self.admission.queue_depth(tenant))
+        log.debug("admission", instance=d.key, verdict=decision.verdict, cap=cap)
+        if decision.verdict == "start":
+            return True
+        if decision.verdict == "throttled":
+            metrics.RATE_LIMITED.labels(tenant=tenant, limit="instanceStarts").inc()
+            d.later(decision.wait)
+            reason = "StartRateLimited"
+            message = "waiting for the tenant's maxInstanceStartsPerSecond budget"
+        else:
+            metrics.RATE_LIMITED.labels(tenant=tenant, limit="concurrentInstances").inc()
+            reason = "ConcurrencyLimit"
+            message = (
+                f"{cap} instances are active (maxConcurrentInstances); this one starts "
+                "when a slot frees, in creation order"
+            )
+        d.condition(ConditionType.ADMITTED, False, reason, message, phase=Phase.QUEUED)
+        return False
+
+    async def _limits(self, tenant: str) -> TenantLimits:
+        """The tenant's spec.limits, decoded, re-read at most once a second."""
+        limits = self.limits.get(tenant)
+        if limits is None:
+            body = await self.kube.get(API_VERSION, TENANT, tenant)
+            raw = ((body or {}).get("spec") or {}).get("limits") or {}
+            limits = TenantLimits.model_validate(raw)
+            self.limits.put(tenant, limits)
+        return limits
+
+    async def _expire(self, d: Drive) -> None:
+        expiry = self._expiry(d.view)
+        if expiry is None:
+            return
+        if expiry <= d.now:
+            await self.kube.delete(API_VERSION, INSTANCE, d.view.name, d.view.namespace)
+        else:
+            d.wake_at = expiry
+
+    def _expiry(self, v: InstanceView) -> dt.datetime | None:
+        done = v.status.get("finishedAt")
+        if not self.settings.finished_ttl or not done:
+            return None
+        return parse_time(done) + dt.timedelta(seconds=self.settings.finished_ttl)
+
+    def _wake_at_next(self, key: str, status: dict[str, Any]) -> None:
+        if status.get("nextWakeAt"):
+            self.queue.request_after(key, parse_time(status["nextWakeAt"]))
+
+    def tenant_usage(self, tenant: str) -> dict[str, int]:
+        """Tenant.status.usage: counted as phases are observed, never by listing."""
+        return self.book.tenant_usage(tenant)

@@ -1,0 +1,70 @@
+"""One drive of one instance: what it read and what it decided, persisted in one place.
+
+As Argo's `wfOperationCtx`: the decisions of a drive (a status update, an Event, when to
+run again) accumulate on this object and `StatusWriter.persist` writes them once, at the
+end, guarded by the resourceVersion that was read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from tenantflow import conditions
+from tenantflow.controllers.instances.view import InstanceView
+from tenantflow.vocabulary import ConditionType, Phase
+
+Event = tuple[str, str, str]  # (type, reason, message)
+
+
+@dataclass
+class Drive:
+    body: dict[str, Any]  # as read: its resourceVersion guards the write
+    view: InstanceView
+    now: dt.datetime
+    status: dict[str, Any] = field(default_factory=dict)  # as read, plus in-memory moves
+    update: dict[str, Any] | None = None  # status fields to write (merge patch)
+    event: Event | None = None
+    extends_journal: bool = False  # an advance's result: re-committed on a benign 409
+    again: bool = False  # run again at once once written
+    wake_at: dt.datetime | None = None  # run again then (or if `again` could not be written)
+    written: dict[str, Any] | None = None  # the object as the write left it
+
+    @classmethod
+    def of(cls, body: dict[str, Any], now: dt.datetime) -> Drive:
+        view = InstanceView.decode(body)
+        return cls(body=body, view=view, now=now, status=dict(view.status))
+
+    @property
+    def key(self) -> str:
+        return self.view.key
+
+    def write(self, update: dict[str, Any], event: Event | None = None) -> None:
+        self.update = {**(self.update or {}), **update}
+        self.event = event or self.event
+
+    def later(self, seconds: float) -> None:
+        self.wake_at = self.now + dt.timedelta(seconds=seconds)
+
+    def condition(
+        self,
+        ctype: ConditionType,
+        ok: bool,
+        reason: str,
+        message: str,
+        phase: Phase | None = None,
+    ) -> None:
+        """Set one condition (written only if it changed; a False one posts a Warning);
+        `phase` is set too if the instance has none yet."""
+        existing = self.view.status.get("conditions") or []
+        mine = [c for c in existing if c.get("type") == ctype]
+        new = [conditions.Condition(ctype, ok, reason, message)]
+        merged = conditions.merge(mine, new, generation=self.view.generation)
+        if mine == merged:
+            return
+        others = [c for c in existing if c.get("type") != ctype]
+        update: dict[str, Any] = {"conditions": others + merged}
+        if phase and not self.view.phase:
+            update["phase"] = phase
+        self.write(update, ("Warning", reason, message) if not ok else None)

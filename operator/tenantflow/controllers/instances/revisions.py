@@ -1,0 +1,90 @@
+"""Which ControllerRevision an instance runs: pinned once it started, else the one its
+spec names, else its definition's active revision; cached, as revisions are immutable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tenantflow.cache import Cache
+from tenantflow.controllers.instances.drive import Drive
+from tenantflow.kube.client import Kube
+from tenantflow.vocabulary import API_VERSION, DEFINITION, ConditionType, Phase
+from tenantflow.workflows.revisions import DEFINITION_LABEL, REVISION_LABEL
+
+MISSING_DEFINITION_RETRY = 5.0  # seconds; its own event wakes the instance sooner
+MISSING_REVISION_RETRY = 10.0
+
+
+@dataclass
+class RevisionCache:
+    """Shared with the definition controller, which forgets a definition on its events."""
+
+    # ControllerRevisions by (namespace, definition, number): immutable while their
+    # definition exists, so forgotten whenever the definition changes or goes
+    revisions: Cache[tuple[str, str, int], dict[str, Any]] = field(
+        default_factory=lambda: Cache(maxsize=2048)
+    )
+    # status.activeRevision by (namespace, definition), forgotten on the same events
+    active: Cache[tuple[str, str], int] = field(default_factory=lambda: Cache(maxsize=4096))
+
+    def forget_definition(self, namespace: str, name: str) -> None:
+        self.revisions.forget(lambda k: k[:2] == (namespace, name))
+        self.active.discard((namespace, name))
+
+
+@dataclass
+class RevisionResolver:
+    kube: Kube
+    cache: RevisionCache
+
+    async def resolve(self, d: Drive) -> dict[str, Any] | None:
+        """The revision `d`'s instance runs; None (with the reason set on `d`) when there
+        is none yet."""
+        v = d.view
+        number = d.status.get("revision") or v.pinned_revision or await self._active(d)
+        if number is None:
+            return None
+        cache_key = (v.namespace, v.workflow, int(number))
+        cached = self.cache.revisions.get(cache_key)
+        if cached is not None:
+            return cached
+        found = await self.kube.list(
+            "apps/v1",
+            "ControllerRevision",
+            v.namespace,
+            f"{DEFINITION_LABEL}={v.workflow},{REVISION_LABEL}={number}",
+        )
+        if not found:
+            d.condition(
+                ConditionType.ADMITTED,
+                False,
+                "RevisionNotFound",
+                f"revision {number} of {v.workflow} does not exist",
+                phase=Phase.QUEUED if not d.status.get("revision") else None,
+            )
+            d.later(MISSING_REVISION_RETRY)
+            return None
+        self.cache.revisions.put(cache_key, found[0])
+        return found[0]
+
+    async def _active(self, d: Drive) -> int | None:
+        v = d.view
+        number = self.cache.active.get((v.namespace, v.workflow))
+        if number is not None:
+            return number
+        definition = await self.kube.get(API_VERSION, DEFINITION, v.workflow, v.namespace)
+        number = ((definition or {}).get("status") or {}).get("activeRevision")
+        if number is not None:
+            self.cache.active.put((v.namespace, v.workflow), number)
+            return int(number)
+        d.condition(
+            ConditionType.ADMITTED,
+            False,
+            "DefinitionNotFound" if definition is None else "DefinitionNotReady",
+            f"WorkflowDefinition {v.workflow} is missing or has no ready revision yet; "
+            "the instance stays Queued",
+            phase=Phase.QUEUED,
+        )
+        d.later(MISSING_DEFINITION_RETRY)
+        return None

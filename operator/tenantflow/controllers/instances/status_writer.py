@@ -1,0 +1,131 @@
+"""The one place a drive's decisions reach the API server.
+
+Status writes carry the resourceVersion read at the start of the drive, so a concurrent
+change makes the write fail (409) and the instance is driven again from the fresh status
+— unless the journal is unchanged (an event was appended to spec, a label changed), in
+which case an advance's result is committed again on the fresh object: it still extends
+that journal, so its steps need not run again. Entries are never lost or reordered.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from tenantflow.controllers.instances.drive import Drive, Event
+from tenantflow.controllers.work_queue import WorkQueue
+from tenantflow.durations import parse_time
+from tenantflow.kube import events
+from tenantflow.kube.client import ApiException, Kube
+from tenantflow.observability import metrics
+from tenantflow.vocabulary import API_VERSION, FINISHED, INSTANCE, Phase
+
+COMMIT_RETRIES = 3  # re-commits of one advance after 409s that left the journal as it was
+FRESH_BODIES = 2000  # bodies kept to spare their next drive a GET, at most
+REMEMBER_WITHIN = dt.timedelta(seconds=60)  # ...when that drive is due this soon
+
+
+@dataclass
+class StatusWriter:
+    kube: Kube
+    queue: WorkQueue
+    # bodies kept for the next drive of their instance (see remember() and created())
+    fresh: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    async def persist(self, d: Drive) -> None:
+        """Write what `d` decided (if anything), then put its instance back in the queue
+        when it asked to run again."""
+        if d.update is not None:
+            d.written = await (self._commit(d) if d.extends_journal else self._write(d))
+            if d.written is None and d.extends_journal:
+                self.queue.request(d.key)  # the journal moved under us: drive again from it
+                return
+            if d.written is not None:
+                self._count_finished(d)
+        if d.again and (d.update is None or d.written is not None):
+            self.queue.request(d.key)
+        elif d.wake_at is not None:
+            self.queue.request_after(d.key, d.wake_at)
+
+    async def _commit(self, d: Drive) -> dict[str, Any] | None:
+        """On a 409 caused by a change that left the journal as we read it, retry on the
+        fresh object: the result still extends that journal."""
+        body = d.body
+        for _ in range(COMMIT_RETRIES):
+            written = await self.patch(body, d.update or {}, d.event)
+            if written is not None:
+                return written
+            fresh = await self.kube.get(API_VERSION, INSTANCE, d.view.name, d.view.namespace)
+            current = (fresh or {}).get("status") or {}
+            if fresh is None or any(
+                current.get(k) != d.view.status.get(k) for k in ("steps", "eventsSeen")
+            ):
+                return None
+            body = fresh
+        return None
+
+    async def _write(self, d: Drive) -> dict[str, Any] | None:
+        return await self.patch(d.body, d.update or {}, d.event)
+
+    async def patch(
+        self, body: dict[str, Any], status: dict[str, Any], event: Event | None
+    ) -> dict[str, Any] | None:
+        """Status merge-patch guarded by resourceVersion; None on a conflict (409) or if
+        the object is gone (404)."""
+        meta = body["metadata"]
+        patch = {
+            "metadata": {"resourceVersion": meta["resourceVersion"]},
+            "status": {**status, "observedGeneration": meta.get("generation")},
+        }
+        try:
+            out = await self.kube.patch(
+                API_VERSION, INSTANCE, meta["name"], meta["namespace"], patch, subresource="status"
+            )
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                return None
+            raise
+        self.remember(f"{meta['namespace']}/{meta['name']}", out)
+        if event:
+            await events.post(self.kube, body, *event)
+        return out
+
+    def remember(self, key: str, written: dict[str, Any]) -> None:
+        """Keep the object as our status write left it when its next drive is soon (a short
+        sleep, a retry, a continuation): that drive then needs no GET. Safe because only the
+        operator writes status, so this is the newest journal; a spec change since (an
+        event, suspend, terminate) fails the next write with 409 and the commit re-reads;
+        and a watch event with another resourceVersion drops it (forget_if_changed)."""
+        st = written.get("status") or {}
+        wake = st.get("nextWakeAt")
+        soon = st.get("phase") == Phase.RUNNING or (
+            wake is not None and parse_time(wake) - dt.datetime.now(dt.UTC) < REMEMBER_WITHIN
+        )
+        if soon and len(self.fresh) < FRESH_BODIES:
+            self.fresh[key] = written
+
+    def created(self, key: str, body: dict[str, Any], known: bool) -> None:
+        """Keep a just-created instance's body for its first drive, saving the GET.
+
+        Safe because nothing can have written its status yet: a new object's ADDED event
+        comes before any event of a write to it, and only a drive (which needs an event or
+        the start-up listing) writes status. Bounded, so a burst of creations is not held in
+        memory; beyond the bound the drive reads the object as usual."""
+        if not body.get("status") and not known and len(self.fresh) < FRESH_BODIES:
+            self.fresh[key] = body
+
+    def forget_if_changed(self, key: str, body: dict[str, Any] | None) -> None:
+        """A watched state other than the one we hold (or a deletion): the next drive
+        reads the object afresh."""
+        held = self.fresh.get(key)
+        if held and (
+            body is None
+            or held["metadata"]["resourceVersion"] != body["metadata"].get("resourceVersion")
+        ):
+            del self.fresh[key]
+
+    def _count_finished(self, d: Drive) -> None:
+        phase = (d.update or {}).get("phase")
+        if phase in FINISHED and d.view.phase not in FINISHED and d.view.tenant:
+            metrics.INSTANCE_FINISHED.labels(tenant=d.view.tenant, phase=phase).inc()

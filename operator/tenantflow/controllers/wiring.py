@@ -1,0 +1,214 @@
+"""The operator process, wired in one place: the composition root.
+
+Every controller is constructed here with what it needs (the API client, the settings,
+the caches it shares with another controller, callbacks instead of imports), as
+kubebuilder/CloudNativePG reconcilers are constructed with their clients; kopf's handlers
+find the wired `Operator` in kopf's `memo`, never in a module global.
+
+kopf stays for Tenants and WorkflowDefinitions: it brings their watch streams, the Tenant
+finalizer with retries, and peering (one active operator); every event it delivers only
+requests a reconcile in that kind's WorkQueue. WorkflowInstances, 99% of the events, come
+from the lean reflector (docs/architecture.md says why). kopf's bookkeeping lives in
+annotations, not in any status the CRDs define.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+
+from tenantflow.controllers.definition import DefinitionController
+from tenantflow.controllers.instances import InstanceController, InstanceSettings
+from tenantflow.controllers.instances.revisions import RevisionCache
+from tenantflow.controllers.sandboxes import Sandboxes
+from tenantflow.controllers.tenant import OWNED, TenantController
+from tenantflow.kube.client import Kube
+from tenantflow.kube.reflector import reflect
+from tenantflow.observability.logging import configure, get_logger
+from tenantflow.tenancy import manifests
+from tenantflow.tenancy.manifests import OperatorSettings
+from tenantflow.vocabulary import API_VERSION, GROUP, INSTANCE, VERSION
+
+log = get_logger("tenantflow.operator")
+ANNOTATION_PREFIX = GROUP  # kopf's annotations: tenantflow.dev/...
+
+
+@dataclass
+class Operator:
+    """Everything one operator process runs, built once at start-up."""
+
+    kube: Kube
+    settings: OperatorSettings
+    instances: InstanceController
+    tenants: TenantController
+    definitions: DefinitionController
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    def build(
+        cls, kube: Kube, settings: OperatorSettings, instance_settings: InstanceSettings
+    ) -> Operator:
+        revisions = RevisionCache()
+        # the instance and tenant controllers call each other back (usage counts one way,
+        # refresh requests the other): late-bound lambdas, no import between them
+        tenants: TenantController | None = None
+        instances = InstanceController(
+            kube,
+            Sandboxes(kube),
+            revisions,
+            usage_changed=lambda tenant: tenants.usage_changed(tenant) if tenants else None,
+            settings=instance_settings,
+        )
+        tenants = TenantController(kube, settings, usage=instances.tenant_usage)
+        definitions = DefinitionController(kube, revisions, wake_instance=instances.queue.request)
+        return cls(kube, settings, instances, tenants, definitions)
+
+    async def start(self) -> None:
+        await self.instances.rebuild()
+        for queue in (self.instances.queue, self.tenants.queue, self.definitions.queue):
+            self.tasks.append(asyncio.create_task(queue.run_later_loop()))
+        self.tasks.append(
+            asyncio.create_task(
+                reflect(
+                    self.kube,
+                    API_VERSION,
+                    INSTANCE,
+                    self.instances.on_event,
+                    self.instances.relisted,
+                )
+            )
+        )
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for queue in (self.tenants.queue, self.definitions.queue, self.instances.queue):
+            await queue.drain()
+        await self.instances.transport.close()
+        self.instances.sandboxes.close()
+        await self.kube.close()
+
+
+def settings_from_env() -> tuple[OperatorSettings, InstanceSettings]:
+    """The process's settings, read once at the edge (the chart sets these variables)."""
+    defaults, instance = OperatorSettings(), InstanceSettings()
+    env = os.environ.get
+    return (
+        OperatorSettings(
+            namespace=env("TENANTFLOW_NAMESPACE", defaults.namespace),
+            sandbox_image=env("TENANTFLOW_SANDBOX_IMAGE", defaults.sandbox_image),
+        ),
+        InstanceSettings(
+            finished_ttl=float(env("TENANTFLOW_FINISHED_TTL_SECONDS", instance.finished_ttl)),
+            drive_workers=int(env("TENANTFLOW_DRIVE_WORKERS", instance.drive_workers)),
+            dispatch_slots=int(env("TENANTFLOW_DISPATCH_SLOTS", instance.dispatch_slots)),
+        ),
+    )
+
+
+def _operator(memo: Any) -> Operator:
+    op: Operator = memo.operator
+    return op
+
+
+# ---------------------------------------------------------------------- kopf handlers
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In a pod: the service account; elsewhere: $KUBECONFIG (the dev cluster's, say).
+
+    kopf's own service-account login names the API server `kubernetes.default.svc`, which
+    needs cluster DNS; like client-go's in-cluster config, use the address the kubelet
+    hands every pod (KUBERNETES_SERVICE_HOST/PORT), so the operator runs without DNS."""
+    host = os.environ.get("KUBERNETES_SERVICE_HOST")
+    if not host:
+        return kopf.login_with_kubeconfig(**kwargs)
+    info = kopf.login_with_service_account(**kwargs)
+    if info is None:
+        return None
+    port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+    host = f"[{host}]" if ":" in host else host
+    return dataclasses.replace(info, server=f"https://{host}:{port}")
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # kopf's bookkeeping in annotations (never in a status the CRDs define), no per-log Events
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=ANNOTATION_PREFIX
+    )
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/finalizer"
+    settings.posting.level = logging.WARNING
+    settings.peering.name = "tenantflow"
+    settings.peering.mandatory = False
+    settings.peering.stealth = True
+    settings.watching.server_timeout = 300
+    # Tenant/definition events handed on at once (no 0.1 s batch window): a definition's
+    # event is what invalidates the cached active revision after a rollback
+    settings.batching.batch_window = 0.01
+    settings.batching.idle_timeout = 1.0
+    kube = await Kube.connect(os.environ.get("KUBECONFIG"), connections=32, proxy_from_env=False)
+    operator_settings, instance_settings = settings_from_env()
+    memo.operator = Operator.build(kube, operator_settings, instance_settings)
+    await memo.operator.start()
+    log.info("operator started", namespace=operator_settings.namespace)
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    await _operator(memo).stop()
+
+
+@kopf.on.event(GROUP, VERSION, "tenants")
+async def tenant_event(type: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+    if type != "DELETED":
+        _operator(memo).tenants.queue.request(name)
+
+
+@kopf.on.delete(GROUP, VERSION, "tenants")
+async def tenant_deleted(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await _operator(memo).tenants.deleted(name, dict(body))
+
+
+def _owned_handler(group: str, version: str, plural: str) -> None:
+    """Drift repair: a change to an object a tenant owns reconciles that tenant."""
+    selector: dict[str, Any] = {manifests.TENANT_LABEL: kopf.PRESENT, **manifests.MANAGED_BY}
+
+    @kopf.on.event(group, version, plural, id=f"owned-{plural}", labels=selector)
+    async def owned_event(labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
+        _operator(memo).tenants.queue.request(labels[manifests.TENANT_LABEL])
+
+
+for _group, _version, _plural in OWNED:
+    _owned_handler(_group, _version, _plural)
+
+
+@kopf.on.event(GROUP, VERSION, "workflowdefinitions")
+async def definition_event(
+    type: str, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
+) -> None:
+    if namespace:
+        _operator(memo).definitions.on_event(type, namespace, name)
+
+
+def run(*, metrics_port: int, liveness_port: int, standalone: bool, priority: int) -> None:
+    """Run until SIGINT/SIGTERM. Metrics at :metrics_port/metrics, liveness at /healthz."""
+    configure()
+    if metrics_port:
+        start_http_server(metrics_port)
+    kopf.run(
+        clusterwide=True,
+        standalone=standalone,
+        priority=priority,
+        peering_name="tenantflow",
+        liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None,
+    )

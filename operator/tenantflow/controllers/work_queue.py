@@ -1,0 +1,129 @@
+"""The one work queue every controller uses: keyed, coalescing, bounded, with run-later.
+
+As client-go's workqueue (and Argo's `wfQueue.AddAfter`, controller-runtime's
+`RequeueAfter`): at most one run per key at a time; requests during a run coalesce into one
+re-run; at most `workers` runs at once, in request order; `request_after` puts a key back
+at a time (a sleeping instance's wake-up, a retry's backoff, a usage refresh), all in one
+heap rather than one timer per key. A failed run is retried after RETRY_DELAY.
+
+Coalescing is what makes drift repair cheap (a burst of watch events for a tenant's objects
+becomes one reconcile); the worker bound is what keeps a burst of 50,000 new instances a
+queue rather than 50,000 concurrent tasks holding responses in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import heapq
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from tenantflow.observability.logging import get_logger
+
+log = get_logger("tenantflow.work_queue")
+
+
+class WorkQueue:
+    RETRY_DELAY = 2.0
+
+    def __init__(
+        self, work: Callable[[str], Awaitable[None]], *, workers: int = 8, name: str = ""
+    ) -> None:
+        self._work, self.max_workers, self.name = work, workers, name
+        self._pending: deque[str] = deque()
+        self._queued: set[str] = set()
+        self._running: set[str] = set()
+        self._dirty: set[str] = set()
+        self._workers: set[asyncio.Task[None]] = set()
+        self._heap: list[tuple[dt.datetime, str]] = []
+        self._due: dict[str, dt.datetime] = {}
+        self._changed = asyncio.Event()
+
+    # ------------------------------------------------------------------ requests
+    def request(self, key: str) -> None:
+        """Run `key` as soon as a worker is free (once, however often it is asked)."""
+        if key in self._running:
+            self._dirty.add(key)
+        elif key not in self._queued:
+            self._queued.add(key)
+            self._pending.append(key)
+            if len(self._workers) < self.max_workers:
+                task = asyncio.create_task(self._worker())
+                self._workers.add(task)
+                task.add_done_callback(self._workers.discard)
+
+    def request_after(self, key: str, when: dt.datetime | float) -> None:
+        """Run `key` at `when` (a time, or seconds from now), replacing an earlier
+        run-later of it; an immediate `request` in between does not cancel it."""
+        if not isinstance(when, dt.datetime):
+            when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=when)
+        if self._due.get(key) == when:
+            return  # already due then: no second heap entry (a wake is re-scheduled often)
+        self._due[key] = when
+        heapq.heappush(self._heap, (when, key))
+        self._changed.set()
+
+    def request_within(self, key: str, seconds: float) -> None:
+        """Run `key` within `seconds`: a run-later due sooner stands (a refresh at most
+        that often, however many changes ask for it)."""
+        when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
+        if key not in self._due or self._due[key] > when:
+            self.request_after(key, when)
+
+    def cancel_later(self, key: str) -> None:
+        """Forget `key`'s run-later (its object is gone)."""
+        self._due.pop(key, None)
+
+    def busy(self, key: str) -> bool:
+        """A run of `key` is in progress or waiting for a worker."""
+        return key in self._running or key in self._queued
+
+    def __len__(self) -> int:
+        """Keys waiting for a worker (the queue depth a metric or a benchmark looks at)."""
+        return len(self._pending)
+
+    def scheduled(self) -> int:
+        """Keys with a run-later pending."""
+        return len(self._due)
+
+    # ------------------------------------------------------------------ running
+    async def run_later_loop(self) -> None:
+        """Hand due run-laters to `request`; runs until cancelled (one task per queue)."""
+        while True:
+            now = dt.datetime.now(dt.UTC)
+            while self._heap and self._heap[0][0] <= now:
+                when, key = heapq.heappop(self._heap)
+                if self._due.get(key) == when:  # stale entries are skipped lazily
+                    del self._due[key]
+                    self.request(key)
+            timeout = (self._heap[0][0] - now).total_seconds() if self._heap else None
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout)
+
+    async def _worker(self) -> None:
+        while self._pending:
+            key = self._pending.popleft()
+            self._queued.discard(key)
+            self._running.add(key)
+            try:
+                await self._work(key)
+                failed = False
+            except Exception:  # one object's failure must not stop the others
+                log.exception("reconcile failed", queue=self.name, key=key)
+                failed = True
+            finally:
+                self._running.discard(key)
+            if failed:
+                self._dirty.discard(key)
+                self.request_after(key, self.RETRY_DELAY)
+            elif key in self._dirty:
+                self._dirty.discard(key)
+                self.request(key)
+
+    async def drain(self) -> None:
+        """Wait for the runs in progress and those waiting for a worker."""
+        while self._workers:
+            await asyncio.gather(*self._workers, return_exceptions=True)

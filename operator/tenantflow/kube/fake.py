@@ -1,0 +1,172 @@
+"""An in-memory fake of the API surface the controllers use, for fast unit tests.
+
+As client-go's fake clientset (Argo's controller tests) and kopf's `kmock`: objects live in
+a dict, every write bumps a resourceVersion, a merge patch carrying a stale
+resourceVersion fails with 409 as the API server's does, a missing object is 404, and
+every call is recorded so a test can assert what a controller did (and did not) write.
+`conflict_once` makes the next write of one object fail with 409 after changing it, the
+way a concurrent writer would.
+"""
+
+from __future__ import annotations
+
+import builtins
+import copy
+import itertools
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tenantflow.kube.client import ApiException
+
+Key = tuple[str, str, str | None, str]  # (apiVersion, kind, namespace, name)
+
+
+def _merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7386 JSON merge patch."""
+    out = dict(target)
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _error(status: int, reason: str) -> ApiException:
+    return ApiException(status=status, reason=reason)
+
+
+@dataclass
+class FakeKube:
+    objects: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    calls: list[tuple[str, str, str]] = field(default_factory=list)  # (verb, kind, name)
+    _versions: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _before_write: dict[Key, Callable[[dict[str, Any]], None]] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ test helpers
+    def put(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Store `obj` as the API server would after a create (uid, resourceVersion)."""
+        obj = copy.deepcopy(obj)
+        meta = obj.setdefault("metadata", {})
+        meta.setdefault("uid", f"uid-{meta['name']}")
+        meta.setdefault("generation", 1)
+        meta.setdefault("creationTimestamp", "2026-01-01T00:00:00Z")
+        meta["resourceVersion"] = str(next(self._versions))
+        self.objects[self._key(obj)] = obj
+        return copy.deepcopy(obj)
+
+    def read(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> dict[str, Any] | None:
+        found = self.objects.get((api_version, kind, namespace, name))
+        return copy.deepcopy(found) if found is not None else None
+
+    def conflict_once(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str | None,
+        change: Callable[[dict[str, Any]], None],
+    ) -> None:
+        """Before the next write of this object, apply `change` to it as another writer
+        would (bumping its resourceVersion): that write then fails with 409."""
+        self._before_write[(api_version, kind, namespace, name)] = change
+
+    def writes(self, kind: str) -> list[tuple[str, str, str]]:
+        return [c for c in self.calls if c[1] == kind and c[0] != "get" and c[0] != "list"]
+
+    # ------------------------------------------------------------------ Kube's surface
+    async def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> dict[str, Any] | None:
+        self.calls.append(("get", kind, name))
+        return self.read(api_version, kind, name, namespace)
+
+    async def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+    ) -> list[dict[str, Any]]:
+        self.calls.append(("list", kind, namespace or ""))
+        wanted = dict(p.split("=", 1) for p in label_selector.split(",")) if label_selector else {}
+        return [
+            copy.deepcopy(o)
+            for (av, k, ns, _), o in sorted(self.objects.items(), key=lambda i: str(i[0]))
+            if (av, k) == (api_version, kind)
+            and (namespace is None or ns == namespace)
+            and all((o["metadata"].get("labels") or {}).get(a) == b for a, b in wanted.items())
+        ]
+
+    async def list_pages(
+        self, api_version: str, kind: str, namespace: str | None = None, page: int = 500
+    ) -> AsyncIterator[tuple[builtins.list[dict[str, Any]], str]]:
+        items = await self.list(api_version, kind, namespace)
+        for i in range(0, max(len(items), 1), page):
+            yield items[i : i + page], "0"
+
+    async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("create", obj["kind"], obj["metadata"]["name"]))
+        if self._key(obj) in self.objects:
+            raise _error(409, "AlreadyExists")
+        return self.put(obj)
+
+    async def create_if_missing(self, obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        found = self.objects.get(self._key(obj))
+        if found is not None:
+            return copy.deepcopy(found), False
+        return await self.create(obj), True
+
+    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("apply", obj["kind"], obj["metadata"]["name"]))
+        current = self.objects.get(self._key(obj)) or {}
+        return self.put(_merge(current, obj))
+
+    async def delete(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> bool:
+        self.calls.append(("delete", kind, name))
+        return self.objects.pop((api_version, kind, namespace, name), None) is not None
+
+    async def patch(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str | None,
+        body: dict[str, Any],
+        *,
+        subresource: str | None = None,
+    ) -> dict[str, Any]:
+        key = (api_version, kind, namespace, name)
+        self.calls.append(("patch" + (f"/{subresource}" if subresource else ""), kind, name))
+        change = self._before_write.pop(key, None)
+        if change is not None and key in self.objects:
+            changed = copy.deepcopy(self.objects[key])
+            change(changed)
+            self.put(changed)
+        current = self.objects.get(key)
+        if current is None:
+            raise _error(404, "NotFound")
+        wanted_rv = (body.get("metadata") or {}).get("resourceVersion")
+        if wanted_rv is not None and wanted_rv != current["metadata"]["resourceVersion"]:
+            raise _error(409, "Conflict")
+        patch = {k: v for k, v in body.items() if k != "metadata"}
+        if subresource == "status":
+            patch = {"status": patch.get("status") or {}}
+        else:
+            patch.pop("status", None)
+        return self.put(_merge(current, patch))
+
+    async def close(self) -> None:
+        pass
+
+    @staticmethod
+    def _key(obj: dict[str, Any]) -> Key:
+        meta = obj["metadata"]
+        return (obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])

@@ -1,0 +1,55 @@
+"""The words of tenantflow's API, each defined once: the group and version, the kinds, an
+instance's phases, the condition types, the tenant namespace prefix and the limits' defaults.
+
+Everything else (the pydantic models that generate the CRDs, the controllers, the
+supervisor, the CLI) imports them from here, as Argo's `wfv1.WorkflowRunning` and
+CloudNativePG's `apiv1.Phase*` constants are imported. No imports: any layer may use it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+GROUP = "tenantflow.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+TENANT = "Tenant"
+DEFINITION = "WorkflowDefinition"
+INSTANCE = "WorkflowInstance"
+
+NAMESPACE_PREFIX = "tenant-"  # a Tenant `acme` owns the namespace `tenant-acme`
+
+
+class Phase(StrEnum):
+    """A WorkflowInstance's `status.phase` (a str: compares equal to the status text)."""
+
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    WAITING = "Waiting"
+    PAUSED = "Paused"
+    COMPLETE = "Complete"
+    ERRORED = "Errored"
+    TERMINATED = "Terminated"
+
+
+FINISHED = frozenset({Phase.COMPLETE, Phase.ERRORED, Phase.TERMINATED})
+ACTIVE = frozenset({Phase.RUNNING, Phase.WAITING, Phase.PAUSED})  # holding a concurrency slot
+
+
+class ConditionType(StrEnum):
+    READY = "Ready"  # Tenant, WorkflowDefinition
+    ADMITTED = "Admitted"  # WorkflowInstance: started, or why it is Queued
+    SANDBOX_REACHABLE = "SandboxReachable"  # WorkflowInstance: its last sandbox call
+
+
+class Limits:
+    """Defaults of `Tenant.spec.limits` (the CRD's defaults and the engine's fallbacks)."""
+
+    MAX_CONCURRENT_INSTANCES = 100
+    MAX_INSTANCE_STARTS_PER_SECOND = 10
+    MAX_STEPS_PER_INSTANCE = 1000
+    MAX_STEP_TIMEOUT_SECONDS = 900
+    MAX_EVENTS_PER_SECOND = 50
+    MAX_STORAGE_OPS_PER_SECOND = 500
+    STORAGE = "1Gi"

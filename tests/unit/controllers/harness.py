@@ -1,0 +1,117 @@
+"""An instance controller wired to the in-memory API and an in-process sandbox (the real
+engine and a real SQLite file, run in a thread): its decisions, without a cluster."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+from tenantflow.controllers.instances import InstanceController, InstanceSettings
+from tenantflow.controllers.instances.revisions import RevisionCache
+from tenantflow.controllers.sandboxes import Sandboxes
+from tenantflow.kube.client import Kube
+from tenantflow.kube.fake import FakeKube
+from tenantflow.sandbox import worker
+from tenantflow.sandbox.transport import HttpTransport, SandboxUnavailable
+from tenantflow.vocabulary import API_VERSION, INSTANCE, TENANT
+from tenantflow.workflows.revisions import controller_revision
+from tenantflow.workflows.source import sha256
+
+NS = "tenant-acme"
+
+
+@dataclass
+class InProcessSandbox:
+    """Sandboxes + transport in one: advances run the real worker code in a thread; a
+    test can make the next calls fail as a lost worker or an unreachable runner would."""
+
+    data_dir: Path
+    calls: int = 0
+    failures: list[SandboxUnavailable] = field(default_factory=list)
+
+    async def endpoint(self, tenant: str) -> str:
+        return tenant
+
+    def forget(self, tenant: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    async def advance(self, endpoint: str, payload: dict[str, Any]) -> dict[str, Any]:
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        return await asyncio.to_thread(worker.run, payload, str(self.data_dir), endpoint)
+
+
+@dataclass
+class Harness:
+    kube: FakeKube
+    sandbox: InProcessSandbox
+    controller: InstanceController
+    usage_refreshes: list[str]
+
+    @classmethod
+    def new(cls, tmp_path: Path, **limits: Any) -> Harness:
+        kube, sandbox, refreshes = FakeKube(), InProcessSandbox(tmp_path), []
+        kube.put(
+            {
+                "apiVersion": API_VERSION,
+                "kind": TENANT,
+                "metadata": {"name": "acme"},
+                "spec": {"limits": limits},
+            }
+        )
+        controller = InstanceController(
+            cast(Kube, kube),
+            cast(Sandboxes, sandbox),
+            RevisionCache(),
+            usage_changed=refreshes.append,
+            settings=InstanceSettings(finished_ttl=0),
+            transport=cast(HttpTransport, sandbox),
+        )
+        return cls(kube, sandbox, controller, refreshes)
+
+    def define(self, name: str, source: str) -> None:
+        definition = {
+            "apiVersion": API_VERSION,
+            "kind": "WorkflowDefinition",
+            "metadata": {"name": name, "namespace": NS, "uid": f"uid-{name}"},
+            "spec": {"source": {"inline": source}},
+            "status": {"activeRevision": 1},
+        }
+        self.kube.put(definition)
+        sha = sha256(source)
+        self.kube.put(
+            controller_revision(definition, number=1, sha=sha, source=source, created_at="")
+        )
+
+    def start(self, name: str, workflow: str, **spec: Any) -> str:
+        self.kube.put(
+            {
+                "apiVersion": API_VERSION,
+                "kind": INSTANCE,
+                "metadata": {"name": name, "namespace": NS},
+                "spec": {"workflowRef": {"name": workflow}, **spec},
+            }
+        )
+        return f"{NS}/{name}"
+
+    def status(self, name: str) -> dict[str, Any]:
+        obj = self.kube.read(API_VERSION, INSTANCE, name, NS)
+        assert obj is not None
+        return dict(obj.get("status") or {})
+
+    def events(self) -> list[tuple[str, str]]:
+        return [
+            (o["type"], o["reason"])
+            for (_, kind, _, _), o in self.kube.objects.items()
+            if kind == "Event"
+        ]
+
+    async def drive(self, key: str, times: int = 1) -> None:
+        for _ in range(times):
+            await self.controller.drive(key)

@@ -1,0 +1,162 @@
+"""The instance controller's decisions against the in-memory API: a run to completion,
+admission, the 409 re-commit, sandbox failure escalation, the event budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tenantflow.sandbox.transport import SandboxUnavailable
+from tenantflow.vocabulary import API_VERSION, INSTANCE, Phase
+from tests.unit.controllers.harness import Harness
+
+COUNTED = """
+async def run(event, step, env):
+    env.db.execute('CREATE TABLE IF NOT EXISTS ran (step TEXT)')
+    def body(name):
+        env.db.execute('INSERT INTO ran VALUES (?)', (name,))
+        return name
+    a = await step.do('a', lambda: body('a'))
+    b = await step.do('b', lambda: body('b'))
+    return [a, b, env.db.query('SELECT count(*) AS n FROM ran')[0]['n']]
+"""
+
+INSTANCE_ID = (API_VERSION, INSTANCE)
+
+SLEEPER = """
+async def run(event, step, env):
+    await step.sleep('nap', '1h')
+    return 'woke'
+"""
+
+EVENTS = """
+async def run(event, step, env):
+    got = []
+    for i in range(3):
+        got.append((await step.wait_for_event(f'e{i}', type='go', timeout='1h'))['payload'])
+    return got
+"""
+
+
+async def test_an_instance_runs_to_complete_and_says_so(tmp_path: Path) -> None:
+    h = Harness.new(tmp_path)
+    h.define("counted", COUNTED)
+    key = h.start("one", "counted")
+    await h.drive(key)
+    st = h.status("one")
+    assert st["phase"] == Phase.COMPLETE
+    assert st["output"] == ["a", "b", 2]
+    assert [s["name"] for s in st["steps"]] == ["a", "b"]
+    assert ("Normal", "Completed") in h.events()
+    # the watch echoes our write: bookkeeping only (no drive, no GET)
+    gets = len([c for c in h.kube.calls if c[0] == "get"])
+    h.controller.on_event("MODIFIED", h.kube.read(*INSTANCE_ID, "one", "tenant-acme"))
+    assert not h.controller.queue.busy(key)
+    assert len([c for c in h.kube.calls if c[0] == "get"]) == gets
+    assert h.controller.book.phases[key] == ("acme", Phase.COMPLETE)
+    assert h.usage_refreshes == ["acme"], "Tenant.status.usage is refreshed"
+
+
+async def test_the_concurrency_cap_queues_the_second_instance_in_order(tmp_path: Path) -> None:
+    h = Harness.new(tmp_path, maxConcurrentInstances=1)
+    h.define("sleeper", SLEEPER)
+    first, second = h.start("first", "sleeper"), h.start("second", "sleeper")
+    await h.controller.rebuild()
+    await h.drive(first)
+    await h.drive(second)
+    assert h.status("first")["phase"] == Phase.WAITING
+    st = h.status("second")
+    assert st["phase"] == Phase.QUEUED
+    admitted = next(c for c in st["conditions"] if c["type"] == "Admitted")
+    assert (admitted["status"], admitted["reason"]) == ("False", "ConcurrencyLimit")
+    assert h.sandbox.calls == 1, "a queued instance never reaches the sandbox"
+    # the first one is terminated (as `tenantflow terminate` does): its slot goes to the
+    # second, which the controller wakes
+    await h.kube.patch(*INSTANCE_ID, "first", "tenant-acme", {"spec": {"terminate": True}})
+    await h.drive(first)
+    assert h.status("first")["phase"] == Phase.TERMINATED
+    await h.drive(first)  # observed finished: the slot frees
+    assert h.controller.queue.busy(second), "the queued instance was woken"
+    await h.drive(second)
+    assert h.status("second")["phase"] == Phase.WAITING
+
+
+async def test_a_409_that_left_the_journal_alone_commits_the_result_again(tmp_path: Path) -> None:
+    h = Harness.new(tmp_path)
+    h.define("counted", COUNTED)
+    key = h.start("one", "counted")
+    h.kube.conflict_once(
+        "tenantflow.dev/v1alpha1",
+        "WorkflowInstance",
+        "one",
+        "tenant-acme",
+        lambda o: o["metadata"].setdefault("labels", {}).update(team="x"),
+    )
+    await h.drive(key)
+    st = h.status("one")
+    assert st["phase"] == Phase.COMPLETE and st["output"] == ["a", "b", 2]
+    assert h.sandbox.calls == 1, "the steps did not run again"
+    patches = [c for c in h.kube.calls if c[0] == "patch/status"]
+    assert len(patches) == 2, "one conflicting write, one re-commit"
+
+
+async def test_a_409_that_moved_the_journal_drops_the_result(tmp_path: Path) -> None:
+    h = Harness.new(tmp_path)
+    h.define("counted", COUNTED)
+    key = h.start("one", "counted")
+    h.kube.conflict_once(
+        "tenantflow.dev/v1alpha1",
+        "WorkflowInstance",
+        "one",
+        "tenant-acme",
+        lambda o: o.setdefault("status", {}).update(steps=[], eventsSeen=["x"]),
+    )
+    await h.drive(key)
+    assert "output" not in h.status("one"), "a result built on an old journal is not written"
+    assert h.controller.queue.busy(key), "driven again from the fresh journal"
+
+
+async def test_a_worker_lost_three_times_in_a_row_errors_the_instance(tmp_path: Path) -> None:
+    h = Harness.new(tmp_path)
+    h.define("counted", COUNTED)
+    key = h.start("one", "counted")
+    lost = SandboxUnavailable("SandboxWorkerLost", "the worker died")
+    h.sandbox.failures = [lost, lost]
+    await h.drive(key, times=2)
+    st = h.status("one")
+    reachable = next(c for c in st["conditions"] if c["type"] == "SandboxReachable")
+    assert (reachable["status"], reachable["reason"]) == ("False", "SandboxWorkerLost")
+    assert st["phase"] == Phase.RUNNING
+    assert h.controller.queue.scheduled() == 1, "retried later, with backoff"
+    h.sandbox.failures = [lost]
+    await h.drive(key)
+    st = h.status("one")
+    assert st["phase"] == Phase.ERRORED and st["error"]["name"] == "SandboxWorkerLost"
+    assert "3 times in a row" in st["error"]["message"]
+    assert ("Warning", "SandboxWorkerLost") in h.events()
+
+
+async def test_unreachable_sandboxes_in_between_do_not_count_as_worker_losses(
+    tmp_path: Path,
+) -> None:
+    h = Harness.new(tmp_path)
+    h.define("counted", COUNTED)
+    key = h.start("one", "counted")
+    lost = SandboxUnavailable("SandboxWorkerLost", "the worker died")
+    away = SandboxUnavailable("SandboxUnreachable", "connection refused")
+    h.sandbox.failures = [lost, away, lost, away]
+    await h.drive(key, times=4)
+    assert h.status("one")["phase"] == Phase.RUNNING
+    await h.drive(key)  # succeeds: the count starts again
+    assert h.status("one")["phase"] == Phase.COMPLETE
+
+
+async def test_events_are_delivered_within_the_tenants_budget(tmp_path: Path) -> None:
+    h = Harness.new(tmp_path, maxEventsPerSecond=1)
+    h.define("events", EVENTS)
+    events = [{"type": "go", "payload": i} for i in range(3)]
+    key = h.start("one", "events", events=events)
+    await h.drive(key)
+    st = h.status("one")
+    assert len(st["eventsSeen"]) == 1, "a burst of 1 at 1/s: one event now"
+    assert st["phase"] == Phase.WAITING
+    assert h.controller.queue.scheduled() == 1, "the rest when the budget refills"
