@@ -27,12 +27,15 @@ binaries: venv sysdeps ## build the control plane from Go modules (cached in ~/.
 images: binaries ## the operator, sandbox and pause images as OCI archives (no registry, cached)
 	$(BIN)/tenantflow dev-cluster images
 
-test: binaries ## unit + integration + e2e against a local control plane
+test: binaries ## all of it: unit + integration + e2e against a local control plane
 	@set -o pipefail; $(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi; exit $$rc
 
-unit: venv ## only the fast tests (no Kubernetes)
+unit: venv ## only the fast tests: no cluster, no network (< 30 s)
 	$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
+
+e2e: binaries ## integration + e2e against the local control plane and its node
+	$(BIN)/python -m pytest -m "not unit" $(PYTEST_ARGS)
 
 demo: binaries ## local control plane + operator + example tenants and workflows
 	$(BIN)/python hack/demo.py
@@ -40,10 +43,11 @@ demo: binaries ## local control plane + operator + example tenants and workflows
 down: venv ## stop the local control plane
 	$(BIN)/tenantflow dev-cluster down
 
-lint: venv ## ruff + mypy
+lint: venv ## ruff, mypy --strict and the layering contracts (.importlinter)
 	$(BIN)/ruff check operator tests e2e bench hack conftest.py
 	$(BIN)/ruff format --check operator tests e2e bench hack conftest.py
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 fmt: venv ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix operator tests e2e bench hack conftest.py
@@ -62,4 +66,4 @@ crds: venv ## regenerate crds/ from the pydantic models
 kind-e2e: venv ## the e2e suite on a kind cluster (needs Docker and kind)
 	bash hack/kind-e2e.sh
 
-.PHONY: help venv sysdeps binaries images test unit demo down lint fmt bench chaos crds kind-e2e
+.PHONY: help venv sysdeps binaries images test unit e2e demo down lint fmt bench chaos crds kind-e2e

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tenantflow.devcluster.operator import OperatorProcess
+from tenantflow.testing.devcluster.operator_process import OperatorProcess
 
 _MARK_BY_DIR = {"unit": "unit", "integration": "integration", "e2e": "e2e"}
 
@@ -35,7 +35,7 @@ def kubeconfig() -> Iterator[Path]:
     if given:
         yield Path(given)
         return
-    from tenantflow.devcluster import DevCluster
+    from tenantflow.testing.devcluster import DevCluster
 
     cluster = DevCluster()
     started_here = not cluster.healthy()
@@ -47,7 +47,7 @@ def kubeconfig() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def kubectl_bin() -> str:
-    from tenantflow.devcluster import versions
+    from tenantflow.testing.devcluster import versions
 
     built = versions.bin_dir() / "kubectl"
     found = str(built) if built.exists() else shutil.which("kubectl")

@@ -14,9 +14,9 @@ from typing import Any
 
 import yaml
 
-from tenantflow.devcluster import DevCluster, versions
-from tenantflow.devcluster.operator import OperatorProcess
 from tenantflow.kube.client import Kube
+from tenantflow.testing.devcluster import DevCluster, versions
+from tenantflow.testing.devcluster.operator_process import OperatorProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 

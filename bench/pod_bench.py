@@ -18,10 +18,10 @@ from bench.cluster import apply, kubectl, operator_on_dev_cluster, tenant_doc, w
 from bench.machine import write
 from bench.sandbox_bench import NOOP, warm_calls
 from tenantflow.controllers.sandboxes import Sandboxes
-from tenantflow.devcluster import DevCluster
 from tenantflow.errors import DevClusterError
 from tenantflow.kube.client import Kube
 from tenantflow.sandbox.transport import HttpTransport
+from tenantflow.testing.devcluster import DevCluster
 
 COLD_RUNS = 3
 

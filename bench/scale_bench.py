@@ -20,7 +20,7 @@ from bench.cluster import (
     tenant_with_definition,
 )
 from bench.machine import write
-from tenantflow.devcluster import DevCluster
+from tenantflow.testing.devcluster import DevCluster
 
 WORKFLOWS = {
     "sleep": "async def run(event, step):\n    await step.sleep('long', '10m')\n",

@@ -23,8 +23,8 @@ from bench.cluster import (
     tenant_with_definition,
 )
 from bench.machine import write
-from tenantflow.devcluster.operator import OperatorProcess
 from tenantflow.durations import parse_time
+from tenantflow.testing.devcluster.operator_process import OperatorProcess
 
 WRITES = "tenantflow_kube_writes_total"  # every write during the run, events included
 FINISHED = "tenantflow_instance_finished_total"

@@ -148,11 +148,19 @@ def wait_isolated(tenant: Tenant, timeout: float = 90) -> None:
             pod_ip = tenant.core.read_namespaced_pod("sandbox-0", tenant.ns).status.pod_ip
         except ApiException:
             return False
-        rules = subprocess.run(
-            ["iptables", "-w", "-S", "KUBE-ROUTER-FORWARD"], capture_output=True, text=True
-        ).stdout
-        return bool(pod_ip) and any(
-            f"-s {pod_ip}/32" in r and f"namespace: {tenant.ns} " in r for r in rules.splitlines()
+        rules = subprocess.run(["iptables", "-w", "-S"], capture_output=True, text=True).stdout
+        return (
+            bool(pod_ip)
+            and any(  # the pod's chain is reached from FORWARD...
+                r.startswith("-A FORWARD ") and r.endswith("-j KUBE-ROUTER-FORWARD")
+                for r in rules.splitlines()
+            )
+            and any(  # ...and jumped to for its address
+                r.startswith("-A KUBE-ROUTER-FORWARD ")
+                and f"-s {pod_ip}/32" in r
+                and f"namespace: {tenant.ns} " in r
+                for r in rules.splitlines()
+            )
         )
 
     wait_for(programmed, f"kube-router enforcing the policies of {tenant.ns}'s pod", timeout)

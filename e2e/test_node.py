@@ -22,7 +22,7 @@ from kubernetes import client
 
 from conftest import wait_for
 from e2e.conftest import Tenant, wait_isolated
-from tenantflow.devcluster import DevCluster, node
+from tenantflow.testing.devcluster import DevCluster, node
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 pytestmark = pytest.mark.node

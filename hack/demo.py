@@ -11,9 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-from tenantflow.devcluster import DevCluster, images, versions
-from tenantflow.devcluster.operator import OperatorProcess
 from tenantflow.observability.logging import configure
+from tenantflow.testing.devcluster import DevCluster, images, versions
+from tenantflow.testing.devcluster.operator_process import OperatorProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 FINISHED = {"Complete", "Errored", "Terminated"}

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tenantflow.devcluster import DevCluster
-from tenantflow.devcluster.operator import OperatorProcess
+from tenantflow.testing.devcluster import DevCluster
+from tenantflow.testing.devcluster.operator_process import OperatorProcess
 
 
 def processes() -> dict[int, tuple[int, str]]:

@@ -30,8 +30,8 @@ from conftest import OperatorProcess
 from e2e.chaos.faults import Injector
 from e2e.chaos.results import record, record_run
 from e2e.conftest import GROUP, VERSION, Tenant
-from tenantflow.devcluster import DevCluster
-from tenantflow.devcluster.faultproxy import FaultPlan, FaultProxyProcess
+from tenantflow.testing.devcluster import DevCluster
+from tenantflow.testing.faultproxy import FaultPlan, FaultProxyProcess
 
 MIXED = """
 import asyncio

@@ -20,8 +20,8 @@ from e2e.chaos.faults import processes
 from e2e.chaos.netpol import allows
 from e2e.chaos.results import record
 from e2e.conftest import Tenant, wait_isolated
-from tenantflow.devcluster import DevCluster, node, process
 from tenantflow.tenancy.manifests import SANDBOX_PORT, ZYGOTE_SOCKET
+from tenantflow.testing.devcluster import DevCluster, node, process
 
 pytestmark = pytest.mark.slow
 

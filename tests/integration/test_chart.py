@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, wait_for
-from tenantflow.devcluster import DevCluster, images, node, versions
+from tenantflow.testing.devcluster import DevCluster, images, node, versions
 
 CHART = ROOT / "charts" / "tenantflow"
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]

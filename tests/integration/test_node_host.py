@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tenantflow.devcluster import images, node
+from tenantflow.testing.devcluster import images, node
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="changes iptables: needs root")
 
@@ -21,17 +21,23 @@ def _rules() -> str:
 
 def test_kube_chains_and_their_quoted_jumps_are_removed() -> None:
     chain = "KUBE-TENANTFLOW-TEST"
+    node.remove_kube_chains("iptables", prefix=chain)  # a run killed half-way left it
     subprocess.run(["iptables", "-w", "-N", chain], check=True)
     subprocess.run(
         [
             *("iptables", "-w", "-A", "INPUT", "-m", "comment"),
-            *("--comment", "kube-router netpol - a quoted comment", "-j", chain),
+            *("--comment", "tenantflow test - a quoted comment", "-j", chain),
         ],
         check=True,
     )
     assert chain in _rules()
-    node.remove_kube_chains("iptables")
+    # only the test's chain: the node's own KUBE-* chains (kube-router's, kube-proxy's) are
+    # live while the suite runs, and wiping them would open every pod until their next sync
+    lasting = {"-N KUBE-ROUTER-FORWARD", "-N KUBE-ROUTER-INPUT", "-N KUBE-SERVICES"}
+    before = lasting & set(_rules().splitlines())
+    node.remove_kube_chains("iptables", prefix=chain)
     assert chain not in _rules(), _rules()
+    assert before <= set(_rules().splitlines()), "the node's own chains are left alone"
 
 
 def test_layers_are_reproducible(tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ from collections import Counter
 from e2e.chaos.netpol import allows, selects
 
 from tenantflow.api.tenant import Tenant
-from tenantflow.devcluster.faultproxy import KINDS_BY_REQUEST, FaultPlan, FaultProxy
 from tenantflow.tenancy.manifests import OperatorSettings, network_policies
+from tenantflow.testing.faultproxy import KINDS_BY_REQUEST, FaultPlan, FaultProxy
 
 
 def _proxy(rate: float, seed: int = 7) -> FaultProxy:

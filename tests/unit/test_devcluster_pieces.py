@@ -8,8 +8,8 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tenantflow.devcluster import process
-from tenantflow.devcluster.pki import CertificateAuthority, service_account_keys
+from tenantflow.testing.devcluster import process
+from tenantflow.testing.devcluster.pki import CertificateAuthority, service_account_keys
 
 
 def test_issued_certificates_chain_to_the_ca_and_carry_identity(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from tenantflow.controllers.instances import InstanceController, InstanceSettings
 from tenantflow.controllers.instances.revisions import RevisionCache
 from tenantflow.controllers.instances.view import InstanceView
-from tenantflow.kube.fake import FakeKube
+from tenantflow.testing.fake_kube import FakeKube
 
 NOW = dt.datetime.now(dt.UTC)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
 
 from tenantflow.api.common import (
@@ -15,6 +13,8 @@ from tenantflow.api.common import (
     duration_field,
     rule,
 )
+from tenantflow.durations import format_duration
+from tenantflow.engine.options import Backoff, RetryPolicy, StepDefaults
 
 MAX_INLINE_SOURCE = 256 * 1024
 PY_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -58,20 +58,29 @@ class Source(Model):
     )
 
 
+_POLICY, _STEP = RetryPolicy(), StepDefaults()  # the engine's defaults are the CRD's
+
+
 class Retries(Model):
-    limit: int = Field(5, ge=0, le=1000, description="Retries after the first attempt.")
-    delay: str = duration_field("10s", "Delay before the first retry.")
-    backoff: Literal["constant", "linear", "exponential"] = Field(
-        "exponential", description="How the delay grows: constant, linear or exponential."
+    """The schema of the engine's RetryPolicy (`RetryPolicy.from_spec` reads it)."""
+
+    limit: int = Field(_POLICY.limit, ge=0, le=1000, description="Retries after the first attempt.")
+    delay: str = duration_field(format_duration(_POLICY.delay), "Delay before the first retry.")
+    backoff: Backoff = Field(
+        _POLICY.backoff, description="How the delay grows: constant, linear or exponential."
     )
-    max_delay: str = duration_field("1h", "Upper bound for any retry delay.")
+    max_delay: str = duration_field(
+        format_duration(_POLICY.max_delay), "Upper bound for any retry delay."
+    )
 
 
 class StepDefaultsSpec(Model):
     retries: Retries = Field(
         default_factory=Retries, description="Retry policy for steps that set none."
     )
-    timeout: str = duration_field("10m", "Per-attempt timeout for steps that set none.")
+    timeout: str = duration_field(
+        format_duration(_STEP.timeout), "Per-attempt timeout for steps that set none."
+    )
 
 
 class WorkflowDefinitionSpec(Model):

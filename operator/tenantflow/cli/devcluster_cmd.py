@@ -6,8 +6,6 @@ import argparse
 import json
 import shlex
 
-from tenantflow.devcluster import DevCluster, binaries, images
-
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("dev-cluster", help="run a local control plane built from Go modules")
@@ -29,6 +27,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here: the dev tooling is not in the operator and sandbox images, whose
+    # entry point is this same CLI
+    from tenantflow.testing.devcluster import DevCluster, binaries, images
+
     cluster = DevCluster()
     if args.verb == "build":
         print(binaries.ensure_binaries())

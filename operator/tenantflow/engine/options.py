@@ -27,6 +27,29 @@ class RetryPolicy:
         factor = {"constant": 1, "linear": retry, "exponential": 2 ** (retry - 1)}[self.backoff]
         return float(min(self.delay * factor, self.max_delay))
 
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any] | None, *, where: str) -> RetryPolicy:
+        """The policy a CRD's `retries` (or a step's `retries={...}`) describes, on top of
+        the defaults; the one conversion from the API's camelCase durations."""
+        return cls().merged(spec, step=where)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "limit": self.limit,
+            "delay": self.delay,
+            "backoff": self.backoff,
+            "maxDelay": self.max_delay,
+        }
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> RetryPolicy:
+        return cls(
+            limit=int(data["limit"]),
+            delay=float(data["delay"]),
+            backoff=data["backoff"],
+            max_delay=float(data["maxDelay"]),
+        )
+
     def merged(self, overrides: Mapping[str, Any] | None, *, step: str) -> RetryPolicy:
         """This policy with a step's `retries={...}` applied, validated with clear messages."""
         if not overrides:

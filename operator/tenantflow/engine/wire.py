@@ -76,12 +76,12 @@ def inbox_from_wire(data: list[dict[str, Any]]) -> list[InboxEvent]:
 
 
 def defaults_to_wire(d: StepDefaults) -> dict[str, Any]:
-    return {"retries": asdict(d.retries), "timeout": d.timeout, "eventTimeout": d.event_timeout}
+    return {"retries": d.retries.to_wire(), "timeout": d.timeout, "eventTimeout": d.event_timeout}
 
 
 def defaults_from_wire(data: dict[str, Any]) -> StepDefaults:
     return StepDefaults(
-        retries=RetryPolicy(**data["retries"]),
+        retries=RetryPolicy.from_wire(data["retries"]),
         timeout=data["timeout"],
         event_timeout=data["eventTimeout"],
     )

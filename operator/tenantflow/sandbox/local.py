@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import tenantflow
-from tenantflow.devcluster.versions import cache_dir
 from tenantflow.errors import TenantflowError
 from tenantflow.observability.logging import get_logger
+from tenantflow.paths import cache_dir
 from tenantflow.sandbox import frames
 from tenantflow.sandbox.link import Streams, ZygoteLink
 from tenantflow.sandbox.transport import Endpoint

@@ -15,7 +15,9 @@ from typing import Any
 
 from tenantflow.durations import format_time, parse_time
 from tenantflow.engine.journal import StepKind, StepState
+from tenantflow.engine.outcome import Complete, Errored, Waiting
 from tenantflow.engine.state import InboxEvent
+from tenantflow.engine.wire import outcome_from_wire
 from tenantflow.vocabulary import Phase
 
 MAX_STATUS_BYTES = 1_000_000  # etcd's limit is 1.5 MiB for the whole object
@@ -55,19 +57,16 @@ def after_advance(result: dict[str, Any], *, seen: list[str], now: dt.datetime) 
     """Status fields to write after one advance (merge-patch: None removes a field)."""
     journal = result["journal"]
     out: dict[str, Any] = {"steps": journal, "stepCount": len(journal), "eventsSeen": seen}
-    outcome = result["outcome"]
-    kind = outcome["kind"]
-    if kind == "Complete":
-        out |= finished(
-            Phase.COMPLETE, now, output=outcome.get("output"), outputRef=outcome.get("outputRef")
-        )
-    elif kind == "Errored":
-        out |= finished(Phase.ERRORED, now, error=outcome["error"])
-    elif kind == "Waiting":
+    outcome = outcome_from_wire(result["outcome"])  # the engine's own type, decoded once
+    if isinstance(outcome, Complete):
+        out |= finished(Phase.COMPLETE, now, output=outcome.output, outputRef=outcome.output_ref)
+    elif isinstance(outcome, Errored):
+        out |= finished(Phase.ERRORED, now, error=outcome.error)
+    elif isinstance(outcome, Waiting):
         out |= {
             "phase": Phase.WAITING,
-            "waitingFor": outcome["waitingFor"],
-            "nextWakeAt": outcome.get("wakeAt"),
+            "waitingFor": outcome.waiting_for,
+            "nextWakeAt": format_time(outcome.wake_at) if outcome.wake_at else None,
         }
     else:  # Yielded: more to do right away
         out |= {"phase": Phase.RUNNING, "waitingFor": None, "nextWakeAt": None}

@@ -12,9 +12,9 @@ from tenantflow.controllers.instances import InstanceController, InstanceSetting
 from tenantflow.controllers.instances.revisions import RevisionCache
 from tenantflow.controllers.sandboxes import Sandboxes
 from tenantflow.kube.client import Kube
-from tenantflow.kube.fake import FakeKube
 from tenantflow.sandbox import worker
 from tenantflow.sandbox.transport import HttpTransport, SandboxUnavailable
+from tenantflow.testing.fake_kube import FakeKube
 from tenantflow.vocabulary import API_VERSION, INSTANCE, TENANT
 from tenantflow.workflows.revisions import controller_revision
 from tenantflow.workflows.source import sha256

@@ -123,7 +123,7 @@ def _payload(
 
 def step_defaults(spec: dict[str, Any]) -> StepDefaults:
     """StepDefaults from a definition's spec.defaults (as stored in the revision)."""
-    policy = RetryPolicy().merged(spec.get("retries") or {}, step="(definition defaults)")
+    policy = RetryPolicy.from_spec(spec.get("retries"), where="(definition defaults)")
     timeout = parse_duration(spec.get("timeout", "10m"), field="spec.defaults.timeout")
     return StepDefaults(retries=policy, timeout=timeout)
 

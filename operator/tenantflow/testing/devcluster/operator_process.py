@@ -15,10 +15,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tenantflow.devcluster import images
-from tenantflow.devcluster.cluster import DevCluster
-from tenantflow.devcluster.process import free_port
 from tenantflow.errors import DevClusterError
+from tenantflow.testing.devcluster import images
+from tenantflow.testing.devcluster.cluster import DevCluster
+from tenantflow.testing.devcluster.process import free_port
 
 
 def sandbox_transport(kubeconfig: Path) -> str:

@@ -5,7 +5,7 @@
 # cache lives in ~/.cache as well, so a second run (or a version bump) is incremental.
 set -euo pipefail
 
-# Versions and paths come from tenantflow.devcluster.versions (`tenantflow dev-cluster build`).
+# Versions and paths come from tenantflow.testing.devcluster.versions (`tenantflow dev-cluster build`).
 : "${K8S_VERSION:?}" "${ETCD_VERSION:?}" "${KWOK_VERSION:?}" "${HELM_VERSION:?}" "${KUBE_ROUTER_VERSION:?}"
 : "${TENANTFLOW_BIN:?}" "${TENANTFLOW_SRC:?}"
 BIN=$TENANTFLOW_BIN

@@ -20,7 +20,7 @@ STORAGE_CLASS: dict[str, object] = {
 
 def storage_class(real_node: bool) -> dict[str, object]:
     """With a real node, volumes come from the dev provisioner (pod-writable directories)."""
-    from tenantflow.devcluster import provisioner
+    from tenantflow.testing.devcluster import provisioner
 
     if not real_node:
         return STORAGE_CLASS
@@ -58,7 +58,7 @@ def bootstrap(nodes: int, *, real_node: bool = False) -> str:
     docs = [storage_class(real_node)]
     docs += [fake_node(f"kwok-node-{i}", f"zone-{i}", tainted=real_node) for i in range(nodes)]
     if real_node:
-        from tenantflow.devcluster import node
+        from tenantflow.testing.devcluster import node
 
         docs += node.router_rbac()
     return yaml.safe_dump_all(docs, sort_keys=False)

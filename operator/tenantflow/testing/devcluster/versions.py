@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from tenantflow.paths import cache_dir
 
 KUBERNETES = "v1.37.2"  # newest k8s.io/kubernetes whose go.mod builds with Go 1.26
 ETCD = "v3.6.16"
@@ -24,11 +25,6 @@ TOOLS = (
     "helm",
 )
 ARTIFACTS = (*TOOLS, "kwok-stages.yaml")  # kwok's Stage objects, taken from its module
-
-
-def cache_dir() -> Path:
-    """Root of everything tenantflow caches on this machine (override: TENANTFLOW_CACHE)."""
-    return Path(os.environ.get("TENANTFLOW_CACHE", Path.home() / ".cache" / "tenantflow"))
 
 
 def bin_dir() -> Path:

@@ -4,6 +4,6 @@ Built from Go modules (no Docker needed) and started on loopback ports, like env
 with real controllers and fake kwok nodes so Deployments, StatefulSets and PVCs work.
 """
 
-from tenantflow.devcluster.cluster import DevCluster
+from tenantflow.testing.devcluster.cluster import DevCluster
 
 __all__ = ["DevCluster"]

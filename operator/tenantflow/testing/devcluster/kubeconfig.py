@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from tenantflow.devcluster.pki import KeyPair
+from tenantflow.testing.devcluster.pki import KeyPair
 
 
 def _b64(path: Path) -> str:

@@ -30,12 +30,12 @@ from pathlib import Path
 
 import yaml
 
-from tenantflow.devcluster import images
-from tenantflow.devcluster.process import free_port
 from tenantflow.errors import DevClusterError
 from tenantflow.observability.logging import get_logger
+from tenantflow.testing.devcluster import images
+from tenantflow.testing.devcluster.process import free_port
 
-log = get_logger("tenantflow.devcluster.node")
+log = get_logger("tenantflow.testing.devcluster.node")
 
 COMPONENTS = ("containerd", "kubelet", "kube-proxy", "kube-router", "provisioner")  # start order
 NODE_NAME = "tenantflow-node"
@@ -167,15 +167,16 @@ def teardown_network(root: Path) -> None:
         IP_FORWARD.write_text(saved.read_text())
 
 
-def remove_kube_chains(binary: str) -> None:
-    """The KUBE-* chains kubelet and kube-proxy leave behind, and the rules jumping there."""
+def remove_kube_chains(binary: str, prefix: str = "KUBE-") -> None:
+    """The chains kubelet, kube-proxy and kube-router leave behind (named `prefix`...), and
+    the rules jumping there."""
     for table in ("filter", "nat", "mangle"):
         rules = _cmd([binary, "-w", "-t", table, "-S"], check=False).stdout.splitlines()
         for rule in rules:
             words = shlex.split(rule)  # rules carry quoted comments
-            if words[:1] == ["-A"] and not words[1].startswith("KUBE-") and "KUBE-" in rule:
+            if words[:1] == ["-A"] and not words[1].startswith(prefix) and prefix in rule:
                 _cmd([binary, "-w", "-t", table, "-D", *words[1:]], check=False)
-        chains = [r.split()[1] for r in rules if r.startswith("-N KUBE-")]
+        chains = [r.split()[1] for r in rules if r.startswith(f"-N {prefix}")]
         for chain in chains:
             _cmd([binary, "-w", "-t", table, "-F", chain], check=False)
         for chain in chains:
@@ -191,7 +192,7 @@ def remove_kube_ipsets() -> None:
 
 
 def _contained_ranges() -> tuple[str, ...]:
-    from tenantflow.devcluster.cluster import SERVICE_CIDR
+    from tenantflow.testing.devcluster.cluster import SERVICE_CIDR
 
     return (str(ipaddress.ip_network(POD_CIDR).supernet(8)), SERVICE_CIDR, HOST_RANGE)
 

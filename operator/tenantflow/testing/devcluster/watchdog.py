@@ -8,7 +8,7 @@ state.json, starts a dead component again with its recorded command line, and wa
 1 s, 2 s, 4 s ... up to 30 s between attempts while a component keeps dying (reset after a
 minute of life). `restart` (chaos) only stops a component and lets this bring it back, so one
 process alone writes the pids.
-Run as a dev-cluster component: `python -m tenantflow.devcluster.watchdog --dir DIR`.
+Run as a dev-cluster component: `python -m tenantflow.testing.devcluster.watchdog --dir DIR`.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from tenantflow.devcluster import process
-from tenantflow.devcluster.state import State
 from tenantflow.observability.logging import configure, get_logger
+from tenantflow.testing.devcluster import process
+from tenantflow.testing.devcluster.state import State
 
-log = get_logger("tenantflow.devcluster.watchdog")
+log = get_logger("tenantflow.testing.devcluster.watchdog")
 
 NAME = "watchdog"
 POLL_SECONDS = 0.25
@@ -115,7 +115,7 @@ class Watchdog:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m tenantflow.devcluster.watchdog")
+    parser = argparse.ArgumentParser(prog="python -m tenantflow.testing.devcluster.watchdog")
     parser.add_argument("--dir", type=Path, required=True, help="the dev cluster's directory")
     args = parser.parse_args()
     configure()

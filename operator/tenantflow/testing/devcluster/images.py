@@ -32,15 +32,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tenantflow.devcluster import versions
 from tenantflow.errors import DevClusterError
 from tenantflow.observability.logging import get_logger
+from tenantflow.paths import cache_dir
 from tenantflow.tenancy.manifests import RUNNER_UID, WORKER_UID
 
-log = get_logger("tenantflow.devcluster.images")
+log = get_logger("tenantflow.testing.devcluster.images")
 
 REPOSITORY = "localhost/tenantflow"  # local images: never pulled, never pushed
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
+PROJECT_ROOT = Path(__file__).resolve().parents[4]
 PACKAGE_DIR = PROJECT_ROOT / "operator" / "tenantflow"
 SITE = "usr/local/lib/python3.11/dist-packages"  # on Debian's python3 path, also under -I
 DEBIAN_SUITE = "bookworm"
@@ -61,8 +61,8 @@ class Image:
     digest: str  # of its manifest: what the node's containerd must hold under `ref`
 
 
-def cache_dir() -> Path:
-    return versions.cache_dir() / "images"
+def images_dir() -> Path:
+    return cache_dir() / "images"
 
 
 def project_version() -> str:
@@ -85,7 +85,7 @@ def _digest(*parts: bytes | str) -> str:
 
 def _cached_layer(kind: str, key: str, build: Callable[[Path], None]) -> Path:
     """The layer tar for `kind` with input hash `key`, built once by `build(target)`."""
-    layer = cache_dir() / "layers" / f"{kind}-{key}.tar"
+    layer = images_dir() / "layers" / f"{kind}-{key}.tar"
     if layer.is_file():
         return layer
     layer.parent.mkdir(parents=True, exist_ok=True)
@@ -223,7 +223,14 @@ def pause_layer() -> Path:
     return _cached_layer("pause", _digest(source), build)
 
 
+# dev tooling stays out of the images: a cluster runs the operator and the runner, never
+# the dev cluster or the fault proxy
+_NOT_SHIPPED = (PACKAGE_DIR / "testing" / "devcluster", PACKAGE_DIR / "testing" / "faultproxy.py")
+
+
 def _shipped(path: Path) -> bool:
+    if any(path == p or p in path.parents for p in _NOT_SHIPPED):
+        return False
     return "__pycache__" not in path.parts and path.suffix not in (".pyc", ".pyo")
 
 
@@ -369,10 +376,10 @@ def _archive(name: str, layers: list[Path], config: dict[str, object]) -> Image:
     }
     manifest_blob = json.dumps(manifest, sort_keys=True).encode()
     desc = _descriptor("application/vnd.oci.image.manifest.v1+json", manifest_blob)
-    archive = cache_dir() / f"{name}-{_digest(manifest_blob)}.oci.tar"
+    archive = images_dir() / f"{name}-{_digest(manifest_blob)}.oci.tar"
     size = sum(p.stat().st_size for p in layers)
     if not archive.is_file():
-        for stale in cache_dir().glob(f"{name}-*.oci.tar"):
+        for stale in images_dir().glob(f"{name}-*.oci.tar"):
             stale.unlink()
         desc["annotations"] = {
             "io.containerd.image.name": image_ref,

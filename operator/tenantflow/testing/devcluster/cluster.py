@@ -15,13 +15,22 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from tenantflow.devcluster import binaries, kubeconfig, manifests, node, process, versions, watchdog
-from tenantflow.devcluster.pki import CertificateAuthority, KeyPair, service_account_keys
-from tenantflow.devcluster.state import State
 from tenantflow.errors import DevClusterError
 from tenantflow.observability.logging import get_logger
+from tenantflow.paths import cache_dir
+from tenantflow.testing.devcluster import (
+    binaries,
+    bootstrap,
+    kubeconfig,
+    node,
+    process,
+    versions,
+    watchdog,
+)
+from tenantflow.testing.devcluster.pki import CertificateAuthority, KeyPair, service_account_keys
+from tenantflow.testing.devcluster.state import State
 
-log = get_logger("tenantflow.devcluster")
+log = get_logger("tenantflow.testing.devcluster")
 
 # Components in start order; `down` stops them in reverse (the watchdog first).
 COMPONENTS = (
@@ -43,7 +52,7 @@ class DevCluster:
     """One local control plane rooted at `directory` (default ~/.cache/tenantflow/clusters/dev)."""
 
     def __init__(self, directory: Path | None = None) -> None:
-        default = versions.cache_dir() / "clusters" / "dev"
+        default = cache_dir() / "clusters" / "dev"
         self.dir = Path(directory or os.environ.get("TENANTFLOW_CLUSTER_DIR") or default).resolve()
         self.kubeconfig = self.dir / "kubeconfig"
         self._state_file = self.dir / "state.json"
@@ -342,7 +351,7 @@ class DevCluster:
         )
         argvs["provisioner"] = [
             sys.executable,
-            *("-m", "tenantflow.devcluster.provisioner"),
+            *("-m", "tenantflow.testing.devcluster.provisioner"),
             *(f"--kubeconfig={self.kubeconfig}", f"--root={self.volumes}"),
         ]
         self._spawn(state, "containerd", argvs["containerd"])
@@ -359,7 +368,7 @@ class DevCluster:
     def _bootstrap(self, state: State, bins: Path, deadline: float) -> None:
         """Default StorageClass and nodes; ready once nodes are Ready and SAs exist."""
         kubectl = [str(bins / "kubectl"), f"--kubeconfig={self.kubeconfig}"]
-        _run([*kubectl, "apply", "-f", "-"], manifests.bootstrap(FAKE_NODES, real_node=state.node))
+        _run([*kubectl, "apply", "-f", "-"], bootstrap.bootstrap(FAKE_NODES, real_node=state.node))
         checks: list[tuple[str, list[str]]] = [
             (
                 "nodes Ready",

@@ -6,8 +6,9 @@ import os
 import subprocess
 from pathlib import Path
 
-from tenantflow.devcluster import versions
 from tenantflow.errors import DevClusterError
+from tenantflow.paths import cache_dir
+from tenantflow.testing.devcluster import versions
 
 BUILD_SCRIPT = Path(__file__).with_name("build-binaries.sh")
 
@@ -31,7 +32,7 @@ def ensure_binaries() -> Path:
         HELM_VERSION=versions.HELM,
         KUBE_ROUTER_VERSION=versions.KUBE_ROUTER,
         TENANTFLOW_BIN=str(d),
-        TENANTFLOW_SRC=str(versions.cache_dir() / "src"),
+        TENANTFLOW_SRC=str(cache_dir() / "src"),
     )
     result = subprocess.run(["bash", str(BUILD_SCRIPT)], env=env, check=False)
     if result.returncode != 0:

@@ -35,8 +35,8 @@ import aiohttp
 import yaml
 from aiohttp import web
 
-from tenantflow.devcluster.process import free_port
 from tenantflow.errors import DevClusterError
+from tenantflow.testing.devcluster.process import free_port
 
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 HOP_BY_HOP = frozenset(
@@ -208,7 +208,7 @@ class FaultProxyProcess:
 
     def start(self, timeout: float = 20) -> Path:
         """Start; return the kubeconfig that routes a client through the proxy."""
-        argv = [sys.executable, "-m", "tenantflow.devcluster.faultproxy"]
+        argv = [sys.executable, "-m", "tenantflow.testing.faultproxy"]
         argv += ["--kubeconfig", str(self.kubeconfig), "--port", str(self.port)]
         argv += ["--rate", str(self.plan.rate), "--hold-seconds", str(self.plan.hold_seconds)]
         argv += ["--seed", str(self.plan.seed)]

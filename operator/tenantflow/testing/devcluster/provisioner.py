@@ -5,7 +5,7 @@ mode 0750, which no pod under PSA `restricted` (non-root, no fsGroup support for
 can write. This one makes mode-0777 directories under a root-owned, traversable but not listable
 directory (no other host user can find a volume's name), binds them to their claim,
 and deletes them once the claim is gone, the way an external provisioner does.
-Run as a dev-cluster component: `python -m tenantflow.devcluster.provisioner`.
+Run as a dev-cluster component: `python -m tenantflow.testing.devcluster.provisioner`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 from tenantflow.kube.client import ApiException, Kube
 from tenantflow.observability.logging import configure, get_logger
 
-log = get_logger("tenantflow.devcluster.provisioner")
+log = get_logger("tenantflow.testing.devcluster.provisioner")
 
 NAME = "tenantflow.dev/hostpath"
 STORAGE_CLASS = "standard"
