@@ -15,28 +15,32 @@ from tenantflow.testing.devcluster import images, node
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="changes iptables: needs root")
 
 
-def _rules() -> str:
-    return subprocess.run(["iptables", "-w", "-S"], capture_output=True, text=True).stdout
+def _rules(table: str = "filter") -> str:
+    return subprocess.run(
+        ["iptables", "-w", "-t", table, "-S"], capture_output=True, text=True
+    ).stdout
 
 
 def test_kube_chains_and_their_quoted_jumps_are_removed() -> None:
     chain = "KUBE-TENANTFLOW-TEST"
+    # in mangle: kube-router rewrites the filter table from a snapshot while it syncs, which
+    # can undo a removal made in between (teardown removes after stopping it)
     node.remove_kube_chains("iptables", prefix=chain)  # a run killed half-way left it
-    subprocess.run(["iptables", "-w", "-N", chain], check=True)
+    subprocess.run(["iptables", "-w", "-t", "mangle", "-N", chain], check=True)
     subprocess.run(
         [
-            *("iptables", "-w", "-A", "INPUT", "-m", "comment"),
+            *("iptables", "-w", "-t", "mangle", "-A", "INPUT", "-m", "comment"),
             *("--comment", "tenantflow test - a quoted comment", "-j", chain),
         ],
         check=True,
     )
-    assert chain in _rules()
+    assert chain in _rules("mangle")
     # only the test's chain: the node's own KUBE-* chains (kube-router's, kube-proxy's) are
     # live while the suite runs, and wiping them would open every pod until their next sync
     lasting = {"-N KUBE-ROUTER-FORWARD", "-N KUBE-ROUTER-INPUT", "-N KUBE-SERVICES"}
     before = lasting & set(_rules().splitlines())
     node.remove_kube_chains("iptables", prefix=chain)
-    assert chain not in _rules(), _rules()
+    assert chain not in _rules("mangle"), _rules("mangle")
     assert before <= set(_rules().splitlines()), "the node's own chains are left alone"
 
 
