@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ def _measure(
     if backlog:
         operator.stop()  # its counters start again from zero
     before = (0.0, 0.0) if backlog else (metric_total(port, WRITES), _finished(port, tenant))
+    by_kind_before = {} if backlog else _writes_by_kind(port)
     t0 = time.perf_counter()
     create_instances(kubeconfig, ns, "three", [f"{prefix}-{n:05}" for n in range(count)])
     created = time.perf_counter() - t0
@@ -75,7 +77,28 @@ def _measure(
         "starts_per_s": round(len(starts) / span, 1),
         "completions_per_s": round(len(finishes) / finish_span, 1),
         "kube_writes_per_instance": round((metric_total(port, WRITES) - writes_before) / count, 2),
+        "kube_writes_per_instance_by_kind": {
+            kind: round((n - by_kind_before.get(kind, 0.0)) / count, 3)
+            for kind, n in sorted(_writes_by_kind(port).items())
+            if n - by_kind_before.get(kind, 0.0) > 0
+        },
     }
+
+
+def _writes_by_kind(port: int) -> dict[str, float]:
+    """tenantflow_kube_writes_total by `resource verb` (where the writes per instance go)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(WRITES + "{"):
+            labels = dict(
+                part.split("=", 1)
+                for part in line[line.index("{") + 1 : line.index("}")].split(",")
+            )
+            resource, verb = (labels[k].strip('"') for k in ("resource", "verb"))
+            kind = f"{resource} {verb}"
+            out[kind] = out.get(kind, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
 
 
 def main() -> None:

@@ -3,7 +3,9 @@ admission, the 409 re-commit, sandbox failure escalation, the event budget."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tenantflow.sandbox.transport import SandboxUnavailable
 from tenantflow.vocabulary import API_VERSION, INSTANCE, Phase
@@ -80,18 +82,20 @@ async def test_the_concurrency_cap_queues_the_second_instance_in_order(tmp_path:
     assert h.status("second")["phase"] == Phase.WAITING
 
 
-async def test_a_409_that_left_the_journal_alone_commits_the_result_again(tmp_path: Path) -> None:
+async def _drive_against(tmp_path: Path, change: Callable[[dict[str, Any]], None]) -> Harness:
+    """One drive of a new instance whose status write meets a concurrent `change`."""
     h = Harness.new(tmp_path)
     h.define("counted", COUNTED)
     key = h.start("one", "counted")
-    h.kube.conflict_once(
-        "tenantflow.dev/v1alpha1",
-        "WorkflowInstance",
-        "one",
-        "tenant-acme",
-        lambda o: o["metadata"].setdefault("labels", {}).update(team="x"),
-    )
+    h.kube.conflict_once(*INSTANCE_ID, "one", "tenant-acme", change)
     await h.drive(key)
+    return h
+
+
+async def test_a_409_that_left_the_journal_alone_commits_the_result_again(tmp_path: Path) -> None:
+    h = await _drive_against(
+        tmp_path, lambda o: o["metadata"].setdefault("labels", {}).update(team="x")
+    )
     st = h.status("one")
     assert st["phase"] == Phase.COMPLETE and st["output"] == ["a", "b", 2]
     assert h.sandbox.calls == 1, "the steps did not run again"
@@ -100,17 +104,10 @@ async def test_a_409_that_left_the_journal_alone_commits_the_result_again(tmp_pa
 
 
 async def test_a_409_that_moved_the_journal_drops_the_result(tmp_path: Path) -> None:
-    h = Harness.new(tmp_path)
-    h.define("counted", COUNTED)
-    key = h.start("one", "counted")
-    h.kube.conflict_once(
-        "tenantflow.dev/v1alpha1",
-        "WorkflowInstance",
-        "one",
-        "tenant-acme",
-        lambda o: o.setdefault("status", {}).update(steps=[], eventsSeen=["x"]),
+    h = await _drive_against(
+        tmp_path, lambda o: o.setdefault("status", {}).update(steps=[], eventsSeen=["x"])
     )
-    await h.drive(key)
+    key = "tenant-acme/one"
     assert "output" not in h.status("one"), "a result built on an old journal is not written"
     assert h.controller.queue.busy(key), "driven again from the fresh journal"
 
