@@ -102,11 +102,13 @@ def test_advance_children_leave_the_table_and_detached_ones_die(zygote: Zygote) 
     for _ in range(5):
         assert zygote.advance(BENIGN)["outcome"]["output"] == "fine"
     for _ in range(100):  # the reaper runs every 50 ms
-        if zygote.call({"op": "ping"})["children"] == 0 and not zygote.descendants():
+        ping = zygote.call({"op": "ping"})
+        if ping["children"] == 0 and zygote.descendants() == [ping["spare"]]:
             break
         time.sleep(0.05)
-    assert zygote.call({"op": "ping"}) == {"ok": True, "children": 0}
-    assert zygote.descendants() == [], "a process of an advance outlived it"
+    ping = zygote.call({"op": "ping"})
+    assert ping["children"] == 0
+    assert zygote.descendants() == [ping["spare"]], "a process of an advance outlived it"
 
 
 SELF_KILL = """
@@ -171,7 +173,7 @@ def test_an_advance_whose_runner_hangs_up_is_killed(zygote: Zygote) -> None:
             break
         time.sleep(0.05)
     assert zygote.descendants() == [], "the abandoned advance was not killed"
-    assert zygote.call({"op": "ping"}) == {"ok": True, "children": 0}
+    assert zygote.call({"op": "ping"})["children"] == 0
 
 
 def test_a_stopped_local_sandbox_leaves_no_cgroup(tmp_path: Path) -> None:
@@ -185,3 +187,62 @@ def test_a_stopped_local_sandbox_leaves_no_cgroup(tmp_path: Path) -> None:
 
     asyncio.run(scenario())
     assert list(CGROUP_ROOT.glob(f"*/{CGROUP_PREFIX}cgroup-probe")) == []
+
+
+KILL_THE_SPARE = """
+import os, signal
+async def run(event, step):
+    def kill(sig):
+        me, parent = os.getpid(), os.getppid()
+        for entry in os.listdir("/proc"):
+            try:
+                ppid = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == parent and int(entry) != me:  # a sibling: the next advance's child
+                os.kill(int(entry), getattr(signal, sig))
+        return sig
+    return await step.do("kill", lambda: kill(event["params"]["signal"]))
+"""
+
+
+def _wait_for_spare(zygote: Zygote, not_this: int | None = None) -> int:
+    for _ in range(100):
+        spare = zygote.call({"op": "ping"})["spare"]
+        if spare and spare != not_this:
+            return int(spare)
+        time.sleep(0.05)
+    raise AssertionError("no spare was forked")
+
+
+def test_each_advance_goes_to_a_child_forked_ahead_and_a_new_one_follows(zygote: Zygote) -> None:
+    first = _wait_for_spare(zygote)
+    assert zygote.advance(BENIGN)["outcome"]["output"] == "fine"
+    second = _wait_for_spare(zygote, not_this=first)
+    assert not Path(f"/proc/{first}").exists() or first not in zygote.descendants(), (
+        "the spare served one advance and exited"
+    )
+    assert second in zygote.descendants()
+    status = Path(f"/proc/{second}/status").read_text()
+    assert "\nSigBlk:\t0000000000000000" in status, "waiting with default signal handling"
+    fds = sorted(int(fd) for fd in os.listdir(f"/proc/{second}/fd"))
+    assert fds[:3] == [0, 1, 2] and len(fds) == 4, f"only stdio and its socket: {fds}"
+
+
+@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGSTOP"])
+def test_tenant_code_that_kills_or_stops_the_spare_only_costs_a_fork(
+    zygote: Zygote, signal_name: str
+) -> None:
+    """Hostile: an advance finds its sibling (the next advance's child) and kills or stops
+    it; the next advance still runs (forked on demand if need be) and the zygote answers."""
+    _wait_for_spare(zygote)
+    payload = advance_payload(
+        source=KILL_THE_SPARE,
+        instance_id="i",
+        started_at="2030-01-01T00:00:00Z",
+        params={"signal": signal_name},
+        limits=EngineLimits(max_step_timeout=5, batch_seconds=1),
+    )
+    assert zygote.call({"op": "advance", "payload": payload})["outcome"]["output"] == signal_name
+    assert zygote.advance(BENIGN)["outcome"]["output"] == "fine"
+    assert zygote.call({"op": "ping"})["ok"] is True

@@ -1,9 +1,16 @@
 """One advance in a fresh child process: hard limits, seccomp, a fresh database, then exit.
 
-The zygote forks this for every advance, so nothing survives from one advance to the next:
-no open transaction on a shared connection, no monkeypatched module, no hoarded file
+The zygote forks a process for every advance, so nothing survives from one advance to the
+next: no open transaction on a shared connection, no monkeypatched module, no hoarded file
 descriptor, no thread of a step that ignored its timeout. Everything in and out is a JSON
 frame; the child ends with os._exit, so tenant code cannot run anything after it.
+
+To keep fork() off the request's path the zygote forks the next child ahead of time: a
+*spare* (`spare_main`) that has done everything that does not depend on the request (its
+own session, default signals, no inherited descriptors, the scratch directory) and waits
+for exactly one advance — the runner's connection and the payload — on a socket pair
+shared only with the zygote. It has never run tenant code; the limits and seccomp come
+after the payload, as in a child forked on demand (`child_main`).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import os
 import resource
 import signal
 import socket
+from array import array
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,9 +60,66 @@ def child_main(
     syscalls: seccomp.Filter,
 ) -> None:
     """The forked child's whole life; never returns."""
+    try:
+        _prepare(conn, data_dir)
+    except BaseException:
+        os._exit(70)
+    _serve(conn, payload, data_dir=data_dir, tenant=tenant, memory=memory, syscalls=syscalls)
+
+
+def spare_main(
+    control: socket.socket,
+    *,
+    data_dir: str,
+    tenant: str,
+    memory: int,
+    syscalls: seccomp.Filter,
+) -> None:
+    """A child forked ahead of its advance: prepared, then waiting on `control` for the
+    runner's connection (passed as a descriptor) and the payload; never returns. The
+    zygote closing `control` instead (it is stopping) ends it."""
+    try:
+        _prepare(control, data_dir)
+        conn, payload = receive_advance(control)
+        control.close()
+    except BaseException:
+        os._exit(70)
+    _serve(conn, payload, data_dir=data_dir, tenant=tenant, memory=memory, syscalls=syscalls)
+
+
+def hand_over(control: socket.socket, conn: socket.socket, payload: dict[str, Any]) -> None:
+    """The zygote's side: give a spare its connection and payload."""
+    control.sendmsg([b"A"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array("i", [conn.fileno()]))])
+    frames.send(control, payload)
+
+
+def receive_advance(control: socket.socket) -> tuple[socket.socket, dict[str, Any]]:
+    fds = array("i")
+    msg, ancdata, _, _ = control.recvmsg(1, socket.CMSG_SPACE(fds.itemsize))
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+    if msg != b"A" or len(fds) != 1:
+        raise EOFError("the zygote closed the spare's socket")
+    payload = frames.recv(control, frames.MAX_REQUEST)
+    if not isinstance(payload, dict):
+        raise frames.FrameError("the payload is not an object")
+    return socket.socket(fileno=fds[0]), payload
+
+
+def _serve(
+    conn: socket.socket,
+    payload: dict[str, Any],
+    *,
+    data_dir: str,
+    tenant: str,
+    memory: int,
+    syscalls: seccomp.Filter,
+) -> None:
+    """Limits, seccomp, the advance, the answer; never returns."""
     code = 0
     try:
-        _confine(conn, payload, data_dir, memory)
+        _limit(payload, memory)
         syscalls.load()
         try:
             result = run(payload, data_dir, tenant, report=_reporter(conn))
@@ -80,7 +145,9 @@ def _reporter(conn: socket.socket) -> Callable[[str, int], None]:
     return report
 
 
-def _confine(conn: socket.socket, payload: dict[str, Any], data_dir: str, memory: int) -> None:
+def _prepare(kept: socket.socket, data_dir: str) -> None:
+    """What a child does before it knows its advance: its own session, default signals,
+    no inherited descriptor but `kept`, the scratch directory."""
     os.setsid()  # its own process group: the zygote kills the whole group at the deadline
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_DFL)
@@ -88,9 +155,16 @@ def _confine(conn: socket.socket, payload: dict[str, Any], data_dir: str, memory
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
-    keep = sorted({0, 1, 2, conn.fileno()})
+    keep = sorted({0, 1, 2, kept.fileno()})
     for low, high in zip(keep, [*keep[1:], MAX_FILES * 4], strict=True):
         os.closerange(low + 1, high)  # the zygote's listening socket and control fd too
+    scratch = Path(data_dir) / "scratch"
+    scratch.mkdir(exist_ok=True)
+    os.chdir(scratch)
+
+
+def _limit(payload: dict[str, Any], memory: int) -> None:
+    """The advance's hard limits (they depend on its payload: deadline, storage)."""
     cpu = int(deadline_seconds(payload))
     storage = payload.get("storage") or {}
     max_bytes = storage.get("maxBytes")  # no file of the tenant's grows past its storage
@@ -108,9 +182,6 @@ def _confine(conn: socket.socket, payload: dict[str, Any], data_dir: str, memory
         resource.setrlimit(limit, (value, value))  # soft == hard: no raising it back
     for var in [v for v in os.environ if v.startswith(("TENANTFLOW_", "KUBE"))]:
         del os.environ[var]
-    scratch = Path(data_dir) / "scratch"
-    scratch.mkdir(exist_ok=True)
-    os.chdir(scratch)
 
 
 WARM_UP = """

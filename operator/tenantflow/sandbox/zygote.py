@@ -4,8 +4,10 @@
 
 It runs where tenant code runs (the sandbox pod's `worker` container, or the local jail)
 and holds nothing secret: no key, no credentials. Each connection carries one JSON frame,
-`{"op": "advance", "payload": ...}` or `{"op": "ping"}`. For an advance it forks a child
-(`worker.child_main`) that answers on the same connection and exits; the zygote kills the
+`{"op": "advance", "payload": ...}` or `{"op": "ping"}`. For an advance it hands the
+connection to a child forked ahead of time (`worker.spare_main`, forked again right after,
+so fork() is not on the request's path; `worker.child_main` when no spare is ready) that
+answers on the same connection and exits; the zygote kills the
 child's process group at its deadline, and kills every other process that ends up as its
 child (a detached grandchild is re-parented here: the zygote is a child subreaper), so
 nothing of an advance outlives it. The zygote is not dumpable, so tenant code running as
@@ -42,6 +44,7 @@ PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 REQUEST_READ_TIMEOUT = 10.0
 FORK_ATTEMPTS = 20
+HAND_OVER_TIMEOUT = 1.0  # seconds to give a spare its advance
 
 
 def harden_self() -> None:
@@ -64,6 +67,7 @@ class Zygote:
     def __init__(self, data_dir: str, tenant: str, memory_bytes: int) -> None:
         self.data_dir, self.tenant, self.memory = data_dir, tenant, memory_bytes
         self.children: dict[int, Child] = {}  # the advances running now, by pid
+        self.spare: Spare | None = None  # the next advance's child, forked ahead
         self.syscalls = seccomp.Filter()
         with tempfile.TemporaryDirectory() as scratch:
             worker.warm_up(scratch)
@@ -78,7 +82,8 @@ class Zygote:
             if not isinstance(request, dict) or request.get("op") not in ("advance", "ping"):
                 frames.send(conn, {"error": "unknown request"})
             elif request["op"] == "ping":
-                frames.send(conn, {"ok": True, "children": len(self.children)})
+                spare = self.spare.pid if self.spare else None
+                frames.send(conn, {"ok": True, "children": len(self.children), "spare": spare})
             else:
                 self._advance(conn, request["payload"])
         except (OSError, frames.FrameError):
@@ -91,18 +96,61 @@ class Zygote:
     def _advance(self, conn: socket.socket, payload: dict[str, Any]) -> None:
         budget = deadline_seconds(payload)
         oom_before = oom_kills()
-        pid = self._fork()
+        pid = self._hand_to_spare(conn, payload)
+        if pid is None:
+            pid = self._fork()
+            if pid == 0:
+                worker.child_main(
+                    conn,
+                    payload,
+                    data_dir=self.data_dir,
+                    tenant=self.tenant,
+                    memory=self.memory,
+                    syscalls=self.syscalls,
+                )
+        # our copy of the connection: to tell the runner why, should the child die silently
+        self.children[pid] = Child(time.monotonic() + budget, budget, conn.dup(), oom_before)
+        self.ensure_spare()
+
+    def _hand_to_spare(self, conn: socket.socket, payload: dict[str, Any]) -> int | None:
+        """The spare's pid once it holds the advance; None without a usable spare."""
+        spare, self.spare = self.spare, None
+        if spare is None:
+            return None
+        try:
+            # a spare stopped by a neighbour (SIGSTOP) must not block the zygote
+            spare.control.settimeout(HAND_OVER_TIMEOUT)
+            worker.hand_over(spare.control, conn, payload)
+        except (OSError, ValueError):  # it died or hangs (a neighbour's doing): on demand
+            _kill_group(spare.pid)
+            return None
+        finally:
+            spare.control.close()
+        return spare.pid
+
+    def ensure_spare(self) -> None:
+        """Fork the next advance's child now, if there is none (one attempt: a pids limit
+        still held by a fork bomb's remains leaves the next advance to fork on demand)."""
+        if self.spare is not None:
+            return
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            pid = os.fork()
+        except BlockingIOError:
+            ours.close()
+            theirs.close()
+            return
         if pid == 0:
-            worker.child_main(
-                conn,
-                payload,
+            ours.close()
+            worker.spare_main(
+                theirs,
                 data_dir=self.data_dir,
                 tenant=self.tenant,
                 memory=self.memory,
                 syscalls=self.syscalls,
             )
-        # our copy of the connection: to tell the runner why, should the child die silently
-        self.children[pid] = Child(time.monotonic() + budget, budget, conn.dup(), oom_before)
+        theirs.close()
+        self.spare = Spare(pid, ours)
 
     def _fork(self) -> int:
         """fork(), after clearing what earlier advances left; retried while the pids
@@ -145,6 +193,10 @@ class Zygote:
                 return
             if pid == 0:
                 return
+            if self.spare is not None and pid == self.spare.pid:  # killed while waiting
+                self.spare.control.close()
+                self.spare = None
+                continue
             child = self.children.pop(pid, None)
             if child is not None:
                 _kill_group(pid)
@@ -178,8 +230,9 @@ class Zygote:
     def _strays(self) -> list[int]:
         """Children of ours that are not a running advance (re-parented orphans)."""
         me, out = str(os.getpid()), []
+        spare = self.spare.pid if self.spare else None
         for entry in os.listdir("/proc"):
-            if not entry.isdigit() or int(entry) in self.children:
+            if not entry.isdigit() or int(entry) in self.children or int(entry) == spare:
                 continue
             try:
                 stat = Path(f"/proc/{entry}/stat").read_text()
@@ -189,6 +242,14 @@ class Zygote:
             if len(fields) > 1 and fields[1] == me:
                 out.append(int(entry))
         return out
+
+
+@dataclass
+class Spare:
+    """A child forked ahead of its advance, waiting on `control` for it."""
+
+    pid: int
+    control: socket.socket
 
 
 @dataclass
@@ -309,6 +370,7 @@ def serve(zygote: Zygote, *, listen: str | None, control_fd: int | None) -> None
             for conn in conns:
                 zygote.handle(conn)
         zygote.reap()
+        zygote.ensure_spare()
 
 
 def main(argv: list[str] | None = None) -> None:
