@@ -46,6 +46,7 @@ from tenantflow.storage.outputs import SqliteOutputStore
 from tenantflow.storage.step_results import SqliteStepResults
 
 MAX_FILES = 256
+TAKEN = b"K"  # a spare's answer once it holds its advance
 DATABASE = "tenant.sqlite3"
 BAD_REQUEST = "badRequest"  # the answer's key when the payload itself could not be run
 
@@ -88,9 +89,13 @@ def spare_main(
 
 
 def hand_over(control: socket.socket, conn: socket.socket, payload: dict[str, Any]) -> None:
-    """The zygote's side: give a spare its connection and payload."""
+    """The zygote's side: give a spare its connection and payload, and wait (within the
+    socket's timeout) for the spare to say it took them. A spare a neighbour stopped or
+    killed raises OSError, and the advance goes to a child forked on demand instead."""
     control.sendmsg([b"A"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array("i", [conn.fileno()]))])
     frames.send(control, payload)
+    if control.recv(1) != TAKEN:
+        raise ConnectionError("the spare ended before taking its advance")
 
 
 def receive_advance(control: socket.socket) -> tuple[socket.socket, dict[str, Any]]:
@@ -104,6 +109,7 @@ def receive_advance(control: socket.socket) -> tuple[socket.socket, dict[str, An
     payload = frames.recv(control, frames.MAX_REQUEST)
     if not isinstance(payload, dict):
         raise frames.FrameError("the payload is not an object")
+    control.sendall(TAKEN)  # the zygote waits for this: a stopped spare never says it
     return socket.socket(fileno=fds[0]), payload
 
 

@@ -114,8 +114,11 @@ class Zygote:
 
     def _hand_to_spare(self, conn: socket.socket, payload: dict[str, Any]) -> int | None:
         """The spare's pid once it holds the advance; None without a usable spare."""
+        if self.spare is None:
+            return None
+        self.reap()  # nothing an earlier advance left (a fork bomb's remains) is still there
         spare, self.spare = self.spare, None
-        if spare is None:
+        if spare is None:  # the reaper found it dead
             return None
         try:
             # a spare stopped by a neighbour (SIGSTOP) must not block the zygote
