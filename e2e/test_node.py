@@ -112,7 +112,7 @@ def test_a_step_over_the_memory_limit_is_stopped_by_the_kernel(
     status = tenant.wait_phase(inst, "Errored", "Complete", timeout=240)
     assert status["phase"] == "Errored", status
     steps = {s["name"]: s for s in status.get("steps") or []}
-    assert steps["small"]["state"] == "Complete"
+    assert steps["small"]["state"] == "Complete", status
     assert steps["hog"]["state"] == "Errored", steps
     assert steps["hog"]["attempts"] == 2, "one attempt and one retry, as the step asked"
     assert steps["hog"]["error"]["name"] == "OutOfMemory", steps["hog"]

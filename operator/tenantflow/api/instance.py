@@ -16,6 +16,7 @@ from tenantflow.api.common import (
     cel,
     rule,
 )
+from tenantflow.engine.journal import StepKind, StepState
 from tenantflow.vocabulary import Phase
 
 MAX_EVENTS = 1000
@@ -100,10 +101,8 @@ class StepStatus(Model):
     """One journal entry (the engine's StepRecord.to_dict shape)."""
 
     name: str = Field(description="Step name, unique in the instance.")
-    kind: Literal["do", "sleep", "event"] = Field(description="do, sleep or event.")
-    state: Literal["Running", "Retrying", "Waiting", "Complete", "Errored"] = Field(
-        description="Running, Retrying, Waiting, Complete or Errored."
-    )
+    kind: StepKind = Field(description="do, sleep or event.")
+    state: StepState = Field(description="Running, Retrying, Waiting, Complete or Errored.")
     attempts: int = Field(0, description="Attempts made (step.do).")
     started_at: str | None = Field(None, description="First attempt or wait start.")
     finished_at: str | None = Field(None, description="When it completed or failed.")

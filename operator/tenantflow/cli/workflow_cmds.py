@@ -17,8 +17,8 @@ import yaml
 
 from tenantflow.errors import TenantflowError
 from tenantflow.kube.client import ApiException, Kube, message
+from tenantflow.lifecycle.revisions import DEFINITION_LABEL
 from tenantflow.vocabulary import API_VERSION, DEFINITION, FINISHED, INSTANCE, Phase
-from tenantflow.workflows.revisions import DEFINITION_LABEL
 
 WFI, WFD = INSTANCE, DEFINITION
 

@@ -13,9 +13,9 @@ from tenantflow.controllers.work_queue import WorkQueue
 from tenantflow.durations import format_time
 from tenantflow.kube import events
 from tenantflow.kube.client import Kube
+from tenantflow.lifecycle import revisions, source
 from tenantflow.observability.logging import get_logger
 from tenantflow.vocabulary import API_VERSION, DEFINITION, FINISHED, INSTANCE, ConditionType
-from tenantflow.workflows import revisions, source
 
 log = get_logger("tenantflow.definition")
 

@@ -12,7 +12,7 @@ from tenantflow.engine.wire import (
     limits_from_wire,
     limits_to_wire,
 )
-from tenantflow.workflows.source import sha256
+from tenantflow.lifecycle.source import sha256
 
 GRACE_SECONDS = 2  # past the budget, before the zygote kills the advance's process group
 

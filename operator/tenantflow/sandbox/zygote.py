@@ -132,16 +132,23 @@ class Zygote:
         return spare.pid
 
     def ensure_spare(self) -> None:
-        """Fork the next advance's child now, if there is none (one attempt: a pids limit
-        still held by a fork bomb's remains leaves the next advance to fork on demand)."""
+        """Fork the next advance's child now, if there is none. One attempt, and never an
+        error: a pids limit still held by a fork bomb's remains (EAGAIN), or a memory limit
+        an advance is filling right now (ENOMEM), leaves the next advance to fork on
+        demand; the zygote itself must not die of it."""
         if self.spare is not None:
             return
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        except OSError:
+            return
         try:
             pid = os.fork()
-        except BlockingIOError:
+        except OSError as exc:
             ours.close()
             theirs.close()
+            if not isinstance(exc, BlockingIOError):
+                _log("no spare child", error=f"{type(exc).__name__}: {exc}")
             return
         if pid == 0:
             ours.close()

@@ -12,12 +12,12 @@ from tenantflow.controllers.instances import InstanceController, InstanceSetting
 from tenantflow.controllers.instances.revisions import RevisionCache
 from tenantflow.controllers.sandboxes import Sandboxes
 from tenantflow.kube.client import Kube
+from tenantflow.lifecycle.revisions import controller_revision
+from tenantflow.lifecycle.source import sha256
 from tenantflow.sandbox import worker
 from tenantflow.sandbox.transport import HttpTransport, SandboxUnavailable
 from tenantflow.testing.fake_kube import FakeKube
 from tenantflow.vocabulary import API_VERSION, INSTANCE, TENANT
-from tenantflow.workflows.revisions import controller_revision
-from tenantflow.workflows.source import sha256
 
 NS = "tenant-acme"
 

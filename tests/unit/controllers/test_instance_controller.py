@@ -157,3 +157,22 @@ async def test_events_are_delivered_within_the_tenants_budget(tmp_path: Path) ->
     assert len(st["eventsSeen"]) == 1, "a burst of 1 at 1/s: one event now"
     assert st["phase"] == Phase.WAITING
     assert h.controller.queue.scheduled() == 1, "the rest when the budget refills"
+
+
+async def test_the_echo_of_our_own_write_does_not_cut_a_backoff_short(tmp_path: Path) -> None:
+    """A failed sandbox call writes a condition and retries later; the watch event of that
+    write is ours and must not drive the instance at once (three worker losses in a row
+    would then come within milliseconds, as one restarting sandbox pod)."""
+    h = Harness.new(tmp_path)
+    h.define("counted", COUNTED)
+    key = h.start("one", "counted")
+    h.sandbox.failures = [SandboxUnavailable("SandboxWorkerLost", "the worker died")]
+    await h.drive(key)
+    assert h.controller.queue.scheduled() == 1, "retried after a backoff"
+    written = h.kube.read(*INSTANCE_ID, "one", "tenant-acme")
+    h.controller.on_event("MODIFIED", written)
+    assert not h.controller.queue.busy(key), "the echo of our write is not a reason to drive"
+    # someone else's change is
+    await h.kube.patch(*INSTANCE_ID, "one", "tenant-acme", {"spec": {"params": {"x": 1}}})
+    h.controller.on_event("MODIFIED", h.kube.read(*INSTANCE_ID, "one", "tenant-acme"))
+    assert h.controller.queue.busy(key)

@@ -12,7 +12,7 @@ import pytest
 from tenantflow.engine.executor import advance
 from tenantflow.engine.journal import dump, load
 from tenantflow.engine.outcome import Complete, Errored
-from tenantflow.workflows.instance_state import charge_lost_attempts, unapplied_lost_attempts
+from tenantflow.lifecycle.instance_state import charge_lost_attempts, unapplied_lost_attempts
 
 pytestmark = pytest.mark.unit
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)

@@ -14,6 +14,7 @@ from tenantflow.controllers.instances.failures import SandboxFailures
 from tenantflow.controllers.sandboxes import Sandboxes
 from tenantflow.durations import parse_duration, parse_time
 from tenantflow.engine.options import EngineLimits, RetryPolicy, StepDefaults
+from tenantflow.lifecycle import instance_state as state
 from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
 from tenantflow.quantity import parse_quantity
@@ -22,7 +23,6 @@ from tenantflow.sandbox.transport import HttpTransport, SandboxUnavailable
 from tenantflow.supervisor.fair_queue import FairDispatcher
 from tenantflow.supervisor.token_bucket import TokenBucket, tuned
 from tenantflow.vocabulary import FINISHED, ConditionType, Phase
-from tenantflow.workflows import instance_state as state
 
 log = get_logger("tenantflow.instance")
 

@@ -27,13 +27,13 @@ from tenantflow.controllers.sandboxes import Sandboxes
 from tenantflow.controllers.work_queue import WorkQueue
 from tenantflow.durations import parse_time
 from tenantflow.kube.client import Kube
+from tenantflow.lifecycle import instance_state as state
 from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
 from tenantflow.sandbox.transport import HttpTransport
 from tenantflow.supervisor.admission import Admission
 from tenantflow.supervisor.fair_queue import FairDispatcher
 from tenantflow.vocabulary import API_VERSION, FINISHED, INSTANCE, TENANT, ConditionType, Phase
-from tenantflow.workflows import instance_state as state
 
 log = get_logger("tenantflow.instance")
 LIMITS_TTL = 1.0  # seconds a tenant's limits are reused before being read again
@@ -88,9 +88,12 @@ class InstanceController:
         """One watched state: drive the instance unless it has nothing to do."""
         key = key_of(body)
         self.writer.forget_if_changed(key, None if kind == "DELETED" else body)
+        echo = self.writer.is_echo(key, body)
         if kind == "ADDED":
             self.writer.created(key, body, known=key in self.book.phases)
-        elif kind != "DELETED" and self.settled(InstanceView.decode(body)):
+        elif kind != "DELETED" and (self.settled(InstanceView.decode(body)) or echo):
+            # the echo of our own write: the drive that wrote it already asked for what
+            # comes next (at once, or later: a retry's backoff must not be cut short)
             return
         self.queue.request(key)
 

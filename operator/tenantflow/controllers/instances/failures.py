@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 from tenantflow.controllers.instances.drive import Drive
 from tenantflow.controllers.sandboxes import Sandboxes
+from tenantflow.lifecycle import instance_state as state
 from tenantflow.observability.logging import get_logger
 from tenantflow.sandbox.transport import SandboxUnavailable
 from tenantflow.vocabulary import ConditionType, Phase
-from tenantflow.workflows import instance_state as state
 
 log = get_logger("tenantflow.instance")
 

@@ -9,8 +9,8 @@ from typing import Any
 from tenantflow.cache import Cache
 from tenantflow.controllers.instances.drive import Drive
 from tenantflow.kube.client import Kube
+from tenantflow.lifecycle.revisions import DEFINITION_LABEL, REVISION_LABEL
 from tenantflow.vocabulary import API_VERSION, DEFINITION, ConditionType, Phase
-from tenantflow.workflows.revisions import DEFINITION_LABEL, REVISION_LABEL
 
 MISSING_DEFINITION_RETRY = 5.0  # seconds; its own event wakes the instance sooner
 MISSING_REVISION_RETRY = 10.0

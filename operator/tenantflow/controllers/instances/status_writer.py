@@ -32,6 +32,8 @@ class StatusWriter:
     queue: WorkQueue
     # bodies kept for the next drive of their instance (see remember() and created())
     fresh: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # the resourceVersion of each write whose watch event has not come back yet
+    unechoed: dict[str, str] = field(default_factory=dict)
 
     async def persist(self, d: Drive) -> None:
         """Write what `d` decided (if anything), then put its instance back in the queue
@@ -86,7 +88,9 @@ class StatusWriter:
             if exc.status in (404, 409):
                 return None
             raise
-        self.remember(f"{meta['namespace']}/{meta['name']}", out)
+        key = f"{meta['namespace']}/{meta['name']}"
+        self.remember(key, out)
+        self.unechoed[key] = out["metadata"]["resourceVersion"]
         if event:
             await events.post(self.kube, body, *event)
         return out
@@ -114,6 +118,12 @@ class StatusWriter:
         memory; beyond the bound the drive reads the object as usual."""
         if not body.get("status") and not known and len(self.fresh) < FRESH_BODIES:
             self.fresh[key] = body
+
+    def is_echo(self, key: str, body: dict[str, Any]) -> bool:
+        """True for the watch event of our own last write of `key` (once: any event of the
+        key ends the wait for it, so the table holds only writes in flight)."""
+        written = self.unechoed.pop(key, None)
+        return written is not None and written == body["metadata"].get("resourceVersion")
 
     def forget_if_changed(self, key: str, body: dict[str, Any] | None) -> None:
         """A watched state other than the one we hold (or a deletion): the next drive

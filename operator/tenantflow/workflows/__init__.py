@@ -1,1 +1,0 @@
-"""Definition revisions and the instance state machine: pure logic, no API calls."""
