@@ -176,3 +176,19 @@ async def test_the_echo_of_our_own_write_does_not_cut_a_backoff_short(tmp_path: 
     await h.kube.patch(*INSTANCE_ID, "one", "tenant-acme", {"spec": {"params": {"x": 1}}})
     h.controller.on_event("MODIFIED", h.kube.read(*INSTANCE_ID, "one", "tenant-acme"))
     assert h.controller.queue.busy(key)
+
+
+async def test_the_echo_of_a_finish_frees_the_slot_even_while_its_drive_runs(
+    tmp_path: Path,
+) -> None:
+    """The watch event of a Complete write can arrive while the drive that wrote it is still
+    posting its Event: the slot it held must free all the same, or the queue never drains."""
+    h = Harness.new(tmp_path, maxConcurrentInstances=1)
+    h.define("counted", COUNTED)
+    first, second = h.start("first", "counted"), h.start("second", "counted")
+    await h.drive(first)
+    await h.drive(second)
+    assert h.status("second")["phase"] == Phase.QUEUED
+    h.controller.queue.request(first)  # as if its drive were still running
+    h.controller.on_event("MODIFIED", h.kube.read(*INSTANCE_ID, "first", "tenant-acme"))
+    assert h.controller.queue.busy(second), "the queued instance was woken"

@@ -88,13 +88,19 @@ class InstanceController:
         """One watched state: drive the instance unless it has nothing to do."""
         key = key_of(body)
         self.writer.forget_if_changed(key, None if kind == "DELETED" else body)
-        echo = self.writer.is_echo(key, body)
         if kind == "ADDED":
             self.writer.created(key, body, known=key in self.book.phases)
-        elif kind != "DELETED" and (self.settled(InstanceView.decode(body)) or echo):
-            # the echo of our own write: the drive that wrote it already asked for what
-            # comes next (at once, or later: a retry's backoff must not be cut short)
-            return
+        elif kind != "DELETED":
+            view = InstanceView.decode(body)
+            if self.writer.is_echo(key, body):
+                # the echo of our own write: bookkeeping only; the drive that wrote it
+                # already asked for what comes next (a retry's backoff must not be cut
+                # short), and it may still be running (posting its Event)
+                settled = self._observe(view, dt.datetime.now(dt.UTC))
+                if settled or view.phase not in FINISHED:
+                    return  # (a finished one already past its expiry: the drive deletes it)
+            if self.settled(view):
+                return
         self.queue.request(key)
 
     def relisted(self, keys: set[tuple[str, str]]) -> None:
@@ -111,7 +117,11 @@ class InstanceController:
         change brings its own event; deciding "work to do" always reads afresh (drive)."""
         if self.queue.busy(v.key):
             return False  # a drive is running or due: it reads the newest state anyway
-        now = dt.datetime.now(dt.UTC)
+        return self._observe(v, dt.datetime.now(dt.UTC))
+
+    def _observe(self, v: InstanceView, now: dt.datetime) -> bool:
+        """The bookkeeping of a watched state (phase, expiry, wake-up); True when that is
+        all it needs: finished with its expiry ahead, or Waiting with nothing due."""
         if v.phase in FINISHED:
             expiry = self._expiry(v)
             if expiry is not None and expiry <= now:
@@ -130,6 +140,8 @@ class InstanceController:
         if idle:
             self.book.track(v.key, tenant_of(v.namespace), v.phase)
             self._wake_at_next(v.key, v.status)
+        elif v.phase is not None:
+            self.book.track(v.key, tenant_of(v.namespace), v.phase)
         return idle
 
     # ------------------------------------------------------------------ one drive
