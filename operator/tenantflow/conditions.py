@@ -10,7 +10,10 @@ from tenantflow.durations import format_time
 
 
 @dataclass(frozen=True, slots=True)
-class Condition:
+class ConditionUpdate:
+    """A condition as a controller decides it (status a bool, no timestamps); `merge` turns
+    a list of them into the stored shape, the `api.common.Condition` the CRDs define."""
+
     type: str
     status: bool
     reason: str
@@ -19,7 +22,7 @@ class Condition:
 
 def merge(
     existing: list[dict[str, Any]] | None,
-    new: list[Condition],
+    new: list[ConditionUpdate],
     *,
     generation: int | None,
     now: dt.datetime | None = None,

@@ -39,6 +39,9 @@ ACTIVE = frozenset({Phase.RUNNING, Phase.WAITING, Phase.PAUSED})  # holding a co
 
 class ConditionType(StrEnum):
     READY = "Ready"  # Tenant, WorkflowDefinition
+    NAMESPACE_READY = "NamespaceReady"  # Tenant: its namespace is ours and Active
+    STORAGE_READY = "StorageReady"  # Tenant: the PVC is Bound, the quota counts
+    SANDBOX_READY = "SandboxReady"  # Tenant: its sandbox pods are ready
     ADMITTED = "Admitted"  # WorkflowInstance: started, or why it is Queued
     SANDBOX_REACHABLE = "SandboxReachable"  # WorkflowInstance: its last sandbox call
 

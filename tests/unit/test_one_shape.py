@@ -56,7 +56,7 @@ def test_the_enums_of_the_schema_are_the_engines() -> None:
 
 def test_the_conditions_written_are_the_conditions_defined() -> None:
     written = conditions.merge(
-        None, [conditions.Condition("Ready", True, "Fine", "all good")], generation=3, now=NOW
+        None, [conditions.ConditionUpdate("Ready", True, "Fine", "all good")], generation=3, now=NOW
     )
     assert set(written[0]) == _aliases(Condition)
     assert Condition.model_validate(written[0]).wire() == written[0]

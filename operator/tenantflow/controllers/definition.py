@@ -120,7 +120,11 @@ async def reconcile(kube: Kube, key: str) -> list[str]:
         "revisions": revisions.summary(revs),
         "conditions": conditions.merge(
             old.get("conditions"),
-            [conditions.Condition(ConditionType.READY, check.ok, check.reason, check.message)],
+            [
+                conditions.ConditionUpdate(
+                    ConditionType.READY, check.ok, check.reason, check.message
+                )
+            ],
             generation=body["metadata"].get("generation"),
         ),
         "observedGeneration": body["metadata"].get("generation"),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tenantflow.conditions import Condition
+from tenantflow.conditions import ConditionUpdate
+from tenantflow.vocabulary import ConditionType
 
 
 @dataclass(frozen=True)
@@ -20,42 +21,48 @@ class Observed:
     error: str | None = None  # an API error while applying
 
 
-def conditions(o: Observed) -> tuple[str, list[Condition]]:
+def conditions(o: Observed) -> tuple[str, list[ConditionUpdate]]:
     """(phase, conditions) following the Tenant contract."""
     if o.conflict:
-        c = Condition("NamespaceReady", False, "NamespaceConflict", o.conflict)
-        return "Degraded", [Condition("Ready", False, "NamespaceConflict", o.conflict), c]
+        c = ConditionUpdate(ConditionType.NAMESPACE_READY, False, "NamespaceConflict", o.conflict)
+        return "Degraded", [
+            ConditionUpdate(ConditionType.READY, False, "NamespaceConflict", o.conflict),
+            c,
+        ]
     ns_ok = o.namespace_phase == "Active" and o.quota_counted
     pvc_ok = o.pvc_phase == "Bound"
     box_ok = o.sandbox_ready >= o.sandbox_wanted
     conds = [
-        Condition(
-            "NamespaceReady",
+        ConditionUpdate(
+            ConditionType.NAMESPACE_READY,
             ns_ok,
             "Active" if ns_ok else "Provisioning",
             "namespace is active" if ns_ok else "waiting for the namespace",
         ),
-        Condition(
-            "StorageReady",
+        ConditionUpdate(
+            ConditionType.STORAGE_READY,
             pvc_ok,
             "Bound" if pvc_ok else "Pending",
             "the tenant volume is bound"
             if pvc_ok
             else f"PersistentVolumeClaim is {o.pvc_phase or 'missing'}",
         ),
-        Condition(
-            "SandboxReady",
+        ConditionUpdate(
+            ConditionType.SANDBOX_READY,
             box_ok,
             "Ready" if box_ok else "Starting",
             f"{o.sandbox_ready}/{o.sandbox_wanted} sandbox replicas ready",
         ),
     ]
     if o.error:
-        return "Degraded", [Condition("Ready", False, "ApplyFailed", o.error), *conds]
+        return "Degraded", [
+            ConditionUpdate(ConditionType.READY, False, "ApplyFailed", o.error),
+            *conds,
+        ]
     ready = ns_ok and pvc_ok and box_ok
     not_ready = [c.type for c in conds if not c.status]
-    top = Condition(
-        "Ready",
+    top = ConditionUpdate(
+        ConditionType.READY,
         ready,
         "Ready" if ready else "Provisioning",
         "all tenant resources are ready" if ready else f"waiting for {', '.join(not_ready)}",

@@ -70,7 +70,7 @@ class Advancer:
             )
         update["conditions"] = conditions.merge(
             st.get("conditions"),
-            [conditions.Condition(ConditionType.SANDBOX_REACHABLE, True, "Reachable")],
+            [conditions.ConditionUpdate(ConditionType.SANDBOX_REACHABLE, True, "Reachable")],
             generation=d.view.generation,
         )
         d.write(update, _finish_event(update))

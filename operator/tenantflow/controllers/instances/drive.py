@@ -59,7 +59,7 @@ class Drive:
         `phase` is set too if the instance has none yet."""
         existing = self.view.status.get("conditions") or []
         mine = [c for c in existing if c.get("type") == ctype]
-        new = [conditions.Condition(ctype, ok, reason, message)]
+        new = [conditions.ConditionUpdate(ctype, ok, reason, message)]
         merged = conditions.merge(mine, new, generation=self.view.generation)
         if mine == merged:
             return
