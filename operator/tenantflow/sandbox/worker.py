@@ -23,6 +23,7 @@ import signal
 import socket
 from array import array
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,41 +52,37 @@ DATABASE = "tenant.sqlite3"
 BAD_REQUEST = "badRequest"  # the answer's key when the payload itself could not be run
 
 
-def child_main(
-    conn: socket.socket,
-    payload: dict[str, Any],
-    *,
-    data_dir: str,
-    tenant: str,
-    memory: int,
-    syscalls: seccomp.Filter,
-) -> None:
-    """The forked child's whole life; never returns."""
+@dataclass(frozen=True)
+class Sandbox:
+    """What every child of one worker host shares: the tenant, its data directory, the
+    memory each advance may use and the seccomp filter (built once, in the zygote)."""
+
+    data_dir: str
+    tenant: str
+    memory: int
+    syscalls: seccomp.Filter
+
+
+def child_main(conn: socket.socket, payload: dict[str, Any], box: Sandbox) -> None:
+    """A child forked for its advance: its whole life; never returns."""
     try:
-        _prepare(conn, data_dir)
+        _prepare(conn, box.data_dir)
     except BaseException:
         os._exit(70)
-    _serve(conn, payload, data_dir=data_dir, tenant=tenant, memory=memory, syscalls=syscalls)
+    _serve(conn, payload, box)
 
 
-def spare_main(
-    control: socket.socket,
-    *,
-    data_dir: str,
-    tenant: str,
-    memory: int,
-    syscalls: seccomp.Filter,
-) -> None:
+def spare_main(control: socket.socket, box: Sandbox) -> None:
     """A child forked ahead of its advance: prepared, then waiting on `control` for the
     runner's connection (passed as a descriptor) and the payload; never returns. The
     zygote closing `control` instead (it is stopping) ends it."""
     try:
-        _prepare(control, data_dir)
+        _prepare(control, box.data_dir)
         conn, payload = receive_advance(control)
         control.close()
     except BaseException:
         os._exit(70)
-    _serve(conn, payload, data_dir=data_dir, tenant=tenant, memory=memory, syscalls=syscalls)
+    _serve(conn, payload, box)
 
 
 def hand_over(control: socket.socket, conn: socket.socket, payload: dict[str, Any]) -> None:
@@ -113,22 +110,14 @@ def receive_advance(control: socket.socket) -> tuple[socket.socket, dict[str, An
     return socket.socket(fileno=fds[0]), payload
 
 
-def _serve(
-    conn: socket.socket,
-    payload: dict[str, Any],
-    *,
-    data_dir: str,
-    tenant: str,
-    memory: int,
-    syscalls: seccomp.Filter,
-) -> None:
+def _serve(conn: socket.socket, payload: dict[str, Any], box: Sandbox) -> None:
     """Limits, seccomp, the advance, the answer; never returns."""
     code = 0
     try:
-        _limit(payload, memory)
-        syscalls.load()
+        _limit(payload, box.memory)
+        box.syscalls.load()
         try:
-            result = run(payload, data_dir, tenant, report=_reporter(conn))
+            result = run(payload, box.data_dir, box.tenant, report=_reporter(conn))
         except Exception as exc:  # not tenant code (the engine catches that): the request
             result = {BAD_REQUEST: f"{type(exc).__name__}: {exc}"[:1000]}
         try:

@@ -65,10 +65,9 @@ def die_with_parent() -> None:
 
 class Zygote:
     def __init__(self, data_dir: str, tenant: str, memory_bytes: int) -> None:
-        self.data_dir, self.tenant, self.memory = data_dir, tenant, memory_bytes
         self.children: dict[int, Child] = {}  # the advances running now, by pid
         self.spare: Spare | None = None  # the next advance's child, forked ahead
-        self.syscalls = seccomp.Filter()
+        self.box = worker.Sandbox(data_dir, tenant, memory_bytes, seccomp.Filter())
         with tempfile.TemporaryDirectory() as scratch:
             worker.warm_up(scratch)
 
@@ -100,14 +99,7 @@ class Zygote:
         if pid is None:
             pid = self._fork()
             if pid == 0:
-                worker.child_main(
-                    conn,
-                    payload,
-                    data_dir=self.data_dir,
-                    tenant=self.tenant,
-                    memory=self.memory,
-                    syscalls=self.syscalls,
-                )
+                worker.child_main(conn, payload, self.box)
         # our copy of the connection: to tell the runner why, should the child die silently
         self.children[pid] = Child(time.monotonic() + budget, budget, conn.dup(), oom_before)
         self.ensure_spare()
@@ -152,13 +144,7 @@ class Zygote:
             return
         if pid == 0:
             ours.close()
-            worker.spare_main(
-                theirs,
-                data_dir=self.data_dir,
-                tenant=self.tenant,
-                memory=self.memory,
-                syscalls=self.syscalls,
-            )
+            worker.spare_main(theirs, self.box)
         theirs.close()
         self.spare = Spare(pid, ours)
 
