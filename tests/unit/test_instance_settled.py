@@ -26,7 +26,7 @@ def _inst(status: dict[str, Any], **spec: Any) -> dict[str, Any]:
 def _settled(inst: dict[str, Any], busy: bool = False) -> tuple[bool, dt.datetime | None]:
     async def main() -> tuple[bool, dt.datetime | None]:
         controller = InstanceController(
-            FakeKube(),  # type: ignore[arg-type]
+            FakeKube(),
             None,  # type: ignore[arg-type]
             RevisionCache(),
             usage_changed=lambda tenant: None,

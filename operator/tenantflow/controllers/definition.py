@@ -12,7 +12,7 @@ from tenantflow.controllers.instances.revisions import RevisionCache
 from tenantflow.controllers.work_queue import WorkQueue
 from tenantflow.durations import format_time
 from tenantflow.kube import events
-from tenantflow.kube.client import Kube
+from tenantflow.kube.client import KubeApi
 from tenantflow.lifecycle import revisions, source
 from tenantflow.observability.logging import get_logger
 from tenantflow.vocabulary import API_VERSION, DEFINITION, FINISHED, INSTANCE, ConditionType
@@ -22,7 +22,7 @@ log = get_logger("tenantflow.definition")
 
 @dataclass
 class DefinitionController:
-    kube: Kube
+    kube: KubeApi
     revision_cache: RevisionCache  # shared with the instance controller
     wake_instance: Callable[[str], None]  # a queued instance may start now
 
@@ -39,7 +39,7 @@ class DefinitionController:
             self.wake_instance(queued)
 
 
-async def resolve_source(kube: Kube, body: dict[str, Any]) -> tuple[str | None, str]:
+async def resolve_source(kube: KubeApi, body: dict[str, Any]) -> tuple[str | None, str]:
     """(source, problem): the inline source or the ConfigMap key's content."""
     src = body["spec"]["source"]
     if src.get("inline"):
@@ -54,13 +54,13 @@ async def resolve_source(kube: Kube, body: dict[str, Any]) -> tuple[str | None, 
     return text, ""
 
 
-async def list_revisions(kube: Kube, namespace: str, definition: str) -> list[dict[str, Any]]:
+async def list_revisions(kube: KubeApi, namespace: str, definition: str) -> list[dict[str, Any]]:
     return await kube.list(
         "apps/v1", "ControllerRevision", namespace, f"{revisions.DEFINITION_LABEL}={definition}"
     )
 
 
-async def reconcile(kube: Kube, key: str) -> list[str]:
+async def reconcile(kube: KubeApi, key: str) -> list[str]:
     """Check, revise, trim and report one definition; returns the keys of its instances
     queued for lack of a ready revision, when it just got one."""
     ns, name = key.split("/", 1)

@@ -13,7 +13,7 @@ import base64
 import os
 
 from tenantflow.cache import Cache
-from tenantflow.kube.client import Kube
+from tenantflow.kube.client import KubeApi
 from tenantflow.sandbox.local import LocalSandboxes
 from tenantflow.sandbox.transport import Endpoint, SandboxUnavailable
 from tenantflow.tenancy import manifests
@@ -24,7 +24,7 @@ ENDPOINT_TTL = 10.0  # seconds; a rotated key or a moved runner is picked up wit
 class Sandboxes:
     """`local` (demo/CI: jailed runner on the PV's directory) or `cluster` (the Service)."""
 
-    def __init__(self, kube: Kube, mode: str | None = None) -> None:
+    def __init__(self, kube: KubeApi, mode: str | None = None) -> None:
         self.kube = kube
         in_cluster = "KUBERNETES_SERVICE_HOST" in os.environ
         self.mode = (

@@ -20,7 +20,7 @@ from tenantflow.api.tenant import Tenant
 from tenantflow.controllers.work_queue import WorkQueue
 from tenantflow.durations import parse_time
 from tenantflow.kube import events
-from tenantflow.kube.client import ApiException, Kube, message
+from tenantflow.kube.client import ApiException, KubeApi, message
 from tenantflow.observability.logging import get_logger
 from tenantflow.tenancy import manifests, status
 from tenantflow.tenancy.manifests import OperatorSettings
@@ -48,7 +48,7 @@ OWNED = (
 
 @dataclass
 class TenantController:
-    kube: Kube
+    kube: KubeApi
     settings: OperatorSettings
     usage: Callable[[str], dict[str, int]]  # Tenant.status.usage, from the instance controller
 
@@ -67,7 +67,7 @@ class TenantController:
 
 
 async def reconcile(
-    kube: Kube, settings: OperatorSettings, usage: Callable[[str], dict[str, int]], name: str
+    kube: KubeApi, settings: OperatorSettings, usage: Callable[[str], dict[str, int]], name: str
 ) -> None:
     body = await kube.get(API_VERSION, TENANT, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
@@ -97,7 +97,7 @@ async def reconcile(
     await _write_status(kube, body, observed, usage(name))
 
 
-async def _observe(kube: Kube, tenant: Tenant, error: str | None) -> status.Observed:
+async def _observe(kube: KubeApi, tenant: Tenant, error: str | None) -> status.Observed:
     ns_name = manifests.namespace_of(tenant.metadata.name)
     ns = await kube.get("v1", "Namespace", ns_name)
     pvc = await kube.get("v1", "PersistentVolumeClaim", manifests.PVC, ns_name)
@@ -123,7 +123,7 @@ def _quota_counted(quota: dict[str, Any] | None) -> bool:
 
 
 async def _write_status(
-    kube: Kube, body: dict[str, Any], observed: status.Observed, usage: dict[str, int]
+    kube: KubeApi, body: dict[str, Any], observed: status.Observed, usage: dict[str, int]
 ) -> None:
     """Patch status only when it changed, so the status write does not loop."""
     meta, old = body["metadata"], body.get("status") or {}
@@ -148,7 +148,7 @@ async def _write_status(
         log.info("tenant phase", tenant=meta["name"], phase=phase, reason=ready.reason)
 
 
-async def tenant_deleted(kube: Kube, name: str, body: dict[str, Any]) -> None:
+async def tenant_deleted(kube: KubeApi, name: str, body: dict[str, Any]) -> None:
     """Finalizer: terminate running instances, then remove the namespace and everything in it."""
     ns_name = manifests.namespace_of(name)
     ns = await kube.get("v1", "Namespace", ns_name)

@@ -11,7 +11,7 @@ import builtins
 import json
 import os
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
@@ -31,6 +31,48 @@ MERGE = "application/merge-patch+json"
 
 __all__ = ["ApiException", "Kube"]
 log = get_logger("tenantflow.kube")
+
+
+class KubeApi(Protocol):
+    """The API surface the controllers use: what `Kube` talks to the API server with, and
+    what `tenantflow.testing.fake_kube.FakeKube` keeps in memory for unit tests."""
+
+    async def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> dict[str, Any] | None: ...
+
+    async def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+    ) -> builtins.list[dict[str, Any]]: ...
+
+    def list_pages(
+        self, api_version: str, kind: str, namespace: str | None = None, page: int = 500
+    ) -> AsyncIterator[tuple[builtins.list[dict[str, Any]], str]]: ...
+
+    async def create(self, obj: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def create_if_missing(self, obj: dict[str, Any]) -> tuple[dict[str, Any], bool]: ...
+
+    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def delete(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> bool: ...
+
+    async def patch(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str | None,
+        body: dict[str, Any],
+        *,
+        subresource: str | None = None,
+    ) -> dict[str, Any]: ...
 
 
 class Kube:

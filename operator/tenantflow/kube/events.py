@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 
-from tenantflow.kube.client import ApiException, Kube
+from tenantflow.kube.client import ApiException, KubeApi
 from tenantflow.observability.logging import get_logger
 from tenantflow.supervisor.token_bucket import TokenBucket
 
@@ -25,7 +25,7 @@ def _normal_budget(namespace: str) -> TokenBucket:
     return bucket
 
 
-async def post(kube: Kube, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+async def post(kube: KubeApi, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
     """Record an Event about `obj`; failures are logged, never raised (events are advisory).
 
     Warnings are always posted. Normal events are limited per namespace (a burst of 50,

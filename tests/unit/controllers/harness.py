@@ -11,7 +11,6 @@ from typing import Any, cast
 from tenantflow.controllers.instances import InstanceController, InstanceSettings
 from tenantflow.controllers.instances.revisions import RevisionCache
 from tenantflow.controllers.sandboxes import Sandboxes
-from tenantflow.kube.client import Kube
 from tenantflow.lifecycle.revisions import controller_revision
 from tenantflow.lifecycle.source import sha256
 from tenantflow.sandbox import worker
@@ -56,7 +55,8 @@ class Harness:
 
     @classmethod
     def new(cls, tmp_path: Path, **limits: Any) -> Harness:
-        kube, sandbox, refreshes = FakeKube(), InProcessSandbox(tmp_path), []
+        kube, sandbox = FakeKube(), InProcessSandbox(tmp_path)
+        refreshes: list[str] = []
         kube.put(
             {
                 "apiVersion": API_VERSION,
@@ -66,7 +66,7 @@ class Harness:
             }
         )
         controller = InstanceController(
-            cast(Kube, kube),
+            kube,
             cast(Sandboxes, sandbox),
             RevisionCache(),
             usage_changed=refreshes.append,
@@ -100,10 +100,14 @@ class Harness:
         )
         return f"{NS}/{name}"
 
-    def status(self, name: str) -> dict[str, Any]:
+    def watched(self, name: str) -> dict[str, Any]:
+        """The instance as a watch event would bring it now."""
         obj = self.kube.read(API_VERSION, INSTANCE, name, NS)
         assert obj is not None
-        return dict(obj.get("status") or {})
+        return obj
+
+    def status(self, name: str) -> dict[str, Any]:
+        return dict(self.watched(name).get("status") or {})
 
     def events(self) -> list[tuple[str, str]]:
         return [

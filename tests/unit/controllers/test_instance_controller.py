@@ -51,7 +51,7 @@ async def test_an_instance_runs_to_complete_and_says_so(tmp_path: Path) -> None:
     assert ("Normal", "Completed") in h.events()
     # the watch echoes our write: bookkeeping only (no drive, no GET)
     gets = len([c for c in h.kube.calls if c[0] == "get"])
-    h.controller.on_event("MODIFIED", h.kube.read(*INSTANCE_ID, "one", "tenant-acme"))
+    h.controller.on_event("MODIFIED", h.watched("one"))
     assert not h.controller.queue.busy(key)
     assert len([c for c in h.kube.calls if c[0] == "get"]) == gets
     assert h.controller.book.phases[key] == ("acme", Phase.COMPLETE)
@@ -169,12 +169,12 @@ async def test_the_echo_of_our_own_write_does_not_cut_a_backoff_short(tmp_path: 
     h.sandbox.failures = [SandboxUnavailable("SandboxWorkerLost", "the worker died")]
     await h.drive(key)
     assert h.controller.queue.scheduled() == 1, "retried after a backoff"
-    written = h.kube.read(*INSTANCE_ID, "one", "tenant-acme")
+    written = h.watched("one")
     h.controller.on_event("MODIFIED", written)
     assert not h.controller.queue.busy(key), "the echo of our write is not a reason to drive"
     # someone else's change is
     await h.kube.patch(*INSTANCE_ID, "one", "tenant-acme", {"spec": {"params": {"x": 1}}})
-    h.controller.on_event("MODIFIED", h.kube.read(*INSTANCE_ID, "one", "tenant-acme"))
+    h.controller.on_event("MODIFIED", h.watched("one"))
     assert h.controller.queue.busy(key)
 
 
@@ -190,5 +190,5 @@ async def test_the_echo_of_a_finish_frees_the_slot_even_while_its_drive_runs(
     await h.drive(second)
     assert h.status("second")["phase"] == Phase.QUEUED
     h.controller.queue.request(first)  # as if its drive were still running
-    h.controller.on_event("MODIFIED", h.kube.read(*INSTANCE_ID, "first", "tenant-acme"))
+    h.controller.on_event("MODIFIED", h.watched("first"))
     assert h.controller.queue.busy(second), "the queued instance was woken"

@@ -26,7 +26,7 @@ from tenantflow.controllers.instances.view import InstanceView, key_of, tenant_o
 from tenantflow.controllers.sandboxes import Sandboxes
 from tenantflow.controllers.work_queue import WorkQueue
 from tenantflow.durations import parse_time
-from tenantflow.kube.client import Kube
+from tenantflow.kube.client import KubeApi
 from tenantflow.lifecycle import instance_state as state
 from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
@@ -48,7 +48,7 @@ class InstanceSettings:
 
 @dataclass
 class InstanceController:
-    kube: Kube
+    kube: KubeApi
     sandboxes: Sandboxes
     revision_cache: RevisionCache
     usage_changed: Callable[[str], None]  # Tenant.status.usage is worth refreshing

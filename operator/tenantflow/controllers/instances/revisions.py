@@ -8,7 +8,7 @@ from typing import Any
 
 from tenantflow.cache import Cache
 from tenantflow.controllers.instances.drive import Drive
-from tenantflow.kube.client import Kube
+from tenantflow.kube.client import KubeApi
 from tenantflow.lifecycle.revisions import DEFINITION_LABEL, REVISION_LABEL
 from tenantflow.vocabulary import API_VERSION, DEFINITION, ConditionType, Phase
 
@@ -35,7 +35,7 @@ class RevisionCache:
 
 @dataclass
 class RevisionResolver:
-    kube: Kube
+    kube: KubeApi
     cache: RevisionCache
 
     async def resolve(self, d: Drive) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ from tenantflow.controllers.instances.drive import Drive, Event
 from tenantflow.controllers.work_queue import WorkQueue
 from tenantflow.durations import parse_time
 from tenantflow.kube import events
-from tenantflow.kube.client import ApiException, Kube
+from tenantflow.kube.client import ApiException, KubeApi
 from tenantflow.observability import metrics
 from tenantflow.vocabulary import API_VERSION, FINISHED, INSTANCE, Phase
 
@@ -28,7 +28,7 @@ REMEMBER_WITHIN = dt.timedelta(seconds=60)  # ...when that drive is due this soo
 
 @dataclass
 class StatusWriter:
-    kube: Kube
+    kube: KubeApi
     queue: WorkQueue
     # bodies kept for the next drive of their instance (see remember() and created())
     fresh: dict[str, dict[str, Any]] = field(default_factory=dict)
