@@ -96,10 +96,12 @@ class InstanceController:
                 # the echo of our own write: bookkeeping only; the drive that wrote it
                 # already asked for what comes next (a retry's backoff must not be cut
                 # short), and it may still be running (posting its Event)
-                settled = self._observe(view, dt.datetime.now(dt.UTC))
-                if settled or view.phase not in FINISHED:
-                    return  # (a finished one already past its expiry: the drive deletes it)
-            if self.settled(view):
+                if self._observe(view, dt.datetime.now(dt.UTC)):
+                    return
+                if view.phase not in FINISHED:  # (one past its expiry: the drive deletes it)
+                    self.book.track(key, tenant_of(view.namespace), view.phase)
+                    return
+            elif self.settled(view):
                 return
         self.queue.request(key)
 
@@ -140,8 +142,6 @@ class InstanceController:
         if idle:
             self.book.track(v.key, tenant_of(v.namespace), v.phase)
             self._wake_at_next(v.key, v.status)
-        elif v.phase is not None:
-            self.book.track(v.key, tenant_of(v.namespace), v.phase)
         return idle
 
     # ------------------------------------------------------------------ one drive

@@ -39,7 +39,9 @@ class StatusWriter:
         """Write what `d` decided (if anything), then put its instance back in the queue
         when it asked to run again."""
         if d.update is not None:
-            d.written = await (self._commit(d) if d.extends_journal else self._write(d))
+            d.written = await (
+                self._commit(d) if d.extends_journal else self.patch(d.body, d.update, d.event)
+            )
             if d.written is None and d.extends_journal:
                 self.queue.request(d.key)  # the journal moved under us: drive again from it
                 return
@@ -66,9 +68,6 @@ class StatusWriter:
                 return None
             body = fresh
         return None
-
-    async def _write(self, d: Drive) -> dict[str, Any] | None:
-        return await self.patch(d.body, d.update or {}, d.event)
 
     async def patch(
         self, body: dict[str, Any], status: dict[str, Any], event: Event | None

@@ -114,9 +114,9 @@ class DevCluster:
         if not self.dir.exists():
             return False
         state = State.load(self._state_file) or State()
-        ordered = [state.pids[c] for c in reversed(COMPONENTS) if c in state.pids]
-        process.stop(ordered[:1], self.dir)  # the watchdog, or it starts what we stop
-        process.stop(ordered, self.dir)
+        if watchdog.NAME in state.pids:  # first, or it starts again what we stop
+            process.stop([state.pids[watchdog.NAME]], self.dir)
+        process.stop([state.pids[c] for c in reversed(COMPONENTS) if c in state.pids], self.dir)
         process.stop(process.owned_pids(self.dir), self.dir)  # shims, strays of a crash
         remove_stale_cgroups()  # local sandboxes' jails, once their runners are gone
         if state.node or (self.dir / "node").exists():
