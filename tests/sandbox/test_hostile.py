@@ -129,6 +129,8 @@ def test_hostile_program_ends_clearly_and_harms_nobody(sandboxes: Sandboxes, pro
         for line in result["logs"]:  # namespaced and capped (class 4)
             assert set(line) == {"ts", "level", "message", "fields"}, line
             assert line["level"] == "info" and len(line["message"]) <= MAX_LOG_LINE_BYTES
+    if "# next-advance-first-try" in header[:3]:  # no retry allowed: nothing was lost
+        assert sandboxes.advance("hostile", BENIGN)["outcome"]["output"] == "fine"
     if program.stem == "c08_setuid_copy":
         planted = Path(sandboxes.data_dir("hostile")) / "scratch" / "suid-sh"
         assert planted.stat().st_uid == host_uid("hostile") != 0
