@@ -136,36 +136,6 @@ class Tenant:
         return [tuple(row) for row in json.loads(done.stdout)]
 
 
-def wait_isolated(tenant: Tenant, timeout: float = 90) -> None:
-    """On the dev node: wait until kube-router has programmed this pod's NetworkPolicy
-    chains. An enforcer learns of a pod after the pod starts, and kube-router lets through
-    the traffic of a pod it does not know yet (after an API server or etcd restart its
-    watches take a while to come back): probes must wait for enforcement, or they measure
-    the enforcer's start-up window instead of the policies."""
-
-    def programmed() -> bool:
-        try:
-            pod_ip = tenant.core.read_namespaced_pod("sandbox-0", tenant.ns).status.pod_ip
-        except ApiException:
-            return False
-        rules = subprocess.run(["iptables", "-w", "-S"], capture_output=True, text=True).stdout
-        return (
-            bool(pod_ip)
-            and any(  # the pod's chain is reached from FORWARD...
-                r.startswith("-A FORWARD ") and r.endswith("-j KUBE-ROUTER-FORWARD")
-                for r in rules.splitlines()
-            )
-            and any(  # ...and jumped to for its address
-                r.startswith("-A KUBE-ROUTER-FORWARD ")
-                and f"-s {pod_ip}/32" in r
-                and f"namespace: {tenant.ns} " in r
-                for r in rules.splitlines()
-            )
-        )
-
-    wait_for(programmed, f"kube-router enforcing the policies of {tenant.ns}'s pod", timeout)
-
-
 @pytest.fixture(scope="module")
 def tenant_factory(
     api_client: client.ApiClient, operator_process: OperatorProcess

@@ -104,6 +104,7 @@ def settings_from_env() -> tuple[OperatorSettings, InstanceSettings]:
         OperatorSettings(
             namespace=env("TENANTFLOW_NAMESPACE", defaults.namespace),
             sandbox_image=env("TENANTFLOW_SANDBOX_IMAGE", defaults.sandbox_image),
+            isolation_canary=env("TENANTFLOW_ISOLATION_CANARY", defaults.isolation_canary),
         ),
         InstanceSettings(
             finished_ttl=float(env("TENANTFLOW_FINISHED_TTL_SECONDS", instance.finished_ttl)),

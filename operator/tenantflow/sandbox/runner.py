@@ -32,6 +32,7 @@ from tenantflow import jsonsafe
 from tenantflow.engine.env import MAX_LOG_LINE_BYTES, MAX_LOG_LINES
 from tenantflow.observability.logging import configure, get_logger
 from tenantflow.sandbox import auth, frames, worker, zygote
+from tenantflow.sandbox.isolation import NOT_ISOLATED, IsolationCanary, canary_address
 from tenantflow.sandbox.link import MAX_RUNNING, WorkerLost, ZygoteLink
 from tenantflow.sandbox.payload import deadline_seconds
 
@@ -74,8 +75,17 @@ def _cause(lost: Any) -> dict[str, str]:
 
 
 class Runner:
-    def __init__(self, *, key: bytes, tenant: str, link: ZygoteLink, grace: float = 5.0) -> None:
+    def __init__(
+        self,
+        *,
+        key: bytes,
+        tenant: str,
+        link: ZygoteLink,
+        grace: float = 5.0,
+        canary: IsolationCanary | None = None,
+    ) -> None:
         self.key, self.tenant, self.link, self.grace = key, tenant, link, grace
+        self.canary = canary  # a pod's: tenant code runs only while its network is fenced
         self.worker_healthy = True
         self.worker_problem = ""
 
@@ -88,6 +98,9 @@ class Runner:
         except auth.AuthError as exc:
             ADVANCES.labels("unauthorized").inc()
             return self._error(mac, 401, "Unauthorized", str(exc))
+        if self.canary is not None and not self.canary.isolated:
+            ADVANCES.labels("not-isolated").inc()
+            return self._error(mac, 503, NOT_ISOLATED, self.canary.problem)
         try:
             payload = validate(jsonsafe.loads(body))
             deadline = deadline_seconds(payload) + self.grace
@@ -182,7 +195,12 @@ class Runner:
         return self._respond(mac, status, {"error": {"name": name, "message": message, **detail}})
 
     async def healthz(self, _: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "tenant": self.tenant, "worker": self.worker_healthy})
+        """Readiness: a pod whose network is not yet fenced gets no advances."""
+        body: dict[str, Any] = {"ok": True, "tenant": self.tenant, "worker": self.worker_healthy}
+        if self.canary is not None and not self.canary.isolated:
+            body.update(ok=False, problem=self.canary.problem)
+            return web.json_response(body, status=503)
+        return web.json_response(body)
 
     async def livez_worker(self, _: web.Request) -> web.Response:
         status = 200 if self.worker_healthy else 503
@@ -203,9 +221,12 @@ class Runner:
         return app
 
     async def _background(self, _: web.Application) -> Any:
-        task = asyncio.create_task(self.watch_worker())
+        tasks = [asyncio.create_task(self.watch_worker())]
+        if self.canary is not None:
+            tasks.append(asyncio.create_task(self.canary.watch()))
         yield
-        task.cancel()
+        for task in tasks:
+            task.cancel()
         self.link.close()
 
 
@@ -288,9 +309,20 @@ def main(argv: list[str] | None = None) -> None:
     keys.add_argument("--key-stdin", action="store_true")
     parser.add_argument("--memory-bytes", type=int, default=1 << 30, help="per advance")
     parser.add_argument("--die-with-parent", action="store_true")
+    parser.add_argument(
+        "--isolation-canary",
+        metavar="HOST:PORT|kubernetes",
+        help="an address the pod's NetworkPolicy denies; no advance runs while it answers",
+    )
     args = parser.parse_args(argv)
     if not args.tenant:
         parser.error("--tenant (or TENANTFLOW_TENANT) is required")
+    canary = None
+    if args.isolation_canary:
+        try:
+            canary = IsolationCanary(*canary_address(args.isolation_canary))
+        except ValueError as exc:
+            parser.error(str(exc))
     configure()
     if args.die_with_parent:  # local: the runner (and so its jail) ends with the operator
         zygote.die_with_parent()
@@ -305,7 +337,7 @@ def main(argv: list[str] | None = None) -> None:
         link = JailLink(args.tenant, args.jail_data, args.memory_bytes)
     else:
         link = ZygoteLink(args.zygote_socket)
-    runner = Runner(key=key, tenant=args.tenant, link=link)
+    runner = Runner(key=key, tenant=args.tenant, link=link, canary=canary)
     log.info("runner starting", tenant=args.tenant, socket=args.socket, port=args.port)
     # a request whose caller hung up is cancelled: the zygote connection closes with it,
     # and the zygote kills that advance (no step may run for an answer nobody will take)

@@ -26,6 +26,9 @@ class OperatorSettings:
     namespace: str = "tenantflow-system"
     sandbox_image: str = "ghcr.io/tenantflow/sandbox:0.1.0"
     dns_namespace: str = "kube-system"
+    # an address every sandbox's NetworkPolicy denies; runners run no tenant code while it
+    # answers ("kubernetes": the API server's service; "" turns the check off)
+    isolation_canary: str = "kubernetes"
 
 
 def namespace_of(tenant_name: str) -> str:
@@ -326,6 +329,11 @@ def sandbox_statefulset(tenant: Tenant, settings: OperatorSettings) -> dict[str,
         [
             *("-m", "tenantflow.sandbox.runner", "--tenant", name, "--port", str(SANDBOX_PORT)),
             *("--zygote-socket", ZYGOTE_SOCKET, "--key-file", "/etc/tenantflow/key/key"),
+            *(
+                ("--isolation-canary", settings.isolation_canary)
+                if settings.isolation_canary
+                else ()
+            ),
         ],
         [("key", "/etc/tenantflow/key", True), ("run", "/run/tenantflow", False)],
     )

@@ -9,12 +9,13 @@ from tenantflow.controllers.instances.drive import Drive
 from tenantflow.controllers.sandboxes import Sandboxes
 from tenantflow.lifecycle import instance_state as state
 from tenantflow.observability.logging import get_logger
+from tenantflow.sandbox.isolation import NOT_ISOLATED
 from tenantflow.sandbox.transport import SandboxUnavailable
 from tenantflow.vocabulary import ConditionType, Phase
 
 log = get_logger("tenantflow.instance")
 
-SANDBOX_STARTING = frozenset({"SandboxNotReady", "SandboxNotProvisioned"})
+SANDBOX_STARTING = frozenset({"SandboxNotReady", "SandboxNotProvisioned", NOT_ISOLATED})
 WORKER_LOST = "SandboxWorkerLost"
 WORKER_LOSSES_BEFORE_ERROR = 3
 MAX_BACKOFF = 60.0
