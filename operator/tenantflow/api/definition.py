@@ -14,10 +14,11 @@ from tenantflow.api.common import (
     rule,
 )
 from tenantflow.durations import format_duration
+from tenantflow.engine.loader import FILE_NAME, MAX_CODE_BYTES, MAX_FILES
 from tenantflow.engine.options import Backoff, RetryPolicy, StepDefaults
 
-MAX_INLINE_SOURCE = 256 * 1024
 PY_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+DEFAULT_MAIN = "main"
 
 
 class ConfigMapKeyRef(Model):
@@ -26,22 +27,25 @@ class ConfigMapKeyRef(Model):
         max_length=253,
         description="ConfigMap in the definition's namespace.",
     )
-    key: str = Field(
+    key: str | None = Field(
+        None,
         min_length=1,
         max_length=253,
         pattern=r"^[-._a-zA-Z0-9]+$",
-        description="Key holding the Python source.",
+        description="Key holding the Python source (one module). Without it, every key "
+        "ending in .py is a module of the workflow (multi-file).",
     )
 
 
 class Source(Model):
-    """Where the Python source comes from: exactly one of inline or configMapRef."""
+    """The workflow's Python code: exactly one of inline, files or configMapRef."""
 
     model_config = Model.model_config | {
         "json_schema_extra": cel(
             rule(
-                "has(self.inline) != has(self.configMapRef)",
-                "spec.source must set exactly one of inline or configMapRef",
+                "(has(self.inline) ? 1 : 0) + (has(self.files) ? 1 : 0) + "
+                "(has(self.configMapRef) ? 1 : 0) == 1",
+                "spec.source must set exactly one of inline, files or configMapRef",
                 reason="FieldValueInvalid",
             )
         )
@@ -50,11 +54,34 @@ class Source(Model):
     inline: str | None = Field(
         None,
         min_length=1,
-        max_length=MAX_INLINE_SOURCE,
-        description="The Python module source, inline.",
+        max_length=MAX_CODE_BYTES,
+        description="The Python module source, inline (one module).",
+    )
+    files: dict[str, str] | None = Field(
+        None,
+        description="Several modules, inline: file name (helpers.py) -> source. Each is "
+        "importable by its name (import helpers); the entrypoint is in spec.source.main.",
+        json_schema_extra={
+            "maxProperties": MAX_FILES,
+            "minProperties": 1,
+            "additionalProperties": {"type": "string", "maxLength": MAX_CODE_BYTES},
+            **cel(
+                rule(
+                    f"self.all(f, f.matches('{FILE_NAME.pattern}'))",
+                    "spec.source.files keys must be Python module file names like helpers.py",
+                )
+            ),
+        },
     )
     config_map_ref: ConfigMapKeyRef | None = Field(
-        None, description="A ConfigMap key holding the source."
+        None, description="A ConfigMap holding the source (one key, or every .py key)."
+    )
+    main: str = Field(
+        DEFAULT_MAIN,
+        pattern=PY_IDENTIFIER,
+        max_length=128,
+        description="Multi-file code: the module (file name without .py) that defines "
+        "the entrypoint.",
     )
 
 
@@ -104,7 +131,7 @@ class WorkflowDefinitionSpec(Model):
 
 class RevisionInfo(Model):
     revision: int = Field(ge=1, description="Revision number, from 1.")
-    sha256: str = Field(description="SHA-256 of the source.")
+    sha256: str = Field(description="SHA-256 of the code (every file, its name and main).")
     created_at: str | None = Field(None, description="When it was created (RFC 3339).")
 
 

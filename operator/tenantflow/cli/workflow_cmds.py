@@ -18,6 +18,7 @@ import yaml
 from tenantflow.errors import TenantflowError
 from tenantflow.kube.client import ApiException, Kube, message
 from tenantflow.lifecycle.revisions import DEFINITION_LABEL
+from tenantflow.lifecycle.source import Code
 from tenantflow.vocabulary import API_VERSION, DEFINITION, FINISHED, INSTANCE, Phase
 
 WFI, WFD = INSTANCE, DEFINITION
@@ -379,16 +380,33 @@ def _add_diff(p: argparse.ArgumentParser) -> None:
     p.add_argument("b", type=int)
 
 
-@verb("diff", "unified diff between two revisions' sources", _add_diff)
+@verb("diff", "unified diffs between two revisions' files", _add_diff)
 async def diff(kube: Kube, args: argparse.Namespace) -> Any:
     by_number = {r["revision"]: r for r in await _revisions(kube, args)}
     for n in (args.a, args.b):
         if n not in by_number:
             raise CliError(f"revision {n} does not exist; known: {sorted(by_number)}")
-    a, b = (by_number[n]["data"]["source"].splitlines(keepends=True) for n in (args.a, args.b))
-    return "".join(
-        difflib.unified_diff(a, b, f"{args.definition}@{args.a}", f"{args.definition}@{args.b}")
-    ).rstrip("\n")
+    a, b = (Code.from_revision(by_number[n]["data"]) for n in (args.a, args.b))
+    return code_diff(a, b, f"{args.definition}@{args.a}", f"{args.definition}@{args.b}")
+
+
+def code_diff(a: Code, b: Code, label_a: str, label_b: str) -> str:
+    """One unified diff per file that differs (added and removed files against nothing);
+    a changed main module is said first."""
+    out = [f"main module: {a.main} -> {b.main}\n"] if a.main != b.main else []
+    for file in sorted(set(a.files) | set(b.files)):
+        old, new = a.files.get(file), b.files.get(file)
+        if old == new:
+            continue
+        out.extend(
+            difflib.unified_diff(
+                (old or "").splitlines(keepends=True),
+                (new or "").splitlines(keepends=True),
+                f"{label_a}/{file}" if old is not None else "/dev/null",
+                f"{label_b}/{file}" if new is not None else "/dev/null",
+            )
+        )
+    return "".join(out).rstrip("\n")
 
 
 def _add_rollback(p: argparse.ArgumentParser) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tenantflow import conditions
+from tenantflow.api.definition import DEFAULT_MAIN
 from tenantflow.controllers.instances.revisions import RevisionCache
 from tenantflow.controllers.work_queue import WorkQueue
 from tenantflow.durations import format_time
@@ -39,19 +40,32 @@ class DefinitionController:
             self.wake_instance(queued)
 
 
-async def resolve_source(kube: KubeApi, body: dict[str, Any]) -> tuple[str | None, str]:
-    """(source, problem): the inline source or the ConfigMap key's content."""
+async def resolve_source(kube: KubeApi, body: dict[str, Any]) -> tuple[source.Code | None, str]:
+    """(code, problem): the inline module, the inline files, or the ConfigMap's key (one
+    module) or `.py` keys (several)."""
     src = body["spec"]["source"]
+    main = src.get("main") or DEFAULT_MAIN
     if src.get("inline"):
-        return src["inline"], ""
+        return source.Code.single(src["inline"]), ""
+    if src.get("files"):
+        return source.Code(dict(src["files"]), main), ""
     ref = src["configMapRef"]
     cm = await kube.get("v1", "ConfigMap", ref["name"], body["metadata"]["namespace"])
     if cm is None:
         return None, f"ConfigMap {ref['name']} (spec.source.configMapRef) does not exist"
-    text = (cm.get("data") or {}).get(ref["key"])
-    if text is None:
-        return None, f"ConfigMap {ref['name']} has no key {ref['key']!r}"
-    return text, ""
+    data = cm.get("data") or {}
+    if ref.get("key"):
+        text = data.get(ref["key"])
+        if text is None:
+            return None, f"ConfigMap {ref['name']} has no key {ref['key']!r}"
+        return source.Code.single(text), ""
+    files = {k: v for k, v in data.items() if k.endswith(".py")}
+    if not files:
+        return None, (
+            f"ConfigMap {ref['name']} has no key ending in .py (spec.source.configMapRef "
+            "without a key takes every .py key as a module)"
+        )
+    return source.Code(files, main), ""
 
 
 async def list_revisions(kube: KubeApi, namespace: str, definition: str) -> list[dict[str, Any]]:
@@ -68,16 +82,16 @@ async def reconcile(kube: KubeApi, key: str) -> list[str]:
     if body is None:
         return []
     spec, old = body["spec"], body.get("status") or {}
-    text, problem = await resolve_source(kube, body)
+    code, problem = await resolve_source(kube, body)
     check = (
-        source.check(text, spec.get("entrypoint", "run"))
-        if text is not None
+        source.check(code, spec.get("entrypoint", "run"))
+        if code is not None
         else source.SourceCheck(False, "SourceNotFound", problem)
     )
     revs = await list_revisions(kube, ns, name)
     current: int | None = None
-    if check.ok and text is not None:
-        sha = source.sha256(text)
+    if check.ok and code is not None:
+        sha = code.sha256
         match = [r for r in revs if r["data"]["sha256"] == sha]
         if match:
             current = match[0]["revision"]
@@ -87,8 +101,7 @@ async def reconcile(kube: KubeApi, key: str) -> list[str]:
                 revisions.controller_revision(
                     body,
                     number=current,
-                    sha=sha,
-                    source=text,
+                    code=code,
                     created_at=format_time(dt.datetime.now(dt.UTC).replace(microsecond=0)),
                 )
             )

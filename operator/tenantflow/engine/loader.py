@@ -1,44 +1,126 @@
-"""Turn workflow source into a checked `run` callable, with errors that say what to fix."""
+"""Turn workflow code — one module or several files — into a checked `run` callable, with
+errors that say what to fix.
+
+A multi-file workflow is a set of modules (`helpers.py` → `import helpers`) and a main
+module holding the entrypoint. Its modules are served from memory by a finder that lives
+only for one advance (`TenantModules`), so nothing of one revision or tenant stays in
+`sys.modules` for the next.
+"""
 
 from __future__ import annotations
 
+import importlib
+import importlib.abc
+import importlib.machinery
 import inspect
-from collections.abc import Awaitable, Callable
+import re
+import sys
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from types import ModuleType
 from typing import Any, cast
 
 from tenantflow.engine.errors import (
     EntrypointMissingError,
+    WorkflowDefinitionError,
     WorkflowImportError,
     WorkflowSignatureError,
     WorkflowSyntaxError,
 )
 
 WorkflowFn = Callable[..., Awaitable[Any]]
+SINGLE_MODULE = "workflow"  # the module name of a one-module source (spec.source.inline)
+MAX_CODE_BYTES = 256 * 1024  # all files of a revision together (it lives in etcd twice)
+MAX_FILES = 64
+FILE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.py$")
+# names a workflow module may not take: the worker's own imports would resolve to it
+RESERVED = frozenset(sys.stdlib_module_names) | {"tenantflow", "__main__"}
 
 
-def load(source: str, entrypoint: str = "run", filename: str = "<workflow>") -> WorkflowFn:
-    """Compile and execute `source` as a fresh module and return its checked entrypoint."""
+def module_name(file: str) -> str:
+    """`helpers.py` → `helpers`; a clear error for a name that cannot be a module."""
+    if not FILE_NAME.match(file):
+        raise WorkflowDefinitionError(
+            f"file {file!r}: a workflow file is a Python module name ending in .py "
+            "(letters, digits, '_'; e.g. helpers.py)"
+        )
+    name = file[:-3]
+    if name in RESERVED:
+        raise WorkflowDefinitionError(
+            f"file {file!r} would hide the standard-library or tenantflow module {name!r}; "
+            "rename it"
+        )
+    return name
+
+
+class TenantModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Serves a workflow's files as importable modules, from memory."""
+
+    def __init__(self, files: Mapping[str, str], label: str) -> None:
+        self.sources = {module_name(f): (f, text) for f, text in files.items()}
+        self.label = label
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname not in self.sources:
+            return None
+        return importlib.machinery.ModuleSpec(fullname, self, origin=self._origin(fullname))
+
+    def _origin(self, name: str) -> str:
+        return f"<{self.label}/{self.sources[name][0]}>"
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        return None
+
+    def exec_module(self, module: ModuleType) -> None:
+        name = module.__name__
+        try:
+            code = compile(self.sources[name][1], self._origin(name), "exec")
+        except SyntaxError as exc:
+            where = f"line {exc.lineno}" + (f", column {exc.offset}" if exc.offset else "")
+            raise WorkflowSyntaxError(f"{self._origin(name)} {where}: {exc.msg}") from None
+        module.__file__ = self._origin(name)
+        exec(code, module.__dict__)
+
+
+@contextmanager
+def workflow_modules(files: Mapping[str, str], label: str = "workflow") -> Iterator[None]:
+    """Make `files` importable for the duration of the block (one advance), then forget
+    them: the finder goes, and so does every module it loaded."""
+    finder = TenantModules(files, label)
+    sys.meta_path.insert(0, finder)
     try:
-        code = compile(source, filename, "exec")
-    except SyntaxError as exc:
-        where = f"line {exc.lineno}" + (f", column {exc.offset}" if exc.offset else "")
-        raise WorkflowSyntaxError(f"{filename} {where}: {exc.msg}") from None
-    namespace: dict[str, Any] = {"__name__": "tenantflow_workflow", "__file__": filename}
+        yield
+    finally:
+        sys.meta_path.remove(finder)
+        for name in finder.sources:
+            sys.modules.pop(name, None)
+
+
+def load_main(main: str, entrypoint: str = "run") -> WorkflowFn:
+    """Import the main module (inside `workflow_modules`) and return its checked entrypoint."""
     try:
-        exec(code, namespace)
+        module = importlib.import_module(main)
+    except WorkflowDefinitionError:
+        raise
     except Exception as exc:
         raise WorkflowImportError(
-            f"{filename}: importing the workflow raised {type(exc).__name__}: {exc}"
+            f"importing the workflow module {main!r} raised {type(exc).__name__}: {exc}"
         ) from None
-    fn = namespace.get(entrypoint)
+    fn = getattr(module, entrypoint, None)
     if fn is None:
-        defined = sorted(n for n, v in namespace.items() if inspect.iscoroutinefunction(v))
+        defined = sorted(n for n, v in vars(module).items() if inspect.iscoroutinefunction(v))
         hint = f"; async functions defined: {', '.join(defined)}" if defined else ""
         raise EntrypointMissingError(
-            f"{filename}: no function {entrypoint!r} (spec.entrypoint){hint}. "
+            f"{module.__file__}: no function {entrypoint!r} (spec.entrypoint){hint}. "
             f"Define `async def {entrypoint}(event, step, env)`."
         )
     return check(fn, entrypoint)
+
+
+def load(source: str, entrypoint: str = "run", label: str = "workflow") -> WorkflowFn:
+    """One module's source, loaded as the module `workflow` (tests and the local harness)."""
+    with workflow_modules({f"{SINGLE_MODULE}.py": source}, label):
+        return load_main(SINGLE_MODULE, entrypoint)
 
 
 def check(fn: Any, name: str = "run") -> WorkflowFn:

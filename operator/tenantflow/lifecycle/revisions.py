@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tenantflow.lifecycle.source import Code
 from tenantflow.tenancy.manifests import MANAGED_BY
 
 DEFINITION_LABEL = "tenantflow.dev/definition"
@@ -16,9 +17,9 @@ def name_for(definition: str, sha: str) -> str:
 
 
 def controller_revision(
-    definition: dict[str, Any], *, number: int, sha: str, source: str, created_at: str
+    definition: dict[str, Any], *, number: int, code: Code, created_at: str
 ) -> dict[str, Any]:
-    meta = definition["metadata"]
+    meta, sha = definition["metadata"], code.sha256
     spec = definition["spec"]
     return {
         "apiVersion": "apps/v1",
@@ -39,7 +40,7 @@ def controller_revision(
         },
         "revision": number,
         "data": {
-            "source": source,
+            **code.revision_data(),
             "entrypoint": spec.get("entrypoint", "run"),
             "defaults": spec.get("defaults", {}),
             "sha256": sha,

@@ -12,7 +12,7 @@ from tenantflow.engine.wire import (
     limits_from_wire,
     limits_to_wire,
 )
-from tenantflow.lifecycle.source import sha256
+from tenantflow.lifecycle.source import Code
 
 GRACE_SECONDS = 2  # past the budget, before the zygote kills the advance's process group
 
@@ -26,7 +26,7 @@ def deadline_seconds(payload: dict[str, Any]) -> float:
 
 def advance_payload(
     *,
-    source: str,
+    source: str | Code,
     instance_id: str,
     started_at: str,
     entrypoint: str = "run",
@@ -40,10 +40,13 @@ def advance_payload(
     ops_per_second: float | None = None,
     lost_attempts: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """`source`: one module's text, or a revision's Code (several files)."""
+    code = source if isinstance(source, Code) else Code.single(source)
     return {
         "revision": {
-            "sha256": sha256(source),
-            "source": source,
+            "sha256": code.sha256,
+            "files": dict(code.files),
+            "main": code.main,
             "entrypoint": entrypoint,
             "name": name,
         },

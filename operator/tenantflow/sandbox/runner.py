@@ -231,7 +231,7 @@ class Runner:
 
 
 _REQUIRED: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "revision": {"sha256": str, "source": str},
+    "revision": {"sha256": str, "files": dict, "main": str},
     "instance": {"id": str, "startedAt": str},
     "defaults": {"retries": dict, "timeout": (int, float), "eventTimeout": (int, float)},
     "limits": {"max_steps": int, "max_step_timeout": (int, float)},

@@ -32,7 +32,7 @@ from tenantflow.engine.errors import EngineError
 from tenantflow.engine.executor import advance
 from tenantflow.engine.journal import StepState
 from tenantflow.engine.journal import load as load_journal
-from tenantflow.engine.loader import load
+from tenantflow.engine.loader import load_main, workflow_modules
 from tenantflow.engine.outcome import Advance, Errored
 from tenantflow.engine.wire import (
     advance_to_wire,
@@ -211,7 +211,21 @@ def run(
     """One advance for one instance; everything in and out is JSON-shaped."""
     rev = payload["revision"]
     try:
-        fn = load(rev["source"], rev.get("entrypoint", "run"), filename=f"<{rev.get('name')}>")
+        with workflow_modules(rev["files"], str(rev.get("name") or "workflow")):
+            return _run_loaded(payload, data_dir, tenant, report)
+    except EngineError as exc:  # the code itself (a file name, an import), before any step
+        return failed(payload, exc.reason, str(exc))
+
+
+def _run_loaded(
+    payload: dict[str, Any],
+    data_dir: str,
+    tenant: str,
+    report: Callable[[str, int], None] | None,
+) -> dict[str, Any]:
+    rev = payload["revision"]
+    try:
+        fn = load_main(rev["main"], rev.get("entrypoint", "run"))
     except EngineError as exc:
         return failed(payload, exc.reason, str(exc))
     storage = payload.get("storage") or {}

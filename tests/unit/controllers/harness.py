@@ -8,15 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+from tenantflow.controllers import definition
 from tenantflow.controllers.instances import InstanceController, InstanceSettings
 from tenantflow.controllers.instances.revisions import RevisionCache
 from tenantflow.controllers.sandboxes import Sandboxes
-from tenantflow.lifecycle.revisions import controller_revision
-from tenantflow.lifecycle.source import sha256
 from tenantflow.sandbox import worker
 from tenantflow.sandbox.transport import HttpTransport, SandboxUnavailable
 from tenantflow.testing.fake_kube import FakeKube
-from tenantflow.vocabulary import API_VERSION, INSTANCE, TENANT
+from tenantflow.vocabulary import API_VERSION, DEFINITION, INSTANCE, TENANT
 
 NS = "tenant-acme"
 
@@ -52,10 +51,11 @@ class Harness:
     sandbox: InProcessSandbox
     controller: InstanceController
     usage_refreshes: list[str]
+    revisions: RevisionCache
 
     @classmethod
     def new(cls, tmp_path: Path, **limits: Any) -> Harness:
-        kube, sandbox = FakeKube(), InProcessSandbox(tmp_path)
+        kube, sandbox, revisions = FakeKube(), InProcessSandbox(tmp_path), RevisionCache()
         refreshes: list[str] = []
         kube.put(
             {
@@ -68,26 +68,29 @@ class Harness:
         controller = InstanceController(
             kube,
             cast(Sandboxes, sandbox),
-            RevisionCache(),
+            revisions,
             usage_changed=refreshes.append,
             settings=InstanceSettings(finished_ttl=0),
             transport=cast(HttpTransport, sandbox),
         )
-        return cls(kube, sandbox, controller, refreshes)
+        return cls(kube, sandbox, controller, refreshes, revisions)
 
-    def define(self, name: str, source: str) -> None:
-        definition = {
-            "apiVersion": API_VERSION,
-            "kind": "WorkflowDefinition",
-            "metadata": {"name": name, "namespace": NS, "uid": f"uid-{name}"},
-            "spec": {"source": {"inline": source}},
-            "status": {"activeRevision": 1},
-        }
-        self.kube.put(definition)
-        sha = sha256(source)
+    async def define(self, name: str, source: str | None = None, **source_spec: Any) -> int:
+        """Create a definition (inline `source`, or `files=`, `configMapRef=`, `main=`) and
+        reconcile it with the real definition controller; returns its active revision."""
         self.kube.put(
-            controller_revision(definition, number=1, sha=sha, source=source, created_at="")
+            {
+                "apiVersion": API_VERSION,
+                "kind": DEFINITION,
+                "metadata": {"name": name, "namespace": NS, "uid": f"uid-{name}"},
+                "spec": {"source": {"inline": source} if source else source_spec},
+            }
         )
+        self.revisions.forget_definition(NS, name)  # as the definition controller's watch does
+        await definition.reconcile(self.kube, f"{NS}/{name}")
+        status = self.kube.read(API_VERSION, DEFINITION, name, NS)["status"]
+        assert status["conditions"][0]["status"] == "True", status["conditions"]
+        return int(status["activeRevision"])
 
     def start(self, name: str, workflow: str, **spec: Any) -> str:
         self.kube.put(

@@ -9,7 +9,7 @@ from typing import Any
 
 from tenantflow.sandbox.transport import SandboxUnavailable
 from tenantflow.vocabulary import API_VERSION, INSTANCE, Phase
-from tests.unit.controllers.harness import Harness
+from tests.unit.controllers.harness import NS, Harness
 
 COUNTED = """
 async def run(event, step, env):
@@ -41,7 +41,7 @@ async def run(event, step, env):
 
 async def test_an_instance_runs_to_complete_and_says_so(tmp_path: Path) -> None:
     h = Harness.new(tmp_path)
-    h.define("counted", COUNTED)
+    await h.define("counted", COUNTED)
     key = h.start("one", "counted")
     await h.drive(key)
     st = h.status("one")
@@ -60,7 +60,7 @@ async def test_an_instance_runs_to_complete_and_says_so(tmp_path: Path) -> None:
 
 async def test_the_concurrency_cap_queues_the_second_instance_in_order(tmp_path: Path) -> None:
     h = Harness.new(tmp_path, maxConcurrentInstances=1)
-    h.define("sleeper", SLEEPER)
+    await h.define("sleeper", SLEEPER)
     first, second = h.start("first", "sleeper"), h.start("second", "sleeper")
     await h.controller.rebuild()
     await h.drive(first)
@@ -85,7 +85,7 @@ async def test_the_concurrency_cap_queues_the_second_instance_in_order(tmp_path:
 async def _drive_against(tmp_path: Path, change: Callable[[dict[str, Any]], None]) -> Harness:
     """One drive of a new instance whose status write meets a concurrent `change`."""
     h = Harness.new(tmp_path)
-    h.define("counted", COUNTED)
+    await h.define("counted", COUNTED)
     key = h.start("one", "counted")
     h.kube.conflict_once(*INSTANCE_ID, "one", "tenant-acme", change)
     await h.drive(key)
@@ -99,7 +99,7 @@ async def test_a_409_that_left_the_journal_alone_commits_the_result_again(tmp_pa
     st = h.status("one")
     assert st["phase"] == Phase.COMPLETE and st["output"] == ["a", "b", 2]
     assert h.sandbox.calls == 1, "the steps did not run again"
-    patches = [c for c in h.kube.calls if c[0] == "patch/status"]
+    patches = [c for c in h.kube.calls if c[:2] == ("patch/status", INSTANCE)]
     assert len(patches) == 2, "one conflicting write, one re-commit"
 
 
@@ -114,7 +114,7 @@ async def test_a_409_that_moved_the_journal_drops_the_result(tmp_path: Path) -> 
 
 async def test_a_worker_lost_three_times_in_a_row_errors_the_instance(tmp_path: Path) -> None:
     h = Harness.new(tmp_path)
-    h.define("counted", COUNTED)
+    await h.define("counted", COUNTED)
     key = h.start("one", "counted")
     lost = SandboxUnavailable("SandboxWorkerLost", "the worker died")
     h.sandbox.failures = [lost, lost]
@@ -136,7 +136,7 @@ async def test_unreachable_sandboxes_in_between_do_not_count_as_worker_losses(
     tmp_path: Path,
 ) -> None:
     h = Harness.new(tmp_path)
-    h.define("counted", COUNTED)
+    await h.define("counted", COUNTED)
     key = h.start("one", "counted")
     lost = SandboxUnavailable("SandboxWorkerLost", "the worker died")
     away = SandboxUnavailable("SandboxUnreachable", "connection refused")
@@ -149,7 +149,7 @@ async def test_unreachable_sandboxes_in_between_do_not_count_as_worker_losses(
 
 async def test_events_are_delivered_within_the_tenants_budget(tmp_path: Path) -> None:
     h = Harness.new(tmp_path, maxEventsPerSecond=1)
-    h.define("events", EVENTS)
+    await h.define("events", EVENTS)
     events = [{"type": "go", "payload": i} for i in range(3)]
     key = h.start("one", "events", events=events)
     await h.drive(key)
@@ -164,7 +164,7 @@ async def test_the_echo_of_our_own_write_does_not_cut_a_backoff_short(tmp_path: 
     write is ours and must not drive the instance at once (three worker losses in a row
     would then come within milliseconds, as one restarting sandbox pod)."""
     h = Harness.new(tmp_path)
-    h.define("counted", COUNTED)
+    await h.define("counted", COUNTED)
     key = h.start("one", "counted")
     h.sandbox.failures = [SandboxUnavailable("SandboxWorkerLost", "the worker died")]
     await h.drive(key)
@@ -184,7 +184,7 @@ async def test_the_echo_of_a_finish_frees_the_slot_even_while_its_drive_runs(
     """The watch event of a Complete write can arrive while the drive that wrote it is still
     posting its Event: the slot it held must free all the same, or the queue never drains."""
     h = Harness.new(tmp_path, maxConcurrentInstances=1)
-    h.define("counted", COUNTED)
+    await h.define("counted", COUNTED)
     first, second = h.start("first", "counted"), h.start("second", "counted")
     await h.drive(first)
     await h.drive(second)
@@ -192,3 +192,35 @@ async def test_the_echo_of_a_finish_frees_the_slot_even_while_its_drive_runs(
     h.controller.queue.request(first)  # as if its drive were still running
     h.controller.on_event("MODIFIED", h.watched("first"))
     assert h.controller.queue.busy(second), "the queued instance was woken"
+
+
+PIPELINE = {
+    "main.py": (
+        "from checks import verdict\n"
+        "async def run(event, step):\n"
+        "    n = await step.do('count', lambda: len(event['payload']['files']))\n"
+        "    return verdict(n)\n"
+    ),
+    "checks.py": "def verdict(n):\n    return 'ok' if n < 3 else 'too many'\n",
+}
+
+
+async def test_multi_file_code_from_a_configmap_runs_and_each_change_is_a_revision(
+    tmp_path: Path,
+) -> None:
+    h = Harness.new(tmp_path)
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ci", "namespace": NS}}
+    h.kube.put({**cm, "data": {**PIPELINE, "README.md": "not a module"}})
+    assert await h.define("ci", configMapRef={"name": "ci"}, main="main") == 1
+    revision = (await h.kube.list("apps/v1", "ControllerRevision", NS))[0]
+    assert sorted(revision["data"]["files"]) == ["checks.py", "main.py"]
+    key = h.start("build-1", "ci", params={"files": ["a", "b"]})
+    await h.drive(key)
+    st = h.status("build-1")
+    assert (st["phase"], st.get("output")) == (Phase.COMPLETE, "ok"), st
+    # a change to a module other than main is a new revision too
+    h.kube.put({**cm, "data": {**PIPELINE, "checks.py": "def verdict(n):\n    return n\n"}})
+    assert await h.define("ci", configMapRef={"name": "ci"}, main="main") == 2
+    key = h.start("build-2", "ci", params={"files": ["a", "b"]})
+    await h.drive(key)
+    assert h.status("build-2")["output"] == 2

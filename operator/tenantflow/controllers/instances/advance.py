@@ -15,6 +15,7 @@ from tenantflow.controllers.sandboxes import Sandboxes
 from tenantflow.durations import parse_duration, parse_time
 from tenantflow.engine.options import EngineLimits, RetryPolicy, StepDefaults
 from tenantflow.lifecycle import instance_state as state
+from tenantflow.lifecycle.source import Code
 from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
 from tenantflow.quantity import parse_quantity
@@ -102,7 +103,7 @@ def _payload(
 ) -> dict[str, Any]:
     data, st = revision["data"], d.status
     return advance_payload(
-        source=data["source"],
+        source=Code.from_revision(data),
         entrypoint=data.get("entrypoint", "run"),
         name=d.view.workflow,
         instance_id=d.view.name,
