@@ -197,3 +197,58 @@ def test_network_isolation_is_enforced_on_packets(
         assert not theirs[name].startswith("open"), (name, theirs)
     assert mine["allowed-egress"] == "open:egress-ok", json.dumps(results)
     assert not theirs["allowed-egress"].startswith("open"), "no egress CIDR, no egress"
+
+
+SECRET_TOKEN = "tf-e2e-token-8d1f2c"
+
+
+def test_secrets_are_read_only_files_for_tenant_code_and_masked_in_the_status(
+    tenant_factory: Callable[..., Tenant],
+) -> None:
+    tenant = tenant_factory(sandbox={"secrets": ["git", "npm"]})  # npm: never created
+    first = sandbox_pod(tenant)
+    tenant.core.create_namespaced_secret(
+        tenant.ns,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="git"), string_data={"token": SECRET_TOKEN}
+        ),
+    )
+    # a new pod mounts the Secret at once (a running one sees it within the kubelet's sync)
+    tenant.core.delete_namespaced_pod(first.metadata.name, tenant.ns, grace_period_seconds=0)
+    wait_for(lambda: sandbox_pod(tenant).metadata.uid != first.metadata.uid, "a new pod", 120)
+    tenant.define(
+        "uses",
+        """
+        import os
+        async def run(event, step, env):
+            token = env.secrets["git"]["token"]
+            env.log.info(f"cloning with {token}")
+            def look():
+                in_env = sorted(k for k, v in os.environ.items() if token in v)
+                try:
+                    with open("/var/run/secrets/tenantflow/git/token", "a") as f:
+                        f.write("x")
+                    writable = True
+                except OSError:
+                    writable = False
+                return {"token": token, "in_env": in_env, "writable": writable}
+            got = await step.do("look", look)
+            try:
+                env.secrets["npm"]["token"]
+                missing = None
+            except KeyError as exc:
+                missing = str(exc)
+            return {**got, "missing": missing}
+        """,
+    )
+    tenant.wait_revision("uses", 1)
+    inst = tenant.start("uses")
+    status = tenant.wait_phase(inst, "Complete", "Errored", timeout=120)
+    assert status["phase"] == "Complete", status
+    out = status["output"]
+    assert out["token"] == "***", "the value is masked before it reaches the status"
+    assert out["in_env"] == [] and out["writable"] is False
+    assert f"does not exist in namespace {tenant.ns}" in out["missing"]
+    events = tenant.core.list_namespaced_event(tenant.ns).items
+    seen = json.dumps([tenant.get(inst), [e.message for e in events]], default=str)
+    assert SECRET_TOKEN not in seen and "***" in seen

@@ -81,6 +81,27 @@ def test_only_the_runner_container_sees_the_key_and_only_the_worker_the_data() -
     assert probe["path"] == "/livez/worker"
 
 
+def test_named_secrets_are_read_only_files_in_both_containers_never_environment() -> None:
+    pod = manifests.sandbox_statefulset(
+        tenant(sandbox={"secrets": ["git", "registry"]}), manifests.OperatorSettings()
+    )["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for name, volume in {"secret-0": "git", "secret-1": "registry"}.items():
+        assert volumes[name]["secret"] == {
+            "secretName": volume,
+            "defaultMode": 0o440,
+            "optional": True,  # a Secret not created yet: a clear error in the step
+        }
+    for ctr in pod["containers"]:  # the worker reads them, the runner masks their values
+        mounts = {m["mountPath"]: m for m in ctr["volumeMounts"]}
+        for volume in ("git", "registry"):
+            assert mounts[f"{manifests.SECRETS_DIR}/{volume}"]["readOnly"] is True
+        assert ctr["args"][ctr["args"].index("--secrets") + 1] == manifests.SECRETS_DIR
+        assert "env" not in ctr and "envFrom" not in ctr
+    plain = manifests.sandbox_statefulset(tenant(), manifests.OperatorSettings())
+    assert "--secrets" not in str(plain)
+
+
 def test_owner_subjects_become_role_binding_subjects() -> None:
     t = tenant(
         owners=[

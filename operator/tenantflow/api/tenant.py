@@ -17,8 +17,10 @@ from tenantflow.api.common import (
     conditions_field,
     rule,
 )
+from tenantflow.engine.secrets import SECRET_NAME
 from tenantflow.vocabulary import NAMESPACE_PREFIX, Limits
 
+MAX_SECRETS = 16
 MAX_TENANT_NAME = 56  # the namespace is tenant-<name>, at most 63 characters
 
 
@@ -115,6 +117,17 @@ class SandboxSpec(Model):
     )
     runtime_class_name: str | None = Field(
         None, max_length=253, description="RuntimeClass (e.g. gvisor, kata) where available."
+    )
+    secrets: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_SECRETS,
+        description="Secrets in the tenant's namespace its code may read "
+        "(env.secrets[name][key]); mounted read-only into the sandbox, never as environment "
+        "variables, and their values are masked (***) in what reaches the status.",
+        json_schema_extra={
+            "items": {"type": "string", "maxLength": 253, "pattern": SECRET_NAME.pattern},
+            "x-kubernetes-list-type": "set",
+        },
     )
     egress: list[str] = Field(
         default_factory=list,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from tenantflow import jsonsafe
 from tenantflow.durations import format_time
+from tenantflow.engine.secrets import Secrets
 
 MAX_LOG_LINES = 100  # per advance; later lines are dropped
 MAX_LOG_LINE_BYTES = 4096
@@ -64,3 +65,4 @@ class WorkflowEnv:
     tenant: str
     instance_id: str
     log: WorkflowLogger
+    secrets: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: Secrets(None))

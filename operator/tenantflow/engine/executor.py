@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tenantflow.durations import format_time
@@ -21,6 +21,7 @@ from tenantflow.engine.loader import WorkflowFn, arity
 from tenantflow.engine.options import EngineLimits, StepDefaults
 from tenantflow.engine.outcome import Advance, Complete, Errored, Outcome, Waiting, Yielded
 from tenantflow.engine.outputs import OutputStore, StepResults, store
+from tenantflow.engine.secrets import Secrets
 from tenantflow.engine.state import Blocker, InboxEvent, ReplayState
 from tenantflow.engine.step import StepApi
 from tenantflow.sdk.errors import StepError, WaitTimeout
@@ -53,6 +54,7 @@ def advance(
     on_attempt: Callable[[str, int], None] | None = None,
     lost_attempts: dict[str, dict[str, Any]] | None = None,
     results: StepResults | None = None,
+    secrets: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Advance:
     """Replay `workflow` over `journal`, run what is new, and say how it ended.
 
@@ -88,6 +90,7 @@ def advance(
                 tenant=tenant,
                 instance_id=instance_id,
                 db=db,
+                secrets=secrets if secrets is not None else Secrets(None),
             )
         )
     finally:
@@ -107,9 +110,10 @@ async def _advance(
     tenant: str,
     instance_id: str,
     db: Any,
+    secrets: Mapping[str, Mapping[str, str]],
 ) -> Advance:
     logger = WorkflowLogger(now=state.now, replaying=state.replaying)
-    env = WorkflowEnv(db=db, tenant=tenant, instance_id=instance_id, log=logger)
+    env = WorkflowEnv(db=db, tenant=tenant, instance_id=instance_id, log=logger, secrets=secrets)
     args = (event, StepApi(state), env)[: arity(workflow)]
     main = asyncio.ensure_future(workflow(*args))
     try:

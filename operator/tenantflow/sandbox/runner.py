@@ -30,11 +30,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 
 from tenantflow import jsonsafe
 from tenantflow.engine.env import MAX_LOG_LINE_BYTES, MAX_LOG_LINES
+from tenantflow.engine.secrets import Secrets
 from tenantflow.observability.logging import configure, get_logger
 from tenantflow.sandbox import auth, frames, worker, zygote
 from tenantflow.sandbox.isolation import NOT_ISOLATED, IsolationCanary, canary_address
 from tenantflow.sandbox.link import MAX_RUNNING, WorkerLost, ZygoteLink
 from tenantflow.sandbox.payload import deadline_seconds
+from tenantflow.sandbox.redact import Redactor
 
 log = get_logger("tenantflow.runner")
 ADVANCES = Counter("tenantflow_runner_advances_total", "Advance calls.", ["result"])
@@ -83,9 +85,11 @@ class Runner:
         link: ZygoteLink,
         grace: float = 5.0,
         canary: IsolationCanary | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self.key, self.tenant, self.link, self.grace = key, tenant, link, grace
         self.canary = canary  # a pod's: tenant code runs only while its network is fenced
+        self.redactor = redactor  # masks the Tenant's secret values in every answer
         self.worker_healthy = True
         self.worker_problem = ""
 
@@ -138,6 +142,8 @@ class Runner:
         problem = check_result(result)
         if problem:
             result = worker.failed(payload, "SandboxBadOutput", problem)
+        elif self.redactor is not None:
+            result = self.redactor.redact(result)
         ADVANCE_SECONDS.observe(time.perf_counter() - started)
         ADVANCES.labels("ok").inc()
         return self._respond(mac, 200, result)
@@ -309,6 +315,7 @@ def main(argv: list[str] | None = None) -> None:
     keys.add_argument("--key-stdin", action="store_true")
     parser.add_argument("--memory-bytes", type=int, default=1 << 30, help="per advance")
     parser.add_argument("--die-with-parent", action="store_true")
+    parser.add_argument("--secrets", help="the Tenant's Secrets (values masked in answers)")
     parser.add_argument(
         "--isolation-canary",
         metavar="HOST:PORT|kubernetes",
@@ -337,7 +344,8 @@ def main(argv: list[str] | None = None) -> None:
         link = JailLink(args.tenant, args.jail_data, args.memory_bytes)
     else:
         link = ZygoteLink(args.zygote_socket)
-    runner = Runner(key=key, tenant=args.tenant, link=link, canary=canary)
+    redactor = Redactor(Secrets(args.secrets)) if args.secrets else None
+    runner = Runner(key=key, tenant=args.tenant, link=link, canary=canary, redactor=redactor)
     log.info("runner starting", tenant=args.tenant, socket=args.socket, port=args.port)
     # a request whose caller hung up is cancelled: the zygote connection closes with it,
     # and the zygote kills that advance (no step may run for an answer nobody will take)

@@ -34,6 +34,7 @@ from tenantflow.engine.journal import StepState
 from tenantflow.engine.journal import load as load_journal
 from tenantflow.engine.loader import load_main, workflow_modules
 from tenantflow.engine.outcome import Advance, Errored
+from tenantflow.engine.secrets import Secrets
 from tenantflow.engine.wire import (
     advance_to_wire,
     defaults_from_wire,
@@ -45,6 +46,7 @@ from tenantflow.sandbox.payload import advance_payload, deadline_seconds
 from tenantflow.storage.database import TenantDatabase
 from tenantflow.storage.outputs import SqliteOutputStore
 from tenantflow.storage.step_results import SqliteStepResults
+from tenantflow.vocabulary import NAMESPACE_PREFIX
 
 MAX_FILES = 256
 TAKEN = b"K"  # a spare's answer once it holds its advance
@@ -61,6 +63,7 @@ class Sandbox:
     tenant: str
     memory: int
     syscalls: seccomp.Filter
+    secrets_dir: str | None = None  # the Tenant's Secrets, mounted read-only (pods)
 
 
 def child_main(conn: socket.socket, payload: dict[str, Any], box: Sandbox) -> None:
@@ -117,7 +120,13 @@ def _serve(conn: socket.socket, payload: dict[str, Any], box: Sandbox) -> None:
         _limit(payload, box.memory)
         box.syscalls.load()
         try:
-            result = run(payload, box.data_dir, box.tenant, report=_reporter(conn))
+            result = run(
+                payload,
+                box.data_dir,
+                box.tenant,
+                report=_reporter(conn),
+                secrets_dir=box.secrets_dir,
+            )
         except Exception as exc:  # not tenant code (the engine catches that): the request
             result = {BAD_REQUEST: f"{type(exc).__name__}: {exc}"[:1000]}
         try:
@@ -207,12 +216,14 @@ def run(
     data_dir: str,
     tenant: str,
     report: Callable[[str, int], None] | None = None,
+    secrets_dir: str | None = None,
 ) -> dict[str, Any]:
     """One advance for one instance; everything in and out is JSON-shaped."""
     rev = payload["revision"]
+    secrets = Secrets(secrets_dir, f"{NAMESPACE_PREFIX}{tenant}")
     try:
         with workflow_modules(rev["files"], str(rev.get("name") or "workflow")):
-            return _run_loaded(payload, data_dir, tenant, report)
+            return _run_loaded(payload, data_dir, tenant, report, secrets)
     except EngineError as exc:  # the code itself (a file name, an import), before any step
         return failed(payload, exc.reason, str(exc))
 
@@ -222,6 +233,7 @@ def _run_loaded(
     data_dir: str,
     tenant: str,
     report: Callable[[str, int], None] | None,
+    secrets: Secrets,
 ) -> dict[str, Any]:
     rev = payload["revision"]
     try:
@@ -257,6 +269,7 @@ def _run_loaded(
             on_attempt=report,
             lost_attempts=payload.get("lostAttempts") or {},
             results=results,
+            secrets=secrets,
         )
         return advance_to_wire(result)
     except (SystemExit, KeyboardInterrupt) as exc:  # tenant code tried to end the process

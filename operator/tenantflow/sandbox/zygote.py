@@ -64,10 +64,12 @@ def die_with_parent() -> None:
 
 
 class Zygote:
-    def __init__(self, data_dir: str, tenant: str, memory_bytes: int) -> None:
+    def __init__(
+        self, data_dir: str, tenant: str, memory_bytes: int, secrets_dir: str | None = None
+    ) -> None:
         self.children: dict[int, Child] = {}  # the advances running now, by pid
         self.spare: Spare | None = None  # the next advance's child, forked ahead
-        self.box = worker.Sandbox(data_dir, tenant, memory_bytes, seccomp.Filter())
+        self.box = worker.Sandbox(data_dir, tenant, memory_bytes, seccomp.Filter(), secrets_dir)
         with tempfile.TemporaryDirectory() as scratch:
             worker.warm_up(scratch)
 
@@ -374,6 +376,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", required=True, help="the tenant's data directory")
     parser.add_argument("--tenant", required=True)
     parser.add_argument("--memory-bytes", type=int, default=1 << 30, help="per advance")
+    parser.add_argument("--secrets", help="the Tenant's Secrets, one read-only dir each")
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--listen", help="unix socket path to accept connections on")
     where.add_argument("--fd", type=int, help="inherited control socket passing connections")
@@ -381,7 +384,8 @@ def main(argv: list[str] | None = None) -> None:
     os.chdir("/")
     harden_self()
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    serve(Zygote(args.data, args.tenant, args.memory_bytes), listen=args.listen, control_fd=args.fd)
+    zygote = Zygote(args.data, args.tenant, args.memory_bytes, args.secrets)
+    serve(zygote, listen=args.listen, control_fd=args.fd)
 
 
 if __name__ == "__main__":

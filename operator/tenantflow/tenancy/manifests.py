@@ -289,6 +289,7 @@ def sandbox_service(tenant: Tenant) -> dict[str, Any]:
 RUNNER_UID = 10002  # the runner container: holds the key, never runs tenant code
 WORKER_UID = 10001  # the worker container: tenant code, the data volume
 ZYGOTE_SOCKET = "/run/tenantflow/zygote.sock"
+SECRETS_DIR = "/var/run/secrets/tenantflow"  # one read-only directory per Secret
 
 
 def _container(
@@ -323,6 +324,8 @@ def sandbox_statefulset(tenant: Tenant, settings: OperatorSettings) -> dict[str,
     """
     box, name = tenant.spec.sandbox, tenant.metadata.name
     pod_labels = labels(name, **{"app.kubernetes.io/name": SANDBOX})
+    # the runner reads them too: it masks their values in every answer
+    secrets = [(f"secret-{i}", f"{SECRETS_DIR}/{s}", True) for i, s in enumerate(box.secrets)]
     runner = _container(
         "runner",
         RUNNER_UID,
@@ -334,8 +337,9 @@ def sandbox_statefulset(tenant: Tenant, settings: OperatorSettings) -> dict[str,
                 if settings.isolation_canary
                 else ()
             ),
+            *(("--secrets", SECRETS_DIR) if box.secrets else ()),
         ],
-        [("key", "/etc/tenantflow/key", True), ("run", "/run/tenantflow", False)],
+        [("key", "/etc/tenantflow/key", True), ("run", "/run/tenantflow", False), *secrets],
     )
     runner["image"] = settings.sandbox_image
     runner["ports"] = [{"name": "runner", "containerPort": SANDBOX_PORT}]
@@ -356,8 +360,14 @@ def sandbox_statefulset(tenant: Tenant, settings: OperatorSettings) -> dict[str,
         [
             *("-m", "tenantflow.sandbox.zygote", "--tenant", name, "--data", "/data"),
             *("--listen", ZYGOTE_SOCKET),
+            *(("--secrets", SECRETS_DIR) if box.secrets else ()),
         ],
-        [("data", "/data", False), ("tmp", "/tmp", False), ("run", "/run/tenantflow", False)],
+        [
+            ("data", "/data", False),
+            ("tmp", "/tmp", False),
+            ("run", "/run/tenantflow", False),
+            *secrets,
+        ],
     )
     worker["image"] = settings.sandbox_image
     worker["resources"] = {
@@ -391,6 +401,12 @@ def sandbox_statefulset(tenant: Tenant, settings: OperatorSettings) -> dict[str,
                 # every container), mounted nowhere else
                 "secret": {"secretName": HMAC_SECRET, "defaultMode": 0o440},
             },
+            *(
+                # optional: a Secret the platform has not created yet is an empty directory
+                # and a clear error where tenant code reads it, not a pod that cannot start
+                {"name": vol, "secret": {"secretName": s, "defaultMode": 0o440, "optional": True}}
+                for (vol, _, _), s in zip(secrets, box.secrets, strict=True)
+            ),
         ],
     }
     if box.runtime_class_name:

@@ -42,8 +42,9 @@ def test_modules_import_each_other_and_are_forgotten_after_the_advance() -> None
 
 
 def test_a_file_named_like_a_standard_module_is_refused_before_it_can_hide_it() -> None:
-    with pytest.raises(WorkflowDefinitionError, match="'json.py' would hide"), workflow_modules(
-        {"json.py": "x = 1\n"}
+    with (
+        pytest.raises(WorkflowDefinitionError, match=r"'json\.py' would hide"),
+        workflow_modules({"json.py": "x = 1\n"}),
     ):
         pass
     assert not check(Code({"json.py": "", "main.py": "async def run(e, s): pass\n"}, "main")).ok
@@ -54,7 +55,7 @@ def test_errors_name_the_file() -> None:
     result = check(Code(broken, "main"))
     assert (result.ok, result.reason) == (False, "SyntaxError")
     assert result.message.startswith("steps.py line 1"), result.message
-    with workflow_modules(broken, "ci"), pytest.raises(WorkflowSyntaxError, match="steps.py"):
+    with workflow_modules(broken, "ci"), pytest.raises(WorkflowSyntaxError, match=r"steps\.py"):
         load_main("main")
     raising = {**FILES, "steps.py": "raise RuntimeError('no network here')\n"}
     with workflow_modules(raising, "ci"), pytest.raises(WorkflowImportError, match="no network"):
@@ -91,7 +92,9 @@ def test_revision_data_round_trips_and_old_revisions_still_read() -> None:
 
 def test_diff_is_per_file() -> None:
     old = Code(FILES, "main")
-    new = Code({**{k: v for k, v in FILES.items() if k != "steps.py"}, "util.py": "y = 2\n"}, "main")
+    new = Code(
+        {**{k: v for k, v in FILES.items() if k != "steps.py"}, "util.py": "y = 2\n"}, "main"
+    )
     new = Code({**new.files, "helpers.py": FILES["helpers.py"].replace("hello", "hi")}, "main")
     out = code_diff(old, new, "ci@1", "ci@2")
     assert "--- ci@1/helpers.py\n+++ ci@2/helpers.py" in out
