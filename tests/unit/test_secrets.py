@@ -65,7 +65,7 @@ def test_what_is_missing_is_a_clear_error(secrets: Secrets, name: str, key: str,
 
 
 def test_a_sandbox_without_secrets_says_where_they_come_from() -> None:
-    with pytest.raises(SecretNotFound, match="spec.sandbox.secrets"):
+    with pytest.raises(SecretNotFound, match=r"spec\.sandbox\.secrets"):
         Secrets(None)["git"]
 
 
