@@ -146,3 +146,31 @@ def test_phase_and_ready_reason(observed: status.Observed, phase: str, reason: s
     got_phase, conds = status.conditions(observed)
     assert got_phase == phase
     assert conds[0].type == "Ready" and conds[0].reason == reason
+
+
+def test_a_tenant_image_runs_only_when_the_operator_allows_it() -> None:
+    settings = manifests.OperatorSettings(
+        sandbox_image="reg/sandbox:1", allowed_images=("reg/sandboxes/*",)
+    )
+
+    def sandbox_images(image: str | None) -> list[str]:
+        objs = manifests.owned_objects(tenant(sandbox={"image": image}), settings)
+        return [
+            c["image"]
+            for o in objs
+            if o["kind"] == "StatefulSet"
+            for c in o["spec"]["template"]["spec"]["containers"]
+        ]
+
+    assert sandbox_images(None) == ["reg/sandbox:1"] * 2
+    assert sandbox_images("reg/sandbox:1") == ["reg/sandbox:1"] * 2
+    assert sandbox_images("reg/sandboxes/ci:3") == ["reg/sandboxes/ci:3"] * 2
+    # refused: the StatefulSet is not applied at all, so the running sandbox keeps its image
+    assert sandbox_images("evil.example.com/miner:1") == []
+    problem = settings.image_problem("evil.example.com/miner:1")
+    assert problem is not None and "reg/sandboxes/*" in problem and "allowedImages" in problem
+    phase, conds = status.conditions(status.Observed(refused_image=problem, sandbox_ready=1))
+    by_type = {c.type: c for c in conds}
+    assert phase == "Degraded"
+    assert by_type["Ready"].reason == by_type["SandboxReady"].reason == "ImageNotAllowed"
+    assert by_type["SandboxReady"].message == problem

@@ -115,6 +115,14 @@ class SandboxSpec(Model):
     resources: Resources = Field(
         default_factory=Resources, description="Sandbox container resources."
     )
+    image: str | None = Field(
+        None,
+        min_length=1,
+        max_length=512,
+        description="The sandbox image, for tenant code that needs libraries beyond the "
+        "standard library (build it on the tenantflow sandbox image); it must match the "
+        "operator's allow-list (the chart's sandbox.allowedImages). Default: the operator's.",
+    )
     runtime_class_name: str | None = Field(
         None, max_length=253, description="RuntimeClass (e.g. gvisor, kata) where available."
     )

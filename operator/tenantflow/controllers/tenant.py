@@ -93,17 +93,20 @@ async def reconcile(
     except ApiException as exc:
         error = f"applying tenant objects failed: {exc.status} {exc.reason}: {message(exc)}"
         log.warning("apply failed", tenant=name, error=error)
-    observed = await _observe(kube, tenant, error)
+    observed = await _observe(kube, settings, tenant, error)
     await _write_status(kube, body, observed, usage(name))
 
 
-async def _observe(kube: KubeApi, tenant: Tenant, error: str | None) -> status.Observed:
+async def _observe(
+    kube: KubeApi, settings: OperatorSettings, tenant: Tenant, error: str | None
+) -> status.Observed:
     ns_name = manifests.namespace_of(tenant.metadata.name)
     ns = await kube.get("v1", "Namespace", ns_name)
     pvc = await kube.get("v1", "PersistentVolumeClaim", manifests.PVC, ns_name)
     sts = await kube.get("apps/v1", "StatefulSet", manifests.SANDBOX, ns_name)
     quota = await kube.get("v1", "ResourceQuota", "tenant-quota", ns_name)
     return status.Observed(
+        refused_image=settings.image_problem(tenant.spec.sandbox.image),
         namespace_phase=(ns or {}).get("status", {}).get("phase"),
         quota_counted=_quota_counted(quota),
         pvc_phase=(pvc or {}).get("status", {}).get("phase"),

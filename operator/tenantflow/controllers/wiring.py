@@ -105,6 +105,11 @@ def settings_from_env() -> tuple[OperatorSettings, InstanceSettings]:
             namespace=env("TENANTFLOW_NAMESPACE", defaults.namespace),
             sandbox_image=env("TENANTFLOW_SANDBOX_IMAGE", defaults.sandbox_image),
             isolation_canary=env("TENANTFLOW_ISOLATION_CANARY", defaults.isolation_canary),
+            allowed_images=tuple(
+                p.strip()
+                for p in env("TENANTFLOW_ALLOWED_SANDBOX_IMAGES", "").split(",")
+                if p.strip()
+            ),
         ),
         InstanceSettings(
             finished_ttl=float(env("TENANTFLOW_FINISHED_TTL_SECONDS", instance.finished_ttl)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,22 @@ class OperatorSettings:
     # an address every sandbox's NetworkPolicy denies; runners run no tenant code while it
     # answers ("kubernetes": the API server's service; "" turns the check off)
     isolation_canary: str = "kubernetes"
+    # images a Tenant may choose (spec.sandbox.image), as fnmatch patterns; the default
+    # sandbox image is always allowed
+    allowed_images: tuple[str, ...] = ()
+
+    def image_problem(self, image: str | None) -> str | None:
+        """Why a Tenant may not run `image` (None: it may)."""
+        if image is None or image == self.sandbox_image:
+            return None
+        if any(fnmatch.fnmatchcase(image, pattern) for pattern in self.allowed_images):
+            return None
+        allowed = ", ".join(self.allowed_images) or "none besides the default"
+        return (
+            f"spec.sandbox.image {image!r} is not allowed by this operator (allowed: "
+            f"{allowed}); use an allowed image, or add a pattern to the chart's "
+            "sandbox.allowedImages. The sandbox keeps its current image"
+        )
 
 
 def namespace_of(tenant_name: str) -> str:
@@ -341,7 +358,8 @@ def sandbox_statefulset(tenant: Tenant, settings: OperatorSettings) -> dict[str,
         ],
         [("key", "/etc/tenantflow/key", True), ("run", "/run/tenantflow", False), *secrets],
     )
-    runner["image"] = settings.sandbox_image
+    image = box.image or settings.sandbox_image
+    runner["image"] = image
     runner["ports"] = [{"name": "runner", "containerPort": SANDBOX_PORT}]
     # every second: the operator sends a new tenant's first advance as soon as the pod is
     # Ready, and the default 10 s period would add up to 10 s to every sandbox start
@@ -369,7 +387,7 @@ def sandbox_statefulset(tenant: Tenant, settings: OperatorSettings) -> dict[str,
             *secrets,
         ],
     )
-    worker["image"] = settings.sandbox_image
+    worker["image"] = image
     worker["resources"] = {
         "requests": dict(box.resources.requests),
         "limits": dict(box.resources.limits),
@@ -425,7 +443,9 @@ def sandbox_statefulset(tenant: Tenant, settings: OperatorSettings) -> dict[str,
 
 
 def owned_objects(tenant: Tenant, settings: OperatorSettings) -> list[dict[str, Any]]:
-    """Everything reconciled by server-side apply, namespace first (order matters)."""
+    """Everything reconciled by server-side apply, namespace first (order matters). A
+    sandbox whose image the operator refuses is left as it is (the status says why)."""
+    refused = settings.image_problem(tenant.spec.sandbox.image) is not None
     return [
         namespace(tenant),
         resource_quota(tenant),
@@ -434,5 +454,5 @@ def owned_objects(tenant: Tenant, settings: OperatorSettings) -> list[dict[str, 
         service_account(tenant),
         *roles(tenant),
         sandbox_service(tenant),
-        sandbox_statefulset(tenant, settings),
+        *([] if refused else [sandbox_statefulset(tenant, settings)]),
     ]

@@ -19,6 +19,7 @@ class Observed:
     sandbox_ready: int = 0
     sandbox_wanted: int = 1
     error: str | None = None  # an API error while applying
+    refused_image: str | None = None  # why spec.sandbox.image was not applied
 
 
 def conditions(o: Observed) -> tuple[str, list[ConditionUpdate]]:
@@ -54,6 +55,15 @@ def conditions(o: Observed) -> tuple[str, list[ConditionUpdate]]:
             f"{o.sandbox_ready}/{o.sandbox_wanted} sandbox replicas ready",
         ),
     ]
+    if o.refused_image:
+        refused = ConditionUpdate(
+            ConditionType.SANDBOX_READY, False, "ImageNotAllowed", o.refused_image
+        )
+        return "Degraded", [
+            ConditionUpdate(ConditionType.READY, False, "ImageNotAllowed", o.refused_image),
+            *(c for c in conds if c.type != ConditionType.SANDBOX_READY),
+            refused,
+        ]
     if o.error:
         return "Degraded", [
             ConditionUpdate(ConditionType.READY, False, "ApplyFailed", o.error),

@@ -47,6 +47,7 @@ DEBIAN_SUITE = "bookworm"
 DEBIAN_PACKAGES = ("python3", "libseccomp2")
 NONROOT = WORKER_UID  # the operator and the sandbox worker run as this uid
 PAUSE_SOURCE = Path(__file__).with_name("pause.c")
+EXAMPLE_REQUIREMENTS = PROJECT_ROOT / "examples" / "sandbox-image" / "requirements.txt"
 _EPOCH = 946684800  # layer file times: fixed, so equal inputs give equal layers
 
 
@@ -162,33 +163,44 @@ def _mirrors() -> list[str]:
 def deps_layer() -> Path:
     """The runtime dependencies, pinned to what this venv runs (what the tests ran)."""
     meta = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
-    requirements: list[str] = list(meta["dependencies"])
     frozen = subprocess.run(
         [sys.executable, "-m", "pip", "freeze", "--exclude-editable"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    key = _digest(*requirements, frozen, sys.version)
+    return _pip_layer("deps", list(meta["dependencies"]), frozen)
+
+
+def example_libraries_layer() -> Path:
+    """The libraries of the example sandbox image (examples/sandbox-image/requirements.txt),
+    on top of the sandbox image: what a platform does to give a tenant its own libraries."""
+    return _pip_layer("example-libs", ["-r", str(EXAMPLE_REQUIREMENTS)], "")
+
+
+def _pip_layer(kind: str, requirements: list[str], constraints: str) -> Path:
+    """`pip install --target` into the image's site-packages, byte-compiled, cached."""
+    inputs = [Path(r).read_text() for r in requirements if Path(r).is_file()]
+    key = _digest(*requirements, *inputs, constraints, sys.version)
 
     def build(target: Path) -> None:
-        with tempfile.TemporaryDirectory(prefix="tenantflow-deps-") as tmp:
+        with tempfile.TemporaryDirectory(prefix=f"tenantflow-{kind}-") as tmp:
             site = Path(tmp) / "site"
-            constraints = Path(tmp) / "constraints.txt"
-            constraints.write_text(frozen)
+            pinned = Path(tmp) / "constraints.txt"
+            pinned.write_text(constraints)
             _run(
                 [
                     *(sys.executable, "-m", "pip", "install", "--quiet", "--no-compile"),
                     *("--disable-pip-version-check", "--target", str(site)),
-                    *("--constraint", str(constraints), *requirements),
+                    *("--constraint", str(pinned), *requirements),
                 ],
-                "installing the Python dependencies for the image",
+                f"installing the Python packages of the image layer {kind!r}",
             )
             shutil.rmtree(site / "bin", ignore_errors=True)  # console scripts name a host path
             _compile(site, f"/{SITE}")
             _write_tar(target, [(site, SITE)])
 
-    return _cached_layer("deps", key, build)
+    return _cached_layer(kind, key, build)
 
 
 def app_layer() -> Path:
@@ -333,6 +345,11 @@ def definitions() -> dict[str, tuple[list[Callable[[], Path]], dict[str, object]
         # one image, two containers (runner and worker); `-I`: nothing from the working
         # directory or the environment is ever imported
         "sandbox": (python, _config(NONROOT, ["python3", "-I"], [], PYTHON_ENV)),
+        # a platform's own sandbox image: the sandbox plus libraries for its tenants
+        "sandbox-example": (
+            [*python, example_libraries_layer],
+            _config(NONROOT, ["python3", "-I"], [], PYTHON_ENV),
+        ),
         "pause": ([pause_layer], _config(65535, ["/pause"], [], [])),
     }
 

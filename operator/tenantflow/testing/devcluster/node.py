@@ -53,7 +53,7 @@ ROUTER_USER = "tenantflow:kube-router"  # its client certificate's name, bound r
 CNI_BIN = "/usr/lib/cni"
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 CONTAINERD_NS = "k8s.io"
-NODE_IMAGES = ("pause", "operator", "sandbox")
+NODE_IMAGES = ("pause", "operator", "sandbox", "sandbox-example")
 PACKAGES = {  # binary -> Debian package, for a clear message when one is missing
     "containerd": "containerd",
     "runc": "runc",

@@ -54,6 +54,7 @@ class OperatorProcess:
             TENANTFLOW_LOG_FORMAT="json",
             TENANTFLOW_SANDBOX_TRANSPORT=self.sandboxes,
             TENANTFLOW_SANDBOX_IMAGE=images.ref("sandbox"),
+            TENANTFLOW_ALLOWED_SANDBOX_IMAGES=f"{images.REPOSITORY}/*",
         )
         argv = [
             sys.executable,
