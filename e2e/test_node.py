@@ -22,7 +22,7 @@ from kubernetes import client
 
 from conftest import wait_for
 from e2e.conftest import Tenant
-from tenantflow.testing.devcluster import DevCluster, node
+from tenantflow.testing.devcluster import DevCluster, images, node
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 pytestmark = pytest.mark.node
@@ -252,3 +252,42 @@ def test_secrets_are_read_only_files_for_tenant_code_and_masked_in_the_status(
     events = tenant.core.list_namespaced_event(tenant.ns).items
     seen = json.dumps([tenant.get(inst), [e.message for e in events]], default=str)
     assert SECRET_TOKEN not in seen and "***" in seen
+
+
+IMPORTS = """
+import importlib.util
+async def run(event, step):
+    return await step.do("find", lambda: importlib.util.find_spec("semver") is not None)
+"""
+
+
+def test_a_platform_image_gives_its_libraries_and_a_refused_image_changes_nothing(
+    tenant_factory: Callable[..., Tenant],
+) -> None:
+    own = tenant_factory(sandbox={"image": images.ref("sandbox-example")})
+    plain = tenant_factory()
+    for tenant, expected in ((own, True), (plain, False)):
+        tenant.define("imports", IMPORTS)
+        tenant.wait_revision("imports", 1)
+        status = tenant.wait_phase(tenant.start("imports"), "Complete", "Errored", timeout=120)
+        assert status.get("output") is expected, (tenant.name, status)
+    running = sandbox_pod(plain)
+    plain.custom.patch_cluster_custom_object(
+        "tenantflow.dev",
+        "v1alpha1",
+        "tenants",
+        plain.name,
+        {"spec": {"sandbox": {"image": "evil.example.com/miner:1"}}},
+    )
+
+    def refused() -> dict[str, Any] | None:
+        t = plain.custom.get_cluster_custom_object(
+            "tenantflow.dev", "v1alpha1", "tenants", plain.name
+        )
+        conds = {c["type"]: c for c in (t.get("status") or {}).get("conditions") or []}
+        return conds.get("SandboxReady") if t["status"].get("phase") == "Degraded" else None
+
+    cond = wait_for(refused, "the Tenant Degraded by its refused image", 60)
+    assert cond["reason"] == "ImageNotAllowed" and "allowedImages" in cond["message"]
+    assert sandbox_pod(plain).metadata.uid == running.metadata.uid, "the sandbox kept running"
+    assert all(c.image == images.ref("sandbox") for c in sandbox_pod(plain).spec.containers)
