@@ -8,6 +8,7 @@ probed from inside the sandbox by tenant code, where an attacker would stand.
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
 import os
 import socket
@@ -291,3 +292,85 @@ def test_a_platform_image_gives_its_libraries_and_a_refused_image_changes_nothin
     assert cond["reason"] == "ImageNotAllowed" and "allowedImages" in cond["message"]
     assert sandbox_pod(plain).metadata.uid == running.metadata.uid, "the sandbox kept running"
     assert all(c.image == images.ref("sandbox") for c in sandbox_pod(plain).spec.containers)
+
+
+GIT_IP = "10.246.8.1"  # another address on the node bridge, for the egress proxy's upstream
+
+
+@pytest.fixture
+def http_server() -> Iterator[int]:
+    """An HTTP server on an address this test adds to the node bridge (never routed out)."""
+
+    class Hello(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = f"hello from {self.headers['Host']}{self.path}".encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    subprocess.run(["ip", "addr", "add", f"{GIT_IP}/32", "dev", node.NODE_BRIDGE], check=True)
+    server = http.server.ThreadingHTTPServer((GIT_IP, 0), Hello)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+    subprocess.run(["ip", "addr", "del", f"{GIT_IP}/32", "dev", node.NODE_BRIDGE], check=False)
+
+
+FETCH = """
+import socket
+import urllib.request
+
+def fetch(url):
+    try:
+        return urllib.request.urlopen(url, timeout=20).read().decode()
+    except Exception as exc:
+        return f"refused: {exc}"
+
+def direct(host, port):
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+        return "open"
+    except OSError as exc:
+        return f"blocked: {type(exc).__name__}"
+
+async def run(event, step):
+    p = event["payload"]
+    port, out = p["port"], {}
+    for host in ("git.tenantflow.test", "other.tenantflow.test", "node.tenantflow.test"):
+        out[host] = await step.do(host, lambda h=host: fetch(f"http://{h}:{port}/repo.git"))
+    out["direct"] = await step.do("direct", lambda: direct(p["ip"], port))
+    return out
+"""
+
+
+def test_egress_by_host_name_goes_through_the_proxy_and_only_there(
+    tenant_factory: Callable[..., Tenant], http_server: int
+) -> None:
+    hosts = [
+        {"host": "git.tenantflow.test", "ports": [http_server], "addresses": [GIT_IP]},
+        # allowed by name, but pinned into the cluster (the node): the proxy refuses it
+        {"host": "node.tenantflow.test", "ports": [http_server], "addresses": [node.NODE_IP]},
+    ]
+    tenant = tenant_factory(sandbox={"egressHosts": hosts})
+    tenant.define("fetch", FETCH)
+    tenant.wait_revision("fetch", 1)
+    inst = tenant.start("fetch", {"port": http_server, "ip": GIT_IP})
+    status = tenant.wait_phase(inst, "Complete", "Errored", timeout=180)
+    assert status["phase"] == "Complete", status
+    out = status["output"]
+    assert out["git.tenantflow.test"] == f"hello from git.tenantflow.test:{http_server}/repo.git"
+    assert "403" in out["other.tenantflow.test"], out
+    assert "not in the tenant's egress allow-list" in out["other.tenantflow.test"]
+    assert "protected ranges" in out["node.tenantflow.test"], out
+    assert out["direct"].startswith("blocked"), "nothing but the proxy is reachable"
+    proxy = next(
+        p
+        for p in tenant.core.list_namespaced_pod(tenant.ns).items
+        if p.metadata.labels.get("app.kubernetes.io/name") == "egress-proxy"
+    )
+    log = tenant.core.read_namespaced_pod_log(proxy.metadata.name, tenant.ns)
+    audit = [json.loads(line) for line in log.splitlines() if "egress denied" in line]
+    assert {a["host"] for a in audit} == {"other.tenantflow.test", "node.tenantflow.test"}

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tenantflow.api.tenant import Tenant
+from tenantflow.controllers.tenant import reconcile
 from tenantflow.tenancy import manifests, status
+from tenantflow.testing.fake_kube import FakeKube
+from tenantflow.vocabulary import API_VERSION, TENANT
 
 pytestmark = pytest.mark.unit
 
@@ -148,29 +153,100 @@ def test_phase_and_ready_reason(observed: status.Observed, phase: str, reason: s
     assert conds[0].type == "Ready" and conds[0].reason == reason
 
 
-def test_a_tenant_image_runs_only_when_the_operator_allows_it() -> None:
-    settings = manifests.OperatorSettings(
-        sandbox_image="reg/sandbox:1", allowed_images=("reg/sandboxes/*",)
+SETTINGS = manifests.OperatorSettings(
+    sandbox_image="reg/sandbox:1",
+    allowed_images=("reg/sandboxes/*",),
+    protected_cidrs=("10.245.0.0/16", "10.96.0.0/12", "10.246.0.1/32"),
+)
+
+
+CUT = ["10.245.0.0/16", "10.246.0.1/32", "10.96.0.0/12"]  # the protected ranges, sorted
+
+
+async def reconciled(**sandbox: Any) -> FakeKube:
+    """One reconcile of the Tenant controller against the in-memory API."""
+    kube = FakeKube()
+    body = tenant(sandbox=sandbox).model_dump(by_alias=True, exclude_none=True)
+    kube.put({**body, "apiVersion": API_VERSION, "kind": TENANT})
+    await reconcile(kube, SETTINGS, lambda _: {}, "acme")
+    return kube
+
+
+def sandbox_images(kube: FakeKube) -> list[str]:
+    sts = kube.read("apps/v1", "StatefulSet", manifests.SANDBOX, "tenant-acme")
+    return [c["image"] for c in sts["spec"]["template"]["spec"]["containers"]] if sts else []
+
+
+def tenant_conditions(kube: FakeKube) -> tuple[str, dict[str, Any]]:
+    st = kube.read(API_VERSION, TENANT, "acme")["status"]
+    return st["phase"], {c["type"]: c for c in st["conditions"]}
+
+
+async def test_a_tenant_image_runs_only_when_the_operator_allows_it() -> None:
+    assert sandbox_images(await reconciled()) == ["reg/sandbox:1"] * 2
+    assert sandbox_images(await reconciled(image="reg/sandbox:1")) == ["reg/sandbox:1"] * 2
+    assert (
+        sandbox_images(await reconciled(image="reg/sandboxes/ci:3")) == ["reg/sandboxes/ci:3"] * 2
+    )
+    # refused: the StatefulSet is not applied at all, so a running sandbox keeps its image
+    kube = await reconciled(image="evil.example.com/miner:1")
+    assert sandbox_images(kube) == []
+    phase, conds = tenant_conditions(kube)
+    assert phase == "Degraded"
+    assert conds["Ready"]["reason"] == conds["SandboxReady"]["reason"] == "ImageNotAllowed"
+    assert "reg/sandboxes/*" in conds["SandboxReady"]["message"]
+    assert "allowedImages" in conds["SandboxReady"]["message"]
+
+
+async def test_egress_cidrs_never_cover_the_clusters_own_ranges() -> None:
+    kube = await reconciled(egress=["10.0.0.0/8", "203.0.113.0/24", "10.245.3.0/24"])
+    policy = kube.read("networking.k8s.io/v1", "NetworkPolicy", "allow-egress", "tenant-acme")
+    assert policy["spec"]["egress"] == [
+        {
+            "to": [
+                {
+                    "ipBlock": {
+                        "cidr": "10.0.0.0/8",
+                        "except": ["10.245.0.0/16", "10.246.0.1/32", "10.96.0.0/12"],
+                    }
+                },
+                {"ipBlock": {"cidr": "203.0.113.0/24"}},
+            ]
+        }
+    ]
+    phase, conds = tenant_conditions(kube)  # the entry inside the pod network: refused, said
+    assert phase == "Degraded" and conds["Ready"]["reason"] == "EgressRefused"
+    assert (
+        "10.245.3.0/24" in conds["Ready"]["message"] and "egressHosts" in conds["Ready"]["message"]
     )
 
-    def sandbox_images(image: str | None) -> list[str]:
-        objs = manifests.owned_objects(tenant(sandbox={"image": image}), settings)
-        return [
-            c["image"]
-            for o in objs
-            if o["kind"] == "StatefulSet"
-            for c in o["spec"]["template"]["spec"]["containers"]
-        ]
 
-    assert sandbox_images(None) == ["reg/sandbox:1"] * 2
-    assert sandbox_images("reg/sandbox:1") == ["reg/sandbox:1"] * 2
-    assert sandbox_images("reg/sandboxes/ci:3") == ["reg/sandboxes/ci:3"] * 2
-    # refused: the StatefulSet is not applied at all, so the running sandbox keeps its image
-    assert sandbox_images("evil.example.com/miner:1") == []
-    problem = settings.image_problem("evil.example.com/miner:1")
-    assert problem is not None and "reg/sandboxes/*" in problem and "allowedImages" in problem
-    phase, conds = status.conditions(status.Observed(refused_image=problem, sandbox_ready=1))
-    by_type = {c.type: c for c in conds}
-    assert phase == "Degraded"
-    assert by_type["Ready"].reason == by_type["SandboxReady"].reason == "ImageNotAllowed"
-    assert by_type["SandboxReady"].message == problem
+async def test_egress_hosts_get_a_proxy_the_sandbox_can_only_go_through() -> None:
+    kube = await reconciled(
+        egressHosts=[{"host": "git.example.com", "ports": [443, 80], "addresses": ["203.0.113.9"]}]
+    )
+    ns = "tenant-acme"
+    kube.objects[("v1", "Service", ns, "egress-proxy")]["spec"]["clusterIP"] = "10.96.0.77"
+    await reconcile(kube, SETTINGS, lambda _: {}, "acme")  # as the next event would
+    proxy = kube.read("apps/v1", "Deployment", "egress-proxy", ns)["spec"]["template"]["spec"]
+    (ctr,) = proxy["containers"]
+    assert ctr["image"] == "reg/sandbox:1", "the platform's image, never the tenant's"
+    args = " ".join(ctr["args"])
+    assert "--allow git.example.com:443,80 --pin git.example.com=203.0.113.9" in args
+    assert "--protect 10.245.0.0/16 --protect 10.96.0.0/12 --protect 10.246.0.1/32" in args
+    worker = next(
+        c
+        for c in kube.read("apps/v1", "StatefulSet", "sandbox", ns)["spec"]["template"]["spec"][
+            "containers"
+        ]
+        if c["name"] == "worker"
+    )
+    assert {e["name"]: e["value"] for e in worker["env"]}["HTTPS_PROXY"] == "http://10.96.0.77:3128"
+    to_proxy = kube.read(
+        "networking.k8s.io/v1", "NetworkPolicy", "allow-sandbox-to-egress-proxy", ns
+    )
+    assert to_proxy["spec"]["egress"][0]["to"] == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "egress-proxy"}}}
+    ]
+    out = kube.read("networking.k8s.io/v1", "NetworkPolicy", "egress-proxy", ns)["spec"]["egress"]
+    assert {"cidr": "0.0.0.0/0", "except": CUT} in [t["ipBlock"] for t in out[0]["to"]]

@@ -21,6 +21,7 @@ from tenantflow.engine.secrets import SECRET_NAME
 from tenantflow.vocabulary import NAMESPACE_PREFIX, Limits
 
 MAX_SECRETS = 16
+EGRESS_HOST = r"^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 MAX_TENANT_NAME = 56  # the namespace is tenant-<name>, at most 63 characters
 
 
@@ -108,6 +109,36 @@ class Resources(Model):
     )
 
 
+class EgressHost(Model):
+    """A host tenant code may reach through its egress proxy."""
+
+    host: str = Field(
+        max_length=253,
+        pattern=EGRESS_HOST,
+        description="Host name (lower case), or *.domain for any subdomain of domain.",
+    )
+    ports: list[int] = Field(
+        default_factory=lambda: [443],
+        min_length=1,
+        max_length=16,
+        description="TCP ports allowed on that host.",
+        json_schema_extra={"items": {"type": "integer", "minimum": 1, "maximum": 65535}},
+    )
+    addresses: list[str] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Pin the host to these IP addresses instead of asking DNS (a host "
+        "without DNS; no DNS rebinding). Addresses inside the cluster are refused anyway.",
+        json_schema_extra={
+            "items": {
+                "type": "string",
+                "maxLength": 45,
+                **cel(rule("isIP(self)", "egressHosts[].addresses must be IP addresses")),
+            }
+        },
+    )
+
+
 class SandboxSpec(Model):
     """The per-tenant sandbox that runs the tenant's workflow code."""
 
@@ -137,10 +168,17 @@ class SandboxSpec(Model):
             "x-kubernetes-list-type": "set",
         },
     )
+    egress_hosts: list[EgressHost] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Host names tenant code may reach, through the tenant's egress proxy "
+        "(HTTPS_PROXY/HTTP_PROXY in the sandbox); anything else is refused by the proxy.",
+    )
     egress: list[str] = Field(
         default_factory=list,
         max_length=32,
-        description="CIDRs tenant code may reach; empty means no egress at all.",
+        description="CIDRs tenant code may reach directly; empty means none. The cluster's "
+        "own ranges (the operator's protected CIDRs) are cut out of every entry.",
         json_schema_extra={
             "items": {
                 "type": "string",

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from tenantflow.engine.loader import SINGLE_MODULE
 from tenantflow.errors import TenantflowError
 from tenantflow.kube.client import ApiException, Kube, message
 from tenantflow.lifecycle.revisions import DEFINITION_LABEL
@@ -394,6 +395,7 @@ def code_diff(a: Code, b: Code, label_a: str, label_b: str) -> str:
     """One unified diff per file that differs (added and removed files against nothing);
     a changed main module is said first."""
     out = [f"main module: {a.main} -> {b.main}\n"] if a.main != b.main else []
+    single = a.files.keys() == b.files.keys() == {f"{SINGLE_MODULE}.py"}  # label as before
     for file in sorted(set(a.files) | set(b.files)):
         old, new = a.files.get(file), b.files.get(file)
         if old == new:
@@ -402,8 +404,8 @@ def code_diff(a: Code, b: Code, label_a: str, label_b: str) -> str:
             difflib.unified_diff(
                 (old or "").splitlines(keepends=True),
                 (new or "").splitlines(keepends=True),
-                f"{label_a}/{file}" if old is not None else "/dev/null",
-                f"{label_b}/{file}" if new is not None else "/dev/null",
+                (label_a if single else f"{label_a}/{file}") if old is not None else "/dev/null",
+                (label_b if single else f"{label_b}/{file}") if new is not None else "/dev/null",
             )
         )
     return "".join(out).rstrip("\n")

@@ -22,7 +22,7 @@ from tenantflow.durations import parse_time
 from tenantflow.kube import events
 from tenantflow.kube.client import ApiException, KubeApi, message
 from tenantflow.observability.logging import get_logger
-from tenantflow.tenancy import manifests, status
+from tenantflow.tenancy import egress, manifests, status
 from tenantflow.tenancy.manifests import OperatorSettings
 from tenantflow.vocabulary import API_VERSION, FINISHED, INSTANCE, TENANT, ConditionType
 
@@ -40,6 +40,7 @@ OWNED = (
     ("", "v1", "secrets"),
     ("", "v1", "persistentvolumeclaims"),
     ("apps", "v1", "statefulsets"),
+    ("apps", "v1", "deployments"),
     ("networking.k8s.io", "v1", "networkpolicies"),
     ("rbac.authorization.k8s.io", "v1", "roles"),
     ("rbac.authorization.k8s.io", "v1", "rolebindings"),
@@ -85,20 +86,35 @@ async def reconcile(
         await _write_status(kube, body, observed, {})
         return
     error = None
+    refused = tuple(manifests.refusals(tenant, settings))
     try:
         for obj in manifests.owned_objects(tenant, settings):
             await kube.apply(obj)
+        if not any(reason == status.IMAGE_NOT_ALLOWED for reason, _ in refused):
+            proxy = await _proxy_host(kube, tenant)
+            await kube.apply(manifests.sandbox_statefulset(tenant, settings, proxy))
         await kube.create_if_missing(manifests.pvc(tenant))
         await kube.create_if_missing(manifests.hmac_secret(tenant, secrets.token_hex(32)))
     except ApiException as exc:
         error = f"applying tenant objects failed: {exc.status} {exc.reason}: {message(exc)}"
         log.warning("apply failed", tenant=name, error=error)
-    observed = await _observe(kube, settings, tenant, error)
+    observed = await _observe(kube, tenant, error, refused)
     await _write_status(kube, body, observed, usage(name))
 
 
+async def _proxy_host(kube: KubeApi, tenant: Tenant) -> str | None:
+    """The egress proxy Service's address, for the sandbox's proxy variables (a cluster
+    IP: it needs no cluster DNS)."""
+    if not tenant.spec.sandbox.egress_hosts:
+        return None
+    ns = manifests.namespace_of(tenant.metadata.name)
+    svc = await kube.get("v1", "Service", egress.PROXY, ns)
+    ip = ((svc or {}).get("spec") or {}).get("clusterIP")
+    return ip if ip and ip != "None" else None
+
+
 async def _observe(
-    kube: KubeApi, settings: OperatorSettings, tenant: Tenant, error: str | None
+    kube: KubeApi, tenant: Tenant, error: str | None, refused: tuple[tuple[str, str], ...]
 ) -> status.Observed:
     ns_name = manifests.namespace_of(tenant.metadata.name)
     ns = await kube.get("v1", "Namespace", ns_name)
@@ -106,7 +122,7 @@ async def _observe(
     sts = await kube.get("apps/v1", "StatefulSet", manifests.SANDBOX, ns_name)
     quota = await kube.get("v1", "ResourceQuota", "tenant-quota", ns_name)
     return status.Observed(
-        refused_image=settings.image_problem(tenant.spec.sandbox.image),
+        refused=refused,
         namespace_phase=(ns or {}).get("status", {}).get("phase"),
         quota_counted=_quota_counted(quota),
         pvc_phase=(pvc or {}).get("status", {}).get("phase"),

@@ -96,6 +96,11 @@ class Operator:
         await self.kube.close()
 
 
+def _listed(value: str) -> tuple[str, ...]:
+    """A comma-separated setting."""
+    return tuple(p for p in value.replace(" ", "").split(",") if p)
+
+
 def settings_from_env() -> tuple[OperatorSettings, InstanceSettings]:
     """The process's settings, read once at the edge (the chart sets these variables)."""
     defaults, instance = OperatorSettings(), InstanceSettings()

@@ -8,6 +8,7 @@ from typing import Any
 
 from tenantflow.api import API_VERSION
 from tenantflow.api.tenant import Tenant
+from tenantflow.tenancy import egress, status
 from tenantflow.vocabulary import GROUP, NAMESPACE_PREFIX
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "tenantflow"}
@@ -33,6 +34,9 @@ class OperatorSettings:
     # images a Tenant may choose (spec.sandbox.image), as fnmatch patterns; the default
     # sandbox image is always allowed
     allowed_images: tuple[str, ...] = ()
+    # the cluster's own ranges (pods, services, nodes): cut out of every egress CIDR and
+    # never reached through an egress proxy
+    protected_cidrs: tuple[str, ...] = ()
 
     def image_problem(self, image: str | None) -> str | None:
         """Why a Tenant may not run `image` (None: it may)."""
@@ -87,7 +91,7 @@ def namespace(tenant: Tenant) -> dict[str, Any]:
 
 def resource_quota(tenant: Tenant) -> dict[str, Any]:
     lim, box = tenant.spec.limits, tenant.spec.sandbox
-    pods = box.replicas + 2  # room for a rolling restart
+    pods = box.replicas + 2 + (1 if box.egress_hosts else 0)  # room for a rolling restart
     hard = {
         "pods": str(pods),
         "requests.storage": lim.storage,
@@ -156,15 +160,7 @@ def network_policies(tenant: Tenant, settings: OperatorSettings) -> list[dict[st
                 "policyTypes": ["Ingress"],
                 "ingress": [
                     {
-                        "from": [
-                            {
-                                "namespaceSelector": {
-                                    "matchLabels": {
-                                        "kubernetes.io/metadata.name": settings.namespace
-                                    }
-                                }
-                            }
-                        ],
+                        "from": [_operator_namespace(settings)],
                         "ports": [{"protocol": "TCP", "port": SANDBOX_PORT}],
                     }
                 ],
@@ -192,20 +188,108 @@ def network_policies(tenant: Tenant, settings: OperatorSettings) -> list[dict[st
             },
         ),
     ]
-    if tenant.spec.sandbox.egress:
+    blocks, _ = egress.cut(tenant.spec.sandbox.egress, settings.protected_cidrs)
+    if blocks:
         out.append(
             policy(
                 "allow-egress",
                 {
                     "podSelector": sandbox_pods,
                     "policyTypes": ["Egress"],
-                    "egress": [
-                        {"to": [{"ipBlock": {"cidr": c}} for c in tenant.spec.sandbox.egress]}
-                    ],
+                    "egress": [{"to": [{"ipBlock": b} for b in blocks]}],
                 },
             )
         )
+    if tenant.spec.sandbox.egress_hosts:
+        proxy_pods = {"matchLabels": {"app.kubernetes.io/name": egress.PROXY}}
+        out += [
+            policy(
+                "allow-sandbox-to-egress-proxy",
+                {
+                    "podSelector": sandbox_pods,
+                    "policyTypes": ["Egress"],
+                    "egress": [
+                        {
+                            "to": [{"podSelector": proxy_pods}],
+                            "ports": [{"protocol": "TCP", "port": egress.PROXY_PORT}],
+                        }
+                    ],
+                },
+            ),
+            policy(
+                egress.PROXY,
+                {
+                    "podSelector": proxy_pods,
+                    "policyTypes": ["Ingress", "Egress"],
+                    "ingress": [
+                        {
+                            "from": [{"podSelector": sandbox_pods}],
+                            "ports": [{"protocol": "TCP", "port": egress.PROXY_PORT}],
+                        },
+                        {
+                            "from": [_operator_namespace(settings)],
+                            "ports": [{"protocol": "TCP", "port": egress.PROXY_METRICS_PORT}],
+                        },
+                    ],
+                    "egress": egress.proxy_egress(settings.protected_cidrs),
+                },
+            ),
+        ]
     return out
+
+
+def _operator_namespace(settings: OperatorSettings) -> dict[str, Any]:
+    return {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": settings.namespace}}
+    }
+
+
+def egress_proxy(tenant: Tenant, settings: OperatorSettings) -> list[dict[str, Any]]:
+    """The tenant's egress proxy (only with spec.sandbox.egressHosts): a Deployment and the
+    Service whose address the sandbox's proxy variables name."""
+    if not tenant.spec.sandbox.egress_hosts:
+        return []
+    pod_labels = labels(tenant.metadata.name, **{"app.kubernetes.io/name": egress.PROXY})
+    selector = {"app.kubernetes.io/name": egress.PROXY}
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(tenant, egress.PROXY),
+            "spec": {
+                "selector": selector,
+                "ports": [{"name": "proxy", "port": egress.PROXY_PORT}],
+            },
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _meta(tenant, egress.PROXY),
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": selector},
+                "template": {
+                    "metadata": {"labels": pod_labels},
+                    "spec": egress.proxy_pod_spec(
+                        tenant, settings.sandbox_image, settings.protected_cidrs
+                    ),
+                },
+            },
+        },
+    ]
+
+
+def refusals(tenant: Tenant, settings: OperatorSettings) -> list[tuple[str, str]]:
+    """(reason, message) for each part of the Tenant's spec the operator does not apply."""
+    found = []
+    image = settings.image_problem(tenant.spec.sandbox.image)
+    if image:
+        found.append((status.IMAGE_NOT_ALLOWED, image))
+    _, refused = egress.cut(tenant.spec.sandbox.egress, settings.protected_cidrs)
+    if refused:
+        message = egress.refused_message(refused, settings.protected_cidrs)
+        found.append((status.EGRESS_REFUSED, message))
+    return found
 
 
 def service_account(tenant: Tenant) -> dict[str, Any]:
@@ -329,7 +413,9 @@ def _container(
     }
 
 
-def sandbox_statefulset(tenant: Tenant, settings: OperatorSettings) -> dict[str, Any]:
+def sandbox_statefulset(
+    tenant: Tenant, settings: OperatorSettings, proxy_host: str | None = None
+) -> dict[str, Any]:
     """Two containers, so that tenant code can reach neither the key nor the runner.
 
     `runner` (uid 10002) mounts the HMAC key as a file and serves the operator; `worker`
@@ -388,6 +474,8 @@ def sandbox_statefulset(tenant: Tenant, settings: OperatorSettings) -> dict[str,
         ],
     )
     worker["image"] = image
+    if proxy_host:  # the only way out: the tenant's egress proxy (spec.sandbox.egressHosts)
+        worker["env"] = egress.proxy_env(proxy_host)
     worker["resources"] = {
         "requests": dict(box.resources.requests),
         "limits": dict(box.resources.limits),
@@ -443,9 +531,9 @@ def sandbox_statefulset(tenant: Tenant, settings: OperatorSettings) -> dict[str,
 
 
 def owned_objects(tenant: Tenant, settings: OperatorSettings) -> list[dict[str, Any]]:
-    """Everything reconciled by server-side apply, namespace first (order matters). A
-    sandbox whose image the operator refuses is left as it is (the status says why)."""
-    refused = settings.image_problem(tenant.spec.sandbox.image) is not None
+    """Everything reconciled by server-side apply, namespace first (order matters), but the
+    sandbox StatefulSet: it needs the proxy Service's address, and is not applied while
+    the operator refuses its image (`sandbox_statefulset`, `refusals`)."""
     return [
         namespace(tenant),
         resource_quota(tenant),
@@ -454,5 +542,5 @@ def owned_objects(tenant: Tenant, settings: OperatorSettings) -> list[dict[str, 
         service_account(tenant),
         *roles(tenant),
         sandbox_service(tenant),
-        *([] if refused else [sandbox_statefulset(tenant, settings)]),
+        *egress_proxy(tenant, settings),
     ]

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from tenantflow.conditions import ConditionUpdate
 from tenantflow.vocabulary import ConditionType
 
+IMAGE_NOT_ALLOWED = "ImageNotAllowed"
+EGRESS_REFUSED = "EgressRefused"
+
 
 @dataclass(frozen=True)
 class Observed:
@@ -19,7 +22,7 @@ class Observed:
     sandbox_ready: int = 0
     sandbox_wanted: int = 1
     error: str | None = None  # an API error while applying
-    refused_image: str | None = None  # why spec.sandbox.image was not applied
+    refused: tuple[tuple[str, str], ...] = ()  # (reason, message): spec parts not applied
 
 
 def conditions(o: Observed) -> tuple[str, list[ConditionUpdate]]:
@@ -55,15 +58,12 @@ def conditions(o: Observed) -> tuple[str, list[ConditionUpdate]]:
             f"{o.sandbox_ready}/{o.sandbox_wanted} sandbox replicas ready",
         ),
     ]
-    if o.refused_image:
-        refused = ConditionUpdate(
-            ConditionType.SANDBOX_READY, False, "ImageNotAllowed", o.refused_image
-        )
-        return "Degraded", [
-            ConditionUpdate(ConditionType.READY, False, "ImageNotAllowed", o.refused_image),
-            *(c for c in conds if c.type != ConditionType.SANDBOX_READY),
-            refused,
-        ]
+    if o.refused:
+        reason, message = o.refused[0]
+        if reason == IMAGE_NOT_ALLOWED:  # the sandbox was left as it is
+            conds = [c for c in conds if c.type != ConditionType.SANDBOX_READY]
+            conds.append(ConditionUpdate(ConditionType.SANDBOX_READY, False, reason, message))
+        return "Degraded", [ConditionUpdate(ConditionType.READY, False, reason, message), *conds]
     if o.error:
         return "Degraded", [
             ConditionUpdate(ConditionType.READY, False, "ApplyFailed", o.error),

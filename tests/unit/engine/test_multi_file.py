@@ -102,3 +102,8 @@ def test_diff_is_per_file() -> None:
     assert "--- ci@1/steps.py\n+++ /dev/null" in out
     assert "--- /dev/null\n+++ ci@2/util.py" in out
     assert "main.py" not in out  # unchanged files are not shown
+
+
+def test_a_one_module_diff_keeps_its_plain_labels() -> None:
+    out = code_diff(Code.single("a = 1\n"), Code.single("a = 2\n"), "d@1", "d@2")
+    assert out.startswith("--- d@1\n+++ d@2\n")

@@ -16,9 +16,13 @@ import urllib.request
 from pathlib import Path
 
 from tenantflow.errors import DevClusterError
-from tenantflow.testing.devcluster import images
-from tenantflow.testing.devcluster.cluster import DevCluster
+from tenantflow.testing.devcluster import images, node
+from tenantflow.testing.devcluster.cluster import SERVICE_CIDR, DevCluster
 from tenantflow.testing.devcluster.process import free_port
+
+
+def protected_cidrs() -> tuple[str, ...]:
+    return (node.POD_CIDR, SERVICE_CIDR, f"{node.NODE_IP}/32")
 
 
 def sandbox_transport(kubeconfig: Path) -> str:
@@ -55,6 +59,8 @@ class OperatorProcess:
             TENANTFLOW_SANDBOX_TRANSPORT=self.sandboxes,
             TENANTFLOW_SANDBOX_IMAGE=images.ref("sandbox"),
             TENANTFLOW_ALLOWED_SANDBOX_IMAGES=f"{images.REPOSITORY}/*",
+            # the dev cluster's pods, services and node address (tests add others beside it)
+            TENANTFLOW_PROTECTED_CIDRS=",".join(protected_cidrs()),
         )
         argv = [
             sys.executable,
