@@ -136,6 +136,33 @@ class Tenant:
         return [tuple(row) for row in json.loads(done.stdout)]
 
 
+def sandbox_pod(tenant: Tenant) -> client.V1Pod:
+    """The tenant's ready sandbox pod (waiting for one)."""
+
+    def ready() -> client.V1Pod | None:
+        pods = tenant.core.list_namespaced_pod(tenant.ns).items
+        for pod in pods:
+            statuses = pod.status.container_statuses or []
+            if (
+                pod.metadata.deletion_timestamp is None
+                and statuses
+                and all(s.ready for s in statuses)
+            ):
+                return pod
+        return None
+
+    return wait_for(ready, f"a ready sandbox pod in {tenant.ns}", 120)  # type: ignore[return-value]
+
+
+def restart_sandbox(tenant: Tenant, pod: client.V1Pod | None = None) -> client.V1Pod:
+    """Delete the sandbox pod (e.g. to mount a Secret created after it) and wait for the
+    StatefulSet's replacement."""
+    old = pod or sandbox_pod(tenant)
+    tenant.core.delete_namespaced_pod(old.metadata.name, tenant.ns, grace_period_seconds=0)
+    wait_for(lambda: sandbox_pod(tenant).metadata.uid != old.metadata.uid, "a new pod", 120)
+    return sandbox_pod(tenant)
+
+
 @pytest.fixture(scope="module")
 def tenant_factory(
     api_client: client.ApiClient, operator_process: OperatorProcess

@@ -22,7 +22,7 @@ import pytest
 from kubernetes import client
 
 from conftest import wait_for
-from e2e.conftest import Tenant
+from e2e.conftest import Tenant, restart_sandbox, sandbox_pod
 from tenantflow.testing.devcluster import DevCluster, images, node
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
@@ -40,22 +40,6 @@ def real_node(kubeconfig: Path) -> None:
         "the dev cluster has no real node: see the warning of `tenantflow dev-cluster up` "
         "(root and `make sysdeps` are needed)"
     )
-
-
-def sandbox_pod(tenant: Tenant) -> client.V1Pod:
-    def ready() -> client.V1Pod | None:
-        pods = tenant.core.list_namespaced_pod(tenant.ns).items
-        for pod in pods:
-            statuses = pod.status.container_statuses or []
-            if (
-                pod.metadata.deletion_timestamp is None
-                and statuses
-                and all(s.ready for s in statuses)
-            ):
-                return pod
-        return None
-
-    return wait_for(ready, f"a ready sandbox pod in {tenant.ns}", 120)  # type: ignore[return-value]
 
 
 def test_env_db_survives_deleting_the_sandbox_pod(tenant_factory: Callable[..., Tenant]) -> None:
@@ -214,9 +198,7 @@ def test_secrets_are_read_only_files_for_tenant_code_and_masked_in_the_status(
             metadata=client.V1ObjectMeta(name="git"), string_data={"token": SECRET_TOKEN}
         ),
     )
-    # a new pod mounts the Secret at once (a running one sees it within the kubelet's sync)
-    tenant.core.delete_namespaced_pod(first.metadata.name, tenant.ns, grace_period_seconds=0)
-    wait_for(lambda: sandbox_pod(tenant).metadata.uid != first.metadata.uid, "a new pod", 120)
+    restart_sandbox(tenant, first)  # a new pod mounts it at once (a running one: ~1 min)
     tenant.define(
         "uses",
         """

@@ -21,19 +21,22 @@ def instances() -> list[tuple[str, str, str, Any]]:
         d for p in sorted(EXAMPLES.rglob("*.yaml")) for d in yaml.safe_load_all(p.read_text()) if d
     ]
     configmaps = {d["metadata"]["name"]: d["data"] for d in docs if d["kind"] == "ConfigMap"}
-    definitions = {}
-    for d in docs:
-        if d["kind"] == "WorkflowDefinition":
-            src = d["spec"]["source"]
-            text = (
-                src.get("inline")
-                or configmaps[src["configMapRef"]["name"]][src["configMapRef"]["key"]]
-            )
-            definitions[d["metadata"]["name"]] = (text, d["spec"].get("entrypoint", "run"))
+    definitions = {
+        (d["metadata"].get("namespace"), d["metadata"]["name"]): d
+        for d in docs
+        if d["kind"] == "WorkflowDefinition"
+    }
+
+    def code(d: dict[str, Any]) -> tuple[str, str]:
+        src = d["spec"]["source"]
+        ref = src.get("configMapRef") or {}
+        text = src.get("inline") or configmaps[ref["name"]][ref["key"]]
+        return text, d["spec"].get("entrypoint", "run")
+
     return [
         (
             d["metadata"]["name"],
-            *definitions[d["spec"]["workflowRef"]["name"]],
+            *code(definitions[d["metadata"].get("namespace"), d["spec"]["workflowRef"]["name"]]),
             d["spec"].get("params"),
         )
         for d in docs

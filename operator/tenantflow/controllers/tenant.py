@@ -120,6 +120,11 @@ async def _observe(
     ns = await kube.get("v1", "Namespace", ns_name)
     pvc = await kube.get("v1", "PersistentVolumeClaim", manifests.PVC, ns_name)
     sts = await kube.get("apps/v1", "StatefulSet", manifests.SANDBOX, ns_name)
+    proxy = (
+        await kube.get("apps/v1", "Deployment", egress.PROXY, ns_name)
+        if tenant.spec.sandbox.egress_hosts
+        else None
+    )
     quota = await kube.get("v1", "ResourceQuota", "tenant-quota", ns_name)
     return status.Observed(
         refused=refused,
@@ -128,6 +133,11 @@ async def _observe(
         pvc_phase=(pvc or {}).get("status", {}).get("phase"),
         sandbox_ready=((sts or {}).get("status") or {}).get("readyReplicas") or 0,
         sandbox_wanted=tenant.spec.sandbox.replicas,
+        proxy_ready=(
+            None
+            if not tenant.spec.sandbox.egress_hosts
+            else bool(((proxy or {}).get("status") or {}).get("availableReplicas"))
+        ),
         error=error,
     )
 

@@ -21,6 +21,7 @@ class Observed:
     pvc_phase: str | None = None
     sandbox_ready: int = 0
     sandbox_wanted: int = 1
+    proxy_ready: bool | None = None  # the egress proxy, when the Tenant has egressHosts
     error: str | None = None  # an API error while applying
     refused: tuple[tuple[str, str], ...] = ()  # (reason, message): spec parts not applied
 
@@ -35,7 +36,10 @@ def conditions(o: Observed) -> tuple[str, list[ConditionUpdate]]:
         ]
     ns_ok = o.namespace_phase == "Active" and o.quota_counted
     pvc_ok = o.pvc_phase == "Bound"
-    box_ok = o.sandbox_ready >= o.sandbox_wanted
+    box_ok = o.sandbox_ready >= o.sandbox_wanted and o.proxy_ready is not False
+    box_says = f"{o.sandbox_ready}/{o.sandbox_wanted} sandbox replicas ready"
+    if o.proxy_ready is not None:
+        box_says += ", egress proxy " + ("ready" if o.proxy_ready else "starting")
     conds = [
         ConditionUpdate(
             ConditionType.NAMESPACE_READY,
@@ -55,7 +59,7 @@ def conditions(o: Observed) -> tuple[str, list[ConditionUpdate]]:
             ConditionType.SANDBOX_READY,
             box_ok,
             "Ready" if box_ok else "Starting",
-            f"{o.sandbox_ready}/{o.sandbox_wanted} sandbox replicas ready",
+            box_says,
         ),
     ]
     if o.refused:

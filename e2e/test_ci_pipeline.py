@@ -1,0 +1,135 @@
+"""The CI pipeline example, for real, on the dev cluster's node: a tenant's multi-file
+pipeline clones a repository from a git server with a token from a Secret, through its
+egress proxy (the only way out of its sandbox), in the platform's image that has a git
+client; runs the tests in a subprocess; waits for approval; deploys into env.db."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from conftest import wait_for
+from e2e import gitserver
+from e2e.conftest import GROUP, VERSION, Tenant, restart_sandbox
+from tenantflow.testing.devcluster import images
+
+pytestmark = pytest.mark.node
+PIPELINE = Path(__file__).resolve().parents[1] / "examples" / "ci-pipeline-git" / "pipeline"
+GIT_IP = "10.246.9.1"  # an address this test adds to the node bridge: local, never routed out
+GIT_HOST = "git.ci.example"
+TOKEN = "ci-e2e-token-4f9a1b2c"
+
+
+@pytest.fixture
+def git(tmp_path: Path) -> Iterator[gitserver.GitServer]:
+    with gitserver.serve(tmp_path, GIT_IP, GIT_HOST, TOKEN) as server:
+        yield server
+
+
+def allow(port: int, host: str = GIT_HOST) -> list[dict[str, Any]]:
+    return [{"host": host, "ports": [port], "addresses": [GIT_IP]}]
+
+
+def ci_tenant(tenant_factory: Callable[..., Tenant], port: int) -> Tenant:
+    """The tenant as a CI platform sets it up: image, Secret, allow-list, pipeline code."""
+    tenant = tenant_factory(
+        sandbox={
+            "image": images.ref("sandbox-example"),
+            "secrets": ["git"],
+            "egressHosts": allow(port),
+        }
+    )
+    meta = client.V1ObjectMeta(name="git")
+    tenant.core.create_namespaced_secret(
+        tenant.ns, client.V1Secret(metadata=meta, string_data={"token": TOKEN})
+    )
+    restart_sandbox(tenant)  # mounts the Secret now (a running pod sees it within a minute)
+    modules = {p.name: p.read_text() for p in sorted(PIPELINE.glob("*.py"))}
+    tenant.core.create_namespaced_config_map(
+        tenant.ns,
+        client.V1ConfigMap(metadata=client.V1ObjectMeta(name="ci-pipeline"), data=modules),
+    )
+    tenant.custom.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        tenant.ns,
+        "workflowdefinitions",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "WorkflowDefinition",
+            "metadata": {"name": "ci-pipeline"},
+            "spec": {"source": {"configMapRef": {"name": "ci-pipeline"}, "main": "pipeline"}},
+        },
+    )
+    tenant.wait_revision("ci-pipeline", 1)
+    return tenant
+
+
+def test_the_pipeline_clones_tests_waits_for_approval_and_deploys(
+    tenant_factory: Callable[..., Tenant], git: gitserver.GitServer
+) -> None:
+    tenant = ci_tenant(tenant_factory, git.port)
+    good = tenant.start("ci-pipeline", {"repo": git.url})
+    bad = tenant.start("ci-pipeline", {"repo": git.url, "ref": "broken"})
+    waiting = tenant.wait_phase(good, "Waiting", "Errored", timeout=180)
+    assert waiting["phase"] == "Waiting", waiting
+    tenant.send_event(good, "approved", {"by": "alice"})
+    done = tenant.wait_phase(good, "Complete", "Errored", timeout=120)
+    assert done["phase"] == "Complete", done
+    assert done["output"] == {"commit": git.commits["main"], "tests": 3, "by": "alice"}
+    deployed = tenant.query("SELECT repo, commit_sha, by FROM deployments")
+    assert deployed == [(git.url, git.commits["main"], "alice")]
+    # failing tests end the instance, naming them
+    failed = tenant.wait_phase(bad, "Errored", "Complete", timeout=180)
+    assert failed["phase"] == "Errored", failed
+    assert "2 of 3 tests failed" in failed["error"]["message"]
+    assert "test_calc.CalcTest.test_mul" in failed["error"]["message"]
+    assert git.commits["broken"][:12] in failed["error"]["message"]
+    # the token went to the git server (authenticated fetches), never into a status
+    assert any(r.endswith("git-upload-pack 200") for r in git.requests), git.requests
+    seen = json.dumps([tenant.get(good), tenant.get(bad)])
+    assert TOKEN not in seen
+
+
+def test_without_the_git_host_in_the_allow_list_the_proxy_refuses_the_clone(
+    tenant_factory: Callable[..., Tenant], git: gitserver.GitServer
+) -> None:
+    tenant = ci_tenant(tenant_factory, git.port)
+    tenant.custom.patch_cluster_custom_object(
+        GROUP,
+        VERSION,
+        "tenants",
+        tenant.name,
+        {"spec": {"sandbox": {"egressHosts": allow(git.port, "elsewhere.ci.example")}}},
+    )
+    apps = client.AppsV1Api(tenant.core.api_client)
+
+    def rolled_out() -> bool:
+        d = apps.read_namespaced_deployment("egress-proxy", tenant.ns)
+        args = " ".join(d.spec.template.spec.containers[0].args)
+        st = d.status
+        return (
+            GIT_HOST not in args
+            and st.observed_generation == d.metadata.generation
+            and (st.updated_replicas or 0)
+            == (st.replicas or 0)
+            == (st.available_replicas or 0)
+            == 1
+        )
+
+    wait_for(rolled_out, "the egress proxy without the git host", 120)
+    requests = len(git.requests)
+    inst = tenant.start("ci-pipeline", {"repo": git.url})
+    status = tenant.wait_phase(inst, "Errored", "Waiting", "Complete", timeout=180)
+    assert status["phase"] == "Errored", status
+    message = status["error"]["message"]
+    assert (
+        "403" in message
+        and f"{GIT_HOST}:{git.port} is not in the tenant's egress allow-list" in (message)
+    ), message
+    assert len(git.requests) == requests, "nothing reached the git server"
