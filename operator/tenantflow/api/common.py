@@ -46,6 +46,20 @@ def cel(*rules: dict[str, Any]) -> dict[str, Any]:
     return {"x-kubernetes-validations": list(rules)}
 
 
+def checked_strings(
+    *, max_items: int, max_length: int, check: str, message: str, description: str
+) -> Any:
+    """A list of strings, each checked by one CEL rule (isIP, isCIDR, ...)."""
+    return Field(
+        default_factory=list,
+        max_length=max_items,
+        description=description,
+        json_schema_extra={
+            "items": {"type": "string", "maxLength": max_length, **cel(rule(check, message))}
+        },
+    )
+
+
 def duration_field(default: str | None, description: str) -> Any:
     return Field(
         default,

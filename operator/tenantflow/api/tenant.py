@@ -14,6 +14,7 @@ from tenantflow.api.common import (
     ObservedStatus,
     Resource,
     cel,
+    checked_strings,
     conditions_field,
     rule,
 )
@@ -124,18 +125,13 @@ class EgressHost(Model):
         description="TCP ports allowed on that host.",
         json_schema_extra={"items": {"type": "integer", "minimum": 1, "maximum": 65535}},
     )
-    addresses: list[str] = Field(
-        default_factory=list,
-        max_length=8,
+    addresses: list[str] = checked_strings(
+        max_items=8,
+        max_length=45,
+        check="isIP(self)",
+        message="egressHosts[].addresses must be IP addresses",
         description="Pin the host to these IP addresses instead of asking DNS (a host "
         "without DNS; no DNS rebinding). Addresses inside the cluster are refused anyway.",
-        json_schema_extra={
-            "items": {
-                "type": "string",
-                "maxLength": 45,
-                **cel(rule("isIP(self)", "egressHosts[].addresses must be IP addresses")),
-            }
-        },
     )
 
 
@@ -174,23 +170,13 @@ class SandboxSpec(Model):
         description="Host names tenant code may reach, through the tenant's egress proxy "
         "(HTTPS_PROXY/HTTP_PROXY in the sandbox); anything else is refused by the proxy.",
     )
-    egress: list[str] = Field(
-        default_factory=list,
-        max_length=32,
+    egress: list[str] = checked_strings(
+        max_items=32,
+        max_length=64,
+        check="isCIDR(self)",
+        message="egress entries must be CIDRs like 10.0.0.0/8 or 2001:db8::/32",
         description="CIDRs tenant code may reach directly; empty means none. The cluster's "
         "own ranges (the operator's protected CIDRs) are cut out of every entry.",
-        json_schema_extra={
-            "items": {
-                "type": "string",
-                "maxLength": 64,
-                **cel(
-                    rule(
-                        "isCIDR(self)",
-                        "egress entries must be CIDRs like 10.0.0.0/8 or 2001:db8::/32",
-                    )
-                ),
-            }
-        },
     )
 
 
