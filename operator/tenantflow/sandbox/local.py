@@ -25,6 +25,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,10 +175,20 @@ class Cgroups:
             procs.append(group / "cgroup.procs")
         return cls(procs)
 
-    def kill_all(self) -> None:
-        """SIGKILL every process of the jail, however it detached itself."""
-        for _ in range(50):
-            pids = {int(p) for f in self.procs for p in f.read_text().split()}
+    @classmethod
+    def existing(cls, tenant: str) -> Cgroups:
+        """The tenant's groups as they are (to clean up after a runner that was killed)."""
+        return cls(sorted(CGROUP_ROOT.glob(f"*/{CGROUP_PREFIX}{tenant}/cgroup.procs")))
+
+    def kill_all(self, within: float = 2.0) -> None:
+        """SIGKILL every process of the jail, however it detached itself; a killed process
+        stays listed until it is reaped, which a loaded machine takes a while to do."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            pids = set()
+            for f in self.procs:
+                with contextlib.suppress(OSError):
+                    pids.update(int(p) for p in f.read_text().split())
             if not pids:
                 return
             for pid in pids:
@@ -186,6 +197,7 @@ class Cgroups:
             with contextlib.suppress(ChildProcessError):
                 while os.waitpid(-1, os.WNOHANG)[0]:
                     pass
+            time.sleep(0.01)
 
     def remove(self) -> None:
         """Kill what is left, then remove the (now empty) groups: nothing stays behind."""
@@ -299,6 +311,7 @@ def _own_tree(data_dir: str, uid: int) -> None:
 
 @dataclass
 class _Runner:
+    tenant: str
     proc: subprocess.Popen[bytes]
     socket: Path
     data_dir: str
@@ -339,11 +352,11 @@ class LocalSandboxes:
         for _ in range(300):
             if sock.exists():
                 log.info("sandbox started", tenant=tenant, pid=proc.pid, data=data_dir)
-                return _Runner(proc, sock, data_dir, key)
+                return _Runner(tenant, proc, sock, data_dir, key)
             if proc.poll() is not None:
                 break
             await asyncio.sleep(0.05)
-        await asyncio.to_thread(self._stop, _Runner(proc, sock, data_dir, key))
+        await asyncio.to_thread(self._stop, _Runner(tenant, proc, sock, data_dir, key))
         raise LocalSandboxError(
             f"the sandbox runner for {tenant} did not start; its log is {log_path}"
         )
@@ -356,6 +369,8 @@ class LocalSandboxes:
                 r.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 r.proc.kill()
+                r.proc.wait()
+        Cgroups.existing(r.tenant).remove()  # what a runner killed before its cleanup left
 
     def stop_all(self) -> None:
         for r in self._runners.values():
