@@ -21,6 +21,7 @@ RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     ("v1", "Event"): ("events", True),
     ("discovery.k8s.io/v1", "EndpointSlice"): ("endpointslices", True),
     ("apps/v1", "StatefulSet"): ("statefulsets", True),
+    ("apps/v1", "Deployment"): ("deployments", True),
     ("apps/v1", "ControllerRevision"): ("controllerrevisions", True),
     ("networking.k8s.io/v1", "NetworkPolicy"): ("networkpolicies", True),
     ("rbac.authorization.k8s.io/v1", "Role"): ("roles", True),

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tenantflow.kube import resources
 from tenantflow.kube.client import ApiException
 
 Key = tuple[str, str, str | None, str]  # (apiVersion, kind, namespace, name)
@@ -169,4 +170,6 @@ class FakeKube:
     @staticmethod
     def _key(obj: dict[str, Any]) -> Key:
         meta = obj["metadata"]
+        # as the real client: a kind it has no REST path for fails here too
+        resources.path(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
         return (obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
