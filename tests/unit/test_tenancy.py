@@ -8,6 +8,7 @@ import pytest
 
 from tenantflow.api.tenant import Tenant
 from tenantflow.controllers.tenant import reconcile
+from tenantflow.controllers.wiring import settings_from_env
 from tenantflow.tenancy import manifests, status
 from tenantflow.testing.fake_kube import FakeKube
 from tenantflow.vocabulary import API_VERSION, TENANT
@@ -250,3 +251,13 @@ async def test_egress_hosts_get_a_proxy_the_sandbox_can_only_go_through() -> Non
     ]
     out = kube.read("networking.k8s.io/v1", "NetworkPolicy", "egress-proxy", ns)["spec"]["egress"]
     assert {"cidr": "0.0.0.0/0", "except": CUT} in [t["ipBlock"] for t in out[0]["to"]]
+
+
+def test_the_operator_reads_its_lists_from_the_charts_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TENANTFLOW_ALLOWED_SANDBOX_IMAGES", "reg/a/*, reg/b:1")
+    monkeypatch.setenv("TENANTFLOW_PROTECTED_CIDRS", "10.0.0.0/8,fd00::/8,")
+    settings, _ = settings_from_env()
+    assert settings.allowed_images == ("reg/a/*", "reg/b:1")
+    assert settings.protected_cidrs == ("10.0.0.0/8", "fd00::/8")

@@ -110,11 +110,8 @@ def settings_from_env() -> tuple[OperatorSettings, InstanceSettings]:
             namespace=env("TENANTFLOW_NAMESPACE", defaults.namespace),
             sandbox_image=env("TENANTFLOW_SANDBOX_IMAGE", defaults.sandbox_image),
             isolation_canary=env("TENANTFLOW_ISOLATION_CANARY", defaults.isolation_canary),
-            allowed_images=tuple(
-                p.strip()
-                for p in env("TENANTFLOW_ALLOWED_SANDBOX_IMAGES", "").split(",")
-                if p.strip()
-            ),
+            allowed_images=_listed(env("TENANTFLOW_ALLOWED_SANDBOX_IMAGES", "")),
+            protected_cidrs=_listed(env("TENANTFLOW_PROTECTED_CIDRS", "")),
         ),
         InstanceSettings(
             finished_ttl=float(env("TENANTFLOW_FINISHED_TTL_SECONDS", instance.finished_ttl)),
