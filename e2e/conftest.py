@@ -8,7 +8,7 @@ import sqlite3
 import subprocess
 import textwrap
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from conftest import OperatorProcess, wait_for
+from tenantflow.tenancy.manifests import SECRETS_DIR
 
 GROUP, VERSION = "tenantflow.dev", "v1alpha1"
 SYSTEM_PYTHON = "/usr/bin/python3"  # the stdlib's sqlite3 is all the reader needs
@@ -140,7 +141,9 @@ def sandbox_pod(tenant: Tenant) -> client.V1Pod:
     """The tenant's ready sandbox pod (waiting for one)."""
 
     def ready() -> client.V1Pod | None:
-        pods = tenant.core.list_namespaced_pod(tenant.ns).items
+        pods = tenant.core.list_namespaced_pod(
+            tenant.ns, label_selector="app.kubernetes.io/name=sandbox"  # not the egress proxy
+        ).items
         for pod in pods:
             statuses = pod.status.container_statuses or []
             if (
@@ -155,12 +158,37 @@ def sandbox_pod(tenant: Tenant) -> client.V1Pod:
 
 
 def restart_sandbox(tenant: Tenant, pod: client.V1Pod | None = None) -> client.V1Pod:
-    """Delete the sandbox pod (e.g. to mount a Secret created after it) and wait for the
-    StatefulSet's replacement."""
+    """Delete the sandbox pod and wait for the StatefulSet's replacement."""
     old = pod or sandbox_pod(tenant)
     tenant.core.delete_namespaced_pod(old.metadata.name, tenant.ns, grace_period_seconds=0)
     wait_for(lambda: sandbox_pod(tenant).metadata.uid != old.metadata.uid, "a new pod", 120)
     return sandbox_pod(tenant)
+
+
+def mount_secret(tenant: Tenant, kubectl: Callable[..., Any], name: str) -> None:
+    """After the platform created Secret `name`: restart the sandbox and wait until its
+    worker sees the Secret's files (the kubelet fills an optional Secret volume that was
+    empty only at its next sync, so a running pod would see it within a minute or two)."""
+    restart_sandbox(tenant)
+    look = f"import os; print(sorted(os.listdir('{SECRETS_DIR}/{name}')))"
+
+    def mounted() -> bool:
+        done = kubectl(
+            "-n",
+            tenant.ns,
+            "exec",
+            "sandbox-0",
+            "-c",
+            "worker",
+            "--",
+            "python3",
+            "-c",
+            look,
+            check=False,
+        )
+        return done.returncode == 0 and done.stdout.strip() not in ("", "[]")
+
+    wait_for(mounted, f"Secret {name} mounted in {tenant.ns}'s sandbox", 180)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from kubernetes import client
 
 from conftest import wait_for
 from e2e import gitserver
-from e2e.conftest import GROUP, VERSION, Tenant, restart_sandbox
+from e2e.conftest import GROUP, VERSION, Tenant, mount_secret
 from tenantflow.testing.devcluster import images
 
 pytestmark = pytest.mark.node
@@ -35,7 +35,9 @@ def allow(port: int, host: str = GIT_HOST) -> list[dict[str, Any]]:
     return [{"host": host, "ports": [port], "addresses": [GIT_IP]}]
 
 
-def ci_tenant(tenant_factory: Callable[..., Tenant], port: int) -> Tenant:
+def ci_tenant(
+    tenant_factory: Callable[..., Tenant], kubectl: Callable[..., Any], port: int
+) -> Tenant:
     """The tenant as a CI platform sets it up: image, Secret, allow-list, pipeline code."""
     tenant = tenant_factory(
         sandbox={
@@ -48,7 +50,7 @@ def ci_tenant(tenant_factory: Callable[..., Tenant], port: int) -> Tenant:
     tenant.core.create_namespaced_secret(
         tenant.ns, client.V1Secret(metadata=meta, string_data={"token": TOKEN})
     )
-    restart_sandbox(tenant)  # mounts the Secret now (a running pod sees it within a minute)
+    mount_secret(tenant, kubectl, "git")
     modules = {p.name: p.read_text() for p in sorted(PIPELINE.glob("*.py"))}
     tenant.core.create_namespaced_config_map(
         tenant.ns,
@@ -71,13 +73,22 @@ def ci_tenant(tenant_factory: Callable[..., Tenant], port: int) -> Tenant:
 
 
 def test_the_pipeline_clones_tests_waits_for_approval_and_deploys(
-    tenant_factory: Callable[..., Tenant], git: gitserver.GitServer
+    tenant_factory: Callable[..., Tenant], kubectl: Callable[..., Any], git: gitserver.GitServer
 ) -> None:
-    tenant = ci_tenant(tenant_factory, git.port)
+    tenant = ci_tenant(tenant_factory, kubectl, git.port)
     good = tenant.start("ci-pipeline", {"repo": git.url})
     bad = tenant.start("ci-pipeline", {"repo": git.url, "ref": "broken"})
-    waiting = tenant.wait_phase(good, "Waiting", "Errored", timeout=180)
-    assert waiting["phase"] == "Waiting", waiting
+    wait_for(
+        lambda: (
+            (s := tenant.status(good)).get("phase") == "Errored"
+            or any(step["name"] == "approval" for step in s.get("steps") or [])
+            or None
+        ),
+        "the pipeline built and waiting for approval",
+        180,
+    )
+    status = tenant.status(good)
+    assert status["phase"] == "Waiting", (status.get("error"), status.get("steps"))
     tenant.send_event(good, "approved", {"by": "alice"})
     done = tenant.wait_phase(good, "Complete", "Errored", timeout=120)
     assert done["phase"] == "Complete", done
@@ -97,9 +108,9 @@ def test_the_pipeline_clones_tests_waits_for_approval_and_deploys(
 
 
 def test_without_the_git_host_in_the_allow_list_the_proxy_refuses_the_clone(
-    tenant_factory: Callable[..., Tenant], git: gitserver.GitServer
+    tenant_factory: Callable[..., Tenant], kubectl: Callable[..., Any], git: gitserver.GitServer
 ) -> None:
-    tenant = ci_tenant(tenant_factory, git.port)
+    tenant = ci_tenant(tenant_factory, kubectl, git.port)
     tenant.custom.patch_cluster_custom_object(
         GROUP,
         VERSION,
@@ -125,7 +136,7 @@ def test_without_the_git_host_in_the_allow_list_the_proxy_refuses_the_clone(
     wait_for(rolled_out, "the egress proxy without the git host", 120)
     requests = len(git.requests)
     inst = tenant.start("ci-pipeline", {"repo": git.url})
-    status = tenant.wait_phase(inst, "Errored", "Waiting", "Complete", timeout=180)
+    status = tenant.wait_phase(inst, "Errored", "Complete", timeout=180)
     assert status["phase"] == "Errored", status
     message = status["error"]["message"]
     assert (

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 
@@ -27,6 +29,7 @@ def configure(*, json: bool | None = None, level: str | None = None) -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            _logger_field,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),
@@ -41,6 +44,15 @@ def configure(*, json: bool | None = None, level: str | None = None) -> None:
 
 
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
-    """A bound logger carrying `logger=name`."""
-    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(name).bind(logger=name)
+    """A logger carrying `logger=name`. It stays lazy: modules create theirs at import,
+    before `configure()` runs in main(), and a `.bind()` here would freeze the default
+    (console) configuration into it."""
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(name, logger_name=name)
     return logger
+
+
+def _logger_field(_: object, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """`logger_name` (what get_logger can carry lazily) is written as `logger`."""
+    if "logger_name" in event:
+        event["logger"] = event.pop("logger_name")
+    return event

@@ -185,7 +185,7 @@ class Cgroups:
         stays listed until it is reaped, which a loaded machine takes a while to do."""
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
-            pids = set()
+            pids: set[int] = set()
             for f in self.procs:
                 with contextlib.suppress(OSError):
                     pids.update(int(p) for p in f.read_text().split())

@@ -80,6 +80,7 @@ def proxy_pod_spec(tenant: Tenant, image: str, protected: tuple[str, ...]) -> di
                 "name": "proxy",
                 "image": image,
                 "args": proxy_args(tenant, protected),
+                "env": [{"name": "TENANTFLOW_LOG_FORMAT", "value": "json"}],  # audit lines
                 "ports": [
                     {"name": "proxy", "containerPort": PROXY_PORT},
                     {"name": "metrics", "containerPort": PROXY_METRICS_PORT},
