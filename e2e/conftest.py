@@ -142,7 +142,8 @@ def sandbox_pod(tenant: Tenant) -> client.V1Pod:
 
     def ready() -> client.V1Pod | None:
         pods = tenant.core.list_namespaced_pod(
-            tenant.ns, label_selector="app.kubernetes.io/name=sandbox"  # not the egress proxy
+            tenant.ns,
+            label_selector="app.kubernetes.io/name=sandbox",  # not the egress proxy
         ).items
         for pod in pods:
             statuses = pod.status.container_statuses or []

@@ -118,19 +118,16 @@ def test_without_the_git_host_in_the_allow_list_the_proxy_refuses_the_clone(
         tenant.name,
         {"spec": {"sandbox": {"egressHosts": allow(git.port, "elsewhere.ci.example")}}},
     )
-    apps = client.AppsV1Api(tenant.core.api_client)
 
-    def rolled_out() -> bool:
-        d = apps.read_namespaced_deployment("egress-proxy", tenant.ns)
-        args = " ".join(d.spec.template.spec.containers[0].args)
-        st = d.status
-        return (
-            GIT_HOST not in args
-            and st.observed_generation == d.metadata.generation
-            and (st.updated_replicas or 0)
-            == (st.replicas or 0)
-            == (st.available_replicas or 0)
-            == 1
+    def rolled_out() -> bool:  # every proxy pod left is a new one, and it is ready
+        pods = tenant.core.list_namespaced_pod(
+            tenant.ns, label_selector="app.kubernetes.io/name=egress-proxy"
+        ).items
+        return len(pods) == 1 and all(
+            GIT_HOST not in " ".join(p.spec.containers[0].args)
+            and bool(p.status.container_statuses)
+            and all(c.ready for c in p.status.container_statuses)
+            for p in pods
         )
 
     wait_for(rolled_out, "the egress proxy without the git host", 120)

@@ -267,6 +267,8 @@ def egress_proxy(tenant: Tenant, settings: OperatorSettings) -> list[dict[str, A
             "metadata": _meta(tenant, egress.PROXY),
             "spec": {
                 "replicas": 1,
+                # a changed allow-list must not be served by the old proxy alongside the new
+                "strategy": {"type": "Recreate"},
                 "selector": {"matchLabels": selector},
                 "template": {
                     "metadata": {"labels": pod_labels},
