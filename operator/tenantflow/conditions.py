@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tenantflow.durations import format_time
+from tenantflow.vocabulary import ConditionType
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,23 +28,35 @@ def merge(
     generation: int | None,
     now: dt.datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """New condition list; entries whose status is unchanged keep their transition time."""
+    """The conditions merged by type: `new` replaces those of its types (an unchanged status
+    keeps its transition time), every other type stays as it was (never dropped)."""
     previous = {c.get("type"): c for c in existing or []}
     stamp = format_time((now or dt.datetime.now(dt.UTC)).replace(microsecond=0))
-    out = []
+    decided: dict[str, dict[str, Any]] = {}
     for cond in new:
         status = "True" if cond.status else "False"
         old = previous.get(cond.type)
-        out.append(
-            {
-                "type": cond.type,
-                "status": status,
-                "reason": cond.reason,
-                "message": cond.message,
-                "lastTransitionTime": old["lastTransitionTime"]
-                if old and old.get("status") == status and old.get("lastTransitionTime")
-                else stamp,
-                "observedGeneration": generation,
-            }
-        )
-    return out
+        decided[cond.type] = {
+            "type": cond.type,
+            "status": status,
+            "reason": cond.reason,
+            "message": cond.message,
+            "lastTransitionTime": old["lastTransitionTime"]
+            if old and old.get("status") == status and old.get("lastTransitionTime")
+            else stamp,
+            "observedGeneration": generation,
+        }
+    kept = [decided.pop(str(c.get("type")), c) for c in existing or []]  # in place, by type
+    return kept + list(decided.values())
+
+
+def health(
+    ready: bool, reason: str, message: str, *, reconciling: bool = False, stalled: bool = False
+) -> list[ConditionUpdate]:
+    """Ready, Reconciling and Stalled as kstatus reads them: Stalled=True is Failed,
+    Reconciling=True (or Ready=False) is InProgress, Ready=True alone is Current."""
+    return [
+        ConditionUpdate(ConditionType.READY, ready, reason, message),
+        ConditionUpdate(ConditionType.RECONCILING, reconciling, reason if reconciling else "Done"),
+        ConditionUpdate(ConditionType.STALLED, stalled, reason if stalled else "NotStalled"),
+    ]

@@ -38,7 +38,11 @@ ACTIVE = frozenset({Phase.RUNNING, Phase.WAITING, Phase.PAUSED})  # holding a co
 
 
 class ConditionType(StrEnum):
-    READY = "Ready"  # Tenant, WorkflowDefinition
+    # kstatus' trio, on every kind (what Flux, Argo CD and `kubectl wait` read): Ready;
+    # Reconciling while the object is on its way; Stalled when it cannot get there
+    READY = "Ready"
+    RECONCILING = "Reconciling"
+    STALLED = "Stalled"
     NAMESPACE_READY = "NamespaceReady"  # Tenant: its namespace is ours and Active
     STORAGE_READY = "StorageReady"  # Tenant: the PVC is Bound, the quota counts
     SANDBOX_READY = "SandboxReady"  # Tenant: its sandbox pods are ready

@@ -133,11 +133,12 @@ async def reconcile(kube: KubeApi, key: str) -> list[str]:
         "revisions": revisions.summary(revs),
         "conditions": conditions.merge(
             old.get("conditions"),
-            [
-                conditions.ConditionUpdate(
-                    ConditionType.READY, check.ok, check.reason, check.message
-                )
-            ],
+            conditions.health(
+                check.ok,
+                check.reason,
+                check.message if check.ok else f"{check.message}; fix spec.source and apply it",
+                stalled=not check.ok,  # no retry makes bad code good: Git must change
+            ),
             generation=body["metadata"].get("generation"),
         ),
         "observedGeneration": body["metadata"].get("generation"),
@@ -145,7 +146,8 @@ async def reconcile(kube: KubeApi, key: str) -> list[str]:
     if {k: old.get(k) for k in new} == new:
         return []
     await kube.patch(API_VERSION, DEFINITION, name, ns, {"status": new}, subresource="status")
-    if not check.ok and (old.get("conditions") or [{}])[0].get("reason") != check.reason:
+    was = {c.get("type"): c for c in old.get("conditions") or []}.get(ConditionType.READY, {})
+    if not check.ok and was.get("reason") != check.reason:
         await events.post(kube, body, "Warning", check.reason, check.message)
     if active is None or active == old.get("activeRevision"):
         return []

@@ -13,6 +13,8 @@ import datetime as dt
 import json
 from typing import Any
 
+from tenantflow import conditions
+from tenantflow.conditions import ConditionUpdate
 from tenantflow.durations import format_time, parse_time
 from tenantflow.engine.journal import StepKind, StepState
 from tenantflow.engine.outcome import Complete, Errored, Waiting
@@ -132,3 +134,27 @@ def unapplied_lost_attempts(
         if applied.get(name, 0) < int(entry.get("attempts") or 0)
     }
     return left or None
+
+
+def health(phase: str | None, error: dict[str, Any] | None) -> list[ConditionUpdate]:
+    """Ready / Reconciling / Stalled from the phase: `kubectl wait --for=condition=Ready`
+    returns when the instance completed, and GitOps tools see Errored and Terminated as
+    failed (Stalled), anything still under way as in progress."""
+    if phase == Phase.COMPLETE:
+        return conditions.health(True, "Complete", "the workflow completed")
+    if phase in (Phase.ERRORED, Phase.TERMINATED):
+        err = error or {}
+        reason = str(err.get("name") or phase) if phase == Phase.ERRORED else "Terminated"
+        message = str(err.get("message") or f"the instance is {phase}")[:1024]
+        if phase == Phase.ERRORED:
+            message += "; fix the cause, then restart the instance (tenantflow restart)"
+        return conditions.health(False, _camel(reason), message, stalled=True)
+    now = phase or Phase.QUEUED
+    return conditions.health(False, now, f"the instance is {now}", reconciling=True)
+
+
+def _camel(reason: str) -> str:
+    """An error's name as a condition reason: letters and digits, from a letter (an
+    exception class name already is; anything else tenant code made up is cleaned)."""
+    cleaned = "".join(ch for ch in reason if ch.isascii() and ch.isalnum())[:128]
+    return cleaned if cleaned[:1].isalpha() else "Errored"

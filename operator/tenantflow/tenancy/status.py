@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tenantflow.conditions import ConditionUpdate
+from tenantflow.conditions import ConditionUpdate, health
 from tenantflow.vocabulary import ConditionType
 
 IMAGE_NOT_ALLOWED = "ImageNotAllowed"
@@ -30,10 +30,7 @@ def conditions(o: Observed) -> tuple[str, list[ConditionUpdate]]:
     """(phase, conditions) following the Tenant contract."""
     if o.conflict:
         c = ConditionUpdate(ConditionType.NAMESPACE_READY, False, "NamespaceConflict", o.conflict)
-        return "Degraded", [
-            ConditionUpdate(ConditionType.READY, False, "NamespaceConflict", o.conflict),
-            c,
-        ]
+        return "Degraded", [*health(False, "NamespaceConflict", o.conflict, stalled=True), c]
     ns_ok = o.namespace_phase == "Active" and o.quota_counted
     pvc_ok = o.pvc_phase == "Bound"
     box_ok = o.sandbox_ready >= o.sandbox_wanted and o.proxy_ready is not False
@@ -67,18 +64,16 @@ def conditions(o: Observed) -> tuple[str, list[ConditionUpdate]]:
         if reason == IMAGE_NOT_ALLOWED:  # the sandbox was left as it is
             conds = [c for c in conds if c.type != ConditionType.SANDBOX_READY]
             conds.append(ConditionUpdate(ConditionType.SANDBOX_READY, False, reason, message))
-        return "Degraded", [ConditionUpdate(ConditionType.READY, False, reason, message), *conds]
+        return "Degraded", [*health(False, reason, message, stalled=True), *conds]
     if o.error:
-        return "Degraded", [
-            ConditionUpdate(ConditionType.READY, False, "ApplyFailed", o.error),
-            *conds,
-        ]
+        # an API error is retried: under way, not stuck
+        return "Degraded", [*health(False, "ApplyFailed", o.error, reconciling=True), *conds]
     ready = ns_ok and pvc_ok and box_ok
     not_ready = [c.type for c in conds if not c.status]
-    top = ConditionUpdate(
-        ConditionType.READY,
+    top = health(
         ready,
         "Ready" if ready else "Provisioning",
         "all tenant resources are ready" if ready else f"waiting for {', '.join(not_ready)}",
+        reconciling=not ready,
     )
-    return ("Ready" if ready else "Provisioning"), [top, *conds]
+    return ("Ready" if ready else "Provisioning"), [*top, *conds]

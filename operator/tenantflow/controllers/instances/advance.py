@@ -71,7 +71,12 @@ class Advancer:
             )
         update["conditions"] = conditions.merge(
             st.get("conditions"),
-            [conditions.ConditionUpdate(ConditionType.SANDBOX_REACHABLE, True, "Reachable")],
+            [
+                conditions.ConditionUpdate(ConditionType.SANDBOX_REACHABLE, True, "Reachable"),
+                conditions.ConditionUpdate(
+                    ConditionType.ADMITTED, True, "Started", "admitted within the tenant's limits"
+                ),
+            ],
             generation=d.view.generation,
         )
         d.write(update, _finish_event(update))

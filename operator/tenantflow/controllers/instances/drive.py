@@ -57,14 +57,12 @@ class Drive:
     ) -> None:
         """Set one condition (written only if it changed; a False one posts a Warning);
         `phase` is set too if the instance has none yet."""
-        existing = self.view.status.get("conditions") or []
-        mine = [c for c in existing if c.get("type") == ctype]
+        existing = (self.update or {}).get("conditions") or self.view.status.get("conditions")
         new = [conditions.ConditionUpdate(ctype, ok, reason, message)]
-        merged = conditions.merge(mine, new, generation=self.view.generation)
-        if mine == merged:
+        merged = conditions.merge(existing, new, generation=self.view.generation)
+        if merged == (existing or []):
             return
-        others = [c for c in existing if c.get("type") != ctype]
-        update: dict[str, Any] = {"conditions": others + merged}
+        update: dict[str, Any] = {"conditions": merged}
         if phase and not self.view.phase:
             update["phase"] = phase
         self.write(update, ("Warning", reason, message) if not ok else None)

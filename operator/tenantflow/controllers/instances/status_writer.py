@@ -13,11 +13,13 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from tenantflow import conditions
 from tenantflow.controllers.instances.drive import Drive, Event
 from tenantflow.controllers.work_queue import WorkQueue
 from tenantflow.durations import parse_time
 from tenantflow.kube import events
 from tenantflow.kube.client import ApiException, KubeApi
+from tenantflow.lifecycle import instance_state as state
 from tenantflow.observability import metrics
 from tenantflow.vocabulary import API_VERSION, FINISHED, INSTANCE, Phase
 
@@ -74,10 +76,23 @@ class StatusWriter:
     ) -> dict[str, Any] | None:
         """Status merge-patch guarded by resourceVersion; None on a conflict (409) or if
         the object is gone (404)."""
-        meta = body["metadata"]
+        meta, before = body["metadata"], body.get("status") or {}
+        health = state.health(
+            status.get("phase") or before.get("phase"),
+            status.get("error") if "error" in status else before.get("error"),
+        )
+        merged = conditions.merge(
+            status.get("conditions") or before.get("conditions"),
+            health,
+            generation=meta.get("generation"),
+        )
         patch = {
             "metadata": {"resourceVersion": meta["resourceVersion"]},
-            "status": {**status, "observedGeneration": meta.get("generation")},
+            "status": {
+                **status,
+                "conditions": merged,
+                "observedGeneration": meta.get("generation"),
+            },
         }
         try:
             out = await self.kube.patch(

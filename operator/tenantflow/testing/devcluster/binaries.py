@@ -31,6 +31,8 @@ def ensure_binaries() -> Path:
         KWOK_VERSION=versions.KWOK,
         HELM_VERSION=versions.HELM,
         KUBE_ROUTER_VERSION=versions.KUBE_ROUTER,
+        CLI_UTILS_VERSION=versions.CLI_UTILS,
+        KSTATUS_SOURCE=str(Path(__file__).with_name("kstatus") / "main.go"),
         TENANTFLOW_BIN=str(d),
         TENANTFLOW_SRC=str(cache_dir() / "src"),
     )

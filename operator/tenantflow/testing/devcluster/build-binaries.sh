@@ -7,6 +7,7 @@ set -euo pipefail
 
 # Versions and paths come from tenantflow.testing.devcluster.versions (`tenantflow dev-cluster build`).
 : "${K8S_VERSION:?}" "${ETCD_VERSION:?}" "${KWOK_VERSION:?}" "${HELM_VERSION:?}" "${KUBE_ROUTER_VERSION:?}"
+: "${CLI_UTILS_VERSION:?}" "${KSTATUS_SOURCE:?}"
 : "${TENANTFLOW_BIN:?}" "${TENANTFLOW_SRC:?}"
 BIN=$TENANTFLOW_BIN
 SRC=$TENANTFLOW_SRC
@@ -104,6 +105,17 @@ if need kube-router; then
   newmod "$dir" tenantflow.dev/kuberouter
   printf '\nrequire github.com/cloudnativelabs/kube-router/v2 %s\n' "$KUBE_ROUTER_VERSION" >> "$dir/go.mod"
   build "$dir" "$BIN/kube-router" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router "-s -w"
+fi
+
+# --- kstatus: a tiny tool around sigs.k8s.io/cli-utils/pkg/kstatus (the health rules of Flux
+# and `kubectl wait`), so tests judge the operator's conditions with the real library.
+if need kstatus; then
+  dir=$SRC/kstatus-$CLI_UTILS_VERSION
+  newmod "$dir" tenantflow.dev/kstatus
+  cp "$KSTATUS_SOURCE" "$dir/main.go"
+  (cd "$dir" && go get "sigs.k8s.io/cli-utils@$CLI_UTILS_VERSION" >/dev/null 2>&1 && go mod tidy >/dev/null 2>&1) \
+    || die "could not resolve sigs.k8s.io/cli-utils@$CLI_UTILS_VERSION from the Go module proxy"
+  build "$dir" "$BIN/kstatus" . "-s -w"
 fi
 
 log "binaries ready in $BIN"

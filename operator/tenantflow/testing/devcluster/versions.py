@@ -11,6 +11,7 @@ ETCD = "v3.6.16"
 KWOK = "v0.8.0"
 HELM = "v3.22.0"
 KUBE_ROUTER = "v2.1.0"  # NetworkPolicy enforcement on the dev node (the only v2 served)
+CLI_UTILS = "v0.37.2"  # sigs.k8s.io/cli-utils: kstatus, the health rules Flux and kubectl use
 
 TOOLS = (
     "etcd",
@@ -21,6 +22,7 @@ TOOLS = (
     "kubelet",
     "kube-proxy",
     "kube-router",
+    "kstatus",
     "kwok",
     "helm",
 )
