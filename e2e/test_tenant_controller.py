@@ -67,6 +67,8 @@ def test_a_tenant_is_fully_provisioned(make_tenant: Any, api_client: client.ApiC
     conds = {c["type"]: c for c in tenant["status"]["conditions"]}
     assert {t: c["status"] for t, c in conds.items()} == {
         "Ready": "True",
+        "Reconciling": "False",  # kstatus' trio: Current
+        "Stalled": "False",
         "NamespaceReady": "True",
         "StorageReady": "True",
         "SandboxReady": "True",

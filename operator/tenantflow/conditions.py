@@ -57,6 +57,16 @@ def health(
     Reconciling=True (or Ready=False) is InProgress, Ready=True alone is Current."""
     return [
         ConditionUpdate(ConditionType.READY, ready, reason, message),
-        ConditionUpdate(ConditionType.RECONCILING, reconciling, reason if reconciling else "Done"),
-        ConditionUpdate(ConditionType.STALLED, stalled, reason if stalled else "NotStalled"),
+        ConditionUpdate(
+            ConditionType.RECONCILING,
+            reconciling,
+            reason if reconciling else "Done",
+            message if reconciling else "",
+        ),
+        ConditionUpdate(
+            ConditionType.STALLED,
+            stalled,
+            reason if stalled else "NotStalled",
+            message if stalled else "",
+        ),
     ]
