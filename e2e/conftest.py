@@ -111,9 +111,12 @@ class Tenant:
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         """Read the tenant's database as its owner: a connection as root would leave
-        root-owned -wal/-shm files behind, which the sandbox (another uid) cannot write."""
+        root-owned -wal/-shm files behind (or a root-owned database, before the sandbox
+        made one), which the sandbox (another uid) cannot write."""
         path = self.data_dir() / "tenant.sqlite3"
-        owner = path.stat() if path.exists() else path.parent.stat()
+        if not path.exists():  # never create it: as root, it would be the sandbox's no more
+            raise sqlite3.OperationalError(f"{path} does not exist yet")
+        owner = path.stat()
         script = (
             "import json, sqlite3, sys\n"
             "with sqlite3.connect(sys.argv[1]) as db:\n"
