@@ -6,6 +6,7 @@ client; runs the tests in a subprocess; waits for approval; deploys into env.db.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from e2e.conftest import GROUP, VERSION, Tenant, mount_secret
 from tenantflow.testing.devcluster import images
 
 pytestmark = pytest.mark.node
-PIPELINE = Path(__file__).resolve().parents[1] / "examples" / "ci-pipeline-git" / "pipeline"
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ci-pipeline-git"
 GIT_IP = "10.246.9.1"  # an address this test adds to the node bridge: local, never routed out
 GIT_HOST = "git.ci.example"
 TOKEN = "ci-e2e-token-4f9a1b2c"
@@ -36,7 +37,7 @@ def allow(port: int, host: str = GIT_HOST) -> list[dict[str, Any]]:
 
 
 def ci_tenant(
-    tenant_factory: Callable[..., Tenant], kubectl: Callable[..., Any], port: int
+    tenant_factory: Callable[..., Tenant], kubectl: Callable[..., Any], tmp_path: Path, port: int
 ) -> Tenant:
     """The tenant as a CI platform sets it up: image, Secret, allow-list, pipeline code."""
     tenant = tenant_factory(
@@ -51,31 +52,25 @@ def ci_tenant(
         tenant.ns, client.V1Secret(metadata=meta, string_data={"token": TOKEN})
     )
     mount_secret(tenant, kubectl, "git")
-    modules = {p.name: p.read_text() for p in sorted(PIPELINE.glob("*.py"))}
-    tenant.core.create_namespaced_config_map(
-        tenant.ns,
-        client.V1ConfigMap(metadata=client.V1ObjectMeta(name="ci-pipeline"), data=modules),
+    # the code as it lives in Git: the example's kustomization (real .py files, a
+    # generated ConfigMap whose hashed name kustomize writes into the definition)
+    checkout = shutil.copytree(EXAMPLE, tmp_path / "ci-pipeline-git")
+    kustomization = checkout / "kustomization.yaml"
+    kustomization.write_text(
+        kustomization.read_text().replace("namespace: tenant-ci", f"namespace: {tenant.ns}")
     )
-    tenant.custom.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        tenant.ns,
-        "workflowdefinitions",
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "WorkflowDefinition",
-            "metadata": {"name": "ci-pipeline"},
-            "spec": {"source": {"configMapRef": {"name": "ci-pipeline"}, "main": "pipeline"}},
-        },
-    )
+    kubectl("apply", "-k", str(checkout))
     tenant.wait_revision("ci-pipeline", 1)
     return tenant
 
 
 def test_the_pipeline_clones_tests_waits_for_approval_and_deploys(
-    tenant_factory: Callable[..., Tenant], kubectl: Callable[..., Any], git: gitserver.GitServer
+    tenant_factory: Callable[..., Tenant],
+    kubectl: Callable[..., Any],
+    git: gitserver.GitServer,
+    tmp_path: Path,
 ) -> None:
-    tenant = ci_tenant(tenant_factory, kubectl, git.port)
+    tenant = ci_tenant(tenant_factory, kubectl, tmp_path, git.port)
     good = tenant.start("ci-pipeline", {"repo": git.url})
     bad = tenant.start("ci-pipeline", {"repo": git.url, "ref": "broken"})
     wait_for(
@@ -108,9 +103,12 @@ def test_the_pipeline_clones_tests_waits_for_approval_and_deploys(
 
 
 def test_without_the_git_host_in_the_allow_list_the_proxy_refuses_the_clone(
-    tenant_factory: Callable[..., Tenant], kubectl: Callable[..., Any], git: gitserver.GitServer
+    tenant_factory: Callable[..., Tenant],
+    kubectl: Callable[..., Any],
+    git: gitserver.GitServer,
+    tmp_path: Path,
 ) -> None:
-    tenant = ci_tenant(tenant_factory, kubectl, git.port)
+    tenant = ci_tenant(tenant_factory, kubectl, tmp_path, git.port)
     tenant.custom.patch_cluster_custom_object(
         GROUP,
         VERSION,
