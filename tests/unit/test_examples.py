@@ -18,7 +18,10 @@ APPROVAL = [(60, "approved", {"by": "bob"})]
 def instances() -> list[tuple[str, str, str, Any]]:
     """(instance name, source, entrypoint, params) for every example instance."""
     docs = [
-        d for p in sorted(EXAMPLES.rglob("*.yaml")) for d in yaml.safe_load_all(p.read_text()) if d
+        d
+        for p in sorted(EXAMPLES.rglob("*.yaml"))
+        for d in yaml.safe_load_all(p.read_text())
+        if d and "kind" in d  # not kustomize's own files
     ]
     configmaps = {d["metadata"]["name"]: d["data"] for d in docs if d["kind"] == "ConfigMap"}
     definitions = {
