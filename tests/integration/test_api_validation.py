@@ -13,7 +13,9 @@ from conftest import ROOT
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 INVALID = sorted((ROOT / "tests" / "data" / "invalid").glob("*.yaml"))
-EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
+KUSTOMIZE_FILES = {"kustomization.yaml", "kustomizeconfig.yaml"}  # kustomize's, not objects
+EXAMPLES = sorted(p for p in (ROOT / "examples").rglob("*.yaml") if p.name not in KUSTOMIZE_FILES)
+KUSTOMIZATIONS = sorted(p.parent for p in (ROOT / "examples").rglob("kustomization.yaml"))
 
 
 def expectation(path: Path) -> str:
@@ -56,6 +58,24 @@ def test_invalid_manifest_is_rejected_with_a_clear_message(
 def test_example_applies(path: Path, crds: Path, kubectl: Kubectl, namespace: str) -> None:
     """Server-side dry run; namespaced examples are pointed at a scratch namespace."""
     docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    for doc in docs:
+        if "namespace" in doc["metadata"]:
+            doc["metadata"]["namespace"] = namespace
+    result = kubectl(
+        "apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump_all(docs), check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    "directory", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(ROOT / "examples"))
+)
+def test_example_kustomization_renders_and_applies(
+    directory: Path, crds: Path, kubectl: Kubectl, namespace: str
+) -> None:
+    """What `kubectl apply -k` would send, server-side dry run in a scratch namespace."""
+    docs = [d for d in yaml.safe_load_all(kubectl("kustomize", str(directory)).stdout) if d]
+    assert docs, f"{directory} renders nothing"
     for doc in docs:
         if "namespace" in doc["metadata"]:
             doc["metadata"]["namespace"] = namespace
