@@ -1,13 +1,17 @@
 """Health that GitOps tools understand, judged by the real rules: every kind in each of its
 states, read back from the API server and given to kstatus (sigs.k8s.io/cli-utils, what
-Flux and `kubectl wait` use), built from its Go module like the control plane."""
+Flux and `kubectl wait` use, built from its Go module like the control plane) and to the
+chart's Argo CD health script (run by a Lua runtime)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+from lupa import LuaRuntime
 
 from conftest import wait_for
 from e2e.conftest import GROUP, VERSION, Tenant
@@ -26,6 +30,24 @@ def kstatus(*objects: dict[str, Any]) -> list[str]:
     return [r["status"] for r in json.loads(done.stdout)]
 
 
+ARGOCD_HEALTH = Path(__file__).resolve().parents[1] / "charts/tenantflow/files/argocd-health.lua"
+ARGOCD_FOR = {"Current": "Healthy", "InProgress": "Progressing", "Failed": "Degraded"}
+
+
+def argocd(*objects: dict[str, Any]) -> list[str]:
+    """The chart's Argo CD health script, run as Argo CD runs it (`obj` in, `hs` out)."""
+    lua = LuaRuntime(unpack_returned_tuples=True)
+    health = lua.eval(f"function(obj) {ARGOCD_HEALTH.read_text()} end")
+    return [str(health(lua.table_from(o, recursive=True)).status) for o in objects]
+
+
+def judged(*objects: dict[str, Any]) -> list[str]:
+    """kstatus' verdict for each object, after checking Argo CD's script agrees with it."""
+    verdicts = kstatus(*objects)
+    assert argocd(*objects) == [ARGOCD_FOR[v] for v in verdicts], verdicts
+    return verdicts
+
+
 def conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
 
@@ -35,7 +57,7 @@ def test_every_kind_in_every_state_reads_as_kstatus_expects(
 ) -> None:
     tenant = tenant_factory()
     tenant_obj = tenant.custom.get_cluster_custom_object(GROUP, VERSION, "tenants", tenant.name)
-    assert kstatus(tenant_obj) == ["Current"], conditions(tenant_obj)
+    assert judged(tenant_obj) == ["Current"], conditions(tenant_obj)
 
     good = tenant.define("good", "async def run(event, step):\n    return 1\n")
     broken = tenant.define("broken", "async def run(event, step)\n    return 1\n")
@@ -52,7 +74,7 @@ def test_every_kind_in_every_state_reads_as_kstatus_expects(
         ),
         "the broken definition Stalled",
     )
-    assert kstatus(good, broken) == ["Current", "Failed"]
+    assert judged(good, broken) == ["Current", "Failed"]
     assert conditions(broken)["Stalled"]["reason"] == "SyntaxError"
     assert "fix spec.source" in conditions(broken)["Ready"]["message"]
 
@@ -67,7 +89,7 @@ def test_every_kind_in_every_state_reads_as_kstatus_expects(
     tenant.wait_revision("waits", 1)
     ok, bad = tenant.start("waits", "ok"), tenant.start("waits", "fail")
     waiting = [tenant.wait_phase(i, "Waiting") and tenant.get(i) for i in (ok, bad)]
-    assert kstatus(*waiting) == ["InProgress", "InProgress"]
+    assert judged(*waiting) == ["InProgress", "InProgress"]
     assert conditions(waiting[0])["Reconciling"]["status"] == "True"
     for inst in (ok, bad):
         tenant.send_event(inst, "go")
@@ -75,7 +97,7 @@ def test_every_kind_in_every_state_reads_as_kstatus_expects(
     kubectl("-n", tenant.ns, "wait", "--for=condition=Ready", f"wfi/{ok}", "--timeout=60s")
     tenant.wait_phase(bad, "Errored")
     done, failed = tenant.get(ok), tenant.get(bad)
-    assert kstatus(done, failed) == ["Current", "Failed"]
+    assert judged(done, failed) == ["Current", "Failed"]
     assert conditions(done)["Ready"]["reason"] == "Complete"
     stalled = conditions(failed)["Stalled"]
     assert stalled["reason"] == "ValueError" and "asked to fail" in stalled["message"]
@@ -98,5 +120,5 @@ def test_every_kind_in_every_state_reads_as_kstatus_expects(
         ),
         "the Tenant Stalled by its refused image",
     )
-    assert kstatus(refused) == ["Failed"]
+    assert judged(refused) == ["Failed"]
     assert conditions(refused)["Stalled"]["reason"] == "ImageNotAllowed"
