@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from conftest import wait_for
 from e2e.conftest import Tenant
@@ -46,7 +49,9 @@ def test_run_send_event_and_wait(tenant: Tenant, kubeconfig: Path) -> None:
     assert history[1].split()[:3] == ["go", "event", "Complete"]
 
 
-def test_revisions_diff_and_rollback(tenant: Tenant, kubeconfig: Path) -> None:
+def test_revisions_diff_and_rollback(
+    tenant: Tenant, kubeconfig: Path, kubectl: Callable[..., Any]
+) -> None:
     tenant.define("cli-ver", V1)
     tenant.wait_revision("cli-ver", 1)
     tenant.define("cli-ver", V1.replace('"version": 1', '"version": 2'))
@@ -75,6 +80,28 @@ def test_revisions_diff_and_rollback(tenant: Tenant, kubeconfig: Path) -> None:
     )
     done = tenant.wait_phase("after-rollback", "Complete")
     assert done["output"] == {"version": 1, "by": "y"} and done["revision"] == 1
+    # Git syncs the definition as it has it (server-side apply): the rollback stays
+    manifest = {
+        "apiVersion": "tenantflow.dev/v1alpha1",
+        "kind": "WorkflowDefinition",
+        "metadata": {"name": "cli-ver", "namespace": tenant.ns},
+        "spec": {"source": {"inline": V1.replace('"version": 1', '"version": 2')}},
+    }
+
+    def sync(spec: dict[str, object]) -> None:
+        body = json.dumps({**manifest, "spec": {**manifest["spec"], **spec}})
+        kubectl("apply", "--server-side", "--field-manager=argocd", "-f", "-", input=body)
+
+    sync({})
+    definition = tenant.wait_revision("cli-ver", 1)
+    assert definition["metadata"]["annotations"]["tenantflow.dev/rollback-to"] == "1"
+    assert definition["status"]["rolledBackTo"] == 1 and "pinnedRevision" not in definition["spec"]
+    sync({"pinnedRevision": 2})  # Git's own pin wins over the CLI's rollback
+    tenant.wait_revision("cli-ver", 2)
+    sync({})
+    tenant.wait_revision("cli-ver", 1)  # Git dropped its pin: the rollback holds again
+    cli(kubeconfig, "-n", tenant.ns, "rollback", "cli-ver", "--clear")
+    assert tenant.wait_revision("cli-ver", 2)["status"].get("rolledBackTo") is None
 
 
 def test_pause_resume_terminate(tenant: Tenant, kubeconfig: Path) -> None:

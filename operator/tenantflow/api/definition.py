@@ -122,7 +122,10 @@ class WorkflowDefinitionSpec(Model):
         default_factory=StepDefaultsSpec, description="Step defaults."
     )
     pinned_revision: int | None = Field(
-        None, ge=1, description="When set, new instances run this revision (rollback)."
+        None,
+        ge=1,
+        description="When set, new instances run this revision: Git's way to pin one "
+        "(it overrides `tenantflow rollback`, which keeps its choice out of the spec).",
     )
     revision_history_limit: int = Field(
         50, ge=1, le=1000, description="Revisions kept besides those in use."
@@ -138,7 +141,14 @@ class RevisionInfo(Model):
 class WorkflowDefinitionStatus(ObservedStatus):
     latest_revision: int | None = Field(None, description="Newest revision.")
     active_revision: int | None = Field(
-        None, description="Revision new instances run (= pinnedRevision when set)."
+        None,
+        description="Revision new instances run: spec.pinnedRevision when set, else the "
+        "revision `tenantflow rollback` chose (rolledBackTo), else the newest.",
+    )
+    rolled_back_to: int | None = Field(
+        None,
+        description="The revision `tenantflow rollback` chose (the tenantflow.dev/rollback-to "
+        "annotation, kept out of the Git-owned spec); spec.pinnedRevision overrides it.",
     )
     revisions: list[RevisionInfo] = Field(
         default_factory=list, description="Known revisions, newest last."

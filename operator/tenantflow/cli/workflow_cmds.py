@@ -18,7 +18,7 @@ import yaml
 from tenantflow.engine.loader import SINGLE_MODULE
 from tenantflow.errors import TenantflowError
 from tenantflow.kube.client import ApiException, Kube, message
-from tenantflow.lifecycle.revisions import DEFINITION_LABEL
+from tenantflow.lifecycle.revisions import DEFINITION_LABEL, ROLLBACK_ANNOTATION
 from tenantflow.lifecycle.source import Code
 from tenantflow.vocabulary import API_VERSION, DEFINITION, FINISHED, INSTANCE, Phase
 
@@ -413,20 +413,33 @@ def code_diff(a: Code, b: Code, label_a: str, label_b: str) -> str:
 
 def _add_rollback(p: argparse.ArgumentParser) -> None:
     p.add_argument("definition")
-    p.add_argument("--to", type=int, required=True, help="revision new instances should run")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--to", type=int, help="revision new instances should run")
+    which.add_argument("--clear", action="store_true", help="back to the newest revision")
 
 
-@verb("rollback", "make new instances run an earlier revision (spec.pinnedRevision)", _add_rollback)
+@verb("rollback", "make new instances run an earlier revision (or --clear it)", _add_rollback)
 async def rollback(kube: Kube, args: argparse.Namespace) -> Any:
-    numbers = [r["revision"] for r in await _revisions(kube, args)]
-    if args.to not in numbers:
-        raise CliError(f"revision {args.to} does not exist; known: {numbers}")
+    """Recorded in an annotation, not in spec.pinnedRevision: the spec belongs to whoever
+    applies it (Git), and a sync would undo a rollback written there."""
+    if not args.clear:
+        numbers = [r["revision"] for r in await _revisions(kube, args)]
+        if args.to not in numbers:
+            raise CliError(f"revision {args.to} does not exist; known: {numbers}")
+    value = None if args.clear else str(args.to)
     await kube.patch(
-        API_VERSION, WFD, args.definition, args.namespace, {"spec": {"pinnedRevision": args.to}}
+        API_VERSION,
+        WFD,
+        args.definition,
+        args.namespace,
+        {"metadata": {"annotations": {ROLLBACK_ANNOTATION: value}}},
     )
+    if args.clear:
+        return f"workflowdefinition/{args.definition}: rollback cleared, the newest revision runs"
     return (
-        f"workflowdefinition/{args.definition} pinned to revision {args.to}; running "
-        "instances keep their revision"
+        f"workflowdefinition/{args.definition} rolled back to revision {args.to} (annotation "
+        f"{ROLLBACK_ANNOTATION}; spec.pinnedRevision overrides it); running instances keep "
+        "their revision"
     )
 
 

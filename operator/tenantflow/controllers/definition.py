@@ -109,13 +109,19 @@ async def reconcile(kube: KubeApi, key: str) -> list[str]:
             await events.post(
                 kube, body, "Normal", "RevisionCreated", f"revision {current} (sha256 {sha[:12]})"
             )
-    pinned = spec.get("pinnedRevision")
     numbers = {r["revision"] for r in revs}
+    rolled = revisions.rolled_back_to(body)
+    # Git's spec.pinnedRevision wins; then the CLI's rollback (an annotation); then the newest
+    pinned, field = (
+        (spec.get("pinnedRevision"), "spec.pinnedRevision")
+        if spec.get("pinnedRevision") is not None
+        else (rolled, f"annotation {revisions.ROLLBACK_ANNOTATION}")
+    )
     if pinned is not None and pinned not in numbers:
         check = source.SourceCheck(
             False,
             "PinnedRevisionNotFound",
-            f"spec.pinnedRevision {pinned} does not exist; known: {sorted(numbers)}",
+            f"{field} {pinned} does not exist; known: {sorted(numbers)}",
         )
     active = pinned if pinned in numbers else current or old.get("activeRevision")
     instances = [
@@ -142,11 +148,20 @@ async def reconcile(kube: KubeApi, key: str) -> list[str]:
             generation=body["metadata"].get("generation"),
         ),
         "observedGeneration": body["metadata"].get("generation"),
+        "rolledBackTo": rolled,
     }
     if {k: old.get(k) for k in new} == new:
         return []
     await kube.patch(API_VERSION, DEFINITION, name, ns, {"status": new}, subresource="status")
     was = {c.get("type"): c for c in old.get("conditions") or []}.get(ConditionType.READY, {})
+    if rolled != old.get("rolledBackTo"):
+        said = (
+            f"new instances run revision {rolled} (tenantflow rollback); spec.pinnedRevision "
+            "overrides it"
+            if rolled is not None
+            else f"rollback cleared: new instances run revision {active}"
+        )
+        await events.post(kube, body, "Normal", "RolledBack" if rolled else "RollbackCleared", said)
     if not check.ok and was.get("reason") != check.reason:
         await events.post(kube, body, "Warning", check.reason, check.message)
     if active is None or active == old.get("activeRevision"):

@@ -10,6 +10,15 @@ from tenantflow.tenancy.manifests import MANAGED_BY
 DEFINITION_LABEL = "tenantflow.dev/definition"
 REVISION_LABEL = "tenantflow.dev/revision"
 SHA_ANNOTATION = "tenantflow.dev/sha256"
+# where `tenantflow rollback` records its choice: an annotation, not spec.pinnedRevision, so
+# a GitOps tool that owns the spec neither shows drift nor undoes it on its next sync
+ROLLBACK_ANNOTATION = "tenantflow.dev/rollback-to"
+
+
+def rolled_back_to(definition: dict[str, Any]) -> int | None:
+    """The revision the rollback annotation names (None when absent or not a number)."""
+    value = ((definition.get("metadata") or {}).get("annotations") or {}).get(ROLLBACK_ANNOTATION)
+    return int(value) if isinstance(value, str) and value.isdigit() and int(value) > 0 else None
 
 
 def name_for(definition: str, sha: str) -> str:

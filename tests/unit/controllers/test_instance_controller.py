@@ -7,6 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tenantflow.controllers import definition
+from tenantflow.lifecycle.revisions import ROLLBACK_ANNOTATION
 from tenantflow.sandbox.transport import SandboxUnavailable
 from tenantflow.vocabulary import API_VERSION, INSTANCE, Phase
 from tests.unit.controllers.harness import NS, Harness
@@ -224,3 +226,32 @@ async def test_multi_file_code_from_a_configmap_runs_and_each_change_is_a_revisi
     key = h.start("build-2", "ci", params={"files": ["a", "b"]})
     await h.drive(key)
     assert h.status("build-2")["output"] == 2
+
+
+async def test_a_rollback_lives_outside_the_spec_and_the_spec_pin_wins(tmp_path: Path) -> None:
+    h = Harness.new(tmp_path)
+    assert await h.define("ver", "async def run(event, step):\n    return 1\n") == 1
+    assert await h.define("ver", "async def run(event, step):\n    return 2\n") == 2
+    body = h.kube.read(API_VERSION, "WorkflowDefinition", "ver", NS)
+    body["metadata"]["annotations"] = {ROLLBACK_ANNOTATION: "1"}  # tenantflow rollback --to 1
+    h.kube.put(body)
+    await definition.reconcile(h.kube, f"{NS}/ver")
+    status = h.kube.read(API_VERSION, "WorkflowDefinition", "ver", NS)["status"]
+    assert (status["activeRevision"], status["rolledBackTo"]) == (1, 1)
+    assert ("Normal", "RolledBack") in h.events()
+    body = h.kube.read(API_VERSION, "WorkflowDefinition", "ver", NS)
+    body["spec"]["pinnedRevision"] = 2  # Git pins a revision: it wins
+    h.kube.put(body)
+    await definition.reconcile(h.kube, f"{NS}/ver")
+    assert (
+        h.kube.read(API_VERSION, "WorkflowDefinition", "ver", NS)["status"]["activeRevision"] == 2
+    )
+    body = h.kube.read(API_VERSION, "WorkflowDefinition", "ver", NS)
+    del body["spec"]["pinnedRevision"]
+    body["metadata"]["annotations"] = {ROLLBACK_ANNOTATION: "7"}  # a revision that is gone
+    h.kube.put(body)
+    await definition.reconcile(h.kube, f"{NS}/ver")
+    ready = h.kube.read(API_VERSION, "WorkflowDefinition", "ver", NS)["status"]["conditions"]
+    stalled = {c["type"]: c for c in ready}["Stalled"]
+    assert stalled["reason"] == "PinnedRevisionNotFound"
+    assert "annotation tenantflow.dev/rollback-to 7 does not exist" in stalled["message"]
