@@ -36,15 +36,19 @@ def allow(port: int, host: str = GIT_HOST) -> list[dict[str, Any]]:
     return [{"host": host, "ports": [port], "addresses": [GIT_IP]}]
 
 
-def ci_tenant(
-    tenant_factory: Callable[..., Tenant], kubectl: Callable[..., Any], tmp_path: Path, port: int
+@pytest.fixture
+def tenant(
+    tenant_factory: Callable[..., Tenant],
+    kubectl: Callable[..., Any],
+    git: gitserver.GitServer,
+    tmp_path: Path,
 ) -> Tenant:
     """The tenant as a CI platform sets it up: image, Secret, allow-list, pipeline code."""
     tenant = tenant_factory(
         sandbox={
             "image": images.ref("sandbox-example"),
             "secrets": ["git"],
-            "egressHosts": allow(port),
+            "egressHosts": allow(git.port),
         }
     )
     meta = client.V1ObjectMeta(name="git")
@@ -65,12 +69,8 @@ def ci_tenant(
 
 
 def test_the_pipeline_clones_tests_waits_for_approval_and_deploys(
-    tenant_factory: Callable[..., Tenant],
-    kubectl: Callable[..., Any],
-    git: gitserver.GitServer,
-    tmp_path: Path,
+    tenant: Tenant, git: gitserver.GitServer
 ) -> None:
-    tenant = ci_tenant(tenant_factory, kubectl, tmp_path, git.port)
     good = tenant.start("ci-pipeline", {"repo": git.url})
     bad = tenant.start("ci-pipeline", {"repo": git.url, "ref": "broken"})
     wait_for(
@@ -103,12 +103,8 @@ def test_the_pipeline_clones_tests_waits_for_approval_and_deploys(
 
 
 def test_without_the_git_host_in_the_allow_list_the_proxy_refuses_the_clone(
-    tenant_factory: Callable[..., Tenant],
-    kubectl: Callable[..., Any],
-    git: gitserver.GitServer,
-    tmp_path: Path,
+    tenant: Tenant, git: gitserver.GitServer
 ) -> None:
-    tenant = ci_tenant(tenant_factory, kubectl, tmp_path, git.port)
     tenant.custom.patch_cluster_custom_object(
         GROUP,
         VERSION,

@@ -57,14 +57,7 @@ def test_invalid_manifest_is_rejected_with_a_clear_message(
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: str(p.relative_to(ROOT / "examples")))
 def test_example_applies(path: Path, crds: Path, kubectl: Kubectl, namespace: str) -> None:
     """Server-side dry run; namespaced examples are pointed at a scratch namespace."""
-    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
-    for doc in docs:
-        if "namespace" in doc["metadata"]:
-            doc["metadata"]["namespace"] = namespace
-    result = kubectl(
-        "apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump_all(docs), check=False
-    )
-    assert result.returncode == 0, result.stderr
+    dry_run_in(namespace, path.read_text(), kubectl)
 
 
 @pytest.mark.parametrize(
@@ -74,8 +67,13 @@ def test_example_kustomization_renders_and_applies(
     directory: Path, crds: Path, kubectl: Kubectl, namespace: str
 ) -> None:
     """What `kubectl apply -k` would send, server-side dry run in a scratch namespace."""
-    docs = [d for d in yaml.safe_load_all(kubectl("kustomize", str(directory)).stdout) if d]
-    assert docs, f"{directory} renders nothing"
+    dry_run_in(namespace, kubectl("kustomize", str(directory)).stdout, kubectl)
+
+
+def dry_run_in(namespace: str, manifests: str, kubectl: Kubectl) -> None:
+    """Server-side dry run of `manifests`, the namespaced ones pointed at `namespace`."""
+    docs = [d for d in yaml.safe_load_all(manifests) if d]
+    assert docs, "nothing to apply"
     for doc in docs:
         if "namespace" in doc["metadata"]:
             doc["metadata"]["namespace"] = namespace
