@@ -38,7 +38,7 @@ CASES = [  # (arguments after `-n <ns>`, what the error must say)
     (["diff", "waits", "1", "99"], "revision 99 does not exist"),
     (["diff", "waits", "one", "two"], "invalid int value: 'one'"),
     (["rollback", "waits", "--to", "99"], "revision 99 does not exist"),
-    (["rollback", "waits"], "the following arguments are required: --to"),
+    (["rollback", "waits"], "one of the arguments --to --clear is required"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     # event payloads and types, through send-event
     (["send-event", VICTIM, "go", "--payload", "{bad"], "--payload is not valid JSON"),
