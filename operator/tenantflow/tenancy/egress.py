@@ -14,6 +14,7 @@ import ipaddress
 from typing import Any
 
 from tenantflow.api.tenant import Tenant
+from tenantflow.tenancy.pods import container_security, pod_security
 
 PROXY = "egress-proxy"
 PROXY_PORT = 3128
@@ -74,7 +75,7 @@ def proxy_pod_spec(tenant: Tenant, image: str, protected: tuple[str, ...]) -> di
         "serviceAccountName": "tenant-sandbox",
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": pod_security(),
         "containers": [
             {
                 "name": "proxy",
@@ -90,14 +91,7 @@ def proxy_pod_spec(tenant: Tenant, image: str, protected: tuple[str, ...]) -> di
                     "requests": {"cpu": "20m", "memory": "48Mi"},
                     "limits": {"cpu": "500m", "memory": "128Mi"},
                 },
-                "securityContext": {
-                    "allowPrivilegeEscalation": False,
-                    "readOnlyRootFilesystem": True,
-                    "capabilities": {"drop": ["ALL"]},
-                    "runAsNonRoot": True,
-                    "runAsUser": PROXY_UID,
-                    "runAsGroup": PROXY_UID,
-                },
+                "securityContext": container_security(PROXY_UID),
             }
         ],
     }

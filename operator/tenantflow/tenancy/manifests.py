@@ -9,6 +9,7 @@ from typing import Any
 from tenantflow.api import API_VERSION
 from tenantflow.api.tenant import Tenant
 from tenantflow.tenancy import egress, status
+from tenantflow.tenancy.pods import container_security, pod_security
 from tenantflow.vocabulary import GROUP, NAMESPACE_PREFIX
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "tenantflow"}
@@ -401,14 +402,7 @@ def _container(
     return {
         "name": name,
         "args": args,
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-            "runAsNonRoot": True,
-            "runAsUser": uid,
-            "runAsGroup": uid,
-        },
+        "securityContext": container_security(uid),
         "volumeMounts": [
             {"name": vol, "mountPath": path, "readOnly": ro} for vol, path, ro in mounts
         ],
@@ -493,11 +487,7 @@ def sandbox_statefulset(
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "shareProcessNamespace": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "fsGroup": WORKER_UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": pod_security(fsGroup=WORKER_UID),
         "containers": [runner, worker],
         "volumes": [
             {"name": "data", "persistentVolumeClaim": {"claimName": PVC}},
