@@ -18,6 +18,15 @@ SECRET_KEY = re.compile(r"^[-_a-zA-Z0-9][-._a-zA-Z0-9]*$")  # a data key; never 
 MAX_SECRET_BYTES = 1 << 20  # the API server's own limit for a Secret
 
 
+def _names(directory: Path, pattern: re.Pattern[str]) -> list[str]:
+    """The entries of `directory` that `pattern` allows, sorted (none if it is unreadable):
+    the kubelet's own `..data` links never match."""
+    try:
+        return [n for n in sorted(os.listdir(directory)) if pattern.match(n)]
+    except OSError:
+        return []
+
+
 class SecretNotFound(KeyError):
     """A Secret or key that is not there; the message says what the platform must do."""
 
@@ -46,14 +55,10 @@ class SecretValues(Mapping[str, str]):
         return data[:MAX_SECRET_BYTES].decode("utf-8", errors="replace")
 
     def __iter__(self) -> Iterator[str]:
-        try:
-            names = sorted(os.listdir(self.directory))
-        except OSError:
-            return iter(())
-        return iter(n for n in names if SECRET_KEY.match(n))
+        return iter(_names(self.directory, SECRET_KEY))
 
     def __len__(self) -> int:
-        return sum(1 for _ in self)
+        return len(_names(self.directory, SECRET_KEY))
 
 
 class Secrets(Mapping[str, SecretValues]):
@@ -85,16 +90,16 @@ class Secrets(Mapping[str, SecretValues]):
         return values
 
     def __iter__(self) -> Iterator[str]:
-        if self.root is None:
-            return iter(())
-        try:
-            names = sorted(os.listdir(self.root))
-        except OSError:
-            return iter(())
-        return iter(n for n in names if SECRET_NAME.match(n) and (self.root / n).is_dir())
+        return iter(self._names())
 
     def __len__(self) -> int:
-        return sum(1 for _ in self)
+        return len(self._names())
+
+    def _names(self) -> list[str]:
+        root = self.root
+        if root is None:
+            return []
+        return [n for n in _names(root, SECRET_NAME) if (root / n).is_dir()]
 
     def values_to_redact(self, shortest: int) -> list[str]:
         """Every value of every Secret at least `shortest` characters long, longest first
