@@ -86,14 +86,11 @@ class StatusWriter:
             health,
             generation=meta.get("generation"),
         )
-        patch = {
-            "metadata": {"resourceVersion": meta["resourceVersion"]},
-            "status": {
-                **status,
-                "conditions": merged,
-                "observedGeneration": meta.get("generation"),
-            },
-        }
+        status = {**status, "observedGeneration": meta.get("generation")}
+        status.pop("conditions", None)
+        if merged != before.get("conditions"):  # most writes of a drive leave them as they are
+            status["conditions"] = merged
+        patch = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status}
         try:
             out = await self.kube.patch(
                 API_VERSION, INSTANCE, meta["name"], meta["namespace"], patch, subresource="status"
