@@ -161,7 +161,7 @@ def network_policies(tenant: Tenant, settings: OperatorSettings) -> list[dict[st
                 "policyTypes": ["Ingress"],
                 "ingress": [
                     {
-                        "from": [_operator_namespace(settings)],
+                        "from": [_namespace_peer(settings.namespace)],
                         "ports": [{"protocol": "TCP", "port": SANDBOX_PORT}],
                     }
                 ],
@@ -174,15 +174,7 @@ def network_policies(tenant: Tenant, settings: OperatorSettings) -> list[dict[st
                 "policyTypes": ["Egress"],
                 "egress": [
                     {
-                        "to": [
-                            {
-                                "namespaceSelector": {
-                                    "matchLabels": {
-                                        "kubernetes.io/metadata.name": settings.dns_namespace
-                                    }
-                                }
-                            }
-                        ],
+                        "to": [_namespace_peer(settings.dns_namespace)],
                         "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
                     }
                 ],
@@ -228,7 +220,7 @@ def network_policies(tenant: Tenant, settings: OperatorSettings) -> list[dict[st
                             "ports": [{"protocol": "TCP", "port": egress.PROXY_PORT}],
                         },
                         {
-                            "from": [_operator_namespace(settings)],
+                            "from": [_namespace_peer(settings.namespace)],
                             "ports": [{"protocol": "TCP", "port": egress.PROXY_METRICS_PORT}],
                         },
                     ],
@@ -239,10 +231,9 @@ def network_policies(tenant: Tenant, settings: OperatorSettings) -> list[dict[st
     return out
 
 
-def _operator_namespace(settings: OperatorSettings) -> dict[str, Any]:
-    return {
-        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": settings.namespace}}
-    }
+def _namespace_peer(namespace: str) -> dict[str, Any]:
+    """A NetworkPolicy peer: every pod of one namespace (by its immutable name label)."""
+    return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
 
 
 def egress_proxy(tenant: Tenant, settings: OperatorSettings) -> list[dict[str, Any]]:
