@@ -67,11 +67,9 @@ class SourceCheck:
     message: str = "the source compiles and defines its entrypoint"
 
 
-def check(code: Code | str, entrypoint: str = "run") -> SourceCheck:
+def check(code: Code, entrypoint: str = "run") -> SourceCheck:
     """Parse (not execute) every module; the main one must define the entrypoint as a
     top-level `async def` taking (event, step) or (event, step, env)."""
-    if isinstance(code, str):
-        code = Code.single(code)
     size = sum(len(text.encode()) for text in code.files.values())
     if size > MAX_CODE_BYTES or len(code.files) > MAX_FILES:
         return SourceCheck(
