@@ -102,9 +102,10 @@ class Runner:
         except auth.AuthError as exc:
             ADVANCES.labels("unauthorized").inc()
             return self._error(mac, 401, "Unauthorized", str(exc))
-        if self.canary is not None and not self.canary.isolated:
+        unfenced = self._unfenced()
+        if unfenced:
             ADVANCES.labels("not-isolated").inc()
-            return self._error(mac, 503, NOT_ISOLATED, self.canary.problem)
+            return self._error(mac, 503, NOT_ISOLATED, unfenced)
         try:
             payload = validate(jsonsafe.loads(body))
             deadline = deadline_seconds(payload) + self.grace
@@ -203,10 +204,17 @@ class Runner:
     async def healthz(self, _: web.Request) -> web.Response:
         """Readiness: a pod whose network is not yet fenced gets no advances."""
         body: dict[str, Any] = {"ok": True, "tenant": self.tenant, "worker": self.worker_healthy}
-        if self.canary is not None and not self.canary.isolated:
-            body.update(ok=False, problem=self.canary.problem)
+        unfenced = self._unfenced()
+        if unfenced:
+            body.update(ok=False, problem=unfenced)
             return web.json_response(body, status=503)
         return web.json_response(body)
+
+    def _unfenced(self) -> str | None:
+        """Why tenant code may not run here now (the pod's network is open), or None."""
+        if self.canary is None or self.canary.isolated:
+            return None
+        return self.canary.problem
 
     async def livez_worker(self, _: web.Request) -> web.Response:
         status = 200 if self.worker_healthy else 503
