@@ -12,27 +12,20 @@ if generation ~= nil and obj.status.observedGeneration ~= generation then
   hs.message = "the operator has not seen the latest spec yet"
   return hs
 end
-local ready, stalled, reconciling = nil, nil, nil
+local found = {}
 for _, c in ipairs(obj.status.conditions) do
-  if c.type == "Ready" then ready = c end
-  if c.type == "Stalled" then stalled = c end
-  if c.type == "Reconciling" then reconciling = c end
+  found[c.type] = c
 end
-if stalled ~= nil and stalled.status == "True" then
-  hs.status = "Degraded"
-  hs.message = stalled.message
-  return hs
-end
-if reconciling ~= nil and reconciling.status == "True" then
-  hs.status = "Progressing"
-  hs.message = reconciling.message
-  return hs
-end
-if ready ~= nil and ready.status == "True" then
-  hs.status = "Healthy"
-  hs.message = ready.message
-  return hs
+-- the first condition that is True decides, in kstatus' order
+local verdicts = {{"Stalled", "Degraded"}, {"Reconciling", "Progressing"}, {"Ready", "Healthy"}}
+for _, verdict in ipairs(verdicts) do
+  local c = found[verdict[1]]
+  if c ~= nil and c.status == "True" then
+    hs.status = verdict[2]
+    hs.message = c.message
+    return hs
+  end
 end
 hs.status = "Progressing"
-if ready ~= nil then hs.message = ready.message end
+if found.Ready ~= nil then hs.message = found.Ready.message end
 return hs
