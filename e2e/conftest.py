@@ -6,6 +6,7 @@ import json
 import os
 import sqlite3
 import subprocess
+import sys
 import textwrap
 import uuid
 from collections.abc import Callable, Iterator
@@ -138,6 +139,18 @@ class Tenant:
         if done.returncode != 0:
             raise sqlite3.OperationalError(done.stderr.strip().splitlines()[-1])
         return [tuple(row) for row in json.loads(done.stdout)]
+
+
+def cli(kubeconfig: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the `tenantflow` CLI as a user would, against the test cluster."""
+    result = subprocess.run(
+        [sys.executable, "-m", "tenantflow", "--kubeconfig", str(kubeconfig), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert not check or result.returncode == 0, result.stderr
+    return result
 
 
 def sandbox_pod(tenant: Tenant) -> client.V1Pod:

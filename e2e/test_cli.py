@@ -4,31 +4,18 @@ rollback, status, history, pause/resume, terminate."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from conftest import wait_for
-from e2e.conftest import Tenant
+from e2e.conftest import Tenant, cli
 
 V1 = """
 async def run(event, step):
     got = await step.wait_for_event("go", type="go", timeout="1h")
     return {"version": 1, "by": got["payload"]["by"]}
 """
-
-
-def cli(kubeconfig: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "tenantflow", "--kubeconfig", str(kubeconfig), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert not check or result.returncode == 0, result.stderr
-    return result
 
 
 def test_run_send_event_and_wait(tenant: Tenant, kubeconfig: Path) -> None:

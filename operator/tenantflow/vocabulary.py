@@ -37,6 +37,17 @@ FINISHED = frozenset({Phase.COMPLETE, Phase.ERRORED, Phase.TERMINATED})
 ACTIVE = frozenset({Phase.RUNNING, Phase.WAITING, Phase.PAUSED})  # holding a concurrency slot
 
 
+class RolloutPhase(StrEnum):
+    """A WorkflowDefinition's `status.rollout.phase`: a new revision's canary rollout."""
+
+    PROGRESSING = "Progressing"  # taking its step's share of new instances
+    PAUSED = "Paused"  # held by a pin (spec.pinnedRevision or `tenantflow rollback`)
+    PROMOTED = "Promoted"  # stable: every new instance runs it
+    ROLLED_BACK = "RolledBack"  # its error rate crossed maxErrorRate: new instances run stable
+    ABORTED = "Aborted"  # `tenantflow rollout abort`
+    SUPERSEDED = "Superseded"  # the source changed again before it finished
+
+
 class ConditionType(StrEnum):
     # kstatus' trio, on every kind (what Flux, Argo CD and `kubectl wait` read): Ready;
     # Reconciling while the object is on its way; Stalled when it cannot get there
@@ -60,3 +71,11 @@ class Limits:
     MAX_EVENTS_PER_SECOND = 50
     MAX_STORAGE_OPS_PER_SECOND = 500
     STORAGE = "1Gi"
+
+
+class RolloutDefaults:
+    """Defaults of `WorkflowDefinition.spec.rollout` (the CRD's and the controller's)."""
+
+    STEPS = (10, 50, 100)
+    MIN_INSTANCES = 20
+    MAX_ERROR_RATE = 0.2

@@ -56,6 +56,8 @@ KINDS = (
         (
             ("Latest", "integer", ".status.latestRevision"),
             ("Active", "integer", ".status.activeRevision"),
+            ("Rollout", "string", ".status.rollout.phase"),
+            ("Weight", "integer", ".status.rollout.weight"),
             ("Ready", "string", '.status.conditions[?(@.type=="Ready")].status'),
             AGE,
         ),
@@ -90,6 +92,9 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
             continue
         if key == "additionalProperties" and value is False:
             continue  # not structural; the API server prunes (kubectl: strict field errors)
+        if key == "const":  # a one-value Literal; OpenAPI v3 in a CRD knows only enum
+            out["enum"] = [value]
+            continue
         if key == "properties":
             out[key] = {name: _structural(sub, defs) for name, sub in value.items()}
         elif key.startswith("x-kubernetes-"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from tenantflow.api.common import (
@@ -16,6 +18,7 @@ from tenantflow.api.common import (
 from tenantflow.durations import format_duration
 from tenantflow.engine.loader import FILE_NAME, MAX_CODE_BYTES, MAX_FILES
 from tenantflow.engine.options import Backoff, RetryPolicy, StepDefaults
+from tenantflow.vocabulary import RolloutDefaults, RolloutPhase
 
 PY_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 DEFAULT_MAIN = "main"
@@ -110,6 +113,39 @@ class StepDefaultsSpec(Model):
     )
 
 
+class RolloutSpec(Model):
+    """How a new revision reaches new instances: as a canary, step by step, and rolled back
+    on its own when too many of its instances error."""
+
+    strategy: Literal["Canary"] = Field("Canary", description="Canary (the only one so far).")
+    steps: list[int] = Field(
+        default_factory=lambda: list(RolloutDefaults.STEPS),
+        min_length=1,
+        max_length=10,
+        description="Percent of new instances the new revision gets, step by step; past "
+        "the last step it is promoted (stable).",
+        json_schema_extra={
+            "items": {"type": "integer", "minimum": 1, "maximum": 100},
+            "x-kubernetes-list-type": "set",
+            **cel(rule("self.isSorted()", "spec.rollout.steps must rise, like [10, 50, 100]")),
+        },
+    )
+    min_instances: int = Field(
+        RolloutDefaults.MIN_INSTANCES,
+        ge=1,
+        le=100_000,
+        description="Finished instances of the new revision each step needs before the "
+        "next, and before its error rate is judged.",
+    )
+    max_error_rate: float = Field(
+        RolloutDefaults.MAX_ERROR_RATE,
+        ge=0,
+        le=1,
+        description="Errored / finished instances of the new revision above which it is "
+        "rolled back (0.2 = 20%).",
+    )
+
+
 class WorkflowDefinitionSpec(Model):
     source: Source = Field(description="The workflow's Python source.")
     entrypoint: str = Field(
@@ -130,6 +166,11 @@ class WorkflowDefinitionSpec(Model):
     revision_history_limit: int = Field(
         50, ge=1, le=1000, description="Revisions kept besides those in use."
     )
+    rollout: RolloutSpec | None = Field(
+        None,
+        description="Roll each new revision out as a canary, with automatic rollback; "
+        "without it a new revision runs every new instance at once.",
+    )
 
 
 class RevisionInfo(Model):
@@ -138,13 +179,42 @@ class RevisionInfo(Model):
     created_at: str | None = Field(None, description="When it was created (RFC 3339).")
 
 
+class RolloutStatus(Model):
+    """The newest rollout (kept after it ends). Owned by the operator: Git never writes
+    it, so a sync neither shows drift nor undoes a rollback."""
+
+    revision: int = Field(ge=1, description="The revision being rolled out (the canary).")
+    from_revision: int = Field(ge=1, description="The stable revision it started from.")
+    phase: RolloutPhase = Field(
+        description="Progressing, Paused (a pin holds it), Promoted, RolledBack, Aborted "
+        "or Superseded."
+    )
+    step: int = Field(0, ge=0, description="Index into spec.rollout.steps.")
+    weight: int = Field(0, ge=0, le=100, description="Percent of new instances it gets now.")
+    started_at: str = Field(description="Start of the window its outcomes are counted in.")
+    step_started_at: str | None = Field(None, description="When the current step began.")
+    complete: int = Field(0, ge=0, description="Its instances Complete in the window.")
+    errored: int = Field(0, ge=0, description="Its instances Errored in the window.")
+    message: str = Field("", description="Where it stands and what to do.")
+    last_command: str | None = Field(
+        None, description="Id of the last `tenantflow rollout` command applied."
+    )
+
+
 class WorkflowDefinitionStatus(ObservedStatus):
     latest_revision: int | None = Field(None, description="Newest revision.")
     active_revision: int | None = Field(
         None,
         description="Revision new instances run: spec.pinnedRevision when set, else the "
-        "revision `tenantflow rollback` chose (rolledBackTo), else the newest.",
+        "revision `tenantflow rollback` chose (rolledBackTo), else the stable one (during "
+        "a rollout, status.rollout.weight percent of them run the canary instead).",
     )
+    stable_revision: int | None = Field(
+        None,
+        description="The newest revision that every new instance ran: promoted, or the "
+        "newest when spec.rollout is not set.",
+    )
+    rollout: RolloutStatus | None = Field(None, description="The newest rollout.")
     rolled_back_to: int | None = Field(
         None,
         description="The revision `tenantflow rollback` chose (the tenantflow.dev/rollback-to "

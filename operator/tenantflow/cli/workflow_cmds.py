@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import yaml
 
@@ -56,12 +56,26 @@ def add_common(p: argparse.ArgumentParser, default: Any = None) -> None:
     )
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def register(sub: Subparsers) -> None:
     for name, (help_text, fn, add_args) in VERBS.items():
-        p = sub.add_parser(name, help=help_text)
-        add_common(p, default=argparse.SUPPRESS)  # also accepted before the verb
-        add_args(p)
-        p.set_defaults(func=lambda a, fn=fn: _run(fn, a))
+        add_verb(sub, name, help_text, fn, add_args)
+
+
+def add_verb(
+    sub: Subparsers,
+    name: str,
+    help_text: str,
+    fn: Verb,
+    add_args: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    """One verb on the command line, run against the cluster with its output options."""
+    p = sub.add_parser(name, help=help_text)
+    add_common(p, default=argparse.SUPPRESS)  # also accepted before the verb
+    add_args(p)
+    p.set_defaults(func=lambda a, fn=fn: _run(fn, a))
 
 
 def _run(fn: Verb, args: argparse.Namespace) -> int:
@@ -118,7 +132,7 @@ def _print(result: Any, output: str) -> None:
         print(result.get("table", "") if isinstance(result, dict) else result)
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> str:
+def table(header: list[str], rows: list[list[Any]]) -> str:
     cells = [header, *[["" if c is None else str(c) for c in row] for row in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     return "\n".join(
@@ -252,9 +266,7 @@ async def history(kube: Kube, args: argparse.Namespace) -> Any:
     ]
     return {
         "object": steps,
-        "table": _table(
-            ["STEP", "KIND", "STATE", "ATTEMPTS", "STARTED", "FINISHED", "ERROR"], rows
-        ),
+        "table": table(["STEP", "KIND", "STATE", "ATTEMPTS", "STARTED", "FINISHED", "ERROR"], rows),
     }
 
 
@@ -371,7 +383,7 @@ async def list_revisions(kube: Kube, args: argparse.Namespace) -> Any:
     ]
     return {
         "object": [{"revision": r["revision"], **r["data"]} for r in revs],
-        "table": _table(["REVISION", "SHA256", "CREATED", "ACTIVE"], rows),
+        "table": table(["REVISION", "SHA256", "CREATED", "ACTIVE"], rows),
     }
 
 
@@ -461,7 +473,7 @@ async def top(kube: Kube, args: argparse.Namespace) -> Any:
         )
     return {
         "object": rows,
-        "table": _table(
+        "table": table(
             ["TENANT", "PHASE", "QUEUED", "RUNNING", "WAITING", "PAUSED", "COMPLETE", "ERRORED"],
             rows,
         ),

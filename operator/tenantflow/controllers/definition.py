@@ -1,4 +1,5 @@
-"""WorkflowDefinition controller: check the source, keep immutable revisions, set status."""
+"""WorkflowDefinition controller: check the source, keep immutable revisions, roll new ones
+out (lifecycle.rollout decides), set status."""
 
 from __future__ import annotations
 
@@ -10,15 +11,32 @@ from typing import Any
 from tenantflow import conditions
 from tenantflow.api.definition import DEFAULT_MAIN
 from tenantflow.controllers.instances.revisions import RevisionCache
+from tenantflow.controllers.instances.view import tenant_of
 from tenantflow.controllers.work_queue import WorkQueue
 from tenantflow.durations import format_time
 from tenantflow.kube import events
 from tenantflow.kube.client import KubeApi
-from tenantflow.lifecycle import revisions, source
+from tenantflow.lifecycle import revisions, rollout, source
+from tenantflow.lifecycle.rollout import Assignment
+from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
-from tenantflow.vocabulary import API_VERSION, DEFINITION, FINISHED, INSTANCE, ConditionType
+from tenantflow.vocabulary import (
+    API_VERSION,
+    DEFINITION,
+    FINISHED,
+    INSTANCE,
+    ConditionType,
+    RolloutPhase,
+)
 
 log = get_logger("tenantflow.definition")
+ROLLOUT_TALLY_DELAY = 1.0  # seconds: finished instances of a rollout counted at most this often
+ROLLOUT_RECHECK = 30.0  # seconds: a rollout underway is re-read at least this often
+STALLED_ROLLOUTS = {
+    RolloutPhase.ROLLED_BACK: "RolloutRolledBack",
+    RolloutPhase.ABORTED: "RolloutAborted",
+}
+ENDED = {str(p) for p in RolloutPhase} - {RolloutPhase.PROGRESSING, RolloutPhase.PAUSED}
 
 
 @dataclass
@@ -29,6 +47,7 @@ class DefinitionController:
 
     def __post_init__(self) -> None:
         self.queue = WorkQueue(self.reconcile, name="definitions")
+        self.rolling: set[str] = set()  # definitions with a rollout underway
 
     def on_event(self, kind: str, namespace: str, name: str) -> None:
         self.revision_cache.forget_definition(namespace, name)
@@ -36,8 +55,21 @@ class DefinitionController:
             self.queue.request(f"{namespace}/{name}")
 
     async def reconcile(self, key: str) -> None:
-        for queued in await reconcile(self.kube, key):
+        done = await reconcile(self.kube, key)
+        for queued in done.queued:
             self.wake_instance(queued)
+        if done.rolling:
+            self.rolling.add(key)
+            self.queue.request_after(key, ROLLOUT_RECHECK)  # outcomes missed by any watch
+        else:
+            self.rolling.discard(key)
+
+    def instance_finished(self, namespace: str, definition: str) -> None:
+        """An instance of a definition finished: a rollout underway counts it soon (one
+        reconcile for a burst of them)."""
+        key = f"{namespace}/{definition}"
+        if key in self.rolling:
+            self.queue.request_within(key, ROLLOUT_TALLY_DELAY)
 
 
 async def resolve_source(kube: KubeApi, body: dict[str, Any]) -> tuple[source.Code | None, str]:
@@ -74,13 +106,19 @@ async def list_revisions(kube: KubeApi, namespace: str, definition: str) -> list
     )
 
 
-async def reconcile(kube: KubeApi, key: str) -> list[str]:
-    """Check, revise, trim and report one definition; returns the keys of its instances
-    queued for lack of a ready revision, when it just got one."""
+@dataclass(frozen=True)
+class Reconciled:
+    queued: list[str]  # keys of instances queued for lack of a revision that may start now
+    rolling: bool  # a rollout is underway: its instances' outcomes matter to it
+
+
+async def reconcile(kube: KubeApi, key: str, now: dt.datetime | None = None) -> Reconciled:
+    """Check, revise, roll out, trim and report one definition."""
     ns, name = key.split("/", 1)
     body = await kube.get(API_VERSION, DEFINITION, name, ns)
     if body is None:
-        return []
+        return Reconciled([], False)
+    now = now or dt.datetime.now(dt.UTC)
     spec, old = body["spec"], body.get("status") or {}
     code, problem = await resolve_source(kube, body)
     check = (
@@ -89,29 +127,11 @@ async def reconcile(kube: KubeApi, key: str) -> list[str]:
         else source.SourceCheck(False, "SourceNotFound", problem)
     )
     revs = await list_revisions(kube, ns, name)
-    current: int | None = None
-    if check.ok and code is not None:
-        sha = code.sha256
-        match = [r for r in revs if r["data"]["sha256"] == sha]
-        if match:
-            current = match[0]["revision"]
-        else:
-            current = max((r["revision"] for r in revs), default=0) + 1
-            rev, _ = await kube.create_if_missing(
-                revisions.controller_revision(
-                    body,
-                    number=current,
-                    code=code,
-                    created_at=format_time(dt.datetime.now(dt.UTC).replace(microsecond=0)),
-                )
-            )
-            revs.append(rev)
-            await events.post(
-                kube, body, "Normal", "RevisionCreated", f"revision {current} (sha256 {sha[:12]})"
-            )
+    current = await _revision_of(kube, body, code, revs, now) if check.ok and code else None
     numbers = {r["revision"] for r in revs}
     rolled = revisions.rolled_back_to(body)
-    # Git's spec.pinnedRevision wins; then the CLI's rollback (an annotation); then the newest
+    # Git's spec.pinnedRevision wins; then the CLI's rollback (an annotation); then the
+    # stable revision (and the canary of a rollout underway)
     pinned, field = (
         (spec.get("pinnedRevision"), "spec.pinnedRevision")
         if spec.get("pinnedRevision") is not None
@@ -123,54 +143,146 @@ async def reconcile(kube: KubeApi, key: str) -> list[str]:
             "PinnedRevisionNotFound",
             f"{field} {pinned} does not exist; known: {sorted(numbers)}",
         )
-    active = pinned if pinned in numbers else current or old.get("activeRevision")
+    held = f"{field} pins revision {pinned}" if pinned in numbers else None
     instances = [
         i
         for i in await kube.list(API_VERSION, INSTANCE, ns)
         if i["spec"]["workflowRef"]["name"] == name
     ]
-    keep = _revisions_in_use(instances) | {n for n in (active, current) if n is not None}
+    try:
+        command = rollout.Command.parse(body["metadata"].get("annotations"))
+    except ValueError as exc:
+        command, check = None, source.SourceCheck(False, "RolloutCommandInvalid", str(exc))
+    verdict = rollout.decide(
+        rollout.RolloutState.of(old.get("rollout")),
+        stable=old.get("stableRevision", old.get("activeRevision")),
+        target=current,
+        plan=rollout.Plan.of(spec.get("rollout")),
+        held=held,
+        outcomes=[_outcome(i) for i in instances],
+        command=command,
+        now=now,
+    )
+    active = pinned if held else verdict.stable
+    state = verdict.state
+    keep = _revisions_in_use(instances) | {
+        n for n in (active, current, state.revision if state else None) if n is not None
+    }
     for doomed in revisions.to_delete(revs, spec.get("revisionHistoryLimit", 50), keep=keep):
         await kube.delete("apps/v1", "ControllerRevision", doomed, ns)
         revs = [r for r in revs if r["metadata"]["name"] != doomed]
     new = {
         "latestRevision": max((r["revision"] for r in revs), default=None),
         "activeRevision": active,
+        "stableRevision": verdict.stable,
+        "rollout": state.to_status() if state else None,
         "revisions": revisions.summary(revs),
         "conditions": conditions.merge(
             old.get("conditions"),
-            conditions.health(
-                check.ok,
-                check.reason,
-                check.message if check.ok else f"{check.message}; fix spec.source and apply it",
-                stalled=not check.ok,  # no retry makes bad code good: Git must change
-            ),
+            _health(check, state if state and state.revision == current and not held else None),
             generation=body["metadata"].get("generation"),
+            now=now,
         ),
         "observedGeneration": body["metadata"].get("generation"),
         "rolledBackTo": rolled,
     }
+    rolling = state is not None and state.phase == RolloutPhase.PROGRESSING
     if {k: old.get(k) for k in new} == new:
-        return []
+        return Reconciled([], rolling)
     await kube.patch(API_VERSION, DEFINITION, name, ns, {"status": new}, subresource="status")
-    was = {c.get("type"): c for c in old.get("conditions") or []}.get(ConditionType.READY, {})
-    if rolled != old.get("rolledBackTo"):
-        said = (
-            f"new instances run revision {rolled} (tenantflow rollback); spec.pinnedRevision "
-            "overrides it"
-            if rolled is not None
-            else f"rollback cleared: new instances run revision {active}"
-        )
-        await events.post(kube, body, "Normal", "RolledBack" if rolled else "RollbackCleared", said)
-    if not check.ok and was.get("reason") != check.reason:
-        await events.post(kube, body, "Warning", check.reason, check.message)
-    if active is None or active == old.get("activeRevision"):
-        return []
-    return [
+    await _tell(kube, body, old, new, check, verdict.events)
+    if Assignment.of(new) in (None, Assignment.of(old)):
+        return Reconciled([], rolling)
+    queued = [
         f"{ns}/{inst['metadata']['name']}"
         for inst in instances
         if not (inst.get("status") or {}).get("revision")
     ]
+    return Reconciled(queued, rolling)
+
+
+async def _revision_of(
+    kube: KubeApi,
+    body: dict[str, Any],
+    code: source.Code,
+    revs: list[dict[str, Any]],
+    now: dt.datetime,
+) -> int:
+    """The number of the revision holding `code`: an existing one with its hash, else a
+    new ControllerRevision (added to `revs`)."""
+    sha = code.sha256
+    match = [r for r in revs if r["data"]["sha256"] == sha]
+    if match:
+        return int(match[0]["revision"])
+    number = max((r["revision"] for r in revs), default=0) + 1
+    rev, _ = await kube.create_if_missing(
+        revisions.controller_revision(
+            body, number=number, code=code, created_at=format_time(now.replace(microsecond=0))
+        )
+    )
+    revs.append(rev)
+    await events.post(
+        kube, body, "Normal", "RevisionCreated", f"revision {number} (sha256 {sha[:12]})"
+    )
+    return number
+
+
+def _outcome(instance: dict[str, Any]) -> rollout.Outcome:
+    st = instance.get("status") or {}
+    return rollout.Outcome(st.get("revision"), st.get("phase"), st.get("startedAt"))
+
+
+def _health(
+    check: source.SourceCheck, state: rollout.RolloutState | None
+) -> list[conditions.ConditionUpdate]:
+    """Ready/Reconciling/Stalled: bad code or a bad pin stalls until Git changes; the
+    source's own revision rolled back or aborted stalls too (the spec asks for code that
+    does not run); a rollout underway is Reconciling."""
+    if not check.ok:
+        message = f"{check.message}; fix spec.source and apply it"
+        if check.reason == "RolloutCommandInvalid":
+            message = f"{check.message}, or remove it"
+        return conditions.health(False, check.reason, message, stalled=True)
+    if state is not None and state.phase in STALLED_ROLLOUTS:
+        return conditions.health(False, STALLED_ROLLOUTS[state.phase], state.message, stalled=True)
+    if state is not None and state.phase == RolloutPhase.PROGRESSING:
+        return conditions.health(False, "RolloutProgressing", state.message, reconciling=True)
+    return conditions.health(True, check.reason, check.message)
+
+
+async def _tell(
+    kube: KubeApi,
+    body: dict[str, Any],
+    old: dict[str, Any],
+    new: dict[str, Any],
+    check: source.SourceCheck,
+    said: list[rollout.Event],
+) -> None:
+    """Events and metrics for what changed."""
+    meta = body["metadata"]
+    tenant = tenant_of(meta["namespace"])
+    for type_, reason, message in said:
+        await events.post(kube, body, type_, reason, message)
+        if reason.removeprefix("Rollout") in ENDED:
+            metrics.ROLLOUTS_ENDED.labels(tenant=tenant, phase=reason.removeprefix("Rollout")).inc()
+    if new["rollout"]:
+        metrics.ROLLOUT_WEIGHT.labels(tenant=tenant, definition=meta["name"]).set(
+            new["rollout"]["weight"]
+        )
+    rolled = new["rolledBackTo"]
+    if rolled != old.get("rolledBackTo"):
+        message = (
+            f"new instances run revision {rolled} (tenantflow rollback); spec.pinnedRevision "
+            "overrides it"
+            if rolled is not None
+            else f"rollback cleared: new instances run revision {new['activeRevision']}"
+        )
+        await events.post(
+            kube, body, "Normal", "RolledBack" if rolled else "RollbackCleared", message
+        )
+    was = {c.get("type"): c for c in old.get("conditions") or []}.get(ConditionType.READY, {})
+    if not check.ok and was.get("reason") != check.reason:
+        await events.post(kube, body, "Warning", check.reason, check.message)
 
 
 def _revisions_in_use(instances: list[dict[str, Any]]) -> set[int]:

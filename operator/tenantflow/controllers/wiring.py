@@ -58,13 +58,17 @@ class Operator:
         revisions = RevisionCache()
         # the instance and tenant controllers call each other back (usage counts one way,
         # refresh requests the other): late-bound lambdas, no import between them
+        # and so do the instance and definition controllers (a finished instance may count
+        # for a rollout; a new revision wakes queued instances)
         tenants: TenantController | None = None
+        definitions: DefinitionController | None = None
         instances = InstanceController(
             kube,
             Sandboxes(kube),
             revisions,
             usage_changed=lambda tenant: tenants.usage_changed(tenant) if tenants else None,
             settings=instance_settings,
+            finished=lambda ns, wf: definitions.instance_finished(ns, wf) if definitions else None,
         )
         tenants = TenantController(kube, settings, usage=instances.tenant_usage)
         definitions = DefinitionController(kube, revisions, wake_instance=instances.queue.request)

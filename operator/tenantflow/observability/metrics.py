@@ -23,3 +23,13 @@ RATE_LIMITED = Counter(
 KUBE_WRITES = Counter(
     "tenantflow_kube_writes_total", "Writes the operator made to the API.", ["resource", "verb"]
 )
+ROLLOUT_WEIGHT = Gauge(
+    "tenantflow_rollout_weight",
+    "Percent of new instances a definition's newest revision gets (100 once promoted).",
+    ["tenant", "definition"],
+)
+ROLLOUTS_ENDED = Counter(
+    "tenantflow_rollouts_ended_total",
+    "Rollouts by how they ended: Promoted, RolledBack, Aborted, Superseded.",
+    ["tenant", "phase"],
+)

@@ -53,6 +53,8 @@ class InstanceController:
     revision_cache: RevisionCache
     usage_changed: Callable[[str], None]  # Tenant.status.usage is worth refreshing
     settings: InstanceSettings = field(default_factory=InstanceSettings)
+    # (namespace, definition) of an instance seen finished: a rollout may count it
+    finished: Callable[[str, str], None] = lambda namespace, definition: None
     transport: HttpTransport = field(default_factory=HttpTransport)
 
     def __post_init__(self) -> None:
@@ -92,6 +94,8 @@ class InstanceController:
             self.writer.created(key, body, known=key in self.book.phases)
         elif kind != "DELETED":
             view = InstanceView.decode(body)
+            if view.phase in FINISHED:
+                self.finished(view.namespace, view.workflow)
             if self.writer.is_echo(key, body):
                 # the echo of our own write: bookkeeping only; the drive that wrote it
                 # already asked for what comes next (a retry's backoff must not be cut

@@ -1,5 +1,6 @@
 """Which ControllerRevision an instance runs: pinned once it started, else the one its
-spec names, else its definition's active revision; cached, as revisions are immutable."""
+spec names, else its definition's active revision (or, during a rollout, the canary for
+the names the rollout's weight picks); cached, as revisions are immutable."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from tenantflow.cache import Cache
 from tenantflow.controllers.instances.drive import Drive
 from tenantflow.kube.client import KubeApi
 from tenantflow.lifecycle.revisions import DEFINITION_LABEL, REVISION_LABEL
+from tenantflow.lifecycle.rollout import Assignment
 from tenantflow.vocabulary import API_VERSION, DEFINITION, ConditionType, Phase
 
 MISSING_DEFINITION_RETRY = 5.0  # seconds; its own event wakes the instance sooner
@@ -25,8 +27,9 @@ class RevisionCache:
     revisions: Cache[tuple[str, str, int], dict[str, Any]] = field(
         default_factory=lambda: Cache(maxsize=2048)
     )
-    # status.activeRevision by (namespace, definition), forgotten on the same events
-    active: Cache[tuple[str, str], int] = field(default_factory=lambda: Cache(maxsize=4096))
+    # which revision new instances run, by (namespace, definition): status.activeRevision
+    # and a rollout's canary; forgotten on the same events
+    active: Cache[tuple[str, str], Assignment] = field(default_factory=lambda: Cache(maxsize=4096))
 
     def forget_definition(self, namespace: str, name: str) -> None:
         self.revisions.forget(lambda k: k[:2] == (namespace, name))
@@ -69,15 +72,16 @@ class RevisionResolver:
         return found[0]
 
     async def _active(self, d: Drive) -> int | None:
+        """The definition's active revision, or its canary (by the instance's name)."""
         v = d.view
-        number = self.cache.active.get((v.namespace, v.workflow))
-        if number is not None:
-            return number
+        assigned = self.cache.active.get((v.namespace, v.workflow))
+        if assigned is not None:
+            return assigned.revision_for(v.name)
         definition = await self.kube.get(API_VERSION, DEFINITION, v.workflow, v.namespace)
-        number = ((definition or {}).get("status") or {}).get("activeRevision")
-        if number is not None:
-            self.cache.active.put((v.namespace, v.workflow), number)
-            return int(number)
+        assigned = Assignment.of((definition or {}).get("status") or {})
+        if assigned is not None:
+            self.cache.active.put((v.namespace, v.workflow), assigned)
+            return assigned.revision_for(v.name)
         d.condition(
             ConditionType.ADMITTED,
             False,
