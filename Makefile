@@ -56,6 +56,9 @@ fmt: venv ## apply ruff's formatting and safe fixes
 bench: venv ## benchmarks, written to bench/results/*.json
 	$(BIN)/python -m bench
 
+bench-peers: binaries ## tenantflow vs Temporal and DBOS, and the API server's ceiling (builds the peers once)
+	$(BIN)/python -m bench peers
+
 chaos: binaries ## the fault-injection and isolation suite, long: >= 1,000 faults
 	CHAOS_MIN_FAULTS=$${CHAOS_MIN_FAULTS:-1000} CHAOS_SECONDS=$${CHAOS_SECONDS:-600} \
 	CHAOS_RATE=$${CHAOS_RATE:-0.1} $(BIN)/python -m pytest e2e/chaos -s $(PYTEST_ARGS)
@@ -66,4 +69,4 @@ crds: venv ## regenerate crds/ from the pydantic models
 kind-e2e: venv ## the e2e suite on a kind cluster (needs Docker and kind)
 	bash hack/kind-e2e.sh
 
-.PHONY: help venv sysdeps binaries images test unit e2e demo down lint fmt bench chaos crds kind-e2e
+.PHONY: help venv sysdeps binaries images test unit e2e demo down lint fmt bench bench-peers chaos crds kind-e2e

@@ -1,4 +1,6 @@
-"""`make bench`: run every benchmark module's main() (results in bench/results/)."""
+"""`make bench`: run every benchmark module's main() (results in bench/results/).
+`make bench-peers` (`python -m bench peers`) runs the peer comparison, which builds the
+peers first and so is not part of the default run."""
 
 import sys
 
@@ -6,6 +8,7 @@ from bench import (
     engine_bench,
     latency_bench,
     latest,
+    peers_bench,
     pod_bench,
     sandbox_bench,
     scale_bench,
@@ -25,6 +28,8 @@ MODULES = {
     "scale": scale_bench,
 }
 
+ON_REQUEST = {"peers": peers_bench}
+
 for name in sys.argv[1:] or MODULES:
-    MODULES[name].main()
+    {**MODULES, **ON_REQUEST}[name].main()
 latest.main()

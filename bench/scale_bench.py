@@ -10,6 +10,7 @@ import os
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from bench.cluster import (
     create_instances,
@@ -21,6 +22,8 @@ from bench.cluster import (
 )
 from bench.machine import write
 from tenantflow.testing.devcluster import DevCluster
+from tenantflow.testing.devcluster.operator_process import OperatorProcess
+from tenantflow.testing.devcluster.state import State
 
 WORKFLOWS = {
     "sleep": "async def run(event, step):\n    await step.sleep('long', '10m')\n",
@@ -41,56 +44,77 @@ def _etcd_mib() -> float:
     return round(sum(p.stat().st_size for p in data.rglob("*") if p.is_file()) / 2**20, 1)
 
 
+def control_plane_rss_mib() -> dict[str, float]:
+    """RSS of the dev cluster's kube-apiserver and etcd (they hold the instances too)."""
+    state = State.load(DevCluster().dir / "state.json")
+    pids = state.pids if state else {}
+    return {name: _rss_mib(pids[name]) for name in ("kube-apiserver", "etcd") if name in pids}
+
+
+def sleepers(
+    kubeconfig: Path,
+    operator: OperatorProcess,
+    count: int,
+    wait_for: str = "sleep",
+    parallel: int = 32,
+) -> dict[str, Any]:
+    """`count` instances each sleeping 10 minutes (or waiting for an event), created with
+    `parallel` requests in flight: time until all are Waiting, and memory."""
+    assert operator.proc is not None
+    run = uuid.uuid4().hex[:5]
+    rss_before = _rss_mib(operator.proc.pid)
+    tenant, port = f"scale-{run}", operator.metrics_port
+    ns = tenant_with_definition(
+        kubeconfig,
+        tenant,
+        "sleeper",
+        WORKFLOWS[wait_for],
+        maxConcurrentInstances=100000,
+        maxInstanceStartsPerSecond=10000,
+    )
+    t0 = time.perf_counter()
+    names = [f"s-{i:06}" for i in range(count)]
+    create_instances(kubeconfig, ns, "sleeper", names, parallel=parallel)
+    created = time.perf_counter() - t0
+    waiting = 0
+    while time.perf_counter() - t0 < 3600:
+        # from the operator's gauge: listing 50,000 objects would load what we measure
+        waiting = int(
+            metric_total(port, "tenantflow_instances", f'phase="Waiting",tenant="{tenant}"')
+        )
+        print(f"\r  waiting {waiting}/{count}", end="", flush=True)
+        if waiting >= count:
+            break
+        time.sleep(0.5 if count <= 5000 else 2)
+    print()
+    admitted = time.perf_counter() - t0
+    rss = _rss_mib(operator.proc.pid)
+    peak = _rss_mib(operator.proc.pid, "VmHWM")
+    control_plane = control_plane_rss_mib()
+    listed = instance_statuses(kubeconfig, ns)  # the truth, once, from the API server
+    waiting = sum(st.get("phase") == "Waiting" for st in listed.values())
+    kubectl(kubeconfig, "delete", "tenant", tenant, "--wait=false")
+    return {
+        "waitingFor": wait_for,
+        "waiting_instances": waiting,
+        "requested": count,
+        "createSeconds": round(created, 1),
+        "allWaitingSeconds": round(admitted, 1),
+        "operator_rss_mib_before": rss_before,
+        "operator_rss_mib_at_waiting": rss,
+        "operator_rss_mib_peak": peak,
+        "apiserver_rss_mib_at_waiting": control_plane.get("kube-apiserver"),
+        "etcd_rss_mib_at_waiting": control_plane.get("etcd"),
+        "etcd_data_mib": _etcd_mib(),
+    }
+
+
 def main() -> None:
     count = int(os.environ.get("BENCH_WAITING", "5000"))
     wait_for = os.environ.get("BENCH_WAIT_FOR", "sleep")
-    run = uuid.uuid4().hex[:5]
     with operator_on_dev_cluster() as (kubeconfig, operator):
-        assert operator.proc is not None
-        rss_before = _rss_mib(operator.proc.pid)
-        tenant, port = f"scale-{run}", operator.metrics_port
-        ns = tenant_with_definition(
-            kubeconfig,
-            tenant,
-            "sleeper",
-            WORKFLOWS[wait_for],
-            maxConcurrentInstances=100000,
-            maxInstanceStartsPerSecond=10000,
-        )
-        t0 = time.perf_counter()
-        create_instances(kubeconfig, ns, "sleeper", [f"s-{i:06}" for i in range(count)])
-        created = time.perf_counter() - t0
-        waiting = 0
-        while time.perf_counter() - t0 < 3600:
-            # from the operator's gauge: listing 50,000 objects would load what we measure
-            waiting = int(
-                metric_total(port, "tenantflow_instances", f'phase="Waiting",tenant="{tenant}"')
-            )
-            print(f"\r  waiting {waiting}/{count}", end="", flush=True)
-            if waiting >= count:
-                break
-            time.sleep(2)
-        print()
-        admitted = time.perf_counter() - t0
-        rss = _rss_mib(operator.proc.pid)
-        peak = _rss_mib(operator.proc.pid, "VmHWM")
-        listed = instance_statuses(kubeconfig, ns)  # the truth, once, from the API server
-        waiting = sum(st.get("phase") == "Waiting" for st in listed.values())
-        kubectl(kubeconfig, "delete", "tenant", f"scale-{run}", "--wait=false")
-    write(
-        "scale" if wait_for == "sleep" else "scale_event",
-        {
-            "waitingFor": wait_for,
-            "waiting_instances": waiting,
-            "requested": count,
-            "createSeconds": round(created, 1),
-            "allWaitingSeconds": round(admitted, 1),
-            "operator_rss_mib_before": rss_before,
-            "operator_rss_mib_at_waiting": rss,
-            "operator_rss_mib_peak": peak,
-            "etcd_data_mib": _etcd_mib(),
-        },
-    )
+        results = sleepers(kubeconfig, operator, count, wait_for)
+    write("scale" if wait_for == "sleep" else "scale_event", results)
 
 
 if __name__ == "__main__":

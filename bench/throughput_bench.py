@@ -37,18 +37,26 @@ async def run(event, step):
 """
 
 
-def _measure(
-    kubeconfig: Path, operator: OperatorProcess, tenant: str, ns: str, count: int, backlog: bool
+def measure(
+    kubeconfig: Path,
+    operator: OperatorProcess,
+    tenant: str,
+    ns: str,
+    count: int,
+    backlog: bool,
+    parallel: int = 32,
 ) -> dict[str, Any]:
-    """Create `count` instances and wait for all to finish. `backlog`: with the operator
-    stopped while they are created, so its own rate shows, not the creation rate."""
+    """Create `count` instances (`parallel` requests in flight) and wait for all to finish.
+    `backlog`: with the operator stopped while they are created, so its own rate shows, not
+    the creation rate."""
     prefix, port = ("b" if backlog else "l"), operator.metrics_port
     if backlog:
         operator.stop()  # its counters start again from zero
     before = (0.0, 0.0) if backlog else (metric_total(port, WRITES), _finished(port, tenant))
     by_kind_before = {} if backlog else _writes_by_kind(port)
     t0 = time.perf_counter()
-    create_instances(kubeconfig, ns, "three", [f"{prefix}-{n:05}" for n in range(count)])
+    names = [f"{prefix}-{n:05}" for n in range(count)]
+    create_instances(kubeconfig, ns, "three", names, parallel=parallel)
     created = time.perf_counter() - t0
     if backlog:
         operator.start()
@@ -113,8 +121,8 @@ def main() -> None:
             maxConcurrentInstances=10000,
             maxInstanceStartsPerSecond=10000,
         )
-        live = _measure(kubeconfig, operator, tenant, ns, count, backlog=False)
-        backlog = _measure(kubeconfig, operator, tenant, ns, count, backlog=True)
+        live = measure(kubeconfig, operator, tenant, ns, count, backlog=False)
+        backlog = measure(kubeconfig, operator, tenant, ns, count, backlog=True)
         kubectl(kubeconfig, "delete", "tenant", tenant, "--wait=false")
     write("throughput", {**live, "backlog": backlog})
 
