@@ -31,7 +31,17 @@ GOALS: dict[str, tuple[float, bool]] = {
     "kube_writes_per_instance": (3, False),
     "dispatch_p50_ms": (5, False),
     "sandbox_cold_start_s": (5, False),
+    # against the peers (make bench-peers): 1 = as fast as they are
+    "vs_temporal_completions": (1, True),
+    "vs_dbos_completions": (1, True),
 }
+PEER_KEYS = (
+    "vs_temporal_starts",
+    "vs_temporal_completions",
+    "vs_dbos_starts",
+    "vs_dbos_completions",
+    "fraction_of_api_ceiling",
+)
 
 
 def chart(latest: dict[str, Any]) -> None:
@@ -72,7 +82,7 @@ def chart(latest: dict[str, Any]) -> None:
 def main() -> None:
     throughput, sandbox, latency = _load("throughput"), _load("sandbox"), _load("latency")
     pods = _load("pods")
-    scale, scale_event = _load("scale"), _load("scale_event")
+    scale, scale_event, peers = _load("scale"), _load("scale_event"), _load("peers")
     latest = {
         "starts_per_s": throughput.get("starts_per_s"),
         "completions_per_s": throughput.get("completions_per_s"),
@@ -88,6 +98,7 @@ def main() -> None:
         "operator_rss_mib_at_event_waiting": scale_event.get("operator_rss_mib_at_waiting"),
         "wake_p99_s": latency.get("wake_p99_s"),
         "event_p99_s": latency.get("event_p99_s"),
+        **{key: peers.get(key) for key in PEER_KEYS},
         "machine": machine(),
         "goals": {k: {"goal": g, "higherIsBetter": h} for k, (g, h) in GOALS.items()},
     }

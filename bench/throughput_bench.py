@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench import cpu
 from bench.cluster import (
     create_instances,
     instance_statuses,
@@ -54,6 +55,7 @@ def measure(
         operator.stop()  # its counters start again from zero
     before = (0.0, 0.0) if backlog else (metric_total(port, WRITES), _finished(port, tenant))
     by_kind_before = {} if backlog else _writes_by_kind(port)
+    cpu_before = cpu.snapshot()
     t0 = time.perf_counter()
     names = [f"{prefix}-{n:05}" for n in range(count)]
     create_instances(kubeconfig, ns, "three", names, parallel=parallel)
@@ -68,6 +70,7 @@ def measure(
             break
         time.sleep(0.5)
     elapsed = time.perf_counter() - t0
+    cpu_ms = cpu.per_instance_ms(cpu_before, cpu.snapshot(), count)
     print()
     statuses = [
         st for name, st in instance_statuses(kubeconfig, ns).items() if name.startswith(prefix)
@@ -85,6 +88,8 @@ def measure(
         "starts_per_s": round(len(starts) / span, 1),
         "completions_per_s": round(len(finishes) / finish_span, 1),
         "kube_writes_per_instance": round((metric_total(port, WRITES) - writes_before) / count, 2),
+        "cpu_ms_per_instance": cpu_ms,
+        "cpu_ms_per_instance_total": round(sum(cpu_ms.values()), 1),
         "kube_writes_per_instance_by_kind": {
             kind: round((n - by_kind_before.get(kind, 0.0)) / count, 3)
             for kind, n in sorted(_writes_by_kind(port).items())
