@@ -6,6 +6,7 @@ import sys
 
 from bench import (
     engine_bench,
+    fork_bench,
     latency_bench,
     latest,
     peers_bench,
@@ -20,6 +21,7 @@ from bench import (
 MODULES = {
     "engine": engine_bench,
     "sandbox": sandbox_bench,
+    "fork": fork_bench,
     "pods": pod_bench,
     "tenants": tenant_bench,
     "supervisor": supervisor_bench,

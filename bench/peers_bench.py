@@ -29,7 +29,8 @@ from typing import Any
 from bench.cluster import ROOT, kubectl, operator_on_dev_cluster, tenant_with_definition
 from bench.machine import write
 from bench.scale_bench import _rss_mib, sleepers
-from bench.throughput_bench import THREE_STEPS, measure
+from bench.throughput_bench import measure
+from bench.workloads import THREE_STEPS
 from tenantflow.kube.client import Kube
 from tenantflow.testing.devcluster.process import free_port
 from tenantflow.vocabulary import API_VERSION, GROUP, INSTANCE

@@ -25,17 +25,12 @@ from bench.cluster import (
     tenant_with_definition,
 )
 from bench.machine import write
+from bench.workloads import THREE_STEPS
 from tenantflow.durations import parse_time
 from tenantflow.testing.devcluster.operator_process import OperatorProcess
 
 WRITES = "tenantflow_kube_writes_total"  # every write during the run, events included
 FINISHED = "tenantflow_instance_finished_total"
-THREE_STEPS = """
-async def run(event, step):
-    a = await step.do("one", lambda: 1)
-    b = await step.do("two", lambda: a + 1)
-    return await step.do("three", lambda: a + b)
-"""
 
 
 def measure(
