@@ -26,11 +26,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.cluster import ROOT, kubectl, operator_on_dev_cluster, tenant_with_definition
+from bench.cluster import ROOT, kubectl, operator_on_dev_cluster
 from bench.machine import write
 from bench.scale_bench import _rss_mib, sleepers
-from bench.throughput_bench import measure
-from bench.workloads import THREE_STEPS
+from bench.throughput_bench import measure, three_step_tenant
 from tenantflow.kube.client import Kube
 from tenantflow.testing.devcluster.process import free_port
 from tenantflow.vocabulary import API_VERSION, GROUP, INSTANCE
@@ -144,14 +143,7 @@ def dbos(cache: Path, count: int) -> dict[str, Any]:
 def tenantflow(count: int) -> dict[str, Any]:
     tenant = f"peer-{uuid.uuid4().hex[:5]}"
     with operator_on_dev_cluster() as (kubeconfig, operator):
-        ns = tenant_with_definition(
-            kubeconfig,
-            tenant,
-            "three",
-            THREE_STEPS,
-            maxConcurrentInstances=10000,
-            maxInstanceStartsPerSecond=10000,
-        )
+        ns = three_step_tenant(kubeconfig, tenant)
         print(f"  tenantflow: workload three, {count} instances", flush=True)
         three = measure(kubeconfig, operator, tenant, ns, count, backlog=False, parallel=IN_FLIGHT)
         status = json.loads(

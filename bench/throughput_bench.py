@@ -109,18 +109,24 @@ def _writes_by_kind(port: int) -> dict[str, float]:
     return out
 
 
+def three_step_tenant(kubeconfig: Path, tenant: str) -> str:
+    """A tenant with the three-step definition and limits no benchmark reaches: its
+    namespace."""
+    return tenant_with_definition(
+        kubeconfig,
+        tenant,
+        "three",
+        THREE_STEPS,
+        maxConcurrentInstances=10000,
+        maxInstanceStartsPerSecond=10000,
+    )
+
+
 def main() -> None:
     count = int(os.environ.get("BENCH_INSTANCES", "5000"))
     tenant = f"tp-{uuid.uuid4().hex[:5]}"
     with operator_on_dev_cluster() as (kubeconfig, operator):
-        ns = tenant_with_definition(
-            kubeconfig,
-            tenant,
-            "three",
-            THREE_STEPS,
-            maxConcurrentInstances=10000,
-            maxInstanceStartsPerSecond=10000,
-        )
+        ns = three_step_tenant(kubeconfig, tenant)
         live = measure(kubeconfig, operator, tenant, ns, count, backlog=False)
         backlog = measure(kubeconfig, operator, tenant, ns, count, backlog=True)
         kubectl(kubeconfig, "delete", "tenant", tenant, "--wait=false")
