@@ -152,9 +152,7 @@ def crds(kubectl: Callable[..., subprocess.CompletedProcess[str]]) -> Path:
 def operator_process(
     kubeconfig: Path, crds: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    op = OperatorProcess(
-        kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log", standalone=True
-    )
+    op = OperatorProcess(kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
     op.start()
     yield op
     op.stop()

@@ -7,6 +7,7 @@ import sys
 from bench import (
     engine_bench,
     fork_bench,
+    ha_bench,
     latency_bench,
     latest,
     peers_bench,
@@ -30,7 +31,7 @@ MODULES = {
     "scale": scale_bench,
 }
 
-ON_REQUEST = {"peers": peers_bench}
+ON_REQUEST = {"peers": peers_bench, "ha": ha_bench}
 
 for name in sys.argv[1:] or MODULES:
     {**MODULES, **ON_REQUEST}[name].main()

@@ -31,12 +31,18 @@ def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None) -> str:
     ).stdout
 
 
-@contextlib.contextmanager
-def operator_on_dev_cluster() -> Iterator[tuple[Path, OperatorProcess]]:
-    """Yield (kubeconfig, operator) on the dev cluster with the CRDs installed."""
+def dev_cluster_with_crds() -> Path:
+    """The dev cluster (started if needed) with the CRDs installed: its kubeconfig."""
     kubeconfig = DevCluster().up()
     kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     kubectl(kubeconfig, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    return kubeconfig
+
+
+@contextlib.contextmanager
+def operator_on_dev_cluster() -> Iterator[tuple[Path, OperatorProcess]]:
+    """Yield (kubeconfig, operator) on the dev cluster with the CRDs installed."""
+    kubeconfig = dev_cluster_with_crds()
     with tempfile.TemporaryDirectory() as tmp:
         op = OperatorProcess(kubeconfig, Path(tmp) / "operator.log")
         op.start()

@@ -35,10 +35,22 @@ def test_helm_lint(kubeconfig: Path) -> None:
     assert "0 chart(s) failed" in helm(kubeconfig, "lint", str(CHART)).stdout
 
 
-def test_more_than_one_replica_is_refused(kubeconfig: Path) -> None:
-    result = helm(kubeconfig, "template", "t", str(CHART), "--set", "replicas=2", check=False)
-    assert result.returncode != 0
-    assert "run their steps twice" in result.stderr
+def test_two_replicas_by_default_with_a_budget_and_spread(kubeconfig: Path) -> None:
+    docs = [
+        d for d in yaml.safe_load_all(helm(kubeconfig, "template", "t", str(CHART)).stdout) if d
+    ]
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    pod = deployment["spec"]["template"]["spec"]
+    assert "podAntiAffinity" in pod["affinity"]
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["TENANTFLOW_IDENTITY"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert (
+        next(d for d in docs if d["kind"] == "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    )
+    assert env["TENANTFLOW_LEASE_NAMESPACE"]["value"] == "tenantflow-system", "one group"
+    one = helm(kubeconfig, "template", "t", str(CHART), "--set", "replicas=1").stdout
+    assert "PodDisruptionBudget" not in one
 
 
 def test_rbac_has_no_wildcards(kubeconfig: Path) -> None:
@@ -85,9 +97,7 @@ def test_install_run_a_workflow_upgrade_uninstall(
             "--create-namespace",
             *install,
         )
-        assert deployment(".status.readyReplicas") == "1"
-        assert deployment(".spec.strategy.type") == "Recreate", "never two operators at once"
-        assert kubectl("get", "clusterkopfpeering", "tenantflow").returncode == 0
+        assert deployment(".status.readyReplicas") == "2"
         nodes = kubectl("get", "pods", "-n", ns, "-o", "jsonpath={.items[*].spec.nodeName}")
         assert set(nodes.stdout.split()) == {node.NODE_NAME}, nodes.stdout
         tenant_doc, *workflow_docs = _tenant_and_workflow(tenant)
@@ -106,14 +116,16 @@ def test_install_run_a_workflow_upgrade_uninstall(
             "the instance asleep between its steps",
             90,
         )
-        # the operator pod killed mid-workflow (no grace): the Deployment makes another,
-        # which picks the instance up where the journal says it is
+        # both operator pods killed mid-workflow (no grace): the Deployment makes others,
+        # which take the dead pods' shards once their Leases run out and pick the instance
+        # up where the journal says it is
         old = kubectl("get", "pods", "-n", ns, "-o", "jsonpath={.items[*].metadata.name}").stdout
         kubectl("delete", "pods", "--all", "-n", ns, "--grace-period=0", "--force")
         wait_for(
             lambda: (
-                deployment(".status.readyReplicas") == "1"
-                and old not in kubectl("get", "pods", "-n", ns, "-o", "name").stdout
+                deployment(".status.readyReplicas") == "2"
+                and not set(old.split())
+                & set(kubectl("get", "pods", "-n", ns, "-o", "name").stdout.split())
             ),
             "a new operator pod ready",
             90,
@@ -146,7 +158,7 @@ def test_install_run_a_workflow_upgrade_uninstall(
             "logLevel=DEBUG",
         )
         assert '"value":"DEBUG"' in deployment(".spec.template.spec.containers[0].env")
-        wait_for(lambda: deployment(".status.updatedReplicas") == "1", "the upgrade rolled out", 60)
+        wait_for(lambda: deployment(".status.updatedReplicas") == "2", "the upgrade rolled out", 90)
         assert "tf" in helm(kubeconfig, "list", "-n", ns).stdout
     finally:
         kubectl("delete", "tenant", tenant, "--wait=false", check=False)

@@ -258,6 +258,6 @@ def test_the_operator_reads_its_lists_from_the_charts_variables(
 ) -> None:
     monkeypatch.setenv("TENANTFLOW_ALLOWED_SANDBOX_IMAGES", "reg/a/*, reg/b:1")
     monkeypatch.setenv("TENANTFLOW_PROTECTED_CIDRS", "10.0.0.0/8,fd00::/8,")
-    settings, _ = settings_from_env()
+    settings, _, _ = settings_from_env()
     assert settings.allowed_images == ("reg/a/*", "reg/b:1")
     assert settings.protected_cidrs == ("10.0.0.0/8", "fd00::/8")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from tenantflow.api.crd import KINDS, crd, kopf_peering_crd
+from tenantflow.api.crd import KINDS, crd
 
 HEADER = "# Generated from operator/tenantflow/api by `make crds`. Do not edit.\n"
 
@@ -18,7 +18,6 @@ HEADER = "# Generated from operator/tenantflow/api by `make crds`. Do not edit.\
 def rendered() -> dict[str, str]:
     """File name -> YAML text for every CRD."""
     docs = {f"{kind.plural}.yaml": crd(kind) for kind in KINDS}
-    docs["kopf-peering.yaml"] = kopf_peering_crd()
     return {
         name: HEADER + yaml.safe_dump(doc, sort_keys=False, width=100) for name, doc in docs.items()
     }

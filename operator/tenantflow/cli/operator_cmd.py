@@ -10,12 +10,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("operator", help="run the tenantflow operator")
     p.add_argument("--metrics-port", type=int, default=8080, help="Prometheus /metrics (0: off)")
     p.add_argument("--liveness-port", type=int, default=8081, help="/healthz (0: off)")
-    p.add_argument(
-        "--standalone",
-        action="store_true",
-        help="no peering: run even if other operators are active",
-    )
-    p.add_argument("--priority", type=int, default=0, help="kopf peering priority")
     p.set_defaults(func=run)
 
 
@@ -27,7 +21,5 @@ def run(args: argparse.Namespace) -> int:
     run_operator(
         metrics_port=args.metrics_port,
         liveness_port=args.liveness_port,
-        standalone=args.standalone,
-        priority=args.priority,
     )
     return 0

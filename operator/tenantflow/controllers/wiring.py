@@ -5,9 +5,11 @@ the caches it shares with another controller, callbacks instead of imports), as
 kubebuilder/CloudNativePG reconcilers are constructed with their clients; kopf's handlers
 find the wired `Operator` in kopf's `memo`, never in a module global.
 
-kopf stays for Tenants and WorkflowDefinitions: it brings their watch streams, the Tenant
-finalizer with retries, and peering (one active operator); every event it delivers only
-requests a reconcile in that kind's WorkQueue. WorkflowInstances, 99% of the events, come
+kopf stays for Tenants and WorkflowDefinitions: it brings their watch streams and the
+Tenant finalizer with retries; every event it delivers only requests a reconcile in that
+kind's WorkQueue. Replicas share the work by shards (`controllers/shards.py`): each acts
+only on the tenants of the shards it holds, so kopf's own peering is off.
+WorkflowInstances, 99% of the events, come
 from the lean reflector (docs/architecture.md says why). kopf's bookkeeping lives in
 annotations, not in any status the CRDs define.
 """
@@ -18,6 +20,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,13 +31,22 @@ from tenantflow.controllers.definition import DefinitionController
 from tenantflow.controllers.instances import InstanceController, InstanceSettings
 from tenantflow.controllers.instances.revisions import RevisionCache
 from tenantflow.controllers.sandboxes import Sandboxes
+from tenantflow.controllers.shards import Shards, ShardSettings
 from tenantflow.controllers.tenant import OWNED, TenantController
 from tenantflow.kube.client import Kube
 from tenantflow.kube.reflector import reflect
 from tenantflow.observability.logging import configure, get_logger
 from tenantflow.tenancy import manifests
 from tenantflow.tenancy.manifests import OperatorSettings
-from tenantflow.vocabulary import API_VERSION, GROUP, INSTANCE, VERSION
+from tenantflow.vocabulary import (
+    API_VERSION,
+    DEFINITION,
+    GROUP,
+    INSTANCE,
+    NAMESPACE_PREFIX,
+    TENANT,
+    VERSION,
+)
 
 log = get_logger("tenantflow.operator")
 ANNOTATION_PREFIX = GROUP  # kopf's annotations: tenantflow.dev/...
@@ -49,11 +61,16 @@ class Operator:
     instances: InstanceController
     tenants: TenantController
     definitions: DefinitionController
+    shards: Shards
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
     def build(
-        cls, kube: Kube, settings: OperatorSettings, instance_settings: InstanceSettings
+        cls,
+        kube: Kube,
+        settings: OperatorSettings,
+        instance_settings: InstanceSettings,
+        shard_settings: ShardSettings,
     ) -> Operator:
         revisions = RevisionCache()
         # the instance and tenant controllers call each other back (usage counts one way,
@@ -62,6 +79,13 @@ class Operator:
         # for a rollout; a new revision wakes queued instances)
         tenants: TenantController | None = None
         definitions: DefinitionController | None = None
+        op: Operator | None = None
+        shards = Shards(
+            kube,
+            shard_settings,
+            gained=lambda gained: op.gained(gained) if op else None,
+            lost=lambda lost: op.lost(lost) if op else None,
+        )
         instances = InstanceController(
             kube,
             Sandboxes(kube),
@@ -69,13 +93,40 @@ class Operator:
             usage_changed=lambda tenant: tenants.usage_changed(tenant) if tenants else None,
             settings=instance_settings,
             finished=lambda ns, wf: definitions.instance_finished(ns, wf) if definitions else None,
+            may_act=shards.may_act,
         )
         tenants = TenantController(kube, settings, usage=instances.tenant_usage)
         definitions = DefinitionController(kube, revisions, wake_instance=instances.queue.request)
-        return cls(kube, settings, instances, tenants, definitions)
+        op = cls(kube, settings, instances, tenants, definitions, shards)
+        return op
+
+    def tenant_is_ours(self, tenant: str) -> bool:
+        return self.shards.may_act(f"{NAMESPACE_PREFIX}{tenant}")
+
+    def gained(self, shards: set[int]) -> None:
+        """Shards this replica may act on now: adopt their tenants, definitions and
+        instances (their watch events were ignored while another replica held them)."""
+        task = asyncio.create_task(self._adopt(lambda ns: self.shards.shard(ns) in shards))
+        self.tasks.append(task)
+        task.add_done_callback(lambda t: self.tasks.remove(t) if t in self.tasks else None)
+
+    def lost(self, shards: set[int]) -> None:
+        """Shards this replica must no longer act on: forget their instances' state."""
+        self.instances.release(lambda ns: self.shards.shard(ns) in shards)
+
+    async def _adopt(self, ours: Callable[[str], bool]) -> None:
+        await self.instances.adopt(ours)
+        for tenant in await self.kube.list(API_VERSION, TENANT):
+            if ours(f"{NAMESPACE_PREFIX}{tenant['metadata']['name']}"):
+                self.tenants.queue.request(tenant["metadata"]["name"])
+        for d in await self.kube.list(API_VERSION, DEFINITION):
+            if ours(d["metadata"]["namespace"]):
+                self.definitions.queue.request(
+                    f"{d['metadata']['namespace']}/{d['metadata']['name']}"
+                )
 
     async def start(self) -> None:
-        await self.instances.rebuild()
+        self.tasks.append(asyncio.create_task(self.shards.run()))
         for queue in (self.instances.queue, self.tenants.queue, self.definitions.queue):
             self.tasks.append(asyncio.create_task(queue.run_later_loop()))
         self.tasks.append(
@@ -93,6 +144,7 @@ class Operator:
     async def stop(self) -> None:
         for task in self.tasks:
             task.cancel()
+        await self.shards.stop()  # hand the shards over at once
         for queue in (self.tenants.queue, self.definitions.queue, self.instances.queue):
             await queue.drain()
         await self.instances.transport.close()
@@ -105,9 +157,9 @@ def _listed(value: str) -> tuple[str, ...]:
     return tuple(p for p in value.replace(" ", "").split(",") if p)
 
 
-def settings_from_env() -> tuple[OperatorSettings, InstanceSettings]:
+def settings_from_env() -> tuple[OperatorSettings, InstanceSettings, ShardSettings]:
     """The process's settings, read once at the edge (the chart sets these variables)."""
-    defaults, instance = OperatorSettings(), InstanceSettings()
+    defaults, instance, shards = OperatorSettings(), InstanceSettings(), ShardSettings()
     env = os.environ.get
     return (
         OperatorSettings(
@@ -121,6 +173,13 @@ def settings_from_env() -> tuple[OperatorSettings, InstanceSettings]:
             finished_ttl=float(env("TENANTFLOW_FINISHED_TTL_SECONDS", instance.finished_ttl)),
             drive_workers=int(env("TENANTFLOW_DRIVE_WORKERS", instance.drive_workers)),
             dispatch_slots=int(env("TENANTFLOW_DISPATCH_SLOTS", instance.dispatch_slots)),
+        ),
+        ShardSettings(
+            identity=env("TENANTFLOW_IDENTITY") or shards.identity,
+            namespace=env("TENANTFLOW_LEASE_NAMESPACE", shards.namespace),
+            shards=int(env("TENANTFLOW_SHARDS", shards.shards)),
+            lease=float(env("TENANTFLOW_LEASE_SECONDS", shards.lease)),
+            renew=float(env("TENANTFLOW_LEASE_RENEW_SECONDS", shards.renew)),
         ),
     )
 
@@ -160,17 +219,14 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     )
     settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/finalizer"
     settings.posting.level = logging.WARNING
-    settings.peering.name = "tenantflow"
-    settings.peering.mandatory = False
-    settings.peering.stealth = True
     settings.watching.server_timeout = 300
     # Tenant/definition events handed on at once (no 0.1 s batch window): a definition's
     # event is what invalidates the cached active revision after a rollback
     settings.batching.batch_window = 0.01
     settings.batching.idle_timeout = 1.0
     kube = await Kube.connect(os.environ.get("KUBECONFIG"), connections=32, proxy_from_env=False)
-    operator_settings, instance_settings = settings_from_env()
-    memo.operator = Operator.build(kube, operator_settings, instance_settings)
+    operator_settings, instance_settings, shard_settings = settings_from_env()
+    memo.operator = Operator.build(kube, operator_settings, instance_settings, shard_settings)
     await memo.operator.start()
     log.info("operator started", namespace=operator_settings.namespace)
 
@@ -182,13 +238,17 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.event(GROUP, VERSION, "tenants")
 async def tenant_event(type: str, name: str, memo: kopf.Memo, **_: Any) -> None:
-    if type != "DELETED":
-        _operator(memo).tenants.queue.request(name)
+    op = _operator(memo)
+    if type != "DELETED" and op.tenant_is_ours(name):
+        op.tenants.queue.request(name)
 
 
 @kopf.on.delete(GROUP, VERSION, "tenants")
 async def tenant_deleted(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await _operator(memo).tenants.deleted(name, dict(body))
+    op = _operator(memo)
+    if not op.tenant_is_ours(name):  # the replica holding its shard removes the finalizer
+        raise kopf.TemporaryError(f"tenant {name} is another replica's shard", delay=5)
+    await op.tenants.deleted(name, dict(body))
 
 
 def _owned_handler(group: str, version: str, plural: str) -> None:
@@ -197,7 +257,9 @@ def _owned_handler(group: str, version: str, plural: str) -> None:
 
     @kopf.on.event(group, version, plural, id=f"owned-{plural}", labels=selector)
     async def owned_event(labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
-        _operator(memo).tenants.queue.request(labels[manifests.TENANT_LABEL])
+        op, tenant = _operator(memo), labels[manifests.TENANT_LABEL]
+        if op.tenant_is_ours(tenant):
+            op.tenants.queue.request(tenant)
 
 
 for _group, _version, _plural in OWNED:
@@ -208,19 +270,19 @@ for _group, _version, _plural in OWNED:
 async def definition_event(
     type: str, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
 ) -> None:
-    if namespace:
-        _operator(memo).definitions.on_event(type, namespace, name)
+    op = _operator(memo)
+    if namespace and op.shards.may_act(namespace):
+        op.definitions.on_event(type, namespace, name)
 
 
-def run(*, metrics_port: int, liveness_port: int, standalone: bool, priority: int) -> None:
-    """Run until SIGINT/SIGTERM. Metrics at :metrics_port/metrics, liveness at /healthz."""
+def run(*, metrics_port: int, liveness_port: int) -> None:
+    """Run until SIGINT/SIGTERM. Metrics at :metrics_port/metrics, liveness at /healthz.
+    kopf's peering is off (standalone): the shards' Leases decide who acts on what."""
     configure()
     if metrics_port:
         start_http_server(metrics_port)
     kopf.run(
         clusterwide=True,
-        standalone=standalone,
-        priority=priority,
-        peering_name="tenantflow",
+        standalone=True,
         liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None,
     )

@@ -33,3 +33,14 @@ ROLLOUTS_ENDED = Counter(
     "Rollouts by how they ended: Promoted, RolledBack, Aborted, Superseded.",
     ["tenant", "phase"],
 )
+SHARDS_HELD = Gauge(
+    "tenantflow_shards_held",
+    "Shards this replica holds and may act on (0 while it waits for one or is fenced).",
+)
+SHARD_HANDOVERS = Counter(
+    "tenantflow_shard_handovers_total", "Shards gained or lost by this replica.", ["change"]
+)
+FENCED_WRITES = Counter(
+    "tenantflow_fenced_writes_total",
+    "Status writes not sent because this replica's shard lease could have run out.",
+)

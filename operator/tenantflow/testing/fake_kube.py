@@ -95,13 +95,16 @@ class FakeKube:
         label_selector: str | None = None,
     ) -> list[dict[str, Any]]:
         self.calls.append(("list", kind, namespace or ""))
-        wanted = dict(p.split("=", 1) for p in label_selector.split(",")) if label_selector else {}
+        terms = label_selector.split(",") if label_selector else []
+        wanted = dict(t.split("=", 1) for t in terms if "=" in t)
+        present = [t for t in terms if "=" not in t]  # `key`: the label exists
         return [
             copy.deepcopy(o)
             for (av, k, ns, _), o in sorted(self.objects.items(), key=lambda i: str(i[0]))
             if (av, k) == (api_version, kind)
             and (namespace is None or ns == namespace)
             and all((o["metadata"].get("labels") or {}).get(a) == b for a, b in wanted.items())
+            and all(key in (o["metadata"].get("labels") or {}) for key in present)
         ]
 
     async def list_pages(

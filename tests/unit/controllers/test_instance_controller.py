@@ -64,9 +64,8 @@ async def test_the_concurrency_cap_queues_the_second_instance_in_order(tmp_path:
     h = Harness.new(tmp_path, maxConcurrentInstances=1)
     await h.define("sleeper", SLEEPER)
     first, second = h.start("first", "sleeper"), h.start("second", "sleeper")
-    await h.controller.rebuild()
-    await h.drive(first)
-    await h.drive(second)
+    await h.controller.adopt(lambda namespace: True)  # as at start-up: admission, drives
+    await h.controller.queue.drain()
     assert h.status("first")["phase"] == Phase.WAITING
     st = h.status("second")
     assert st["phase"] == Phase.QUEUED

@@ -55,13 +55,15 @@ class InstanceController:
     settings: InstanceSettings = field(default_factory=InstanceSettings)
     # (namespace, definition) of an instance seen finished: a rollout may count it
     finished: Callable[[str, str], None] = lambda namespace, definition: None
+    # whether this replica may act on a namespace now (it holds its shard, in time)
+    may_act: Callable[[str], bool] = lambda namespace: True
     transport: HttpTransport = field(default_factory=HttpTransport)
 
     def __post_init__(self) -> None:
         self.queue = WorkQueue(self.drive, workers=self.settings.drive_workers, name="instances")
         self.admission = Admission()
         self.book = PhaseBook(self.admission, self.queue.request, self.usage_changed)
-        self.writer = StatusWriter(self.kube, self.queue)
+        self.writer = StatusWriter(self.kube, self.queue, self.may_act)
         self.revisions = RevisionResolver(self.kube, self.revision_cache)
         self.failures = SandboxFailures(self.sandboxes)
         self.advancer = Advancer(
@@ -72,22 +74,37 @@ class InstanceController:
         )
         self.limits: Cache[str, TenantLimits] = Cache(maxsize=4096, ttl=LIMITS_TTL)
 
-    # ------------------------------------------------------------------ start-up
-    async def rebuild(self) -> None:
-        """Admission state from the CRs (operator start): active ones hold their slots,
-        the not yet started queue in creation order."""
+    # ------------------------------------------------------------------ shards
+    async def adopt(self, ours: Callable[[str], bool]) -> None:
+        """The instances of namespaces just become ours (a shard gained, the operator's
+        start): admission state from the CRs (active ones hold their slots, the not yet
+        started queue in creation order), then a drive of each."""
         async for page, _ in self.kube.list_pages(API_VERSION, INSTANCE):
             for body in page:
                 v = InstanceView.decode(body)
+                if not ours(v.namespace):
+                    continue
                 tenant = tenant_of(v.namespace)
                 if v.status.get("revision") is None and v.phase not in FINISHED:
                     self.admission.enqueue(tenant, v.key, v.created)
                 else:
                     self.admission.observe(tenant, v.key, v.phase)
+                self.queue.request(v.key)
+
+    def release(self, ours: Callable[[str], bool]) -> None:
+        """Namespaces no longer ours (a shard lost): forget their instances; the replica
+        that takes the shard adopts them."""
+        for key in [k for k in self.book.phases if ours(k.split("/", 1)[0])]:
+            self.book.track(key, None, None)
+            self.queue.cancel_later(key)
+            self.writer.fresh.pop(key, None)
 
     # ------------------------------------------------------------------ watch events
     def on_event(self, kind: str, body: dict[str, Any]) -> None:
-        """One watched state: drive the instance unless it has nothing to do."""
+        """One watched state: drive the instance unless it has nothing to do (or it is in
+        another replica's shard)."""
+        if not self.may_act(body["metadata"]["namespace"]):
+            return
         key = key_of(body)
         self.writer.forget_if_changed(key, None if kind == "DELETED" else body)
         if kind == "ADDED":
@@ -151,6 +168,8 @@ class InstanceController:
     # ------------------------------------------------------------------ one drive
     async def drive(self, key: str) -> None:
         ns, name = key.split("/", 1)
+        if not self.may_act(ns):
+            return  # another replica's now (its shard moved): it adopts the instance
         body = self.writer.fresh.pop(key, None) or await self.kube.get(
             API_VERSION, INSTANCE, name, ns
         )

@@ -10,6 +10,7 @@ that journal, so its steps need not run again. Entries are never lost or reorder
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,8 @@ REMEMBER_WITHIN = dt.timedelta(seconds=60)  # ...when that drive is due this soo
 class StatusWriter:
     kube: KubeApi
     queue: WorkQueue
+    # the fence: whether this replica still holds the namespace's shard, in time
+    may_write: Callable[[str], bool] = lambda namespace: True
     # bodies kept for the next drive of their instance (see remember() and created())
     fresh: dict[str, dict[str, Any]] = field(default_factory=dict)
     # the resourceVersion of each write whose watch event has not come back yet
@@ -60,7 +63,7 @@ class StatusWriter:
         body = d.body
         for _ in range(COMMIT_RETRIES):
             written = await self.patch(body, d.update or {}, d.event)
-            if written is not None:
+            if written is not None or not self.may_write(d.view.namespace):
                 return written
             fresh = await self.kube.get(API_VERSION, INSTANCE, d.view.name, d.view.namespace)
             current = (fresh or {}).get("status") or {}
@@ -77,6 +80,9 @@ class StatusWriter:
         """Status merge-patch guarded by resourceVersion; None on a conflict (409) or if
         the object is gone (404)."""
         meta, before = body["metadata"], body.get("status") or {}
+        if not self.may_write(meta["namespace"]):  # fenced: its shard may be another's now
+            metrics.FENCED_WRITES.inc()
+            return None
         health = state.health(
             status.get("phase") or before.get("phase"),
             status.get("error") if "error" in status else before.get("error"),

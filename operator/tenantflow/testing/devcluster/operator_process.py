@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 from tenantflow.errors import DevClusterError
@@ -39,12 +40,14 @@ class OperatorProcess:
         kubeconfig: Path,
         log_path: Path,
         *,
-        standalone: bool = True,
+        identity: str | None = None,
         metrics_port: int | None = None,
         sandboxes: str | None = None,
     ) -> None:
         self.kubeconfig, self.log_path = kubeconfig, log_path
-        self.standalone = standalone
+        # stable across restart(): the same identity takes its shards back at once (the
+        # process before it is dead), as a container restarted in the same pod does
+        self.identity = identity or f"dev-{uuid.uuid4().hex[:8]}"
         self.sandboxes = sandboxes or sandbox_transport(kubeconfig)
         self.metrics_port = metrics_port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -61,6 +64,7 @@ class OperatorProcess:
             TENANTFLOW_ALLOWED_SANDBOX_IMAGES=f"{images.REPOSITORY}/*",
             # the dev cluster's pods, services and node address (tests add others beside it)
             TENANTFLOW_PROTECTED_CIDRS=",".join(protected_cidrs()),
+            TENANTFLOW_IDENTITY=self.identity,
         )
         argv = [
             sys.executable,
@@ -73,7 +77,6 @@ class OperatorProcess:
             str(self.metrics_port),
             "--liveness-port",
             str(liveness),
-            *(["--standalone"] if self.standalone else []),
         ]
         with open(self.log_path, "ab") as log:
             self.proc = proc = subprocess.Popen(
