@@ -23,8 +23,9 @@ from typing import Any
 from bench.cluster import create_instances, dev_cluster_with_crds, instance_statuses, kubectl
 from bench.machine import write
 from bench.throughput_bench import three_step_tenant
-from tenantflow.controllers.shards import ShardSettings, shard_of
+from tenantflow.controllers.shards import ShardSettings
 from tenantflow.durations import parse_time
+from tenantflow.tenancy.sharding import shard_of
 from tenantflow.testing.devcluster.operator_process import OperatorProcess
 
 TENANTS = 4

@@ -18,7 +18,8 @@ import pytest
 
 from conftest import wait_for
 from e2e.conftest import Tenant
-from tenantflow.controllers.shards import ShardSettings, shard_of
+from tenantflow.controllers.shards import ShardSettings
+from tenantflow.tenancy.sharding import shard_of
 from tenantflow.testing.devcluster.operator_process import OperatorProcess
 
 FAILOVER_BOUND_S = 15.0  # lease 6 s + observation and renewal periods, with room for CI
@@ -95,6 +96,9 @@ def test_replicas_split_fail_over_and_a_paused_one_is_fenced(
 
     # the holder paused past its lease: the other takes over and finishes the work
     names = run_batch(tenant, 4)
+    shard = str(shard_of(tenant.ns, ShardSettings().shards))
+    labels = tenant.get(names[0])["metadata"].get("labels") or {}
+    assert labels.get("tenantflow.dev/shard") == shard, "labelled for its shard's watch"
     paused = replicas[holder(kubectl, tenant)]
     other = next(op for op in replicas.values() if op is not paused)
     assert paused.proc is not None

@@ -6,10 +6,12 @@ from typing import Any
 
 import pytest
 
+from tenantflow.api.admission import shard_label_policy
 from tenantflow.api.tenant import Tenant
 from tenantflow.controllers.tenant import reconcile
 from tenantflow.controllers.wiring import settings_from_env
 from tenantflow.tenancy import manifests, status
+from tenantflow.tenancy.sharding import SHARD_LABEL, shard_of
 from tenantflow.testing.fake_kube import FakeKube
 from tenantflow.vocabulary import API_VERSION, TENANT
 
@@ -28,6 +30,17 @@ def test_every_owned_object_is_labelled_and_owned_by_the_tenant() -> None:
         assert meta["labels"][manifests.TENANT_LABEL] == "acme"
         assert meta["ownerReferences"][0]["uid"] == "u-1"
         assert obj["kind"] == "Namespace" or meta["namespace"] == "tenant-acme"
+
+
+def test_the_namespace_carries_its_shard_for_the_admission_policy_to_copy() -> None:
+    settings = manifests.OperatorSettings(shards=7)
+    ns = manifests.namespace(tenant(), settings)
+    assert ns["metadata"]["labels"][SHARD_LABEL] == str(shard_of("tenant-acme", 7))
+    policy, binding = shard_label_policy()
+    mutation = policy["spec"]["mutations"][0]["applyConfiguration"]["expression"]
+    assert f'namespaceObject.metadata.labels["{SHARD_LABEL}"]' in mutation
+    assert policy["spec"]["failurePolicy"] == "Ignore", "an unlabelled instance is still driven"
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
 
 
 def test_quota_scales_with_limits_and_replicas() -> None:

@@ -10,16 +10,19 @@ from pathlib import Path
 
 import yaml
 
+from tenantflow.api.admission import shard_label_policy
 from tenantflow.api.crd import KINDS, crd
 
 HEADER = "# Generated from operator/tenantflow/api by `make crds`. Do not edit.\n"
 
 
 def rendered() -> dict[str, str]:
-    """File name -> YAML text for every CRD."""
-    docs = {f"{kind.plural}.yaml": crd(kind) for kind in KINDS}
+    """File name -> YAML text for every CRD, and the shard label policy that goes with
+    them (applied with the CRDs, before any instance exists)."""
+    docs = {f"{kind.plural}.yaml": [crd(kind)] for kind in KINDS}
+    docs["shard-label-policy.yaml"] = shard_label_policy()
     return {
-        name: HEADER + yaml.safe_dump(doc, sort_keys=False, width=100) for name, doc in docs.items()
+        name: HEADER + yaml.safe_dump_all(d, sort_keys=False, width=100) for name, d in docs.items()
     }
 
 

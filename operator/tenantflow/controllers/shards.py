@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import hashlib
 import os
 import socket
 import time
@@ -40,6 +39,7 @@ from typing import Any
 from tenantflow.kube.client import ApiException, KubeApi
 from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
+from tenantflow.tenancy.sharding import owner, shard_of
 
 log = get_logger("tenantflow.shards")
 LEASE_API = "coordination.k8s.io/v1"
@@ -64,18 +64,6 @@ class ShardSettings:
     lease: float = 6.0  # seconds without renewal before a member is gone
     renew: float = 1.5  # seconds between renewals (and looks at the others)
     margin: float = 1.5  # seconds a member stops before its lease could be taken
-
-
-def shard_of(namespace: str, shards: int) -> int:
-    digest = hashlib.sha256(namespace.encode()).digest()
-    return int.from_bytes(digest[:8], "big") % shards
-
-
-def owner(shard: int, members: list[str]) -> str | None:
-    """Rendezvous hashing: the member with the highest score for the shard."""
-    if not members:
-        return None
-    return max(members, key=lambda m: hashlib.sha256(f"{m}/{shard}".encode()).digest())
 
 
 def _micro_time(now: dt.datetime) -> str:

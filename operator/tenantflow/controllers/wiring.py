@@ -36,7 +36,7 @@ from tenantflow.controllers.tenant import OWNED, TenantController
 from tenantflow.kube.client import Kube
 from tenantflow.kube.reflector import reflect
 from tenantflow.observability.logging import configure, get_logger
-from tenantflow.tenancy import manifests
+from tenantflow.tenancy import manifests, sharding
 from tenantflow.tenancy.manifests import OperatorSettings
 from tenantflow.vocabulary import (
     API_VERSION,
@@ -63,6 +63,7 @@ class Operator:
     definitions: DefinitionController
     shards: Shards
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    watches: dict[int, asyncio.Task[None]] = field(default_factory=dict)  # by shard
 
     @classmethod
     def build(
@@ -105,14 +106,38 @@ class Operator:
 
     def gained(self, shards: set[int]) -> None:
         """Shards this replica may act on now: adopt their tenants, definitions and
-        instances (their watch events were ignored while another replica held them)."""
+        instances (their watch events were ignored while another replica held them), and
+        watch their instances from now on (one watch per shard, by its label)."""
         task = asyncio.create_task(self._adopt(lambda ns: self.shards.shard(ns) in shards))
         self.tasks.append(task)
         task.add_done_callback(lambda t: self.tasks.remove(t) if t in self.tasks else None)
+        for n in shards:
+            self.watches[n] = self._reflect(sharding.selector(n), self._in_shard(n))
 
     def lost(self, shards: set[int]) -> None:
-        """Shards this replica must no longer act on: forget their instances' state."""
+        """Shards this replica must no longer act on: stop watching their instances and
+        forget their state."""
+        for n in shards:
+            watch = self.watches.pop(n, None)
+            if watch is not None:
+                watch.cancel()
         self.instances.release(lambda ns: self.shards.shard(ns) in shards)
+
+    def _in_shard(self, n: int) -> Callable[[str], bool]:
+        return lambda namespace: self.shards.shard(namespace) == n
+
+    def _reflect(self, selector: str, covers: Callable[[str], bool]) -> asyncio.Task[None]:
+        """A list-then-watch of the instances `selector` selects."""
+        return asyncio.create_task(
+            reflect(
+                self.kube,
+                API_VERSION,
+                INSTANCE,
+                self.instances.on_event,
+                lambda keys: self.instances.relisted(keys, covers),
+                label_selector=selector,
+            )
+        )
 
     async def _adopt(self, ours: Callable[[str], bool]) -> None:
         await self.instances.adopt(ours)
@@ -129,20 +154,12 @@ class Operator:
         self.tasks.append(asyncio.create_task(self.shards.run()))
         for queue in (self.instances.queue, self.tenants.queue, self.definitions.queue):
             self.tasks.append(asyncio.create_task(queue.run_later_loop()))
-        self.tasks.append(
-            asyncio.create_task(
-                reflect(
-                    self.kube,
-                    API_VERSION,
-                    INSTANCE,
-                    self.instances.on_event,
-                    self.instances.relisted,
-                )
-            )
-        )
+        # instances no admission policy labelled with their shard (made before the policy,
+        # or on a cluster without it): one watch for all of them, sorted out on arrival
+        self.tasks.append(self._reflect(sharding.UNLABELLED, lambda namespace: False))
 
     async def stop(self) -> None:
-        for task in self.tasks:
+        for task in [*self.tasks, *self.watches.values()]:
             task.cancel()
         await self.shards.stop()  # hand the shards over at once
         for queue in (self.tenants.queue, self.definitions.queue, self.instances.queue):
@@ -168,6 +185,7 @@ def settings_from_env() -> tuple[OperatorSettings, InstanceSettings, ShardSettin
             isolation_canary=env("TENANTFLOW_ISOLATION_CANARY", defaults.isolation_canary),
             allowed_images=_listed(env("TENANTFLOW_ALLOWED_SANDBOX_IMAGES", "")),
             protected_cidrs=_listed(env("TENANTFLOW_PROTECTED_CIDRS", "")),
+            shards=int(env("TENANTFLOW_SHARDS", defaults.shards)),
         ),
         InstanceSettings(
             finished_ttl=float(env("TENANTFLOW_FINISHED_TTL_SECONDS", instance.finished_ttl)),
@@ -177,7 +195,7 @@ def settings_from_env() -> tuple[OperatorSettings, InstanceSettings, ShardSettin
         ShardSettings(
             identity=env("TENANTFLOW_IDENTITY") or shards.identity,
             namespace=env("TENANTFLOW_LEASE_NAMESPACE", shards.namespace),
-            shards=int(env("TENANTFLOW_SHARDS", shards.shards)),
+            shards=int(env("TENANTFLOW_SHARDS", defaults.shards)),  # one value, both
             lease=float(env("TENANTFLOW_LEASE_SECONDS", shards.lease)),
             renew=float(env("TENANTFLOW_LEASE_RENEW_SECONDS", shards.renew)),
         ),

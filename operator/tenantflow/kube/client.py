@@ -50,7 +50,12 @@ class KubeApi(Protocol):
     ) -> builtins.list[dict[str, Any]]: ...
 
     def list_pages(
-        self, api_version: str, kind: str, namespace: str | None = None, page: int = 500
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        page: int = 500,
+        label_selector: str | None = None,
     ) -> AsyncIterator[tuple[builtins.list[dict[str, Any]], str]]: ...
 
     async def create(self, obj: dict[str, Any]) -> dict[str, Any]: ...
@@ -231,7 +236,12 @@ class Kube:
         return list(out.get("items", []))
 
     async def list_pages(
-        self, api_version: str, kind: str, namespace: str | None = None, page: int = 500
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        page: int = 500,
+        label_selector: str | None = None,
     ) -> AsyncIterator[tuple[builtins.list[dict[str, Any]], str]]:
         """A consistent list in pages of `page` objects: (items, resourceVersion) each.
 
@@ -240,6 +250,7 @@ class Kube:
         url, cont = path(api_version, kind, namespace), ""
         while True:
             query = [("limit", str(page))] + ([("continue", cont)] if cont else [])
+            query += [("labelSelector", label_selector)] if label_selector else []
             out = await self.request("GET", url, query=query)
             meta = out.get("metadata") or {}
             yield list(out.get("items") or []), str(meta.get("resourceVersion", ""))
@@ -248,7 +259,12 @@ class Kube:
                 return
 
     async def watch(
-        self, api_version: str, kind: str, resource_version: str, timeout: int
+        self,
+        api_version: str,
+        kind: str,
+        resource_version: str,
+        timeout: int,
+        label_selector: str | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         """The watch events ({"type", "object"}) after `resource_version`, with bookmarks,
         until the server ends the stream (after `timeout` seconds) or the connection drops."""
@@ -257,6 +273,7 @@ class Kube:
             ("resourceVersion", resource_version),
             ("allowWatchBookmarks", "true"),
             ("timeoutSeconds", str(timeout)),
+            *([("labelSelector", label_selector)] if label_selector else []),
         ]
         headers = {"Accept": "application/json"}
         resp = await self._send("GET", path(api_version, kind), query, headers, None, timeout + 30)

@@ -34,16 +34,20 @@ async def reflect(
     relisted: Callable[[set[tuple[str, str]]], None],
     *,
     timeout: int = 300,
+    label_selector: str | None = None,
 ) -> None:
-    """Run forever: `handle(type, object)` for every listed object and watch event;
-    `relisted(keys)` after each complete list with the (namespace, name) it held, so the
-    caller can forget objects deleted while no watch was open."""
+    """Run forever (until cancelled): `handle(type, object)` for every listed object and
+    watch event of the kind (those `label_selector` selects); `relisted(keys)` after each
+    complete list with the (namespace, name) it held, so the caller can forget objects
+    deleted while no watch was open."""
     version, backoff = "", 0.5
     while True:
         try:
             if not version:
-                version = await _list(kube, api_version, kind, handle, relisted)
-            version = await _watch(kube, api_version, kind, version, handle, timeout)
+                version = await _list(kube, api_version, kind, handle, relisted, label_selector)
+            version = await _watch(
+                kube, api_version, kind, version, handle, timeout, label_selector
+            )
             backoff = 0.5
         except _Expired:
             log.info("watch expired; listing again", kind=kind)
@@ -60,10 +64,13 @@ async def _list(
     kind: str,
     handle: Callable[[str, dict[str, Any]], None],
     relisted: Callable[[set[tuple[str, str]]], None],
+    label_selector: str | None,
 ) -> str:
     keys: set[tuple[str, str]] = set()
     version = ""
-    async for items, page_version in kube.list_pages(api_version, kind):
+    async for items, page_version in kube.list_pages(
+        api_version, kind, label_selector=label_selector
+    ):
         version = page_version  # every page of one list has the same version
         for obj in items:
             obj.setdefault("apiVersion", api_version)
@@ -82,9 +89,10 @@ async def _watch(
     version: str,
     handle: Callable[[str, dict[str, Any]], None],
     timeout: int,
+    label_selector: str | None,
 ) -> str:
     try:
-        async for event in kube.watch(api_version, kind, version, timeout):
+        async for event in kube.watch(api_version, kind, version, timeout, label_selector):
             obj = event.get("object") or {}
             if event.get("type") == "ERROR":
                 if obj.get("code") == 410:

@@ -10,6 +10,7 @@ from tenantflow.api import API_VERSION
 from tenantflow.api.tenant import Tenant
 from tenantflow.tenancy import egress, status
 from tenantflow.tenancy.pods import container_security, pod_security
+from tenantflow.tenancy.sharding import SHARD_LABEL, shard_of
 from tenantflow.vocabulary import GROUP, NAMESPACE_PREFIX
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "tenantflow"}
@@ -38,6 +39,9 @@ class OperatorSettings:
     # the cluster's own ranges (pods, services, nodes): cut out of every egress CIDR and
     # never reached through an egress proxy
     protected_cidrs: tuple[str, ...] = ()
+    # tenants are split into this many shards among the replicas: fixed for the life of an
+    # install (each tenant namespace carries its shard as a label)
+    shards: int = 16
 
     def image_problem(self, image: str | None) -> str | None:
         """Why a Tenant may not run `image` (None: it may)."""
@@ -82,11 +86,15 @@ def _meta(tenant: Tenant, name: str, *, namespaced: bool = True, **extra: Any) -
     return meta
 
 
-def namespace(tenant: Tenant) -> dict[str, Any]:
-    meta = _meta(tenant, namespace_of(tenant.metadata.name), namespaced=False)
+def namespace(tenant: Tenant, settings: OperatorSettings) -> dict[str, Any]:
+    name = namespace_of(tenant.metadata.name)
+    meta = _meta(tenant, name, namespaced=False)
     meta["labels"].update(
         {f"pod-security.kubernetes.io/{mode}": PSS for mode in ("enforce", "audit", "warn")}
     )
+    # copied onto each instance created here (crds/shard-label-policy.yaml): replicas
+    # watch only their shards' instances
+    meta["labels"][SHARD_LABEL] = str(shard_of(name, settings.shards))
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
 
 
@@ -518,7 +526,7 @@ def owned_objects(tenant: Tenant, settings: OperatorSettings) -> list[dict[str, 
     sandbox StatefulSet: it needs the proxy Service's address, and is not applied while
     the operator refuses its image (`sandbox_statefulset`, `refusals`)."""
     return [
-        namespace(tenant),
+        namespace(tenant, settings),
         resource_quota(tenant),
         limit_range(tenant),
         *network_policies(tenant, settings),

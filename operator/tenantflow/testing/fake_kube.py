@@ -97,7 +97,8 @@ class FakeKube:
         self.calls.append(("list", kind, namespace or ""))
         terms = label_selector.split(",") if label_selector else []
         wanted = dict(t.split("=", 1) for t in terms if "=" in t)
-        present = [t for t in terms if "=" not in t]  # `key`: the label exists
+        present = [t for t in terms if "=" not in t and not t.startswith("!")]  # `key`: exists
+        absent = [t[1:] for t in terms if t.startswith("!")]  # `!key`: it does not
         return [
             copy.deepcopy(o)
             for (av, k, ns, _), o in sorted(self.objects.items(), key=lambda i: str(i[0]))
@@ -105,12 +106,18 @@ class FakeKube:
             and (namespace is None or ns == namespace)
             and all((o["metadata"].get("labels") or {}).get(a) == b for a, b in wanted.items())
             and all(key in (o["metadata"].get("labels") or {}) for key in present)
+            and not any(key in (o["metadata"].get("labels") or {}) for key in absent)
         ]
 
     async def list_pages(
-        self, api_version: str, kind: str, namespace: str | None = None, page: int = 500
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        page: int = 500,
+        label_selector: str | None = None,
     ) -> AsyncIterator[tuple[builtins.list[dict[str, Any]], str]]:
-        items = await self.list(api_version, kind, namespace)
+        items = await self.list(api_version, kind, namespace, label_selector)
         for i in range(0, max(len(items), 1), page):
             yield items[i : i + page], "0"
 

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from tenantflow.controllers.shards import Shards, ShardSettings, owner, shard_of
+from tenantflow.controllers.shards import Shards, ShardSettings
+from tenantflow.tenancy.sharding import owner, shard_of
 from tenantflow.testing.fake_kube import FakeKube
 
 pytestmark = pytest.mark.unit

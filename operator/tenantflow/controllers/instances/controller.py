@@ -126,11 +126,14 @@ class InstanceController:
                 return
         self.queue.request(key)
 
-    def relisted(self, keys: set[tuple[str, str]]) -> None:
-        """After a full list: instances we track that it no longer holds were deleted
-        while no watch was open; a drive finds them gone and cleans up."""
-        for key in [k for k in self.book.phases if tuple(k.split("/", 1)) not in keys]:
-            self.queue.request(key)
+    def relisted(self, keys: set[tuple[str, str]], covers: Callable[[str], bool]) -> None:
+        """After a full list of the namespaces `covers` says it covered: instances we
+        track there that it no longer holds were deleted while no watch was open; a drive
+        finds them gone and cleans up."""
+        for key in self.book.phases:
+            ns, name = key.split("/", 1)
+            if covers(ns) and (ns, name) not in keys:
+                self.queue.request(key)
 
     def settled(self, v: InstanceView) -> bool:
         """True when a watched state needs no drive, only bookkeeping: finished (expiry
