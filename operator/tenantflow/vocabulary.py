@@ -19,6 +19,8 @@ DEFINITION = "WorkflowDefinition"
 INSTANCE = "WorkflowInstance"
 
 NAMESPACE_PREFIX = "tenant-"  # a Tenant `acme` owns the namespace `tenant-acme`
+# a tenant namespace's shard (tenancy.sharding), copied onto its instances on creation
+SHARD_LABEL = f"{GROUP}/shard"
 
 
 class Phase(StrEnum):

@@ -11,9 +11,9 @@ from tenantflow.api.tenant import Tenant
 from tenantflow.controllers.tenant import reconcile
 from tenantflow.controllers.wiring import settings_from_env
 from tenantflow.tenancy import manifests, status
-from tenantflow.tenancy.sharding import SHARD_LABEL, shard_of
+from tenantflow.tenancy.sharding import shard_of
 from tenantflow.testing.fake_kube import FakeKube
-from tenantflow.vocabulary import API_VERSION, TENANT
+from tenantflow.vocabulary import API_VERSION, SHARD_LABEL, TENANT
 
 pytestmark = pytest.mark.unit
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tenantflow.tenancy.sharding import SHARD_LABEL
-from tenantflow.vocabulary import GROUP
+from tenantflow.vocabulary import GROUP, SHARD_LABEL
 
 NAME = f"{GROUP.split('.')[0]}-shard-label"
 _LABELS = {"app.kubernetes.io/part-of": "tenantflow"}

@@ -10,8 +10,8 @@ from tenantflow.api import API_VERSION
 from tenantflow.api.tenant import Tenant
 from tenantflow.tenancy import egress, status
 from tenantflow.tenancy.pods import container_security, pod_security
-from tenantflow.tenancy.sharding import SHARD_LABEL, shard_of
-from tenantflow.vocabulary import GROUP, NAMESPACE_PREFIX
+from tenantflow.tenancy.sharding import shard_of
+from tenantflow.vocabulary import GROUP, NAMESPACE_PREFIX, SHARD_LABEL
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "tenantflow"}
 TENANT_LABEL = "tenantflow.dev/tenant"

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
-from tenantflow.vocabulary import GROUP
-
-SHARD_LABEL = f"{GROUP}/shard"
+from tenantflow.vocabulary import SHARD_LABEL
 
 
 def shard_of(namespace: str, shards: int) -> int:
