@@ -86,6 +86,7 @@ class Shards:
     lost: Callable[[set[int]], None] = lambda shards: None
     clock: Callable[[], float] = time.monotonic
     held: set[int] = field(default_factory=set)  # shards whose Lease names us
+    reported: set[int] = field(default_factory=set)  # acting() as last told (gained/lost)
     valid_until: float = 0.0  # our member Lease's validity, on our clock
     seen: dict[str, _Seen] = field(default_factory=dict)
 
@@ -98,6 +99,12 @@ class Shards:
         lease: checked before every drive and every status write."""
         return self.shard(namespace) in self.held and self.clock() < self.valid_until
 
+    def holds(self, namespace: str) -> bool:
+        """The namespace's shard names us, whether or not our lease is current: work
+        found fenced is deferred, not dropped (another replica adopts it only if the
+        shard moves)."""
+        return self.shard(namespace) in self.held
+
     def acting(self) -> set[int]:
         return set(self.held) if self.clock() < self.valid_until else set()
 
@@ -109,11 +116,10 @@ class Shards:
                 await self.tick()
             except Exception:  # the API unreachable: the lease runs out, we stop acting
                 log.exception("shard lease round failed")
-                self._report(self.acting())
+                self._report()
             await asyncio.sleep(self.settings.renew)
 
     async def tick(self) -> None:
-        before = self.acting()
         await self._renew_member()
         leases = await self.kube.list(LEASE_API, "Lease", self.settings.namespace, ROLE_LABEL)
         now = self.clock()
@@ -144,13 +150,13 @@ class Shards:
                 await self._acquire(n, shard_lease)
             else:
                 self.held.discard(n)
-        self._report(before)
+        self._report()
 
     async def stop(self) -> None:
         """Graceful: stop acting, then release every shard and the member Lease, so the
         others take over at once instead of after a lease duration."""
-        before, self.valid_until = self.acting(), 0.0
-        self._report(before)
+        self.valid_until = 0.0
+        self._report()
         for n in sorted(self.held):
             with contextlib.suppress(Exception):
                 lease = await self.kube.get(
@@ -235,8 +241,12 @@ class Shards:
             )  # fmt: skip
         log.info("shard released", shard=n, identity=self.settings.identity)
 
-    def _report(self, before: set[int]) -> None:
-        after = self.acting()
+    def _report(self) -> None:
+        """Tell the controllers what changed since the last report, fencing included: a
+        lease that ran out between two rounds is lost, and gained again once renewed
+        (they re-adopt what they may have skipped meanwhile)."""
+        before, after = self.reported, self.acting()
+        self.reported = after
         metrics.SHARDS_HELD.set(len(after))
         if before - after:
             metrics.SHARD_HANDOVERS.labels(change="lost").inc(len(before - after))

@@ -95,6 +95,7 @@ class Operator:
             settings=instance_settings,
             finished=lambda ns, wf: definitions.instance_finished(ns, wf) if definitions else None,
             may_act=shards.may_act,
+            holds=shards.holds,
         )
         tenants = TenantController(kube, settings, usage=instances.tenant_usage)
         definitions = DefinitionController(kube, revisions, wake_instance=instances.queue.request)
@@ -112,6 +113,9 @@ class Operator:
         self.tasks.append(task)
         task.add_done_callback(lambda t: self.tasks.remove(t) if t in self.tasks else None)
         for n in shards:
+            old = self.watches.pop(n, None)
+            if old is not None:
+                old.cancel()
             self.watches[n] = self._reflect(sharding.selector(n), self._in_shard(n))
 
     def lost(self, shards: set[int]) -> None:
@@ -140,6 +144,18 @@ class Operator:
         )
 
     async def _adopt(self, ours: Callable[[str], bool]) -> None:
+        """Until it succeeds (an API error must not leave a shard's instances undriven)."""
+        delay = 0.5
+        while True:
+            try:
+                await self._adopt_once(ours)
+                return
+            except Exception:
+                log.exception("adopting gained shards failed; retrying", retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _adopt_once(self, ours: Callable[[str], bool]) -> None:
         await self.instances.adopt(ours)
         for tenant in await self.kube.list(API_VERSION, TENANT):
             if ours(f"{NAMESPACE_PREFIX}{tenant['metadata']['name']}"):

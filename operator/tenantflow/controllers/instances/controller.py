@@ -37,6 +37,7 @@ from tenantflow.vocabulary import API_VERSION, FINISHED, INSTANCE, TENANT, Condi
 
 log = get_logger("tenantflow.instance")
 LIMITS_TTL = 1.0  # seconds a tenant's limits are reused before being read again
+FENCED_RETRY = 1.0  # seconds before work found fenced is tried again
 
 
 @dataclass(frozen=True)
@@ -55,15 +56,17 @@ class InstanceController:
     settings: InstanceSettings = field(default_factory=InstanceSettings)
     # (namespace, definition) of an instance seen finished: a rollout may count it
     finished: Callable[[str, str], None] = lambda namespace, definition: None
-    # whether this replica may act on a namespace now (it holds its shard, in time)
+    # whether this replica may act on a namespace now (it holds its shard, in time), and
+    # whether it holds the shard at all (fenced for a moment: its work waits, not dropped)
     may_act: Callable[[str], bool] = lambda namespace: True
+    holds: Callable[[str], bool] = lambda namespace: True
     transport: HttpTransport = field(default_factory=HttpTransport)
 
     def __post_init__(self) -> None:
         self.queue = WorkQueue(self.drive, workers=self.settings.drive_workers, name="instances")
         self.admission = Admission()
         self.book = PhaseBook(self.admission, self.queue.request, self.usage_changed)
-        self.writer = StatusWriter(self.kube, self.queue, self.may_act)
+        self.writer = StatusWriter(self.kube, self.queue, self.may_act, self._defer)
         self.revisions = RevisionResolver(self.kube, self.revision_cache)
         self.failures = SandboxFailures(self.sandboxes)
         self.advancer = Advancer(
@@ -91,6 +94,12 @@ class InstanceController:
                     self.admission.observe(tenant, v.key, v.phase)
                 self.queue.request(v.key)
 
+    def _defer(self, key: str) -> None:
+        """Work found while this replica may not act: run it again once the lease is
+        renewed, if the shard is still ours."""
+        if self.holds(key.split("/", 1)[0]):
+            self.queue.request_after(key, FENCED_RETRY)
+
     def release(self, ours: Callable[[str], bool]) -> None:
         """Namespaces no longer ours (a shard lost): forget their instances; the replica
         that takes the shard adopts them."""
@@ -103,9 +112,10 @@ class InstanceController:
     def on_event(self, kind: str, body: dict[str, Any]) -> None:
         """One watched state: drive the instance unless it has nothing to do (or it is in
         another replica's shard)."""
-        if not self.may_act(body["metadata"]["namespace"]):
-            return
         key = key_of(body)
+        if not self.may_act(body["metadata"]["namespace"]):
+            self._defer(key)
+            return
         self.writer.forget_if_changed(key, None if kind == "DELETED" else body)
         if kind == "ADDED":
             self.writer.created(key, body, known=key in self.book.phases)
@@ -172,7 +182,8 @@ class InstanceController:
     async def drive(self, key: str) -> None:
         ns, name = key.split("/", 1)
         if not self.may_act(ns):
-            return  # another replica's now (its shard moved): it adopts the instance
+            self._defer(key)  # fenced: later; another replica's: it adopts the instance
+            return
         body = self.writer.fresh.pop(key, None) or await self.kube.get(
             API_VERSION, INSTANCE, name, ns
         )

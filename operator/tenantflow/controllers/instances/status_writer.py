@@ -33,8 +33,10 @@ REMEMBER_WITHIN = dt.timedelta(seconds=60)  # ...when that drive is due this soo
 class StatusWriter:
     kube: KubeApi
     queue: WorkQueue
-    # the fence: whether this replica still holds the namespace's shard, in time
+    # the fence: whether this replica still holds the namespace's shard, in time; and
+    # what to do with a drive whose write it stopped (try again once renewed)
     may_write: Callable[[str], bool] = lambda namespace: True
+    fenced: Callable[[str], None] = lambda key: None
     # bodies kept for the next drive of their instance (see remember() and created())
     fresh: dict[str, dict[str, Any]] = field(default_factory=dict)
     # the resourceVersion of each write whose watch event has not come back yet
@@ -82,6 +84,7 @@ class StatusWriter:
         meta, before = body["metadata"], body.get("status") or {}
         if not self.may_write(meta["namespace"]):  # fenced: its shard may be another's now
             metrics.FENCED_WRITES.inc()
+            self.fenced(f"{meta['namespace']}/{meta['name']}")
             return None
         health = state.health(
             status.get("phase") or before.get("phase"),
