@@ -112,3 +112,44 @@ def test_unknown_instance_is_a_clear_error(tenant: Tenant, kubeconfig: Path) -> 
     result = cli(kubeconfig, "-n", tenant.ns, "status", "nope", check=False)
     assert result.returncode == 1
     assert f"WorkflowInstance {tenant.ns}/nope not found" in result.stderr
+
+
+BROKEN_B = """
+async def run(event, step, env):
+    env.db.execute('CREATE TABLE IF NOT EXISTS tries (step TEXT)')
+    def body(name):
+        env.db.execute('INSERT INTO tries VALUES (?)', (name,))
+        if name == 'b' and VERSION == 1:
+            raise ValueError('b is broken in v1')
+        return env.db.query("SELECT count(*) AS n FROM tries WHERE step = 'a'")[0]['n']
+    await step.do('a', lambda: body('a'))
+    a_runs = await step.do('b', lambda: body('b'), retries={'limit': 0})
+    return {'a_runs': a_runs, 'version': VERSION}
+"""
+
+
+def test_retry_and_reset_to_a_step_on_the_fixed_revision(tenant: Tenant, kubeconfig: Path) -> None:
+    tenant.define("fixme", BROKEN_B.replace("VERSION", "1"))
+    tenant.wait_revision("fixme", 1)
+    cli(kubeconfig, "-n", tenant.ns, "run", "fixme", "--name", "f1")
+    assert tenant.wait_phase("f1", "Errored")["error"]["name"] == "ValueError"
+    # a retry on the same (broken) revision runs b again, and only b
+    retried = cli(kubeconfig, "-n", tenant.ns, "retry", "f1", "--reason", "flaky?")
+    assert "1 journal entries cut, running again from b on revision 1" in retried.stdout
+    wait_for(lambda: len(tenant.status("f1").get("resets") or []) == 1, "the retry recorded")
+    assert tenant.wait_phase("f1", "Errored")["error"]["name"] == "ValueError"
+    # the fix is revision 2: reset to b on it; a is not run again
+    tenant.define("fixme", BROKEN_B.replace("VERSION", "2"))
+    tenant.wait_revision("fixme", 2)
+    args = ["reset", "f1", "--to-step", "b", "--revision", "2", "--reason", "fixed b"]
+    cli(kubeconfig, "-n", tenant.ns, *args)
+    done = wait_for(
+        lambda: (st := tenant.status("f1")).get("phase") == "Complete" and st,
+        "f1 Complete on revision 2",
+    )
+    assert done["output"] == {"a_runs": 1, "version": 2} and done["revision"] == 2  # type: ignore[index]
+    last = done["resets"][-1]  # type: ignore[index]
+    assert (last["toStep"], last["fromRevision"], last["toRevision"]) == ("b", 1, 2)
+    assert last["by"], "who asked, from the API server"
+    refused = cli(kubeconfig, "-n", tenant.ns, "reset", "f1", "--to-step", "nope", check=False)
+    assert refused.returncode == 1 and "'nope' is not in the journal" in refused.stderr

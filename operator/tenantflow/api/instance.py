@@ -117,6 +117,20 @@ class StepStatus(Model):
     event_index: int | None = Field(None, description="spec.events index consumed.")
 
 
+class ResetRecord(Model):
+    """One `tenantflow reset` / `retry`, applied or refused."""
+
+    id: str = Field(description="The request's id (each is applied once).")
+    to_step: str | None = Field(None, description="The step the journal was cut before.")
+    from_revision: int | None = Field(None, description="Revision before the reset.")
+    to_revision: int | None = Field(None, description="Revision after it.")
+    reason: str = Field("", description="Why, as given to the CLI.")
+    by: str = Field("", description="Who asked (their Kubernetes user).")
+    at: str = Field(description="When it was applied (RFC 3339).")
+    steps_cut: int = Field(0, ge=0, description="Journal entries removed (they run again).")
+    refused: str | None = Field(None, description="Why it was not applied, if it was not.")
+
+
 class WorkflowInstanceStatus(ObservedStatus):
     phase: Phase | None = Field(
         None, description="Queued, Running, Waiting, Paused, Complete, Errored or Terminated."
@@ -142,6 +156,11 @@ class WorkflowInstanceStatus(ObservedStatus):
     events_seen: list[str] = Field(
         default_factory=list,
         description="Arrival time (RFC 3339) of each spec.events entry, by index.",
+    )
+    resets: list[ResetRecord] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Resets and retries (`tenantflow reset|retry`), newest last.",
     )
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from tenantflow import __version__
-from tenantflow.cli import devcluster_cmd, operator_cmd, rollout_cmds, workflow_cmds
+from tenantflow.cli import devcluster_cmd, operator_cmd, reset_cmds, rollout_cmds, workflow_cmds
 from tenantflow.errors import TenantflowError
 from tenantflow.observability.logging import configure
 
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     operator_cmd.register(sub)
     workflow_cmds.register(sub)
     rollout_cmds.register(sub)
+    reset_cmds.register(sub)
     return parser
 
 

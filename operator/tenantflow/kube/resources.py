@@ -25,6 +25,7 @@ RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     ("apps/v1", "ControllerRevision"): ("controllerrevisions", True),
     ("networking.k8s.io/v1", "NetworkPolicy"): ("networkpolicies", True),
     ("coordination.k8s.io/v1", "Lease"): ("leases", True),
+    ("authentication.k8s.io/v1", "SelfSubjectReview"): ("selfsubjectreviews", False),
     ("rbac.authorization.k8s.io/v1", "Role"): ("roles", True),
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): ("rolebindings", True),
     (API_VERSION, TENANT): ("tenants", False),

@@ -39,8 +39,10 @@ def advance_payload(
     max_bytes: int | None = None,
     ops_per_second: float | None = None,
     lost_attempts: dict[str, Any] | None = None,
+    epoch: int = 0,
 ) -> dict[str, Any]:
-    """`source`: one module's text, or a revision's Code (several files)."""
+    """`source`: one module's text, or a revision's Code (several files). `epoch`: how
+    many times the instance was reset (its steps' stored results are kept per epoch)."""
     code = source if isinstance(source, Code) else Code.single(source)
     return {
         "revision": {
@@ -50,7 +52,12 @@ def advance_payload(
             "entrypoint": entrypoint,
             "name": name,
         },
-        "instance": {"id": instance_id, "params": params, "startedAt": started_at},
+        "instance": {
+            "id": instance_id,
+            "params": params,
+            "startedAt": started_at,
+            **({"epoch": epoch} if epoch else {}),
+        },
         "journal": journal or [],
         "lostAttempts": lost_attempts or {},
         "inbox": inbox_to_wire(inbox or []),

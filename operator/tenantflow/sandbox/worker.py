@@ -249,9 +249,10 @@ def _run_loaded(
     inst = payload["instance"]
     journal = load_journal(payload.get("journal", []))
     try:
+        epoch = inst.get("epoch")  # a reset's steps run again: never recalled from before
         results = SqliteStepResults(
             db,
-            f"{inst['id']}@{inst['startedAt']}",
+            f"{inst['id']}@{inst['startedAt']}" + (f"#{int(epoch)}" if epoch else ""),
             persisted={r.name for r in journal if r.state is StepState.COMPLETE},
         )
         result = advance(

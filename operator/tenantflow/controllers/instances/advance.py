@@ -15,6 +15,7 @@ from tenantflow.controllers.sandboxes import Sandboxes
 from tenantflow.durations import parse_duration, parse_time
 from tenantflow.engine.options import EngineLimits, RetryPolicy, StepDefaults
 from tenantflow.lifecycle import instance_state as state
+from tenantflow.lifecycle import reset
 from tenantflow.lifecycle.source import Code
 from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
@@ -114,6 +115,7 @@ def _payload(
         instance_id=d.view.name,
         params=d.view.params,
         started_at=st["startedAt"],
+        epoch=reset.epoch(st),
         journal=st.get("steps") or [],
         inbox=inbox,
         defaults=step_defaults(data.get("defaults") or {}),

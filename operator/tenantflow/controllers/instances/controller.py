@@ -28,6 +28,7 @@ from tenantflow.controllers.work_queue import WorkQueue
 from tenantflow.durations import parse_time
 from tenantflow.kube.client import KubeApi
 from tenantflow.lifecycle import instance_state as state
+from tenantflow.lifecycle import reset
 from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
 from tenantflow.sandbox.transport import HttpTransport
@@ -158,6 +159,8 @@ class InstanceController:
     def _observe(self, v: InstanceView, now: dt.datetime) -> bool:
         """The bookkeeping of a watched state (phase, expiry, wake-up); True when that is
         all it needs: finished with its expiry ahead, or Waiting with nothing due."""
+        if v.reset_pending:
+            return False  # `tenantflow reset|retry` asked for something: drive
         if v.phase in FINISHED:
             expiry = self._expiry(v)
             if expiry is not None and expiry <= now:
@@ -198,7 +201,11 @@ class InstanceController:
 
     async def _decide(self, d: Drive) -> None:
         v = d.view
-        if v.phase in FINISHED:
+        if v.reset is not None and v.reset_pending:
+            done = reset.reset(d.status, v.reset, terminating=v.terminate, now=d.now)
+            d.write(done.update, done.event)
+            d.again = done.event[1] == "Reset"  # then run from the cut
+        elif v.phase in FINISHED:
             await self._expire(d)
         elif v.terminate:
             d.write(

@@ -12,7 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tenantflow.lifecycle.reset import ResetRequest, applied
+from tenantflow.observability.logging import get_logger
 from tenantflow.vocabulary import NAMESPACE_PREFIX
+
+log = get_logger("tenantflow.instance")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +34,7 @@ class InstanceView:
     suspend: bool
     terminate: bool
     status: dict[str, Any]
+    reset: ResetRequest | None  # `tenantflow reset|retry`'s request (annotation), if any
 
     @classmethod
     def decode(cls, body: dict[str, Any]) -> InstanceView:
@@ -50,12 +55,25 @@ class InstanceView:
             suspend=bool(spec.get("suspend")),
             terminate=bool(spec.get("terminate")),
             status=body.get("status") or {},
+            reset=_reset_request(meta.get("annotations")),
         )
+
+    @property
+    def reset_pending(self) -> bool:
+        return self.reset is not None and not applied(self.status, self.reset)
 
     @property
     def phase(self) -> str | None:
         phase: str | None = self.status.get("phase")
         return phase
+
+
+def _reset_request(annotations: dict[str, str] | None) -> ResetRequest | None:
+    try:
+        return ResetRequest.parse(annotations)
+    except ValueError as exc:  # hand-written: the CLI writes valid ones
+        log.warning("reset annotation ignored", error=str(exc))
+        return None
 
 
 def key_of(body: dict[str, Any]) -> str:

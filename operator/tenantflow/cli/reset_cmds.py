@@ -1,0 +1,112 @@
+"""`tenantflow reset INSTANCE --to-step NAME [--revision N]` and `tenantflow retry
+INSTANCE`: continue an instance from a step, or an Errored one from its failure.
+
+The request reaches the operator as an annotation stamped with a fresh id and the user's
+Kubernetes name (from a SelfSubjectReview: the API server says who we are); the operator
+applies each id once and records it in status.resets, which is how the CLI knows it
+landed. RBAC decides: patching the instance is the permission it takes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+from typing import Any
+
+from tenantflow.cli.workflow_cmds import WFI, CliError, Subparsers, add_verb
+from tenantflow.kube.client import ApiException, Kube
+from tenantflow.lifecycle.reset import RESET_ANNOTATION, ResetRequest
+from tenantflow.lifecycle.revisions import DEFINITION_LABEL, REVISION_LABEL
+from tenantflow.vocabulary import API_VERSION
+
+APPLIED_WAIT = 15.0  # seconds the CLI waits to see its request applied
+
+
+def register(sub: Subparsers) -> None:
+    add_verb(
+        sub,
+        "reset",
+        "continue an instance from a step (the journal is cut before it)",
+        _reset,
+        _reset_args,
+    )
+    add_verb(sub, "retry", "run an Errored instance again from its failed step", _retry, _args)
+
+
+def _args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("instance")
+    p.add_argument("--reason", default="", help="why: kept in status.resets and the Event")
+
+
+def _reset_args(p: argparse.ArgumentParser) -> None:
+    _args(p)
+    p.add_argument("--to-step", required=True, help="the step to run again from")
+    p.add_argument("--revision", type=int, help="continue on this revision (the fix)")
+
+
+async def _reset(kube: Kube, args: argparse.Namespace) -> Any:
+    return await _request(kube, args, args.to_step, args.revision)
+
+
+async def _retry(kube: Kube, args: argparse.Namespace) -> Any:
+    return await _request(kube, args, None, None)
+
+
+async def _request(
+    kube: Kube, args: argparse.Namespace, to_step: str | None, revision: int | None
+) -> Any:
+    inst = await kube.get(API_VERSION, WFI, args.instance, args.namespace)
+    if inst is None:
+        raise CliError(f"WorkflowInstance {args.namespace}/{args.instance} does not exist")
+    if revision is not None:
+        workflow = inst["spec"]["workflowRef"]["name"]
+        found = await kube.list(
+            "apps/v1",
+            "ControllerRevision",
+            args.namespace,
+            f"{DEFINITION_LABEL}={workflow},{REVISION_LABEL}={revision}",
+        )
+        if not found:
+            raise CliError(f"revision {revision} of {workflow} does not exist")
+    request = ResetRequest(uuid.uuid4().hex[:16], to_step, revision, args.reason, await _me(kube))
+    await kube.patch(
+        API_VERSION,
+        WFI,
+        args.instance,
+        args.namespace,
+        {"metadata": {"annotations": {RESET_ANNOTATION: request.annotation()}}},
+    )
+    deadline = time.monotonic() + APPLIED_WAIT
+    while time.monotonic() < deadline:
+        inst = await kube.get(API_VERSION, WFI, args.instance, args.namespace) or {}
+        done = [r for r in (inst.get("status") or {}).get("resets") or [] if r["id"] == request.id]
+        if done:
+            if done[0].get("refused"):
+                raise CliError(f"refused: {done[0]['refused']}")
+            return (
+                f"workflowinstance/{args.instance}: {done[0]['stepsCut']} journal entries "
+                f"cut, running again from {done[0].get('toStep') or 'where it failed'} on "
+                f"revision {done[0]['toRevision']}"
+            )
+        await asyncio.sleep(0.5)
+    return (
+        f"workflowinstance/{args.instance}: requested (annotation {RESET_ANNOTATION}); the "
+        f"operator has not applied it within {APPLIED_WAIT:.0f} s: is it running?"
+    )
+
+
+async def _me(kube: Kube) -> str:
+    """The user the API server knows us as (empty if it will not say)."""
+    try:
+        review = await kube.create(
+            {
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "SelfSubjectReview",
+                "metadata": {},
+            }
+        )
+    except ApiException:
+        return ""
+    return str(((review.get("status") or {}).get("userInfo") or {}).get("username") or "")
