@@ -153,3 +153,19 @@ def test_retry_and_reset_to_a_step_on_the_fixed_revision(tenant: Tenant, kubecon
     assert last["by"], "who asked, from the API server"
     refused = cli(kubeconfig, "-n", tenant.ns, "reset", "f1", "--to-step", "nope", check=False)
     assert refused.returncode == 1 and "'nope' is not in the journal" in refused.stderr
+
+
+def test_batch_terminate_by_definition(tenant: Tenant, kubeconfig: Path) -> None:
+    tenant.define("many", V1)
+    tenant.wait_revision("many", 1)
+    names = [tenant.start("many") for _ in range(3)]
+    for name in names:
+        tenant.wait_phase(name, "Waiting")
+    select = ["-n", tenant.ns, "terminate", "--definition", "many", "--phase", "Waiting"]
+    dry = cli(kubeconfig, *select, "--dry-run").stdout
+    assert dry.startswith("would terminate 3 instances") and all(n in dry for n in names)
+    unconfirmed = cli(kubeconfig, *select, check=False)
+    assert unconfirmed.returncode == 1 and "add --yes" in unconfirmed.stderr
+    assert cli(kubeconfig, *select, "--yes").stdout.strip() == "terminate: 3 of 3 done"
+    for name in names:
+        tenant.wait_phase(name, "Terminated")

@@ -6,7 +6,14 @@ import argparse
 import sys
 
 from tenantflow import __version__
-from tenantflow.cli import devcluster_cmd, operator_cmd, reset_cmds, rollout_cmds, workflow_cmds
+from tenantflow.cli import (
+    devcluster_cmd,
+    instance_actions,
+    operator_cmd,
+    reset_cmds,
+    rollout_cmds,
+    workflow_cmds,
+)
 from tenantflow.errors import TenantflowError
 from tenantflow.observability.logging import configure
 
@@ -21,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     devcluster_cmd.register(sub)
     operator_cmd.register(sub)
     workflow_cmds.register(sub)
+    instance_actions.register(sub)
     rollout_cmds.register(sub)
     reset_cmds.register(sub)
     return parser

@@ -296,19 +296,6 @@ async def send_event(kube: Kube, args: argparse.Namespace) -> Any:
     raise CliError("the instance kept changing; try again")
 
 
-def _spec_verb(name: str, help_text: str, patch: dict[str, Any]) -> None:
-    @verb(name, help_text, _add_instance)
-    async def apply(kube: Kube, args: argparse.Namespace) -> Any:
-        await _instance(kube, args)
-        await kube.patch(API_VERSION, WFI, args.instance, args.namespace, {"spec": patch})
-        return f"workflowinstance/{args.instance} {name}d"
-
-
-_spec_verb("pause", "pause after the running step (spec.suspend=true)", {"suspend": True})
-_spec_verb("resume", "resume a paused instance (spec.suspend=false)", {"suspend": False})
-_spec_verb("terminate", "end an instance as Terminated", {"terminate": True})
-
-
 @verb("restart", "run an instance again from the beginning (same spec)", _add_instance)
 async def restart(kube: Kube, args: argparse.Namespace) -> Any:
     inst = await _instance(kube, args)

@@ -1,0 +1,81 @@
+"""Batch actions of the CLI against the in-memory API: selection by label, definition,
+revision and phase; dry run; no action on many without a confirmation; a summary naming
+what failed."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, cast
+
+import pytest
+
+from tenantflow.cli import batch
+from tenantflow.cli.workflow_cmds import CliError
+from tenantflow.kube.client import Kube
+from tenantflow.testing.fake_kube import FakeKube
+from tenantflow.vocabulary import API_VERSION, INSTANCE
+
+pytestmark = pytest.mark.unit
+NS = "tenant-acme"
+
+
+def api() -> Kube:
+    kube = FakeKube()
+    for name, workflow, revision, phase, team in [
+        ("a1", "ci", 1, "Errored", "web"),
+        ("a2", "ci", 2, "Errored", "web"),
+        ("a3", "ci", 2, "Complete", "api"),
+        ("b1", "deploy", 2, "Errored", "web"),
+    ]:
+        kube.put(
+            {
+                "apiVersion": API_VERSION,
+                "kind": INSTANCE,
+                "metadata": {"name": name, "namespace": NS, "labels": {"team": team}},
+                "spec": {"workflowRef": {"name": workflow}},
+                "status": {"revision": revision, "phase": phase},
+            }
+        )
+    return cast(Kube, kube)
+
+
+def args(*argv: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    batch.add_target_args(p)
+    return p.parse_args(argv, argparse.Namespace(namespace=NS))
+
+
+async def names(*argv: str) -> list[str]:
+    return sorted(i["metadata"]["name"] for i in await batch.targets(api(), args(*argv)))
+
+
+async def test_selection_by_definition_revision_phase_and_label() -> None:
+    assert await names("--definition", "ci", "--phase", "Errored") == ["a1", "a2"]
+    assert await names("--definition", "ci", "--revision", "2") == ["a2", "a3"]
+    assert await names("-l", "team=web", "--phase", "Errored") == ["a1", "a2", "b1"]
+    assert await names("a3") == ["a3"]
+    with pytest.raises(CliError, match="name an instance, or select several"):
+        await names()
+    with pytest.raises(CliError, match="name one instance, or select"):
+        await names("a1", "--definition", "ci")
+
+
+async def test_dry_run_confirmation_and_a_summary_of_failures() -> None:
+    kube, done = api(), []
+
+    async def action(inst: dict[str, Any]) -> str:
+        if inst["metadata"]["name"] == "a2":
+            raise CliError("refused: not allowed")
+        done.append(inst["metadata"]["name"])
+        return "ok"
+
+    dry = await batch.act(kube, args("--definition", "ci", "--dry-run"), "terminate", action)
+    assert dry.startswith("would terminate 3 instances") and not done
+    with pytest.raises(CliError, match="not confirmed: add --yes"):
+        await batch.act(kube, args("--definition", "ci"), "terminate", action)  # no terminal
+    assert not done
+    with pytest.raises(CliError, match=r"2 of 3 done; 1 failed:\na2: refused: not allowed"):
+        await batch.act(kube, args("--definition", "ci", "--yes"), "terminate", action)
+    assert done == ["a1", "a3"]
+    none = await batch.act(kube, args("--phase", "Paused", "--yes"), "terminate", action)
+    assert none.startswith("no instance")
