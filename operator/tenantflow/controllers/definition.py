@@ -36,7 +36,12 @@ STALLED_ROLLOUTS = {
     RolloutPhase.ROLLED_BACK: "RolloutRolledBack",
     RolloutPhase.ABORTED: "RolloutAborted",
 }
-ENDED = {str(p) for p in RolloutPhase} - {RolloutPhase.PROGRESSING, RolloutPhase.PAUSED}
+# the Event a rollout's end is said with -> how it ended (tenantflow_rollouts_ended_total)
+ENDED_BY = {
+    f"Rollout{phase}": str(phase)
+    for phase in RolloutPhase
+    if phase not in (RolloutPhase.PROGRESSING, RolloutPhase.PAUSED)
+}
 
 
 @dataclass
@@ -263,8 +268,8 @@ async def _tell(
     tenant = tenant_of(meta["namespace"])
     for type_, reason, message in said:
         await events.post(kube, body, type_, reason, message)
-        if reason.removeprefix("Rollout") in ENDED:
-            metrics.ROLLOUTS_ENDED.labels(tenant=tenant, phase=reason.removeprefix("Rollout")).inc()
+        if reason in ENDED_BY:
+            metrics.ROLLOUTS_ENDED.labels(tenant=tenant, phase=ENDED_BY[reason]).inc()
     if new["rollout"]:
         metrics.ROLLOUT_WEIGHT.labels(tenant=tenant, definition=meta["name"]).set(
             new["rollout"]["weight"]

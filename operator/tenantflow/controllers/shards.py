@@ -39,7 +39,7 @@ from typing import Any
 from tenantflow.kube.client import ApiException, KubeApi
 from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
-from tenantflow.tenancy.sharding import owner, shard_of
+from tenantflow.tenancy.sharding import SHARDS, owner, shard_of
 
 log = get_logger("tenantflow.shards")
 LEASE_API = "coordination.k8s.io/v1"
@@ -60,7 +60,7 @@ class ShardSettings:
     # operator is installed in, so that every operator of the cluster is a member of one
     # group (a second install elsewhere, a developer's operator) and none escapes the fence
     namespace: str = "tenantflow-system"
-    shards: int = 16
+    shards: int = SHARDS
     lease: float = 6.0  # seconds without renewal before a member is gone
     renew: float = 1.5  # seconds between renewals (and looks at the others)
     margin: float = 1.5  # seconds a member stops before its lease could be taken
@@ -97,7 +97,7 @@ class Shards:
     def may_act(self, namespace: str) -> bool:
         """True while this replica holds the namespace's shard and is still within its
         lease: checked before every drive and every status write."""
-        return self.shard(namespace) in self.held and self.clock() < self.valid_until
+        return self.holds(namespace) and self._in_time()
 
     def holds(self, namespace: str) -> bool:
         """The namespace's shard names us, whether or not our lease is current: work
@@ -106,7 +106,11 @@ class Shards:
         return self.shard(namespace) in self.held
 
     def acting(self) -> set[int]:
-        return set(self.held) if self.clock() < self.valid_until else set()
+        return set(self.held) if self._in_time() else set()
+
+    def _in_time(self) -> bool:
+        """Our member Lease, as last renewed, has not run out (on our own clock)."""
+        return self.clock() < self.valid_until
 
     # ------------------------------------------------------------------ the loop
     async def run(self) -> None:

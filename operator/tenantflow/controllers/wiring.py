@@ -109,14 +109,14 @@ class Operator:
         """Shards this replica may act on now: adopt their tenants, definitions and
         instances (their watch events were ignored while another replica held them), and
         watch their instances from now on (one watch per shard, by its label)."""
-        task = asyncio.create_task(self._adopt(lambda ns: self.shards.shard(ns) in shards))
+        task = asyncio.create_task(self._adopt(self._in_shards(shards)))
         self.tasks.append(task)
         task.add_done_callback(lambda t: self.tasks.remove(t) if t in self.tasks else None)
         for n in shards:
             old = self.watches.pop(n, None)
             if old is not None:
                 old.cancel()
-            self.watches[n] = self._reflect(sharding.selector(n), self._in_shard(n))
+            self.watches[n] = self._reflect(sharding.selector(n), self._in_shards({n}))
 
     def lost(self, shards: set[int]) -> None:
         """Shards this replica must no longer act on: stop watching their instances and
@@ -125,10 +125,11 @@ class Operator:
             watch = self.watches.pop(n, None)
             if watch is not None:
                 watch.cancel()
-        self.instances.release(lambda ns: self.shards.shard(ns) in shards)
+        self.instances.release(self._in_shards(shards))
 
-    def _in_shard(self, n: int) -> Callable[[str], bool]:
-        return lambda namespace: self.shards.shard(namespace) == n
+    def _in_shards(self, shards: set[int]) -> Callable[[str], bool]:
+        """Whether a namespace belongs to one of `shards`."""
+        return lambda namespace: self.shards.shard(namespace) in shards
 
     def _reflect(self, selector: str, covers: Callable[[str], bool]) -> asyncio.Task[None]:
         """A list-then-watch of the instances `selector` selects."""
@@ -194,15 +195,16 @@ def settings_from_env() -> tuple[OperatorSettings, InstanceSettings, ShardSettin
     """The process's settings, read once at the edge (the chart sets these variables)."""
     defaults, instance, shards = OperatorSettings(), InstanceSettings(), ShardSettings()
     env = os.environ.get
+    operator = OperatorSettings(
+        namespace=env("TENANTFLOW_NAMESPACE", defaults.namespace),
+        sandbox_image=env("TENANTFLOW_SANDBOX_IMAGE", defaults.sandbox_image),
+        isolation_canary=env("TENANTFLOW_ISOLATION_CANARY", defaults.isolation_canary),
+        allowed_images=_listed(env("TENANTFLOW_ALLOWED_SANDBOX_IMAGES", "")),
+        protected_cidrs=_listed(env("TENANTFLOW_PROTECTED_CIDRS", "")),
+        shards=int(env("TENANTFLOW_SHARDS", defaults.shards)),
+    )
     return (
-        OperatorSettings(
-            namespace=env("TENANTFLOW_NAMESPACE", defaults.namespace),
-            sandbox_image=env("TENANTFLOW_SANDBOX_IMAGE", defaults.sandbox_image),
-            isolation_canary=env("TENANTFLOW_ISOLATION_CANARY", defaults.isolation_canary),
-            allowed_images=_listed(env("TENANTFLOW_ALLOWED_SANDBOX_IMAGES", "")),
-            protected_cidrs=_listed(env("TENANTFLOW_PROTECTED_CIDRS", "")),
-            shards=int(env("TENANTFLOW_SHARDS", defaults.shards)),
-        ),
+        operator,
         InstanceSettings(
             finished_ttl=float(env("TENANTFLOW_FINISHED_TTL_SECONDS", instance.finished_ttl)),
             drive_workers=int(env("TENANTFLOW_DRIVE_WORKERS", instance.drive_workers)),
@@ -211,7 +213,7 @@ def settings_from_env() -> tuple[OperatorSettings, InstanceSettings, ShardSettin
         ShardSettings(
             identity=env("TENANTFLOW_IDENTITY") or shards.identity,
             namespace=env("TENANTFLOW_LEASE_NAMESPACE", shards.namespace),
-            shards=int(env("TENANTFLOW_SHARDS", defaults.shards)),  # one value, both
+            shards=operator.shards,  # one count: the namespaces' labels and the Leases
             lease=float(env("TENANTFLOW_LEASE_SECONDS", shards.lease)),
             renew=float(env("TENANTFLOW_LEASE_RENEW_SECONDS", shards.renew)),
         ),

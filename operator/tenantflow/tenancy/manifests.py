@@ -8,7 +8,7 @@ from typing import Any
 
 from tenantflow.api import API_VERSION
 from tenantflow.api.tenant import Tenant
-from tenantflow.tenancy import egress, status
+from tenantflow.tenancy import egress, sharding, status
 from tenantflow.tenancy.pods import container_security, pod_security
 from tenantflow.tenancy.sharding import shard_of
 from tenantflow.vocabulary import GROUP, NAMESPACE_PREFIX, SHARD_LABEL
@@ -41,7 +41,7 @@ class OperatorSettings:
     protected_cidrs: tuple[str, ...] = ()
     # tenants are split into this many shards among the replicas: fixed for the life of an
     # install (each tenant namespace carries its shard as a label)
-    shards: int = 16
+    shards: int = sharding.SHARDS
 
     def image_problem(self, image: str | None) -> str | None:
         """Why a Tenant may not run `image` (None: it may)."""

@@ -12,6 +12,8 @@ import hashlib
 
 from tenantflow.vocabulary import SHARD_LABEL
 
+SHARDS = 16  # the default count, fixed for the life of an install (TENANTFLOW_SHARDS)
+
 
 def shard_of(namespace: str, shards: int) -> int:
     digest = hashlib.sha256(namespace.encode()).digest()
