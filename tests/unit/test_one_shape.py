@@ -32,6 +32,7 @@ def test_a_journal_record_is_exactly_a_status_step_entry() -> None:
         next_attempt_at=NOW,
         event_type="go",
         event_index=0,
+        child="parent-s-0123456789",
     )
     entry = full.to_dict()
     # every field the engine writes is one the schema defines, and the other way round

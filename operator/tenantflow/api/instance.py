@@ -78,10 +78,13 @@ class WorkflowInstanceSpec(Model):
 
 
 class WaitingFor(Model):
-    kind: Literal["sleep", "event", "retry"] = Field(description="sleep, event or retry.")
+    kind: Literal["sleep", "event", "retry", "child"] = Field(
+        description="sleep, event, retry or child."
+    )
     step: str | None = Field(None, description="The step that waits.")
     until: str | None = Field(None, description="Wake-up or timeout time (RFC 3339).")
     event_type: str | None = Field(None, description="Event type awaited.")
+    child: str | None = Field(None, description="The child instance awaited (step.child).")
 
 
 class ErrorInfo(Model):
@@ -101,7 +104,7 @@ class StepStatus(Model):
     """One journal entry (the engine's StepRecord.to_dict shape)."""
 
     name: str = Field(description="Step name, unique in the instance.")
-    kind: StepKind = Field(description="do, sleep or event.")
+    kind: StepKind = Field(description="do, sleep, event or child.")
     state: StepState = Field(description="Running, Retrying, Waiting, Complete or Errored.")
     attempts: int = Field(0, description="Attempts made (step.do).")
     started_at: str | None = Field(None, description="First attempt or wait start.")
@@ -115,6 +118,7 @@ class StepStatus(Model):
     next_attempt_at: str | None = Field(None, description="When the next retry starts.")
     event_type: str | None = Field(None, description="Event type awaited.")
     event_index: int | None = Field(None, description="spec.events index consumed.")
+    child: str | None = Field(None, description="The child instance this step runs (child).")
 
 
 class ResetRecord(Model):

@@ -15,6 +15,7 @@ from typing import Any
 
 from tenantflow.durations import format_time
 from tenantflow.engine import journal as journal_mod
+from tenantflow.engine.children import ChildResult
 from tenantflow.engine.env import WorkflowEnv, WorkflowLogger
 from tenantflow.engine.errors import EngineError, InvalidAwaitError
 from tenantflow.engine.loader import WorkflowFn, arity
@@ -55,6 +56,8 @@ def advance(
     lost_attempts: dict[str, dict[str, Any]] | None = None,
     results: StepResults | None = None,
     secrets: Mapping[str, Mapping[str, str]] | None = None,
+    epoch: int = 0,
+    children: Mapping[str, ChildResult] | None = None,
 ) -> Advance:
     """Replay `workflow` over `journal`, run what is new, and say how it ended.
 
@@ -64,7 +67,8 @@ def advance(
     so an attempt whose process the kernel kills is charged to that step);
     `lost_attempts` ({step: {"attempts", "error"}}) are such attempts, failed.
     `results` keeps completed steps' results beside the journal: one found there is
-    recalled instead of run.
+    recalled instead of run. `children` are the finished children of `step.child` calls,
+    by step name; `epoch` counts the instance's resets (its children's names depend on it).
     """
     loop = _WorkflowLoop()
     try:
@@ -81,6 +85,9 @@ def advance(
                     on_attempt=on_attempt,
                     lost_attempts=lost_attempts,
                     results=results,
+                    instance_id=instance_id,
+                    epoch=epoch,
+                    children=children,
                 ),
                 event={
                     "payload": params,
@@ -190,10 +197,13 @@ def _waiting(blockers: list[Blocker], records: list[journal_mod.StepRecord]) -> 
         waiting_for["until"] = format_time(first.until)
     if first.event_type is not None:
         waiting_for["eventType"] = first.event_type
+    if first.child is not None:
+        waiting_for["child"] = first.child.name
     return Waiting(
         wake_at=min(times) if times else None,
         event_types=frozenset(b.event_type for b in blockers if b.event_type),
         waiting_for=waiting_for,
+        children=tuple(b.child for b in blockers if b.child is not None),
     )
 
 

@@ -14,12 +14,13 @@ class StepKind(StrEnum):
     DO = "do"
     SLEEP = "sleep"
     EVENT = "event"
+    CHILD = "child"  # another instance of the tenant, started and awaited (step.child)
 
 
 class StepState(StrEnum):
     RUNNING = "Running"  # an attempt started; if found on replay it was interrupted: run again
     RETRYING = "Retrying"  # an attempt failed; the next one starts at nextAttemptAt
-    WAITING = "Waiting"  # a sleep or an event wait that has not finished
+    WAITING = "Waiting"  # a sleep, an event wait or a child that has not finished
     COMPLETE = "Complete"
     ERRORED = "Errored"  # retries exhausted, NonRetryableError, or an event wait timed out
 
@@ -38,6 +39,7 @@ _PLAIN_FIELDS = {
     "error": "error",
     "event_type": "eventType",
     "event_index": "eventIndex",
+    "child": "child",
 }
 
 
@@ -58,6 +60,7 @@ class StepRecord:
     next_attempt_at: dt.datetime | None = None
     event_type: str | None = None
     event_index: int | None = None  # which inbox entry a completed event wait consumed
+    child: str | None = None  # the child instance's name (step.child)
 
     def to_dict(self) -> dict[str, Any]:
         """camelCase, None fields left out: the exact `status.steps[]` shape."""

@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from tenantflow.engine.children import ChildStart
 from tenantflow.engine.journal import StepRecord
 
 
@@ -22,11 +23,13 @@ class Errored:
 
 @dataclass(frozen=True, slots=True)
 class Waiting:
-    """Blocked on time (`wake_at`: sleep, retry backoff, wait timeout) and/or events."""
+    """Blocked on time (`wake_at`: sleep, retry backoff, wait timeout), events and/or
+    children (each started unless it exists, then awaited)."""
 
     wake_at: dt.datetime | None
     event_types: frozenset[str]
-    waiting_for: dict[str, Any]  # status.waitingFor: {kind, until?, eventType?, step}
+    waiting_for: dict[str, Any]  # status.waitingFor: {kind, until?, eventType?, child?, step}
+    children: tuple[ChildStart, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,11 +6,12 @@ import asyncio
 import dataclasses
 import datetime as dt
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from tenantflow import jsonsafe
+from tenantflow.engine.children import ChildResult, ChildStart
 from tenantflow.engine.errors import (
     DuplicateStepNameError,
     EngineError,
@@ -37,9 +38,10 @@ class InboxEvent:
 @dataclass(frozen=True, slots=True)
 class Blocker:
     step: str
-    kind: str  # sleep | event | retry | yield
+    kind: str  # sleep | event | retry | child | yield
     until: dt.datetime | None = None
     event_type: str | None = None
+    child: ChildStart | None = None  # a child to start (unless it exists) and await
 
 
 class ReplayState:
@@ -55,6 +57,9 @@ class ReplayState:
         on_attempt: Callable[[str, int], None] | None = None,
         lost_attempts: dict[str, dict[str, Any]] | None = None,
         results: StepResults | None = None,
+        instance_id: str = "instance",
+        epoch: int = 0,
+        children: Mapping[str, ChildResult] | None = None,
     ) -> None:
         # copies: the caller's journal is what is persisted, and must stay untouched
         self.journal = [dataclasses.replace(r) for r in journal]
@@ -79,6 +84,9 @@ class ReplayState:
         self.on_attempt = on_attempt
         self.lost_attempts = lost_attempts or {}
         self.results = results
+        self.instance_id = instance_id
+        self.epoch = epoch  # resets of the instance: its child steps name new children
+        self.children = children or {}  # finished children, by the parent's step name
 
     # ------------------------------------------------------------------ errors
     def fail(self, err: EngineError, step: str | None = None) -> NoReturn:

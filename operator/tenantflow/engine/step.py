@@ -1,4 +1,5 @@
-"""The `step` argument of `run`: do / sleep / sleep_until / wait_for_event over the journal."""
+"""The `step` argument of `run`: do / sleep / sleep_until / wait_for_event / child over the
+journal."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from tenantflow import jsonsafe
 from tenantflow.durations import format_duration, format_time, parse_duration, parse_time
+from tenantflow.engine.children import ChildStart, check_definition, check_params, child_name
 from tenantflow.engine.errors import StepOptionsError
 from tenantflow.engine.journal import StepKind, StepRecord, StepState
+from tenantflow.engine.outputs import fetch
 from tenantflow.engine.state import Blocker, ReplayState
 from tenantflow.sdk.errors import NonRetryableError, StepError, WaitTimeout
 from tenantflow.sdk.types import _attempt
@@ -204,6 +208,75 @@ class StepApi:
             s.finished(rec)
             raise err
         await s.block(Blocker(name, "event", until=rec.until, event_type=rec.event_type))
+
+    # ------------------------------------------------------------------ children
+    async def child(
+        self, name: str, definition: str, params: Any = None, *, revision: int | None = None
+    ) -> Any:
+        """Start another instance of this tenant and wait for its result, durably.
+
+        The child is a WorkflowInstance owned by this one (terminating or deleting the
+        parent ends it too), named after this instance and `name`. Its output is this
+        step's output; an Errored or Terminated child raises StepError here."""
+        s = self._s
+        start = s.checked(name, lambda: self._child_start(name, definition, params, revision))
+        rec = await s.claim_step(name, StepKind.CHILD)
+        if rec.state is StepState.COMPLETE:
+            return s.output_of(rec)
+        if rec.state is StepState.ERRORED:
+            raise _step_error(rec)
+        rec.child = start.name
+        result = s.children.get(name)
+        if result is None:
+            await s.block(Blocker(name, "child", child=start))
+        rec.attempts = 1
+        if result.phase == "Complete":
+            value = (
+                result.output
+                if result.output_ref is None
+                else fetch(result.output_ref, s.offload, what=f"child {name!r}")
+            )
+            seen = s.keep(rec, value)
+            rec.state = StepState.COMPLETE
+            s.finished(rec)
+            return seen
+        err = result.error or {}
+        rec.state = StepState.ERRORED
+        rec.error = (
+            {"name": "ChildTerminated", "message": f"child instance {start.name} was terminated"}
+            if result.phase == "Terminated"
+            else {
+                "name": str(err.get("name") or "Errored"),
+                "message": f"child instance {start.name}: {err.get('message', '')}"[
+                    :_MAX_ERROR_MESSAGE
+                ],
+            }
+        )
+        s.finished(rec)
+        raise _step_error(rec)
+
+    def _child_start(
+        self, name: str, definition: str, params: Any, revision: int | None
+    ) -> ChildStart:
+        if not isinstance(name, str) or not name:
+            raise StepOptionsError("step names must be non-empty strings")
+        try:
+            check_definition(definition, name)
+            check_params(params, name)
+        except ValueError as exc:
+            raise StepOptionsError(str(exc)) from None
+        if revision is not None and (
+            not isinstance(revision, int) or isinstance(revision, bool) or revision < 1
+        ):
+            raise StepOptionsError(f"step {name!r}: revision must be an integer >= 1 or None")
+        s = self._s
+        return ChildStart(
+            step=name,
+            name=child_name(s.instance_id, name, s.epoch),
+            definition=definition,
+            revision=revision,
+            params=jsonsafe.loads(jsonsafe.dumps(params)),
+        )
 
     def _bounded(self, name: str, seconds: float) -> float:
         cap = self._s.limits.max_wait_seconds

@@ -6,6 +6,7 @@ from dataclasses import asdict
 from typing import Any
 
 from tenantflow.durations import format_time, parse_time
+from tenantflow.engine.children import MAX_STARTS, ChildResult, ChildStart
 from tenantflow.engine.journal import dump
 from tenantflow.engine.options import EngineLimits, RetryPolicy, StepDefaults
 from tenantflow.engine.outcome import Advance, Complete, Errored, Outcome, Waiting, Yielded
@@ -23,12 +24,14 @@ def outcome_to_wire(outcome: Outcome) -> dict[str, Any]:
             "wakeAt": format_time(outcome.wake_at) if outcome.wake_at else None,
             "eventTypes": sorted(outcome.event_types),
             "waitingFor": outcome.waiting_for,
+            "children": [c.to_wire() for c in outcome.children],
         }
     assert isinstance(outcome, Yielded)
     return {"kind": "Yielded"}
 
 
 def outcome_from_wire(data: dict[str, Any]) -> Outcome:
+    """The engine's outcome; ValueError when it is not one (it crossed the sandbox)."""
     kind = data["kind"]
     if kind == "Complete":
         return Complete(output=data.get("output"), output_ref=data.get("outputRef"))
@@ -39,10 +42,30 @@ def outcome_from_wire(data: dict[str, Any]) -> Outcome:
             wake_at=parse_time(data["wakeAt"]) if data.get("wakeAt") else None,
             event_types=frozenset(data.get("eventTypes", [])),
             waiting_for=data.get("waitingFor") or {},
+            children=children_from_wire(data.get("children") or []),
         )
     if kind == "Yielded":
         return Yielded()
     raise ValueError(f"unknown outcome kind {kind!r}")
+
+
+def children_from_wire(data: Any) -> tuple[ChildStart, ...]:
+    if not isinstance(data, list) or len(data) > MAX_STARTS:
+        raise ValueError(f"children must be a list of at most {MAX_STARTS} starts")
+    starts = tuple(ChildStart.from_wire(c) for c in data)
+    if len({c.step for c in starts}) != len(starts):
+        raise ValueError("children: one start per step")
+    return starts
+
+
+def child_results_to_wire(results: dict[str, ChildResult]) -> dict[str, Any]:
+    return {step: r.to_wire() for step, r in results.items()}
+
+
+def child_results_from_wire(data: Any) -> dict[str, ChildResult]:
+    if not isinstance(data, dict):
+        raise ValueError("children must be an object of results by step")
+    return {str(step): ChildResult.from_wire(r) for step, r in data.items()}
 
 
 def advance_to_wire(result: Advance) -> dict[str, Any]:

@@ -17,9 +17,8 @@ from tenantflow import conditions
 from tenantflow.conditions import ConditionUpdate
 from tenantflow.durations import format_time, parse_time
 from tenantflow.engine.journal import StepKind, StepState
-from tenantflow.engine.outcome import Complete, Errored, Waiting
+from tenantflow.engine.outcome import Complete, Errored, Outcome, Waiting
 from tenantflow.engine.state import InboxEvent
-from tenantflow.engine.wire import outcome_from_wire
 from tenantflow.vocabulary import Phase
 
 MAX_STATUS_BYTES = 1_000_000  # etcd's limit is 1.5 MiB for the whole object
@@ -55,11 +54,13 @@ def finished(phase: str, now: dt.datetime, **fields: Any) -> dict[str, Any]:
     }
 
 
-def after_advance(result: dict[str, Any], *, seen: list[str], now: dt.datetime) -> dict[str, Any]:
-    """Status fields to write after one advance (merge-patch: None removes a field)."""
+def after_advance(
+    result: dict[str, Any], outcome: Outcome, *, seen: list[str], now: dt.datetime
+) -> dict[str, Any]:
+    """Status fields to write after one advance (merge-patch: None removes a field);
+    `outcome` is the result's, decoded once (`outcome_from_wire`)."""
     journal = result["journal"]
     out: dict[str, Any] = {"steps": journal, "stepCount": len(journal), "eventsSeen": seen}
-    outcome = outcome_from_wire(result["outcome"])  # the engine's own type, decoded once
     if isinstance(outcome, Complete):
         out |= finished(Phase.COMPLETE, now, output=outcome.output, outputRef=outcome.output_ref)
     elif isinstance(outcome, Errored):
@@ -85,14 +86,40 @@ def after_advance(result: dict[str, Any], *, seen: list[str], now: dt.datetime) 
     return out
 
 
-def needs_advance(status: dict[str, Any], events: list[dict[str, Any]], now: dt.datetime) -> bool:
-    """False when a Waiting instance has nothing new: its wake-up is ahead, no new event."""
+def needs_advance(
+    status: dict[str, Any],
+    events: list[dict[str, Any]],
+    now: dt.datetime,
+    *,
+    children_changed: bool = False,
+) -> bool:
+    """False when a Waiting instance has nothing new: its wake-up is ahead, no new event,
+    and (`children_changed`, which only a read of its children can tell) none of the
+    children it awaits finished or went missing."""
     if status.get("phase") != Phase.WAITING:
         return True
-    if len(events) > len(status.get("eventsSeen") or []):
+    if children_changed or len(events) > len(status.get("eventsSeen") or []):
         return True
     wake = status.get("nextWakeAt")
-    return wake is None or parse_time(wake) <= now
+    if wake is None:
+        return not awaited_steps(status.get("steps") or [])
+    return parse_time(wake) <= now
+
+
+def awaited_steps(steps: list[dict[str, Any]]) -> list[str]:
+    """The steps of a journal whose child is awaited (`step.child` not finished yet)."""
+    return [
+        str(e.get("name"))
+        for e in steps
+        if e.get("kind") == StepKind.CHILD and e.get("state") == StepState.WAITING
+    ]
+
+
+def lends_slot(status: dict[str, Any]) -> bool:
+    """A Waiting instance that awaits children lends its concurrency slot to them (a
+    parent holding the tenant's last slot would otherwise wait forever on a child queued
+    behind it); it takes a slot again, in creation order, when it has to run."""
+    return status.get("phase") == Phase.WAITING and bool(awaited_steps(status.get("steps") or []))
 
 
 def charge_lost_attempts(

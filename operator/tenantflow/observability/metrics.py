@@ -6,6 +6,9 @@ from prometheus_client import Counter, Gauge, Histogram
 
 INSTANCES = Gauge("tenantflow_instances", "WorkflowInstances by phase.", ["tenant", "phase"])
 INSTANCE_STARTS = Counter("tenantflow_instance_starts_total", "Instances started.", ["tenant"])
+CHILDREN_STARTED = Counter(
+    "tenantflow_children_started_total", "Child instances started by step.child.", ["tenant"]
+)
 INSTANCE_FINISHED = Counter(
     "tenantflow_instance_finished_total", "Instances finished.", ["tenant", "phase"]
 )

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from tenantflow.engine.children import ChildResult
 from tenantflow.engine.options import EngineLimits, StepDefaults
 from tenantflow.engine.state import InboxEvent
 from tenantflow.engine.wire import (
+    child_results_to_wire,
     defaults_to_wire,
     inbox_to_wire,
     limits_from_wire,
@@ -40,9 +42,11 @@ def advance_payload(
     ops_per_second: float | None = None,
     lost_attempts: dict[str, Any] | None = None,
     epoch: int = 0,
+    children: dict[str, ChildResult] | None = None,
 ) -> dict[str, Any]:
     """`source`: one module's text, or a revision's Code (several files). `epoch`: how
-    many times the instance was reset (its steps' stored results are kept per epoch)."""
+    many times the instance was reset (its steps' stored results are kept per epoch, its
+    children named per epoch). `children`: finished children of `step.child` calls."""
     code = source if isinstance(source, Code) else Code.single(source)
     return {
         "revision": {
@@ -61,6 +65,7 @@ def advance_payload(
         "journal": journal or [],
         "lostAttempts": lost_attempts or {},
         "inbox": inbox_to_wire(inbox or []),
+        **({"children": child_results_to_wire(children)} if children else {}),
         "defaults": defaults_to_wire(defaults or StepDefaults()),
         "limits": limits_to_wire(limits or EngineLimits()),
         "storage": {"maxBytes": max_bytes, "opsPerSecond": ops_per_second},

@@ -31,6 +31,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from tenantflow import jsonsafe
 from tenantflow.engine.env import MAX_LOG_LINE_BYTES, MAX_LOG_LINES
 from tenantflow.engine.secrets import Secrets
+from tenantflow.engine.wire import child_results_from_wire, outcome_from_wire
 from tenantflow.observability.logging import configure, get_logger
 from tenantflow.sandbox import auth, frames, worker, zygote
 from tenantflow.sandbox.isolation import NOT_ISOLATED, IsolationCanary, canary_address
@@ -268,6 +269,7 @@ def validate(payload: object) -> dict[str, Any]:
             raise ValueError(f"{name!r} must be a list")
     if not isinstance(payload.get("storage") or {}, dict):
         raise ValueError("'storage' must be an object")
+    child_results_from_wire(payload.get("children") or {})
     return payload
 
 
@@ -283,6 +285,10 @@ def check_result(result: Any) -> str | None:
             return f"the worker's answer has no {name} list"
     if not isinstance(result.get("changed"), bool):
         return "the worker's answer has no changed flag"
+    try:  # what the operator will act on (start children) is decoded once, here, first
+        outcome_from_wire(outcome)
+    except (ValueError, TypeError, KeyError) as exc:
+        return f"the worker's answer has an invalid outcome: {str(exc)[:512]}"
     logs = []
     for line in result["logs"][:MAX_LOG_LINES]:
         if not isinstance(line, dict):

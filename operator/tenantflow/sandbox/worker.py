@@ -37,6 +37,7 @@ from tenantflow.engine.outcome import Advance, Errored
 from tenantflow.engine.secrets import Secrets
 from tenantflow.engine.wire import (
     advance_to_wire,
+    child_results_from_wire,
     defaults_from_wire,
     inbox_from_wire,
     limits_from_wire,
@@ -271,6 +272,8 @@ def _run_loaded(
             lost_attempts=payload.get("lostAttempts") or {},
             results=results,
             secrets=secrets,
+            epoch=int(epoch or 0),
+            children=child_results_from_wire(payload.get("children") or {}),
         )
         return advance_to_wire(result)
     except (SystemExit, KeyboardInterrupt) as exc:  # tenant code tried to end the process

@@ -37,6 +37,10 @@ class Step(Protocol):
         self, name: str, *, type: str, timeout: Duration | None = None
     ) -> dict[str, Any]: ...
 
+    async def child(
+        self, name: str, definition: str, params: Any = None, *, revision: int | None = None
+    ) -> Any: ...
+
 
 class Database(Protocol):
     def execute(self, sql: str, params: Any = ()) -> int: ...

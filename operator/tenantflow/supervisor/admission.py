@@ -15,6 +15,7 @@ from tenantflow.vocabulary import ACTIVE, FINISHED, Limits
 
 DEFAULT_STARTS_PER_SECOND = float(Limits.MAX_INSTANCE_STARTS_PER_SECOND)
 DELETED = "Deleted"  # pseudo-phase: the instance object is gone
+LENT = "Lent"  # pseudo-phase: a started instance that lent its slot to its children
 
 
 @dataclass(frozen=True)
@@ -60,14 +61,14 @@ class Admission:
             bisect.insort(t.queue, (created, key))
 
     def observe(self, tenant: str, key: str, phase: str | None) -> list[str]:
-        """Record an instance's phase (None/Queued: not started, no change; DELETED: gone);
-        returns queued keys that may now try to start."""
+        """Record an instance's phase (None/Queued: not started, no change; DELETED: gone;
+        LENT: started, its slot lent); returns queued keys that may now try to start."""
         t = self._tenant(tenant)
         if phase in ACTIVE:
             t.active.add(key)
             self._dequeue(t, key)
             return []
-        if phase == DELETED or phase in FINISHED:
+        if phase in (DELETED, LENT) or phase in FINISHED:
             was_active = key in t.active
             t.active.discard(key)
             self._dequeue(t, key)
@@ -76,8 +77,17 @@ class Admission:
         return []
 
     def try_start(
-        self, tenant: str, key: str, created: str, *, max_concurrent: int, starts_per_second: float
+        self,
+        tenant: str,
+        key: str,
+        created: str,
+        *,
+        max_concurrent: int,
+        starts_per_second: float,
+        resume: bool = False,
     ) -> Decision:
+        """Start `key` now, or queue it (FIFO by creation) or throttle it. `resume`: it
+        started before and lent its slot; taking one back costs no start token."""
         t = self._tenant(tenant, max_concurrent, starts_per_second)
         if key in t.active:
             return Decision("start")
@@ -85,7 +95,7 @@ class Admission:
         position = bisect.bisect_left(t.queue, (t.queued[key], key)) + 1
         if position > t.max_concurrent - len(t.active):
             return Decision("queued", position=position)
-        if not t.starts.try_take():
+        if not resume and not t.starts.try_take():
             return Decision("throttled", wait=t.starts.wait_time())
         t.active.add(key)
         self._dequeue(t, key)

@@ -12,6 +12,7 @@ from tenantflow.controllers import definition
 from tenantflow.controllers.instances import InstanceController, InstanceSettings
 from tenantflow.controllers.instances.revisions import RevisionCache
 from tenantflow.controllers.sandboxes import Sandboxes
+from tenantflow.kube import events
 from tenantflow.sandbox import worker
 from tenantflow.sandbox.transport import HttpTransport, SandboxUnavailable
 from tenantflow.testing.fake_kube import FakeKube
@@ -56,6 +57,7 @@ class Harness:
     @classmethod
     def new(cls, tmp_path: Path, **limits: Any) -> Harness:
         kube, sandbox, revisions = FakeKube(), InProcessSandbox(tmp_path), RevisionCache()
+        events._budgets.clear()  # each test's Normal Events get the whole per-namespace burst
         refreshes: list[str] = []
         kube.put(
             {

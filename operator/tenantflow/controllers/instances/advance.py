@@ -13,7 +13,10 @@ from tenantflow.controllers.instances.drive import Drive
 from tenantflow.controllers.instances.failures import SandboxFailures
 from tenantflow.controllers.sandboxes import Sandboxes
 from tenantflow.durations import parse_duration, parse_time
+from tenantflow.engine.children import ChildResult
 from tenantflow.engine.options import EngineLimits, RetryPolicy, StepDefaults
+from tenantflow.engine.outcome import Waiting
+from tenantflow.engine.wire import outcome_from_wire
 from tenantflow.lifecycle import instance_state as state
 from tenantflow.lifecycle import reset
 from tenantflow.lifecycle.source import Code
@@ -37,7 +40,14 @@ class Advancer:
     failures: SandboxFailures
     event_buckets: dict[str, TokenBucket] = field(default_factory=dict)
 
-    async def advance(self, d: Drive, revision: dict[str, Any], limits: TenantLimits) -> None:
+    async def advance(
+        self,
+        d: Drive,
+        revision: dict[str, Any],
+        limits: TenantLimits,
+        children: dict[str, ChildResult] | None = None,
+    ) -> None:
+        """One sandbox call; `children`: the finished children the instance awaited."""
         tenant = d.view.tenant
         assert tenant is not None  # only tenant namespaces get this far
         all_events, seen_before = d.view.events, d.status.get("eventsSeen") or []
@@ -45,7 +55,7 @@ class Advancer:
             d, tenant, len(all_events) - len(seen_before), float(limits.max_events_per_second)
         )
         inbox, seen = state.inbox(all_events[: len(seen_before) + deliver], seen_before, d.now)
-        payload = _payload(d, revision, limits, inbox)
+        payload = _payload(d, revision, limits, inbox, children or {})
         try:
             async with self.dispatcher.slot(tenant):  # fair across tenants
                 started = time.perf_counter()
@@ -62,10 +72,13 @@ class Advancer:
 
     def _fold(self, d: Drive, result: dict[str, Any], seen: list[str]) -> None:
         st = d.status
+        outcome = outcome_from_wire(result["outcome"])  # the engine's own type, decoded once
         update: dict[str, Any] = {
             **state.pinned(st, "phase"),
-            **state.after_advance(result, seen=seen, now=d.now),
+            **state.after_advance(result, outcome, seen=seen, now=d.now),
         }
+        if isinstance(outcome, Waiting) and update["phase"] == Phase.WAITING:
+            d.starts = outcome.children
         if st.get("lostAttempts"):
             update["lostAttempts"] = state.unapplied_lost_attempts(
                 st["lostAttempts"], result.get("journal") or []
@@ -105,7 +118,11 @@ class Advancer:
 
 
 def _payload(
-    d: Drive, revision: dict[str, Any], limits: TenantLimits, inbox: list[Any]
+    d: Drive,
+    revision: dict[str, Any],
+    limits: TenantLimits,
+    inbox: list[Any],
+    children: dict[str, ChildResult],
 ) -> dict[str, Any]:
     data, st = revision["data"], d.status
     return advance_payload(
@@ -126,6 +143,7 @@ def _payload(
         max_bytes=int(parse_quantity(limits.storage)),
         ops_per_second=limits.max_storage_ops_per_second,
         lost_attempts=st.get("lostAttempts"),
+        children=children,
     )
 
 

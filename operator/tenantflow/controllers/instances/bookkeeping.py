@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tenantflow.observability import metrics
-from tenantflow.supervisor.admission import DELETED, Admission
+from tenantflow.supervisor.admission import DELETED, LENT, Admission
 from tenantflow.supervisor.usage import UsageTracker
 
 
@@ -20,8 +20,9 @@ class PhaseBook:
     usage: UsageTracker = field(default_factory=UsageTracker)
     phases: dict[str, tuple[str, str]] = field(default_factory=dict)  # key: (tenant, phase)
 
-    def track(self, key: str, tenant: str | None, phase: str | None) -> None:
-        """`key` observed in `phase` (None and None: it is gone)."""
+    def track(self, key: str, tenant: str | None, phase: str | None, lent: bool = False) -> None:
+        """`key` observed in `phase` (None and None: it is gone); `lent`: its concurrency
+        slot is lent to the children it awaits."""
         old = self.phases.pop(key, None)
         if old:
             metrics.INSTANCES.labels(tenant=old[0], phase=old[1]).dec()
@@ -32,7 +33,8 @@ class PhaseBook:
         if owner is None:
             return
         self.usage.phase_changed(owner, old[1] if old else None, phase if tenant else None)
-        for woken in self.admission.observe(owner, key, phase if tenant else DELETED):
+        seen = (LENT if lent else phase) if tenant else DELETED
+        for woken in self.admission.observe(owner, key, seen):
             self.wake(woken)
         metrics.QUEUE_DEPTH.labels(tenant=owner).set(self.admission.queue_depth(owner))
         if (old[1] if old else None) != phase:

@@ -18,6 +18,7 @@ from tenantflow.api.tenant import TenantLimits
 from tenantflow.cache import Cache
 from tenantflow.controllers.instances.advance import Advancer
 from tenantflow.controllers.instances.bookkeeping import PhaseBook
+from tenantflow.controllers.instances.children import Children
 from tenantflow.controllers.instances.drive import Drive
 from tenantflow.controllers.instances.failures import SandboxFailures
 from tenantflow.controllers.instances.revisions import RevisionCache, RevisionResolver
@@ -32,7 +33,7 @@ from tenantflow.lifecycle import reset
 from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
 from tenantflow.sandbox.transport import HttpTransport
-from tenantflow.supervisor.admission import Admission
+from tenantflow.supervisor.admission import LENT, Admission
 from tenantflow.supervisor.fair_queue import FairDispatcher
 from tenantflow.vocabulary import API_VERSION, FINISHED, INSTANCE, TENANT, ConditionType, Phase
 
@@ -70,6 +71,7 @@ class InstanceController:
         self.writer = StatusWriter(self.kube, self.queue, self.may_act, self._defer)
         self.revisions = RevisionResolver(self.kube, self.revision_cache)
         self.failures = SandboxFailures(self.sandboxes)
+        self.children = Children(self.kube)
         self.advancer = Advancer(
             self.sandboxes,
             self.transport,
@@ -92,7 +94,7 @@ class InstanceController:
                 if v.status.get("revision") is None and v.phase not in FINISHED:
                     self.admission.enqueue(tenant, v.key, v.created)
                 else:
-                    self.admission.observe(tenant, v.key, v.phase)
+                    self.admission.observe(tenant, v.key, LENT if v.lent else v.phase)
                 self.queue.request(v.key)
 
     def _defer(self, key: str) -> None:
@@ -117,11 +119,13 @@ class InstanceController:
         if not self.may_act(body["metadata"]["namespace"]):
             self._defer(key)
             return
+        view = InstanceView.decode(body)
+        if view.parent and (kind == "DELETED" or view.phase in FINISHED):
+            self.queue.request(f"{view.namespace}/{view.parent}")  # a child it may await
         self.writer.forget_if_changed(key, None if kind == "DELETED" else body)
         if kind == "ADDED":
             self.writer.created(key, body, known=key in self.book.phases)
         elif kind != "DELETED":
-            view = InstanceView.decode(body)
             if view.phase in FINISHED:
                 self.finished(view.namespace, view.workflow)
             if self.writer.is_echo(key, body):
@@ -131,7 +135,7 @@ class InstanceController:
                 if self._observe(view, dt.datetime.now(dt.UTC)):
                     return
                 if view.phase not in FINISHED:  # (one past its expiry: the drive deletes it)
-                    self.book.track(key, tenant_of(view.namespace), view.phase)
+                    self.book.track(key, tenant_of(view.namespace), view.phase, view.lent)
                     return
             elif self.settled(view):
                 return
@@ -177,7 +181,7 @@ class InstanceController:
             and not state.needs_advance(v.status, v.events, now)
         )
         if idle:
-            self.book.track(v.key, tenant_of(v.namespace), v.phase)
+            self.book.track(v.key, tenant_of(v.namespace), v.phase, v.lent)
             self._wake_at_next(v.key, v.status)
         return idle
 
@@ -195,16 +199,21 @@ class InstanceController:
             self.book.track(key, None, None)
             return
         d = Drive.of(body, dt.datetime.now(dt.UTC))
-        self.book.track(key, tenant_of(ns), d.view.phase)
+        self.book.track(key, tenant_of(ns), d.view.phase, d.view.lent)
         await self._decide(d)
         await self.writer.persist(d)
+        after = (d.written or d.body).get("status") or {}
+        if d.close_children or (
+            after.get("phase") in FINISHED and state.awaited_steps(after.get("steps") or [])
+        ):
+            await self.children.close(ns, d.view.uid)
 
     async def _decide(self, d: Drive) -> None:
         v = d.view
         if v.reset is not None and v.reset_pending:
             done = reset.reset(d.status, v.reset, terminating=v.terminate, now=d.now)
             d.write(done.update, done.event)
-            d.again = done.event[1] == "Reset"  # then run from the cut
+            d.again = d.close_children = done.event[1] == "Reset"  # then run from the cut
         elif v.phase in FINISHED:
             await self._expire(d)
         elif v.terminate:
@@ -240,13 +249,20 @@ class InstanceController:
             d.status["phase"] = Phase.RUNNING  # resumed
         if d.status != d.view.status:  # started or resumed: recorded whatever comes next
             d.write(state.pinned(d.status, "phase"))
-        if not state.needs_advance(d.status, d.view.events, d.now):
+        awaited = await self.children.awaited(d)
+        changed = awaited is not None and awaited.changed
+        if not state.needs_advance(d.status, d.view.events, d.now, children_changed=changed):
             self._wake_at_next(d.key, d.status)
             return
-        await self.advancer.advance(d, revision, limits)
+        if d.view.lent and not self._admit(d, tenant, limits, resume=True):
+            return  # its slot went to its children: it runs again when one is free
+        await self.advancer.advance(d, revision, limits, awaited.finished if awaited else None)
+        if d.starts:
+            await self.children.start(d, d.starts)
 
-    def _admit(self, d: Drive, tenant: str, limits: TenantLimits) -> bool:
-        """Concurrency cap (FIFO queue) and start rate; False = stays Queued for now."""
+    def _admit(self, d: Drive, tenant: str, limits: TenantLimits, resume: bool = False) -> bool:
+        """Concurrency cap (FIFO queue) and start rate; False = stays Queued for now.
+        `resume`: a parent taking back the slot it lent to its children."""
         cap = limits.max_concurrent_instances
         decision = self.admission.try_start(
             tenant,
@@ -254,6 +270,7 @@ class InstanceController:
             d.view.created,
             max_concurrent=cap,
             starts_per_second=float(limits.max_instance_starts_per_second),
+            resume=resume,
         )
         metrics.QUEUE_DEPTH.labels(tenant=tenant).set(self.admission.queue_depth(tenant))
         log.debug("admission", instance=d.key, verdict=decision.verdict, cap=cap)

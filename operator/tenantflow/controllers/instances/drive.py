@@ -13,6 +13,7 @@ from typing import Any
 
 from tenantflow import conditions
 from tenantflow.controllers.instances.view import InstanceView
+from tenantflow.engine.children import ChildStart
 from tenantflow.vocabulary import ConditionType, Phase
 
 Event = tuple[str, str, str]  # (type, reason, message)
@@ -30,6 +31,8 @@ class Drive:
     again: bool = False  # run again at once once written
     wake_at: dt.datetime | None = None  # run again then (or if `again` could not be written)
     written: dict[str, Any] | None = None  # the object as the write left it
+    starts: tuple[ChildStart, ...] = ()  # children the advance waits on (started unless there)
+    close_children: bool = False  # its active children are to be terminated (a reset)
 
     @classmethod
     def of(cls, body: dict[str, Any], now: dt.datetime) -> Drive:

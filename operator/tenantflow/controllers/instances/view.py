@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tenantflow.lifecycle.instance_state import lends_slot
 from tenantflow.lifecycle.reset import ResetRequest, applied
 from tenantflow.observability.logging import get_logger
-from tenantflow.vocabulary import NAMESPACE_PREFIX
+from tenantflow.vocabulary import INSTANCE, NAMESPACE_PREFIX
 
 log = get_logger("tenantflow.instance")
 
@@ -35,6 +36,8 @@ class InstanceView:
     terminate: bool
     status: dict[str, Any]
     reset: ResetRequest | None  # `tenantflow reset|retry`'s request (annotation), if any
+    uid: str = ""
+    parent: str | None = None  # the parent instance of a child (its controller owner)
 
     @classmethod
     def decode(cls, body: dict[str, Any]) -> InstanceView:
@@ -56,6 +59,8 @@ class InstanceView:
             terminate=bool(spec.get("terminate")),
             status=body.get("status") or {},
             reset=_reset_request(meta.get("annotations")),
+            uid=meta.get("uid", ""),
+            parent=_parent(meta.get("ownerReferences")),
         )
 
     @property
@@ -66,6 +71,18 @@ class InstanceView:
     def phase(self) -> str | None:
         phase: str | None = self.status.get("phase")
         return phase
+
+    @property
+    def lent(self) -> bool:
+        """Its concurrency slot is lent to the children it awaits."""
+        return lends_slot(self.status)
+
+
+def _parent(owners: list[dict[str, Any]] | None) -> str | None:
+    for ref in owners or []:
+        if ref.get("kind") == INSTANCE and ref.get("controller"):
+            return str(ref.get("name"))
+    return None
 
 
 def _reset_request(annotations: dict[str, str] | None) -> ResetRequest | None:

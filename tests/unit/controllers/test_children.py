@@ -1,0 +1,122 @@
+"""Child workflows through the real instance controller (in-memory API, the real engine
+in-process): children created owned by their parent, the parent woken by their finish,
+a cap of one slot that does not deadlock, failures and the parent-close policy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tenantflow.controllers.instances.children import PARENT_UID_LABEL
+from tenantflow.engine.children import child_name
+from tenantflow.vocabulary import API_VERSION, INSTANCE, Phase
+from tests.unit.controllers.harness import NS, Harness
+
+PIPELINE = """
+import asyncio
+async def run(event, step, env):
+    try:
+        built = await asyncio.gather(
+            *(step.child(f'build-{s}', 'build', {'svc': s}) for s in event['payload']['svcs'])
+        )
+    except Exception as exc:
+        return {'failed': type(exc).__name__, 'step': exc.step, 'error': exc.error_name}
+    return [b['image'] for b in built]
+"""
+
+BUILD = """
+async def run(event, step, env):
+    svc = event['payload']['svc']
+    if svc == 'slow':
+        await step.sleep('wait', '1h')
+    def body():
+        if svc == 'broken':
+            raise ValueError('cannot build ' + svc)
+        return svc + ':1'
+    return {'image': await step.do('build', body, retries={'limit': 0})}
+"""
+
+
+async def pump(h: Harness, rounds: int = 20) -> None:
+    """Drives, then every object as a watch would bring it back, until nothing is left
+    to do (the fake API has no watch of its own)."""
+    for _ in range(rounds):
+        await h.controller.queue.drain()
+        names = [
+            o["metadata"]["name"] for (_, k, _, _), o in h.kube.objects.items() if k == INSTANCE
+        ]
+        for name in names:
+            h.controller.on_event("MODIFIED", h.watched(name))
+        if not any(h.controller.queue.busy(f"{NS}/{name}") for name in names):
+            return
+
+
+async def test_children_run_under_a_cap_of_one_and_their_results_reach_the_parent(
+    tmp_path: Path,
+) -> None:
+    h = Harness.new(tmp_path, maxConcurrentInstances=1)
+    await h.define("pipeline", PIPELINE)
+    await h.define("build", BUILD)
+    h.start("ci", "pipeline", params={"svcs": ["api", "web"]})
+    await h.controller.adopt(lambda namespace: True)
+    await pump(h)
+    st = h.status("ci")
+    assert st["phase"] == Phase.COMPLETE, st
+    assert st["output"] == ["api:1", "web:1"]
+    parent_uid = h.watched("ci")["metadata"]["uid"]
+    for svc in ("api", "web"):
+        child = h.watched(child_name("ci", f"build-{svc}"))
+        owner = child["metadata"]["ownerReferences"][0]
+        assert (owner["kind"], owner["name"], owner["controller"]) == (INSTANCE, "ci", True)
+        assert child["metadata"]["labels"][PARENT_UID_LABEL] == parent_uid
+        assert child["spec"]["params"] == {"svc": svc}
+        assert child["status"]["phase"] == Phase.COMPLETE
+        step = next(s for s in st["steps"] if s["name"] == f"build-{svc}")
+        assert step["kind"] == "child" and step["child"] == child["metadata"]["name"]
+    assert ("Normal", "ChildrenStarted") in h.events()
+
+
+async def test_a_failed_child_is_a_step_error_the_parent_can_handle(tmp_path: Path) -> None:
+    h = Harness.new(tmp_path)
+    await h.define("pipeline", PIPELINE)
+    await h.define("build", BUILD)
+    h.start("ci", "pipeline", params={"svcs": ["api", "broken"]})
+    await h.controller.adopt(lambda namespace: True)
+    await pump(h)
+    st = h.status("ci")
+    assert st["phase"] == Phase.COMPLETE, st
+    assert st["output"] == {"failed": "StepError", "step": "build-broken", "error": "ValueError"}
+
+
+async def test_a_terminated_parent_terminates_the_children_it_awaits(tmp_path: Path) -> None:
+    h = Harness.new(tmp_path)
+    await h.define("pipeline", PIPELINE)
+    await h.define("build", BUILD)
+    key = h.start("ci", "pipeline", params={"svcs": ["slow"]})
+    await h.controller.adopt(lambda namespace: True)
+    await pump(h)
+    child = child_name("ci", "build-slow")
+    assert h.status("ci")["phase"] == Phase.WAITING
+    assert h.status(child)["phase"] == Phase.WAITING
+    await h.kube.patch(API_VERSION, INSTANCE, "ci", NS, {"spec": {"terminate": True}})
+    await h.drive(key)
+    assert h.status("ci")["phase"] == Phase.TERMINATED
+    assert h.watched(child)["spec"]["terminate"] is True
+    await pump(h)
+    assert h.status(child)["phase"] == Phase.TERMINATED
+
+
+async def test_an_instance_of_that_name_that_is_not_its_child_fails_the_step(
+    tmp_path: Path,
+) -> None:
+    h = Harness.new(tmp_path)
+    await h.define("pipeline", PIPELINE)
+    await h.define("build", BUILD)
+    squatter = child_name("ci", "build-api")
+    h.start(squatter, "build", params={"svc": "api"})  # made by hand, owned by nobody
+    h.start("ci", "pipeline", params={"svcs": ["api"]})
+    await h.drive(f"{NS}/ci")
+    await h.controller.queue.drain()
+    st = h.status("ci")
+    assert st["phase"] == Phase.COMPLETE, st
+    assert st["output"] == {"failed": "StepError", "step": "build-api", "error": "ChildNameTaken"}
+    assert "ownerReferences" not in h.watched(squatter)["metadata"]
