@@ -17,10 +17,13 @@ API_VERSION = f"{GROUP}/{VERSION}"
 TENANT = "Tenant"
 DEFINITION = "WorkflowDefinition"
 INSTANCE = "WorkflowInstance"
+SCHEDULE = "WorkflowSchedule"
 
 NAMESPACE_PREFIX = "tenant-"  # a Tenant `acme` owns the namespace `tenant-acme`
 # a tenant namespace's shard (tenancy.sharding), copied onto its instances on creation
 SHARD_LABEL = f"{GROUP}/shard"
+SCHEDULE_LABEL = f"{GROUP}/schedule"  # a WorkflowSchedule's runs carry its name
+SCHEDULED_AT_ANNOTATION = f"{GROUP}/scheduled-at"  # and the time they were scheduled for
 
 
 class Phase(StrEnum):

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from tenantflow.api.definition import WorkflowDefinition
 from tenantflow.api.instance import WorkflowInstance
+from tenantflow.api.schedule import WorkflowSchedule
 from tenantflow.api.tenant import Tenant
 from tenantflow.vocabulary import API_VERSION, GROUP, VERSION
 
@@ -72,6 +73,21 @@ KINDS = (
             ("Revision", "integer", ".status.revision"),
             ("Phase", "string", ".status.phase"),
             ("Steps", "integer", ".status.stepCount"),
+            AGE,
+        ),
+    ),
+    Kind(
+        WorkflowSchedule,
+        "workflowschedules",
+        ("wfsched", "wfs"),
+        "Namespaced",
+        (
+            ("Schedule", "string", ".spec.schedule"),
+            ("Workflow", "string", ".spec.workflowRef.name"),
+            ("Suspend", "boolean", ".spec.suspend"),
+            ("Last", "date", ".status.lastScheduleTime"),
+            ("Next", "string", ".status.nextRunTimes[0]"),
+            ("Active", "integer", ".status.activeCount"),
             AGE,
         ),
     ),

@@ -12,6 +12,7 @@ from tenantflow.cli import (
     operator_cmd,
     reset_cmds,
     rollout_cmds,
+    schedule_cmds,
     workflow_cmds,
 )
 from tenantflow.errors import TenantflowError
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     instance_actions.register(sub)
     rollout_cmds.register(sub)
     reset_cmds.register(sub)
+    schedule_cmds.register(sub)
     return parser
 
 

@@ -5,13 +5,13 @@ the caches it shares with another controller, callbacks instead of imports), as
 kubebuilder/CloudNativePG reconcilers are constructed with their clients; kopf's handlers
 find the wired `Operator` in kopf's `memo`, never in a module global.
 
-kopf stays for Tenants and WorkflowDefinitions: it brings their watch streams and the
-Tenant finalizer with retries; every event it delivers only requests a reconcile in that
-kind's WorkQueue. Replicas share the work by shards (`controllers/shards.py`): each acts
-only on the tenants of the shards it holds, so kopf's own peering is off.
-WorkflowInstances, 99% of the events, come
-from the lean reflector (docs/architecture.md says why). kopf's bookkeeping lives in
-annotations, not in any status the CRDs define.
+kopf stays for Tenants, WorkflowDefinitions and WorkflowSchedules: it brings their watch
+streams and the Tenant finalizer with retries; every event it delivers only requests a
+reconcile in that kind's WorkQueue. Replicas share the work by shards
+(`controllers/shards.py`): each acts only on the tenants of the shards it holds, so kopf's
+own peering is off. WorkflowInstances, 99% of the events, come from the lean reflector
+(docs/architecture.md says why). kopf's bookkeeping lives in annotations, not in any
+status the CRDs define.
 """
 
 from __future__ import annotations
@@ -31,8 +31,10 @@ from tenantflow.controllers.definition import DefinitionController
 from tenantflow.controllers.instances import InstanceController, InstanceSettings
 from tenantflow.controllers.instances.revisions import RevisionCache
 from tenantflow.controllers.sandboxes import Sandboxes
+from tenantflow.controllers.schedules import ScheduleController
 from tenantflow.controllers.shards import Shards, ShardSettings
 from tenantflow.controllers.tenant import OWNED, TenantController
+from tenantflow.controllers.work_queue import WorkQueue
 from tenantflow.kube.client import Kube
 from tenantflow.kube.reflector import reflect
 from tenantflow.observability.logging import configure, get_logger
@@ -44,6 +46,7 @@ from tenantflow.vocabulary import (
     GROUP,
     INSTANCE,
     NAMESPACE_PREFIX,
+    SCHEDULE,
     TENANT,
     VERSION,
 )
@@ -61,6 +64,7 @@ class Operator:
     instances: InstanceController
     tenants: TenantController
     definitions: DefinitionController
+    schedules: ScheduleController
     shards: Shards
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     watches: dict[int, asyncio.Task[None]] = field(default_factory=dict)  # by shard
@@ -80,6 +84,7 @@ class Operator:
         # for a rollout; a new revision wakes queued instances)
         tenants: TenantController | None = None
         definitions: DefinitionController | None = None
+        schedules: ScheduleController | None = None
         op: Operator | None = None
         shards = Shards(
             kube,
@@ -94,13 +99,23 @@ class Operator:
             usage_changed=lambda tenant: tenants.usage_changed(tenant) if tenants else None,
             settings=instance_settings,
             finished=lambda ns, wf: definitions.instance_finished(ns, wf) if definitions else None,
+            run_finished=lambda ns, s: schedules.run_finished(ns, s) if schedules else None,
             may_act=shards.may_act,
             holds=shards.holds,
         )
         tenants = TenantController(kube, settings, usage=instances.tenant_usage)
         definitions = DefinitionController(kube, revisions, wake_instance=instances.queue.request)
-        op = cls(kube, settings, instances, tenants, definitions, shards)
+        schedules = ScheduleController(kube, may_act=shards.may_act)
+        op = cls(kube, settings, instances, tenants, definitions, schedules, shards)
         return op
+
+    def _queues(self) -> tuple[WorkQueue, ...]:
+        return (
+            self.tenants.queue,
+            self.definitions.queue,
+            self.schedules.queue,
+            self.instances.queue,
+        )
 
     def tenant_is_ours(self, tenant: str) -> bool:
         return self.shards.may_act(f"{NAMESPACE_PREFIX}{tenant}")
@@ -161,15 +176,14 @@ class Operator:
         for tenant in await self.kube.list(API_VERSION, TENANT):
             if ours(f"{NAMESPACE_PREFIX}{tenant['metadata']['name']}"):
                 self.tenants.queue.request(tenant["metadata"]["name"])
-        for d in await self.kube.list(API_VERSION, DEFINITION):
-            if ours(d["metadata"]["namespace"]):
-                self.definitions.queue.request(
-                    f"{d['metadata']['namespace']}/{d['metadata']['name']}"
-                )
+        for kind, queue in ((DEFINITION, self.definitions.queue), (SCHEDULE, self.schedules.queue)):
+            for obj in await self.kube.list(API_VERSION, kind):
+                if ours(obj["metadata"]["namespace"]):
+                    queue.request(f"{obj['metadata']['namespace']}/{obj['metadata']['name']}")
 
     async def start(self) -> None:
         self.tasks.append(asyncio.create_task(self.shards.run()))
-        for queue in (self.instances.queue, self.tenants.queue, self.definitions.queue):
+        for queue in self._queues():
             self.tasks.append(asyncio.create_task(queue.run_later_loop()))
         # instances no admission policy labelled with their shard (made before the policy,
         # or on a cluster without it): one watch for all of them, sorted out on arrival
@@ -179,7 +193,7 @@ class Operator:
         for task in [*self.tasks, *self.watches.values()]:
             task.cancel()
         await self.shards.stop()  # hand the shards over at once
-        for queue in (self.tenants.queue, self.definitions.queue, self.instances.queue):
+        for queue in self._queues():
             await queue.drain()
         await self.instances.transport.close()
         self.instances.sandboxes.close()
@@ -309,6 +323,15 @@ async def definition_event(
     op = _operator(memo)
     if namespace and op.shards.may_act(namespace):
         op.definitions.on_event(type, namespace, name)
+
+
+@kopf.on.event(GROUP, VERSION, "workflowschedules")
+async def schedule_event(
+    type: str, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
+) -> None:
+    op = _operator(memo)
+    if namespace and op.shards.may_act(namespace):
+        op.schedules.on_event(type, namespace, name)
 
 
 def run(*, metrics_port: int, liveness_port: int) -> None:

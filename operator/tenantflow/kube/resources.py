@@ -5,7 +5,7 @@ A static table instead of discovery: no start-up round trips, no surprises.
 
 from __future__ import annotations
 
-from tenantflow.vocabulary import API_VERSION, DEFINITION, INSTANCE, TENANT
+from tenantflow.vocabulary import API_VERSION, DEFINITION, INSTANCE, SCHEDULE, TENANT
 
 RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     ("v1", "Namespace"): ("namespaces", False),
@@ -31,6 +31,7 @@ RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     (API_VERSION, TENANT): ("tenants", False),
     (API_VERSION, DEFINITION): ("workflowdefinitions", True),
     (API_VERSION, INSTANCE): ("workflowinstances", True),
+    (API_VERSION, SCHEDULE): ("workflowschedules", True),
 }
 
 

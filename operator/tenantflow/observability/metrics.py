@@ -47,3 +47,8 @@ FENCED_WRITES = Counter(
     "tenantflow_fenced_writes_total",
     "Status writes not sent because this replica's shard lease could have run out.",
 )
+SCHEDULE_RUNS = Counter(
+    "tenantflow_schedule_runs_total",
+    "Scheduled times of WorkflowSchedules, by what became of them.",
+    ["tenant", "result"],  # started, skipped, missed, cancelled
+)

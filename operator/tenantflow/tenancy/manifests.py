@@ -303,7 +303,7 @@ def service_account(tenant: Tenant) -> dict[str, Any]:
     }
 
 
-_TENANT_KINDS = ["workflowdefinitions", "workflowinstances"]
+_TENANT_KINDS = ["workflowdefinitions", "workflowinstances", "workflowschedules"]
 _READ = ["get", "list", "watch"]
 
 

@@ -58,6 +58,8 @@ class InstanceController:
     settings: InstanceSettings = field(default_factory=InstanceSettings)
     # (namespace, definition) of an instance seen finished: a rollout may count it
     finished: Callable[[str, str], None] = lambda namespace, definition: None
+    # (namespace, schedule) of a scheduled run seen finished: the schedule may start another
+    run_finished: Callable[[str, str], None] = lambda namespace, schedule: None
     # whether this replica may act on a namespace now (it holds its shard, in time), and
     # whether it holds the shard at all (fenced for a moment: its work waits, not dropped)
     may_act: Callable[[str], bool] = lambda namespace: True
@@ -120,14 +122,12 @@ class InstanceController:
             self._defer(key)
             return
         view = InstanceView.decode(body)
-        if view.parent and (kind == "DELETED" or view.phase in FINISHED):
-            self.queue.request(f"{view.namespace}/{view.parent}")  # a child it may await
+        if kind == "DELETED" or view.phase in FINISHED:
+            self._ended(view, deleted=kind == "DELETED")
         self.writer.forget_if_changed(key, None if kind == "DELETED" else body)
         if kind == "ADDED":
             self.writer.created(key, body, known=key in self.book.phases)
         elif kind != "DELETED":
-            if view.phase in FINISHED:
-                self.finished(view.namespace, view.workflow)
             if self.writer.is_echo(key, body):
                 # the echo of our own write: bookkeeping only; the drive that wrote it
                 # already asked for what comes next (a retry's backoff must not be cut
@@ -140,6 +140,16 @@ class InstanceController:
             elif self.settled(view):
                 return
         self.queue.request(key)
+
+    def _ended(self, view: InstanceView, *, deleted: bool) -> None:
+        """An instance seen finished (or gone): who may be waiting on it hears of it."""
+        if view.parent:
+            self.queue.request(f"{view.namespace}/{view.parent}")  # a child it may await
+        if deleted:
+            return
+        self.finished(view.namespace, view.workflow)  # a rollout may count it
+        if view.schedule:
+            self.run_finished(view.namespace, view.schedule)
 
     def relisted(self, keys: set[tuple[str, str]], covers: Callable[[str], bool]) -> None:
         """After a full list of the namespaces `covers` says it covered: instances we

@@ -15,7 +15,7 @@ from typing import Any
 from tenantflow.lifecycle.instance_state import lends_slot
 from tenantflow.lifecycle.reset import ResetRequest, applied
 from tenantflow.observability.logging import get_logger
-from tenantflow.vocabulary import INSTANCE, NAMESPACE_PREFIX
+from tenantflow.vocabulary import INSTANCE, NAMESPACE_PREFIX, SCHEDULE_LABEL
 
 log = get_logger("tenantflow.instance")
 
@@ -38,6 +38,7 @@ class InstanceView:
     reset: ResetRequest | None  # `tenantflow reset|retry`'s request (annotation), if any
     uid: str = ""
     parent: str | None = None  # the parent instance of a child (its controller owner)
+    schedule: str | None = None  # the WorkflowSchedule that started it (its label)
 
     @classmethod
     def decode(cls, body: dict[str, Any]) -> InstanceView:
@@ -61,6 +62,7 @@ class InstanceView:
             reset=_reset_request(meta.get("annotations")),
             uid=meta.get("uid", ""),
             parent=_parent(meta.get("ownerReferences")),
+            schedule=(meta.get("labels") or {}).get(SCHEDULE_LABEL),
         )
 
     @property

@@ -1,0 +1,122 @@
+"""The schedule controller against the in-memory API, on a clock the test moves: runs
+created owned by the schedule, a crash between start and status write starting nothing
+twice, BufferOne's waiting run started when the active one ends, a bad spec Stalled."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from tenantflow.controllers.schedules import ScheduleController
+from tenantflow.durations import parse_time
+from tenantflow.testing.fake_kube import FakeKube
+from tenantflow.vocabulary import (
+    API_VERSION,
+    INSTANCE,
+    SCHEDULE,
+    SCHEDULE_LABEL,
+    SCHEDULED_AT_ANNOTATION,
+)
+
+NS = "tenant-acme"
+KEY = f"{NS}/nightly"
+
+
+class Clock:
+    def __init__(self, now: str) -> None:
+        self.current = parse_time(now)
+
+    def __call__(self) -> dt.datetime:
+        return self.current
+
+    def set(self, now: str) -> None:
+        self.current = parse_time(now)
+
+
+def setup(policy: str = "Skip", **spec: Any) -> tuple[FakeKube, ScheduleController, Clock]:
+    kube, clock = FakeKube(), Clock("2030-01-01T00:30:00Z")
+    kube.put(
+        {
+            "apiVersion": API_VERSION,
+            "kind": SCHEDULE,
+            "metadata": {
+                "name": "nightly",
+                "namespace": NS,
+                "creationTimestamp": "2030-01-01T00:10:00Z",
+            },
+            "spec": {
+                "schedule": "0 * * * *",
+                "workflowRef": {"name": "build"},
+                "params": {"branch": "main"},
+                "overlapPolicy": policy,
+                **spec,
+            },
+        }
+    )
+    return kube, ScheduleController(kube, now=clock), clock
+
+
+def runs(kube: FakeKube) -> dict[str, dict[str, Any]]:
+    return {
+        o["metadata"]["name"]: o for (_, kind, _, _), o in kube.objects.items() if kind == INSTANCE
+    }
+
+
+def status(kube: FakeKube) -> dict[str, Any]:
+    body = kube.read(API_VERSION, SCHEDULE, "nightly", NS)
+    assert body is not None
+    return dict(body["status"])
+
+
+@pytest.mark.unit
+async def test_each_scheduled_time_starts_one_owned_run_once() -> None:
+    kube, ctl, clock = setup()
+    await ctl.reconcile(KEY)
+    assert runs(kube) == {}
+    assert status(kube)["nextRunTimes"][0] == "2030-01-01T01:00:00Z"
+    clock.set("2030-01-01T01:00:02Z")
+    await ctl.reconcile(KEY)
+    ((name, run),) = runs(kube).items()
+    assert name == f"nightly-{int(parse_time('2030-01-01T01:00:00Z').timestamp())}"
+    assert run["metadata"]["labels"][SCHEDULE_LABEL] == "nightly"
+    assert run["metadata"]["annotations"][SCHEDULED_AT_ANNOTATION] == "2030-01-01T01:00:00Z"
+    assert run["metadata"]["ownerReferences"][0]["kind"] == SCHEDULE
+    assert run["spec"] == {"workflowRef": {"name": "build"}, "params": {"branch": "main"}}
+    st = status(kube)
+    assert (st["runsStarted"], st["lastRun"], st["active"]) == (1, name, [name])
+    # the status write was lost (a crash): the same time is planned again, nothing new runs
+    body = kube.read(API_VERSION, SCHEDULE, "nightly", NS)
+    assert body is not None
+    body["status"]["evaluatedUntil"] = "2030-01-01T00:59:00Z"
+    kube.put(body)
+    await ctl.reconcile(KEY)
+    assert list(runs(kube)) == [name]
+
+
+@pytest.mark.unit
+async def test_buffer_one_starts_the_waiting_run_when_the_active_one_finishes() -> None:
+    kube, ctl, clock = setup("BufferOne")
+    clock.set("2030-01-01T01:00:02Z")
+    await ctl.reconcile(KEY)
+    clock.set("2030-01-01T02:00:02Z")
+    await ctl.reconcile(KEY)
+    assert len(runs(kube)) == 1 and status(kube)["buffered"] == "2030-01-01T02:00:00Z"
+    (first,) = runs(kube)
+    await kube.patch(
+        API_VERSION, INSTANCE, first, NS, {"status": {"phase": "Complete"}}, subresource="status"
+    )
+    clock.set("2030-01-01T02:10:00Z")
+    ctl.run_finished(NS, "nightly")  # as the instance controller says
+    await ctl.queue.drain()
+    assert len(runs(kube)) == 2 and "buffered" not in status(kube)
+
+
+@pytest.mark.unit
+async def test_a_bad_spec_is_stalled_naming_the_field() -> None:
+    kube, ctl, _ = setup(timeZone="Nowhere/Else")
+    await ctl.reconcile(KEY)
+    stalled = next(c for c in status(kube)["conditions"] if c["type"] == "Stalled")
+    assert stalled["status"] == "True" and "spec.timeZone" in stalled["message"]
+    assert runs(kube) == {}
