@@ -53,7 +53,18 @@ EXPECTED: dict[str, Any] = {
     "order-1001": lambda out: out == {"status": "shipped", "tracking": "TRK-1001"},
     "order-1002": lambda out: out["status"] == "compensated" and out["failedStep"] == "ship",
     "sync-1": lambda out: out == {"rounds": 3, "mirrored": 25},
+    "release-1": lambda out: out["images"]["worker"] == "registry.local/worker:v1.4.0",
 }
+
+
+def definitions() -> dict[str, str]:
+    """Every example definition's inline source, by name: what `step.child` may start."""
+    return {
+        d["metadata"]["name"]: d["spec"]["source"]["inline"]
+        for p in sorted(EXAMPLES.rglob("*.yaml"))
+        for d in yaml.safe_load_all(p.read_text())
+        if d and d.get("kind") == "WorkflowDefinition" and "inline" in d["spec"]["source"]
+    }
 
 
 def test_every_example_instance_has_an_expectation() -> None:
@@ -66,7 +77,8 @@ def test_every_example_instance_has_an_expectation() -> None:
     ids=lambda v: v if isinstance(v, str) and len(v) < 20 else "",
 )
 def test_example_completes(name: str, source: str, entrypoint: str, params: Any) -> None:
-    result = WorkflowTestEnv().run_sync(source, params, APPROVAL, entrypoint=entrypoint)
+    env = WorkflowTestEnv(workflows=definitions())
+    result = env.run_sync(source, params, APPROVAL, entrypoint=entrypoint)
     assert result.phase == "Complete", result.error
     assert EXPECTED[name](result.output), result.output
 

@@ -5,6 +5,7 @@ a cap of one slot that does not deadlock, failures and the parent-close policy."
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from tenantflow.controllers.instances.children import PARENT_UID_LABEL
 from tenantflow.engine.children import child_name
@@ -120,3 +121,33 @@ async def test_an_instance_of_that_name_that_is_not_its_child_fails_the_step(
     assert st["phase"] == Phase.COMPLETE, st
     assert st["output"] == {"failed": "StepError", "step": "build-api", "error": "ChildNameTaken"}
     assert "ownerReferences" not in h.watched(squatter)["metadata"]
+
+
+async def test_a_forged_start_names_no_object_the_operator_did_not_derive(
+    tmp_path: Path,
+) -> None:
+    """The runner checks a start's shape; what it cannot know is which steps the journal
+    awaits. A start for a step that is not awaited starts nothing, and a start's own
+    `name` is ignored: the child is named by the operator."""
+    h = Harness.new(tmp_path)
+    await h.define("pipeline", PIPELINE)
+    await h.define("build", BUILD)
+    real = h.sandbox.advance
+
+    async def forging(endpoint: str, payload: dict[str, Any]) -> dict[str, Any]:
+        result = await real(endpoint, payload)
+        for start in result["outcome"].get("children") or []:
+            start["name"] = "someone-elses-instance"
+        ghost = {"step": "ghost", "name": "ghost", "definition": "build", "params": None}
+        result["outcome"].setdefault("children", []).append(ghost)
+        return result
+
+    h.sandbox.advance = forging  # type: ignore[method-assign]
+    h.start("ci", "pipeline", params={"svcs": ["api"]})
+    await h.drive(f"{NS}/ci")
+    made = {
+        o["metadata"]["name"]
+        for (_, kind, _, _), o in h.kube.objects.items()
+        if kind == INSTANCE and o["metadata"]["name"] != "ci"
+    }
+    assert made == {child_name("ci", "build-api")}
