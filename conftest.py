@@ -130,6 +130,20 @@ def wait_for(check: Callable[[], object], what: str, timeout: float = 60.0) -> o
         time.sleep(0.25)
 
 
+def wait_deleted(read: Callable[[], object], what: str, timeout: float = 60.0) -> None:
+    """Poll `read` (a kubernetes client read) until it answers 404."""
+    from kubernetes.client.rest import ApiException
+
+    def gone() -> bool:
+        try:
+            read()
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    wait_for(gone, what, timeout)
+
+
 ROOT = Path(__file__).resolve().parent
 
 

@@ -7,9 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from kubernetes.client.rest import ApiException
 
-from conftest import wait_for
+from conftest import wait_deleted, wait_for
 from e2e.conftest import GROUP, VERSION, Tenant
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -105,11 +104,4 @@ def test_ending_the_parent_ends_its_children(capped: Tenant) -> None:
         GROUP, VERSION, capped.ns, "workflowinstances", parent
     )
 
-    def gone() -> bool:
-        try:
-            capped.get(name)
-        except ApiException as exc:
-            return exc.status == 404
-        return False
-
-    wait_for(gone, "the child deleted with its parent", 60)
+    wait_deleted(lambda: capped.get(name), "the child deleted with its parent")

@@ -14,7 +14,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 from kubernetes.utils import parse_quantity
 
-from conftest import privileged_pod, wait_for
+from conftest import privileged_pod, wait_deleted, wait_for
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 GROUP, VERSION = "tenantflow.dev", "v1alpha1"
@@ -238,15 +238,7 @@ def test_deleting_a_tenant_removes_everything(
         GROUP, VERSION, "tenants", name
     )
     core = client.CoreV1Api(api_client)
-
-    def gone() -> bool:
-        try:
-            core.read_namespace(ns)
-        except ApiException as exc:
-            return exc.status == 404
-        return False
-
-    wait_for(gone, f"namespace {ns} deleted", timeout=60)
+    wait_deleted(lambda: core.read_namespace(ns), f"namespace {ns} deleted")
     with pytest.raises(ApiException) as err:
         client.CustomObjectsApi(api_client).get_cluster_custom_object(
             GROUP, VERSION, "tenants", name

@@ -22,7 +22,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import kopf
 from prometheus_client import start_http_server
@@ -316,22 +316,22 @@ for _group, _version, _plural in OWNED:
     _owned_handler(_group, _version, _plural)
 
 
-@kopf.on.event(GROUP, VERSION, "workflowdefinitions")
-async def definition_event(
-    type: str, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
-) -> None:
-    op = _operator(memo)
-    if namespace and op.shards.may_act(namespace):
-        op.definitions.on_event(type, namespace, name)
+class _Namespaced(Protocol):
+    def on_event(self, kind: str, namespace: str, name: str) -> None: ...
 
 
-@kopf.on.event(GROUP, VERSION, "workflowschedules")
-async def schedule_event(
-    type: str, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
-) -> None:
-    op = _operator(memo)
-    if namespace and op.shards.may_act(namespace):
-        op.schedules.on_event(type, namespace, name)
+def _namespaced_handler(plural: str, controller: Callable[[Operator], _Namespaced]) -> None:
+    """A namespaced kind's events, to its controller, in the shards this replica holds."""
+
+    @kopf.on.event(GROUP, VERSION, plural, id=f"{plural}-event")
+    async def event(type: str, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+        op = _operator(memo)
+        if namespace and op.shards.may_act(namespace):
+            controller(op).on_event(type, namespace, name)
+
+
+_namespaced_handler("workflowdefinitions", lambda op: op.definitions)
+_namespaced_handler("workflowschedules", lambda op: op.schedules)
 
 
 def run(*, metrics_port: int, liveness_port: int) -> None:

@@ -37,6 +37,23 @@ async def run(event, step, env):
 """
 
 
+async def pipeline(tmp_path: Path, **limits: Any) -> Harness:
+    """A tenant with both definitions."""
+    h = Harness.new(tmp_path, **limits)
+    await h.define("pipeline", PIPELINE)
+    await h.define("build", BUILD)
+    return h
+
+
+async def run_to_rest(h: Harness, svcs: list[str]) -> dict[str, Any]:
+    """Start the pipeline over `svcs` as the operator would at start-up; its status once
+    nothing is left to do."""
+    h.start("ci", "pipeline", params={"svcs": svcs})
+    await h.controller.adopt(lambda namespace: True)
+    await pump(h)
+    return h.status("ci")
+
+
 async def pump(h: Harness, rounds: int = 20) -> None:
     """Drives, then every object as a watch would bring it back, until nothing is left
     to do (the fake API has no watch of its own)."""
@@ -54,13 +71,8 @@ async def pump(h: Harness, rounds: int = 20) -> None:
 async def test_children_run_under_a_cap_of_one_and_their_results_reach_the_parent(
     tmp_path: Path,
 ) -> None:
-    h = Harness.new(tmp_path, maxConcurrentInstances=1)
-    await h.define("pipeline", PIPELINE)
-    await h.define("build", BUILD)
-    h.start("ci", "pipeline", params={"svcs": ["api", "web"]})
-    await h.controller.adopt(lambda namespace: True)
-    await pump(h)
-    st = h.status("ci")
+    h = await pipeline(tmp_path, maxConcurrentInstances=1)
+    st = await run_to_rest(h, ["api", "web"])
     assert st["phase"] == Phase.COMPLETE, st
     assert st["output"] == ["api:1", "web:1"]
     parent_uid = h.watched("ci")["metadata"]["uid"]
@@ -77,26 +89,16 @@ async def test_children_run_under_a_cap_of_one_and_their_results_reach_the_paren
 
 
 async def test_a_failed_child_is_a_step_error_the_parent_can_handle(tmp_path: Path) -> None:
-    h = Harness.new(tmp_path)
-    await h.define("pipeline", PIPELINE)
-    await h.define("build", BUILD)
-    h.start("ci", "pipeline", params={"svcs": ["api", "broken"]})
-    await h.controller.adopt(lambda namespace: True)
-    await pump(h)
-    st = h.status("ci")
+    h = await pipeline(tmp_path)
+    st = await run_to_rest(h, ["api", "broken"])
     assert st["phase"] == Phase.COMPLETE, st
     assert st["output"] == {"failed": "StepError", "step": "build-broken", "error": "ValueError"}
 
 
 async def test_a_terminated_parent_terminates_the_children_it_awaits(tmp_path: Path) -> None:
-    h = Harness.new(tmp_path)
-    await h.define("pipeline", PIPELINE)
-    await h.define("build", BUILD)
-    key = h.start("ci", "pipeline", params={"svcs": ["slow"]})
-    await h.controller.adopt(lambda namespace: True)
-    await pump(h)
-    child = child_name("ci", "build-slow")
-    assert h.status("ci")["phase"] == Phase.WAITING
+    h = await pipeline(tmp_path)
+    assert (await run_to_rest(h, ["slow"]))["phase"] == Phase.WAITING
+    key, child = f"{NS}/ci", child_name("ci", "build-slow")
     assert h.status(child)["phase"] == Phase.WAITING
     await h.kube.patch(API_VERSION, INSTANCE, "ci", NS, {"spec": {"terminate": True}})
     await h.drive(key)
@@ -109,9 +111,7 @@ async def test_a_terminated_parent_terminates_the_children_it_awaits(tmp_path: P
 async def test_an_instance_of_that_name_that_is_not_its_child_fails_the_step(
     tmp_path: Path,
 ) -> None:
-    h = Harness.new(tmp_path)
-    await h.define("pipeline", PIPELINE)
-    await h.define("build", BUILD)
+    h = await pipeline(tmp_path)
     squatter = child_name("ci", "build-api")
     h.start(squatter, "build", params={"svc": "api"})  # made by hand, owned by nobody
     h.start("ci", "pipeline", params={"svcs": ["api"]})
@@ -129,9 +129,7 @@ async def test_a_forged_start_names_no_object_the_operator_did_not_derive(
     """The runner checks a start's shape; what it cannot know is which steps the journal
     awaits. A start for a step that is not awaited starts nothing, and a start's own
     `name` is ignored: the child is named by the operator."""
-    h = Harness.new(tmp_path)
-    await h.define("pipeline", PIPELINE)
-    await h.define("build", BUILD)
+    h = await pipeline(tmp_path)
     real = h.sandbox.advance
 
     async def forging(endpoint: str, payload: dict[str, Any]) -> dict[str, Any]:
