@@ -1,5 +1,6 @@
 """Scale: N instances each sleeping 10 minutes -> time until all are Waiting, operator RSS,
-etcd database size.   BENCH_WAITING=50000 python -m bench scale   (default 5,000)
+etcd database size, and the web UI's first screen with all of them in the cluster.
+BENCH_WAITING=50000 python -m bench scale   (default 5,000)
 
 BENCH_WAIT_FOR=event: the same with instances waiting for an event (results in
 scale_event.json)."""
@@ -12,6 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench import ui_bench
 from bench.cluster import (
     create_instances,
     instance_statuses,
@@ -93,6 +95,7 @@ def sleepers(
     control_plane = control_plane_rss_mib()
     listed = instance_statuses(kubeconfig, ns)  # the truth, once, from the API server
     waiting = sum(st.get("phase") == "Waiting" for st in listed.values())
+    ui = ui_bench.measure(kubeconfig, ns)  # the web UI with all of them in the cluster
     kubectl(kubeconfig, "delete", "tenant", tenant, "--wait=false")
     return {
         "waitingFor": wait_for,
@@ -106,6 +109,7 @@ def sleepers(
         "apiserver_rss_mib_at_waiting": control_plane.get("kube-apiserver"),
         "etcd_rss_mib_at_waiting": control_plane.get("etcd"),
         "etcd_data_mib": _etcd_mib(),
+        **ui,
     }
 
 

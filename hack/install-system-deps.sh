@@ -17,6 +17,7 @@ have ipset || need+=(ipset)
 have conntrack || need+=(conntrack)
 have ip || need+=(iproute2)
 have mmdebstrap || need+=(mmdebstrap)                      # images: a Debian root filesystem
+have chromium || need+=(chromium)                          # the web UI's browser tests (Playwright)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] && ! have sudo; then
   echo "missing packages: ${need[*]} (install them with apt-get as root)" >&2; exit 1

@@ -28,6 +28,8 @@ class Kind:
     short_names: tuple[str, ...]
     scope: str
     columns: tuple[tuple[str, str, str], ...]  # (name, type, jsonPath)
+    # fields a list or watch may select on (`--field-selector`): filtered by the API server
+    selectable: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -75,6 +77,7 @@ KINDS = (
             ("Steps", "integer", ".status.stepCount"),
             AGE,
         ),
+        (".spec.workflowRef.name", ".status.phase", ".status.revision"),
     ),
     Kind(
         WorkflowSchedule,
@@ -177,6 +180,11 @@ def crd(kind: Kind) -> dict[str, Any]:
                         {"name": n, "type": t, "jsonPath": p} for n, t, p in kind.columns
                     ],
                     "schema": {"openAPIV3Schema": openapi_schema(kind.model)},
+                    **(
+                        {"selectableFields": [{"jsonPath": p} for p in kind.selectable]}
+                        if kind.selectable
+                        else {}
+                    ),
                 }
             ],
         },

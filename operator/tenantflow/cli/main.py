@@ -13,6 +13,7 @@ from tenantflow.cli import (
     reset_cmds,
     rollout_cmds,
     schedule_cmds,
+    ui_cmd,
     workflow_cmds,
 )
 from tenantflow.errors import TenantflowError
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     rollout_cmds.register(sub)
     reset_cmds.register(sub)
     schedule_cmds.register(sub)
+    ui_cmd.register(sub)
     return parser
 
 

@@ -17,6 +17,7 @@ import yaml
 
 from tenantflow.engine.loader import SINGLE_MODULE
 from tenantflow.errors import TenantflowError
+from tenantflow.kube import instances
 from tenantflow.kube.client import ApiException, Kube, message
 from tenantflow.lifecycle.revisions import DEFINITION_LABEL, ROLLBACK_ANNOTATION
 from tenantflow.lifecycle.source import Code
@@ -83,7 +84,7 @@ def _run(fn: Verb, args: argparse.Namespace) -> int:
         kube = await Kube.connect(args.kubeconfig, args.context)
         try:
             if not args.namespace:
-                args.namespace = _context_namespace(args)
+                args.namespace = context_namespace(args)
             return await fn(kube, args)
         except ApiException as exc:
             raise CliError(message(exc)) from None
@@ -96,7 +97,7 @@ def _run(fn: Verb, args: argparse.Namespace) -> int:
     return 0
 
 
-def _context_namespace(args: argparse.Namespace) -> str:
+def context_namespace(args: argparse.Namespace) -> str:
     from kubernetes_asyncio.config.kube_config import KUBE_CONFIG_DEFAULT_LOCATION
 
     path = Path(args.kubeconfig or KUBE_CONFIG_DEFAULT_LOCATION).expanduser()
@@ -279,38 +280,13 @@ def _add_event(p: argparse.ArgumentParser) -> None:
 @verb("send-event", "append an event to an instance's inbox (spec.events)", _add_event)
 async def send_event(kube: Kube, args: argparse.Namespace) -> Any:
     payload = _json_arg(args.payload, "--payload")
-    for _ in range(10):  # optimistic concurrency: append to exactly what we read
-        inst = await _instance(kube, args)
-        events = [*(inst["spec"].get("events") or []), {"type": args.type, "payload": payload}]
-        body = {
-            "metadata": {"resourceVersion": inst["metadata"]["resourceVersion"]},
-            "spec": {"events": events},
-        }
-        try:
-            await kube.patch(API_VERSION, WFI, args.instance, args.namespace, body)
-        except ApiException as exc:
-            if exc.status == 409:
-                continue
-            raise
-        return f"event {args.type!r} sent to {args.instance} (#{len(events)})"
-    raise CliError("the instance kept changing; try again")
+    n = await instances.send_event(kube, args.namespace, args.instance, args.type, payload)
+    return f"event {args.type!r} sent to {args.instance} (#{n})"
 
 
 @verb("restart", "run an instance again from the beginning (same spec)", _add_instance)
 async def restart(kube: Kube, args: argparse.Namespace) -> Any:
-    inst = await _instance(kube, args)
-    await kube.delete(API_VERSION, WFI, args.instance, args.namespace)
-    for _ in range(100):
-        if await kube.get(API_VERSION, WFI, args.instance, args.namespace) is None:
-            break
-        await asyncio.sleep(0.1)
-    spec = {**inst["spec"], "terminate": False, "suspend": False}
-    meta = {
-        k: inst["metadata"][k]
-        for k in ("name", "namespace", "labels", "annotations")
-        if k in inst["metadata"]
-    }
-    await kube.create({"apiVersion": API_VERSION, "kind": WFI, "metadata": meta, "spec": spec})
+    await instances.restart(kube, args.namespace, args.instance)
     return f"workflowinstance/{args.instance} restarted"
 
 

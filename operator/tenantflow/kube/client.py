@@ -110,6 +110,20 @@ class Kube:
         api.rest_client.pool_manager._trust_env = proxy_from_env  # no public setter
         return cls(api)
 
+    def as_user(self, token: str) -> Kube:
+        """A client to the same API server that authenticates with `token` (a person's
+        own bearer token) and with nothing of ours: no client certificate, no other token.
+        How the web UI in a cluster acts as whoever is using it (RBAC decides)."""
+        base = self.api.configuration
+        cfg = client.Configuration()
+        cfg.host = base.host
+        cfg.ssl_ca_cert = base.ssl_ca_cert
+        cfg.verify_ssl = base.verify_ssl
+        cfg.api_key = {"BearerToken": f"Bearer {token}"}
+        api = client.ApiClient(configuration=cfg)
+        api.rest_client.pool_manager._trust_env = False
+        return Kube(api)
+
     async def close(self) -> None:
         await self.api.close()
 
@@ -265,6 +279,9 @@ class Kube:
         resource_version: str,
         timeout: int,
         label_selector: str | None = None,
+        *,
+        namespace: str | None = None,
+        field_selector: str | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         """The watch events ({"type", "object"}) after `resource_version`, with bookmarks,
         until the server ends the stream (after `timeout` seconds) or the connection drops."""
@@ -274,9 +291,11 @@ class Kube:
             ("allowWatchBookmarks", "true"),
             ("timeoutSeconds", str(timeout)),
             *([("labelSelector", label_selector)] if label_selector else []),
+            *([("fieldSelector", field_selector)] if field_selector else []),
         ]
         headers = {"Accept": "application/json"}
-        resp = await self._send("GET", path(api_version, kind), query, headers, None, timeout + 30)
+        url = path(api_version, kind, namespace)
+        resp = await self._send("GET", url, query, headers, None, timeout + 30)
         async with resp:
             if resp.status != 200:
                 raise _failure(resp, await resp.read())

@@ -26,6 +26,7 @@ RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     ("networking.k8s.io/v1", "NetworkPolicy"): ("networkpolicies", True),
     ("coordination.k8s.io/v1", "Lease"): ("leases", True),
     ("authentication.k8s.io/v1", "SelfSubjectReview"): ("selfsubjectreviews", False),
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): ("selfsubjectaccessreviews", False),
     ("rbac.authorization.k8s.io/v1", "Role"): ("roles", True),
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): ("rolebindings", True),
     (API_VERSION, TENANT): ("tenants", False),

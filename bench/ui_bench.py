@@ -1,0 +1,80 @@
+"""The web UI with many instances in the cluster: the first screen of the instance list in
+a real browser (Debian's Chromium, Playwright), and the JSON pages behind it.
+
+Run by the scale benchmark while its N instances (BENCH_WAITING, 50,000 for the headline)
+are all Waiting: `ui_first_screen_s` is navigation to the first row drawn."""
+
+from __future__ import annotations
+
+import re
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+TRIES = 5
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _get_ms(url: str, token: str) -> float:
+    request = urllib.request.Request(url, headers={"X-Tenantflow-Token": token})
+    started = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=60) as response:
+        response.read()
+    return (time.perf_counter() - started) * 1000
+
+
+def measure(kubeconfig: Path, namespace: str) -> dict[str, Any]:
+    from playwright.sync_api import sync_playwright
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tenantflow", "--kubeconfig", str(kubeconfig), "ui", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stdout is not None
+        found = re.search(
+            r"http://127\.0\.0\.1:(\d+)/\?token=(\S+)", proc.stdout.readline().decode()
+        )
+        assert found, "the UI printed no URL"
+        base, token = f"http://127.0.0.1:{found.group(1)}", found.group(2)
+        pages = {
+            "ui_instances_page_ms": f"{base}/api/instances?limit=50",
+            "ui_instances_filtered_page_ms": (
+                f"{base}/api/instances?limit=50&namespace={namespace}&phase=Waiting"
+            ),
+            "ui_tenants_ms": f"{base}/api/tenants",
+        }
+        out: dict[str, Any] = {
+            key: round(statistics.median(_get_ms(url, token) for _ in range(TRIES)), 1)
+            for key, url in pages.items()
+        }
+        screens = []
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            for _ in range(TRIES):
+                page = browser.new_page()
+                started = time.perf_counter()
+                page.goto(f"{base}/?token={token}#/instances")
+                page.locator("#instances tbody tr").first.wait_for(timeout=60_000)
+                screens.append(time.perf_counter() - started)
+                page.close()
+            browser.close()
+        out["ui_first_screen_s"] = round(statistics.median(screens), 3)
+        return out
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -1,0 +1,333 @@
+"""The web UI's server: static pages, and a JSON API that reads and acts through the
+Kubernetes API as the person using it (`access.py`), so RBAC decides what each one sees.
+
+Lists are paginated by the API server (limit/continue) and filtered there (the instance
+CRD's selectable fields: definition, phase, revision), so the first screen costs one
+page however many instances exist. Live views are server-sent events fed by a watch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from tenantflow.errors import TenantflowError
+from tenantflow.kube import instances as actions
+from tenantflow.kube.client import ApiException, Kube, message
+from tenantflow.kube.resources import path
+from tenantflow.lifecycle.revisions import DEFINITION_LABEL
+from tenantflow.lifecycle.source import Code
+from tenantflow.observability.logging import get_logger
+from tenantflow.ui import views
+from tenantflow.ui.access import Access
+from tenantflow.vocabulary import API_VERSION, DEFINITION, INSTANCE, NAMESPACE_PREFIX, TENANT
+
+log = get_logger("tenantflow.ui")
+STATIC = Path(__file__).parent / "static"
+PAGE = 50  # instances per page
+MAX_PAGE = 500
+WATCH_SECONDS = 240  # a live view's watch, renewed by the browser
+MAX_COUNTED = 5000  # instances of a definition counted per revision, at most
+Handler = Callable[[web.Request, Kube], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Settings:
+    access: Access
+    namespaces: tuple[str, ...] = ()  # shown to whoever may not list Tenants (tenant users)
+
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
+
+
+def app(settings: Settings) -> web.Application:
+    application = web.Application(middlewares=[_headers])
+    application[SETTINGS] = settings
+    r = application.router
+    r.add_get("/", _index)
+    r.add_static("/static/", STATIC)
+    r.add_get("/api/whoami", _api(_whoami))
+    r.add_get("/api/tenants", _api(_tenants))
+    r.add_get("/api/instances", _api(_instances))
+    r.add_get("/api/watch/instances", _watch)
+    r.add_get("/api/instances/{ns}/{name}", _api(_instance))
+    r.add_post("/api/instances/{ns}/{name}/{action}", _api(_act))
+    r.add_get("/api/definitions", _api(_definitions))
+    r.add_get("/api/definitions/{ns}/{name}", _api(_definition))
+    r.add_get("/api/definitions/{ns}/{name}/diff", _api(_diff))
+    return application
+
+
+@web.middleware
+async def _headers(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Everything the page needs is served here: no other origin, no framing."""
+    response = await handler(request)
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'"
+    )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+async def _index(_: web.Request) -> web.StreamResponse:
+    return web.FileResponse(STATIC / "index.html")
+
+
+def _api(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A JSON endpoint acting as the request's user; API errors keep their status."""
+
+    async def run(request: web.Request) -> web.Response:
+        kube = request.app[SETTINGS].access.kube_for(request)
+        try:
+            return web.json_response(await handler(request, kube), dumps=_dumps)
+        except ApiException as exc:
+            return web.json_response({"error": message(exc)}, status=exc.status or 502)
+        except TenantflowError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+
+    return run
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=str)
+
+
+# ---------------------------------------------------------------------- reads
+async def _whoami(_: web.Request, kube: Kube) -> Any:
+    review = await kube.create(
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview", "metadata": {}}
+    )
+    info = (review.get("status") or {}).get("userInfo") or {}
+    return {"user": info.get("username", ""), "groups": info.get("groups", [])}
+
+
+async def _may(kube: Kube, namespace: str, verb: str = "list") -> bool:
+    review = await kube.create(
+        {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "metadata": {},
+            "spec": {
+                "resourceAttributes": {
+                    "group": API_VERSION.split("/")[0],
+                    "resource": "workflowinstances",
+                    "verb": verb,
+                    "namespace": namespace,
+                }
+            },
+        }
+    )
+    return bool((review.get("status") or {}).get("allowed"))
+
+
+async def _tenants(request: web.Request, kube: Kube) -> Any:
+    """The tenants whose instances this user may list (the others are not shown at all)."""
+    try:
+        items = await kube.list(API_VERSION, TENANT)
+    except ApiException as exc:
+        if exc.status != 403:
+            raise
+        return {
+            "tenants": [],
+            "namespaces": list(request.app[SETTINGS].namespaces),
+            "listed": False,
+        }
+    rows = [views.tenant_row(t) for t in items]
+    allowed = await asyncio.gather(*(_may(kube, row["namespace"]) for row in rows))
+    visible = [row for row, ok in zip(rows, allowed, strict=True) if ok]
+    return {"tenants": visible, "namespaces": [r["namespace"] for r in visible], "listed": True}
+
+
+def _selectors(request: web.Request) -> str:
+    """The list's filters as a field selector (the API server filters)."""
+    q = request.query
+    terms = []
+    if q.get("definition"):
+        terms.append(f"spec.workflowRef.name={q['definition']}")
+    if q.get("phase"):
+        terms.append(f"status.phase={q['phase']}")
+    if q.get("revision"):
+        terms.append(f"status.revision={int(q['revision'])}")
+    return ",".join(terms)
+
+
+async def _page(
+    kube: Kube, namespace: str | None, fields: str, limit: int, cont: str = ""
+) -> dict[str, Any]:
+    query = [("limit", str(limit))]
+    query += [("continue", cont)] if cont else []
+    query += [("fieldSelector", fields)] if fields else []
+    out = await kube.request("GET", path(API_VERSION, INSTANCE, namespace), query=query)
+    meta = out.get("metadata") or {}
+    items = list(out.get("items") or [])
+    remaining = meta.get("remainingItemCount")
+    return {
+        "items": [views.instance_row(i) for i in items],
+        "continue": meta.get("continue") or "",
+        "total": len(items) + remaining if isinstance(remaining, int) else None,
+    }
+
+
+async def _instances(request: web.Request, kube: Kube) -> Any:
+    """One page of instances: of a namespace, or of every tenant this user may see (one
+    cluster-wide list when allowed, else the first page of each visible namespace)."""
+    q = request.query
+    limit = min(int(q.get("limit", PAGE)), MAX_PAGE)
+    fields, ns = _selectors(request), q.get("namespace") or None
+    if ns is not None:
+        return await _page(kube, ns, fields, limit, q.get("continue", ""))
+    try:
+        return await _page(kube, None, fields, limit, q.get("continue", ""))
+    except ApiException as exc:
+        if exc.status != 403:
+            raise
+    namespaces = (await _tenants(request, kube))["namespaces"]
+    pages = await asyncio.gather(*(_page(kube, n, fields, limit) for n in namespaces))
+    rows = sorted(
+        (r for p in pages for r in p["items"]), key=lambda r: r["created"] or "", reverse=True
+    )
+    return {"items": rows[:limit], "continue": "", "total": None}
+
+
+async def _instance(request: web.Request, kube: Kube) -> Any:
+    ns, name = request.match_info["ns"], request.match_info["name"]
+    inst = await actions.get(kube, ns, name)
+    try:
+        events = await kube.request(
+            "GET",
+            path("v1", "Event", ns),
+            query=[("fieldSelector", f"involvedObject.uid={inst['metadata']['uid']}")],
+        )
+    except ApiException as exc:  # may read instances but not events: show the rest
+        if exc.status != 403:
+            raise
+        events = {"items": []}
+    items = sorted(events.get("items") or [], key=lambda e: e.get("lastTimestamp") or "")
+    return views.instance_detail(inst, items, dt.datetime.now(dt.UTC))
+
+
+async def _definitions(request: web.Request, kube: Kube) -> Any:
+    ns = request.query.get("namespace")
+    if not ns:
+        raise TenantflowError("namespace is required: definitions are listed per tenant")
+    items = await kube.list(API_VERSION, DEFINITION, ns)
+    return {
+        "items": [
+            {
+                "name": d["metadata"]["name"],
+                "namespace": ns,
+                "active": (d.get("status") or {}).get("activeRevision"),
+                "latest": (d.get("status") or {}).get("latestRevision"),
+                "rollout": ((d.get("status") or {}).get("rollout") or {}).get("phase"),
+            }
+            for d in items
+        ]
+    }
+
+
+async def _revisions(kube: Kube, ns: str, name: str) -> list[dict[str, Any]]:
+    return await kube.list("apps/v1", "ControllerRevision", ns, f"{DEFINITION_LABEL}={name}")
+
+
+async def _definition(request: web.Request, kube: Kube) -> Any:
+    ns, name = request.match_info["ns"], request.match_info["name"]
+    wfd = await kube.get(API_VERSION, DEFINITION, name, ns)
+    if wfd is None:
+        raise web.HTTPNotFound(text=_dumps({"error": f"no definition {ns}/{name}"}))
+    per_revision: dict[int, dict[str, int]] = {}
+    counted, cont = 0, ""
+    while counted < MAX_COUNTED:  # instances per revision and phase, one page at a time
+        page = await _page(kube, ns, f"spec.workflowRef.name={name}", MAX_PAGE, cont)
+        for row in page["items"]:
+            by_phase = per_revision.setdefault(int(row["revision"] or 0), {})
+            by_phase[row["phase"]] = by_phase.get(row["phase"], 0) + 1
+        counted += len(page["items"])
+        cont = page["continue"]
+        if not cont:
+            break
+    detail = views.definition_detail(wfd, await _revisions(kube, ns, name), per_revision)
+    detail["countedAll"] = not cont
+    return detail
+
+
+async def _diff(request: web.Request, kube: Kube) -> Any:
+    ns, name = request.match_info["ns"], request.match_info["name"]
+    by_number = {int(r["revision"]): r for r in await _revisions(kube, ns, name)}
+    try:
+        a, b = (by_number[int(request.query[k])] for k in ("a", "b"))
+    except (KeyError, ValueError):
+        raise TenantflowError(f"a and b must be revisions of {name}: {sorted(by_number)}") from None
+    return {
+        "files": views.side_by_side(Code.from_revision(a["data"]), Code.from_revision(b["data"]))
+    }
+
+
+# ---------------------------------------------------------------------- actions
+async def _act(request: web.Request, kube: Kube) -> Any:
+    ns, name, action = (request.match_info[k] for k in ("ns", "name", "action"))
+    if not ns.startswith(NAMESPACE_PREFIX):
+        raise TenantflowError(f"{ns} is not a tenant namespace")
+    if action == "event":
+        body = await request.json()
+        if not isinstance(body, dict) or not isinstance(body.get("type"), str):
+            raise TenantflowError('send {"type": "...", "payload": ...}: type names the event')
+        n = await actions.send_event(kube, ns, name, body["type"], body.get("payload"))
+        return {"done": f"event {body['type']!r} sent (#{n})"}
+    if action in actions.SPEC_ACTIONS:
+        await actions.set_spec(kube, ns, name, action)
+        return {"done": f"{action} requested"}
+    if action == "restart":
+        await actions.restart(kube, ns, name)
+        return {"done": "restarted"}
+    raise web.HTTPNotFound(text=_dumps({"error": f"no action {action!r}"}))
+
+
+# ---------------------------------------------------------------------- live
+async def _watch(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: each change of the instances a list (or one instance's page)
+    shows, as the row (or the whole page's data) it now is."""
+    kube = request.app[SETTINGS].access.kube_for(request)
+    q = request.query
+    ns, name = q.get("namespace") or None, q.get("name")
+    fields = ",".join(
+        t for t in (_selectors(request), f"metadata.name={name}" if name else "") if t
+    )
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
+    )
+    await response.prepare(request)
+    try:
+        listed = await kube.request(
+            "GET",
+            path(API_VERSION, INSTANCE, ns),
+            query=[("limit", "1"), *([("fieldSelector", fields)] if fields else [])],
+        )
+        version = str((listed.get("metadata") or {}).get("resourceVersion", ""))
+        async for event in kube.watch(
+            API_VERSION, INSTANCE, version, WATCH_SECONDS, namespace=ns, field_selector=fields
+        ):
+            if event.get("type") not in ("ADDED", "MODIFIED", "DELETED"):
+                continue
+            obj = event["object"]
+            data = (
+                views.instance_detail(obj, [], dt.datetime.now(dt.UTC))
+                if name
+                else views.instance_row(obj)
+            )
+            line = _dumps({"type": event["type"], "data": data})
+            await response.write(f"data: {line}\n\n".encode())
+    except ApiException as exc:
+        await response.write(f"event: failed\ndata: {_dumps({'error': message(exc)})}\n\n".encode())
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    return response
