@@ -205,3 +205,81 @@ def _tenant_and_workflow(tenant: str) -> list[dict[str, object]]:
         },
     ]
     return docs
+
+
+def test_the_ui_in_the_cluster_acts_with_each_requests_own_token(
+    kubeconfig: Path, crds: Path, kubectl: Kubectl
+) -> None:
+    """`ui.enabled`: the UI as a pod on the real node, acting with the token each request
+    brings (the caller's identity, as the API server says) and refusing one without."""
+    assert DevCluster().has_node(), "the dev cluster has no real node (TENANTFLOW_NODE=none?)"
+    ns, sa = f"tf-ui-{uuid.uuid4().hex[:6]}", f"ui-user-{uuid.uuid4().hex[:6]}"
+    values = [*images.chart_values(), "--set", "replicas=0", "--set", "ui.enabled=true"]
+    rendered = list(
+        yaml.safe_load_all(helm(kubeconfig, "template", "t", str(CHART), *values).stdout)
+    )
+    bound = {
+        s.get("name")
+        for d in rendered
+        if d and d["kind"] in ("RoleBinding", "ClusterRoleBinding")
+        for s in d.get("subjects") or []
+    }
+    assert "t-operator-ui" not in bound, "the UI has no role of its own"
+    try:
+        helm(
+            kubeconfig,
+            "install",
+            "tf",
+            str(CHART),
+            "--create-namespace",
+            "-n",
+            ns,
+            "--wait",
+            "--timeout",
+            "150s",
+            *values,
+        )
+        ip = kubectl(
+            "get",
+            "pods",
+            "-n",
+            ns,
+            "-l",
+            "app.kubernetes.io/name=tf-operator-ui",
+            "-o",
+            "jsonpath={.items[0].status.podIP}",
+        ).stdout
+        kubectl("create", "serviceaccount", sa, "-n", "default")
+        token = kubectl("create", "token", sa, "-n", "default").stdout.strip()
+
+        def get(path: str, auth: str | None) -> tuple[int, dict[str, object]]:
+            headers = ["-H", f"Authorization: Bearer {auth}"] if auth else []
+            done = subprocess.run(
+                [
+                    "curl",
+                    "-s",
+                    "-o",
+                    "-",
+                    "-w",
+                    "\n%{http_code}",
+                    *headers,
+                    f"http://{ip}:8090{path}",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            body, _, code = done.stdout.rpartition("\n")
+            return int(code), json.loads(body or "{}")
+
+        status, me = wait_for(
+            lambda: (r := get("/api/whoami", token))[0] == 200 and r, "the UI", 60
+        )  # type: ignore[misc]
+        assert me["user"] == f"system:serviceaccount:default:{sa}"
+        assert get("/api/whoami", None)[0] == 401
+        status, tenants = get("/api/tenants", token)
+        assert status == 200 and tenants["listed"] is False  # this user may not list Tenants
+    finally:
+        kubectl("delete", "serviceaccount", sa, "-n", "default", check=False)
+        helm(kubeconfig, "uninstall", "tf", "-n", ns, "--wait", "--timeout", "120s", check=False)
+        kubectl("delete", "namespace", ns, "--wait=false", check=False)
