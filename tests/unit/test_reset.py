@@ -100,3 +100,17 @@ def test_the_annotation_round_trips_and_a_hand_written_one_is_refused_with_why()
         ResetRequest.parse({"tenantflow.dev/reset": "b"})
     with pytest.raises(ValueError, match="revision a number from 1"):
         ResetRequest.parse({"tenantflow.dev/reset": '{"id": "x", "revision": 0}'})
+
+
+def test_the_epoch_goes_on_growing_once_old_records_are_trimmed() -> None:
+    """Only the newest resets are kept in status; a 21st reset must still be a new epoch
+    (else its steps would be recalled from the 20th's run, and its children found)."""
+    status: dict[str, object] = {**errored(), "resets": []}
+    for n in range(1, 26):
+        status = {
+            **status,
+            **reset(status, ResetRequest(f"r{n}", "a"), terminating=False, now=NOW).update,
+        }
+        status["phase"], status["steps"] = "Errored", errored()["steps"]  # ran again, failed
+    assert len(status["resets"]) == 20  # type: ignore[arg-type]
+    assert epoch(status) == 25

@@ -133,6 +133,9 @@ class ResetRecord(Model):
     at: str = Field(description="When it was applied (RFC 3339).")
     steps_cut: int = Field(0, ge=0, description="Journal entries removed (they run again).")
     refused: str | None = Field(None, description="Why it was not applied, if it was not.")
+    epoch: int | None = Field(
+        None, ge=1, description="The instance's resets applied, this one included."
+    )
 
 
 class WorkflowInstanceStatus(ObservedStatus):

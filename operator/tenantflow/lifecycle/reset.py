@@ -127,7 +127,7 @@ def reset(
         "by": request.by,
         "at": format_time(now.replace(microsecond=0)),
         "stepsCut": 0 if problem else len(steps) - cut,
-        **({"refused": problem} if problem else {}),
+        **({"refused": problem} if problem else {"epoch": epoch(status) + 1}),
     }
     resets = [*(status.get("resets") or []), record][-MAX_RESETS_KEPT:]
     what = "retry" if request.to_step is None else f"reset to step {request.to_step}"
@@ -164,8 +164,11 @@ def reset(
 
 def epoch(status: dict[str, Any]) -> int:
     """How many resets were applied: a new epoch for the sandbox's store of completed
-    steps' results, so a step that runs again after a reset is not recalled."""
-    return sum(1 for r in status.get("resets") or [] if not r.get("refused"))
+    steps' results (a step that runs again after a reset is not recalled) and for child
+    names (its children start anew). Each applied record carries its epoch, so the count
+    goes on growing once only the newest MAX_RESETS_KEPT records are kept."""
+    applied = [r for r in status.get("resets") or [] if not r.get("refused")]
+    return max([len(applied), *(int(r.get("epoch") or 0) for r in applied)])
 
 
 def _name(steps: list[dict[str, Any]], index: int) -> str | None:
