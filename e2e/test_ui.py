@@ -248,3 +248,29 @@ def test_a_user_without_rbac_on_a_tenant_cannot_see_it(
         rbac.delete_cluster_role(sa)
         rbac.delete_namespaced_role_binding(sa, workflows.ns)
         core.delete_namespaced_service_account(sa, "default")
+
+
+HOSTILE = """
+async def run(event, step, env):
+    def boom():
+        raise ValueError('<img src=x onerror="window.pwned=1">')
+    await step.do('<script>window.pwned=2</script>', lambda: '<b>bold</b>')
+    await step.do('<img src=y onerror="window.pwned=3">', boom, retries={'limit': 0})
+"""
+
+
+def test_what_tenant_code_writes_is_shown_as_text_never_run_as_markup(
+    workflows: Tenant, ui: str, page: Page
+) -> None:
+    """Step names, outputs and error messages are the tenant's: a tenant that writes HTML
+    or script there must not run code in the browser of whoever looks at it."""
+    workflows.define("hostile-ui", HOSTILE)
+    workflows.wait_revision("hostile-ui", 1)
+    name = workflows.start("hostile-ui", {"html": "<iframe src=//evil></iframe>"})
+    workflows.wait_phase(name, "Errored", timeout=60)
+    open_view(page, ui, f"instance/{workflows.ns}/{name}")
+    expect(page.locator("#step-errors")).to_contain_text('<img src=x onerror="window.pwned=1">')
+    expect(page.locator("#timeline")).to_contain_text("<script>window.pwned=2</script>")
+    expect(page.locator("body")).to_contain_text("<iframe src=//evil></iframe>")
+    assert page.evaluate("window.pwned") is None
+    assert page.locator("main img, main iframe, main script, main b").count() == 0

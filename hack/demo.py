@@ -129,6 +129,7 @@ def main() -> int:
         f"export KUBECONFIG={kubeconfig}\n"
         "kubectl get tenantflow -A       # tenants, definitions, instances\n"
         ".venv/bin/tenantflow -n tenant-acme history build-1   # the journal, via the CLI\n"
+        ".venv/bin/tenantflow ui                       # the web UI (open the URL it prints)\n"
         "make down                       # stop the operator and the control plane"
     )
     return 0

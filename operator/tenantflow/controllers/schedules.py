@@ -37,12 +37,16 @@ from tenantflow.vocabulary import (
 
 log = get_logger("tenantflow.schedule")
 START_RETRY = 10.0  # seconds before a run the API refused for now is tried again
+FENCED_RETRY = 1.0  # seconds before a reconcile found fenced is tried again
 
 
 @dataclass
 class ScheduleController:
     kube: KubeApi
-    may_act: Callable[[str], bool] = lambda namespace: True  # this replica holds its shard
+    # whether this replica may act on a namespace now (it holds its shard, in time), and
+    # whether it holds the shard at all (fenced for a moment: the reconcile waits)
+    may_act: Callable[[str], bool] = lambda namespace: True
+    holds: Callable[[str], bool] = lambda namespace: True
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
 
     def __post_init__(self) -> None:
@@ -62,7 +66,9 @@ class ScheduleController:
     async def reconcile(self, key: str) -> None:
         ns, name = key.split("/", 1)
         if not self.may_act(ns):
-            return  # the replica holding its shard reconciles it
+            if self.holds(ns):  # fenced for a moment: its next time must not be lost
+                self.queue.request_after(key, FENCED_RETRY)
+            return  # another replica's shard: that replica reconciles it
         body = await self.kube.get(API_VERSION, SCHEDULE, name, ns)
         if body is None:
             self.queue.cancel_later(key)

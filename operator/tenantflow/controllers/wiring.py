@@ -105,7 +105,7 @@ class Operator:
         )
         tenants = TenantController(kube, settings, usage=instances.tenant_usage)
         definitions = DefinitionController(kube, revisions, wake_instance=instances.queue.request)
-        schedules = ScheduleController(kube, may_act=shards.may_act)
+        schedules = ScheduleController(kube, may_act=shards.may_act, holds=shards.holds)
         op = cls(kube, settings, instances, tenants, definitions, schedules, shards)
         return op
 

@@ -72,6 +72,10 @@ class WorkQueue:
         if key not in self._due or self._due[key] > when:
             self.request_after(key, when)
 
+    def due_at(self, key: str) -> dt.datetime | None:
+        """When `key`'s run-later is due (None: it has none)."""
+        return self._due.get(key)
+
     def cancel_later(self, key: str) -> None:
         """Forget `key`'s run-later (its object is gone)."""
         self._due.pop(key, None)

@@ -120,3 +120,18 @@ async def test_a_bad_spec_is_stalled_naming_the_field() -> None:
     stalled = next(c for c in status(kube)["conditions"] if c["type"] == "Stalled")
     assert stalled["status"] == "True" and "spec.timeZone" in stalled["message"]
     assert runs(kube) == {}
+
+
+@pytest.mark.unit
+async def test_a_reconcile_found_fenced_waits_instead_of_dropping_the_schedule() -> None:
+    kube, _, clock = setup()
+    fenced = {"now": True}
+    ctl = ScheduleController(
+        kube, may_act=lambda ns: not fenced["now"], holds=lambda ns: True, now=clock
+    )
+    clock.set("2030-01-01T01:00:02Z")
+    await ctl.reconcile(KEY)
+    assert runs(kube) == {} and ctl.queue.due_at(KEY)  # asked again soon, not forgotten
+    fenced["now"] = False
+    await ctl.reconcile(KEY)
+    assert len(runs(kube)) == 1
