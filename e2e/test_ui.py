@@ -273,4 +273,4 @@ def test_what_tenant_code_writes_is_shown_as_text_never_run_as_markup(
     expect(page.locator("#timeline")).to_contain_text("<script>window.pwned=2</script>")
     expect(page.locator("body")).to_contain_text("<iframe src=//evil></iframe>")
     assert page.evaluate("window.pwned") is None
-    assert page.locator("main img, main iframe, main script, main b").count() == 0
+    assert page.locator("main img, main iframe, main script, main [onerror]").count() == 0
