@@ -6,26 +6,15 @@ are all Waiting: `ui_first_screen_s` is navigation to the first row drawn."""
 
 from __future__ import annotations
 
-import re
 import statistics
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tenantflow.testing.browser import CHROMIUM, CHROMIUM_ARGS, start_ui
+
 TRIES = 5
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def _get_ms(url: str, token: str) -> float:
@@ -39,18 +28,9 @@ def _get_ms(url: str, token: str) -> float:
 def measure(kubeconfig: Path, namespace: str) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tenantflow", "--kubeconfig", str(kubeconfig), "ui", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
+    proc, url = start_ui(kubeconfig)
     try:
-        assert proc.stdout is not None
-        found = re.search(
-            r"http://127\.0\.0\.1:(\d+)/\?token=(\S+)", proc.stdout.readline().decode()
-        )
-        assert found, "the UI printed no URL"
-        base, token = f"http://127.0.0.1:{found.group(1)}", found.group(2)
+        base, _, token = url.partition("/?token=")
         pages = {
             "ui_instances_page_ms": f"{base}/api/instances?limit=50",
             "ui_instances_filtered_page_ms": (
@@ -59,8 +39,8 @@ def measure(kubeconfig: Path, namespace: str) -> dict[str, Any]:
             "ui_tenants_ms": f"{base}/api/tenants",
         }
         out: dict[str, Any] = {
-            key: round(statistics.median(_get_ms(url, token) for _ in range(TRIES)), 1)
-            for key, url in pages.items()
+            key: round(statistics.median(_get_ms(page, token) for _ in range(TRIES)), 1)
+            for key, page in pages.items()
         }
         screens = []
         with sync_playwright() as pw:

@@ -8,9 +8,6 @@ TENANTFLOW_UI_SCREENSHOTS=docs/ui writes a screenshot of each view there (docs/u
 from __future__ import annotations
 
 import os
-import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,19 +18,9 @@ from kubernetes import client
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from e2e.conftest import GROUP, Tenant
+from tenantflow.testing.browser import CHROMIUM, CHROMIUM_ARGS, start_ui
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-CHROMIUM = "/usr/bin/chromium"
-# no background traffic: this machine's network is closed, and tests stay on loopback
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SHOTS = os.environ.get("TENANTFLOW_UI_SCREENSHOTS")
 
 WAITER = """
@@ -52,20 +39,6 @@ async def run(event, step, env):
     await step.sleep("cool-down", "1s")
     await step.do("deploy", deploy, retries={"limit": 2, "delay": "1s", "backoff": "constant"})
 """
-
-
-def start_ui(kubeconfig: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    out = log.open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tenantflow", "--kubeconfig", str(kubeconfig), "ui", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=out,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline().decode()
-    found = re.search(r"(http://127\.0\.0\.1:\d+/\?token=\S+)", line)
-    assert found, f"no URL in {line!r}; log: {log.read_text()}"
-    return proc, found.group(1)
 
 
 @pytest.fixture(scope="module")

@@ -155,10 +155,7 @@ def _json_arg(value: str | None, what: str) -> Any:
 
 
 async def _instance(kube: Kube, args: argparse.Namespace) -> dict[str, Any]:
-    inst = await kube.get(API_VERSION, WFI, args.instance, args.namespace)
-    if inst is None:
-        raise CliError(f"WorkflowInstance {args.namespace}/{args.instance} not found")
-    return inst
+    return await instances.get(kube, args.namespace, args.instance)
 
 
 def _status_view(inst: dict[str, Any]) -> dict[str, Any]:

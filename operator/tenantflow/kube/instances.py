@@ -21,10 +21,14 @@ class InstanceChanging(TenantflowError):
     """The instance changed under every attempt to append to it."""
 
 
+class InstanceNotFound(TenantflowError):
+    """No instance of that name in that namespace."""
+
+
 async def get(kube: KubeApi, namespace: str, name: str) -> dict[str, Any]:
     inst = await kube.get(API_VERSION, INSTANCE, name, namespace)
     if inst is None:
-        raise TenantflowError(f"WorkflowInstance {namespace}/{name} does not exist")
+        raise InstanceNotFound(f"WorkflowInstance {namespace}/{name} not found")
     return inst
 
 

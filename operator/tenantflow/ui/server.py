@@ -92,6 +92,8 @@ def _api(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
             return web.json_response(await handler(request, kube), dumps=_dumps)
         except ApiException as exc:
             return web.json_response({"error": message(exc)}, status=exc.status or 502)
+        except actions.InstanceNotFound as exc:
+            return web.json_response({"error": str(exc)}, status=404)
         except TenantflowError as exc:
             return web.json_response({"error": str(exc)}, status=400)
 

@@ -237,7 +237,11 @@ def pause_layer() -> Path:
 
 # dev tooling stays out of the images: a cluster runs the operator and the runner, never
 # the dev cluster or the fault proxy
-_NOT_SHIPPED = (PACKAGE_DIR / "testing" / "devcluster", PACKAGE_DIR / "testing" / "faultproxy.py")
+_NOT_SHIPPED = (
+    PACKAGE_DIR / "testing" / "devcluster",
+    PACKAGE_DIR / "testing" / "faultproxy.py",
+    PACKAGE_DIR / "testing" / "browser.py",
+)
 
 
 def _shipped(path: Path) -> bool:
