@@ -53,6 +53,14 @@ class Tenant:
             GROUP, VERSION, self.ns, "workflowdefinitions", name
         )
 
+    def define_all(self, **sources: str) -> Tenant:
+        """Definitions by name, each waited for until its first revision is active."""
+        for name, source in sources.items():
+            self.define(name, source)
+        for name in sources:
+            self.wait_revision(name, 1)
+        return self
+
     def wait_revision(self, definition: str, revision: int) -> dict[str, Any]:
         def ready() -> dict[str, Any] | None:
             d = self.custom.get_namespaced_custom_object(

@@ -36,11 +36,7 @@ async def run(event, step, env):
 def capped(tenant_factory: Any) -> Tenant:
     """One slot for the whole tenant: a parent waiting on children must lend it."""
     t: Tenant = tenant_factory(maxConcurrentInstances=1)
-    t.define("pipeline", PIPELINE)
-    t.define("build", BUILD)
-    t.wait_revision("pipeline", 1)
-    t.wait_revision("build", 1)
-    return t
+    return t.define_all(pipeline=PIPELINE, build=BUILD)
 
 
 def children(t: Tenant, parent: str) -> list[dict[str, Any]]:

@@ -29,11 +29,7 @@ async def run(event, step, env):
 
 @pytest.fixture(scope="module")
 def scheduled(tenant: Tenant) -> Tenant:
-    tenant.define("quick", QUICK)
-    tenant.define("long", LONG)
-    tenant.wait_revision("quick", 1)
-    tenant.wait_revision("long", 1)
-    return tenant
+    return tenant.define_all(quick=QUICK, long=LONG)
 
 
 def schedule(t: Tenant, name: str, workflow: str, **spec: Any) -> None:

@@ -67,11 +67,7 @@ def page(browser: Browser) -> Iterator[Page]:
 
 @pytest.fixture(scope="module")
 def workflows(tenant: Tenant) -> Tenant:
-    tenant.define("waiter", WAITER)
-    tenant.define("flaky", FLAKY)
-    tenant.wait_revision("waiter", 1)
-    tenant.wait_revision("flaky", 1)
-    return tenant
+    return tenant.define_all(waiter=WAITER, flaky=FLAKY)
 
 
 def open_view(page: Page, url: str, view: str) -> None:
