@@ -149,3 +149,28 @@ async def test_a_forged_start_names_no_object_the_operator_did_not_derive(
         if kind == INSTANCE and o["metadata"]["name"] != "ci"
     }
     assert made == {child_name("ci", "build-api")}
+
+
+async def test_a_child_deleted_while_awaited_is_started_again(tmp_path: Path) -> None:
+    h = await pipeline(tmp_path)
+    assert (await run_to_rest(h, ["slow"]))["phase"] == Phase.WAITING
+    child = child_name("ci", "build-slow")
+    body = h.watched(child)
+    await h.kube.delete(API_VERSION, INSTANCE, child, NS)
+    h.kube.calls.clear()
+    h.controller.on_event("DELETED", body)  # the watch says so; the parent hears of it
+    await pump(h)
+    assert ("create", INSTANCE, child) in h.kube.calls
+    assert h.status(child)["phase"] == Phase.WAITING and h.status("ci")["phase"] == Phase.WAITING
+
+
+async def test_a_parent_reads_only_the_children_that_are_not_known_active(
+    tmp_path: Path,
+) -> None:
+    """A fan-out must not cost a read of every child at each child's finish."""
+    h = await pipeline(tmp_path)
+    assert (await run_to_rest(h, ["slow", "api"]))["phase"] == Phase.WAITING
+    h.kube.calls.clear()
+    await h.drive(f"{NS}/ci")
+    reads = [c for c in h.kube.calls if c[0] in ("get", "list") and c[2] != "ci"]
+    assert reads == [], "the sleeping child is active per the watch: not read"

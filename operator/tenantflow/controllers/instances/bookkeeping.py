@@ -40,6 +40,11 @@ class PhaseBook:
         if (old[1] if old else None) != phase:
             self.usage_changed(owner)
 
+    def phase_of(self, key: str) -> str | None:
+        """`key`'s phase as last observed (None: not tracked)."""
+        seen = self.phases.get(key)
+        return seen[1] if seen else None
+
     def started(self, tenant: str) -> None:
         metrics.INSTANCE_STARTS.labels(tenant=tenant).inc()
         self.usage.started(tenant)

@@ -2,17 +2,19 @@
 
 A child is a WorkflowInstance in its parent's namespace, controlled by the parent
 (ownerReferences: deleting the parent deletes it) and labelled with the parent's uid, so
-one list finds a parent's children. Its name is derived here from the parent's name,
-the step and the parent's epoch (`engine.children.child_name`), never taken from the
-sandbox's answer, so tenant code cannot aim a start at another object. A finished child
-requests a drive of its parent; the parent's drive reads its children and hands the
-finished ones to the next advance. A parent that finishes terminates the children it
-still awaited (Temporal's default parent-close policy).
+one list finds a parent's children (to end them). Its name is derived here from the
+parent's name, the step and the parent's epoch (`engine.children.child_name`), never
+taken from the sandbox's answer, so tenant code cannot aim a start at another object. A
+finished child requests a drive of its parent; the parent's drive reads the children the
+watch does not show active and hands the finished ones to the next advance. A parent
+that finishes terminates the children it still awaited (Temporal's default parent-close
+policy).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +27,7 @@ from tenantflow.lifecycle import instance_state as state
 from tenantflow.lifecycle import reset
 from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
-from tenantflow.vocabulary import API_VERSION, FINISHED, GROUP, INSTANCE
+from tenantflow.vocabulary import ACTIVE, API_VERSION, FINISHED, GROUP, INSTANCE
 
 log = get_logger("tenantflow.instance")
 PARENT_UID_LABEL = f"{GROUP}/parent-uid"
@@ -50,34 +52,30 @@ class Awaited:
 @dataclass
 class Children:
     kube: KubeApi
+    # an instance's phase as the watch last showed it (None: not seen, or no phase yet)
+    phase_of: Callable[[str], str | None] = lambda key: None
 
     def _names(self, d: Drive, steps: list[dict[str, Any]]) -> dict[str, str]:
         """The child instance each awaited step of `steps` (a journal) runs as, by step."""
         epoch = reset.epoch(d.status)
         return {step: child_name(d.view.name, step, epoch) for step in state.awaited_steps(steps)}
 
-    async def _listed(self, d: Drive) -> dict[str, dict[str, Any]]:
-        """The parent's children, by name (only those it controls)."""
-        items = await self.kube.list(
-            API_VERSION,
-            INSTANCE,
-            namespace=d.view.namespace,
-            label_selector=f"{PARENT_UID_LABEL}={d.view.uid}",
-        )
-        return {b["metadata"]["name"]: b for b in items if _controlled_by(b, d.view.uid)}
-
     async def awaited(self, d: Drive) -> Awaited | None:
-        """The awaited children's state; None when the instance awaits none."""
+        """The awaited children's state; None when the instance awaits none. A child the
+        watch shows still active costs nothing; the others (finished, or not seen yet)
+        are read one by one, so a fan-out of N children costs O(N) reads as they finish,
+        not a list of all of them at each one."""
         names = self._names(d, d.status.get("steps") or [])
         if not names:
             return None
-        listed = await self._listed(d)
         finished: dict[str, ChildResult] = {}
         missing = False
         for step, name in names.items():
-            body = listed.get(name)
-            if body is None:
-                missing = True
+            if self.phase_of(f"{d.view.namespace}/{name}") in ACTIVE:
+                continue
+            body = await self.kube.get(API_VERSION, INSTANCE, name, d.view.namespace)
+            if body is None or not _controlled_by(body, d.view.uid):
+                missing = True  # the advance asks for it again (a start finds a squatter)
                 continue
             result = ChildResult.of_status(body.get("status") or {})
             if result is not None:

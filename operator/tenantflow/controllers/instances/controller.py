@@ -73,7 +73,7 @@ class InstanceController:
         self.writer = StatusWriter(self.kube, self.queue, self.may_act, self._defer)
         self.revisions = RevisionResolver(self.kube, self.revision_cache)
         self.failures = SandboxFailures(self.sandboxes)
-        self.children = Children(self.kube)
+        self.children = Children(self.kube, phase_of=self.book.phase_of)
         self.advancer = Advancer(
             self.sandboxes,
             self.transport,
@@ -143,6 +143,8 @@ class InstanceController:
 
     def _ended(self, view: InstanceView, *, deleted: bool) -> None:
         """An instance seen finished (or gone): who may be waiting on it hears of it."""
+        if deleted:  # gone before its own drive says so: its parent must not see it active
+            self.book.track(view.key, None, None)
         if view.parent:
             self.queue.request(f"{view.namespace}/{view.parent}")  # a child it may await
         if deleted:
