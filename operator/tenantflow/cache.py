@@ -22,8 +22,11 @@ class Cache(Generic[K, V]):
         maxsize: int,
         ttl: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_evict: Callable[[V], None] | None = None,
     ) -> None:
+        """`on_evict(value)`: a value dropped for its age or for room (to close it)."""
         self.maxsize, self.ttl, self.clock = maxsize, ttl, clock
+        self.on_evict = on_evict
         self._items: OrderedDict[K, tuple[float, V]] = OrderedDict()
 
     def get(self, key: K) -> V | None:
@@ -33,6 +36,7 @@ class Cache(Generic[K, V]):
         stored_at, value = found
         if self.ttl is not None and self.clock() - stored_at > self.ttl:
             del self._items[key]
+            self._evicted(value)
             return None
         self._items.move_to_end(key)
         return value
@@ -41,7 +45,11 @@ class Cache(Generic[K, V]):
         self._items[key] = (self.clock(), value)
         self._items.move_to_end(key)
         while len(self._items) > self.maxsize:
-            self._items.popitem(last=False)
+            self._evicted(self._items.popitem(last=False)[1][1])
+
+    def _evicted(self, value: V) -> None:
+        if self.on_evict is not None:
+            self.on_evict(value)
 
     def discard(self, key: K) -> None:
         self._items.pop(key, None)

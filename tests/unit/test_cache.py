@@ -31,3 +31,14 @@ def test_forget_and_discard() -> None:
     cache.discard(("ns", "missing", 1))
     assert [cache.get(("ns", "wf", n)) for n in (1, 2)] == [None, None]
     assert cache.get(("ns", "other", 1)) == "o"
+
+
+def test_what_is_dropped_for_room_or_age_is_handed_to_on_evict() -> None:
+    now, dropped = [0.0], []
+    cache: Cache[str, str] = Cache(maxsize=2, ttl=5, clock=lambda: now[0], on_evict=dropped.append)
+    cache.put("a", "A")
+    cache.put("b", "B")
+    cache.put("c", "C")  # no room for a
+    now[0] = 6
+    assert cache.get("b") is None  # too old
+    assert dropped == ["A", "B"]

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -35,7 +36,7 @@ class Access:
     hosts: frozenset[str] = frozenset()  # local: the Host headers this server answers to
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     clients: Cache[str, Kube] = field(
-        default_factory=lambda: Cache(maxsize=CLIENTS_KEPT, ttl=CLIENT_TTL)
+        default_factory=lambda: Cache(maxsize=CLIENTS_KEPT, ttl=CLIENT_TTL, on_evict=_close)
     )
 
     def kube_for(self, request: web.Request) -> Kube:
@@ -66,3 +67,14 @@ class Access:
                 content_type="application/json",
             )
         return self.kube
+
+
+def _close(kube: Kube) -> None:
+    """A client no longer kept: its connections closed (a stream still using it ends, and
+    the browser opens the next one)."""
+    task = asyncio.get_running_loop().create_task(kube.close())
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
+
+
+_closing: set[asyncio.Task[None]] = set()
