@@ -99,11 +99,15 @@ def main() -> int:
         k("get", "pods,pvc,networkpolicy,resourcequota", "-n", "tenant-acme", "-o", "wide"), end=""
     )
 
-    step("Submitting the example workflows: CI pipeline, agent with approval, saga, data sync")
-    for example in ("ci-pipeline", "agent-approval", "order-saga", "data-sync"):
+    step(
+        "Submitting the example workflows: CI pipeline, agent with approval, saga, data sync, "
+        "a release that builds three services as child workflows (and its nightly schedule)"
+    )
+    for example in ("ci-pipeline", "agent-approval", "order-saga", "data-sync", "release-train"):
         print(k("apply", "-f", str(ROOT / "examples" / example)), end="")
     waiting = lambda phases: all(p in FINISHED or p == "Waiting" for p in phases.values())  # noqa: E731
-    show_progress(k, until=lambda phases: len(phases) == 5 and waiting(phases))
+    # five instances, and the release's three children
+    show_progress(k, until=lambda phases: len(phases) == 9 and waiting(phases))
 
     step("Two instances wait for a human: sending them the 'approved' event")
     events = json.dumps({"spec": {"events": [{"type": "approved", "payload": {"by": "bob"}}]}})
@@ -127,7 +131,7 @@ def main() -> int:
     step("Done: everything keeps running")
     print(
         f"export KUBECONFIG={kubeconfig}\n"
-        "kubectl get tenantflow -A       # tenants, definitions, instances\n"
+        "kubectl get tenantflow -A       # tenants, definitions, instances, schedules\n"
         ".venv/bin/tenantflow -n tenant-acme history build-1   # the journal, via the CLI\n"
         ".venv/bin/tenantflow ui                       # the web UI (open the URL it prints)\n"
         "make down                       # stop the operator and the control plane"
