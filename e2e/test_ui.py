@@ -88,7 +88,6 @@ def test_the_instance_list_updates_when_an_instance_finishes(
     open_view(page, ui, f"instances?namespace={workflows.ns}")
     row = page.locator(f'#instances tr[data-instance="{name}"]')
     expect(row.locator("td.phase")).to_have_text("Waiting", timeout=15_000)
-    shot(page, "instances")
     workflows.send_event(name, "go", {"by": "bob"})  # not through the page: it must notice
     expect(row.locator("td.phase")).to_have_text("Complete", timeout=30_000)
     expect(page.locator('#counts [data-phase="Complete"]')).to_be_visible()
@@ -134,7 +133,6 @@ def test_revisions_compare_side_by_side(workflows: Tenant, ui: str, page: Page) 
     changed = page.locator("#diff tr.replace")
     expect(changed.locator("td.l")).to_contain_text('"ready"', timeout=15_000)
     expect(changed.locator("td.r")).to_contain_text('"ready, again"')
-    shot(page, "definition")
 
 
 def user_kubeconfig(admin: Path, token: str, out: Path) -> Path:
@@ -202,7 +200,6 @@ def test_a_user_without_rbac_on_a_tenant_cannot_see_it(
                 timeout=15_000
             )
             expect(page.locator(f'#tenants tr[data-tenant="{other.name}"]')).to_have_count(0)
-            shot(page, "tenants")
             open_view(page, url, f"instances?namespace={other.ns}")
             expect(page.locator("#error")).to_contain_text("forbidden", timeout=15_000)
             open_view(page, url, f"instance/{other.ns}/{hidden}")
