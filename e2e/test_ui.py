@@ -105,6 +105,8 @@ def test_the_timeline_shows_a_retried_steps_attempts(
     errors = page.locator("#step-errors")
     expect(errors).to_contain_text("deploy — 3 attempt(s), last: ValueError")
     expect(errors).to_contain_text("registry unreachable (attempt 3)")
+    for n in (1, 2, 3):  # every attempt's own error, not only the last
+        expect(errors).to_contain_text(f"attempt {n} at")
     shot(page, "instance-errored")
 
 

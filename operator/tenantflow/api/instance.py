@@ -100,6 +100,15 @@ class LostAttempt(Model):
     error: ErrorInfo = Field(description="Why the last of them was lost, e.g. OutOfMemory.")
 
 
+class AttemptFailure(Model):
+    """One failed attempt of a step, kept after the step goes on (the last three)."""
+
+    attempt: int = Field(ge=1, description="Which attempt (1-based).")
+    name: str = Field(description="Error class or reason, e.g. ValueError, StepTimeout.")
+    message: str = Field("", description="Its message (the first 512 characters).")
+    at: str = Field(description="When it failed (RFC 3339).")
+
+
 class StepStatus(Model):
     """One journal entry (the engine's StepRecord.to_dict shape)."""
 
@@ -119,6 +128,9 @@ class StepStatus(Model):
     event_type: str | None = Field(None, description="Event type awaited.")
     event_index: int | None = Field(None, description="spec.events index consumed.")
     child: str | None = Field(None, description="The child instance this step runs (child).")
+    failures: list[AttemptFailure] | None = Field(
+        None, max_length=3, description="Its last failed attempts, kept after it succeeds."
+    )
 
 
 class ResetRecord(Model):

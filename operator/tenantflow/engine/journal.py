@@ -40,7 +40,10 @@ _PLAIN_FIELDS = {
     "event_type": "eventType",
     "event_index": "eventIndex",
     "child": "child",
+    "failures": "failures",
 }
+FAILURES_KEPT = 3  # the last failed attempts of a step kept in its record, each ...
+FAILURE_MESSAGE = 512  # ... with at most this much of its message
 
 
 @dataclass(slots=True)
@@ -61,6 +64,18 @@ class StepRecord:
     event_type: str | None = None
     event_index: int | None = None  # which inbox entry a completed event wait consumed
     child: str | None = None  # the child instance's name (step.child)
+    # its last failed attempts ({attempt, name, message, at}), kept after it succeeds
+    failures: list[dict[str, Any]] | None = None
+
+    def failed(self, attempt: int, error: dict[str, Any], at: dt.datetime) -> None:
+        """Keep one failed attempt (the last FAILURES_KEPT stay), whatever comes next."""
+        entry = {
+            "attempt": attempt,
+            "name": str(error.get("name", "Error")),
+            "message": str(error.get("message", ""))[:FAILURE_MESSAGE],
+            "at": format_time(at),
+        }
+        self.failures = [*(self.failures or []), entry][-FAILURES_KEPT:]
 
     def to_dict(self) -> dict[str, Any]:
         """camelCase, None fields left out: the exact `status.steps[]` shape."""

@@ -172,6 +172,7 @@ class ReplayState:
             return rec
         rec.attempts = int(lost["attempts"])
         rec.state, rec.error, rec.next_attempt_at = StepState.RETRYING, lost.get("error"), None
+        rec.failed(rec.attempts, rec.error or {"name": "Lost"}, self.now())
         self.changed = True
         return rec
 

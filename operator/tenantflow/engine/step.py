@@ -87,6 +87,7 @@ class StepApi:
                 s.executed.append((name, "success"))
                 return seen
             rec.error = error
+            rec.failed(rec.attempts, error, s.now())
             s.executed.append((name, "timeout" if error["name"] == "StepTimeout" else "failure"))
             if final or rec.attempts > policy.limit:
                 rec.state, rec.next_attempt_at = StepState.ERRORED, None

@@ -82,6 +82,7 @@ def timeline(steps: list[dict[str, Any]], now: dt.datetime) -> dict[str, Any]:
                 "open": not s.get("finishedAt"),
                 "waitUntil": wait_until if not s.get("finishedAt") else None,
                 "error": s.get("error"),
+                "failures": s.get("failures") or [],
                 "eventType": s.get("eventType"),
                 "child": s.get("child"),
             }

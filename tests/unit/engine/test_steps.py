@@ -307,3 +307,21 @@ def test_log_fields_stay_namespaced_capped_and_json() -> None:
     result = run(bad)
     assert result.phase == "Errored" and result.error["name"] == "TypeError"
     assert "env.log.info" in result.error["message"]
+
+
+def test_a_steps_failed_attempts_stay_in_its_record_after_it_succeeds() -> None:
+    from tenantflow.engine.journal import FAILURES_KEPT
+
+    def flaky() -> str:
+        if current_attempt() <= 4:
+            raise ValueError(f"down (attempt {current_attempt()})")
+        return "up"
+
+    async def wf(event: Any, step: Any) -> Any:
+        return await step.do("flaky", flaky, retries={"limit": 5, "delay": 0})
+
+    result = run(wf)
+    entry = result.step("flaky")
+    assert result.output == "up" and "error" not in entry and entry["attempts"] == 5
+    assert [f["attempt"] for f in entry["failures"]] == [2, 3, 4][-FAILURES_KEPT:]
+    assert entry["failures"][-1]["message"] == "down (attempt 4)"

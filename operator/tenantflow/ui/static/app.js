@@ -228,7 +228,9 @@ async function instanceView(ns, name) {
       h("input", { name: "type", placeholder: "event type", value: d.timeline.bars.find((b) => b.open && b.eventType)?.eventType || "" }),
       h("input", { name: "payload", placeholder: '{"payload": "JSON"}', size: 30 }),
       h("button", {}, "Send event"));
-    const errors = d.timeline.bars.filter((b) => b.error).map((b) => h("li", {}, h("b", {}, b.name), ` — ${b.attempts} attempt(s), last: ${b.error.name}: ${b.error.message}`));
+    const errors = d.timeline.bars.filter((b) => b.error || b.failures.length).map((b) => h("li", {}, h("b", {}, b.name),
+      ` — ${b.attempts} attempt(s)` + (b.error ? `, last: ${b.error.name}: ${b.error.message}` : ", then it succeeded"),
+      h("ul", {}, b.failures.map((f) => h("li", { class: "muted" }, `attempt ${f.attempt} at ${when(f.at)}: ${f.name}: ${f.message}`)))));
     render(
       h("h1", {}, name, " ", badge(d.phase)),
       h("p", { class: "muted" }, "Tenant ", ns.replace(/^tenant-/, ""), " · definition ", link(`#/definition/${ns}/${d.definition}`, d.definition), ` · revision ${d.revision ?? "—"} · started ${when(d.startedAt)}`,
