@@ -202,6 +202,17 @@ def test_a_user_without_rbac_on_a_tenant_cannot_see_it(
                 timeout=15_000
             )
             expect(page.locator(f'#tenants tr[data-tenant="{other.name}"]')).to_have_count(0)
+            # across tenants: alice may not watch the cluster, so one watch per tenant she
+            # sees keeps her list live (and the other tenant's instances never show)
+            open_view(page, url, "instances")
+            expect(page.locator("#instances")).to_be_visible(timeout=15_000)
+            page.wait_for_timeout(1000)  # the watches are open
+            fresh = workflows.start("waiter", {"pr": 99})
+            expect(page.locator(f'#instances tr[data-instance="{fresh}"]')).to_be_visible(
+                timeout=30_000
+            )
+            expect(page.locator(f'#instances tr[data-instance="{hidden}"]')).to_have_count(0)
+            expect(page.locator("#live")).to_have_text("")
             open_view(page, url, f"instances?namespace={other.ns}")
             expect(page.locator("#error")).to_contain_text("forbidden", timeout=15_000)
             open_view(page, url, f"instance/{other.ns}/{hidden}")

@@ -297,7 +297,8 @@ async def _act(request: web.Request, kube: Kube) -> Any:
 # ---------------------------------------------------------------------- live
 async def _watch(request: web.Request) -> web.StreamResponse:
     """Server-sent events: each change of the instances a list (or one instance's page)
-    shows, as the row (or the whole page's data) it now is."""
+    shows, as the row (or the whole page's data) it now is. Across tenants, one watch of
+    the cluster if the user may, else one per namespace the user may see, merged."""
     kube = request.app[SETTINGS].access.kube_for(request)
     q = request.query
     ns, name = q.get("namespace") or None, q.get("name")
@@ -308,28 +309,83 @@ async def _watch(request: web.Request) -> web.StreamResponse:
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
     )
     await response.prepare(request)
+    events: asyncio.Queue[dict[str, Any] | ApiException | None] = asyncio.Queue(maxsize=1000)
     try:
-        listed = await kube.request(
-            "GET",
-            path(API_VERSION, INSTANCE, ns),
-            query=[("limit", "1"), *([("fieldSelector", fields)] if fields else [])],
-        )
-        version = str((listed.get("metadata") or {}).get("resourceVersion", ""))
-        async for event in kube.watch(
-            API_VERSION, INSTANCE, version, WATCH_SECONDS, namespace=ns, field_selector=fields
-        ):
-            if event.get("type") not in ("ADDED", "MODIFIED", "DELETED"):
-                continue
-            obj = event["object"]
-            data = (
-                views.instance_detail(obj, [], dt.datetime.now(dt.UTC))
-                if name
-                else views.instance_row(obj)
-            )
-            line = _dumps({"type": event["type"], "data": data})
-            await response.write(f"data: {line}\n\n".encode())
+        try:
+            scopes: list[str | None] = [ns] if ns else [None]
+            await _since(kube, ns, fields)  # may this user watch it?
+        except ApiException as exc:
+            if exc.status != 403 or ns is not None:
+                raise
+            scopes = list((await _tenants(request, kube))["namespaces"])
+        tasks = [asyncio.create_task(_follow(kube, s, fields, events)) for s in scopes]
+        try:
+            await _relay(response, events, len(tasks), detail=bool(name))
+        finally:
+            for task in tasks:
+                task.cancel()
     except ApiException as exc:
         await response.write(f"event: failed\ndata: {_dumps({'error': message(exc)})}\n\n".encode())
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     return response
+
+
+async def _since(kube: Kube, namespace: str | None, fields: str) -> str:
+    """The resourceVersion a watch starts from (a one-item list: also the access check)."""
+    listed = await kube.request(
+        "GET",
+        path(API_VERSION, INSTANCE, namespace),
+        query=[("limit", "1"), *([("fieldSelector", fields)] if fields else [])],
+    )
+    return str((listed.get("metadata") or {}).get("resourceVersion", ""))
+
+
+async def _follow(
+    kube: Kube,
+    namespace: str | None,
+    fields: str,
+    events: asyncio.Queue[dict[str, Any] | ApiException | None],
+) -> None:
+    """One watch into the queue; None when it ends, the error if it fails."""
+    try:
+        version = await _since(kube, namespace, fields)
+        async for event in kube.watch(
+            API_VERSION,
+            INSTANCE,
+            version,
+            WATCH_SECONDS,
+            namespace=namespace,
+            field_selector=fields,
+        ):
+            if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
+                await events.put(event)
+    except ApiException as exc:
+        await events.put(exc)
+        return
+    await events.put(None)
+
+
+async def _relay(
+    response: web.StreamResponse,
+    events: asyncio.Queue[dict[str, Any] | ApiException | None],
+    watches: int,
+    *,
+    detail: bool,
+) -> None:
+    """Write the watches' events until every watch has ended (the browser reconnects)."""
+    while watches:
+        event = await events.get()
+        if event is None:
+            watches -= 1
+            continue
+        if isinstance(event, ApiException):
+            raise event
+        obj = event["object"]
+        data = (
+            views.instance_detail(obj, [], dt.datetime.now(dt.UTC))
+            if detail
+            else views.instance_row(obj)
+        )
+        line = _dumps({"type": event["type"], "data": data})
+        await response.write(f"data: {line}\n\n".encode())

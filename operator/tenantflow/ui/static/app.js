@@ -57,7 +57,12 @@ async function stream(path, onData) {
         while ((cut = buffer.indexOf("\n\n")) >= 0) {
           const chunk = buffer.slice(0, cut); buffer = buffer.slice(cut + 2);
           const data = chunk.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
-          if (data && !chunk.startsWith("event: failed")) onData(JSON.parse(data));
+          if (chunk.startsWith("event: failed")) { // not allowed to watch: no live updates
+            const note = document.getElementById("live");
+            if (note) note.textContent = "Live updates off: " + JSON.parse(data).error;
+            return;
+          }
+          if (data) onData(JSON.parse(data));
         }
       }
     } catch (e) { if (ctl.signal.aborted) return; }
@@ -171,7 +176,7 @@ async function instancesView(params) {
     more.hidden = !cont; recount();
   };
   more.onclick = load;
-  render(h("h1", {}, "Instances"), form, counts,
+  render(h("h1", {}, "Instances"), form, counts, h("p", { class: "muted", id: "live" }),
     table(["Instance", "Tenant", "Definition", "Rev", "Phase", "Steps", "Created", "Waiting / error"], body, { id: "instances" }), more);
   await load();
   stream("/api/watch/instances?" + q.toString(), (ev) => {
