@@ -4,8 +4,9 @@ persisted step run again.
 The operator talks to the API server through a fault proxy (409/500/504/lost responses/
 dropped connections/cut watches on a seeded fraction of requests) while, at random moments,
 the operator is SIGKILLed, kube-apiserver or etcd restarted, and sandbox runners or workers
-killed. Instances of a mixed workflow (parallel steps, a sleep, retries, an event) keep being
-started throughout; each step execution is written to a ledger in the tenant's database.
+killed. Instances of a mixed workflow (parallel steps, a sleep, retries, an event, a child
+workflow) keep being started throughout; each step execution (the children's too) is
+written to a ledger in the tenant's database.
 An observer polls the API server directly and notes when each step was first seen persisted
 and each instance first seen Complete.
 
@@ -56,8 +57,20 @@ async def run(event, step, env):
     await step.sleep("nap", "2s")
     f = await step.do("flaky", record("flaky"), retries={"limit": 3, "delay": "1s"})
     got = await step.wait_for_event("go", type="go", timeout="10m")
-    d = await step.do("d", record("d"))
-    return [a, b, c, f, got["payload"], d]
+    d, kid = await asyncio.gather(
+        step.do("d", record("d")), step.child("kid", "leaf", {"parent": env.instance_id})
+    )
+    return [a, b, c, f, got["payload"], d, kid]
+"""
+LEAF = """
+import time
+
+async def run(event, step, env):
+    def record():
+        env.db.execute("INSERT INTO ledger VALUES (?, ?, 1, ?)",
+                       (env.instance_id, "leaf", time.time()))
+        return "leaf of " + event["payload"]["parent"]
+    return await step.do("leaf", record)
 """
 SECONDS = float(os.environ.get("CHAOS_SECONDS", 40))
 MIN_FAULTS = int(os.environ.get("CHAOS_MIN_FAULTS", 30))
@@ -132,8 +145,7 @@ def test_no_instance_is_lost_or_completed_twice_under_faults(
         pytest.skip("restarting the API server and etcd needs the local dev cluster")
     rng = random.Random(SEED)
     tenant = tenant_factory(maxStepTimeoutSeconds=60, maxConcurrentInstances=500)
-    tenant.define("mixed", MIXED)
-    tenant.wait_revision("mixed", 1)
+    tenant.define_all(mixed=MIXED, leaf=LEAF)
     injector = Injector(operator_process, DevCluster(), tenant.name)
     observer = Observer(tenant)
     watcher = threading.Thread(target=observer.run, daemon=True)
@@ -167,7 +179,15 @@ def test_no_instance_is_lost_or_completed_twice_under_faults(
     persisted = observer.persisted_at
     rerun = [(i, s) for i, s, _a, at in ledger if (i, s) in persisted and at > persisted[(i, s)]]
     lost = [n for n, st in done.items() if st["phase"] != "Complete"]
-    wrong = [n for n, st in done.items() if st.get("output") != ["a", "b", "c", "flaky", n, "d"]]
+    wrong = [
+        n
+        for n, st in done.items()
+        if st.get("output") != ["a", "b", "c", "flaky", n, "d", f"leaf of {n}"]
+    ]
+    children = _children(tenant)
+    # each parent's child started once, whatever crashed between its start and the
+    # parent's status write
+    extra_children = {n: c for n, c in children.items() if n in done and c != 1}
     figures = {
         "faults_injected": len(process_faults) + sum(stats["injected"].values()),
         "faults_by_kind": {
@@ -179,6 +199,8 @@ def test_no_instance_is_lost_or_completed_twice_under_faults(
         "instances_lost": len(lost),
         "wrong_outputs": len(wrong),
         "duplicate_completions": len(observer.completed_twice),
+        "children": sum(children.values()),
+        "parents_without_exactly_one_child": len(extra_children),
         "persisted_steps_rerun": len(rerun),
         "persisted_steps_checked": len(persisted),
         "at_least_once_reruns": len(ledger) - len({(i, s, a) for i, s, a, _ in ledger}),
@@ -212,6 +234,20 @@ def test_no_instance_is_lost_or_completed_twice_under_faults(
     assert figures["faults_injected"] >= MIN_FAULTS, figures
     assert process_faults and stats["injected"], "both process and API faults were injected"
     assert not lost and not wrong and not rerun and not observer.completed_twice, figures
+    assert not extra_children and sum(children.values()) == len(names), figures
+
+
+def _children(tenant: Tenant) -> dict[str, int]:
+    """Children per parent instance (by their controlling owner)."""
+    items = tenant.custom.list_namespaced_custom_object(
+        GROUP, VERSION, tenant.ns, "workflowinstances"
+    )["items"]
+    count: dict[str, int] = {}
+    for inst in items:
+        for ref in inst["metadata"].get("ownerReferences") or []:
+            if ref.get("kind") == "WorkflowInstance" and ref.get("controller"):
+                count[ref["name"]] = count.get(ref["name"], 0) + 1
+    return count
 
 
 def _events(tenant: Tenant, name: str) -> list[dict[str, Any]]:
