@@ -31,8 +31,10 @@ from conftest import OperatorProcess
 from e2e.chaos.faults import Injector
 from e2e.chaos.results import record, record_run
 from e2e.conftest import GROUP, VERSION, Tenant
+from tenantflow.owners import controller_name
 from tenantflow.testing.devcluster import DevCluster
 from tenantflow.testing.faultproxy import FaultPlan, FaultProxyProcess
+from tenantflow.vocabulary import INSTANCE
 
 MIXED = """
 import asyncio
@@ -244,9 +246,9 @@ def _children(tenant: Tenant) -> dict[str, int]:
     )["items"]
     count: dict[str, int] = {}
     for inst in items:
-        for ref in inst["metadata"].get("ownerReferences") or []:
-            if ref.get("kind") == "WorkflowInstance" and ref.get("controller"):
-                count[ref["name"]] = count.get(ref["name"], 0) + 1
+        parent = controller_name(inst, INSTANCE)
+        if parent is not None:
+            count[parent] = count.get(parent, 0) + 1
     return count
 
 

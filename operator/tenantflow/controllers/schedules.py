@@ -26,6 +26,7 @@ from tenantflow.kube.client import ApiException, KubeApi
 from tenantflow.lifecycle.schedule import Cron, Plan, ScheduleError, plan, run_name
 from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
+from tenantflow.owners import controlled_by, controller_ref
 from tenantflow.vocabulary import (
     API_VERSION,
     FINISHED,
@@ -123,14 +124,7 @@ class ScheduleController:
             namespace=meta["namespace"],
             label_selector=f"{SCHEDULE_LABEL}={meta['name']}",
         )
-        return {
-            b["metadata"]["name"]: b
-            for b in items
-            if any(
-                r.get("uid") == meta.get("uid") and r.get("controller")
-                for r in b["metadata"].get("ownerReferences") or []
-            )
-        }
+        return {b["metadata"]["name"]: b for b in items if controlled_by(b, meta.get("uid"))}
 
     async def _start(
         self, body: dict[str, Any], sched: WorkflowSchedule, at: dt.datetime
@@ -145,16 +139,7 @@ class ScheduleController:
                 "namespace": meta["namespace"],
                 "labels": {SCHEDULE_LABEL: meta["name"]},
                 "annotations": {SCHEDULED_AT_ANNOTATION: format_time(at)},
-                "ownerReferences": [
-                    {
-                        "apiVersion": API_VERSION,
-                        "kind": SCHEDULE,
-                        "name": meta["name"],
-                        "uid": meta.get("uid"),
-                        "controller": True,
-                        "blockOwnerDeletion": True,
-                    }
-                ],
+                "ownerReferences": [controller_ref(SCHEDULE, meta["name"], meta.get("uid"))],
             },
             "spec": {
                 "workflowRef": sched.spec.workflow_ref.wire(),

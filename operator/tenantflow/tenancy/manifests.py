@@ -6,12 +6,12 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Any
 
-from tenantflow.api import API_VERSION
 from tenantflow.api.tenant import Tenant
+from tenantflow.owners import controller_ref
 from tenantflow.tenancy import egress, sharding, status
 from tenantflow.tenancy.pods import container_security, pod_security
 from tenantflow.tenancy.sharding import shard_of
-from tenantflow.vocabulary import GROUP, NAMESPACE_PREFIX, SHARD_LABEL
+from tenantflow.vocabulary import GROUP, NAMESPACE_PREFIX, SHARD_LABEL, TENANT
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "tenantflow"}
 TENANT_LABEL = "tenantflow.dev/tenant"
@@ -69,16 +69,7 @@ def _meta(tenant: Tenant, name: str, *, namespaced: bool = True, **extra: Any) -
     meta: dict[str, Any] = {
         "name": name,
         "labels": labels(tenant.metadata.name),
-        "ownerReferences": [
-            {
-                "apiVersion": API_VERSION,
-                "kind": "Tenant",
-                "name": tenant.metadata.name,
-                "uid": tenant.metadata.uid,
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }
-        ],
+        "ownerReferences": [controller_ref(TENANT, tenant.metadata.name, tenant.metadata.uid)],
         **extra,
     }
     if namespaced:

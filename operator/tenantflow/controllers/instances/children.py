@@ -27,6 +27,7 @@ from tenantflow.lifecycle import instance_state as state
 from tenantflow.lifecycle import reset
 from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
+from tenantflow.owners import controlled_by, controller_ref
 from tenantflow.vocabulary import ACTIVE, API_VERSION, FINISHED, GROUP, INSTANCE
 
 log = get_logger("tenantflow.instance")
@@ -74,7 +75,7 @@ class Children:
             if self.phase_of(f"{d.view.namespace}/{name}") in ACTIVE:
                 continue
             body = await self.kube.get(API_VERSION, INSTANCE, name, d.view.namespace)
-            if body is None or not _controlled_by(body, d.view.uid):
+            if body is None or not controlled_by(body, d.view.uid):
                 missing = True  # the advance asks for it again (a start finds a squatter)
                 continue
             result = ChildResult.of_status(body.get("status") or {})
@@ -125,16 +126,7 @@ class Children:
                     PARENT_ANNOTATION: d.view.name,
                     PARENT_STEP_ANNOTATION: start.step,
                 },
-                "ownerReferences": [
-                    {
-                        "apiVersion": API_VERSION,
-                        "kind": INSTANCE,
-                        "name": d.view.name,
-                        "uid": d.view.uid,
-                        "controller": True,
-                        "blockOwnerDeletion": True,
-                    }
-                ],
+                "ownerReferences": [controller_ref(INSTANCE, d.view.name, d.view.uid)],
             },
             "spec": {"workflowRef": ref, "params": start.params},
         }
@@ -143,7 +135,7 @@ class Children:
         """A child of that name exists: ours (a start repeated), or someone else's object,
         which the parent must not take for its child."""
         body = await self.kube.get(API_VERSION, INSTANCE, name, d.view.namespace)
-        if body is not None and not _controlled_by(body, d.view.uid):
+        if body is not None and not controlled_by(body, d.view.uid):
             self._fail_step(
                 d,
                 start.step,
@@ -184,13 +176,6 @@ class Children:
             except ApiException as exc:
                 if exc.status != 404:
                     raise
-
-
-def _controlled_by(body: dict[str, Any], uid: str) -> bool:
-    return any(
-        ref.get("uid") == uid and ref.get("controller")
-        for ref in body["metadata"].get("ownerReferences") or []
-    )
 
 
 def _reason(exc: ApiException) -> str:

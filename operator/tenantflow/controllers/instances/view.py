@@ -15,6 +15,7 @@ from typing import Any
 from tenantflow.lifecycle.instance_state import lends_slot
 from tenantflow.lifecycle.reset import ResetRequest, applied
 from tenantflow.observability.logging import get_logger
+from tenantflow.owners import controller_name
 from tenantflow.vocabulary import INSTANCE, NAMESPACE_PREFIX, SCHEDULE_LABEL
 
 log = get_logger("tenantflow.instance")
@@ -61,7 +62,7 @@ class InstanceView:
             status=body.get("status") or {},
             reset=_reset_request(meta.get("annotations")),
             uid=meta.get("uid", ""),
-            parent=_parent(meta.get("ownerReferences")),
+            parent=controller_name(body, INSTANCE),
             schedule=(meta.get("labels") or {}).get(SCHEDULE_LABEL),
         )
 
@@ -78,13 +79,6 @@ class InstanceView:
     def lent(self) -> bool:
         """Its concurrency slot is lent to the children it awaits."""
         return lends_slot(self.status)
-
-
-def _parent(owners: list[dict[str, Any]] | None) -> str | None:
-    for ref in owners or []:
-        if ref.get("kind") == INSTANCE and ref.get("controller"):
-            return str(ref.get("name"))
-    return None
 
 
 def _reset_request(annotations: dict[str, str] | None) -> ResetRequest | None:
