@@ -22,7 +22,7 @@ from tenantflow.controllers.instances.view import tenant_of
 from tenantflow.controllers.work_queue import WorkQueue
 from tenantflow.durations import format_time, parse_duration, parse_time
 from tenantflow.kube import events
-from tenantflow.kube.client import ApiException, KubeApi
+from tenantflow.kube.client import ApiException, KubeApi, message
 from tenantflow.lifecycle.schedule import Cron, Plan, ScheduleError, plan, run_name
 from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
@@ -152,7 +152,7 @@ class ScheduleController:
             if exc.status == 409:
                 return None  # started before (a crash before the status write)
             log.warning("scheduled run not started", schedule=meta["name"], status=exc.status)
-            return f"the run of {format_time(at)} was not created ({exc.status} {exc.reason})"
+            return f"the run of {format_time(at)} was not created: {message(exc)[:512]}"
         return None
 
     async def _terminate(self, namespace: str, run: str) -> None:
@@ -223,10 +223,10 @@ class ScheduleController:
                 f"terminated {', '.join(p.terminate)} (overlapPolicy CancelOther)",
             ),
         )
-        for result, count, kind, reason, message in told:
+        for result, count, kind, reason, said in told:
             if count:
                 metrics.SCHEDULE_RUNS.labels(tenant=tenant, result=result).inc(count)
-                await events.post(self.kube, body, kind, reason, message)
+                await events.post(self.kube, body, kind, reason, said)
         if failure:
             await events.post(self.kube, body, "Warning", "StartFailed", failure)
 

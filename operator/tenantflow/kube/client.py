@@ -365,8 +365,11 @@ def _retry_after(data: bytes, attempt: int) -> float:
 
 
 def message(exc: ApiException) -> str:
-    """The API server's Status message for an ApiException."""
+    """The API server's Status message for an ApiException (its body when that is not a
+    Status, its HTTP status and reason when it has no body)."""
+    if not exc.body:
+        return f"{exc.status} {exc.reason}"
     try:
-        return str(json.loads(exc.body or "").get("message", exc.body))
-    except (TypeError, ValueError):
+        return str(json.loads(exc.body).get("message") or exc.body)
+    except (TypeError, ValueError, AttributeError):
         return str(exc.body)

@@ -13,7 +13,6 @@ policy).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +21,7 @@ from tenantflow.controllers.instances.drive import Drive
 from tenantflow.durations import format_time
 from tenantflow.engine.children import ChildResult, ChildStart, child_name
 from tenantflow.engine.journal import StepState
-from tenantflow.kube.client import ApiException, KubeApi
+from tenantflow.kube.client import ApiException, KubeApi, message
 from tenantflow.lifecycle import instance_state as state
 from tenantflow.lifecycle import reset
 from tenantflow.observability import metrics
@@ -100,12 +99,12 @@ class Children:
                 if exc.status == 409:
                     await self._check_owner(d, start, name)
                 elif exc.status in REFUSED:
-                    self._fail_step(d, start.step, "ChildInvalid", _reason(exc))
+                    self._fail_step(d, start.step, "ChildInvalid", message(exc)[:1024])
                 else:
                     log.warning("child not started", instance=d.key, child=name, status=exc.status)
                     d.later(START_RETRY)
                     if d.event is None:
-                        d.event = ("Warning", "ChildNotStarted", f"{name}: {_reason(exc)}")
+                        d.event = ("Warning", "ChildNotStarted", f"{name}: {message(exc)[:1024]}")
         if started:
             metrics.CHILDREN_STARTED.labels(tenant=d.view.tenant or "").inc(len(started))
             if d.event is None:
@@ -176,12 +175,3 @@ class Children:
             except ApiException as exc:
                 if exc.status != 404:
                     raise
-
-
-def _reason(exc: ApiException) -> str:
-    """The API server's message for a refusal (its Status), else the HTTP reason."""
-    try:
-        message = json.loads(exc.body or "{}").get("message")
-    except (ValueError, AttributeError):
-        message = None
-    return str(message or exc.reason or exc.status)[:1024]
