@@ -19,6 +19,10 @@ DEFINITION = "WorkflowDefinition"
 INSTANCE = "WorkflowInstance"
 SCHEDULE = "WorkflowSchedule"
 
+# the names Kubernetes accepts: a label value or namespace, an object's name
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
 NAMESPACE_PREFIX = "tenant-"  # a Tenant `acme` owns the namespace `tenant-acme`
 # a tenant namespace's shard (tenancy.sharding), copied onto its instances on creation
 SHARD_LABEL = f"{GROUP}/shard"

@@ -10,8 +10,6 @@ from pydantic.alias_generators import to_camel
 from tenantflow.durations import DURATION_PATTERN
 from tenantflow.vocabulary import API_VERSION
 
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
 MAX_PARAM_PROPERTIES = 64
 

@@ -7,7 +7,6 @@ from typing import Literal
 from pydantic import Field
 
 from tenantflow.api.common import (
-    DNS_SUBDOMAIN,
     Model,
     ObservedStatus,
     Resource,
@@ -18,7 +17,7 @@ from tenantflow.api.common import (
 from tenantflow.durations import format_duration
 from tenantflow.engine.loader import FILE_NAME, MAX_CODE_BYTES, MAX_FILES
 from tenantflow.engine.options import Backoff, RetryPolicy, StepDefaults
-from tenantflow.vocabulary import RolloutDefaults, RolloutPhase
+from tenantflow.vocabulary import DNS_SUBDOMAIN, RolloutDefaults, RolloutPhase
 
 PY_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 DEFAULT_MAIN = "main"

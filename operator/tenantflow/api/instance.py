@@ -7,7 +7,6 @@ from typing import Any, Literal
 from pydantic import Field
 
 from tenantflow.api.common import (
-    DNS_SUBDOMAIN,
     MAX_PARAM_PROPERTIES,
     Model,
     ObservedStatus,
@@ -17,7 +16,7 @@ from tenantflow.api.common import (
     rule,
 )
 from tenantflow.engine.journal import StepKind, StepState
-from tenantflow.vocabulary import Phase
+from tenantflow.vocabulary import DNS_SUBDOMAIN, Phase
 
 MAX_EVENTS = 1000
 EVENT_TYPE = r"^[A-Za-z0-9]([-_.A-Za-z0-9]*[A-Za-z0-9])?$"

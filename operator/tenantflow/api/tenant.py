@@ -7,7 +7,6 @@ from typing import Literal
 from pydantic import Field
 
 from tenantflow.api.common import (
-    DNS_LABEL,
     QUANTITY,
     Condition,
     Model,
@@ -19,7 +18,7 @@ from tenantflow.api.common import (
     rule,
 )
 from tenantflow.engine.secrets import SECRET_NAME
-from tenantflow.vocabulary import NAMESPACE_PREFIX, Limits
+from tenantflow.vocabulary import DNS_LABEL, NAMESPACE_PREFIX, Limits
 
 MAX_SECRETS = 16
 EGRESS_HOST = r"^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?$"

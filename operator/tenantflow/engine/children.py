@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from tenantflow import jsonsafe
+from tenantflow.vocabulary import DNS_SUBDOMAIN, FINISHED
 
 MAX_NAME = 253  # a Kubernetes object name (DNS subdomain)
 MAX_PARAMS_BYTES = 256 * 1024  # a child's params, as JSON (it becomes its spec.params)
 MAX_STARTS = 1000  # children one advance may ask to start (also bounded by its steps)
-DEFINITION = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-FINISHED = ("Complete", "Errored", "Terminated")
+DEFINITION = re.compile(DNS_SUBDOMAIN)
 
 
 def child_name(parent: str, step: str, epoch: int = 0) -> str:
@@ -63,17 +63,15 @@ class ChildStart:
             raise ValueError("a child start's step must be a name of 1-256 characters")
         if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME:
             raise ValueError(f"child {step!r}: its name must have 1-{MAX_NAME} characters")
-        check_definition(definition, step)
-        if revision is not None and (
-            not isinstance(revision, int) or isinstance(revision, bool) or revision < 1
-        ):
-            raise ValueError(f"child {step!r}: revision must be an integer >= 1")
         params = data.get("params")
-        check_params(params, step)
+        check(step, definition, params, revision)
         return cls(step, name, str(definition), revision, params)
 
 
-def check_definition(definition: Any, step: str) -> None:
+def check(step: str, definition: Any, params: Any, revision: Any) -> None:
+    """What a start asks for, bounded (ValueError naming the step and the field): the
+    engine checks `step.child`'s arguments with it, the runner and the operator the
+    starts an answer brings back."""
     if (
         not isinstance(definition, str)
         or len(definition) > MAX_NAME
@@ -83,9 +81,10 @@ def check_definition(definition: Any, step: str) -> None:
             f"child {step!r}: definition must be the name of a WorkflowDefinition in the "
             f"same namespace (lowercase letters, digits, '-' and '.'), got {definition!r}"
         )
-
-
-def check_params(params: Any, step: str) -> None:
+    if revision is not None and (
+        not isinstance(revision, int) or isinstance(revision, bool) or revision < 1
+    ):
+        raise ValueError(f"child {step!r}: revision must be an integer >= 1, or None")
     try:
         size = len(jsonsafe.dumps(params))
     except jsonsafe.UnsafeJSON as exc:

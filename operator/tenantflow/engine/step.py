@@ -13,13 +13,14 @@ from typing import Any
 
 from tenantflow import jsonsafe
 from tenantflow.durations import format_duration, format_time, parse_duration, parse_time
-from tenantflow.engine.children import ChildStart, check_definition, check_params, child_name
+from tenantflow.engine.children import ChildStart, check, child_name
 from tenantflow.engine.errors import StepOptionsError
 from tenantflow.engine.journal import StepKind, StepRecord, StepState
 from tenantflow.engine.outputs import fetch
 from tenantflow.engine.state import Blocker, ReplayState
 from tenantflow.sdk.errors import NonRetryableError, StepError, WaitTimeout
 from tenantflow.sdk.types import _attempt
+from tenantflow.vocabulary import Phase
 
 # Sync step callables run here so a per-attempt timeout can fire while they work. A callable
 # that ignores its timeout keeps its thread until its advance ends: each advance is its own
@@ -231,7 +232,7 @@ class StepApi:
         if result is None:
             await s.block(Blocker(name, "child", child=start))
         rec.attempts = 1
-        if result.phase == "Complete":
+        if result.phase == Phase.COMPLETE:
             value = (
                 result.output
                 if result.output_ref is None
@@ -245,7 +246,7 @@ class StepApi:
         rec.state = StepState.ERRORED
         rec.error = (
             {"name": "ChildTerminated", "message": f"child instance {start.name} was terminated"}
-            if result.phase == "Terminated"
+            if result.phase == Phase.TERMINATED
             else {
                 "name": str(err.get("name") or "Errored"),
                 "message": f"child instance {start.name}: {err.get('message', '')}"[
@@ -262,14 +263,9 @@ class StepApi:
         if not isinstance(name, str) or not name:
             raise StepOptionsError("step names must be non-empty strings")
         try:
-            check_definition(definition, name)
-            check_params(params, name)
+            check(name, definition, params, revision)
         except ValueError as exc:
             raise StepOptionsError(str(exc)) from None
-        if revision is not None and (
-            not isinstance(revision, int) or isinstance(revision, bool) or revision < 1
-        ):
-            raise StepOptionsError(f"step {name!r}: revision must be an integer >= 1 or None")
         s = self._s
         return ChildStart(
             step=name,
