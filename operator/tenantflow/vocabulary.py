@@ -26,6 +26,9 @@ DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?
 NAMESPACE_PREFIX = "tenant-"  # a Tenant `acme` owns the namespace `tenant-acme`
 # a tenant namespace's shard (tenancy.sharding), copied onto its instances on creation
 SHARD_LABEL = f"{GROUP}/shard"
+# a definition's revisions (ControllerRevisions) carry its name and their number
+DEFINITION_LABEL = f"{GROUP}/definition"
+REVISION_LABEL = f"{GROUP}/revision"
 SCHEDULE_LABEL = f"{GROUP}/schedule"  # a WorkflowSchedule's runs carry its name
 SCHEDULED_AT_ANNOTATION = f"{GROUP}/scheduled-at"  # and the time they were scheduled for
 

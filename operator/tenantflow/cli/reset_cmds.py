@@ -18,8 +18,9 @@ from typing import Any
 from tenantflow.cli import batch
 from tenantflow.cli.workflow_cmds import WFI, CliError, Subparsers, add_verb
 from tenantflow.kube.client import ApiException, Kube
+from tenantflow.kube.identity import user_info
+from tenantflow.kube.revisions import list_revisions
 from tenantflow.lifecycle.reset import RESET_ANNOTATION, ResetRequest
-from tenantflow.lifecycle.revisions import DEFINITION_LABEL, REVISION_LABEL
 from tenantflow.vocabulary import API_VERSION
 
 APPLIED_WAIT = 15.0  # seconds the CLI waits to see its request applied
@@ -80,12 +81,7 @@ async def _one(
     name, namespace = inst["metadata"]["name"], inst["metadata"]["namespace"]
     if revision is not None:
         workflow = inst["spec"]["workflowRef"]["name"]
-        found = await kube.list(
-            "apps/v1",
-            "ControllerRevision",
-            namespace,
-            f"{DEFINITION_LABEL}={workflow},{REVISION_LABEL}={revision}",
-        )
+        found = await list_revisions(kube, namespace, workflow, revision)
         if not found:
             raise CliError(f"revision {revision} of {workflow} does not exist")
     request = ResetRequest(uuid.uuid4().hex[:16], to_step, revision, reason, by)
@@ -120,13 +116,6 @@ async def _one(
 async def _me(kube: Kube) -> str:
     """The user the API server knows us as (empty if it will not say)."""
     try:
-        review = await kube.create(
-            {
-                "apiVersion": "authentication.k8s.io/v1",
-                "kind": "SelfSubjectReview",
-                "metadata": {},
-            }
-        )
+        return str((await user_info(kube)).get("username") or "")
     except ApiException:
         return ""
-    return str(((review.get("status") or {}).get("userInfo") or {}).get("username") or "")

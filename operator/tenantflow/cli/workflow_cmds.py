@@ -18,8 +18,9 @@ import yaml
 from tenantflow.engine.loader import SINGLE_MODULE
 from tenantflow.errors import TenantflowError
 from tenantflow.kube import instances
+from tenantflow.kube import revisions as stored
 from tenantflow.kube.client import ApiException, Kube, message
-from tenantflow.lifecycle.revisions import DEFINITION_LABEL, ROLLBACK_ANNOTATION
+from tenantflow.lifecycle.revisions import ROLLBACK_ANNOTATION
 from tenantflow.lifecycle.source import Code
 from tenantflow.vocabulary import API_VERSION, DEFINITION, FINISHED, INSTANCE, Phase
 
@@ -316,15 +317,13 @@ def _add_definition(p: argparse.ArgumentParser) -> None:
 
 
 async def _revisions(kube: Kube, args: argparse.Namespace) -> list[dict[str, Any]]:
-    revs = await kube.list(
-        "apps/v1", "ControllerRevision", args.namespace, f"{DEFINITION_LABEL}={args.definition}"
-    )
+    revs = await stored.list_revisions(kube, args.namespace, args.definition)
     if not revs:
         raise CliError(
             f"no revisions for WorkflowDefinition {args.namespace}/"
             f"{args.definition} (does it exist, and is it Ready?)"
         )
-    return sorted(revs, key=lambda r: r["revision"])
+    return revs
 
 
 @verb("revisions", "list a definition's immutable revisions", _add_definition)

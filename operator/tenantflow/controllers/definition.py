@@ -16,6 +16,7 @@ from tenantflow.controllers.work_queue import WorkQueue
 from tenantflow.durations import format_time
 from tenantflow.kube import events
 from tenantflow.kube.client import KubeApi
+from tenantflow.kube.revisions import list_revisions
 from tenantflow.lifecycle import revisions, rollout, source
 from tenantflow.lifecycle.rollout import Assignment
 from tenantflow.observability import metrics
@@ -103,12 +104,6 @@ async def resolve_source(kube: KubeApi, body: dict[str, Any]) -> tuple[source.Co
             "without a key takes every .py key as a module)"
         )
     return source.Code(files, main), ""
-
-
-async def list_revisions(kube: KubeApi, namespace: str, definition: str) -> list[dict[str, Any]]:
-    return await kube.list(
-        "apps/v1", "ControllerRevision", namespace, f"{revisions.DEFINITION_LABEL}={definition}"
-    )
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,8 @@ from typing import Any
 
 from tenantflow.lifecycle.source import Code
 from tenantflow.tenancy.manifests import MANAGED_BY
+from tenantflow.vocabulary import DEFINITION_LABEL, REVISION_LABEL
 
-DEFINITION_LABEL = "tenantflow.dev/definition"
-REVISION_LABEL = "tenantflow.dev/revision"
 SHA_ANNOTATION = "tenantflow.dev/sha256"
 # where `tenantflow rollback` records its choice: an annotation, not spec.pinnedRevision, so
 # a GitOps tool that owns the spec neither shows drift nor undoes it on its next sync

@@ -21,8 +21,9 @@ from aiohttp import web
 from tenantflow.errors import TenantflowError
 from tenantflow.kube import instances as actions
 from tenantflow.kube.client import ApiException, Kube, message
+from tenantflow.kube.identity import user_info
 from tenantflow.kube.resources import path
-from tenantflow.lifecycle.revisions import DEFINITION_LABEL
+from tenantflow.kube.revisions import list_revisions
 from tenantflow.lifecycle.source import Code
 from tenantflow.observability.logging import get_logger
 from tenantflow.ui import views
@@ -106,10 +107,7 @@ def _dumps(value: Any) -> str:
 
 # ---------------------------------------------------------------------- reads
 async def _whoami(_: web.Request, kube: Kube) -> Any:
-    review = await kube.create(
-        {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview", "metadata": {}}
-    )
-    info = (review.get("status") or {}).get("userInfo") or {}
+    info = await user_info(kube)
     return {"user": info.get("username", ""), "groups": info.get("groups", [])}
 
 
@@ -237,10 +235,6 @@ async def _definitions(request: web.Request, kube: Kube) -> Any:
     }
 
 
-async def _revisions(kube: Kube, ns: str, name: str) -> list[dict[str, Any]]:
-    return await kube.list("apps/v1", "ControllerRevision", ns, f"{DEFINITION_LABEL}={name}")
-
-
 async def _definition(request: web.Request, kube: Kube) -> Any:
     ns, name = request.match_info["ns"], request.match_info["name"]
     wfd = await kube.get(API_VERSION, DEFINITION, name, ns)
@@ -257,14 +251,14 @@ async def _definition(request: web.Request, kube: Kube) -> Any:
         cont = page["continue"]
         if not cont:
             break
-    detail = views.definition_detail(wfd, await _revisions(kube, ns, name), per_revision)
+    detail = views.definition_detail(wfd, await list_revisions(kube, ns, name), per_revision)
     detail["countedAll"] = not cont
     return detail
 
 
 async def _diff(request: web.Request, kube: Kube) -> Any:
     ns, name = request.match_info["ns"], request.match_info["name"]
-    by_number = {int(r["revision"]): r for r in await _revisions(kube, ns, name)}
+    by_number = {int(r["revision"]): r for r in await list_revisions(kube, ns, name)}
     try:
         a, b = (by_number[int(request.query[k])] for k in ("a", "b"))
     except (KeyError, ValueError):

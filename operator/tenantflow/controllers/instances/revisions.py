@@ -10,7 +10,7 @@ from typing import Any
 from tenantflow.cache import Cache
 from tenantflow.controllers.instances.drive import Drive
 from tenantflow.kube.client import KubeApi
-from tenantflow.lifecycle.revisions import DEFINITION_LABEL, REVISION_LABEL
+from tenantflow.kube.revisions import list_revisions
 from tenantflow.lifecycle.rollout import Assignment
 from tenantflow.vocabulary import API_VERSION, DEFINITION, ConditionType, Phase
 
@@ -52,12 +52,7 @@ class RevisionResolver:
         cached = self.cache.revisions.get(cache_key)
         if cached is not None:
             return cached
-        found = await self.kube.list(
-            "apps/v1",
-            "ControllerRevision",
-            v.namespace,
-            f"{DEFINITION_LABEL}={v.workflow},{REVISION_LABEL}={number}",
-        )
+        found = await list_revisions(self.kube, v.namespace, v.workflow, int(number))
         if not found:
             d.condition(
                 ConditionType.ADMITTED,
