@@ -305,14 +305,16 @@ async def _watch(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     events: asyncio.Queue[dict[str, Any] | ApiException | None] = asyncio.Queue(maxsize=1000)
     try:
-        try:
-            scopes: list[str | None] = [ns] if ns else [None]
-            await _since(kube, ns, fields)  # may this user watch it?
+        try:  # (the first list also says whether this user may watch it)
+            scopes: list[tuple[str | None, str]] = [(ns, await _since(kube, ns, fields))]
         except ApiException as exc:
             if exc.status != 403 or ns is not None:
                 raise
-            scopes = list((await _tenants(request, kube))["namespaces"])
-        tasks = [asyncio.create_task(_follow(kube, s, fields, events)) for s in scopes]
+            scopes = [(n, "") for n in (await _tenants(request, kube))["namespaces"]]
+        tasks = [
+            asyncio.create_task(_follow(kube, scope, version, fields, events))
+            for scope, version in scopes
+        ]
         try:
             await _relay(response, events, len(tasks), detail=bool(name))
         finally:
@@ -338,12 +340,14 @@ async def _since(kube: Kube, namespace: str | None, fields: str) -> str:
 async def _follow(
     kube: Kube,
     namespace: str | None,
+    version: str,
     fields: str,
     events: asyncio.Queue[dict[str, Any] | ApiException | None],
 ) -> None:
-    """One watch into the queue; None when it ends, the error if it fails."""
+    """One watch into the queue (from `version`, else from now); None when it ends, the
+    error if it fails."""
     try:
-        version = await _since(kube, namespace, fields)
+        version = version or await _since(kube, namespace, fields)
         async for event in kube.watch(
             API_VERSION,
             INSTANCE,
