@@ -105,6 +105,39 @@ def test_tenant_code_that_throws_ends_errored_with_step_and_message(tenant: Tena
     )
 
 
+def test_a_journal_the_api_server_refuses_errors_the_instance(tenant: Tenant) -> None:
+    """Hostile: tenant code rewrites the journal its answer carries into one the CRD's
+    schema refuses (ten kept failures where three are allowed). The instance must end
+    Errored, saying why, with its last good journal, not be advanced again and again."""
+    tenant.define(
+        "forged-journal",
+        """
+        import sys
+
+        async def run(event, step):
+            await step.do("a", lambda: 1)
+            wire = sys.modules["tenantflow.engine.wire"]
+            real = wire.dump
+            def forged(records):
+                out = real(records)
+                for entry in out:
+                    entry["failures"] = [
+                        {"attempt": n, "name": "E", "message": "m", "at": "2030-01-01T00:00:00Z"}
+                        for n in range(1, 11)
+                    ]
+                return out
+            wire.dump = forged
+            return "forged"
+    """,
+    )
+    inst = tenant.start("forged-journal")
+    done = tenant.wait_phase(inst, "Errored", "Complete", timeout=60)
+    assert done["phase"] == "Errored", done
+    assert done["error"]["name"] == "SandboxBadOutput"
+    assert "failures" in done["error"]["message"]
+    assert all(len(s.get("failures") or []) <= 3 for s in done.get("steps") or [])
+
+
 def test_a_definition_with_a_syntax_error_is_not_ready(tenant: Tenant) -> None:
     tenant.define("typo", "async def run(event, step)\n    pass\n")
 

@@ -20,6 +20,7 @@ from tenantflow.controllers.work_queue import WorkQueue
 from tenantflow.durations import parse_time
 from tenantflow.kube import events
 from tenantflow.kube.client import ApiException, KubeApi
+from tenantflow.kube.client import message as client_message
 from tenantflow.lifecycle import instance_state as state
 from tenantflow.observability import metrics
 from tenantflow.vocabulary import API_VERSION, FINISHED, INSTANCE, Phase
@@ -47,7 +48,9 @@ class StatusWriter:
         when it asked to run again."""
         if d.update is not None:
             d.written = await (
-                self._commit(d) if d.extends_journal else self.patch(d.body, d.update, d.event)
+                self._commit_or_refuse(d)
+                if d.extends_journal
+                else self.patch(d.body, d.update, d.event)
             )
             if d.written is None and d.extends_journal:
                 self.queue.request(d.key)  # the journal moved under us: drive again from it
@@ -58,6 +61,27 @@ class StatusWriter:
             self.queue.request(d.key)
         elif d.wake_at is not None:
             self.queue.request_after(d.key, d.wake_at)
+
+    async def _commit_or_refuse(self, d: Drive) -> dict[str, Any] | None:
+        """Commit an advance's result; one the API server refuses as invalid (422: a
+        journal the CRD's schema does not allow, which only tenant code rewriting its
+        sandbox's answer can produce) ends the instance Errored with its last good
+        journal, instead of being advanced and refused again and again."""
+        try:
+            return await self._commit(d)
+        except ApiException as exc:
+            if exc.status != 422:
+                raise
+            refusal = client_message(exc)
+        message = (
+            "the API server refused the journal the sandbox returned (did workflow code "
+            f"rewrite it?): {refusal}"
+        )[:4096]
+        error = {"name": "SandboxBadOutput", "message": message}
+        d.update = state.finished(Phase.ERRORED, d.now, error=error)
+        d.event = ("Warning", "SandboxBadOutput", message)
+        d.extends_journal, d.again, d.wake_at = False, False, None
+        return await self.patch(d.body, d.update, d.event)
 
     async def _commit(self, d: Drive) -> dict[str, Any] | None:
         """On a 409 caused by a change that left the journal as we read it, retry on the
