@@ -174,3 +174,23 @@ async def test_a_parent_reads_only_the_children_that_are_not_known_active(
     await h.drive(f"{NS}/ci")
     reads = [c for c in h.kube.calls if c[0] in ("get", "list") and c[2] != "ci"]
     assert reads == [], "the sleeping child is active per the watch: not read"
+
+
+async def test_a_child_finished_while_no_watch_was_open_wakes_its_parent(tmp_path: Path) -> None:
+    """Found under chaos: the child finished while the watch was cut (its finish reached
+    the API server, the operator did not see it), and the relist brings it as ADDED. Its
+    parent, woken first, must not take it for the active child the book still shows."""
+    h = await pipeline(tmp_path)
+    assert (await run_to_rest(h, ["slow"]))["phase"] == Phase.WAITING
+    child = child_name("ci", "build-slow")
+    done = {
+        "phase": "Complete",
+        "output": {"image": "slow:1"},
+        "finishedAt": "2030-01-01T00:00:00Z",
+    }
+    await h.kube.patch(API_VERSION, INSTANCE, child, NS, {"status": done}, subresource="status")
+    h.controller.on_event("ADDED", h.watched(child))  # the relist, after a cut watch
+    await h.controller.queue.drain()
+    st = h.status("ci")
+    assert st["phase"] == Phase.COMPLETE, st
+    assert st["output"] == ["slow:1"]

@@ -142,9 +142,13 @@ class InstanceController:
         self.queue.request(key)
 
     def _ended(self, view: InstanceView, *, deleted: bool) -> None:
-        """An instance seen finished (or gone): who may be waiting on it hears of it."""
-        if deleted:  # gone before its own drive says so: its parent must not see it active
+        """An instance seen finished (or gone): booked as such at once, before its own
+        drive (a parent's drive reads the book, and must not take a child the watch shows
+        finished, or gone, for an active one), then who may be waiting on it hears of it."""
+        if deleted:
             self.book.track(view.key, None, None)
+        else:
+            self.book.track(view.key, tenant_of(view.namespace), view.phase)
         if view.parent:
             self.queue.request(f"{view.namespace}/{view.parent}")  # a child it may await
         if deleted:
