@@ -159,6 +159,14 @@ def crds(kubectl: Callable[..., subprocess.CompletedProcess[str]]) -> Path:
         "app.kubernetes.io/part-of=tenantflow",
         "--timeout=60s",
     )
+    # Established is not yet served: right after a CRD is made, the API server can still
+    # answer 503 "Resource kind ... not found" for its kind for a moment
+    kinds = "tenants,workflowdefinitions,workflowinstances,workflowschedules"
+    wait_for(
+        lambda: kubectl("get", kinds, "-A", "--request-timeout=5s", check=False).returncode == 0,
+        "the tenantflow kinds served",
+        60,
+    )
     return ROOT / "crds"
 
 
