@@ -9,6 +9,12 @@ INSTANCE_STARTS = Counter("tenantflow_instance_starts_total", "Instances started
 CHILDREN_STARTED = Counter(
     "tenantflow_children_started_total", "Child instances started by step.child.", ["tenant"]
 )
+CHILDREN_RESYNCED = Counter(
+    "tenantflow_children_resync_found_total",
+    "Awaited children a parent's periodic re-read found finished or missing although the "
+    "watch showed them active (each one is an event the watch lost; should stay 0).",
+    ["tenant"],
+)
 INSTANCE_FINISHED = Counter(
     "tenantflow_instance_finished_total", "Instances finished.", ["tenant", "phase"]
 )

@@ -29,6 +29,7 @@ class InProcessSandbox:
     data_dir: Path
     calls: int = 0
     failures: list[SandboxUnavailable] = field(default_factory=list)
+    one_at_a_time: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def endpoint(self, tenant: str) -> str:
         return tenant
@@ -43,7 +44,11 @@ class InProcessSandbox:
         self.calls += 1
         if self.failures:
             raise self.failures.pop(0)
-        return await asyncio.to_thread(worker.run, payload, str(self.data_dir), endpoint)
+        # one at a time: an advance installs its workflow's modules in this process's
+        # sys.modules (the real sandbox forks a process for each), so two at once would
+        # run each other's code
+        async with self.one_at_a_time:
+            return await asyncio.to_thread(worker.run, payload, str(self.data_dir), endpoint)
 
 
 @dataclass
@@ -55,8 +60,17 @@ class Harness:
     revisions: RevisionCache
 
     @classmethod
-    def new(cls, tmp_path: Path, **limits: Any) -> Harness:
-        kube, sandbox, revisions = FakeKube(), InProcessSandbox(tmp_path), RevisionCache()
+    def new(
+        cls,
+        tmp_path: Path,
+        *,
+        kube: FakeKube | None = None,
+        **limits: Any,
+    ) -> Harness:
+        """A controller over `kube` (a new fake API unless given: a restarted operator
+        keeps the API and its objects, nothing of its own memory)."""
+        kube = kube if kube is not None else FakeKube()
+        sandbox, revisions = InProcessSandbox(tmp_path), RevisionCache()
         events._budgets.clear()  # each test's Normal Events get the whole per-namespace burst
         refreshes: list[str] = []
         kube.put(

@@ -4,11 +4,15 @@ a cap of one slot that does not deadlock, failures and the parent-close policy."
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from tenantflow.controllers.instances.children import PARENT_UID_LABEL
+from tenantflow.controllers.instances.children import CHILD_RESYNC, PARENT_UID_LABEL, START_RETRY
 from tenantflow.engine.children import child_name
+from tenantflow.kube.client import ApiException
+from tenantflow.observability import metrics
+from tenantflow.testing.fake_kube import FakeKube
 from tenantflow.vocabulary import API_VERSION, INSTANCE, Phase
 from tests.unit.controllers.harness import NS, Harness
 
@@ -66,6 +70,16 @@ async def pump(h: Harness, rounds: int = 20) -> None:
             h.controller.on_event("MODIFIED", h.watched(name))
         if not any(h.controller.queue.busy(f"{NS}/{name}") for name in names):
             return
+
+
+async def finish(h: Harness, child: str) -> None:
+    """The child's finish, written as its own drive would have (the watch not told)."""
+    done = {
+        "phase": "Complete",
+        "output": {"image": "slow:1"},
+        "finishedAt": "2030-01-01T00:00:00Z",
+    }
+    await h.kube.patch(API_VERSION, INSTANCE, child, NS, {"status": done}, subresource="status")
 
 
 async def test_children_run_under_a_cap_of_one_and_their_results_reach_the_parent(
@@ -183,14 +197,84 @@ async def test_a_child_finished_while_no_watch_was_open_wakes_its_parent(tmp_pat
     h = await pipeline(tmp_path)
     assert (await run_to_rest(h, ["slow"]))["phase"] == Phase.WAITING
     child = child_name("ci", "build-slow")
-    done = {
-        "phase": "Complete",
-        "output": {"image": "slow:1"},
-        "finishedAt": "2030-01-01T00:00:00Z",
-    }
-    await h.kube.patch(API_VERSION, INSTANCE, child, NS, {"status": done}, subresource="status")
+    await finish(h, child)
     h.controller.on_event("ADDED", h.watched(child))  # the relist, after a cut watch
     await h.controller.queue.drain()
     st = h.status("ci")
     assert st["phase"] == Phase.COMPLETE, st
     assert st["output"] == ["slow:1"]
+
+
+async def test_a_child_seen_finished_while_the_lease_was_late_still_wakes_its_parent(
+    tmp_path: Path,
+) -> None:
+    """Issue 41, found by `make chaos`: the child's finish came while this replica's lease
+    was being renewed late (the API server restarting), so the event was put off; the
+    drive it became found the child finished and told no one. The parent waited for ever."""
+    h = await pipeline(tmp_path)
+    assert (await run_to_rest(h, ["slow"]))["phase"] == Phase.WAITING
+    child = child_name("ci", "build-slow")
+    await finish(h, child)
+    h.controller.may_act = lambda namespace: False
+    h.controller.on_event("MODIFIED", h.watched(child))  # fenced: put off, not dropped
+    assert h.controller.queue.due_at(f"{NS}/{child}") is not None
+    h.controller.may_act = lambda namespace: True  # renewed
+    await h.drive(f"{NS}/{child}")  # the put-off event's drive
+    await h.controller.queue.drain()
+    st = h.status("ci")
+    assert (st["phase"], st["output"]) == (Phase.COMPLETE, ["slow:1"]), st
+
+
+class RefusingKube(FakeKube):
+    """Answers 409 to the first create of an instance without creating it (as the chaos
+    suite's proxy does; a webhook or an aggregated API can too)."""
+
+    refused: int = 0
+
+    async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        if obj["kind"] == INSTANCE and not self.refused:
+            self.refused += 1
+            raise ApiException(status=409, reason="Conflict")
+        return await super().create(obj)
+
+
+async def test_a_start_answered_409_with_no_child_there_is_tried_again(tmp_path: Path) -> None:
+    """Issue 41: the parent took the 409 for its own child already there, found none, and
+    waited for ever on a child never created."""
+    h = Harness.new(tmp_path, kube=RefusingKube())
+    await h.define("pipeline", PIPELINE)
+    await h.define("build", BUILD)
+    assert (await run_to_rest(h, ["api"]))["phase"] == Phase.WAITING
+    child = child_name("ci", "build-api")
+    assert h.kube.read(API_VERSION, INSTANCE, child, NS) is None
+    assert ("Warning", "ChildNotStarted") in h.events()
+    due = h.controller.queue.due_at(f"{NS}/ci")
+    assert due is not None and due <= dt.datetime.now(dt.UTC) + dt.timedelta(seconds=START_RETRY)
+    h.controller.queue.request(f"{NS}/ci")  # START_RETRY later
+    await pump(h)
+    st = h.status("ci")
+    assert (st["phase"], st["output"]) == (Phase.COMPLETE, ["api:1"]), st
+
+
+async def test_a_finish_the_watch_never_brought_is_found_by_the_parents_resync(
+    tmp_path: Path,
+) -> None:
+    """The safety net: whatever was lost, a waiting parent reads all its children within
+    CHILD_RESYNC, and counts what the watch did not tell it."""
+    h = await pipeline(tmp_path)
+    now = [1000.0]
+    h.controller.children.clock = lambda: now[0]
+    assert (await run_to_rest(h, ["slow"]))["phase"] == Phase.WAITING
+    due = h.controller.queue.due_at(f"{NS}/ci")
+    assert due is not None and due <= dt.datetime.now(dt.UTC) + dt.timedelta(seconds=CHILD_RESYNC)
+    child = child_name("ci", "build-slow")
+    await finish(h, child)  # and no event of it, ever
+    await h.drive(f"{NS}/ci")
+    assert h.status("ci")["phase"] == Phase.WAITING, "trusted the watch: not read yet"
+    before = metrics.CHILDREN_RESYNCED.labels(tenant="acme")._value.get()
+    now[0] += CHILD_RESYNC
+    await h.drive(f"{NS}/ci")  # its resync, due by now
+    await h.controller.queue.drain()
+    st = h.status("ci")
+    assert (st["phase"], st["output"]) == (Phase.COMPLETE, ["slow:1"]), st
+    assert metrics.CHILDREN_RESYNCED.labels(tenant="acme")._value.get() == before + 1

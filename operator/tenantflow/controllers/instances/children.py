@@ -9,14 +9,23 @@ finished child requests a drive of its parent; the parent's drive reads the chil
 watch does not show active and hands the finished ones to the next advance. A parent
 that finishes terminates the children it still awaited (Temporal's default parent-close
 policy).
+
+The watch's word that a child is still active is trusted for CHILD_RESYNC at most: a
+waiting parent is driven again by then and reads every child it awaits, so a finish the
+watch never delivered (a cut watch, an event dropped while the lease was renewed late)
+strands nobody, whatever else went wrong (issue 41). What that re-read finds is counted
+(`tenantflow_children_resync_found_total`): each one is a lost event, and should not
+happen.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from tenantflow.cache import Cache
 from tenantflow.controllers.instances.drive import Drive
 from tenantflow.durations import format_time
 from tenantflow.engine.children import ChildResult, ChildStart, child_name
@@ -35,6 +44,8 @@ PARENT_ANNOTATION = f"{GROUP}/parent"
 PARENT_STEP_ANNOTATION = f"{GROUP}/parent-step"
 START_RETRY = 10.0  # seconds before a start the API refused for now (quota, outage) is retried
 REFUSED = frozenset({400, 404, 422})  # the child itself is wrong: its step fails
+CHILD_RESYNC = 300.0  # seconds a waiting parent trusts the watch that its children are active
+VERIFIED_PARENTS = 100_000  # parents whose children were read recently, remembered at most
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,16 @@ class Children:
     kube: KubeApi
     # an instance's phase as the watch last showed it (None: not seen, or no phase yet)
     phase_of: Callable[[str], str | None] = lambda key: None
+    # a drive of an instance requested: a child read here that this process never saw
+    # driven (its creation's watch event lost) is driven now, not left to a relist
+    nudge: Callable[[str], None] = lambda key: None
+    clock: Callable[[], float] = time.monotonic
+    # parents whose awaited children were all read (or started), none missing, within
+    # the last CHILD_RESYNC (a little less: the resync drive itself must read them)
+    verified: Cache[str, bool] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.verified = Cache(VERIFIED_PARENTS, ttl=0.9 * CHILD_RESYNC, clock=lambda: self.clock())
 
     def _names(self, d: Drive, steps: list[dict[str, Any]]) -> dict[str, str]:
         """The child instance each awaited step of `steps` (a journal) runs as, by step."""
@@ -64,22 +85,40 @@ class Children:
         """The awaited children's state; None when the instance awaits none. A child the
         watch shows still active costs nothing; the others (finished, or not seen yet)
         are read one by one, so a fan-out of N children costs O(N) reads as they finish,
-        not a list of all of them at each one."""
+        not a list of all of them at each one. Once per CHILD_RESYNC, all are read."""
         names = self._names(d, d.status.get("steps") or [])
         if not names:
+            self.verified.discard(d.key)
             return None
+        trusted = self.verified.get(d.key) is not None
         finished: dict[str, ChildResult] = {}
-        missing = False
+        missing, surprises = False, 0
         for step, name in names.items():
-            if self.phase_of(f"{d.view.namespace}/{name}") in ACTIVE:
+            key = f"{d.view.namespace}/{name}"
+            seen = self.phase_of(key)
+            active = seen in ACTIVE
+            if active and trusted:
                 continue
             body = await self.kube.get(API_VERSION, INSTANCE, name, d.view.namespace)
+            result = None
             if body is None or not controlled_by(body, d.view.uid):
                 missing = True  # the advance asks for it again (a start finds a squatter)
-                continue
-            result = ChildResult.of_status(body.get("status") or {})
-            if result is not None:
+            elif (result := ChildResult.of_status(body.get("status") or {})) is not None:
                 finished[step] = result
+            elif seen is None:
+                self.nudge(key)  # there, never seen driven here: drive it
+            surprises += active and (body is None or result is not None)
+        if surprises:
+            metrics.CHILDREN_RESYNCED.labels(tenant=d.view.tenant or "").inc(surprises)
+            log.warning(
+                "children found ended that the watch showed active",
+                instance=d.key,
+                children=surprises,
+            )
+        if missing:
+            self.verified.discard(d.key)
+        elif not trusted:  # all read just now (trust is renewed by reads, never extended)
+            self.verified.put(d.key, True)
         return Awaited(finished, missing)
 
     async def start(self, d: Drive, starts: tuple[ChildStart, ...]) -> None:
@@ -97,18 +136,26 @@ class Children:
                 started.append(name)
             except ApiException as exc:
                 if exc.status == 409:
-                    await self._check_owner(d, start, name)
+                    await self._check_owner(d, start, name, exc)
                 elif exc.status in REFUSED:
                     self._fail_step(d, start.step, "ChildInvalid", message(exc)[:1024])
                 else:
-                    log.warning("child not started", instance=d.key, child=name, status=exc.status)
-                    d.later(START_RETRY)
-                    if d.event is None:
-                        d.event = ("Warning", "ChildNotStarted", f"{name}: {message(exc)[:1024]}")
+                    self._not_started(d, name, exc)
+        if started and len(started) == len(starts):  # all new: the watch may be trusted
+            self.verified.put(d.key, True)
         if started:
             metrics.CHILDREN_STARTED.labels(tenant=d.view.tenant or "").inc(len(started))
             if d.event is None:
                 d.event = ("Normal", "ChildrenStarted", ", ".join(started)[:1000])
+
+    def _not_started(self, d: Drive, name: str, exc: ApiException) -> None:
+        """A start refused for now (quota, an outage, a conflict with nothing there): the
+        parent is driven again after START_RETRY, finds the child missing, starts it."""
+        self.verified.discard(d.key)
+        log.warning("child not started", instance=d.key, child=name, status=exc.status)
+        d.later(START_RETRY)
+        if d.event is None:
+            d.event = ("Warning", "ChildNotStarted", f"{name}: {message(exc)[:1024]}")
 
     def _manifest(self, d: Drive, start: ChildStart, name: str) -> dict[str, Any]:
         ref: dict[str, Any] = {"name": start.definition}
@@ -130,11 +177,14 @@ class Children:
             "spec": {"workflowRef": ref, "params": start.params},
         }
 
-    async def _check_owner(self, d: Drive, start: ChildStart, name: str) -> None:
+    async def _check_owner(self, d: Drive, start: ChildStart, name: str, exc: ApiException) -> None:
         """A child of that name exists: ours (a start repeated), or someone else's object,
-        which the parent must not take for its child."""
+        which the parent must not take for its child. If none is there after all (a 409
+        with no object: a proxy's or an admission webhook's), the start is tried again."""
         body = await self.kube.get(API_VERSION, INSTANCE, name, d.view.namespace)
-        if body is not None and not controlled_by(body, d.view.uid):
+        if body is None:
+            self._not_started(d, name, exc)
+        elif not controlled_by(body, d.view.uid):
             self._fail_step(
                 d,
                 start.step,

@@ -18,7 +18,7 @@ from tenantflow.api.tenant import TenantLimits
 from tenantflow.cache import Cache
 from tenantflow.controllers.instances.advance import Advancer
 from tenantflow.controllers.instances.bookkeeping import PhaseBook
-from tenantflow.controllers.instances.children import Children
+from tenantflow.controllers.instances.children import CHILD_RESYNC, Children
 from tenantflow.controllers.instances.drive import Drive
 from tenantflow.controllers.instances.failures import SandboxFailures
 from tenantflow.controllers.instances.revisions import RevisionCache, RevisionResolver
@@ -73,7 +73,7 @@ class InstanceController:
         self.writer = StatusWriter(self.kube, self.queue, self.may_act, self._defer)
         self.revisions = RevisionResolver(self.kube, self.revision_cache)
         self.failures = SandboxFailures(self.sandboxes)
-        self.children = Children(self.kube, phase_of=self.book.phase_of)
+        self.children = Children(self.kube, phase_of=self.book.phase_of, nudge=self.queue.request)
         self.advancer = Advancer(
             self.sandboxes,
             self.transport,
@@ -122,7 +122,7 @@ class InstanceController:
             self._defer(key)
             return
         view = InstanceView.decode(body)
-        if kind == "DELETED" or view.phase in FINISHED:
+        if kind == "DELETED" or self._newly_finished(view):
             self._ended(view, deleted=kind == "DELETED")
         self.writer.forget_if_changed(key, None if kind == "DELETED" else body)
         if kind == "ADDED":
@@ -140,6 +140,12 @@ class InstanceController:
             elif self.settled(view):
                 return
         self.queue.request(key)
+
+    def _newly_finished(self, view: InstanceView) -> bool:
+        """Finished, and not yet booked as such by this process: who may be waiting on it
+        has not heard of it from us (the watch event, the drive that wrote it, the drive
+        that read it: whichever comes first tells them, once)."""
+        return view.phase in FINISHED and self.book.phase_of(view.key) not in FINISHED
 
     def _ended(self, view: InstanceView, *, deleted: bool) -> None:
         """An instance seen finished (or gone): booked as such at once, before its own
@@ -215,10 +221,20 @@ class InstanceController:
             self.book.track(key, None, None)
             return
         d = Drive.of(body, dt.datetime.now(dt.UTC))
-        self.book.track(key, tenant_of(ns), d.view.phase, d.view.lent)
+        if self._newly_finished(d.view):
+            # its finish was not seen here (its watch event came while this replica was
+            # fenced, or before a restart): its parent and schedule hear of it now
+            self._ended(d.view, deleted=False)
+        else:
+            self.book.track(key, tenant_of(ns), d.view.phase, d.view.lent)
         await self._decide(d)
         await self.writer.persist(d)
         after = (d.written or d.body).get("status") or {}
+        if d.written is not None and (written := InstanceView.decode(d.written)).phase in FINISHED:
+            if self._newly_finished(written):
+                self._ended(written, deleted=False)  # not left to the watch's echo
+        elif after.get("phase") == Phase.WAITING:
+            self._resync_children(key, after)
         if d.close_children or (
             after.get("phase") in FINISHED and state.awaited_steps(after.get("steps") or [])
         ):
@@ -335,6 +351,13 @@ class InstanceController:
     def _wake_at_next(self, key: str, status: dict[str, Any]) -> None:
         if status.get("nextWakeAt"):
             self.queue.request_after(key, parse_time(status["nextWakeAt"]))
+        self._resync_children(key, status)
+
+    def _resync_children(self, key: str, status: dict[str, Any]) -> None:
+        """A parent awaiting children runs again within CHILD_RESYNC, to read them all
+        (see children.py): a finish the watch lost cannot strand it."""
+        if state.awaited_steps(status.get("steps") or []):
+            self.queue.request_within(key, CHILD_RESYNC)
 
     def tenant_usage(self, tenant: str) -> dict[str, int]:
         """Tenant.status.usage: counted as phases are observed, never by listing."""

@@ -48,7 +48,10 @@ class Drive:
         self.event = event or self.event
 
     def later(self, seconds: float) -> None:
-        self.wake_at = self.now + dt.timedelta(seconds=seconds)
+        """Run again in `seconds`, or sooner if something else of this drive asked so (a
+        drive run early only finds nothing to do; one run late strands what was due)."""
+        when = self.now + dt.timedelta(seconds=seconds)
+        self.wake_at = when if self.wake_at is None else min(self.wake_at, when)
 
     def condition(
         self,
