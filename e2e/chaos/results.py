@@ -23,7 +23,20 @@ def record(section: str, figures: dict[str, Any]) -> None:
 
 
 LONG_RUN_FAULTS = 1000  # a `make chaos` run: kept in `runs` (short `make test` runs are not)
-KEPT_RUNS = 3
+KEPT_RUNS = 10  # a verdict is several seeds' runs, not one (issue 41)
+EVIDENCE = LATEST.parent / "evidence"
+
+
+def keep_evidence(operator_log: str, stuck: list[dict[str, Any]]) -> Path:
+    """The operator's log tail and the stuck instances, written where a failing run
+    leaves them (e2e/chaos/results/evidence/): what a reader needs to find the cause."""
+    EVIDENCE.mkdir(parents=True, exist_ok=True)
+    stamp = machine()["measuredAt"].replace(":", "")
+    (EVIDENCE / f"{stamp}-operator.log").write_text(operator_log)
+    out = EVIDENCE / f"{stamp}-stuck.json"
+    out.write_text(json.dumps(stuck, indent=2, sort_keys=True) + "\n")
+    print(f"chaos evidence: {out} and its operator log")
+    return out
 
 
 def record_run(figures: dict[str, Any]) -> None:
@@ -39,6 +52,7 @@ def record_run(figures: dict[str, Any]) -> None:
         "duplicate_completions",
         "persisted_steps_rerun",
         "wrong_outputs",
+        "parents_without_exactly_one_child",
         "chaos_seconds",
     )
     run = {k: figures[k] for k in keys} | {"measuredAt": machine()["measuredAt"]}
