@@ -466,11 +466,16 @@ def sandbox_statefulset(
         "requests": dict(box.resources.requests),
         "limits": dict(box.resources.limits),
     }
+    # tolerant of a worker stalled for seconds while its cgroup reclaims memory (a step at
+    # the memory limit, on a loaded node): a 1 s timeout failed twice there and restarted
+    # the container, killing every advance in it; one wedged for real is still restarted
+    # within ~15 s
     worker["livenessProbe"] = {
         "httpGet": {"path": "/livez/worker", "port": SANDBOX_PORT},
         "initialDelaySeconds": 5,
-        "periodSeconds": 2,
-        "failureThreshold": 2,
+        "periodSeconds": 3,
+        "timeoutSeconds": 3,
+        "failureThreshold": 3,
     }
     pod_spec: dict[str, Any] = {
         "serviceAccountName": SERVICE_ACCOUNT,
