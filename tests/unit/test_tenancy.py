@@ -8,6 +8,7 @@ import pytest
 
 from tenantflow.api.admission import shard_label_policy
 from tenantflow.api.tenant import Tenant
+from tenantflow.controllers.persist import Persist
 from tenantflow.controllers.tenant import reconcile
 from tenantflow.controllers.wiring import settings_from_env
 from tenantflow.tenancy import manifests, status
@@ -182,7 +183,7 @@ async def reconciled(**sandbox: Any) -> FakeKube:
     kube = FakeKube()
     body = tenant(sandbox=sandbox).model_dump(by_alias=True, exclude_none=True)
     kube.put({**body, "apiVersion": API_VERSION, "kind": TENANT})
-    await reconcile(kube, SETTINGS, lambda _: {}, "acme")
+    await reconcile(kube, Persist(kube), SETTINGS, lambda _: {}, "acme")
     return kube
 
 
@@ -241,7 +242,7 @@ async def test_egress_hosts_get_a_proxy_the_sandbox_can_only_go_through() -> Non
     )
     ns = "tenant-acme"
     kube.objects[("v1", "Service", ns, "egress-proxy")]["spec"]["clusterIP"] = "10.96.0.77"
-    await reconcile(kube, SETTINGS, lambda _: {}, "acme")  # as the next event would
+    await reconcile(kube, Persist(kube), SETTINGS, lambda _: {}, "acme")  # as the next event would
     proxy = kube.read("apps/v1", "Deployment", "egress-proxy", ns)["spec"]["template"]["spec"]
     (ctr,) = proxy["containers"]
     assert ctr["image"] == "reg/sandbox:1", "the platform's image, never the tenant's"

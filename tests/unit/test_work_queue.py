@@ -4,7 +4,9 @@ run-later."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
+from tenantflow.controllers.ownership import Verdict
 from tenantflow.controllers.work_queue import WorkQueue
 
 
@@ -39,28 +41,84 @@ def test_runs_are_coalesced_bounded_and_in_order() -> None:
     assert peak == 3
 
 
-def test_a_failed_run_is_retried_later_and_others_go_on() -> None:
-    async def main() -> list[str]:
+def test_a_failing_key_backs_off_exponentially_and_its_success_forgets_it() -> None:
+    async def main() -> tuple[list[str], list[float], int]:
         ran: list[str] = []
 
         async def work(key: str) -> None:
             ran.append(key)
-            if key == "bad" and ran.count("bad") == 1:
+            if key == "bad" and ran.count("bad") <= 3:
                 raise RuntimeError("transient")
 
         queue = WorkQueue(work, workers=1)
-        queue.RETRY_DELAY = 0.05
-        later = asyncio.create_task(queue.run_later_loop())
+        queue.BACKOFF_BASE, queue.BACKOFF_MAX = 10.0, 25.0
         queue.request("bad")
         queue.request("good")
         await queue.drain()
-        assert ran == ["bad", "good"]
-        await asyncio.sleep(0.1)
-        await queue.drain()
-        later.cancel()
-        return ran
+        assert ran == ["bad", "good"], "the others go on"
+        delays = []
+        for _ in range(3):  # each retry's delay, then the retry itself (time passes)
+            due = queue.due_at("bad")
+            assert due is not None
+            delays.append((due - dt.datetime.now(dt.UTC)).total_seconds())
+            queue.cancel_later("bad")
+            queue.request("bad")
+            await queue.drain()
+        return ran, delays, queue.failures("bad")
 
-    assert asyncio.run(main()) == ["bad", "good", "bad"]
+    ran, delays, failures = asyncio.run(main())
+    assert ran.count("bad") == 4, "retried until it succeeded"
+    assert 9 < delays[0] <= 10 < 19 < delays[1] <= 20 < 24 < delays[2] <= 25, "doubled, capped"
+    assert failures == 0, "a success forgets the failures"
+
+
+def test_the_gate_runs_defers_or_drops_each_key_by_its_namespace() -> None:
+    async def main() -> tuple[list[str], WorkQueue]:
+        ran: list[str] = []
+
+        async def work(key: str) -> None:
+            ran.append(key)
+
+        verdicts = {"ours": Verdict.ACT, "late": Verdict.DEFER, "theirs": Verdict.DROP}
+        queue = WorkQueue(work, gate=verdicts.__getitem__)
+        for key in ("ours/a", "late/b", "theirs/c"):
+            queue.request_after(key, 3600)  # a wake-up each, far off
+            queue.request(key)
+        await queue.drain()
+        return ran, queue
+
+    ran, queue = asyncio.run(main())
+    assert ran == ["ours/a"]
+    assert queue.due_at("late/b") is not None, "deferred: asked again once the lease is renewed"
+    assert queue.due_at("theirs/c") is None, "dropped: its wake-up is the new owner's"
+
+
+def test_drop_forgets_every_key_of_the_lost_namespaces() -> None:
+    async def main() -> tuple[list[str], int, WorkQueue]:
+        ran: list[str] = []
+        hold = asyncio.Event()
+
+        async def work(key: str) -> None:
+            ran.append(key)
+            await hold.wait()
+
+        queue = WorkQueue(work, workers=1)
+        queue.request("lost/running")
+        await asyncio.sleep(0)
+        queue.request("lost/running")  # a re-run asked while it runs
+        queue.request("lost/waiting")
+        queue.request("kept/waiting")
+        queue.request_after("lost/later", 3600)
+        queue.request_after("kept/later", 3600)
+        dropped = queue.drop(lambda namespace: namespace == "lost")
+        hold.set()
+        await queue.drain()
+        return ran, dropped, queue
+
+    ran, dropped, queue = asyncio.run(main())
+    assert dropped == 3  # the re-run, the waiting one and the run-later
+    assert ran == ["lost/running", "kept/waiting"], "the run going finishes; no re-run"
+    assert queue.due_at("lost/later") is None and queue.due_at("kept/later") is not None
 
 
 def test_run_later_replaces_an_earlier_time_and_request_within_keeps_the_sooner() -> None:

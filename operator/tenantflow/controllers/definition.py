@@ -12,6 +12,8 @@ from tenantflow import conditions
 from tenantflow.api.definition import DEFAULT_MAIN
 from tenantflow.controllers.instances.revisions import RevisionCache
 from tenantflow.controllers.instances.view import tenant_of
+from tenantflow.controllers.ownership import Gate, sole_replica
+from tenantflow.controllers.persist import Persist, unchanged_spec
 from tenantflow.controllers.work_queue import WorkQueue
 from tenantflow.durations import format_time
 from tenantflow.kube import events
@@ -50,9 +52,15 @@ class DefinitionController:
     kube: KubeApi
     revision_cache: RevisionCache  # shared with the instance controller
     wake_instance: Callable[[str], None]  # a queued instance may start now
+    # whether this replica may work on a namespace now (controllers/ownership.py): asked
+    # by the queue before every reconcile and by the persist before the status write
+    gate: Gate = sole_replica
 
     def __post_init__(self) -> None:
-        self.queue = WorkQueue(self.reconcile, name="definitions")
+        self.queue = WorkQueue(
+            self.reconcile, name="definitions", gate=lambda namespace: self.gate(namespace)
+        )
+        self.persist = Persist(self.kube, self.queue.gate)
         self.rolling: set[str] = set()  # definitions with a rollout underway
 
     def on_event(self, kind: str, namespace: str, name: str) -> None:
@@ -61,7 +69,10 @@ class DefinitionController:
             self.queue.request(f"{namespace}/{name}")
 
     async def reconcile(self, key: str) -> None:
-        done = await reconcile(self.kube, key)
+        done = await reconcile(self.kube, self.persist, key)
+        if not done.written:
+            self.queue.request(key)  # again from fresh reads, if the shard is still ours
+            return
         for queued in done.queued:
             self.wake_instance(queued)
         if done.rolling:
@@ -110,9 +121,12 @@ async def resolve_source(kube: KubeApi, body: dict[str, Any]) -> tuple[source.Co
 class Reconciled:
     queued: list[str]  # keys of instances queued for lack of a revision that may start now
     rolling: bool  # a rollout is underway: its instances' outcomes matter to it
+    written: bool = True  # False: its status changed and could not be written
 
 
-async def reconcile(kube: KubeApi, key: str, now: dt.datetime | None = None) -> Reconciled:
+async def reconcile(
+    kube: KubeApi, persist: Persist, key: str, now: dt.datetime | None = None
+) -> Reconciled:
     """Check, revise, roll out, trim and report one definition."""
     ns, name = key.split("/", 1)
     body = await kube.get(API_VERSION, DEFINITION, name, ns)
@@ -189,7 +203,17 @@ async def reconcile(kube: KubeApi, key: str, now: dt.datetime | None = None) -> 
     rolling = state is not None and state.phase == RolloutPhase.PROGRESSING
     if {k: old.get(k) for k in new} == new:
         return Reconciled([], rolling)
-    await kube.patch(API_VERSION, DEFINITION, name, ns, {"status": new}, subresource="status")
+    # re-committed only on the spec and the annotations (rollback, rollout commands) it
+    # was decided on; anything else is decided again
+    annotations = body["metadata"].get("annotations")
+    same = unchanged_spec(body, new)
+    written = await persist.status(
+        DEFINITION,
+        body,
+        lambda b: same(b) if b["metadata"].get("annotations") == annotations else None,
+    )
+    if written is None:
+        return Reconciled([], rolling, written=False)
     await _tell(kube, body, old, new, check, verdict.events)
     if Assignment.of(new) in (None, Assignment.of(old)):
         return Reconciled([], rolling)

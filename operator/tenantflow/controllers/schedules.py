@@ -19,6 +19,8 @@ from pydantic import ValidationError
 from tenantflow import conditions
 from tenantflow.api.schedule import WorkflowSchedule
 from tenantflow.controllers.instances.view import tenant_of
+from tenantflow.controllers.ownership import Gate, sole_replica
+from tenantflow.controllers.persist import Persist, unchanged_spec
 from tenantflow.controllers.work_queue import WorkQueue
 from tenantflow.durations import format_time, parse_duration, parse_time
 from tenantflow.kube import events
@@ -38,20 +40,22 @@ from tenantflow.vocabulary import (
 
 log = get_logger("tenantflow.schedule")
 START_RETRY = 10.0  # seconds before a run the API refused for now is tried again
-FENCED_RETRY = 1.0  # seconds before a reconcile found fenced is tried again
 
 
 @dataclass
 class ScheduleController:
     kube: KubeApi
-    # whether this replica may act on a namespace now (it holds its shard, in time), and
-    # whether it holds the shard at all (fenced for a moment: the reconcile waits)
-    may_act: Callable[[str], bool] = lambda namespace: True
-    holds: Callable[[str], bool] = lambda namespace: True
+    # whether this replica may work on a namespace now (controllers/ownership.py): asked
+    # by the queue before every reconcile (a schedule's next time waits out a late lease)
+    # and by the persist before the status write
+    gate: Gate = sole_replica
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
 
     def __post_init__(self) -> None:
-        self.queue = WorkQueue(self.reconcile, workers=4, name="schedules")
+        self.queue = WorkQueue(
+            self.reconcile, workers=4, name="schedules", gate=lambda ns: self.gate(ns)
+        )
+        self.persist = Persist(self.kube, self.queue.gate)
 
     def on_event(self, kind: str, namespace: str, name: str) -> None:
         key = f"{namespace}/{name}"
@@ -66,10 +70,6 @@ class ScheduleController:
 
     async def reconcile(self, key: str) -> None:
         ns, name = key.split("/", 1)
-        if not self.may_act(ns):
-            if self.holds(ns):  # fenced for a moment: its next time must not be lost
-                self.queue.request_after(key, FENCED_RETRY)
-            return  # another replica's shard: that replica reconciles it
         body = await self.kube.get(API_VERSION, SCHEDULE, name, ns)
         if body is None:
             self.queue.cancel_later(key)
@@ -106,9 +106,9 @@ class ScheduleController:
             started.append(at)
         active = sorted({*active, *(run_name(name, at) for at in started)} - set(p.terminate))
         update = _status(body, status, sched, p, started, active, failure)
-        await self.kube.patch(
-            API_VERSION, SCHEDULE, name, ns, {"status": update}, subresource="status"
-        )
+        if await self.persist.status(SCHEDULE, body, unchanged_spec(body, update)) is None:
+            self.queue.request(key)  # runs started are found again (their names are fixed)
+            return
         await self._tell(body, started, p, failure)
         if failure:
             self.queue.request_after(key, START_RETRY)
@@ -177,14 +177,9 @@ class ScheduleController:
                 generation=meta.get("generation"),
             ),
         }
-        await self.kube.patch(
-            API_VERSION,
-            SCHEDULE,
-            meta["name"],
-            meta["namespace"],
-            {"status": update},
-            subresource="status",
-        )
+        if await self.persist.status(SCHEDULE, body, unchanged_spec(body, update)) is None:
+            self.queue.request(f"{meta['namespace']}/{meta['name']}")
+            return
         if status.get("conditions") != update["conditions"]:
             await events.post(self.kube, body, "Warning", reason, message)
 

@@ -19,8 +19,9 @@ member joining or leaving moves only its share.
 - Restarting with the same identity (a container restart in the same pod; the previous
   process is dead) takes the identity's shards back at once.
 
-Every status write is fenced by `may_act` on top of the resourceVersion guard, and no mode
-escapes it: an operator started by mistake registers as a member and waits for a shard.
+Every run of every work queue and every status write asks `verdict` (the ownership gate),
+on top of the resourceVersion guard, and no mode escapes it: an operator started by
+mistake registers as a member and waits for a shard.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tenantflow.controllers.ownership import Verdict
 from tenantflow.kube.client import ApiException, KubeApi
 from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
@@ -104,6 +106,13 @@ class Shards:
         found fenced is deferred, not dropped (another replica adopts it only if the
         shard moves)."""
         return self.shard(namespace) in self.held
+
+    def verdict(self, namespace: str) -> Verdict:
+        """The gate (controllers/ownership.py): act while in time; a shard held while the
+        lease is late waits for the renewal; another replica's shard is dropped."""
+        if self.may_act(namespace):
+            return Verdict.ACT
+        return Verdict.DEFER if self.holds(namespace) else Verdict.DROP
 
     def acting(self) -> set[int]:
         return set(self.held) if self._in_time() else set()

@@ -17,6 +17,8 @@ import kopf
 
 from tenantflow import conditions
 from tenantflow.api.tenant import Tenant
+from tenantflow.controllers.ownership import Gate, sole_replica
+from tenantflow.controllers.persist import Persist, unchanged_spec
 from tenantflow.controllers.work_queue import WorkQueue
 from tenantflow.durations import parse_time
 from tenantflow.kube import events
@@ -52,27 +54,43 @@ class TenantController:
     kube: KubeApi
     settings: OperatorSettings
     usage: Callable[[str], dict[str, int]]  # Tenant.status.usage, from the instance controller
+    # whether this replica may work on a tenant's namespace now (controllers/ownership.py):
+    # asked by the queue before every reconcile and by the persist before the status write
+    gate: Gate = sole_replica
 
     def __post_init__(self) -> None:
-        self.queue = WorkQueue(self.reconcile, name="tenants")
+        self.queue = WorkQueue(
+            self.reconcile,
+            name="tenants",
+            gate=lambda namespace: self.gate(namespace),
+            namespace_of=manifests.namespace_of,  # the queue's keys are tenant names
+        )
+        self.persist = Persist(self.kube, self.queue.gate)
 
     def usage_changed(self, tenant: str) -> None:
         """Tenant.status.usage follows instance phases, refreshed at most every 5 s."""
         self.queue.request_within(tenant, USAGE_INTERVAL)
 
     async def reconcile(self, name: str) -> None:
-        await reconcile(self.kube, self.settings, self.usage, name)
+        if not await reconcile(self.kube, self.persist, self.settings, self.usage, name):
+            self.queue.request(name)  # its status was not written: again, if still ours
 
     async def deleted(self, name: str, body: dict[str, Any]) -> None:
         await tenant_deleted(self.kube, name, body)
 
 
 async def reconcile(
-    kube: KubeApi, settings: OperatorSettings, usage: Callable[[str], dict[str, int]], name: str
-) -> None:
+    kube: KubeApi,
+    persist: Persist,
+    settings: OperatorSettings,
+    usage: Callable[[str], dict[str, int]],
+    name: str,
+) -> bool:
+    """Apply the tenant's objects and write its status; False when the status could not
+    be written (fenced, or a conflict that outlived the re-commits)."""
     body = await kube.get(API_VERSION, TENANT, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
-        return
+        return True
     tenant = Tenant.model_validate(body)
     ns_name = manifests.namespace_of(name)
     ns = await kube.get("v1", "Namespace", ns_name)
@@ -83,8 +101,7 @@ async def reconcile(
                 f"{name}; delete or rename it, or pick another tenant name"
             )
         )
-        await _write_status(kube, body, observed, {})
-        return
+        return await _write_status(kube, persist, body, observed, {})
     error = None
     refused = tuple(manifests.refusals(tenant, settings))
     try:
@@ -99,7 +116,7 @@ async def reconcile(
         error = f"applying tenant objects failed: {exc.status} {exc.reason}: {message(exc)}"
         log.warning("apply failed", tenant=name, error=error)
     observed = await _observe(kube, tenant, error, refused)
-    await _write_status(kube, body, observed, usage(name))
+    return await _write_status(kube, persist, body, observed, usage(name))
 
 
 async def _proxy_host(kube: KubeApi, tenant: Tenant) -> str | None:
@@ -152,9 +169,14 @@ def _quota_counted(quota: dict[str, Any] | None) -> bool:
 
 
 async def _write_status(
-    kube: KubeApi, body: dict[str, Any], observed: status.Observed, usage: dict[str, int]
-) -> None:
-    """Patch status only when it changed, so the status write does not loop."""
+    kube: KubeApi,
+    persist: Persist,
+    body: dict[str, Any],
+    observed: status.Observed,
+    usage: dict[str, int],
+) -> bool:
+    """Patch status only when it changed, so the status write does not loop; False when
+    it changed and was not written."""
     meta, old = body["metadata"], body.get("status") or {}
     phase, conds = status.conditions(observed)
     new = {
@@ -167,14 +189,17 @@ async def _write_status(
         "observedGeneration": meta.get("generation"),
     }
     if {k: old.get(k) for k in new} == new:
-        return
-    await kube.patch(API_VERSION, TENANT, meta["name"], None, {"status": new}, subresource="status")
+        return True
+    fence = manifests.namespace_of(meta["name"])
+    if await persist.status(TENANT, body, unchanged_spec(body, new), fence=fence) is None:
+        return False
     if old.get("phase") != phase:
         ready = next(c for c in conds if c.type == ConditionType.READY)
         await events.post(
             kube, body, "Warning" if phase == "Degraded" else "Normal", ready.reason, ready.message
         )
         log.info("tenant phase", tenant=meta["name"], phase=phase, reason=ready.reason)
+    return True
 
 
 async def tenant_deleted(kube: KubeApi, name: str, body: dict[str, Any]) -> None:

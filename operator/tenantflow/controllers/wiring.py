@@ -100,12 +100,15 @@ class Operator:
             settings=instance_settings,
             finished=lambda ns, wf: definitions.instance_finished(ns, wf) if definitions else None,
             run_finished=lambda ns, s: schedules.run_finished(ns, s) if schedules else None,
-            may_act=shards.may_act,
-            holds=shards.holds,
+            gate=shards.verdict,
         )
-        tenants = TenantController(kube, settings, usage=instances.tenant_usage)
-        definitions = DefinitionController(kube, revisions, wake_instance=instances.queue.request)
-        schedules = ScheduleController(kube, may_act=shards.may_act, holds=shards.holds)
+        tenants = TenantController(
+            kube, settings, usage=instances.tenant_usage, gate=shards.verdict
+        )
+        definitions = DefinitionController(
+            kube, revisions, wake_instance=instances.queue.request, gate=shards.verdict
+        )
+        schedules = ScheduleController(kube, gate=shards.verdict)
         op = cls(kube, settings, instances, tenants, definitions, schedules, shards)
         return op
 
@@ -134,13 +137,18 @@ class Operator:
             self.watches[n] = self._reflect(sharding.selector(n), self._in_shards({n}))
 
     def lost(self, shards: set[int]) -> None:
-        """Shards this replica must no longer act on: stop watching their instances and
-        forget their state."""
+        """Shards this replica must no longer act on: stop watching their instances, drop
+        their keys from every queue (a usage refresh, a schedule's next time, a wake-up
+        queued for them must not run here) and forget their state. A run already going
+        is fenced at its status write; the shards, if gained again, are adopted anew."""
         for n in shards:
             watch = self.watches.pop(n, None)
             if watch is not None:
                 watch.cancel()
-        self.instances.release(self._in_shards(shards))
+        gone = self._in_shards(shards)
+        dropped = sum(queue.drop(gone) for queue in self._queues())
+        self.instances.release(gone)
+        log.info("shards lost", shards=sorted(shards), keys_dropped=dropped)
 
     def _in_shards(self, shards: set[int]) -> Callable[[str], bool]:
         """Whether a namespace belongs to one of `shards`."""

@@ -4,7 +4,16 @@ As client-go's workqueue (and Argo's `wfQueue.AddAfter`, controller-runtime's
 `RequeueAfter`): at most one run per key at a time; requests during a run coalesce into one
 re-run; at most `workers` runs at once, in request order; `request_after` puts a key back
 at a time (a sleeping instance's wake-up, a retry's backoff, a usage refresh), all in one
-heap rather than one timer per key. A failed run is retried after RETRY_DELAY.
+heap rather than one timer per key.
+
+Two rules are the runtime's, so no controller can forget them:
+- **The ownership gate** (controllers/ownership.py) is asked before every run: a key whose
+  namespace this replica may not act on now is deferred (its shard's lease is late) or
+  dropped (another replica's shard); `drop` forgets a lost shard's keys at once.
+- **Per-key failure backoff**, as client-go's ItemExponentialFailureRateLimiter: a run
+  that raises is retried after BACKOFF_BASE, doubling per consecutive failure of that key
+  up to BACKOFF_MAX, and forgotten by its first success; one failing object neither
+  spins every 2 s for ever nor slows the others.
 
 Coalescing is what makes drift repair cheap (a burst of watch events for a tenant's objects
 becomes one reconcile); the worker bound is what keeps a burst of 50,000 new instances a
@@ -20,18 +29,35 @@ import heapq
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+from tenantflow.controllers.ownership import Gate, Verdict, sole_replica
+from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
 
 log = get_logger("tenantflow.work_queue")
 
 
+def namespace_in_key(key: str) -> str:
+    """The namespace of a `namespace/name` key (every namespaced kind's queue)."""
+    return key.split("/", 1)[0]
+
+
 class WorkQueue:
-    RETRY_DELAY = 2.0
+    BACKOFF_BASE = 1.0  # seconds before a failed run is retried the first time
+    BACKOFF_MAX = 60.0  # ...and at most, however often it failed (recovery stays prompt)
+    DEFER_DELAY = 1.0  # seconds before a key deferred by the gate is asked again
 
     def __init__(
-        self, work: Callable[[str], Awaitable[None]], *, workers: int = 8, name: str = ""
+        self,
+        work: Callable[[str], Awaitable[None]],
+        *,
+        workers: int = 8,
+        name: str = "",
+        gate: Gate = sole_replica,
+        namespace_of: Callable[[str], str] = namespace_in_key,
     ) -> None:
         self._work, self.max_workers, self.name = work, workers, name
+        self.gate, self.namespace_of = gate, namespace_of
+        self._failures: dict[str, int] = {}  # consecutive failed runs, by key
         self._pending: deque[str] = deque()
         self._queued: set[str] = set()
         self._running: set[str] = set()
@@ -80,6 +106,23 @@ class WorkQueue:
         """Forget `key`'s run-later (its object is gone)."""
         self._due.pop(key, None)
 
+    def drop(self, gone: Callable[[str], bool]) -> int:
+        """Forget every key whose namespace `gone` names (a shard this replica lost): its
+        waiting runs, run-laters, re-runs and failure counts. A run in progress finishes,
+        fenced at its status write. Returns how many keys were dropped."""
+        doomed = {
+            k for k in (*self._queued, *self._due, *self._dirty) if gone(self.namespace_of(k))
+        }
+        if doomed:
+            self._pending = deque(k for k in self._pending if k not in doomed)
+            self._queued -= doomed
+            self._dirty -= doomed
+            for key in doomed:
+                self._due.pop(key, None)  # its heap entries are skipped lazily
+                self._failures.pop(key, None)
+            metrics.QUEUE_DROPPED.labels(queue=self.name).inc(len(doomed))
+        return len(doomed)
+
     def busy(self, key: str) -> bool:
         """A run of `key` is in progress or waiting for a worker."""
         return key in self._running or key in self._queued
@@ -111,21 +154,47 @@ class WorkQueue:
         while self._pending:
             key = self._pending.popleft()
             self._queued.discard(key)
+            verdict = self.gate(self.namespace_of(key))
+            if verdict is not Verdict.ACT:
+                self._gated(key, verdict)
+                continue
             self._running.add(key)
             try:
                 await self._work(key)
                 failed = False
             except Exception:  # one object's failure must not stop the others
-                log.exception("reconcile failed", queue=self.name, key=key)
                 failed = True
+                delay = self._failed(key)
+                log.exception("reconcile failed", queue=self.name, key=key, retry_in=delay)
             finally:
                 self._running.discard(key)
             if failed:
                 self._dirty.discard(key)
-                self.request_after(key, self.RETRY_DELAY)
-            elif key in self._dirty:
-                self._dirty.discard(key)
-                self.request(key)
+                self.request_after(key, delay)
+            else:
+                self._failures.pop(key, None)
+                if key in self._dirty:
+                    self._dirty.discard(key)
+                    self.request(key)
+
+    def _gated(self, key: str, verdict: Verdict) -> None:
+        """A run the ownership gate refused: shortly again, or never (another's now)."""
+        metrics.QUEUE_GATED.labels(queue=self.name, verdict=verdict.value).inc()
+        if verdict is Verdict.DEFER:
+            self.request_after(key, self.DEFER_DELAY)
+        else:
+            self._due.pop(key, None)
+            self._failures.pop(key, None)
+
+    def _failed(self, key: str) -> float:
+        """The backoff of `key`'s next retry: doubled by each consecutive failure."""
+        failures = self._failures[key] = self._failures.get(key, 0) + 1
+        metrics.QUEUE_RETRIES.labels(queue=self.name).inc()
+        return float(min(self.BACKOFF_BASE * 2 ** (failures - 1), self.BACKOFF_MAX))
+
+    def failures(self, key: str) -> int:
+        """Consecutive failed runs of `key` (0: its last run succeeded, or it never ran)."""
+        return self._failures.get(key, 0)
 
     async def drain(self) -> None:
         """Wait for the runs in progress and those waiting for a worker."""

@@ -53,6 +53,26 @@ FENCED_WRITES = Counter(
     "tenantflow_fenced_writes_total",
     "Status writes not sent because this replica's shard lease could have run out.",
 )
+QUEUE_RETRIES = Counter(
+    "tenantflow_work_queue_retries_total",
+    "Runs that failed and were put back with backoff, by work queue.",
+    ["queue"],
+)
+QUEUE_GATED = Counter(
+    "tenantflow_work_queue_gated_total",
+    "Runs the ownership gate refused: deferred (lease late) or dropped (another's shard).",
+    ["queue", "verdict"],
+)
+QUEUE_DROPPED = Counter(
+    "tenantflow_work_queue_dropped_total",
+    "Keys forgotten because this replica lost their shard, by work queue.",
+    ["queue"],
+)
+STATUS_CONFLICTS = Counter(
+    "tenantflow_status_conflicts_total",
+    "Status writes refused with 409: committed again on the fresh object, or given up.",
+    ["kind", "outcome"],
+)
 SCHEDULE_RUNS = Counter(
     "tenantflow_schedule_runs_total",
     "Scheduled times of WorkflowSchedules, by what became of them.",

@@ -11,6 +11,7 @@ from typing import Any, cast
 from tenantflow.controllers import definition
 from tenantflow.controllers.instances import InstanceController, InstanceSettings
 from tenantflow.controllers.instances.revisions import RevisionCache
+from tenantflow.controllers.persist import Persist
 from tenantflow.controllers.sandboxes import Sandboxes
 from tenantflow.kube import events
 from tenantflow.sandbox import worker
@@ -103,7 +104,7 @@ class Harness:
             }
         )
         self.revisions.forget_definition(NS, name)  # as the definition controller's watch does
-        await definition.reconcile(self.kube, f"{NS}/{name}")
+        await definition.reconcile(self.kube, Persist(self.kube), f"{NS}/{name}")
         status = self.kube.read(API_VERSION, DEFINITION, name, NS)["status"]
         assert status["conditions"][0]["status"] == "True", status["conditions"]
         return int(status["activeRevision"])

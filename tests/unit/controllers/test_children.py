@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tenantflow.controllers.instances.children import CHILD_RESYNC, PARENT_UID_LABEL, START_RETRY
+from tenantflow.controllers.ownership import Verdict
 from tenantflow.engine.children import child_name
 from tenantflow.kube.client import ApiException
 from tenantflow.observability import metrics
@@ -215,10 +216,11 @@ async def test_a_child_seen_finished_while_the_lease_was_late_still_wakes_its_pa
     assert (await run_to_rest(h, ["slow"]))["phase"] == Phase.WAITING
     child = child_name("ci", "build-slow")
     await finish(h, child)
-    h.controller.may_act = lambda namespace: False
+    h.controller.gate = lambda namespace: Verdict.DEFER
     h.controller.on_event("MODIFIED", h.watched(child))  # fenced: put off, not dropped
+    await h.controller.queue.drain()
     assert h.controller.queue.due_at(f"{NS}/{child}") is not None
-    h.controller.may_act = lambda namespace: True  # renewed
+    h.controller.gate = lambda namespace: Verdict.ACT  # renewed
     await h.drive(f"{NS}/{child}")  # the put-off event's drive
     await h.controller.queue.drain()
     st = h.status("ci")

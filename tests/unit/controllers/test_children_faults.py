@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tenantflow.controllers.ownership import Verdict
 from tenantflow.kube.client import ApiException
 from tenantflow.testing.fake_kube import FakeKube
 from tenantflow.vocabulary import API_VERSION, FINISHED, INSTANCE, Phase
@@ -122,7 +123,7 @@ class Rig:
 
     def wire(self) -> None:
         c = self.h.controller
-        c.may_act = c.writer.may_write = lambda namespace: self.acting
+        c.gate = lambda namespace: Verdict.ACT if self.acting else Verdict.DEFER
         c.children.clock = self.clock
 
     async def adopt(self) -> None:

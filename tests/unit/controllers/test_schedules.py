@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tenantflow.controllers.ownership import Verdict
 from tenantflow.controllers.schedules import ScheduleController
 from tenantflow.durations import parse_time
 from tenantflow.testing.fake_kube import FakeKube
@@ -123,15 +124,20 @@ async def test_a_bad_spec_is_stalled_naming_the_field() -> None:
 
 
 @pytest.mark.unit
-async def test_a_reconcile_found_fenced_waits_instead_of_dropping_the_schedule() -> None:
+async def test_a_schedule_found_fenced_waits_and_one_of_another_replica_is_dropped() -> None:
     kube, _, clock = setup()
-    fenced = {"now": True}
-    ctl = ScheduleController(
-        kube, may_act=lambda ns: not fenced["now"], holds=lambda ns: True, now=clock
-    )
+    verdict = {"now": Verdict.DEFER}  # our shard, our lease late
+    ctl = ScheduleController(kube, gate=lambda ns: verdict["now"], now=clock)
     clock.set("2030-01-01T01:00:02Z")
-    await ctl.reconcile(KEY)
+    ctl.queue.request(KEY)
+    await ctl.queue.drain()
     assert runs(kube) == {} and ctl.queue.due_at(KEY)  # asked again soon, not forgotten
-    fenced["now"] = False
-    await ctl.reconcile(KEY)
+    verdict["now"] = Verdict.ACT
+    ctl.queue.request(KEY)
+    await ctl.queue.drain()
     assert len(runs(kube)) == 1
+    assert ctl.queue.due_at(KEY) == parse_time("2030-01-01T02:00:00Z")  # its next time
+    verdict["now"] = Verdict.DROP  # the shard moved: the other replica has it now
+    ctl.queue.request(KEY)
+    await ctl.queue.drain()
+    assert ctl.queue.due_at(KEY) is None, "nothing of another replica's schedule is kept"

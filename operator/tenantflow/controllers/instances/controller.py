@@ -24,6 +24,8 @@ from tenantflow.controllers.instances.failures import SandboxFailures
 from tenantflow.controllers.instances.revisions import RevisionCache, RevisionResolver
 from tenantflow.controllers.instances.status_writer import StatusWriter
 from tenantflow.controllers.instances.view import InstanceView, key_of, tenant_of
+from tenantflow.controllers.ownership import Gate, Verdict, sole_replica
+from tenantflow.controllers.persist import Persist
 from tenantflow.controllers.sandboxes import Sandboxes
 from tenantflow.controllers.work_queue import WorkQueue
 from tenantflow.durations import parse_time
@@ -39,7 +41,6 @@ from tenantflow.vocabulary import API_VERSION, FINISHED, INSTANCE, TENANT, Condi
 
 log = get_logger("tenantflow.instance")
 LIMITS_TTL = 1.0  # seconds a tenant's limits are reused before being read again
-FENCED_RETRY = 1.0  # seconds before work found fenced is tried again
 
 
 @dataclass(frozen=True)
@@ -60,17 +61,21 @@ class InstanceController:
     finished: Callable[[str, str], None] = lambda namespace, definition: None
     # (namespace, schedule) of a scheduled run seen finished: the schedule may start another
     run_finished: Callable[[str, str], None] = lambda namespace, schedule: None
-    # whether this replica may act on a namespace now (it holds its shard, in time), and
-    # whether it holds the shard at all (fenced for a moment: its work waits, not dropped)
-    may_act: Callable[[str], bool] = lambda namespace: True
-    holds: Callable[[str], bool] = lambda namespace: True
+    # whether this replica may work on a namespace now (controllers/ownership.py): asked
+    # by the queue before every drive and by the persist before every write
+    gate: Gate = sole_replica
     transport: HttpTransport = field(default_factory=HttpTransport)
 
     def __post_init__(self) -> None:
-        self.queue = WorkQueue(self.drive, workers=self.settings.drive_workers, name="instances")
+        self.queue = WorkQueue(
+            self.drive,
+            workers=self.settings.drive_workers,
+            name="instances",
+            gate=lambda namespace: self.gate(namespace),  # late-bound: tests swap the gate
+        )
         self.admission = Admission()
         self.book = PhaseBook(self.admission, self.queue.request, self.usage_changed)
-        self.writer = StatusWriter(self.kube, self.queue, self.may_act, self._defer)
+        self.writer = StatusWriter(self.kube, self.queue, Persist(self.kube, self.queue.gate))
         self.revisions = RevisionResolver(self.kube, self.revision_cache)
         self.failures = SandboxFailures(self.sandboxes)
         self.children = Children(self.kube, phase_of=self.book.phase_of, nudge=self.queue.request)
@@ -99,12 +104,6 @@ class InstanceController:
                     self.admission.observe(tenant, v.key, LENT if v.lent else v.phase)
                 self.queue.request(v.key)
 
-    def _defer(self, key: str) -> None:
-        """Work found while this replica may not act: run it again once the lease is
-        renewed, if the shard is still ours."""
-        if self.holds(key.split("/", 1)[0]):
-            self.queue.request_after(key, FENCED_RETRY)
-
     def release(self, ours: Callable[[str], bool]) -> None:
         """Namespaces no longer ours (a shard lost): forget their instances; the replica
         that takes the shard adopts them."""
@@ -118,8 +117,10 @@ class InstanceController:
         """One watched state: drive the instance unless it has nothing to do (or it is in
         another replica's shard)."""
         key = key_of(body)
-        if not self.may_act(body["metadata"]["namespace"]):
-            self._defer(key)
+        verdict = self.gate(body["metadata"]["namespace"])
+        if verdict is not Verdict.ACT:
+            if verdict is Verdict.DEFER:  # the lease is late: the queue's gate waits for it
+                self.queue.request(key)
             return
         view = InstanceView.decode(body)
         if kind == "DELETED" or self._newly_finished(view):
@@ -209,10 +210,7 @@ class InstanceController:
 
     # ------------------------------------------------------------------ one drive
     async def drive(self, key: str) -> None:
-        ns, name = key.split("/", 1)
-        if not self.may_act(ns):
-            self._defer(key)  # fenced: later; another replica's: it adopts the instance
-            return
+        ns, name = key.split("/", 1)  # (the queue's gate let it run: this shard is ours)
         body = self.writer.fresh.pop(key, None) or await self.kube.get(
             API_VERSION, INSTANCE, name, ns
         )

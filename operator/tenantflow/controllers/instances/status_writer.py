@@ -1,10 +1,13 @@
-"""The one place a drive's decisions reach the API server.
+"""The one place a drive's decisions reach the API server, through the runtime's one
+persist (controllers/persist.py: fenced, guarded by the resourceVersion read at the start
+of the drive, re-committed on a 409).
 
-Status writes carry the resourceVersion read at the start of the drive, so a concurrent
-change makes the write fail (409) and the instance is driven again from the fresh status
-— unless the journal is unchanged (an event was appended to spec, a label changed), in
-which case an advance's result is committed again on the fresh object: it still extends
-that journal, so its steps need not run again. Entries are never lost or reordered.
+A concurrent change makes the write fail (409) and the instance is driven again from the
+fresh status — unless the journal is unchanged (an event was appended to spec, a label
+changed), in which case an advance's result is committed again on the fresh object: it
+still extends that journal, so its steps need not run again. Entries are never lost or
+reordered. A write that did not happen (fenced, conflicting, gone) requests the instance
+again: the queue's ownership gate decides whether it runs here.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 from tenantflow import conditions
 from tenantflow.controllers.instances.drive import Drive, Event
+from tenantflow.controllers.persist import Body, Persist
 from tenantflow.controllers.work_queue import WorkQueue
 from tenantflow.durations import parse_time
 from tenantflow.kube import events
@@ -23,9 +27,8 @@ from tenantflow.kube.client import ApiException, KubeApi
 from tenantflow.kube.client import message as client_message
 from tenantflow.lifecycle import instance_state as state
 from tenantflow.observability import metrics
-from tenantflow.vocabulary import API_VERSION, FINISHED, INSTANCE, Phase
+from tenantflow.vocabulary import FINISHED, INSTANCE, Phase
 
-COMMIT_RETRIES = 3  # re-commits of one advance after 409s that left the journal as it was
 FRESH_BODIES = 2000  # bodies kept to spare their next drive a GET, at most
 REMEMBER_WITHIN = dt.timedelta(seconds=60)  # ...when that drive is due this soon
 
@@ -34,10 +37,7 @@ REMEMBER_WITHIN = dt.timedelta(seconds=60)  # ...when that drive is due this soo
 class StatusWriter:
     kube: KubeApi
     queue: WorkQueue
-    # the fence: whether this replica still holds the namespace's shard, in time; and
-    # what to do with a drive whose write it stopped (try again once renewed)
-    may_write: Callable[[str], bool] = lambda namespace: True
-    fenced: Callable[[str], None] = lambda key: None
+    persister: Persist
     # bodies kept for the next drive of their instance (see remember() and created())
     fresh: dict[str, dict[str, Any]] = field(default_factory=dict)
     # the resourceVersion of each write whose watch event has not come back yet
@@ -52,8 +52,8 @@ class StatusWriter:
                 if d.extends_journal
                 else self.patch(d.body, d.update, d.event)
             )
-            if d.written is None and d.extends_journal:
-                self.queue.request(d.key)  # the journal moved under us: drive again from it
+            if d.written is None:  # the journal moved, the shard was lost, the object is gone
+                self.queue.request(d.key)
                 return
             if d.written is not None:
                 self._count_finished(d)
@@ -84,32 +84,52 @@ class StatusWriter:
         return await self.patch(d.body, d.update, d.event)
 
     async def _commit(self, d: Drive) -> dict[str, Any] | None:
-        """On a 409 caused by a change that left the journal as we read it, retry on the
-        fresh object: the result still extends that journal."""
-        body = d.body
-        for _ in range(COMMIT_RETRIES):
-            written = await self.patch(body, d.update or {}, d.event)
-            if written is not None or not self.may_write(d.view.namespace):
-                return written
-            fresh = await self.kube.get(API_VERSION, INSTANCE, d.view.name, d.view.namespace)
-            current = (fresh or {}).get("status") or {}
-            if fresh is None or any(
+        """On a 409 caused by a change that left the journal as we read it, commit again
+        on the fresh object: the result still extends that journal."""
+        update = d.update or {}
+
+        def compose(body: Body) -> Body | None:
+            current = body.get("status") or {}
+            if body is not d.body and any(
                 current.get(k) != d.view.status.get(k) for k in ("steps", "eventsSeen")
             ):
                 return None
-            body = fresh
-        return None
+            return self._with_health(body, update)
+
+        return await self._write(d.body, compose, d.event)
 
     async def patch(
         self, body: dict[str, Any], status: dict[str, Any], event: Event | None
     ) -> dict[str, Any] | None:
-        """Status merge-patch guarded by resourceVersion; None on a conflict (409) or if
-        the object is gone (404)."""
-        meta, before = body["metadata"], body.get("status") or {}
-        if not self.may_write(meta["namespace"]):  # fenced: its shard may be another's now
-            metrics.FENCED_WRITES.inc()
-            self.fenced(f"{meta['namespace']}/{meta['name']}")
+        """A status merge-patch of what a drive decided on `body` (not re-committed: a
+        decision other than an advance's result is taken again from the fresh object);
+        None when it was not written."""
+        return await self._write(
+            body, lambda b: self._with_health(b, status) if b is body else None, event
+        )
+
+    async def _write(
+        self,
+        body: dict[str, Any],
+        compose: Callable[[Body], Body | None],
+        event: Event | None,
+    ) -> dict[str, Any] | None:
+        out = await self.persister.status(INSTANCE, body, compose)
+        if out is None:
             return None
+        meta = out["metadata"]
+        key = f"{meta['namespace']}/{meta['name']}"
+        self.remember(key, out)
+        self.unechoed[key] = meta["resourceVersion"]
+        if event:
+            await events.post(self.kube, body, *event)
+        return out
+
+    @staticmethod
+    def _with_health(body: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+        """`status` with the conditions its phase and error imply (sent only when they
+        change) and the generation it was decided on."""
+        meta, before = body["metadata"], body.get("status") or {}
         health = state.health(
             status.get("phase") or before.get("phase"),
             status.get("error") if "error" in status else before.get("error"),
@@ -123,21 +143,7 @@ class StatusWriter:
         status.pop("conditions", None)
         if merged != before.get("conditions"):  # most writes of a drive leave them as they are
             status["conditions"] = merged
-        patch = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status}
-        try:
-            out = await self.kube.patch(
-                API_VERSION, INSTANCE, meta["name"], meta["namespace"], patch, subresource="status"
-            )
-        except ApiException as exc:
-            if exc.status in (404, 409):
-                return None
-            raise
-        key = f"{meta['namespace']}/{meta['name']}"
-        self.remember(key, out)
-        self.unechoed[key] = out["metadata"]["resourceVersion"]
-        if event:
-            await events.post(self.kube, body, *event)
-        return out
+        return status
 
     def remember(self, key: str, written: dict[str, Any]) -> None:
         """Keep the object as our status write left it when its next drive is soon (a short
