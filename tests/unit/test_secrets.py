@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from tenantflow.engine.masking import MASK
 from tenantflow.engine.secrets import SecretNotFound, Secrets
 from tenantflow.sandbox import worker
 from tenantflow.sandbox.payload import advance_payload
-from tenantflow.sandbox.redact import MASK, Redactor
+from tenantflow.sandbox.redact import Redactor
 
 TOKEN = "ghp_s3cr3t-token-value"
 

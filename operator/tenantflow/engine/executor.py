@@ -23,7 +23,7 @@ from tenantflow.engine.options import EngineLimits, StepDefaults
 from tenantflow.engine.outcome import Advance, Complete, Errored, Outcome, Waiting, Yielded
 from tenantflow.engine.outputs import OutputStore, StepResults, store
 from tenantflow.engine.secrets import Secrets
-from tenantflow.engine.state import Blocker, InboxEvent, ReplayState
+from tenantflow.engine.state import MAX_ERROR_MESSAGE, Blocker, InboxEvent, ReplayState
 from tenantflow.engine.step import StepApi
 from tenantflow.sdk.errors import StepError, WaitTimeout
 
@@ -88,6 +88,7 @@ def advance(
                     instance_id=instance_id,
                     epoch=epoch,
                     children=children,
+                    secrets=secrets,
                 ),
                 event={
                     "payload": params,
@@ -153,18 +154,18 @@ async def _settle(main: asyncio.Future[Any], state: ReplayState) -> None:
 
 def _outcome(main: asyncio.Future[Any], state: ReplayState) -> Outcome:
     if state.fatal is not None:
-        return Errored(_error(state.fatal, state.fatal_step))
+        return Errored(_error(state, state.fatal, state.fatal_step))
     if main.done():
         exc = main.exception()
         if exc is None:
             try:
                 _, ref, seen = _store_output(main.result(), state)
             except EngineError as bad_output:
-                return Errored(_error(bad_output, None))
+                return Errored(_error(state, bad_output, None))
             return Complete(output=None if ref else seen, output_ref=ref)
         if not isinstance(exc, Exception):
             raise exc  # KeyboardInterrupt, SystemExit, a simulated crash: not ours to keep
-        return Errored(_error(exc, None))
+        return Errored(_error(state, exc, None))
     if any(b.kind == "yield" for b in state.blockers):
         return Yielded()
     if not state.blockers:
@@ -173,7 +174,7 @@ def _outcome(main: asyncio.Future[Any], state: ReplayState) -> Outcome:
             "network call outside step.do?); such waits cannot survive a restart. Use "
             "step.sleep / step.wait_for_event, and do I/O inside step.do"
         )
-        return Errored(_error(err, None))
+        return Errored(_error(state, err, None))
     return _waiting(state.blockers, state.journal)
 
 
@@ -207,14 +208,14 @@ def _waiting(blockers: list[Blocker], records: list[journal_mod.StepRecord]) -> 
     )
 
 
-def _error(exc: BaseException, step: str | None) -> dict[str, Any]:
+def _error(state: ReplayState, exc: BaseException, step: str | None) -> dict[str, Any]:
     """`status.error`: {name, message, step?} (a StepError reports the step's own error)."""
     if isinstance(exc, StepError):
         return {"name": exc.error_name, "message": exc.error_message, "step": exc.step}
     if isinstance(exc, WaitTimeout):
         return {"name": "WaitTimeout", "message": str(exc), "step": exc.step}
     name = exc.reason if isinstance(exc, EngineError) else type(exc).__name__
-    out: dict[str, Any] = {"name": name, "message": str(exc)[:4096]}
+    out: dict[str, Any] = {"name": name, "message": state.cut(str(exc), MAX_ERROR_MESSAGE)}
     if step is not None:
         out["step"] = step
     return out

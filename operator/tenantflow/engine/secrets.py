@@ -100,16 +100,3 @@ class Secrets(Mapping[str, SecretValues]):
         if root is None:
             return []
         return [n for n in _names(root, SECRET_NAME) if (root / n).is_dir()]
-
-    def values_to_redact(self, shortest: int) -> list[str]:
-        """Every value of every Secret at least `shortest` characters long, longest first
-        (so a value containing another is replaced whole)."""
-        if self.root is None:
-            return []
-        found: set[str] = set()
-        for name in self:
-            values = SecretValues(name, self.root / name)
-            for key in values:
-                value = values[key]  # a value and its trimmed form (files end in newlines)
-                found.update(v for v in (value, value.strip()) if len(v) >= shortest)
-        return sorted(found, key=len, reverse=True)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from tenantflow import jsonsafe
+from tenantflow.engine import masking
 from tenantflow.engine.children import ChildResult, ChildStart
 from tenantflow.engine.errors import (
     DuplicateStepNameError,
@@ -23,6 +24,7 @@ from tenantflow.engine.journal import FINAL_STATES, StepKind, StepRecord, StepSt
 from tenantflow.engine.options import EngineLimits, StepDefaults
 from tenantflow.engine.outputs import OutputStore, StepResults, encode, fetch, store
 
+MAX_ERROR_MESSAGE = 4096  # characters of an error message kept in the journal
 MAX_STEP_NAME = 256
 
 
@@ -60,6 +62,7 @@ class ReplayState:
         instance_id: str = "instance",
         epoch: int = 0,
         children: Mapping[str, ChildResult] | None = None,
+        secrets: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         # copies: the caller's journal is what is persisted, and must stay untouched
         self.journal = [dataclasses.replace(r) for r in journal]
@@ -87,8 +90,17 @@ class ReplayState:
         self.instance_id = instance_id
         self.epoch = epoch  # resets of the instance: its child steps name new children
         self.children = children or {}  # finished children, by the parent's step name
+        self.secrets = secrets or {}
+        self._secret_values: list[str] | None = None  # read at the first cut
 
     # ------------------------------------------------------------------ errors
+    def cut(self, text: str, limit: int) -> str:
+        """An error message for the journal: known secret values masked, then cut to
+        `limit` characters (a cut must not leave half a value for the runner to miss)."""
+        if self._secret_values is None:
+            self._secret_values = masking.secret_values(self.secrets)
+        return masking.cut(text, limit, self._secret_values)
+
     def fail(self, err: EngineError, step: str | None = None) -> NoReturn:
         """Record a fatal error (first one wins; catching it in `run` changes nothing)."""
         if self.fatal is None:

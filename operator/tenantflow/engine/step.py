@@ -17,7 +17,7 @@ from tenantflow.engine.children import ChildStart, check, child_name
 from tenantflow.engine.errors import StepOptionsError
 from tenantflow.engine.journal import StepKind, StepRecord, StepState
 from tenantflow.engine.outputs import fetch
-from tenantflow.engine.state import Blocker, ReplayState
+from tenantflow.engine.state import MAX_ERROR_MESSAGE, Blocker, ReplayState
 from tenantflow.sdk.errors import NonRetryableError, StepError, WaitTimeout
 from tenantflow.sdk.types import _attempt
 from tenantflow.vocabulary import Phase
@@ -26,7 +26,6 @@ from tenantflow.vocabulary import Phase
 # that ignores its timeout keeps its thread until its advance ends: each advance is its own
 # process (sandbox.worker), killed at its deadline.
 _SYNC_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="tenantflow-step")
-_MAX_ERROR_MESSAGE = 4096
 
 
 class StepApi:
@@ -128,7 +127,7 @@ class StepApi:
             msg = f"attempt {attempt} did not finish within {format_duration(timeout)}"
             return False, None, {"name": "StepTimeout", "message": msg}, False
         except (Exception, SystemExit, KeyboardInterrupt) as exc:  # tenant code's sys.exit too
-            msg = str(exc)[:_MAX_ERROR_MESSAGE]
+            msg = s.cut(str(exc), MAX_ERROR_MESSAGE)
             return (
                 False,
                 None,
@@ -249,9 +248,9 @@ class StepApi:
             if result.phase == Phase.TERMINATED
             else {
                 "name": str(err.get("name") or "Errored"),
-                "message": f"child instance {start.name}: {err.get('message', '')}"[
-                    :_MAX_ERROR_MESSAGE
-                ],
+                "message": s.cut(
+                    f"child instance {start.name}: {err.get('message', '')}", MAX_ERROR_MESSAGE
+                ),
             }
         )
         s.finished(rec)

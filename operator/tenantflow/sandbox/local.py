@@ -316,6 +316,7 @@ class _Runner:
     socket: Path
     data_dir: str
     key: bytes
+    secrets_dir: str | None
 
 
 class LocalSandboxes:
@@ -327,18 +328,29 @@ class LocalSandboxes:
         self._runners: dict[str, _Runner] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
-    async def endpoint(self, tenant: str, data_dir: str, key: bytes) -> Endpoint:
-        """The tenant's runner endpoint, (re)starting the runner when needed."""
+    async def endpoint(
+        self, tenant: str, data_dir: str, key: bytes, secrets_dir: str | None = None
+    ) -> Endpoint:
+        """The tenant's runner endpoint, (re)starting the runner when needed.
+        `secrets_dir` (`<secret>/<key>` files): values the runner masks in every answer;
+        the jail itself is not given them (no `env.secrets` in the local jail)."""
         lock = self._locks.setdefault(tenant, asyncio.Lock())
         async with lock:
             r = self._runners.get(tenant)
-            if r is None or r.proc.poll() is not None or r.data_dir != data_dir or r.key != key:
+            wanted = (data_dir, key, secrets_dir)
+            if (
+                r is None
+                or r.proc.poll() is not None
+                or (r.data_dir, r.key, r.secrets_dir) != wanted
+            ):
                 if r is not None:
                     await asyncio.to_thread(self._stop, r)  # waits up to 5 s: off the loop
-                r = self._runners[tenant] = await self._start(tenant, data_dir, key)
+                r = self._runners[tenant] = await self._start(tenant, data_dir, key, secrets_dir)
             return Endpoint(key=key, socket=str(r.socket))
 
-    async def _start(self, tenant: str, data_dir: str, key: bytes) -> _Runner:
+    async def _start(
+        self, tenant: str, data_dir: str, key: bytes, secrets_dir: str | None
+    ) -> _Runner:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.root, 0o700)  # runner sockets and logs: the operator's alone
         sock = self.root / f"{tenant}.sock"
@@ -346,17 +358,19 @@ class LocalSandboxes:
         argv = [sys.executable, "-I", "-m", "tenantflow.sandbox.runner", "--tenant", tenant]
         argv += ["--socket", str(sock), "--jail-data", data_dir, "--key-stdin"]
         argv += ["--memory-bytes", str(self.memory), "--die-with-parent"]
+        argv += ["--secrets", secrets_dir] if secrets_dir else []
         env = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "TENANTFLOW_LOG_FORMAT": "json"}
         log_path = self.root / f"{tenant}.log"
         proc = await asyncio.to_thread(_spawn, argv, env, log_path, key)
         for _ in range(300):
             if sock.exists():
                 log.info("sandbox started", tenant=tenant, pid=proc.pid, data=data_dir)
-                return _Runner(tenant, proc, sock, data_dir, key)
+                return _Runner(tenant, proc, sock, data_dir, key, secrets_dir)
             if proc.poll() is not None:
                 break
             await asyncio.sleep(0.05)
-        await asyncio.to_thread(self._stop, _Runner(tenant, proc, sock, data_dir, key))
+        stopped = _Runner(tenant, proc, sock, data_dir, key, secrets_dir)
+        await asyncio.to_thread(self._stop, stopped)
         raise LocalSandboxError(
             f"the sandbox runner for {tenant} did not start; its log is {log_path}"
         )

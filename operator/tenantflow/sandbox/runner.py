@@ -23,6 +23,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -50,6 +51,8 @@ OUTCOMES = frozenset({"Complete", "Errored", "Waiting", "Yielded"})
 # deaths a step brings on itself, charged to its attempts; any other (a SIGKILL from
 # outside, a crash) is a lost worker, retried for the instance like an unreachable sandbox
 CHARGED = frozenset({frames.OUT_OF_MEMORY, frames.STEP_TIMEOUT})
+MAX_CAUSE_MESSAGE = 1000  # characters of a lost worker's account
+MAX_BAD_REQUEST = 1000  # characters of a worker's account of a payload it could not run
 
 
 def _note_progress(running: dict[str, int], progress: Any) -> None:
@@ -68,13 +71,14 @@ def _note_progress(running: dict[str, int], progress: Any) -> None:
         running[step] = attempt
 
 
-def _cause(lost: Any) -> dict[str, str]:
-    """The zygote's account of a child's death, reduced to a bounded name and message."""
+def _cause(lost: Any, redactor: Redactor) -> dict[str, str]:
+    """The zygote's account of a child's death, reduced to a known name and a bounded,
+    masked message (the child shares the connection: tenant code can forge it)."""
     name = lost.get("name") if isinstance(lost, dict) else None
     message = lost.get("message") if isinstance(lost, dict) else None
     if name not in frames.LOST_CAUSES or not isinstance(message, str):
         return {"name": frames.WORKER_KILLED, "message": "the step's process died"}
-    return {"name": name, "message": message[:1000]}
+    return {"name": name, "message": redactor.cut(message, MAX_CAUSE_MESSAGE)}
 
 
 class Runner:
@@ -90,7 +94,8 @@ class Runner:
     ) -> None:
         self.key, self.tenant, self.link, self.grace = key, tenant, link, grace
         self.canary = canary  # a pod's: tenant code runs only while its network is fenced
-        self.redactor = redactor  # masks the Tenant's secret values in every answer
+        # masks the Tenant's secret values in every answer, whatever its status
+        self.redactor = redactor or Redactor(Secrets(None))
         self.worker_healthy = True
         self.worker_problem = ""
 
@@ -140,12 +145,11 @@ class Runner:
             result = worker.failed(payload, "SandboxBadOutput", f"the worker's answer: {exc}")
         if isinstance(result, dict) and worker.BAD_REQUEST in result:
             ADVANCES.labels("bad-request").inc()
-            return self._error(mac, 400, "BadRequest", str(result[worker.BAD_REQUEST]))
-        problem = check_result(result)
+            why = self.redactor.cut(str(result[worker.BAD_REQUEST]), MAX_BAD_REQUEST)
+            return self._error(mac, 400, "BadRequest", why)
+        problem = check_result(result, self.redactor.cut)
         if problem:
             result = worker.failed(payload, "SandboxBadOutput", problem)
-        elif self.redactor is not None:
-            result = self.redactor.redact(result)
         ADVANCE_SECONDS.observe(time.perf_counter() - started)
         ADVANCES.labels("ok").inc()
         return self._respond(mac, 200, result)
@@ -164,10 +168,10 @@ class Runner:
                     raise WorkerLost(str(exc), running) from None
                 if not (isinstance(answer, dict) and len(answer) == 1):
                     return answer
-                if frames.PROGRESS in answer:
-                    _note_progress(running, answer[frames.PROGRESS])
+                if frames.PROGRESS in answer:  # a step's name may hold a secret
+                    _note_progress(running, self.redactor.redact(answer[frames.PROGRESS]))
                 elif frames.LOST in answer:
-                    cause = _cause(answer[frames.LOST])
+                    cause = _cause(answer[frames.LOST], self.redactor)
                     raise WorkerLost(cause["message"], running, cause)
                 else:
                     return answer
@@ -185,7 +189,7 @@ class Runner:
                 async with asyncio.timeout(PING_TIMEOUT):
                     answer = await self._exchange({"op": "ping"})
                 ok = isinstance(answer, dict) and answer.get("ok") is True
-                problem = "" if ok else f"unexpected ping answer {answer!r}"[:200]
+                problem = "" if ok else self.redactor.cut(f"unexpected ping answer {answer!r}", 200)
             except (OSError, TimeoutError, WorkerLost, frames.FrameError) as exc:
                 problem = f"the worker host did not answer a ping: {exc!r}"
             self.worker_healthy, self.worker_problem = not problem, problem
@@ -194,7 +198,10 @@ class Runner:
 
     # ------------------------------------------------------------------ HTTP
     def _respond(self, mac: str, status: int, value: Any) -> web.Response:
-        body = json.dumps(value, separators=(",", ":")).encode()
+        """The one way out of the runner: known secret values are masked in every answer
+        (a 400's reason, a lost worker's account and step names, a result), and the
+        runner's own cuts mask before they cut."""
+        body = json.dumps(self.redactor.redact(value), separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json"}
         headers.update(auth.sign_response(self.key, mac, status, body))
         return web.Response(status=status, body=body, headers=headers)
@@ -273,8 +280,9 @@ def validate(payload: object) -> dict[str, Any]:
     return payload
 
 
-def check_result(result: Any) -> str | None:
-    """What is wrong with a worker's answer, or None; trims its logs to the caps in place."""
+def check_result(result: Any, cut: Callable[[str, int], str]) -> str | None:
+    """What is wrong with a worker's answer, or None; trims its logs to the caps in place
+    with `cut` (which masks before it cuts)."""
     if not isinstance(result, dict):
         return "the worker's answer is not an object"
     outcome = result.get("outcome")
@@ -288,16 +296,16 @@ def check_result(result: Any) -> str | None:
     try:  # what the operator will act on (start children) is decoded once, here, first
         outcome_from_wire(outcome)
     except (ValueError, TypeError, KeyError) as exc:
-        return f"the worker's answer has an invalid outcome: {str(exc)[:512]}"
+        return "the worker's answer has an invalid outcome: " + cut(str(exc), 512)
     logs = []
     for line in result["logs"][:MAX_LOG_LINES]:
         if not isinstance(line, dict):
             continue
         fields = line.get("fields")
         entry = {
-            "ts": str(line.get("ts", ""))[:40],
-            "level": str(line.get("level", "info"))[:10],
-            "message": str(line.get("message", ""))[:MAX_LOG_LINE_BYTES],
+            "ts": cut(str(line.get("ts", "")), 40),
+            "level": cut(str(line.get("level", "info")), 10),
+            "message": cut(str(line.get("message", "")), MAX_LOG_LINE_BYTES),
             "fields": fields if isinstance(fields, dict) else {},
         }
         if len(json.dumps(entry["fields"])) > MAX_LOG_LINE_BYTES:
@@ -358,7 +366,7 @@ def main(argv: list[str] | None = None) -> None:
         link = JailLink(args.tenant, args.jail_data, args.memory_bytes)
     else:
         link = ZygoteLink(args.zygote_socket)
-    redactor = Redactor(Secrets(args.secrets)) if args.secrets else None
+    redactor = Redactor(Secrets(args.secrets))
     runner = Runner(key=key, tenant=args.tenant, link=link, canary=canary, redactor=redactor)
     log.info("runner starting", tenant=args.tenant, socket=args.socket, port=args.port)
     # a request whose caller hung up is cancelled: the zygote connection closes with it,

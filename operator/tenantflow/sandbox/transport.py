@@ -16,6 +16,8 @@ import aiohttp
 
 from tenantflow.errors import TenantflowError
 from tenantflow.sandbox import auth
+from tenantflow.sandbox.frames import LOST_CAUSES
+from tenantflow.sandbox.link import MAX_RUNNING
 from tenantflow.sandbox.payload import deadline_seconds
 
 CONNECT_SECONDS = 3.0
@@ -104,16 +106,57 @@ class HttpTransport:
             ) from None
         if status == 200 and isinstance(data, dict):
             return data
-        err = (data or {}).get("error", {}) if isinstance(data, dict) else {}
-        steps, cause = err.get("steps"), err.get("cause")
-        raise SandboxUnavailable(
-            str(err.get("name", f"HTTP{status}")),
-            str(err.get("message", f"runner answered {status}")),
-            lost_steps=steps if isinstance(steps, dict) else None,
-            cause=cause if isinstance(cause, dict) else None,
-        )
+        raise refusal(status, data)
 
     async def close(self) -> None:
         for session in self._sessions.values():
             await session.close()
         self._sessions.clear()
+
+
+MAX_REASON = 64  # characters of a refusal's name (a condition reason, an Event reason)
+MAX_MESSAGE = 1024  # characters of a refusal's message (a condition, an Event)
+MAX_STEP_NAME = 253  # the runner keeps no longer ones
+MAX_ATTEMPT = 1_000_000
+
+
+def refusal(status: int, data: Any) -> SandboxUnavailable:
+    """A runner's non-200 answer as an error, its parts checked and bounded: signed by the
+    runner, but its account of a lost worker (steps, cause) comes from the sandbox, where
+    tenant code can forge it. A part that is not well-formed is dropped: what remains is
+    a plain worker loss."""
+    err = data.get("error") if isinstance(data, dict) else None
+    err = err if isinstance(err, dict) else {}
+    name, message = err.get("name"), err.get("message")
+    reason = name if isinstance(name, str) and _is_reason(name) else f"HTTP{status}"
+    text = message[:MAX_MESSAGE] if isinstance(message, str) else f"runner answered {status}"
+    steps, cause = _lost_steps(err.get("steps")), _cause(err.get("cause"))
+    if not (steps and cause):
+        steps, cause = None, None
+    return SandboxUnavailable(reason, text, lost_steps=steps, cause=cause)
+
+
+def _is_reason(name: str) -> bool:
+    return 0 < len(name) <= MAX_REASON and name.isascii() and name.isalnum() and name[0].isalpha()
+
+
+def _lost_steps(steps: Any) -> dict[str, int] | None:
+    """{step: attempt}, at most MAX_RUNNING of them, or None if anything is off."""
+    if not isinstance(steps, dict) or not 0 < len(steps) <= MAX_RUNNING:
+        return None
+    for step, attempt in steps.items():
+        if not (0 < len(step) <= MAX_STEP_NAME and type(attempt) is int):
+            return None
+        if not 0 < attempt < MAX_ATTEMPT:
+            return None
+    return dict(steps)
+
+
+def _cause(cause: Any) -> dict[str, str] | None:
+    """{"name", "message"}: a name the zygote uses, a bounded message; or None."""
+    if not isinstance(cause, dict):
+        return None
+    name, message = cause.get("name"), cause.get("message")
+    if name not in LOST_CAUSES or not isinstance(message, str):
+        return None
+    return {"name": name, "message": message[:MAX_MESSAGE]}
