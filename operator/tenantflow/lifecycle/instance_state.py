@@ -122,6 +122,14 @@ def lends_slot(status: dict[str, Any]) -> bool:
     return status.get("phase") == Phase.WAITING and bool(awaited_steps(status.get("steps") or []))
 
 
+MAX_LOST_RECORDS = 16  # steps with lost attempts on record (the runner reports up to 64)
+MAX_LOST_NAME = 253  # characters of a step's name (the runner keeps no longer ones)
+MAX_LOST_REASON = 64  # characters of the cause's name
+MAX_LOST_MESSAGE = 1024  # characters of the cause's message
+# so status.lostAttempts never holds more than about MAX_LOST_RECORDS * 1.5 KB
+MAX_LOST_BYTES = MAX_LOST_RECORDS * (MAX_LOST_NAME + MAX_LOST_REASON + MAX_LOST_MESSAGE + 100)
+
+
 def charge_lost_attempts(
     recorded: dict[str, Any],
     journal: list[dict[str, Any]],
@@ -131,36 +139,74 @@ def charge_lost_attempts(
     """`status.lostAttempts` after step attempts whose process was killed (the kernel's
     memory limit, the advance's deadline): each is a failed attempt with `cause`, which the
     next advance applies when the step is called (kept apart from the journal, whose
-    entries must stay in call order). Only `do` steps that have not finished are charged;
-    `lost` comes from the sandbox (tenant code could forge it), so at worst it fails its
-    own instance's unfinished steps."""
-    out = {name: dict(entry) for name, entry in recorded.items()}
+    entries must stay in call order). Only `do` steps that have not finished are charged.
+
+    `lost` comes from the sandbox, where tenant code can forge it: at worst it fails its
+    own instance's unfinished steps, and the record stays bounded (MAX_LOST_RECORDS steps,
+    each name, reason and message capped: MAX_LOST_BYTES in all); steps already on record
+    keep their place, new ones are taken in name order while there is room. The result is
+    a merge patch: a record dropped from `recorded` is written as None."""
     final = {str(StepState.COMPLETE), str(StepState.ERRORED)}
     kinds = {
         e.get("name"): (e.get("kind"), e.get("state"), e.get("attempts") or 0) for e in journal
     }
-    error = {"name": cause["name"], "message": cause["message"]}
+    error = {
+        "name": str(cause.get("name"))[:MAX_LOST_REASON],
+        "message": str(cause.get("message"))[:MAX_LOST_MESSAGE],
+    }
+    out = _bounded_lost(recorded)
     for name, attempt in sorted(lost.items()):
         kind, phase, attempts = kinds.get(name, (str(StepKind.DO), None, 0))
-        if kind != StepKind.DO or phase in final:
+        if kind != StepKind.DO or phase in final or not 0 < len(name) <= MAX_LOST_NAME:
+            continue
+        if name not in out and len(out) >= MAX_LOST_RECORDS:
             continue
         before = int((out.get(name) or {}).get("attempts") or 0)
-        out[name] = {"attempts": max(before, int(attempts), attempt), "error": error}
-    return out
+        out[name] = {"attempts": max(before, int(attempts), int(attempt)), "error": error}
+    return {**{name: None for name in recorded if name not in out}, **out}
 
 
 def unapplied_lost_attempts(
     recorded: dict[str, Any], journal: list[dict[str, Any]]
 ) -> dict[str, Any] | None:
-    """What of `status.lostAttempts` the journal does not hold yet, after an advance (None:
-    nothing, which a merge patch writes as "delete the field")."""
+    """What of `status.lostAttempts` the journal does not hold yet, after an advance, as a
+    merge patch (None: nothing is left, which deletes the field; a record the journal
+    holds, or whose step finished, becomes None). Records beyond the bounds go too."""
+    final = {str(StepState.COMPLETE), str(StepState.ERRORED)}
     applied = {e.get("name"): int(e.get("attempts") or 0) for e in journal}
+    finished = {e.get("name") for e in journal if e.get("state") in final}
     left = {
         name: entry
-        for name, entry in recorded.items()
-        if applied.get(name, 0) < int(entry.get("attempts") or 0)
+        for name, entry in _bounded_lost(recorded).items()
+        if name not in finished and applied.get(name, 0) < int(entry.get("attempts") or 0)
     }
-    return left or None
+    if not left:
+        return None
+    return {**{name: None for name in recorded if name not in left}, **left}
+
+
+def _bounded_lost(recorded: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The well-formed records of `recorded` within the bounds (the first
+    MAX_LOST_RECORDS by name): a status written before the bounds, or by hand, is
+    brought back within them."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in sorted(recorded):
+        entry = recorded[name]
+        if len(out) >= MAX_LOST_RECORDS:
+            break
+        if not isinstance(entry, dict) or not 0 < len(name) <= MAX_LOST_NAME:
+            continue
+        attempts, error = entry.get("attempts"), entry.get("error")
+        if type(attempts) is not int or attempts < 1 or not isinstance(error, dict):
+            continue
+        out[name] = {
+            "attempts": attempts,
+            "error": {
+                "name": str(error.get("name") or "Lost")[:MAX_LOST_REASON],
+                "message": str(error.get("message", ""))[:MAX_LOST_MESSAGE],
+            },
+        }
+    return out
 
 
 def health(phase: str | None, error: dict[str, Any] | None) -> list[ConditionUpdate]:

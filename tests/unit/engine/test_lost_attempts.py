@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 from typing import Any
 
 import pytest
@@ -12,7 +13,12 @@ import pytest
 from tenantflow.engine.executor import advance
 from tenantflow.engine.journal import dump, load
 from tenantflow.engine.outcome import Complete, Errored
-from tenantflow.lifecycle.instance_state import charge_lost_attempts, unapplied_lost_attempts
+from tenantflow.lifecycle.instance_state import (
+    MAX_LOST_BYTES,
+    MAX_LOST_RECORDS,
+    charge_lost_attempts,
+    unapplied_lost_attempts,
+)
 
 pytestmark = pytest.mark.unit
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
@@ -104,3 +110,45 @@ def test_every_attempt_is_reported_as_it_starts() -> None:
     )
     assert isinstance(result.outcome, Complete)
     assert seen == [("flaky", 1), ("flaky", 2), ("flaky", 3)]
+
+
+def test_records_stay_bounded_in_count_and_bytes_whatever_is_reported() -> None:
+    huge = {"name": "OutOfMemory" * 50, "message": "m" * 1_000_000}
+    lost = {f"junk-{i}-" + "x" * 400: 999_999 for i in range(200)}
+    lost |= {f"step-{i:03}-" + "y" * 230: 3 for i in range(100)}
+    recorded: dict[str, Any] = {}
+    for _ in range(5):
+        patch = charge_lost_attempts(recorded, [], lost, huge)
+        recorded = {k: v for k, v in {**recorded, **patch}.items() if v is not None}
+        assert len(recorded) <= MAX_LOST_RECORDS
+        assert len(json.dumps(recorded)) <= MAX_LOST_BYTES
+    assert all(len(name) <= 253 for name in recorded), "names over 253 are never kept"
+
+
+def test_a_bloated_record_from_before_the_bounds_is_trimmed_by_a_merge_patch() -> None:
+    old = {
+        f"s{i:04}": {"attempts": 1, "error": {"name": "X", "message": "m" * 5000}}
+        for i in range(500)
+    }
+    patch = charge_lost_attempts(old, [], {"s0000": 2}, OOM)
+    kept = {k: v for k, v in patch.items() if v is not None}
+    assert len(kept) == MAX_LOST_RECORDS and sum(v is None for v in patch.values()) == 500 - 16
+    assert kept["s0000"]["attempts"] == 2
+    assert len(json.dumps(kept)) <= MAX_LOST_BYTES
+
+
+def test_records_of_finished_or_applied_steps_are_deleted_after_an_advance() -> None:
+    recorded = {
+        "done": {"attempts": 9, "error": OOM},
+        "applied": {"attempts": 1, "error": OOM},
+        "pending": {"attempts": 2, "error": OOM},
+    }
+    journal = [
+        {"name": "done", "kind": "do", "state": "Complete", "attempts": 1},
+        {"name": "applied", "kind": "do", "state": "Retrying", "attempts": 1},
+    ]
+    assert unapplied_lost_attempts(recorded, journal) == {
+        "done": None,
+        "applied": None,
+        "pending": recorded["pending"],
+    }

@@ -1,5 +1,9 @@
-"""A sandbox call that failed: charged to the steps it killed, retried with backoff, or —
-after the same worker died three advances in a row — the instance Errored."""
+"""A sandbox call that failed: retried with backoff, or — after the same worker died
+three advances in a row — the instance Errored. A loss the sandbox reports with the step
+attempts it killed (the kernel's memory limit, the advance's deadline) is such a worker
+loss too: those attempts are also charged to their steps, but the report comes from where
+tenant code runs and can be forged, so it buys no sooner retry and no way past the
+strike limit."""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ SANDBOX_STARTING = frozenset({"SandboxNotReady", "SandboxNotProvisioned", NOT_IS
 WORKER_LOST = "SandboxWorkerLost"
 WORKER_LOSSES_BEFORE_ERROR = 3
 MAX_BACKOFF = 60.0
+MAX_EVENT_MESSAGE = 1000
 
 
 @dataclass
@@ -33,9 +38,6 @@ class SandboxFailures:
 
     def failed(self, d: Drive, exc: SandboxUnavailable) -> None:
         """Decide on `d` what this failure means for its instance."""
-        if exc.lost_steps and exc.cause:  # those step attempts failed: the steps' retries
-            self._charge_steps(d, exc.lost_steps, exc.cause)
-            return
         count = self.failures[d.key] = self.failures.get(d.key, 0) + 1
         # worker losses in a row, apart from other failures: a sandbox that was not ready
         # or not reachable in between says nothing about the workflow's code
@@ -44,7 +46,12 @@ class SandboxFailures:
         if d.view.tenant:
             self.sandboxes.forget(d.view.tenant)
         log.warning(
-            "sandbox call failed", instance=d.key, reason=exc.reason, error=str(exc), attempt=count
+            "sandbox call failed",
+            instance=d.key,
+            reason=exc.reason,
+            error=str(exc),
+            attempt=count,
+            lost_steps=len(exc.lost_steps),
         )
         if exc.reason == WORKER_LOST and losses >= WORKER_LOSSES_BEFORE_ERROR:
             self.succeeded(d.key)
@@ -55,27 +62,27 @@ class SandboxFailures:
             }
             d.write(
                 {**state.pinned(d.status), **state.finished(Phase.ERRORED, d.now, error=error)},
-                ("Warning", WORKER_LOST, error["message"]),
+                ("Warning", WORKER_LOST, error["message"][:MAX_EVENT_MESSAGE]),
             )
             return
         d.condition(ConditionType.SANDBOX_REACHABLE, False, exc.reason, str(exc))
+        if exc.lost_steps and exc.cause:
+            self._charge_steps(d, exc.lost_steps, exc.cause)
         # a sandbox pod on its way (a new tenant, a restart) is ready within seconds: look
         # again soon, then back off as for any other failure
         first = 0.5 if exc.reason in SANDBOX_STARTING else 2.0
         d.later(min(first * 2 ** (count - 1), MAX_BACKOFF))
 
-    def _charge_steps(self, d: Drive, lost: dict[str, int], cause: dict[str, str]) -> None:
-        """Record step attempts killed with their process as failed attempts; the next
-        advance retries them by their own policy (or errors them), like any failure."""
-        self.failures.pop(d.key, None)
+    @staticmethod
+    def _charge_steps(d: Drive, lost: dict[str, int], cause: dict[str, str]) -> None:
+        """Record step attempts killed with their process as failed attempts (bounded):
+        the next advance retries them by their own policy (or errors them)."""
         recorded = state.charge_lost_attempts(
             d.status.get("lostAttempts") or {}, d.status.get("steps") or [], lost, cause
         )
         names = ", ".join(sorted(lost))
-        log.warning("step attempts lost", instance=d.key, steps=lost, cause=cause["name"])
+        log.warning("step attempts lost", instance=d.key, steps=len(lost), cause=cause["name"])
         d.write(
             {**state.pinned(d.status, "phase"), "lostAttempts": recorded},
-            ("Warning", cause["name"], f"step(s) {names}: {cause['message']}"[:1000]),
+            ("Warning", cause["name"], f"step(s) {names}: {cause['message']}"[:MAX_EVENT_MESSAGE]),
         )
-        d.again = True  # at once once recorded; in a second if the write lost a race
-        d.later(1)
