@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from tenantflow.lifecycle.instance_state import MAX_LOST_BYTES, MAX_LOST_RECORDS
 from tenantflow.sandbox.transport import SandboxUnavailable, refusal
@@ -78,7 +79,7 @@ def test_a_refusal_keeps_only_well_formed_bounded_parts() -> None:
     exc = forged_oom()
     assert exc.reason == "SandboxWorkerLost" and len(str(exc)) <= 1024
     assert exc.cause is not None and len(exc.cause["message"]) <= 1024
-    bad = [
+    bad: list[dict[str, Any]] = [
         {"steps": {"a": 1}, "cause": {"name": "Whatever", "message": "x"}},  # unknown cause
         {"steps": {"a": True}, "cause": {"name": "OutOfMemory", "message": "x"}},
         {"steps": {f"s{i}": 1 for i in range(65)}, "cause": {"name": "OutOfMemory", "message": ""}},
