@@ -74,3 +74,32 @@ def format_duration(seconds: float) -> str:
             out += f"{rest // size}{unit}"
             rest %= size
     return out or "0s"
+
+
+def human_age(seconds: float) -> str:
+    """How long ago, as kubectl prints a `date` column (apimachinery's HumanDuration), so
+    the CLI's tables read as `kubectl get` does: 90 -> '90s', 400 -> '6m40s', 2 days
+    -> '2d'."""
+    s = int(seconds)
+    if s < 0:
+        return "0s"
+    if s < 120:
+        return f"{s}s"
+    minutes, hours = s // 60, s // 3600
+    if minutes < 10:
+        return f"{minutes}m{s % 60}s" if s % 60 else f"{minutes}m"
+    if hours < 3:
+        return f"{minutes}m"
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    days = hours // 24
+    if days < 8:
+        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
+    if days < 730:
+        return f"{days}d"
+    years = days // 365
+    if years < 8:
+        return f"{years}y{days % 365}d" if days % 365 else f"{years}y"
+    return f"{years}y"

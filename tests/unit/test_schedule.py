@@ -4,10 +4,12 @@ policies, pause, time zones, bad specs named by field."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 
-from tenantflow.api.schedule import OverlapPolicy
+from tenantflow.api.crd import openapi_schema
+from tenantflow.api.schedule import OverlapPolicy, WorkflowSchedule
 from tenantflow.durations import parse_time
 from tenantflow.lifecycle.schedule import Cron, Plan, ScheduleError, plan, run_name
 
@@ -154,3 +156,38 @@ def test_the_time_zone_and_its_daylight_saving_changes_are_honoured() -> None:
 def test_bad_specs_name_the_field(expression: str, zone: str, field: str) -> None:
     with pytest.raises(ScheduleError, match=field):
         Cron.parse(expression, zone)
+
+
+@pytest.mark.parametrize("expression", ["*/10 * * * * *", "0 2 * * * 30", "* * * * * * *"])
+def test_a_seconds_field_is_refused_showing_the_five_field_form(expression: str) -> None:
+    """croniter reads a sixth field as seconds, last: a Quartz-style `*/10 * * * * *`
+    (seconds first) would run every second."""
+    with pytest.raises(ScheduleError, match=r"spec\.schedule.* fields.*'\*/10 \* \* \* \*'"):
+        Cron.parse(expression, "UTC")
+
+
+@pytest.mark.parametrize(
+    ("expression", "valid"),
+    [
+        ("*/10 * * * *", True),
+        ("0 2 * * MON-FRI", True),
+        ("@daily", True),
+        ("*/10 * * * * *", False),
+        ("0 2 * * * 30", False),
+        ("0\t2 * * * *", False),
+        ("@every 5m", False),
+    ],
+)
+def test_the_crd_refuses_what_the_operator_refuses(expression: str, valid: bool) -> None:
+    """The CRD's CEL rule on spec.schedule is the operator's pattern (RE2 and Python's re
+    agree on it: no backslashes, no look-arounds)."""
+    schema = openapi_schema(WorkflowSchedule)["properties"]["spec"]["properties"]["schedule"]
+    (check,) = schema["x-kubernetes-validations"]
+    pattern = re.fullmatch(r"self\.matches\('(.*)'\)", check["rule"])
+    assert pattern is not None and "spec.schedule" in check["message"]
+    assert bool(re.fullmatch(pattern.group(1), expression)) is valid
+    if valid:
+        Cron.parse(expression, "UTC")
+    else:
+        with pytest.raises(ScheduleError, match=r"spec\.schedule"):
+            Cron.parse(expression, "UTC")

@@ -36,6 +36,11 @@ class Kind:
         return self.model.__name__
 
 
+def kind_named(name: str) -> Kind:
+    """The Kind of a kind's name (vocabulary.SCHEDULE, ...)."""
+    return next(k for k in KINDS if k.name == name)
+
+
 AGE = ("Age", "date", ".metadata.creationTimestamp")
 KINDS = (
     Kind(
@@ -86,7 +91,9 @@ KINDS = (
         "Namespaced",
         (
             ("Schedule", "string", ".spec.schedule"),
+            ("TimeZone", "string", ".spec.timeZone"),
             ("Workflow", "string", ".spec.workflowRef.name"),
+            ("Overlap", "string", ".spec.overlapPolicy"),
             ("Suspend", "boolean", ".spec.suspend"),
             ("Last", "date", ".status.lastScheduleTime"),
             ("Next", "string", ".status.nextRunTimes[0]"),

@@ -28,6 +28,20 @@ from tenantflow.api.instance import WorkflowRef
 
 MAX_NAME = 52  # its runs are named <schedule>-<unix time> and labelled with its name
 
+# The one form spec.schedule takes: five cron fields or a macro (Kubernetes CronJob's).
+# croniter also reads a sixth field as *seconds, last*, so a Quartz-style expression with
+# its seconds *first* (`*/10 * * * * *`) would quietly run every second: six or seven
+# fields are refused by the CRD and by the operator, with the same words. The pattern has
+# no backslash so that it reads the same in Python and in a CEL string literal.
+CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+_CRON_TOKEN = "[-0-9A-Za-z*/,?#]+"
+CRON_PATTERN = f"^(({'|'.join(CRON_MACROS)})|{_CRON_TOKEN}( +{_CRON_TOKEN}){{4}})$"
+CRON_FORM = (
+    "five fields, minute hour day-of-month month day-of-week, e.g. '*/10 * * * *' for every "
+    f"ten minutes or '0 2 * * *' for 02:00 every day, or one of {', '.join(CRON_MACROS)}; "
+    "a field for seconds is not accepted (the shortest interval is a minute)"
+)
+
 
 class OverlapPolicy(StrEnum):
     """What a scheduled time does while an earlier run of the schedule is still active
@@ -49,8 +63,10 @@ class WorkflowScheduleSpec(Model):
     schedule: str = Field(
         min_length=1,
         max_length=256,
-        description="Cron expression: five fields (minute hour day-of-month month "
-        "day-of-week) or @hourly, @daily, @weekly, @monthly, @yearly.",
+        description=f"Cron expression: {CRON_FORM}.",
+        json_schema_extra=cel(
+            rule(f"self.matches('{CRON_PATTERN}')", f"spec.schedule must be {CRON_FORM}")
+        ),
     )
     time_zone: str = Field(
         ScheduleDefaults.TIME_ZONE,

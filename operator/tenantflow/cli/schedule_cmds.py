@@ -7,9 +7,11 @@ owns the spec, so pause there (a sync would undo a CLI pause, and says so as dri
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 from typing import Any
 
-from tenantflow.cli.workflow_cmds import CliError, Subparsers, add_verb, table
+from tenantflow.api.crd import kind_named
+from tenantflow.cli.workflow_cmds import CliError, Subparsers, add_verb, printer_table, table
 from tenantflow.kube.client import Kube
 from tenantflow.vocabulary import (
     API_VERSION,
@@ -48,24 +50,8 @@ async def _run(kube: Kube, args: argparse.Namespace) -> Any:
 
 async def _list(kube: Kube, namespace: str) -> Any:
     items = await kube.list(API_VERSION, SCHEDULE, namespace)
-    rows = []
-    for s in items:
-        spec, st = s.get("spec") or {}, s.get("status") or {}
-        rows.append(
-            [
-                s["metadata"]["name"],
-                spec.get("schedule"),
-                spec.get("timeZone", "UTC"),
-                (spec.get("workflowRef") or {}).get("name"),
-                spec.get("overlapPolicy", "Skip"),
-                "yes" if spec.get("suspend") else "no",
-                st.get("lastScheduleTime"),
-                (st.get("nextRunTimes") or [None])[0],
-                st.get("activeCount", 0),
-            ]
-        )
-    header = ["NAME", "SCHEDULE", "TIMEZONE", "WORKFLOW", "OVERLAP", "PAUSED", "LAST", "NEXT"]
-    return {"object": items, "table": table([*header, "ACTIVE"], rows)}
+    now = dt.datetime.now(dt.UTC)
+    return {"object": items, "table": printer_table(kind_named(SCHEDULE), items, now)}
 
 
 async def _runs(kube: Kube, namespace: str, name: str) -> Any:

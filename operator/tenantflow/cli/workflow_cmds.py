@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import difflib
 import json
+import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -15,6 +17,8 @@ from typing import Any, TypeAlias
 
 import yaml
 
+from tenantflow.api.crd import Kind
+from tenantflow.durations import human_age, parse_time
 from tenantflow.engine.loader import SINGLE_MODULE
 from tenantflow.errors import TenantflowError
 from tenantflow.kube import instances
@@ -140,6 +144,45 @@ def table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(
         "   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells
     )
+
+
+_JSON_PATH_STEP = re.compile(r"\.([A-Za-z0-9_]+)|\[([0-9]+)\]")
+
+
+def printer_table(kind: Kind, items: list[dict[str, Any]], now: dt.datetime) -> str:
+    """`kubectl get` of `kind`, from the CRD's additionalPrinterColumns (api/crd.py, their
+    one home), so the CLI's table and kubectl's cannot disagree: the same columns, a
+    missing value as `<none>`, a date as its age."""
+    header = ["NAME", *(name.upper() for name, _, _ in kind.columns)]
+    rows = [
+        [
+            item["metadata"]["name"],
+            *(_cell(item, path, column_type, now) for _, column_type, path in kind.columns),
+        ]
+        for item in items
+    ]
+    return table(header, rows)
+
+
+def _cell(item: dict[str, Any], path: str, column_type: str, now: dt.datetime) -> str:
+    """One printer column's value; the JSONPath subset the columns use (`.a.b`, `[0]`)."""
+    steps = list(_JSON_PATH_STEP.finditer(path))
+    if "".join(m.group(0) for m in steps) != path:
+        raise ValueError(f"printer column {path!r}: only .field and [index] are supported")
+    value: Any = item
+    for m in steps:
+        if m.group(1) is not None:
+            value = value.get(m.group(1)) if isinstance(value, dict) else None
+        else:
+            index = int(m.group(2))
+            value = value[index] if isinstance(value, list) and index < len(value) else None
+    if value is None:
+        return "<none>"
+    if column_type == "date":
+        return human_age((now - parse_time(value)).total_seconds())
+    if column_type == "boolean":
+        return "true" if value else "false"
+    return str(value)
 
 
 def _json_arg(value: str | None, what: str) -> Any:

@@ -12,13 +12,14 @@ starting it twice (a crash before the status write) finds the one already there.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import zoneinfo
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from croniter import croniter
 
-from tenantflow.api.schedule import OverlapPolicy, ScheduleDefaults
+from tenantflow.api.schedule import CRON_FORM, CRON_PATTERN, OverlapPolicy, ScheduleDefaults
 
 MAX_DUE = 1000  # scheduled times one plan looks at (a minutely schedule down ~16 hours)
 _BEFORE = dt.timedelta(microseconds=1)
@@ -42,11 +43,14 @@ class Cron:
                 f"spec.timeZone: {time_zone!r} is not an IANA time zone; use a name like UTC, "
                 "Europe/Paris or America/New_York"
             ) from None
-        if not croniter.is_valid(expression):
+        fields = len(expression.split())
+        if fields in (6, 7):  # what croniter would read with a seconds field, last
             raise ScheduleError(
-                f"spec.schedule: {expression!r} is not a cron expression; use five fields "
-                "(minute hour day-of-month month day-of-week, e.g. '0 2 * * *' for 02:00 "
-                "every day), an optional sixth for seconds, or @hourly/@daily/@weekly"
+                f"spec.schedule: {expression!r} has {fields} fields; it must be {CRON_FORM}"
+            )
+        if not re.fullmatch(CRON_PATTERN, expression) or not croniter.is_valid(expression):
+            raise ScheduleError(
+                f"spec.schedule: {expression!r} is not a cron expression; it must be {CRON_FORM}"
             )
         return cls(expression, zone)
 
