@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,10 @@ pytestmark = pytest.mark.slow
 PROGRAMS = sorted((Path(__file__).resolve().parents[1] / "hostile").glob("*.py"))
 BENIGN = "async def run(event, step, env):\n    return await step.do('ok', lambda: 'fine')\n"
 LIMITS = EngineLimits(max_step_timeout=5, batch_seconds=1)
+# the hostile tenant's Secret: its runner masks it; its code is handed it in params (the
+# local jail gives tenant code no env.secrets) and tries every way out (class 14)
+SECRET = "Qx7Lm2Vb9Rz4Kp8Wn3Hj6Yc0Tf5Gd1Ns"
+SHORTEST_PIECE = 4
 
 
 class Sandboxes:
@@ -38,9 +43,17 @@ class Sandboxes:
         path.mkdir(parents=True, exist_ok=True)
         return str(path)
 
+    def secrets_dir(self) -> str:
+        path = self.root / "secrets"
+        (path / "git").mkdir(parents=True, exist_ok=True)
+        (path / "git" / "token").write_text(SECRET + "\n")
+        return str(path)
+
     def advance(self, tenant: str, source: str, params: Any = None) -> dict[str, Any]:
         async def call() -> dict[str, Any]:
-            ep = await self.local.endpoint(tenant, self.data_dir(tenant), b"k-" + tenant.encode())
+            secrets = self.secrets_dir() if tenant == "hostile" else None
+            key = b"k-" + tenant.encode()
+            ep = await self.local.endpoint(tenant, self.data_dir(tenant), key, secrets)
             return await self.transport.advance(
                 ep,
                 advance_payload(
@@ -85,8 +98,18 @@ def sandboxes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandboxes]:
 
 def test_there_are_hostile_programs_for_every_class() -> None:
     classes = {p.stem.split("_")[0] for p in PROGRAMS if p.stem.startswith("c")}
-    assert {f"c{n:02}" for n in range(1, 14)} <= classes
-    assert len(PROGRAMS) >= 45
+    assert {f"c{n:02}" for n in range(1, 16)} <= classes
+    assert len(PROGRAMS) >= 52
+
+
+def leaked_pieces(*found: Any) -> list[str]:
+    """The pieces of SECRET (SHORTEST_PIECE+ characters) in what left the sandbox."""
+    text = json.dumps([str(f) if isinstance(f, BaseException) else f for f in found])
+    return [
+        SECRET[i : i + SHORTEST_PIECE]
+        for i in range(len(SECRET) - SHORTEST_PIECE + 1)
+        if SECRET[i : i + SHORTEST_PIECE] in text
+    ]
 
 
 @pytest.mark.parametrize("program", PROGRAMS, ids=lambda p: p.stem)
@@ -95,20 +118,28 @@ def test_hostile_program_ends_clearly_and_harms_nobody(sandboxes: Sandboxes, pro
     header = source.splitlines()
     kind, _, detail = header[0].removeprefix("# ").partition(": ")
     sandboxes.healthy("victim")
-    params = {"other_data_dir": sandboxes.data_dir("victim")}
+    params = {"other_data_dir": sandboxes.data_dir("victim"), "secret": SECRET}
     for _ in range(2 if header[1] == "# twice" else 1):
+        refused: SandboxUnavailable | None = None
         try:
             result: dict[str, Any] | None = sandboxes.advance("hostile", source, params)
         except SandboxUnavailable as exc:
             result, lost, lost_steps, cause = None, exc.reason, exc.lost_steps, exc.cause
+            refused = exc
         if header[1] == "# twice":
             sandboxes.healthy("hostile")  # a worker host it killed is back for round 2
+        # nothing of the secret leaves, on any path (class 14)
+        assert not leaked_pieces(
+            result, refused, refused and refused.lost_steps, refused and refused.cause
+        )
     if kind == "expect-lost":
         assert result is None and lost == "SandboxWorkerLost", result
         # what a child reports of itself is bounded, whatever it forges (class 5)
         assert len(lost_steps) <= MAX_RUNNING, len(lost_steps)
         assert all(0 < len(name) <= 253 for name in lost_steps), lost_steps
         assert len(str(cause)) <= 1200, cause
+    elif kind == "expect-unavailable":
+        assert result is None and lost == detail, result
     elif kind == "expect-error":
         assert result is not None, f"runner lost: {lost}"
         outcome = result["outcome"]
