@@ -3,6 +3,7 @@ admission, the 409 re-commit, sandbox failure escalation, the event budget."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -252,3 +253,27 @@ async def test_a_rollback_lives_outside_the_spec_and_the_spec_pin_wins(tmp_path:
     stalled = {c["type"]: c for c in ready}["Stalled"]
     assert stalled["reason"] == "PinnedRevisionNotFound"
     assert "annotation tenantflow.dev/rollback-to 7 does not exist" in stalled["message"]
+
+
+async def test_a_late_creation_event_never_runs_a_persisted_step_again(tmp_path: Path) -> None:
+    """Found by `make chaos` (seed 20261205): an instance's creation event (no status yet)
+    came late, from a watch resumed behind the instance's first advance, after this
+    replica had lost and regained its shard (which forgets its bookkeeping). The body of
+    that event was kept for the next drive as if nothing could have been written yet:
+    that drive started the instance again from an empty journal and ran its persisted
+    steps a second time (its write was then refused with 409, the steps had run)."""
+    h = Harness.new(tmp_path)
+    await h.define(
+        "sleepy", COUNTED.replace("b = await", "await step.sleep('nap', '1h')\n    b = await")
+    )
+    key = h.start("one", "sleepy")
+    created = h.watched("one")  # the creation event, held back by a lagging watch
+    await h.drive(key)
+    assert [s["name"] for s in h.status("one")["steps"]] == ["a", "nap"]
+    h.controller.release(lambda namespace: True)  # the shard lost (a late renewal) ...
+    h.controller.on_event("ADDED", created)  # ... regained, and the late event arrives
+    await h.controller.queue.drain()
+    await h.drive(key)
+    with sqlite3.connect(tmp_path / "tenant.sqlite3") as db:  # the tenant's own store
+        ran = [r[0] for r in db.execute("SELECT step FROM ran")]
+    assert ran == ["a"], "a persisted step ran again"

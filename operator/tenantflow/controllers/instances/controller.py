@@ -126,9 +126,10 @@ class InstanceController:
         if kind == "DELETED" or self._newly_finished(view):
             self._ended(view, deleted=kind == "DELETED")
         self.writer.forget_if_changed(key, None if kind == "DELETED" else body)
-        if kind == "ADDED":
-            self.writer.created(key, body, known=key in self.book.phases)
-        elif kind != "DELETED":
+        # (an ADDED body is never kept for the drive: a watch resumed behind the instance's
+        # first advance can bring its creation late, and a drive from it would run
+        # persisted steps again; the drive reads the instance instead)
+        if kind not in ("ADDED", "DELETED"):
             if self.writer.is_echo(key, body):
                 # the echo of our own write: bookkeeping only; the drive that wrote it
                 # already asked for what comes next (a retry's backoff must not be cut

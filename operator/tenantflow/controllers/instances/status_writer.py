@@ -38,7 +38,7 @@ class StatusWriter:
     kube: KubeApi
     queue: WorkQueue
     persister: Persist
-    # bodies kept for the next drive of their instance (see remember() and created())
+    # bodies our own writes left, kept for the next drive of their instance (remember())
     fresh: dict[str, dict[str, Any]] = field(default_factory=dict)
     # the resourceVersion of each write whose watch event has not come back yet
     unechoed: dict[str, str] = field(default_factory=dict)
@@ -158,16 +158,6 @@ class StatusWriter:
         )
         if soon and len(self.fresh) < FRESH_BODIES:
             self.fresh[key] = written
-
-    def created(self, key: str, body: dict[str, Any], known: bool) -> None:
-        """Keep a just-created instance's body for its first drive, saving the GET.
-
-        Safe because nothing can have written its status yet: a new object's ADDED event
-        comes before any event of a write to it, and only a drive (which needs an event or
-        the start-up listing) writes status. Bounded, so a burst of creations is not held in
-        memory; beyond the bound the drive reads the object as usual."""
-        if not body.get("status") and not known and len(self.fresh) < FRESH_BODIES:
-            self.fresh[key] = body
 
     def is_echo(self, key: str, body: dict[str, Any]) -> bool:
         """True for the watch event of our own last write of `key` (once: any event of the
