@@ -8,7 +8,12 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from tenantflow.controllers.instances.children import CHILD_RESYNC, PARENT_UID_LABEL, START_RETRY
+from tenantflow.controllers.instances.children import (
+    CHILD_RESYNC,
+    PARENT_UID_LABEL,
+    RESYNC_FIRST,
+    START_RETRY,
+)
 from tenantflow.controllers.ownership import Verdict
 from tenantflow.engine.children import child_name
 from tenantflow.kube.client import ApiException
@@ -262,20 +267,28 @@ async def test_a_finish_the_watch_never_brought_is_found_by_the_parents_resync(
     tmp_path: Path,
 ) -> None:
     """The safety net: whatever was lost, a waiting parent reads all its children within
-    CHILD_RESYNC, and counts what the watch did not tell it."""
+    RESYNC_FIRST of starting them, then at doubling intervals up to CHILD_RESYNC, and
+    counts what the watch did not tell it."""
     h = await pipeline(tmp_path)
     now = [1000.0]
     h.controller.children.clock = lambda: now[0]
+    key = f"{NS}/ci"
     assert (await run_to_rest(h, ["slow"]))["phase"] == Phase.WAITING
-    due = h.controller.queue.due_at(f"{NS}/ci")
-    assert due is not None and due <= dt.datetime.now(dt.UTC) + dt.timedelta(seconds=CHILD_RESYNC)
+    due = h.controller.queue.due_at(key)
+    assert due is not None and due <= dt.datetime.now(dt.UTC) + dt.timedelta(seconds=RESYNC_FIRST)
+    intervals = []
+    for _ in range(6):  # re-reads that find nothing new: the interval doubles, capped
+        now[0] += h.controller.children.resync_in(key)
+        await h.drive(key)
+        intervals.append(h.controller.children.resync_in(key))
+    assert intervals == [30, 60, 120, 240, CHILD_RESYNC, CHILD_RESYNC]
     child = child_name("ci", "build-slow")
     await finish(h, child)  # and no event of it, ever
-    await h.drive(f"{NS}/ci")
+    await h.drive(key)
     assert h.status("ci")["phase"] == Phase.WAITING, "trusted the watch: not read yet"
     before = metrics.CHILDREN_RESYNCED.labels(tenant="acme")._value.get()
     now[0] += CHILD_RESYNC
-    await h.drive(f"{NS}/ci")  # its resync, due by now
+    await h.drive(key)  # its resync, due by now
     await h.controller.queue.drain()
     st = h.status("ci")
     assert (st["phase"], st["output"]) == (Phase.COMPLETE, ["slow:1"]), st

@@ -10,10 +10,13 @@ watch does not show active and hands the finished ones to the next advance. A pa
 that finishes terminates the children it still awaited (Temporal's default parent-close
 policy).
 
-The watch's word that a child is still active is trusted for CHILD_RESYNC at most: a
-waiting parent is driven again by then and reads every child it awaits, so a finish the
-watch never delivered (a cut watch, an event dropped while the lease was renewed late)
-strands nobody, whatever else went wrong (issue 41). What that re-read finds is counted
+The watch's word that a child is still active is trusted for a while only: a waiting
+parent is driven again by then and reads every child it awaits, so a finish the watch
+never delivered (a cut watch, an event dropped while the lease was renewed late) strands
+nobody, whatever else went wrong (issue 41). The while starts at RESYNC_FIRST and doubles
+with each re-read that finds nothing new, up to CHILD_RESYNC: a missed finish soon after
+the faults that caused it is found within seconds, and a parent awaiting a child for
+hours costs a read every few minutes. What a re-read finds is counted
 (`tenantflow_children_resync_found_total`): each one is a lost event, and should not
 happen.
 """
@@ -44,7 +47,8 @@ PARENT_ANNOTATION = f"{GROUP}/parent"
 PARENT_STEP_ANNOTATION = f"{GROUP}/parent-step"
 START_RETRY = 10.0  # seconds before a start the API refused for now (quota, outage) is retried
 REFUSED = frozenset({400, 404, 422})  # the child itself is wrong: its step fails
-CHILD_RESYNC = 300.0  # seconds a waiting parent trusts the watch that its children are active
+RESYNC_FIRST = 15.0  # seconds a waiting parent first trusts the watch that its children are
+CHILD_RESYNC = 300.0  # active; doubled by each re-read that found nothing new, up to this
 VERIFIED_PARENTS = 100_000  # parents whose children were read recently, remembered at most
 
 
@@ -60,6 +64,18 @@ class Awaited:
         return bool(self.finished) or self.missing
 
 
+@dataclass(frozen=True)
+class Trust:
+    """A parent's awaited children, all read (or started) at `read_at` (monotonic): the
+    watch is trusted on them for `interval`, a little less (the re-read must read)."""
+
+    read_at: float
+    interval: float
+
+    def holds(self, now: float) -> bool:
+        return now - self.read_at < 0.9 * self.interval
+
+
 @dataclass
 class Children:
     kube: KubeApi
@@ -69,12 +85,21 @@ class Children:
     # driven (its creation's watch event lost) is driven now, not left to a relist
     nudge: Callable[[str], None] = lambda key: None
     clock: Callable[[], float] = time.monotonic
-    # parents whose awaited children were all read (or started), none missing, within
-    # the last CHILD_RESYNC (a little less: the resync drive itself must read them)
-    verified: Cache[str, bool] = field(init=False)
+    # parents whose awaited children were all read (or started), none missing: since
+    # when, and for how long the watch is trusted on them
+    verified: Cache[str, Trust] = field(default_factory=lambda: Cache(VERIFIED_PARENTS))
 
-    def __post_init__(self) -> None:
-        self.verified = Cache(VERIFIED_PARENTS, ttl=0.9 * CHILD_RESYNC, clock=lambda: self.clock())
+    def resync_in(self, parent: str) -> float:
+        """Seconds until `parent` should read all its awaited children again."""
+        trust = self.verified.get(parent)
+        return trust.interval if trust is not None else RESYNC_FIRST
+
+    def _trust(self, parent: str, *, renewed: bool) -> None:
+        """All of `parent`'s children read just now: trusted for RESYNC_FIRST when they are
+        new (`renewed` False), else for twice as long as last time, up to CHILD_RESYNC."""
+        last = self.verified.get(parent)
+        interval = min(last.interval * 2, CHILD_RESYNC) if renewed and last else RESYNC_FIRST
+        self.verified.put(parent, Trust(self.clock(), interval))
 
     def _names(self, d: Drive, steps: list[dict[str, Any]]) -> dict[str, str]:
         """The child instance each awaited step of `steps` (a journal) runs as, by step."""
@@ -90,7 +115,8 @@ class Children:
         if not names:
             self.verified.discard(d.key)
             return None
-        trusted = self.verified.get(d.key) is not None
+        trust = self.verified.get(d.key)
+        trusted = trust is not None and trust.holds(self.clock())
         finished: dict[str, ChildResult] = {}
         missing, surprises = False, 0
         for step, name in names.items():
@@ -118,7 +144,7 @@ class Children:
         if missing:
             self.verified.discard(d.key)
         elif not trusted:  # all read just now (trust is renewed by reads, never extended)
-            self.verified.put(d.key, True)
+            self._trust(d.key, renewed=not finished and trust is not None)
         return Awaited(finished, missing)
 
     async def start(self, d: Drive, starts: tuple[ChildStart, ...]) -> None:
@@ -142,7 +168,7 @@ class Children:
                 else:
                     self._not_started(d, name, exc)
         if started and len(started) == len(starts):  # all new: the watch may be trusted
-            self.verified.put(d.key, True)
+            self._trust(d.key, renewed=False)
         if started:
             metrics.CHILDREN_STARTED.labels(tenant=d.view.tenant or "").inc(len(started))
             if d.event is None:

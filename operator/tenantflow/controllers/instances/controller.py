@@ -18,7 +18,7 @@ from tenantflow.api.tenant import TenantLimits
 from tenantflow.cache import Cache
 from tenantflow.controllers.instances.advance import Advancer
 from tenantflow.controllers.instances.bookkeeping import PhaseBook
-from tenantflow.controllers.instances.children import CHILD_RESYNC, Children
+from tenantflow.controllers.instances.children import Children
 from tenantflow.controllers.instances.drive import Drive
 from tenantflow.controllers.instances.failures import SandboxFailures
 from tenantflow.controllers.instances.revisions import RevisionCache, RevisionResolver
@@ -84,6 +84,7 @@ class InstanceController:
             self.transport,
             FairDispatcher(self.settings.dispatch_slots),
             self.failures,
+            self.book.storage_measured,
         )
         self.limits: Cache[str, TenantLimits] = Cache(maxsize=4096, ttl=LIMITS_TTL)
 
@@ -111,6 +112,7 @@ class InstanceController:
             self.book.track(key, None, None)
             self.queue.cancel_later(key)
             self.writer.fresh.pop(key, None)
+        self.children.verified.forget(lambda key: ours(key.split("/", 1)[0]))
 
     # ------------------------------------------------------------------ watch events
     def on_event(self, kind: str, body: dict[str, Any]) -> None:
@@ -353,10 +355,10 @@ class InstanceController:
         self._resync_children(key, status)
 
     def _resync_children(self, key: str, status: dict[str, Any]) -> None:
-        """A parent awaiting children runs again within CHILD_RESYNC, to read them all
-        (see children.py): a finish the watch lost cannot strand it."""
+        """A parent awaiting children runs again when its trust in the watch runs out, to
+        read them all (see children.py): a finish the watch lost cannot strand it."""
         if state.awaited_steps(status.get("steps") or []):
-            self.queue.request_within(key, CHILD_RESYNC)
+            self.queue.request_within(key, self.children.resync_in(key))
 
     def tenant_usage(self, tenant: str) -> dict[str, int]:
         """Tenant.status.usage: counted as phases are observed, never by listing."""
