@@ -70,3 +70,8 @@ def health(
             message if stalled else "",
         ),
     ]
+
+
+def find(stored: list[dict[str, Any]] | None, ctype: str) -> dict[str, Any] | None:
+    """The stored condition of type `ctype`, or None."""
+    return next((c for c in stored or [] if c.get("type") == ctype), None)

@@ -1,5 +1,6 @@
-"""The CLI's tables are kubectl's: `tenantflow schedules` prints the CRD's printer
-columns (what `kubectl get wfs` shows), a missing value as `<none>`, a date as its age."""
+"""What the CLI prints: `tenantflow schedules` shows the CRD's printer columns (what
+`kubectl get wfs` shows), a missing value as `<none>`, a date as its age; `tenantflow
+status` of a Queued instance says why it is queued, not `revision None`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any, cast
 import pytest
 
 from tenantflow.api.crd import kind_named
-from tenantflow.cli import schedule_cmds
+from tenantflow.cli import schedule_cmds, workflow_cmds
 from tenantflow.durations import format_time, human_age
 from tenantflow.kube.client import Kube
 from tenantflow.testing.fake_kube import FakeKube
@@ -77,3 +78,28 @@ async def test_tenantflow_schedules_prints_the_columns_of_kubectl_get_wfs() -> N
 )
 def test_ages_read_as_kubectl_prints_them(seconds: float, shown: str) -> None:
     assert human_age(seconds) == shown
+
+
+def test_status_of_a_queued_instance_says_why_not_revision_none() -> None:
+    """A revision is pinned when the instance starts: a Queued one has none to print."""
+    queued = {
+        "metadata": {"name": "build-1", "namespace": NS},
+        "spec": {"workflowRef": {"name": "ci"}},
+        "status": {
+            "phase": "Queued",
+            "conditions": [
+                {
+                    "type": "Admitted",
+                    "status": "False",
+                    "reason": "ConcurrencyLimit",
+                    "message": "2 active",
+                }
+            ],
+        },
+    }
+    shown = workflow_cmds._status_view(queued)["table"]
+    assert "None" not in shown
+    assert "Workflow:  ci (no revision yet)" in shown
+    assert "Queued:    ConcurrencyLimit: 2 active" in shown
+    started = {**queued, "status": {"phase": "Running", "revision": 3}}
+    assert "Workflow:  ci revision 3" in workflow_cmds._status_view(started)["table"]

@@ -17,6 +17,7 @@ from typing import Any, TypeAlias
 
 import yaml
 
+from tenantflow import conditions
 from tenantflow.api.crd import Kind
 from tenantflow.durations import human_age, parse_time
 from tenantflow.engine.loader import SINGLE_MODULE
@@ -26,7 +27,14 @@ from tenantflow.kube import revisions as stored
 from tenantflow.kube.client import ApiException, Kube, message
 from tenantflow.lifecycle.revisions import ROLLBACK_ANNOTATION
 from tenantflow.lifecycle.source import Code
-from tenantflow.vocabulary import API_VERSION, DEFINITION, FINISHED, INSTANCE, Phase
+from tenantflow.vocabulary import (
+    API_VERSION,
+    DEFINITION,
+    FINISHED,
+    INSTANCE,
+    ConditionType,
+    Phase,
+)
 
 WFI, WFD = INSTANCE, DEFINITION
 
@@ -204,11 +212,16 @@ async def _instance(kube: Kube, args: argparse.Namespace) -> dict[str, Any]:
 
 def _status_view(inst: dict[str, Any]) -> dict[str, Any]:
     st = inst.get("status") or {}
+    # a revision is pinned when the instance starts: a Queued one has none yet
+    revision = f"revision {st['revision']}" if st.get("revision") else "(no revision yet)"
     lines = [
         f"Instance:  {inst['metadata']['namespace']}/{inst['metadata']['name']}",
-        f"Workflow:  {inst['spec']['workflowRef']['name']} revision {st.get('revision')}",
+        f"Workflow:  {inst['spec']['workflowRef']['name']} {revision}",
         f"Phase:     {st.get('phase', 'Pending')}",
     ]
+    admitted = conditions.find(st.get("conditions"), ConditionType.ADMITTED)
+    if admitted and admitted.get("status") == "False":
+        lines.append(f"Queued:    {admitted.get('reason')}: {admitted.get('message')}")
     if st.get("waitingFor"):
         w = st["waitingFor"]
         lines.append(

@@ -74,6 +74,10 @@ class TenantController:
     async def reconcile(self, name: str) -> None:
         if not await reconcile(self.kube, self.persist, self.settings, self.usage, name):
             self.queue.request(name)  # its status was not written: again, if still ours
+        elif self.usage(name).get("startsLastMinute"):
+            # the window empties with time alone, when no phase change may come to refresh
+            # it: read again until it is empty, or startsLastMinute would stay as it was
+            self.queue.request_within(name, USAGE_INTERVAL)
 
     async def deleted(self, name: str, body: dict[str, Any]) -> None:
         await tenant_deleted(self.kube, name, body)

@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from tenantflow import conditions
+from tenantflow.api.instance import WaitingFor
 from tenantflow.conditions import ConditionUpdate
 from tenantflow.durations import format_time, parse_time
 from tenantflow.engine.journal import StepKind, StepState
@@ -22,6 +23,10 @@ from tenantflow.engine.state import InboxEvent
 from tenantflow.vocabulary import Phase
 
 MAX_STATUS_BYTES = 1_000_000  # etcd's limit is 1.5 MiB for the whole object
+# every key status.waitingFor may hold: the status is written as a merge patch, which keeps
+# a key the patch does not name, so a wait names them all (None removes one) or a sleep
+# after a child wait would keep the `child` of the wait before
+_WAITING_FOR_KEYS = tuple(f.alias or name for name, f in WaitingFor.model_fields.items())
 
 
 def inbox(
@@ -68,7 +73,7 @@ def after_advance(
     elif isinstance(outcome, Waiting):
         out |= {
             "phase": Phase.WAITING,
-            "waitingFor": outcome.waiting_for,
+            "waitingFor": dict.fromkeys(_WAITING_FOR_KEYS) | outcome.waiting_for,
             "nextWakeAt": format_time(outcome.wake_at) if outcome.wake_at else None,
         }
     else:  # Yielded: more to do right away

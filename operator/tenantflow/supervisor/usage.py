@@ -14,6 +14,10 @@ from collections.abc import Callable
 from tenantflow.vocabulary import ACTIVE
 
 WINDOW = 60.0  # seconds covered by startsLastMinute
+# Tenant.status.usage.storageBytes, and the key of an advance's answer that carries it: the
+# tenant's SQLite file lives on the sandbox's volume, so only the sandbox can measure it
+# (`TenantDatabase.size_bytes`, after each advance); the operator keeps the latest
+STORAGE_BYTES = "storageBytes"
 
 
 class UsageTracker:
@@ -21,6 +25,13 @@ class UsageTracker:
         self.clock = clock
         self.active: Counter[str] = Counter()
         self.starts: defaultdict[str, deque[float]] = defaultdict(deque)
+        self.storage: dict[str, int] = {}
+
+    def storage_measured(self, tenant: str, size: int) -> bool:
+        """The sandbox measured the tenant's store; True when the figure moved."""
+        moved = self.storage.get(tenant) != size
+        self.storage[tenant] = size
+        return moved
 
     def phase_changed(self, tenant: str, old: str | None, new: str | None) -> None:
         self.active[tenant] += (new in ACTIVE) - (old in ACTIVE)
@@ -33,8 +44,10 @@ class UsageTracker:
         recent, cutoff = self.starts[tenant], self.clock() - WINDOW
         while recent and recent[0] < cutoff:
             recent.popleft()
+        measured = self.storage.get(tenant)  # none yet: the status keeps the one it has
         return {
             "runningInstances": self.active[tenant],
             "queuedInstances": queued,
             "startsLastMinute": len(recent),
+            **({STORAGE_BYTES: measured} if measured is not None else {}),
         }

@@ -4,6 +4,7 @@ the sandbox call (fair across tenants), and the result folded into the drive's u
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ from tenantflow.sandbox.payload import advance_payload
 from tenantflow.sandbox.transport import HttpTransport, SandboxUnavailable
 from tenantflow.supervisor.fair_queue import FairDispatcher
 from tenantflow.supervisor.token_bucket import TokenBucket, tuned
+from tenantflow.supervisor.usage import STORAGE_BYTES
 from tenantflow.vocabulary import FINISHED, ConditionType, Phase
 
 log = get_logger("tenantflow.instance")
@@ -38,6 +40,8 @@ class Advancer:
     transport: HttpTransport
     dispatcher: FairDispatcher
     failures: SandboxFailures
+    # (tenant, bytes): the size of the tenant's store, as the sandbox's answer reports it
+    storage_measured: Callable[[str, int], None] = lambda tenant, size: None
     event_buckets: dict[str, TokenBucket] = field(default_factory=dict)
 
     async def advance(
@@ -66,6 +70,9 @@ class Advancer:
             self.failures.failed(d, exc)
             return
         self.failures.succeeded(d.key)
+        size = result.get(STORAGE_BYTES)
+        if isinstance(size, int) and not isinstance(size, bool) and size >= 0:
+            self.storage_measured(tenant, size)
         _observe_steps(tenant, result)
         _log_workflow_lines(tenant, d.key, result)
         self._fold(d, result, seen)

@@ -49,6 +49,10 @@ class PhaseBook:
         metrics.INSTANCE_STARTS.labels(tenant=tenant).inc()
         self.usage.started(tenant)
 
+    def storage_measured(self, tenant: str, size: int) -> None:
+        if self.usage.storage_measured(tenant, size):
+            self.usage_changed(tenant)
+
     def tenant_usage(self, tenant: str) -> dict[str, int]:
         """Tenant.status.usage."""
         return self.usage.report(tenant, self.admission.queue_depth(tenant))
