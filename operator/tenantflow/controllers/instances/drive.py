@@ -60,9 +60,12 @@ class Drive:
         reason: str,
         message: str,
         phase: Phase | None = None,
+        *,
+        warn: bool = True,
     ) -> None:
-        """Set one condition (written only if it changed; a False one posts a Warning);
-        `phase` is set too if the instance has none yet."""
+        """Set one condition (written only if it changed; a False one posts a Warning
+        unless `warn` is False: a wait that is still normal); `phase` is set too if the
+        instance has none yet."""
         existing = (self.update or {}).get("conditions") or self.view.status.get("conditions")
         new = [conditions.ConditionUpdate(ctype, ok, reason, message)]
         merged = conditions.merge(existing, new, generation=self.view.generation)
@@ -71,4 +74,4 @@ class Drive:
         update: dict[str, Any] = {"conditions": merged}
         if phase and not self.view.phase:
             update["phase"] = phase
-        self.write(update, ("Warning", reason, message) if not ok else None)
+        self.write(update, ("Warning", reason, message) if not ok and warn else None)

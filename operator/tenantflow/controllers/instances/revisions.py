@@ -7,14 +7,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tenantflow import conditions
 from tenantflow.cache import Cache
 from tenantflow.controllers.instances.drive import Drive
+from tenantflow.durations import format_duration, parse_time
 from tenantflow.kube.client import KubeApi
 from tenantflow.kube.revisions import list_revisions
 from tenantflow.lifecycle.rollout import Assignment
 from tenantflow.vocabulary import API_VERSION, DEFINITION, ConditionType, Phase
 
 MISSING_DEFINITION_RETRY = 5.0  # seconds; its own event wakes the instance sooner
+# seconds an instance may wait for its definition before the wait is a Warning: applied
+# together (every example, every GitOps sync), the instance is often read before the
+# definition's first revision exists, a race that ends within seconds
+DEFINITION_GRACE = 60.0
 MISSING_REVISION_RETRY = 10.0
 
 
@@ -77,13 +83,27 @@ class RevisionResolver:
         if assigned is not None:
             self.cache.active.put((v.namespace, v.workflow), assigned)
             return assigned.revision_for(v.name)
+        if definition is None:
+            why = f"WorkflowDefinition {v.workflow} does not exist"
+            reason = "DefinitionNotFound"
+        else:
+            stored = (definition.get("status") or {}).get("conditions")
+            ready = conditions.find(stored, ConditionType.READY)
+            said = f" ({ready.get('reason')}: {ready.get('message')})" if ready else ""
+            why = f"WorkflowDefinition {v.workflow} is not Ready{said}"
+            reason = "DefinitionNotReady"
+        waited = (d.now - parse_time(v.created)).total_seconds() if v.created else DEFINITION_GRACE
+        if waited < DEFINITION_GRACE:  # the normal race: said on the condition, no Warning
+            reason, why = "WaitingForDefinition", f"{why} yet"
+        else:
+            why += f" after {format_duration(DEFINITION_GRACE)}"
         d.condition(
             ConditionType.ADMITTED,
             False,
-            "DefinitionNotFound" if definition is None else "DefinitionNotReady",
-            f"WorkflowDefinition {v.workflow} is missing or has no ready revision yet; "
-            "the instance stays Queued",
+            reason,
+            f"{why}; the instance stays Queued until it has a ready revision",
             phase=Phase.QUEUED,
+            warn=waited >= DEFINITION_GRACE,
         )
-        d.later(MISSING_DEFINITION_RETRY)
+        d.later(MISSING_DEFINITION_RETRY)  # also how a wait past the grace becomes a Warning
         return None
