@@ -65,25 +65,30 @@ def test_logs_keep_their_order_and_say_where_they_were_cut(
 ) -> None:
     monkeypatch.setattr(history, "MAX_LINES_PER_INSTANCE", 5)
     h = History(tmp_path)
-    lines = [{"level": "info", "message": f"line {i}", "ts": "forged"} for i in range(3)]
-    assert h.append_logs("u", 1, "2026-12-01T00:00:00Z", lines) == 3
-    assert h.append_logs("u", 2, "2026-12-01T00:00:01Z", lines) == 3  # 2 fit, then the marker
-    assert h.append_logs("u", 3, "2026-12-01T00:00:02Z", lines) == 0
+    lines = [{"message": f"line {i}", "ts": "forged", "step": "build"} for i in range(3)]
+    assert h.append_logs("u", "2026-12-01T00:00:00Z", attempt(lines, 1)) == 3
+    assert h.append_logs("u", "2026-12-01T00:00:01Z", attempt(lines, 2)) == 3  # 2, the marker
+    assert h.append_logs("u", "2026-12-01T00:00:02Z", attempt(lines, 3)) == 0
     got = h.logs("u")
     assert [g.message for g in got[:5]] == ["line 0", "line 1", "line 2", "line 0", "line 1"]
     assert "log truncated" in got[5].message and len(got) == 6
     assert got[0].at == "2026-12-01T00:00:00Z" and got[0].fields["ts"] == "forged"
-    assert [g.attempt for g in got] == [1, 1, 1, 2, 2, 2]
+    assert [g.attempt for g in got] == [1, 1, 1, 2, 2, 0]
     assert [g.message for g in h.logs("u", after=got[3].seq)] == ["line 1", got[5].message]
+    assert [g.message for g in h.logs("u", step="build", attempt=2)] == ["line 0", "line 1"]
+
+
+def attempt(lines: list[dict[str, object]], n: int) -> list[dict[str, object]]:
+    return [{**line, "attempt": n} for line in lines]
 
 
 def test_retention_forgets_old_instances_and_their_lines(tmp_path: Path) -> None:
     h = History(tmp_path)
     h.archive(item(1), "x")
     h.archive(item(2, finished_at="2026-12-09T00:00:00Z"), "x")
-    h.append_logs("uid-0001", 1, "2026-12-01T00:00:00Z", [{"message": "old"}])
-    h.append_logs("uid-0002", 1, "2026-12-08T00:00:00Z", [{"message": "new"}])
-    h.append_logs("never-archived", 1, "2026-12-01T00:00:00Z", [{"message": "stray"}])
+    h.append_logs("uid-0001", "2026-12-01T00:00:00Z", [{"message": "old"}])
+    h.append_logs("uid-0002", "2026-12-08T00:00:00Z", [{"message": "new"}])
+    h.append_logs("never-archived", "2026-12-01T00:00:00Z", [{"message": "stray"}])
     assert h.prune("2026-12-05T00:00:00Z") == 1
     assert h.get("run-1") is None and h.get("run-2") is not None
     assert h.logs("uid-0001") == [] and h.logs("never-archived") == []

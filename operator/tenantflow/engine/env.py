@@ -10,6 +10,7 @@ from typing import Any
 from tenantflow import jsonsafe
 from tenantflow.durations import format_time
 from tenantflow.engine.secrets import Secrets
+from tenantflow.sdk.types import _attempt, _step
 
 MAX_LOG_LINES = 100  # per advance; later lines are dropped
 MAX_LOG_LINE_BYTES = 4096
@@ -37,14 +38,14 @@ class WorkflowLogger:
             raise TypeError(f"env.log.{level}: a field is not plain JSON ({exc})") from None
         if len(self.lines) >= MAX_LOG_LINES or size > MAX_LOG_LINE_BYTES:
             return
-        self.lines.append(
-            {
-                "ts": format_time(self.now()),
-                "level": level,
-                "message": str(message),
-                "fields": fields,
-            }
-        )
+        line: dict[str, Any] = {
+            "ts": format_time(self.now()),
+            "level": level,
+            "message": str(message),
+        }
+        if step := _step.get():  # a line inside a step belongs to that step's attempt
+            line |= {"step": step, "attempt": _attempt.get()}
+        self.lines.append({**line, "fields": fields})
 
     def debug(self, message: str, **fields: Any) -> None:
         self._emit("debug", message, fields)

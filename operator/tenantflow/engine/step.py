@@ -19,7 +19,7 @@ from tenantflow.engine.journal import StepKind, StepRecord, StepState
 from tenantflow.engine.outputs import fetch
 from tenantflow.engine.state import MAX_ERROR_MESSAGE, Blocker, ReplayState
 from tenantflow.sdk.errors import NonRetryableError, StepError, WaitTimeout
-from tenantflow.sdk.types import _attempt
+from tenantflow.sdk.types import _attempt, _step
 from tenantflow.vocabulary import Phase
 
 # Sync step callables run here so a per-attempt timeout can fire while they work. A callable
@@ -117,7 +117,7 @@ class StepApi:
         s = self._s
         if s.on_attempt is not None:
             s.on_attempt(name, attempt)
-        token = _attempt.set(attempt)
+        token, step_token = _attempt.set(attempt), _step.set(name)
         s.executing += 1
         try:
             async with asyncio.timeout(timeout):
@@ -136,6 +136,7 @@ class StepApi:
             )
         finally:
             _attempt.reset(token)
+            _step.reset(step_token)
             s.executing -= 1
             s.exec_done.set()
 

@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 _attempt: contextvars.ContextVar[int] = contextvars.ContextVar("tenantflow_attempt", default=0)
+# the step whose attempt is running here ("" outside a step): what its log lines belong to
+_step: contextvars.ContextVar[str] = contextvars.ContextVar("tenantflow_step", default="")
 
 # {"limit": 3, "delay": "2s", "backoff": "exponential", "maxDelay": "1m"}
 Retries = Mapping[str, Any]

@@ -34,7 +34,8 @@ from tenantflow.errors import TenantflowError
 
 FILE = "history.sqlite3"
 MAX_LINES_PER_INSTANCE = 100_000  # then one marker, and the rest of its lines are dropped
-MAX_PAGE = 500  # items of one list page, at most
+MAX_PAGE = 500
+MAX_STEP_NAME = 253  # items of one list page, at most
 DEFAULT_MAX_BYTES = 1 << 30
 TRUNCATED = "[tenantflow] log truncated: this instance reached {n} lines; later lines dropped"
 
@@ -61,6 +62,7 @@ CREATE TABLE IF NOT EXISTS logs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     uid TEXT NOT NULL,
     at TEXT NOT NULL,
+    step TEXT NOT NULL,
     attempt INTEGER NOT NULL,
     level TEXT NOT NULL,
     message TEXT NOT NULL,
@@ -108,6 +110,7 @@ class Archived:
 class LogLine:
     seq: int
     at: str
+    step: str  # "" for a line written outside any step
     attempt: int
     level: str
     message: str
@@ -117,6 +120,7 @@ class LogLine:
         return {
             "seq": self.seq,
             "at": self.at,
+            "step": self.step,
             "attempt": self.attempt,
             "level": self.level,
             "message": self.message,
@@ -232,11 +236,11 @@ class History:
         return items, ((items[-1].finished_at, items[-1].uid) if more else None)
 
     # ------------------------------------------------------------------ logs
-    def append_logs(self, uid: str, attempt: int, at: str, lines: Iterable[dict[str, Any]]) -> int:
+    def append_logs(self, uid: str, at: str, lines: Iterable[dict[str, Any]]) -> int:
         """Keep an advance's log lines, in order, stamped `at` by the runner (the time a
-        line claims is the tenant's word: it stays in its fields); returns how many were
-        kept. Past MAX_LINES_PER_INSTANCE one marker line says so and later lines are
-        dropped."""
+        line claims is the tenant's word: it stays in its fields; its step and attempt are
+        its own instance's business); returns how many were kept. Past
+        MAX_LINES_PER_INSTANCE one marker line says so and later lines are dropped."""
         lines = list(lines)
         if not lines:
             return 0
@@ -244,28 +248,42 @@ class History:
             row = db.execute("SELECT lines FROM log_counts WHERE uid = ?", (uid,)).fetchone()
             have = row[0] if row else 0
             room = MAX_LINES_PER_INSTANCE - have
-            kept = [_log_row(uid, attempt, at, line) for line in lines[: max(room, 0)]]
+            kept = [_log_row(uid, at, line) for line in lines[: max(room, 0)]]
             if 0 <= room < len(lines):
                 marker = {"level": "warning", "message": TRUNCATED.format(n=MAX_LINES_PER_INSTANCE)}
-                kept.append(_log_row(uid, attempt, at, marker))
+                kept.append(_log_row(uid, at, marker))
             db.executemany(
-                "INSERT INTO logs (uid, at, attempt, level, message, fields) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO logs (uid, at, step, attempt, level, message, fields) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 kept,
             )
             db.execute("INSERT OR REPLACE INTO log_counts VALUES (?, ?)", (uid, have + len(lines)))
         return len(kept)
 
-    def logs(self, uid: str, *, after: int = 0, limit: int = 1000) -> list[LogLine]:
-        """An instance's lines after `after` (a `seq`), oldest first: page, or follow."""
+    def logs(
+        self,
+        uid: str,
+        *,
+        step: str | None = None,
+        attempt: int | None = None,
+        after: int = 0,
+        limit: int = 1000,
+    ) -> list[LogLine]:
+        """An instance's lines after `after` (a `seq`), oldest first, of one step (and one
+        attempt of it) if asked: page through them, or follow."""
         if not 0 < limit <= 10_000:
             raise HistoryError(f"limit must be between 1 and 10000, not {limit}")
+        where, args = ["uid = ?", "seq > ?"], [uid, after]
+        for column, value in (("step", step), ("attempt", attempt)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
         rows = self._db.execute(
-            "SELECT seq, at, attempt, level, message, fields FROM logs "
-            "WHERE uid = ? AND seq > ? ORDER BY seq LIMIT ?",
-            (uid, after, limit),
+            "SELECT seq, at, step, attempt, level, message, fields FROM logs "
+            f"WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?",
+            (*args, limit),
         ).fetchall()
-        return [LogLine(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+        return [LogLine(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
 
     # ------------------------------------------------------------------ retention
     def prune(self, before: str) -> int:
@@ -300,14 +318,16 @@ def _archived(row: tuple[Any, ...], *, full: bool) -> Archived:
     )
 
 
-def _log_row(uid: str, attempt: int, at: str, line: dict[str, Any]) -> tuple[Any, ...]:
+def _log_row(uid: str, at: str, line: dict[str, Any]) -> tuple[Any, ...]:
     fields = dict(line.get("fields") or {})
     if line.get("ts"):
         fields["ts"] = str(line["ts"])
+    attempt = line.get("attempt")
     return (
         uid,
         at,
-        attempt,
+        str(line.get("step") or "")[:MAX_STEP_NAME],
+        attempt if isinstance(attempt, int) and 0 <= attempt < 1 << 31 else 0,
         str(line.get("level") or "info"),
         str(line.get("message") or ""),
         json.dumps(fields),

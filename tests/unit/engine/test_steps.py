@@ -325,3 +325,26 @@ def test_a_steps_failed_attempts_stay_in_its_record_after_it_succeeds() -> None:
     assert result.output == "up" and "error" not in entry and entry["attempts"] == 5
     assert [f["attempt"] for f in entry["failures"]] == [2, 3, 4][-FAILURES_KEPT:]
     assert entry["failures"][-1]["message"] == "down (attempt 4)"
+
+
+def test_a_line_logged_inside_a_step_names_the_step_and_its_attempt() -> None:
+    async def wf(event: Any, step: Any, env: Any) -> None:
+        env.log.info("before")
+
+        def flaky() -> str:
+            env.log.info("trying")
+            if current_attempt() < 2:
+                raise RuntimeError("once")
+            return "ok"
+
+        await step.do("fetch", flaky, retries={"limit": 2, "delay": "0s"})
+        env.log.info("after")
+
+    logs = run(wf).logs
+    where = [(line["message"], line.get("step"), line.get("attempt")) for line in logs]
+    assert where == [
+        ("before", None, None),
+        ("trying", "fetch", 1),
+        ("trying", "fetch", 2),
+        ("after", None, None),
+    ]
