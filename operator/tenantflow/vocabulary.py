@@ -71,6 +71,7 @@ class ConditionType(StrEnum):
     SANDBOX_READY = "SandboxReady"  # Tenant: its sandbox pods are ready
     ADMITTED = "Admitted"  # WorkflowInstance: started, or why it is Queued
     SANDBOX_REACHABLE = "SandboxReachable"  # WorkflowInstance: its last sandbox call
+    ARCHIVED = "Archived"  # WorkflowInstance: finished, and kept in its tenant's history
 
 
 class Limits:

@@ -73,6 +73,11 @@ STATUS_CONFLICTS = Counter(
     "Status writes refused with 409: committed again on the fresh object, or given up.",
     ["kind", "outcome"],
 )
+ARCHIVES = Counter(
+    "tenantflow_archives_total",
+    "Finished instances archived into their tenant's history before deletion, or not yet.",
+    ["tenant", "result"],  # archived, failed
+)
 SCHEDULE_RUNS = Counter(
     "tenantflow_schedule_runs_total",
     "Scheduled times of WorkflowSchedules, by what became of them.",

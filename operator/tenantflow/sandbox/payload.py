@@ -31,6 +31,7 @@ def advance_payload(
     source: str | Code,
     instance_id: str,
     started_at: str,
+    instance_uid: str | None = None,
     entrypoint: str = "run",
     name: str = "workflow",
     params: Any = None,
@@ -58,6 +59,7 @@ def advance_payload(
         },
         "instance": {
             "id": instance_id,
+            **({"uid": instance_uid} if instance_uid else {}),  # whose log lines the runner keeps
             "params": params,
             "startedAt": started_at,
             **({"epoch": epoch} if epoch else {}),

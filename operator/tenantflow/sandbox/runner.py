@@ -19,31 +19,42 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
 from tenantflow import jsonsafe
+from tenantflow.durations import format_time
 from tenantflow.engine.env import MAX_LOG_LINE_BYTES, MAX_LOG_LINES
 from tenantflow.engine.secrets import Secrets
 from tenantflow.engine.wire import child_results_from_wire, outcome_from_wire
 from tenantflow.observability.logging import configure, get_logger
-from tenantflow.sandbox import auth, frames, worker, zygote
+from tenantflow.sandbox import auth, frames, history_api, worker, zygote
 from tenantflow.sandbox.isolation import NOT_ISOLATED, IsolationCanary, canary_address
 from tenantflow.sandbox.link import MAX_RUNNING, WorkerLost, ZygoteLink
 from tenantflow.sandbox.payload import deadline_seconds
 from tenantflow.sandbox.redact import Redactor
+from tenantflow.storage.history import History, HistoryError, HistoryFull
 
 log = get_logger("tenantflow.runner")
 ADVANCES = Counter("tenantflow_runner_advances_total", "Advance calls.", ["result"])
 ADVANCE_SECONDS = Histogram("tenantflow_runner_advance_seconds", "Advance call latency.")
 ZYGOTE_RESTARTS = Counter("tenantflow_runner_worker_restarts_total", "Worker host restarts.")
+HISTORY_REQUESTS = Counter(
+    "tenantflow_runner_history_requests_total", "History requests by result.", ["result"]
+)
+LOG_LINES = Counter(
+    "tenantflow_runner_log_lines_total", "Workflow log lines, kept or not.", ["result"]
+)
 MAX_BODY = frames.MAX_REQUEST
 PING_EVERY = 1.0
 PING_TIMEOUT = 2.0
@@ -91,8 +102,11 @@ class Runner:
         grace: float = 5.0,
         canary: IsolationCanary | None = None,
         redactor: Redactor | None = None,
+        history: History | None = None,
     ) -> None:
         self.key, self.tenant, self.link, self.grace = key, tenant, link, grace
+        # the tenant's history (archive, log lines): this process's alone (issue 34)
+        self.history = history
         self.canary = canary  # a pod's: tenant code runs only while its network is fenced
         # masks the Tenant's secret values in every answer, whatever its status
         self.redactor = redactor or Redactor(Secrets(None))
@@ -150,9 +164,58 @@ class Runner:
         problem = check_result(result, self.redactor.cut)
         if problem:
             result = worker.failed(payload, "SandboxBadOutput", problem)
+        else:
+            await self._keep_logs(payload, result)
         ADVANCE_SECONDS.observe(time.perf_counter() - started)
         ADVANCES.labels("ok").inc()
         return self._respond(mac, 200, result)
+
+    async def _keep_logs(self, payload: dict[str, Any], result: dict[str, Any]) -> None:
+        """An advance's log lines into the tenant's history, masked, attributed to the
+        instance the operator named (not to anything tenant code wrote), stamped with
+        this process's clock. Kept lines leave the answer; a store that cannot take them
+        leaves them there for the operator's log instead (counted, never lost quietly)."""
+        uid, lines = payload["instance"].get("uid"), result["logs"]
+        if self.history is None or not isinstance(uid, str) or not lines:
+            return
+        now = format_time(dt.datetime.now(dt.UTC))
+        try:
+            kept = await asyncio.to_thread(
+                self.history.append_logs, uid, now, self.redactor.redact(lines)
+            )
+        except (HistoryError, OSError, sqlite3.Error) as exc:
+            LOG_LINES.labels("not-kept").inc(len(lines))
+            log.warning("log lines not kept", tenant=self.tenant, error=str(exc)[:300])
+            return
+        LOG_LINES.labels("kept").inc(kept)
+        LOG_LINES.labels("dropped").inc(len(lines) - kept)
+        result["logs"], result["logsKept"] = [], kept
+
+    async def history_request(self, request: web.Request) -> web.Response:
+        """The operator's archive writes and reads (sandbox/history_api.py)."""
+        body = await request.read()
+        mac = request.headers.get(auth.SIGNATURE_HEADER, "")
+        try:
+            auth.verify(self.key, body, request.headers)
+        except auth.AuthError as exc:
+            HISTORY_REQUESTS.labels("unauthorized").inc()
+            return self._error(mac, 401, "Unauthorized", str(exc))
+        if self.history is None:
+            HISTORY_REQUESTS.labels("no-store").inc()
+            return self._error(mac, 503, "NoHistoryStore", "this sandbox keeps no history")
+        now = format_time(dt.datetime.now(dt.UTC))
+        try:
+            answer = await asyncio.to_thread(
+                history_api.answer, self.history, jsonsafe.loads(body), now
+            )
+        except HistoryFull as exc:
+            HISTORY_REQUESTS.labels("full").inc()
+            return self._error(mac, 507, "HistoryFull", str(exc))
+        except (HistoryError, ValueError, TypeError) as exc:
+            HISTORY_REQUESTS.labels("bad-request").inc()
+            return self._error(mac, 400, "BadRequest", self.redactor.cut(str(exc), 1000))
+        HISTORY_REQUESTS.labels("ok").inc()
+        return self._respond(mac, 200, answer)
 
     async def _exchange(self, request: dict[str, Any]) -> Any:
         """Send one request; return its answer, after any progress frames before it."""
@@ -236,6 +299,7 @@ class Runner:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_post("/v1/advance", self.advance)
+        app.router.add_post("/v1/history", self.history_request)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/livez/worker", self.livez_worker)
         app.router.add_get("/metrics", self.metrics)
@@ -297,22 +361,31 @@ def check_result(result: Any, cut: Callable[[str, int], str]) -> str | None:
         outcome_from_wire(outcome)
     except (ValueError, TypeError, KeyError) as exc:
         return "the worker's answer has an invalid outcome: " + cut(str(exc), 512)
-    logs = []
-    for line in result["logs"][:MAX_LOG_LINES]:
-        if not isinstance(line, dict):
-            continue
-        fields = line.get("fields")
-        entry = {
-            "ts": cut(str(line.get("ts", "")), 40),
-            "level": cut(str(line.get("level", "info")), 10),
-            "message": cut(str(line.get("message", "")), MAX_LOG_LINE_BYTES),
-            "fields": fields if isinstance(fields, dict) else {},
-        }
-        if len(json.dumps(entry["fields"])) > MAX_LOG_LINE_BYTES:
-            entry["fields"] = {"truncated": True}
-        logs.append(entry)
-    result["logs"] = logs
+    result["logs"] = [
+        entry
+        for line in result["logs"][:MAX_LOG_LINES]
+        if (entry := _log_line(line, cut)) is not None
+    ]
     return None
+
+
+def _log_line(line: Any, cut: Callable[[str, int], str]) -> dict[str, Any] | None:
+    """One log line of a worker's answer, re-built from known fields within the caps."""
+    if not isinstance(line, dict):
+        return None
+    fields = line.get("fields")
+    entry: dict[str, Any] = {
+        "ts": cut(str(line.get("ts", "")), 40),
+        "level": cut(str(line.get("level", "info")), 10),
+        "message": cut(str(line.get("message", "")), MAX_LOG_LINE_BYTES),
+        "fields": fields if isinstance(fields, dict) else {},
+    }
+    if len(json.dumps(entry["fields"])) > MAX_LOG_LINE_BYTES:
+        entry["fields"] = {"truncated": True}
+    step, attempt = line.get("step"), line.get("attempt")
+    if isinstance(step, str) and isinstance(attempt, int) and 0 <= attempt < 1 << 31:
+        entry |= {"step": cut(step, 253), "attempt": attempt}  # the line's step, if any
+    return entry
 
 
 def read_key(args: argparse.Namespace) -> bytes:
@@ -338,6 +411,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory-bytes", type=int, default=1 << 30, help="per advance")
     parser.add_argument("--die-with-parent", action="store_true")
     parser.add_argument("--secrets", help="the Tenant's Secrets (values masked in answers)")
+    parser.add_argument(
+        "--history-dir",
+        help="the tenant's history store, out of tenant code's reach (default with "
+        "--socket: beside the socket, outside the jail)",
+    )
+    parser.add_argument("--history-max-bytes", type=int, default=1 << 30)
     parser.add_argument(
         "--isolation-canary",
         metavar="HOST:PORT|kubernetes",
@@ -367,7 +446,13 @@ def main(argv: list[str] | None = None) -> None:
     else:
         link = ZygoteLink(args.zygote_socket)
     redactor = Redactor(Secrets(args.secrets))
-    runner = Runner(key=key, tenant=args.tenant, link=link, canary=canary, redactor=redactor)
+    history_dir = args.history_dir or (
+        Path(args.socket).with_suffix(".history") if args.socket else None
+    )
+    history = History(Path(history_dir), max_bytes=args.history_max_bytes) if history_dir else None
+    runner = Runner(
+        key=key, tenant=args.tenant, link=link, canary=canary, redactor=redactor, history=history
+    )
     log.info("runner starting", tenant=args.tenant, socket=args.socket, port=args.port)
     # a request whose caller hung up is cancelled: the zygote connection closes with it,
     # and the zygote kills that advance (no step may run for an answer nobody will take)

@@ -22,6 +22,7 @@ from tenantflow.sandbox.payload import deadline_seconds
 
 CONNECT_SECONDS = 3.0
 MARGIN_SECONDS = 13.0  # past the advance's deadline: the runner's grace, then the network
+HISTORY_SECONDS = 30.0  # a history request (one SQLite statement or page, in the runner)
 
 
 class SandboxUnavailable(TenantflowError):
@@ -75,15 +76,24 @@ class HttpTransport:
         return session
 
     async def advance(self, ep: Endpoint, payload: dict[str, Any]) -> dict[str, Any]:
-        body = json.dumps(payload, separators=(",", ":")).encode()
-        signed = auth.sign(ep.key, body)
-        headers = {"Content-Type": "application/json", **signed}
         # a runner that is gone (a deleted pod's address) must fail in seconds, not after
         # the advance's whole budget
-        timeout = aiohttp.ClientTimeout(total=call_timeout(payload), sock_connect=CONNECT_SECONDS)
+        return await self._post(ep, "/v1/advance", payload, call_timeout(payload))
+
+    async def history(self, ep: Endpoint, request: dict[str, Any]) -> dict[str, Any]:
+        """A request to the tenant's history store (archive, search, get, logs, prune)."""
+        return await self._post(ep, "/v1/history", request, HISTORY_SECONDS)
+
+    async def _post(
+        self, ep: Endpoint, path: str, value: dict[str, Any], seconds: float
+    ) -> dict[str, Any]:
+        body = json.dumps(value, separators=(",", ":")).encode()
+        signed = auth.sign(ep.key, body)
+        headers = {"Content-Type": "application/json", **signed}
+        timeout = aiohttp.ClientTimeout(total=seconds, sock_connect=CONNECT_SECONDS)
         try:
             async with self._session(ep).post(
-                f"{ep.url}/v1/advance", data=body, headers=headers, timeout=timeout
+                f"{ep.url}{path}", data=body, headers=headers, timeout=timeout
             ) as resp:
                 raw = await resp.read()
                 status, answer_headers = resp.status, resp.headers

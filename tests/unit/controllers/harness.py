@@ -14,8 +14,9 @@ from tenantflow.controllers.instances.revisions import RevisionCache
 from tenantflow.controllers.persist import Persist
 from tenantflow.controllers.sandboxes import Sandboxes
 from tenantflow.kube import events
-from tenantflow.sandbox import worker
+from tenantflow.sandbox import history_api, worker
 from tenantflow.sandbox.transport import HttpTransport, SandboxUnavailable
+from tenantflow.storage.history import History
 from tenantflow.testing.fake_kube import FakeKube
 from tenantflow.vocabulary import API_VERSION, DEFINITION, INSTANCE, TENANT
 
@@ -30,7 +31,16 @@ class InProcessSandbox:
     data_dir: Path
     calls: int = 0
     failures: list[SandboxUnavailable] = field(default_factory=list)
+    history_failures: list[SandboxUnavailable] = field(default_factory=list)
     one_at_a_time: asyncio.Lock = field(default_factory=asyncio.Lock)
+    store: History | None = None  # the tenant's history, as its runner keeps it
+
+    async def history(self, endpoint: str, request: dict[str, Any]) -> dict[str, Any]:
+        if self.history_failures:
+            raise self.history_failures.pop(0)
+        if self.store is None:
+            self.store = History(self.data_dir / "history")
+        return history_api.answer(self.store, request, "2030-01-01T00:00:00Z")
 
     async def endpoint(self, tenant: str) -> str:
         return tenant

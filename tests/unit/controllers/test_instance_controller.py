@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tenantflow.controllers import definition
+from tenantflow.controllers.instances import InstanceSettings
 from tenantflow.controllers.persist import Persist
 from tenantflow.lifecycle.revisions import ROLLBACK_ANNOTATION
 from tenantflow.sandbox.transport import SandboxUnavailable
@@ -277,3 +278,34 @@ async def test_a_late_creation_event_never_runs_a_persisted_step_again(tmp_path:
     with sqlite3.connect(tmp_path / "tenant.sqlite3") as db:  # the tenant's own store
         ran = [r[0] for r in db.execute("SELECT step FROM ran")]
     assert ran == ["a"], "a persisted step ran again"
+
+
+async def test_a_finished_instance_is_archived_before_it_is_deleted(tmp_path: Path) -> None:
+    """Issue 34: past its TTL a finished instance goes to its tenant's history, and its CR
+    is deleted only once the runner said the record is kept; a store that cannot take it
+    keeps the CR, says why on it, and is tried again."""
+    h = Harness.new(tmp_path)
+    await h.define("counted", COUNTED)
+    key = h.start("one", "counted")
+    h.kube.objects[(API_VERSION, INSTANCE, NS, "one")]["metadata"]["labels"] = {
+        "repo": "acme-web",
+        "tenantflow.dev/shard": "3",
+    }
+    await h.drive(key)
+    assert h.status("one")["phase"] == Phase.COMPLETE
+    h.controller.settings = InstanceSettings(finished_ttl=1e-6)  # its TTL is up
+    h.sandbox.history_failures.append(SandboxUnavailable("HistoryFull", "the store is full"))
+    await h.drive(key)
+    archived = next(c for c in h.status("one")["conditions"] if c["type"] == "Archived")
+    assert (archived["status"], archived["reason"]) == ("False", "HistoryFull")
+    assert ("Warning", "HistoryFull") in h.events()
+    assert h.controller.queue.due_at(key) is not None, "tried again"
+    await h.drive(key)
+    assert h.kube.read(API_VERSION, INSTANCE, "one", NS) is None, "deleted once archived"
+    store = h.sandbox.store
+    assert store is not None
+    kept = store.get("one")
+    assert kept is not None and kept.phase == Phase.COMPLETE
+    assert kept.record["status"]["output"] == ["a", "b", 2]
+    assert kept.attributes == {"repo": "acme-web"}, "the tenant's labels, not ours"
+    assert [i.name for i in store.search(attributes={"repo": "acme-web"})[0]] == ["one"]

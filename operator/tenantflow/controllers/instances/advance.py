@@ -137,6 +137,7 @@ def _payload(
         entrypoint=data.get("entrypoint", "run"),
         name=d.view.workflow,
         instance_id=d.view.name,
+        instance_uid=d.view.uid,
         params=d.view.params,
         started_at=st["startedAt"],
         epoch=reset.epoch(st),

@@ -17,6 +17,7 @@ from typing import Any
 from tenantflow.api.tenant import TenantLimits
 from tenantflow.cache import Cache
 from tenantflow.controllers.instances.advance import Advancer
+from tenantflow.controllers.instances.archive import Archiver
 from tenantflow.controllers.instances.bookkeeping import PhaseBook
 from tenantflow.controllers.instances.children import Children
 from tenantflow.controllers.instances.drive import Drive
@@ -78,6 +79,7 @@ class InstanceController:
         self.writer = StatusWriter(self.kube, self.queue, Persist(self.kube, self.queue.gate))
         self.revisions = RevisionResolver(self.kube, self.revision_cache)
         self.failures = SandboxFailures(self.sandboxes)
+        self.archiver = Archiver(self.sandboxes, self.transport)
         self.children = Children(self.kube, phase_of=self.book.phase_of, nudge=self.queue.request)
         self.advancer = Advancer(
             self.sandboxes,
@@ -338,10 +340,10 @@ class InstanceController:
         expiry = self._expiry(d.view)
         if expiry is None:
             return
-        if expiry <= d.now:
-            await self.kube.delete(API_VERSION, INSTANCE, d.view.name, d.view.namespace)
-        else:
+        if expiry > d.now:
             d.wake_at = expiry
+        elif await self.archiver.keep(d):  # archived first: deleted only once it is kept
+            await self.kube.delete(API_VERSION, INSTANCE, d.view.name, d.view.namespace)
 
     def _expiry(self, v: InstanceView) -> dt.datetime | None:
         done = v.status.get("finishedAt")

@@ -1,0 +1,114 @@
+"""The runner's history requests (issue 34): the operator's archive writes and the reads
+it makes for users, checked field by field, answered from the tenant's history store.
+
+Only the operator reaches these (every request is signed with the tenant's key, as an
+advance is); tenant code never does, and never opens the store. The operator decides who
+may read (the API server's own RBAC); this module only checks shape and bounds, so a
+malformed request is refused with the field it got wrong, and nothing unbounded is read
+into memory.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tenantflow.storage.history import Archived, History, HistoryError
+
+MAX_NAME = 253
+MAX_ATTRIBUTES = 32
+MAX_ATTRIBUTE = 256
+
+
+class HistoryRequestError(HistoryError):
+    """A history request whose shape is wrong: the message names the field."""
+
+
+def answer(history: History, request: Any, now: str) -> dict[str, Any]:
+    """One request's answer (`op`: archive, search, get, logs, prune)."""
+    if not isinstance(request, dict):
+        raise HistoryRequestError("the request must be a JSON object")
+    op = request.get("op")
+    if op == "archive":
+        history.archive(_archived(request.get("instance")), now)
+        return {"archived": True}
+    if op == "search":
+        before = request.get("before")
+        items, more = history.search(
+            phase=_text(request, "phase", optional=True),
+            definition=_text(request, "definition", optional=True),
+            attributes=_attributes(request.get("attributes")),
+            before=_cursor(before) if before is not None else None,
+            limit=_int(request, "limit", 50),
+        )
+        return {"items": [i.summary() for i in items], "next": list(more) if more else None}
+    if op == "get":
+        found = history.get(_text(request, "name"))
+        return {"instance": {**found.summary(), "record": found.record} if found else None}
+    if op == "logs":
+        lines = history.logs(
+            _text(request, "uid"),
+            step=_text(request, "step", optional=True),
+            attempt=_int(request, "attempt", None),
+            after=_int(request, "after", 0),
+            limit=_int(request, "limit", 1000),
+        )
+        return {"lines": [line.wire() for line in lines]}
+    if op == "prune":
+        return {"pruned": history.prune(_text(request, "before"))}
+    raise HistoryRequestError(f"op must be archive, search, get, logs or prune, not {op!r}")
+
+
+def _archived(raw: Any) -> Archived:
+    if not isinstance(raw, dict):
+        raise HistoryRequestError("instance must be an object")
+    record = raw.get("record")
+    if not isinstance(record, dict):
+        raise HistoryRequestError("instance.record must be an object")
+    return Archived(
+        uid=_text(raw, "uid", where="instance."),
+        name=_text(raw, "name", where="instance."),
+        definition=_text(raw, "definition", where="instance."),
+        phase=_text(raw, "phase", where="instance."),
+        created_at=_text(raw, "createdAt", where="instance."),
+        finished_at=_text(raw, "finishedAt", where="instance."),
+        attributes=_attributes(raw.get("attributes")) or {},
+        record=record,
+    )
+
+
+def _text(raw: dict[str, Any], key: str, *, optional: bool = False, where: str = "") -> Any:
+    value = raw.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_NAME:
+        raise HistoryRequestError(f"{where}{key} must be a string of 1 to {MAX_NAME} characters")
+    return value
+
+
+def _int(raw: dict[str, Any], key: str, default: int | None) -> Any:
+    value = raw.get(key, default)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 53:
+        raise HistoryRequestError(f"{key} must be a non-negative integer")
+    return value
+
+
+def _attributes(raw: Any) -> dict[str, str] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or len(raw) > MAX_ATTRIBUTES:
+        raise HistoryRequestError(f"attributes must be an object of at most {MAX_ATTRIBUTES}")
+    for k, v in raw.items():
+        if not (isinstance(v, str) and 0 < len(k) <= MAX_NAME and len(v) <= MAX_ATTRIBUTE):
+            raise HistoryRequestError(
+                f"attribute {str(k)[:64]!r} must map a name of at most {MAX_NAME} characters "
+                f"to a string of at most {MAX_ATTRIBUTE}"
+            )
+    return dict(raw)
+
+
+def _cursor(raw: Any) -> tuple[str, str]:
+    if not (isinstance(raw, list) and len(raw) == 2 and all(isinstance(p, str) for p in raw)):
+        raise HistoryRequestError("before must be the [finishedAt, uid] a page's `next` gave")
+    return raw[0], raw[1]

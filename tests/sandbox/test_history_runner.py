@@ -1,0 +1,154 @@
+"""The runner keeps the tenant's history (issue 34), on a real jailed runner: an advance's
+log lines land in the store (attributed to the instance the operator named, by step and
+attempt) and leave the answer; the operator's signed archive writes and reads work and
+unsigned or malformed ones are refused; tenant code cannot reach the store's file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tenantflow.sandbox import auth
+from tenantflow.sandbox.local import LocalSandboxes
+from tenantflow.sandbox.payload import advance_payload
+
+pytestmark = pytest.mark.slow
+KEY = b"history-key"
+LOGGING = """
+from tenantflow.sdk import current_attempt
+
+async def run(event, step, env):
+    env.log.info("starting", branch=event["payload"]["branch"])
+    def build():
+        env.log.info("compiling", attempt=current_attempt())
+        if current_attempt() < 2:
+            raise RuntimeError("flaky compiler")
+        return "built"
+    return await step.do("build", build, retries={"limit": 2, "delay": "0s"})
+"""
+PEEK = """
+import os
+
+async def run(event, step, env):
+    found = []
+    for path in event["payload"]["paths"]:
+        try:
+            with open(path, "rb") as f:
+                found.append(len(f.read()))
+        except OSError as exc:
+            found.append(type(exc).__name__)
+    return found
+"""
+
+
+class Runner:
+    def __init__(self, root: Path) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.local = LocalSandboxes(root / "s")
+        ep = self.loop.run_until_complete(self.local.endpoint("hist", str(root / "d"), KEY))
+        assert ep.socket is not None
+        self.socket = ep.socket
+        self.store = Path(ep.socket).with_suffix(".history") / "history.sqlite3"
+
+    def post(self, path: str, value: Any, *, sign: bool = True) -> tuple[int, Any]:
+        body = json.dumps(value).encode()
+        headers = {"Content-Type": "application/json", **(auth.sign(KEY, body) if sign else {})}
+
+        async def call() -> tuple[int, Any]:
+            async with (
+                aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=self.socket)) as session,
+                session.post(f"http://sandbox{path}", data=body, headers=headers) as resp,
+            ):
+                return resp.status, await resp.json(content_type=None)
+
+        return self.loop.run_until_complete(call())
+
+    def advance(self, source: str, params: Any, uid: str) -> Any:
+        payload = advance_payload(
+            source=source,
+            instance_id="build-1",
+            instance_uid=uid,
+            started_at="2030-01-01T00:00:00Z",
+            params=params,
+        )
+        status, answer = self.post("/v1/advance", payload)
+        assert status == 200, answer
+        return answer
+
+    def close(self) -> None:
+        self.local.stop_all()
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
+    r = Runner(tmp_path_factory.mktemp("history"))
+    yield r
+    r.close()
+
+
+def test_an_advances_log_lines_are_kept_by_step_and_attempt(runner: Runner) -> None:
+    answer = runner.advance(LOGGING, {"branch": "main"}, "uid-1")
+    assert answer["outcome"]["kind"] == "Complete"
+    assert answer["logs"] == [] and answer["logsKept"] == 3, "kept, and out of the answer"
+    status, got = runner.post("/v1/history", {"op": "logs", "uid": "uid-1"})
+    assert status == 200
+    lines = [(g["message"], g["step"], g["attempt"]) for g in got["lines"]]
+    assert lines == [("starting", "", 0), ("compiling", "build", 1), ("compiling", "build", 2)]
+    assert got["lines"][0]["fields"]["branch"] == "main"
+    status, one = runner.post(
+        "/v1/history", {"op": "logs", "uid": "uid-1", "step": "build", "attempt": 2}
+    )
+    assert [g["message"] for g in one["lines"]] == ["compiling"]
+
+
+def test_the_operators_archive_is_written_and_read_back(runner: Runner) -> None:
+    record = {
+        "uid": "uid-9",
+        "name": "build-9",
+        "definition": "ci",
+        "phase": "Complete",
+        "createdAt": "2030-01-01T00:00:00Z",
+        "finishedAt": "2030-01-01T00:01:00Z",
+        "attributes": {"repo": "acme-web"},
+        "record": {"status": {"output": "built"}},
+    }
+    assert runner.post("/v1/history", {"op": "archive", "instance": record}) == (
+        200,
+        {"archived": True},
+    )
+    status, page = runner.post("/v1/history", {"op": "search", "attributes": {"repo": "acme-web"}})
+    assert status == 200 and [i["name"] for i in page["items"]] == ["build-9"]
+    status, got = runner.post("/v1/history", {"op": "get", "name": "build-9"})
+    assert got["instance"]["record"] == {"status": {"output": "built"}}
+
+
+@pytest.mark.parametrize(
+    ("request_body", "sign", "status", "names"),
+    [
+        ({"op": "get", "name": "build-9"}, False, 401, "signature"),
+        ({"op": "drop-table"}, True, 400, "op must be"),
+        ({"op": "archive", "instance": {"uid": "x"}}, True, 400, "instance.record"),
+        ({"op": "logs", "uid": "u", "limit": 10**9}, True, 400, "limit"),
+        ({"op": "search", "before": "'; DROP TABLE logs"}, True, 400, "before"),
+    ],
+)
+def test_unsigned_and_malformed_history_requests_are_refused(
+    runner: Runner, request_body: Any, sign: bool, status: int, names: str
+) -> None:
+    got_status, got = runner.post("/v1/history", request_body, sign=sign)
+    assert got_status == status and names in got["error"]["message"], got
+
+
+def test_tenant_code_cannot_reach_its_history_store(runner: Runner) -> None:
+    assert runner.store.is_file(), "the store exists, outside the jail"
+    paths = [str(runner.store), str(runner.store.parent), "/proc/1/root" + str(runner.store)]
+    answer = runner.advance(PEEK, {"paths": paths}, "uid-peek")
+    assert answer["outcome"]["kind"] == "Complete"
+    assert all(isinstance(r, str) for r in answer["outcome"]["output"]), answer["outcome"]
