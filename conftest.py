@@ -36,17 +36,20 @@ def kubeconfig() -> Iterator[Path]:
         yield Path(given)
         return
     from tenantflow.testing.devcluster import DevCluster
+    from tenantflow.testing.devcluster.set_aside import operators_set_aside
 
     cluster = DevCluster()
     started_here = not cluster.healthy()
     path = cluster.up()
-    yield path
+    # a cluster `make demo` left running: its installed operator must not take the
+    # tests' tenants (it would join their lease group); it is back after the session
+    with operators_set_aside(_kubectl_at(path), print):
+        yield path
     if started_here and not os.environ.get("TENANTFLOW_KEEP_CLUSTER"):
         cluster.down()
 
 
-@pytest.fixture(scope="session")
-def kubectl_bin() -> str:
+def _kubectl_bin() -> str:
     from tenantflow.testing.devcluster import versions
 
     built = versions.bin_dir() / "kubectl"
@@ -56,8 +59,20 @@ def kubectl_bin() -> str:
 
 
 @pytest.fixture(scope="session")
+def kubectl_bin() -> str:
+    return _kubectl_bin()
+
+
+@pytest.fixture(scope="session")
 def kubectl(kubeconfig: Path, kubectl_bin: str) -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run kubectl against the test cluster; `check=False` to inspect failures."""
+    return _kubectl_at(kubeconfig, kubectl_bin)
+
+
+def _kubectl_at(
+    kubeconfig: Path, kubectl_bin: str | None = None
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    binary = kubectl_bin or _kubectl_bin()
 
     def run(
         *args: str,
@@ -65,7 +80,7 @@ def kubectl(kubeconfig: Path, kubectl_bin: str) -> Callable[..., subprocess.Comp
         check: bool = True,
     ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [kubectl_bin, f"--kubeconfig={kubeconfig}", *args],
+            [binary, f"--kubeconfig={kubeconfig}", *args],
             input=input,
             capture_output=True,
             text=True,
