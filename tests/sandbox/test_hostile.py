@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,9 @@ LIMITS = EngineLimits(max_step_timeout=5, batch_seconds=1)
 # local jail gives tenant code no env.secrets) and tries every way out (class 14)
 SECRET = "Qx7Lm2Vb9Rz4Kp8Wn3Hj6Yc0Tf5Gd1Ns"
 SHORTEST_PIECE = 4
+# '# victim-during': another tenant's benign advance, started this long into the hostile
+# one, must finish within PROMPT seconds (CPU weights, a zygote nothing can stall)
+VICTIM_DELAY, PROMPT = 0.7, 1.0
 
 
 class Sandboxes:
@@ -49,25 +53,41 @@ class Sandboxes:
         (path / "git" / "token").write_text(SECRET + "\n")
         return str(path)
 
-    def advance(self, tenant: str, source: str, params: Any = None) -> dict[str, Any]:
-        async def call() -> dict[str, Any]:
-            secrets = self.secrets_dir() if tenant == "hostile" else None
-            key = b"k-" + tenant.encode()
-            ep = await self.local.endpoint(tenant, self.data_dir(tenant), key, secrets)
-            return await self.transport.advance(
-                ep,
-                advance_payload(
-                    source=source,
-                    # every call is a new run: nothing recalled from an earlier one
-                    instance_id=f"i-{next(self.runs)}",
-                    started_at="2030-01-01T00:00:00Z",
-                    params=params,
-                    limits=LIMITS,
-                    max_bytes=64 * 1024 * 1024,
-                ),
-            )
+    async def _call(self, tenant: str, source: str, params: Any = None) -> dict[str, Any]:
+        secrets = self.secrets_dir() if tenant == "hostile" else None
+        key = b"k-" + tenant.encode()
+        ep = await self.local.endpoint(tenant, self.data_dir(tenant), key, secrets)
+        return await self.transport.advance(
+            ep,
+            advance_payload(
+                source=source,
+                # every call is a new run: nothing recalled from an earlier one
+                instance_id=f"i-{next(self.runs)}",
+                started_at="2030-01-01T00:00:00Z",
+                params=params,
+                limits=LIMITS,
+                max_bytes=64 * 1024 * 1024,
+            ),
+        )
 
-        return self.loop.run_until_complete(call())
+    def advance(self, tenant: str, source: str, params: Any = None) -> dict[str, Any]:
+        return self.loop.run_until_complete(self._call(tenant, source, params))
+
+    def advance_beside_victim(self, source: str, params: Any) -> tuple[dict[str, Any], float]:
+        """The hostile tenant's advance, and the seconds the victim's benign advance took
+        while it ran (started VICTIM_DELAY into it)."""
+
+        async def both() -> tuple[dict[str, Any], float]:
+            hostile = asyncio.ensure_future(self._call("hostile", source, params))
+            await asyncio.sleep(VICTIM_DELAY)
+            assert not hostile.done(), "the hostile advance ended before the victim's began"
+            started = time.monotonic()
+            victim = await self._call("victim", BENIGN)
+            took = time.monotonic() - started
+            assert victim["outcome"]["output"] == "fine", victim
+            return await hostile, took
+
+        return self.loop.run_until_complete(both())
 
     def healthy(self, tenant: str) -> dict[str, Any]:
         """A benign advance succeeds (a lost worker is replaced: allow two retries)."""
@@ -119,10 +139,15 @@ def test_hostile_program_ends_clearly_and_harms_nobody(sandboxes: Sandboxes, pro
     kind, _, detail = header[0].removeprefix("# ").partition(": ")
     sandboxes.healthy("victim")
     params = {"other_data_dir": sandboxes.data_dir("victim"), "secret": SECRET}
+    result: dict[str, Any] | None
     for _ in range(2 if header[1] == "# twice" else 1):
         refused: SandboxUnavailable | None = None
         try:
-            result: dict[str, Any] | None = sandboxes.advance("hostile", source, params)
+            if "# victim-during" in header[:3]:
+                result, took = sandboxes.advance_beside_victim(source, params)
+                assert took < PROMPT, f"another tenant's advance took {took:.2f}s meanwhile"
+            else:
+                result = sandboxes.advance("hostile", source, params)
         except SandboxUnavailable as exc:
             result, lost, lost_steps, cause = None, exc.reason, exc.lost_steps, exc.cause
             refused = exc

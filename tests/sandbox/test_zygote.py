@@ -5,10 +5,13 @@ it, and a local sandbox leaves no cgroup behind when it stops."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +23,7 @@ from tenantflow.engine import EngineLimits
 from tenantflow.sandbox import frames
 from tenantflow.sandbox.local import CGROUP_PREFIX, CGROUP_ROOT, LocalSandboxes
 from tenantflow.sandbox.payload import advance_payload
+from tenantflow.tenancy import manifests
 
 pytestmark = pytest.mark.slow
 DETACHED = """
@@ -37,37 +41,58 @@ async def run(event, step):
 BENIGN = "async def run(event, step):\n    return await step.do('ok', lambda: 'fine')\n"
 
 
+SETEUID = threading.Lock()
+
+
 class Zygote:
-    def __init__(self, root: Path) -> None:
-        self.socket = str(root / "z.sock")
+    def __init__(self, root: Path, *, runner_uid: int | None = None) -> None:
+        """A zygote listening as the pod's does; `runner_uid`: the only uid it serves (the
+        test connects with that effective uid; tenant code runs as ours)."""
+        self.name = f"@tenantflow-test-{os.getpid()}-{root.name}"
+        self.runner_uid = os.getuid() if runner_uid is None else runner_uid
         self.proc = subprocess.Popen(
             [
                 *(sys.executable, "-I", "-m", "tenantflow.sandbox.zygote", "--data", str(root)),
-                *("--tenant", "t", "--listen", self.socket),
+                *("--tenant", root.name, "--listen", self.name),
+                *("--runner-uid", str(self.runner_uid)),
             ],
             cwd="/",
         )
         for _ in range(200):
-            if os.path.exists(self.socket):
+            with contextlib.suppress(OSError), self.connect():
                 return
             time.sleep(0.05)
         raise AssertionError("the zygote did not start")
 
+    def connect(self) -> socket.socket:
+        """A connection made as the runner (its effective uid at connect() is the peer's)."""
+        conn = socket.socket(socket.AF_UNIX)
+        with SETEUID:  # the effective uid is the whole process's
+            os.seteuid(self.runner_uid)
+            try:
+                conn.connect(frames.abstract_address(self.name))
+            except OSError:
+                conn.close()
+                raise
+            finally:
+                os.seteuid(0)
+        return conn
+
     def call(self, request: dict[str, Any]) -> Any:
         """The answer, after the progress frames the child sends as attempts start."""
-        with socket.socket(socket.AF_UNIX) as conn:
-            conn.connect(self.socket)
+        with self.connect() as conn:
             frames.send(conn, request)
             while True:
                 answer = frames.recv(conn, frames.MAX_RESULT)
                 if not (isinstance(answer, dict) and set(answer) == {frames.PROGRESS}):
                     return answer
 
-    def advance(self, source: str) -> Any:
+    def advance(self, source: str, params: Any = None) -> Any:
         payload = advance_payload(
             source=source,
             instance_id="i",
             started_at="2030-01-01T00:00:00Z",
+            params=params,
             limits=EngineLimits(max_step_timeout=5, batch_seconds=1),
         )
         return self.call({"op": "advance", "payload": payload})
@@ -127,8 +152,7 @@ def test_a_child_that_dies_is_reported_with_the_attempts_it_had_started(tmp_path
         payload = advance_payload(
             source=SELF_KILL, instance_id="i", started_at="2030-01-01T00:00:00Z"
         )
-        with socket.socket(socket.AF_UNIX) as conn:
-            conn.connect(zygote.socket)
+        with zygote.connect() as conn:
             frames.send(conn, {"op": "advance", "payload": payload})
             received = []
             while True:
@@ -162,8 +186,7 @@ def test_an_advance_whose_runner_hangs_up_is_killed(zygote: Zygote) -> None:
         started_at="2030-01-01T00:00:00Z",
         limits=EngineLimits(max_step_timeout=120, batch_seconds=1),
     )
-    conn = socket.socket(socket.AF_UNIX)
-    conn.connect(zygote.socket)
+    conn = zygote.connect()
     frames.send(conn, {"op": "advance", "payload": payload})
     assert frames.recv(conn, frames.MAX_RESULT) == {frames.PROGRESS: {"step": "long", "attempt": 1}}
     assert zygote.descendants(), "the advance runs"
@@ -248,3 +271,56 @@ def test_tenant_code_that_kills_or_stops_the_spare_only_costs_a_fork(
     assert zygote.call({"op": "advance", "payload": payload})["outcome"]["output"] == signal_name
     assert zygote.advance(BENIGN)["outcome"]["output"] == "fine"
     assert zygote.call({"op": "ping"})["ok"] is True
+
+
+# ---------------------------------------------------------------- the pod's zygote socket
+HOSTILE = Path(__file__).resolve().parents[1] / "hostile"
+POD_SOCKET_PROGRAMS = sorted(HOSTILE.glob("c17_*.py"))
+PROMPT = 1.0  # seconds another tenant's advance may take beside a hostile one
+
+
+@pytest.fixture()
+def pod_zygotes(tmp_path: Path) -> Iterator[tuple[Zygote, Zygote]]:
+    """Two tenants' zygotes as in their pods: serving only the runner's uid (RUNNER_UID),
+    while tenant code runs as another (here: ours). Both listen where the hostile one's
+    code can reach them, which two pods' network namespaces would not even allow."""
+    zygotes = []
+    for tenant in ("hostile", "victim"):
+        (tmp_path / tenant).mkdir()
+        zygotes.append(Zygote(tmp_path / tenant, runner_uid=manifests.RUNNER_UID))
+    yield zygotes[0], zygotes[1]
+    for z in zygotes:
+        z.proc.kill()
+        z.proc.wait()
+
+
+@pytest.mark.parametrize("program", POD_SOCKET_PROGRAMS, ids=lambda p: p.stem)
+def test_tenant_code_cannot_start_or_stall_requests_on_the_pods_zygote_socket(
+    pod_zygotes: tuple[Zygote, Zygote], program: Path
+) -> None:
+    """Class 17 in the pod's layout (the local jail gives tenant code no socket to try):
+    the hostile programs are refused, and both tenants' advances stay prompt meanwhile."""
+    hostile, victim = pod_zygotes
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        running = pool.submit(hostile.advance, program.read_text(), {"zygote_socket": hostile.name})
+        time.sleep(0.7)
+        assert not running.done(), "the hostile advance ended before the others began"
+        for zygote in (victim, hostile):
+            started = time.monotonic()
+            assert zygote.advance(BENIGN)["outcome"]["output"] == "fine"
+            assert time.monotonic() - started < PROMPT
+        result = running.result(timeout=30)
+    assert result["outcome"]["kind"] == "Complete", result
+    assert result["outcome"]["output"] == "contained", result["outcome"]
+    assert hostile.call({"op": "ping"})["refused"] > 0, "the program did reach the socket"
+
+
+def test_a_half_sent_request_from_the_runner_itself_stalls_nothing(zygote: Zygote) -> None:
+    """Requests are read side by side, each by its deadline: a runner connection that
+    stops mid-frame (a runner killed while writing) holds up only itself."""
+    with zygote.connect() as stalled:
+        stalled.sendall(frames.HEADER.pack(1000) + b'{"op": "pi')
+        started = time.monotonic()
+        assert zygote.advance(BENIGN)["outcome"]["output"] == "fine"
+        assert zygote.call({"op": "ping"})["ok"] is True
+        assert time.monotonic() - started < PROMPT

@@ -93,9 +93,13 @@ def test_only_the_runner_container_sees_the_key_and_only_the_worker_the_data() -
     pod = manifests.sandbox_statefulset(tenant(), manifests.OperatorSettings())["spec"]
     containers = {c["name"]: c for c in pod["template"]["spec"]["containers"]}
     mounts = {n: {m["name"] for m in c["volumeMounts"]} for n, c in containers.items()}
-    assert mounts == {"runner": {"key", "run"}, "worker": {"data", "tmp", "run"}}
+    assert mounts == {"runner": {"key"}, "worker": {"data", "tmp"}}
     uids = {n: c["securityContext"]["runAsUser"] for n, c in containers.items()}
     assert uids["runner"] != uids["worker"]
+    # no shared socket file tenant code could replace; the zygote serves the runner's uid only
+    worker_args = containers["worker"]["args"]
+    assert worker_args[worker_args.index("--listen") + 1].startswith("@")
+    assert worker_args[worker_args.index("--runner-uid") + 1] == str(uids["runner"])
     assert pod["template"]["spec"]["shareProcessNamespace"] is False
     probe = containers["worker"]["livenessProbe"]["httpGet"]
     assert probe["path"] == "/livez/worker"

@@ -27,6 +27,16 @@ OUT_OF_MEMORY, STEP_TIMEOUT, WORKER_KILLED = "OutOfMemory", "StepTimeout", "Work
 LOST_CAUSES = frozenset({OUT_OF_MEMORY, STEP_TIMEOUT, WORKER_KILLED})
 
 
+def abstract_address(name: str) -> str:
+    """`@name` as the kernel's abstract unix socket address (a leading NUL byte)."""
+    if not name.startswith("@") or len(name) < 2:
+        raise ValueError(
+            f"{name!r} is not an abstract socket name (@name): a socket file in a directory "
+            "the worker container can write could be replaced by tenant code"
+        )
+    return "\0" + name[1:]
+
+
 class FrameError(TenantflowError):
     """The peer closed early, sent too much, or sent something that is not safe JSON."""
 
@@ -65,6 +75,32 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
             raise PeerClosed("the peer closed the connection")
         buf += chunk
     return bytes(buf)
+
+
+class FrameReader:
+    """One frame read piece by piece from a non-blocking socket, so that a peer that sends
+    half a frame and stops holds only its own connection, never the reader."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._buf = bytearray()
+        self._size: int | None = None
+
+    def feed(self, sock: socket.socket) -> tuple[bool, Any]:
+        """Read what `sock` has now: (True, the frame) once whole, else (False, None).
+        FrameError on EOF before the end, an oversize header or bad JSON."""
+        want = HEADER.size if self._size is None else self._size
+        chunk = sock.recv(min(want - len(self._buf), 1 << 20))
+        if not chunk:
+            raise PeerClosed("the peer closed the connection")
+        self._buf += chunk
+        if len(self._buf) < want:
+            return False, None
+        if self._size is None:
+            self._size, self._buf = _length(bytes(self._buf), self.limit), bytearray()
+            if self._size:
+                return False, None
+        return True, _decode(bytes(self._buf))
 
 
 async def read(reader: asyncio.StreamReader, limit: int) -> Any:

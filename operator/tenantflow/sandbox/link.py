@@ -32,13 +32,15 @@ class WorkerLost(Exception):
 
 
 class ZygoteLink:
-    """How the runner reaches the zygote: a unix socket path (pod, shared emptyDir)."""
+    """How the runner reaches the zygote: an abstract unix socket (pod: `@name`, in the
+    network namespace the pod's containers share; the zygote serves only the runner's uid)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
 
     async def connect(self) -> Streams:
-        return await asyncio.open_unix_connection(self.path, limit=frames.MAX_RESULT)
+        address = frames.abstract_address(self.path)
+        return await asyncio.open_unix_connection(address, limit=frames.MAX_RESULT)
 
     async def restart(self, reason: str) -> bool:
         """Replace a zygote that stopped answering; False where only the kubelet can."""

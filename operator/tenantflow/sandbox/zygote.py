@@ -1,6 +1,7 @@
 """The worker host inside a tenant's sandbox: one fresh child per advance, and a reaper.
 
-    python -I -m tenantflow.sandbox.zygote --data DIR --tenant T (--listen PATH | --fd N)
+    python -I -m tenantflow.sandbox.zygote --data DIR --tenant T
+        (--listen @NAME --runner-uid UID | --fd N)
 
 It runs where tenant code runs (the sandbox pod's `worker` container, or the local jail)
 and holds nothing secret: no key, no credentials. Each connection carries one JSON frame,
@@ -13,9 +14,10 @@ child (a detached grandchild is re-parented here: the zygote is a child subreape
 nothing of an advance outlives it. The zygote is not dumpable, so tenant code running as
 the same uid cannot ptrace it or read its memory.
 
-Connections come from a listening unix socket (pod: the runner container connects through
-a shared emptyDir) or as file descriptors passed over an inherited control socket (local
-jail: no path is shared with the host at all).
+Connections come from a listening abstract unix socket (pod: the containers share the
+network namespace; only the runner's uid is served) or as file descriptors passed over an
+inherited control socket (local jail: no path is shared with the host at all). Requests
+are read without blocking, each by its own deadline: a half-sent one stalls nothing else.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import select
 import selectors
 import signal
 import socket
+import struct
 import tempfile
 import time
 from dataclasses import dataclass
@@ -69,25 +72,30 @@ class Zygote:
     ) -> None:
         self.children: dict[int, Child] = {}  # the advances running now, by pid
         self.spare: Spare | None = None  # the next advance's child, forked ahead
+        self.listener: Listener | None = None  # the pod's way in (its refusals are counted)
         self.box = worker.Sandbox(data_dir, tenant, memory_bytes, seccomp.Filter(), secrets_dir)
         with tempfile.TemporaryDirectory() as scratch:
             worker.warm_up(scratch)
 
     # ------------------------------------------------------------------ connections
-    def handle(self, conn: socket.socket) -> None:
-        """Read the one request of a connection and answer it (or fork a child to)."""
+    def handle(self, conn: socket.socket, request: Any) -> None:
+        """Answer one connection's request (or fork a child to)."""
         try:
-            conn.settimeout(REQUEST_READ_TIMEOUT)
-            request = frames.recv(conn, frames.MAX_REQUEST)
-            conn.settimeout(None)
             if not isinstance(request, dict) or request.get("op") not in ("advance", "ping"):
                 frames.send(conn, {"error": "unknown request"})
             elif request["op"] == "ping":
-                spare = self.spare.pid if self.spare else None
-                frames.send(conn, {"ok": True, "children": len(self.children), "spare": spare})
+                frames.send(
+                    conn,
+                    {
+                        "ok": True,
+                        "children": len(self.children),
+                        "spare": self.spare.pid if self.spare else None,
+                        "refused": self.listener.refused if self.listener else 0,
+                    },
+                )
             else:
                 self._advance(conn, request["payload"])
-        except (OSError, frames.FrameError):
+        except OSError:
             pass
         except Exception as exc:  # a bug here must not take the worker host down
             _log("request failed", error=f"{type(exc).__name__}: {exc}")
@@ -341,32 +349,113 @@ def _receive_fds(control: socket.socket) -> list[socket.socket]:
     return [socket.socket(fileno=fd) for fd in fds]
 
 
-def serve(zygote: Zygote, *, listen: str | None, control_fd: int | None) -> None:
+PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+MAX_READING = 64  # connections whose request is being read at once
+
+
+class Requests:
+    """Connections whose one request is still being read, each by its own deadline: the
+    zygote is single-threaded, and a peer that sends half a request and waits must hold up
+    nothing but its own connection."""
+
+    def __init__(self, sel: selectors.BaseSelector) -> None:
+        self.sel = sel
+        self.reading: dict[socket.socket, tuple[frames.FrameReader, float]] = {}
+
+    def add(self, conn: socket.socket) -> None:
+        if len(self.reading) >= MAX_READING:
+            conn.close()
+            return
+        conn.setblocking(False)
+        deadline = time.monotonic() + REQUEST_READ_TIMEOUT
+        self.reading[conn] = (frames.FrameReader(frames.MAX_REQUEST), deadline)
+        self.sel.register(conn, selectors.EVENT_READ, conn)
+
+    def read(self, conn: socket.socket) -> tuple[bool, Any]:
+        """(True, the request) once it is whole, the connection blocking again (it goes to
+        a child as it is); (False, None) while it is not (or it was dropped: bad, closed)."""
+        reader, _ = self.reading[conn]
+        try:
+            done, request = reader.feed(conn)
+        except BlockingIOError:
+            return False, None
+        except (OSError, frames.FrameError):
+            self._drop(conn)
+            return False, None
+        if done:
+            self.sel.unregister(conn)
+            del self.reading[conn]
+            conn.setblocking(True)
+        return done, request
+
+    def expire(self) -> None:
+        now = time.monotonic()
+        for conn in [c for c, (_, deadline) in self.reading.items() if now > deadline]:
+            self._drop(conn)
+
+    def _drop(self, conn: socket.socket) -> None:
+        self.sel.unregister(conn)
+        del self.reading[conn]
+        conn.close()
+
+
+class Listener:
+    """The pod's way in: an abstract unix socket (in the pod's network namespace, shared by
+    its containers; no file that tenant code could unlink or replace), accepting only
+    connections from the runner's uid — tenant code runs as the worker's uid and cannot
+    take another (no capabilities, no setuid), so it cannot start an advance or hold a
+    request open here."""
+
+    def __init__(self, name: str, runner_uid: int) -> None:
+        self.runner_uid = runner_uid
+        self.refused = 0
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(frames.abstract_address(name))
+        self.server.listen(64)
+
+    def accept(self) -> socket.socket | None:
+        """The next connection if the runner made it; any other is closed unread."""
+        conn, _ = self.server.accept()
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, PEERCRED.size)
+        pid, uid, _ = PEERCRED.unpack(creds)
+        if uid == self.runner_uid:
+            return conn
+        conn.close()
+        self.refused += 1
+        if self.refused & (self.refused - 1) == 0:  # 1, 2, 4, ...: bounded logs
+            _log("connection refused: not the runner", uid=uid, pid=pid, refused=self.refused)
+        return None
+
+
+def serve(zygote: Zygote, *, listener: Listener | None, control_fd: int | None) -> None:
     sel = selectors.DefaultSelector()
-    if listen:
-        Path(listen).unlink(missing_ok=True)
-        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        server.bind(listen)
-        # the runner container runs as another uid whose only shared group is the pod's
-        # fsGroup (the socket's group): connecting needs write permission on the socket
-        os.chmod(listen, 0o660)
-        server.listen(64)
-        sel.register(server, selectors.EVENT_READ, "listen")
+    requests = Requests(sel)
+    zygote.listener = listener
+    control = None
+    if listener is not None:
+        sel.register(listener.server, selectors.EVENT_READ, listener)
     else:
         assert control_fd is not None
-        server = socket.socket(fileno=control_fd)
-        sel.register(server, selectors.EVENT_READ, "control")
+        control = socket.socket(fileno=control_fd)
+        sel.register(control, selectors.EVENT_READ, control)
     while True:
         for key, _ in sel.select(timeout=0.05):
-            if key.data == "listen":
-                conns = [server.accept()[0]]
-            else:
+            if key.data is listener:
+                accepted = listener.accept()
+                incoming = [accepted] if accepted else []
+            elif key.data is control:
                 try:
-                    conns = _receive_fds(server)
+                    incoming = _receive_fds(control)
                 except EOFError:
                     return  # the runner is gone: so are we (the jail follows)
-            for conn in conns:
-                zygote.handle(conn)
+            else:  # a connection whose request is being read (data: the connection)
+                done, request = requests.read(key.data)
+                if done:
+                    zygote.handle(key.data, request)
+                continue
+            for conn in incoming:
+                requests.add(conn)
+        requests.expire()
         zygote.reap()
         zygote.ensure_spare()
 
@@ -378,14 +467,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory-bytes", type=int, default=1 << 30, help="per advance")
     parser.add_argument("--secrets", help="the Tenant's Secrets, one read-only dir each")
     where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--listen", help="unix socket path to accept connections on")
+    where.add_argument("--listen", help="abstract unix socket (@name) to accept the runner on")
     where.add_argument("--fd", type=int, help="inherited control socket passing connections")
+    parser.add_argument("--runner-uid", type=int, help="with --listen: the only peer uid served")
     args = parser.parse_args(argv)
+    if args.listen and args.runner_uid is None:
+        parser.error("--listen needs --runner-uid: only the runner may start an advance")
     os.chdir("/")
     harden_self()
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    try:
+        listener = Listener(args.listen, args.runner_uid) if args.listen else None
+    except ValueError as exc:
+        parser.error(str(exc))
     zygote = Zygote(args.data, args.tenant, args.memory_bytes, args.secrets)
-    serve(zygote, listen=args.listen, control_fd=args.fd)
+    serve(zygote, listener=listener, control_fd=args.fd)
 
 
 if __name__ == "__main__":

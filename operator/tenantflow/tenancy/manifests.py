@@ -382,7 +382,9 @@ def sandbox_service(tenant: Tenant) -> dict[str, Any]:
 
 RUNNER_UID = 10002  # the runner container: holds the key, never runs tenant code
 WORKER_UID = 10001  # the worker container: tenant code, the data volume
-ZYGOTE_SOCKET = "/run/tenantflow/zygote.sock"
+# abstract (the pod's containers share its network namespace): no socket file that tenant
+# code, running as the worker's uid, could unlink or replace; the zygote serves RUNNER_UID only
+ZYGOTE_SOCKET = "@tenantflow-zygote"
 SECRETS_DIR = "/var/run/secrets/tenantflow"  # one read-only directory per Secret
 
 
@@ -405,9 +407,10 @@ def sandbox_statefulset(
     """Two containers, so that tenant code can reach neither the key nor the runner.
 
     `runner` (uid 10002) mounts the HMAC key as a file and serves the operator; `worker`
-    (uid 10001) runs the zygote and tenant code on the data volume. They share only an
-    emptyDir holding the zygote's socket; without shareProcessNamespace neither sees the
-    other's processes, and the key is in no environment. The worker container's liveness
+    (uid 10001) runs the zygote and tenant code on the data volume. They share no volume:
+    the runner reaches the zygote on an abstract socket, which serves the runner's uid only;
+    without shareProcessNamespace neither sees the other's processes, and the key is in no
+    environment. The worker container's liveness
     probe asks the runner whether its zygote answers pings: a stopped or dead worker host
     is restarted by the kubelet within seconds.
     """
@@ -428,7 +431,7 @@ def sandbox_statefulset(
             ),
             *(("--secrets", SECRETS_DIR) if box.secrets else ()),
         ],
-        [("key", "/etc/tenantflow/key", True), ("run", "/run/tenantflow", False), *secrets],
+        [("key", "/etc/tenantflow/key", True), *secrets],
     )
     image = box.image or settings.sandbox_image
     runner["image"] = image
@@ -449,13 +452,12 @@ def sandbox_statefulset(
         WORKER_UID,
         [
             *("-m", "tenantflow.sandbox.zygote", "--tenant", name, "--data", "/data"),
-            *("--listen", ZYGOTE_SOCKET),
+            *("--listen", ZYGOTE_SOCKET, "--runner-uid", str(RUNNER_UID)),
             *(("--secrets", SECRETS_DIR) if box.secrets else ()),
         ],
         [
             ("data", "/data", False),
             ("tmp", "/tmp", False),
-            ("run", "/run/tenantflow", False),
             *secrets,
         ],
     )
@@ -487,7 +489,6 @@ def sandbox_statefulset(
         "volumes": [
             {"name": "data", "persistentVolumeClaim": {"claimName": PVC}},
             {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
-            {"name": "run", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
             {
                 "name": "key",
                 # root-owned, group fsGroup: readable by the runner (fsGroup is a group of
