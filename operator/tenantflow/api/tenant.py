@@ -15,6 +15,7 @@ from tenantflow.api.common import (
     cel,
     checked_strings,
     conditions_field,
+    duration_field,
     rule,
 )
 from tenantflow.engine.secrets import SECRET_NAME
@@ -179,6 +180,28 @@ class SandboxSpec(Model):
     )
 
 
+class HistorySpec(Model):
+    """Where the tenant's finished instances and log lines go: its own history store, a
+    volume only the sandbox's runner mounts (tenant code cannot read or rewrite it)."""
+
+    keep_finished_for: str | None = duration_field(
+        None,
+        "How long a finished instance stays a WorkflowInstance object before it is "
+        "archived into the tenant's history and deleted. Default: the operator's "
+        "(the chart's finishedTTLSeconds, 7 days).",
+    )
+    retention: str = duration_field(
+        "30d", "How long archived instances and log lines are kept in the history."
+    )
+    size: str = Field(
+        "1Gi",
+        pattern=QUANTITY,
+        max_length=32,
+        description="The history volume's size; a full history refuses new records (the "
+        "instance stays, with Archived=False) rather than losing any.",
+    )
+
+
 class TenantSpec(Model):
     owners: list[Subject] = Field(
         default_factory=list, max_length=64, description="Subjects that get the tenant-editor Role."
@@ -187,6 +210,9 @@ class TenantSpec(Model):
         default_factory=TenantLimits, description="Quotas and rate limits."
     )
     sandbox: SandboxSpec = Field(default_factory=SandboxSpec, description="Sandbox settings.")
+    history: HistorySpec = Field(
+        default_factory=HistorySpec, description="The tenant's history: archive and logs."
+    )
 
 
 class TenantUsage(Model):

@@ -13,7 +13,7 @@ from tenantflow.controllers.instances import InstanceSettings
 from tenantflow.controllers.persist import Persist
 from tenantflow.lifecycle.revisions import ROLLBACK_ANNOTATION
 from tenantflow.sandbox.transport import SandboxUnavailable
-from tenantflow.vocabulary import API_VERSION, INSTANCE, Phase
+from tenantflow.vocabulary import API_VERSION, INSTANCE, TENANT, Phase
 from tests.unit.controllers.harness import NS, Harness
 
 COUNTED = """
@@ -309,3 +309,19 @@ async def test_a_finished_instance_is_archived_before_it_is_deleted(tmp_path: Pa
     assert kept.record["status"]["output"] == ["a", "b", 2]
     assert kept.attributes == {"repo": "acme-web"}, "the tenant's labels, not ours"
     assert [i.name for i in store.search(attributes={"repo": "acme-web"})[0]] == ["one"]
+
+
+async def test_a_tenants_keep_finished_for_overrides_the_operators_ttl(tmp_path: Path) -> None:
+    h = Harness.new(tmp_path)  # the operator keeps finished instances for ever
+    await h.define("counted", COUNTED)
+    key = h.start("one", "counted")
+    await h.drive(key)
+    await h.drive(key)
+    assert h.kube.read(API_VERSION, INSTANCE, "one", NS) is not None, "kept: no TTL"
+    h.kube.objects[(API_VERSION, TENANT, None, "acme")]["spec"]["history"] = {
+        "keepFinishedFor": "0s"
+    }
+    h.controller.keep_for.discard("acme")  # (read again within a minute otherwise)
+    await h.drive(key)
+    assert h.kube.read(API_VERSION, INSTANCE, "one", NS) is None
+    assert h.sandbox.store is not None and h.sandbox.store.get("one") is not None

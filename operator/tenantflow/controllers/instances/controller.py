@@ -29,7 +29,7 @@ from tenantflow.controllers.ownership import Gate, Verdict, sole_replica
 from tenantflow.controllers.persist import Persist
 from tenantflow.controllers.sandboxes import Sandboxes
 from tenantflow.controllers.work_queue import WorkQueue
-from tenantflow.durations import parse_time
+from tenantflow.durations import parse_duration, parse_time
 from tenantflow.kube.client import KubeApi
 from tenantflow.lifecycle import instance_state as state
 from tenantflow.lifecycle import reset
@@ -42,6 +42,8 @@ from tenantflow.vocabulary import API_VERSION, FINISHED, INSTANCE, TENANT, Condi
 
 log = get_logger("tenantflow.instance")
 LIMITS_TTL = 1.0  # seconds a tenant's limits are reused before being read again
+KEEP_FOR_TTL = 60.0  # seconds a tenant's keepFinishedFor is reused before being read again
+UNSET = -1.0  # a tenant that sets no keepFinishedFor (cached as such)
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,8 @@ class InstanceController:
             self.book.storage_measured,
         )
         self.limits: Cache[str, TenantLimits] = Cache(maxsize=4096, ttl=LIMITS_TTL)
+        # tenants' spec.history.keepFinishedFor in seconds (UNSET: the operator's TTL)
+        self.keep_for: Cache[str, float] = Cache(maxsize=4096, ttl=KEEP_FOR_TTL)
 
     # ------------------------------------------------------------------ shards
     async def adopt(self, ours: Callable[[str], bool]) -> None:
@@ -337,7 +341,7 @@ class InstanceController:
         return limits
 
     async def _expire(self, d: Drive) -> None:
-        expiry = self._expiry(d.view)
+        expiry = self._expiry(d.view, await self._keep_for(d.view.tenant or ""))
         if expiry is None:
             return
         if expiry > d.now:
@@ -345,11 +349,29 @@ class InstanceController:
         elif await self.archiver.keep(d):  # archived first: deleted only once it is kept
             await self.kube.delete(API_VERSION, INSTANCE, d.view.name, d.view.namespace)
 
-    def _expiry(self, v: InstanceView) -> dt.datetime | None:
+    async def _keep_for(self, tenant: str) -> float | None:
+        """How long the tenant's finished instances stay objects: its
+        spec.history.keepFinishedFor, else the operator's TTL (None: for ever)."""
+        if self.keep_for.get(tenant) is None:
+            body = await self.kube.get(API_VERSION, TENANT, tenant)
+            raw = (((body or {}).get("spec") or {}).get("history") or {}).get("keepFinishedFor")
+            field = "spec.history.keepFinishedFor"
+            self.keep_for.put(tenant, parse_duration(raw, field=field) if raw else UNSET)
+        return self._known_keep_for(tenant)
+
+    def _known_keep_for(self, tenant: str) -> float | None:
+        own = self.keep_for.get(tenant)
+        if own is not None and own != UNSET:
+            return own
+        return self.settings.finished_ttl or None
+
+    def _expiry(self, v: InstanceView, keep: float | None = None) -> dt.datetime | None:
+        """When a finished instance is archived and deleted (None: never)."""
         done = v.status.get("finishedAt")
-        if not self.settings.finished_ttl or not done:
+        keep = keep if keep is not None else self._known_keep_for(v.tenant or "")
+        if keep is None or not done:
             return None
-        return parse_time(done) + dt.timedelta(seconds=self.settings.finished_ttl)
+        return parse_time(done) + dt.timedelta(seconds=keep)
 
     def _wake_at_next(self, key: str, status: dict[str, Any]) -> None:
         if status.get("nextWakeAt"):
