@@ -33,7 +33,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
 from tenantflow import jsonsafe
-from tenantflow.durations import format_time
+from tenantflow.durations import format_time, parse_duration
 from tenantflow.engine.env import MAX_LOG_LINE_BYTES, MAX_LOG_LINES
 from tenantflow.engine.secrets import Secrets
 from tenantflow.engine.wire import child_results_from_wire, outcome_from_wire
@@ -57,6 +57,8 @@ LOG_LINES = Counter(
 )
 MAX_BODY = frames.MAX_REQUEST
 PING_EVERY = 1.0
+PRUNE_EVERY = 3600.0  # seconds between two prunings of the history store
+DEFAULT_RETENTION = 30 * 86400.0  # seconds the history keeps what it holds
 PING_TIMEOUT = 2.0
 OUTCOMES = frozenset({"Complete", "Errored", "Waiting", "Yielded"})
 # deaths a step brings on itself, charged to its attempts; any other (a SIGKILL from
@@ -103,10 +105,11 @@ class Runner:
         canary: IsolationCanary | None = None,
         redactor: Redactor | None = None,
         history: History | None = None,
+        retention: float = DEFAULT_RETENTION,
     ) -> None:
         self.key, self.tenant, self.link, self.grace = key, tenant, link, grace
         # the tenant's history (archive, log lines): this process's alone (issue 34)
-        self.history = history
+        self.history, self.retention = history, retention
         self.canary = canary  # a pod's: tenant code runs only while its network is fenced
         # masks the Tenant's secret values in every answer, whatever its status
         self.redactor = redactor or Redactor(Secrets(None))
@@ -306,8 +309,21 @@ class Runner:
         app.cleanup_ctx.append(self._background)
         return app
 
+    async def prune_history(self) -> None:
+        """Forget what is older than the tenant's spec.history.retention, every hour."""
+        while self.history is not None:
+            cut = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self.retention)
+            try:
+                pruned = await asyncio.to_thread(self.history.prune, format_time(cut))
+                log.info("history pruned", tenant=self.tenant, instances=pruned)
+            except (HistoryError, sqlite3.Error) as exc:
+                log.warning("history not pruned", tenant=self.tenant, error=str(exc)[:300])
+            await asyncio.sleep(PRUNE_EVERY)
+
     async def _background(self, _: web.Application) -> Any:
         tasks = [asyncio.create_task(self.watch_worker())]
+        if self.history is not None:
+            tasks.append(asyncio.create_task(self.prune_history()))
         if self.canary is not None:
             tasks.append(asyncio.create_task(self.canary.watch()))
         yield
@@ -418,6 +434,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--history-max-bytes", type=int, default=1 << 30)
     parser.add_argument(
+        "--history-retention",
+        default="30d",
+        help="how long archived instances and log lines are kept (spec.history.retention)",
+    )
+    parser.add_argument(
         "--isolation-canary",
         metavar="HOST:PORT|kubernetes",
         help="an address the pod's NetworkPolicy denies; no advance runs while it answers",
@@ -450,8 +471,18 @@ def main(argv: list[str] | None = None) -> None:
         Path(args.socket).with_suffix(".history") if args.socket else None
     )
     history = History(Path(history_dir), max_bytes=args.history_max_bytes) if history_dir else None
+    try:
+        retention = parse_duration(args.history_retention, field="--history-retention")
+    except ValueError as exc:
+        parser.error(str(exc))
     runner = Runner(
-        key=key, tenant=args.tenant, link=link, canary=canary, redactor=redactor, history=history
+        key=key,
+        tenant=args.tenant,
+        link=link,
+        canary=canary,
+        redactor=redactor,
+        history=history,
+        retention=retention,
     )
     log.info("runner starting", tenant=args.tenant, socket=args.socket, port=args.port)
     # a request whose caller hung up is cancelled: the zygote connection closes with it,
