@@ -29,8 +29,9 @@ LIMITS = EngineLimits(max_step_timeout=5, batch_seconds=1)
 # local jail gives tenant code no env.secrets) and tries every way out (class 14)
 SECRET = "Qx7Lm2Vb9Rz4Kp8Wn3Hj6Yc0Tf5Gd1Ns"
 SHORTEST_PIECE = 4
-# '# victim-during': another tenant's benign advance, started this long into the hostile
-# one, must finish within PROMPT seconds (CPU weights, a zygote nothing can stall)
+# another tenant's benign advance must finish within PROMPT seconds after every program;
+# '# victim-during': also while it runs, started VICTIM_DELAY into it (CPU weights, a
+# zygote nothing can stall)
 VICTIM_DELAY, PROMPT = 0.7, 1.0
 
 
@@ -190,6 +191,8 @@ def test_hostile_program_ends_clearly_and_harms_nobody(sandboxes: Sandboxes, pro
     if program.stem == "c08_setuid_copy":
         planted = Path(sandboxes.data_dir("hostile")) / "scratch" / "suid-sh"
         assert planted.stat().st_uid == host_uid("hostile") != 0
-    # the victim still advances, and the hostile tenant recovers
-    assert sandboxes.healthy("victim")["outcome"]["output"] == "fine"
+    # the victim still advances, first try and promptly, and the hostile tenant recovers
+    started = time.monotonic()
+    assert sandboxes.advance("victim", BENIGN)["outcome"]["output"] == "fine"
+    assert time.monotonic() - started < PROMPT, "another tenant's advance was slow after it"
     assert sandboxes.healthy("hostile")["outcome"]["output"] == "fine"

@@ -9,7 +9,10 @@ Refused with EPERM: new namespaces (unshare, setns, clone with CLONE_NEW*), moun
 ptrace and cross-process memory access, keyrings, io_uring, bpf, perf, userfaultfd,
 module and kexec loading, clock and swap changes. clone3 answers ENOSYS so the C library
 falls back to clone, whose flags can be inspected. Sockets of the AF_VSOCK and AF_PACKET
-families are refused (host-VM channels and raw frames).
+families are refused (host-VM channels and raw frames). Limits and scheduling are a
+process's own: prlimit64 may read any process's limits but set only its own (pid 0), and
+setpriority, ioprio_set and sched_set* act only on the caller — tenant code shares its uid
+with the zygote and the next advance's spare, and must not lower their limits or priority.
 """
 
 from __future__ import annotations
@@ -21,9 +24,12 @@ import errno
 from tenantflow.errors import TenantflowError
 
 ALLOW = 0x7FFF0000
+CMP_NE = 1
 CMP_EQ = 4
 CMP_MASKED_EQ = 7
 AF_PACKET, AF_VSOCK = 17, 40
+PRIO_PROCESS, IOPRIO_WHO_PROCESS = 0, 1
+SELF_ONLY = ["sched_setaffinity", "sched_setscheduler", "sched_setparam", "sched_setattr"]
 CLONE_NEW_FLAGS = (
     0x00020000,  # CLONE_NEWNS
     0x02000000,  # CLONE_NEWCGROUP
@@ -159,3 +165,12 @@ def _add_rules(lib: ctypes.CDLL, ctx: int) -> None:
         rule(_errno(errno.EPERM), "clone", (0, CMP_MASKED_EQ, flag, flag))
     for family in (AF_PACKET, AF_VSOCK):
         rule(_errno(errno.EAFNOSUPPORT), "socket", (0, CMP_EQ, family, 0))
+    # another process's limits: setting them (a new limit given) needs pid 0, the caller
+    rule(_errno(errno.EPERM), "prlimit64", (0, CMP_NE, 0, 0), (2, CMP_NE, 0, 0))
+    # (which, who): only PRIO_PROCESS / IOPRIO_WHO_PROCESS (1) of the caller (who 0)
+    rule(_errno(errno.EPERM), "setpriority", (0, CMP_NE, PRIO_PROCESS, 0))
+    rule(_errno(errno.EPERM), "ioprio_set", (0, CMP_NE, IOPRIO_WHO_PROCESS, 0))
+    for name in ("setpriority", "ioprio_set"):
+        rule(_errno(errno.EPERM), name, (1, CMP_NE, 0, 0))
+    for name in SELF_ONLY:  # (pid, ...): 0 is the caller
+        rule(_errno(errno.EPERM), name, (0, CMP_NE, 0, 0))
