@@ -54,7 +54,7 @@ def test_quota_scales_with_limits_and_replicas() -> None:
     )
     hard = manifests.resource_quota(t)["spec"]["hard"]
     assert hard["count/workflowinstances.tenantflow.dev"] == "3000"
-    assert hard["requests.storage"] == "5Gi"
+    assert hard["requests.storage"] == str(6 * 2**30), "its data (5Gi) and its history (1Gi)"
     assert hard["pods"] == "4"
     assert hard["requests.cpu"] == "1000m" and hard["limits.memory"] == "4Gi"
 
@@ -89,11 +89,11 @@ def test_sandbox_pods_meet_the_restricted_pod_security_profile() -> None:
     assert pod["automountServiceAccountToken"] is False
 
 
-def test_only_the_runner_container_sees_the_key_and_only_the_worker_the_data() -> None:
+def test_only_the_runner_sees_the_key_and_the_history_and_only_the_worker_the_data() -> None:
     pod = manifests.sandbox_statefulset(tenant(), manifests.OperatorSettings())["spec"]
     containers = {c["name"]: c for c in pod["template"]["spec"]["containers"]}
     mounts = {n: {m["name"] for m in c["volumeMounts"]} for n, c in containers.items()}
-    assert mounts == {"runner": {"key"}, "worker": {"data", "tmp"}}
+    assert mounts == {"runner": {"key", "history"}, "worker": {"data", "tmp"}}
     uids = {n: c["securityContext"]["runAsUser"] for n, c in containers.items()}
     assert uids["runner"] != uids["worker"]
     # no shared socket file tenant code could replace; the zygote serves the runner's uid only

@@ -115,6 +115,7 @@ async def reconcile(
             proxy = await _proxy_host(kube, tenant)
             await kube.apply(manifests.sandbox_statefulset(tenant, settings, proxy))
         await kube.create_if_missing(manifests.pvc(tenant))
+        await kube.create_if_missing(manifests.history_pvc(tenant))
         await kube.create_if_missing(manifests.hmac_secret(tenant, secrets.token_hex(32)))
     except ApiException as exc:
         error = f"applying tenant objects failed: {exc.status} {exc.reason}: {message(exc)}"

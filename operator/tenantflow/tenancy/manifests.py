@@ -8,6 +8,7 @@ from typing import Any
 
 from tenantflow.api.tenant import Tenant
 from tenantflow.owners import controller_ref
+from tenantflow.quantity import parse_quantity
 from tenantflow.tenancy import egress, sharding, status
 from tenantflow.tenancy.pods import container_security, pod_security
 from tenantflow.tenancy.sharding import shard_of
@@ -19,6 +20,8 @@ SANDBOX = "sandbox"
 SANDBOX_PORT = 8080
 SERVICE_ACCOUNT = "tenant-sandbox"
 PVC = "tenant-data"
+HISTORY_PVC = "tenant-history"  # mounted only in the runner container (issue 34)
+HISTORY_DIR = "/var/lib/tenantflow/history"
 HMAC_SECRET = "tenant-hmac"
 PSS = "restricted"
 
@@ -94,8 +97,10 @@ def resource_quota(tenant: Tenant) -> dict[str, Any]:
     pods = box.replicas + 2 + (1 if box.egress_hosts else 0)  # room for a rolling restart
     hard = {
         "pods": str(pods),
-        "requests.storage": lim.storage,
-        "persistentvolumeclaims": "1",
+        "requests.storage": str(
+            int(parse_quantity(lim.storage) + parse_quantity(tenant.spec.history.size))
+        ),
+        "persistentvolumeclaims": "2",  # its data, its history
         "count/workflowinstances.tenantflow.dev": str(max(1000, 10 * lim.max_concurrent_instances)),
         "count/workflowdefinitions.tenantflow.dev": "500",
         "configmaps": "200",
@@ -346,14 +351,22 @@ def roles(tenant: Tenant) -> list[dict[str, Any]]:
 
 
 def pvc(tenant: Tenant) -> dict[str, Any]:
+    """The tenant's data volume (`env.db`), mounted in the worker container."""
+    return _claim(tenant, PVC, tenant.spec.limits.storage)
+
+
+def history_pvc(tenant: Tenant) -> dict[str, Any]:
+    """The tenant's history (archive, log lines): mounted only in the runner container,
+    so tenant code can neither read nor rewrite it."""
+    return _claim(tenant, HISTORY_PVC, tenant.spec.history.size)
+
+
+def _claim(tenant: Tenant, name: str, size: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": _meta(tenant, PVC),
-        "spec": {
-            "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": tenant.spec.limits.storage}},
-        },
+        "metadata": _meta(tenant, name),
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}},
     }
 
 
@@ -430,8 +443,10 @@ def sandbox_statefulset(
                 else ()
             ),
             *(("--secrets", SECRETS_DIR) if box.secrets else ()),
+            *("--history-dir", HISTORY_DIR, "--history-retention", tenant.spec.history.retention),
+            *("--history-max-bytes", str(int(parse_quantity(tenant.spec.history.size)))),
         ],
-        [("key", "/etc/tenantflow/key", True), *secrets],
+        [("key", "/etc/tenantflow/key", True), ("history", HISTORY_DIR, False), *secrets],
     )
     image = box.image or settings.sandbox_image
     runner["image"] = image
@@ -488,6 +503,7 @@ def sandbox_statefulset(
         "containers": [runner, worker],
         "volumes": [
             {"name": "data", "persistentVolumeClaim": {"claimName": PVC}},
+            {"name": "history", "persistentVolumeClaim": {"claimName": HISTORY_PVC}},
             {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
             {
                 "name": "key",
