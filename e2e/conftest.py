@@ -224,7 +224,12 @@ def tenant_factory(
     custom = client.CustomObjectsApi(api_client)
     names: list[str] = []
 
-    def make(*, sandbox: dict[str, Any] | None = None, **limits: Any) -> Tenant:
+    def make(
+        *,
+        sandbox: dict[str, Any] | None = None,
+        history: dict[str, Any] | None = None,
+        **limits: Any,
+    ) -> Tenant:
         name = f"wf-{uuid.uuid4().hex[:6]}"
         custom.create_cluster_custom_object(
             GROUP,
@@ -234,7 +239,11 @@ def tenant_factory(
                 "apiVersion": f"{GROUP}/{VERSION}",
                 "kind": "Tenant",
                 "metadata": {"name": name},
-                "spec": {"limits": limits, **({"sandbox": sandbox} if sandbox else {})},
+                "spec": {
+                    "limits": limits,
+                    **({"sandbox": sandbox} if sandbox else {}),
+                    **({"history": history} if history else {}),
+                },
             },
         )
         names.append(name)

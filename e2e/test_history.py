@@ -1,0 +1,72 @@
+"""A tenant's history on a real sandbox pod (issue 34): a finished instance is archived into
+the tenant's own store (a volume only the runner container mounts) before its object is
+deleted, with the lines its code logged, by step and attempt."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import wait_deleted
+from e2e.conftest import GROUP, VERSION
+from tenantflow.controllers.sandboxes import Sandboxes
+from tenantflow.kube.client import Kube
+from tenantflow.sandbox.transport import HttpTransport
+
+pytestmark = pytest.mark.e2e
+LOGGING = """
+from tenantflow.sdk import current_attempt
+
+async def run(event, step, env):
+    env.log.info("starting", branch=event["payload"]["branch"])
+    def build():
+        env.log.info("compiling")
+        if current_attempt() < 2:
+            raise RuntimeError("flaky compiler")
+        return "built " + event["payload"]["branch"]
+    return await step.do("build", build, retries={"limit": 2, "delay": "1s"})
+"""
+
+
+def ask(kubeconfig: Path, tenant: str, request: dict[str, Any]) -> dict[str, Any]:
+    """What the operator would ask the tenant's runner (signed with the tenant's key)."""
+
+    async def call() -> dict[str, Any]:
+        kube = await Kube.connect(str(kubeconfig))
+        transport = HttpTransport()
+        try:
+            endpoint = await Sandboxes(kube, mode="cluster").endpoint(tenant)
+            return await transport.history(endpoint, request)
+        finally:
+            await transport.close()
+            await kube.close()
+
+    return asyncio.run(call())
+
+
+def test_a_finished_instance_is_archived_with_its_logs_then_deleted(
+    tenant_factory: Any, kubeconfig: Path
+) -> None:
+    tenant = tenant_factory(maxStepTimeoutSeconds=60, history={"keepFinishedFor": "0s"})
+    tenant.define_all(logging=LOGGING)
+    name = tenant.start("logging", {"branch": "main"})
+    uid = tenant.get(name)["metadata"]["uid"]
+    wait_deleted(
+        lambda: tenant.custom.get_namespaced_custom_object(
+            GROUP, VERSION, tenant.ns, "workflowinstances", name
+        ),
+        f"{name} archived and deleted",
+        120,
+    )
+    got = ask(kubeconfig, tenant.name, {"op": "get", "name": name})["instance"]
+    assert got["uid"] == uid and got["phase"] == "Complete"
+    assert got["record"]["status"]["output"] == "built main"
+    lines = ask(kubeconfig, tenant.name, {"op": "logs", "uid": uid})["lines"]
+    assert [(g["message"], g["step"], g["attempt"]) for g in lines] == [
+        ("starting", "", 0),
+        ("compiling", "build", 1),
+        ("compiling", "build", 2),
+    ]
