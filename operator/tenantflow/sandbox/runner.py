@@ -117,14 +117,23 @@ class Runner:
         self.worker_problem = ""
 
     # ------------------------------------------------------------------ the one call
-    async def advance(self, request: web.Request) -> web.Response:
+    async def _signed(
+        self, request: web.Request, counter: Counter
+    ) -> tuple[bytes, str, web.Response | None]:
+        """A request's body and MAC, and the 401 to answer when the MAC is not the key's."""
         body = await request.read()
         mac = request.headers.get(auth.SIGNATURE_HEADER, "")
         try:
             auth.verify(self.key, body, request.headers)
         except auth.AuthError as exc:
-            ADVANCES.labels("unauthorized").inc()
-            return self._error(mac, 401, "Unauthorized", str(exc))
+            counter.labels("unauthorized").inc()
+            return body, mac, self._error(mac, 401, "Unauthorized", str(exc))
+        return body, mac, None
+
+    async def advance(self, request: web.Request) -> web.Response:
+        body, mac, refused = await self._signed(request, ADVANCES)
+        if refused is not None:
+            return refused
         unfenced = self._unfenced()
         if unfenced:
             ADVANCES.labels("not-isolated").inc()
@@ -196,13 +205,9 @@ class Runner:
 
     async def history_request(self, request: web.Request) -> web.Response:
         """The operator's archive writes and reads (sandbox/history_api.py)."""
-        body = await request.read()
-        mac = request.headers.get(auth.SIGNATURE_HEADER, "")
-        try:
-            auth.verify(self.key, body, request.headers)
-        except auth.AuthError as exc:
-            HISTORY_REQUESTS.labels("unauthorized").inc()
-            return self._error(mac, 401, "Unauthorized", str(exc))
+        body, mac, refused = await self._signed(request, HISTORY_REQUESTS)
+        if refused is not None:
+            return refused
         if self.history is None:
             HISTORY_REQUESTS.labels("no-store").inc()
             return self._error(mac, 503, "NoHistoryStore", "this sandbox keeps no history")
