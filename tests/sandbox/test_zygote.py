@@ -207,6 +207,9 @@ def test_a_stopped_local_sandbox_leaves_no_cgroup(tmp_path: Path) -> None:
         await asyncio.sleep(0.5)  # the runner has started its jail
         groups = list(CGROUP_ROOT.glob(f"*/{CGROUP_PREFIX}cgroup-probe"))
         assert groups, "the jail runs in its own cgroups"
+        # its own CPU weight, the same for every tenant (v1 shares, v2 weight)
+        weights = [g / f for g in groups for f in ("cpu.shares", "cpu.weight")]
+        assert [w.read_text().strip() for w in weights if w.exists()] in (["1024"], ["100"])
         sandboxes.stop_all()
 
     asyncio.run(scenario())

@@ -7,7 +7,7 @@ tenant process run in a bubblewrap jail as an unprivileged host uid of the tenan
 with new user, pid, ipc, uts and network namespaces (no network at all), no nested user
 namespaces, a read-only view of only what Python needs, sized tmpfs for /tmp and
 /dev/shm, the tenant's data dir as the one writable directory, and pids and memory
-cgroups around all of it.
+cgroups around all of it (the cpu one gives every tenant the same weight).
 The runner reaches the zygote only through descriptors passed over an inherited socket:
 no path is shared between the jail and the host.
 """
@@ -42,6 +42,7 @@ log = get_logger("tenantflow.sandbox.local")
 JAIL_UID = 10001  # the uid inside the jail (as in the sandbox pod)
 HOST_UID_BASE, HOST_UID_SPAN = 200_000, 800_000  # each tenant's own unprivileged host uid
 MAX_PIDS = 256
+CPU_SHARES, CPU_WEIGHT = 1024, 100  # every jail the same (cgroup v1 default, v2 default)
 TMPFS_BYTES = 64 * 1024 * 1024
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_PREFIX = "tenantflow-"
@@ -146,7 +147,10 @@ def _stage_dir() -> None:
 
 @dataclass
 class Cgroups:
-    """The jail's pids and memory cgroups (fork bombs, memory beyond the rlimits, tmpfs)."""
+    """The jail's pids, memory and cpu cgroups: fork bombs, memory beyond the rlimits and
+    tmpfs, and CPU — every tenant's jail has the same weight, however many processes it
+    runs (outside a cgroup of their own, each session of a fork bomb was an autogroup as
+    heavy as another tenant's whole jail)."""
 
     procs: list[Path]
 
@@ -155,9 +159,13 @@ class Cgroups:
         name = f"{CGROUP_PREFIX}{tenant}"
         v1 = (CGROUP_ROOT / "pids" / "cgroup.procs").exists()
         settings = (
-            {"pids": {"pids.max": MAX_PIDS}, "memory": {"memory.limit_in_bytes": memory_bytes}}
+            {
+                "pids": {"pids.max": MAX_PIDS},
+                "memory": {"memory.limit_in_bytes": memory_bytes},
+                "cpu": {"cpu.shares": CPU_SHARES},
+            }
             if v1
-            else {"": {"pids.max": MAX_PIDS, "memory.max": memory_bytes}}
+            else {"": {"pids.max": MAX_PIDS, "memory.max": memory_bytes, "cpu.weight": CPU_WEIGHT}}
         )
         procs = []
         for controller, values in settings.items():
@@ -169,8 +177,8 @@ class Cgroups:
             except OSError as exc:
                 raise LocalSandboxError(
                     f"cannot set up cgroup {group} ({exc}): the local sandbox needs writable "
-                    "pids and memory cgroups (run the operator as root), or use the cluster "
-                    "transport"
+                    "pids, memory and cpu cgroups (run the operator as root), or use the "
+                    "cluster transport"
                 ) from None
             procs.append(group / "cgroup.procs")
         return cls(procs)

@@ -50,6 +50,7 @@ from tenantflow.storage.step_results import SqliteStepResults
 from tenantflow.vocabulary import NAMESPACE_PREFIX
 
 MAX_FILES = 256
+ADVANCE_NICE = 19
 TAKEN = b"K"  # a spare's answer once it holds its advance
 DATABASE = "tenant.sqlite3"
 BAD_REQUEST = "badRequest"  # the answer's key when the payload itself could not be run
@@ -154,6 +155,10 @@ def _prepare(kept: socket.socket, data_dir: str) -> None:
     """What a child does before it knows its advance: its own session, default signals,
     no inherited descriptor but `kept`, the scratch directory."""
     os.setsid()  # its own process group: the zygote kills the whole group at the deadline
+    # below the zygote, which must keep up with killing a fork bomb's remains (tenant code
+    # cannot lower it again: that needs CAP_SYS_NICE); the sandbox's CPU share as a whole
+    # is the pod's or the jail's cgroup, so this costs the tenant nothing against others
+    os.nice(ADVANCE_NICE)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an over-size write fails with EFBIG

@@ -48,6 +48,9 @@ PR_SET_CHILD_SUBREAPER = 36
 REQUEST_READ_TIMEOUT = 10.0
 FORK_ATTEMPTS = 20
 HAND_OVER_TIMEOUT = 1.0  # seconds to give a spare its advance
+# processes one advance may hold at once, itself included; the pod's pids limit and the
+# local jail's pids cgroup cap the whole sandbox, this keeps room in them for the others
+MAX_ADVANCE_PROCESSES = 64
 
 
 def harden_self() -> None:
@@ -171,23 +174,29 @@ class Zygote:
 
     # ------------------------------------------------------------------ processes
     def reap(self) -> None:
-        """Collect exited children; kill overdue and abandoned advances and every stray."""
+        """Collect exited children; kill overdue, abandoned and crowded advances and every
+        stray, each with every process below it."""
         self._collect()
-        now = time.monotonic()
+        now, tree = time.monotonic(), ProcessTree.scan()
         for pid, child in list(self.children.items()):
             if now > child.deadline:
                 child.overdue = True
-                _kill_group(pid)
+            elif len(tree.below(pid)) >= MAX_ADVANCE_PROCESSES:
+                child.crowded = True  # a fork bomb: it goes before it fills the pids limit
+            else:
+                continue
+            tree.kill(pid)
         for pid in self._abandoned():
             self.children[pid].abandoned = True
-            _kill_group(pid)
+            tree.kill(pid)
         for _ in range(100):  # strays may fork while we kill: until none is left
-            strays = self._strays()
+            strays = self._strays(tree)
             if not strays:
                 break
             for pid in strays:
-                _kill_group(pid)
+                tree.kill(pid)
             self._collect()
+            tree = ProcessTree.scan()
 
     def _collect(self) -> None:
         """waitpid every exited child; an advance child's group dies with it (a fork bomb
@@ -233,21 +242,10 @@ class Zygote:
                 gone.append(pid)
         return gone
 
-    def _strays(self) -> list[int]:
+    def _strays(self, tree: ProcessTree) -> list[int]:
         """Children of ours that are not a running advance (re-parented orphans)."""
-        me, out = str(os.getpid()), []
         spare = self.spare.pid if self.spare else None
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit() or int(entry) in self.children or int(entry) == spare:
-                continue
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            fields = stat.rsplit(")", 1)[-1].split()
-            if len(fields) > 1 and fields[1] == me:
-                out.append(int(entry))
-        return out
+        return [p for p in tree.below_me() if p not in self.children and p != spare]
 
 
 @dataclass
@@ -267,6 +265,7 @@ class Child:
     conn: socket.socket
     oom_before: int | None
     overdue: bool = False
+    crowded: bool = False  # it held MAX_ADVANCE_PROCESSES processes at once
     abandoned: bool = False  # its runner hung up (after the answer, or for good)
 
     def cause(self, status: int) -> dict[str, str]:
@@ -279,6 +278,12 @@ class Child:
                 "name": frames.STEP_TIMEOUT,
                 "message": f"the step's process was killed at the advance's deadline "
                 f"({self.budget:.0f}s) while running it ({how})",
+            }
+        if self.crowded:
+            return {
+                "name": frames.WORKER_KILLED,
+                "message": f"the step's processes were killed: an advance may hold at most "
+                f"{MAX_ADVANCE_PROCESSES - 1} processes besides its own ({how})",
             }
         if self.oom_before is not None and oom_after is not None and oom_after > self.oom_before:
             limit = memory_limit()
@@ -327,14 +332,52 @@ def _log(event: str, **fields: object) -> None:
 
 
 def _kill_group(pid: int) -> None:
-    """SIGKILL the process group `pid` leads (until it is empty) and `pid` itself."""
-    with contextlib.suppress(OSError):
-        os.kill(pid, signal.SIGKILL)
-    for _ in range(100):
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except OSError:
-            return
+    """SIGKILL `pid` and the process group it leads: a process that is killed cannot fork
+    any more, so one signal to the group reaches every member, however fast it forks."""
+    for kill in (os.kill, os.killpg):
+        with contextlib.suppress(OSError):
+            kill(pid, signal.SIGKILL)
+
+
+class ProcessTree:
+    """Who is whose child, from one pass over /proc (the worker host's pid namespace: only
+    its own processes). Zombies are left out: they run nothing and have no children."""
+
+    def __init__(self, children: dict[int, list[int]]) -> None:
+        self.children = children
+
+    @classmethod
+    def scan(cls) -> ProcessTree:
+        children: dict[int, list[int]] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[-1].split()
+            if len(fields) > 1 and fields[0] != "Z":
+                children.setdefault(int(fields[1]), []).append(int(entry))
+        return cls(children)
+
+    def below_me(self) -> list[int]:
+        return self.children.get(os.getpid(), [])
+
+    def below(self, pid: int) -> list[int]:
+        """Every descendant of `pid` (setsid() does not change whose child a process is)."""
+        found, frontier = [], [pid]
+        while frontier:
+            frontier = [c for p in frontier for c in self.children.get(p, [])]
+            found += frontier
+        return found
+
+    def kill(self, pid: int) -> None:
+        """SIGKILL `pid`, its group and every descendant (those in sessions of their own
+        too); what they fork meanwhile dies with them or comes back here as a stray."""
+        _kill_group(pid)
+        for below in self.below(pid):
+            _kill_group(below)
 
 
 def _receive_fds(control: socket.socket) -> list[socket.socket]:
