@@ -97,6 +97,7 @@ def test_an_advances_log_lines_are_kept_by_step_and_attempt(runner: Runner) -> N
     answer = runner.advance(LOGGING, {"branch": "main"}, "uid-1")
     assert answer["outcome"]["kind"] == "Complete"
     assert answer["logs"] == [] and answer["logsKept"] == 3, "kept, and out of the answer"
+    assert answer["storageBytes"] > 0, "the tenant's store size, for Tenant.status.usage"
     status, got = runner.post("/v1/history", {"op": "logs", "uid": "uid-1"})
     assert status == 200
     lines = [(g["message"], g["step"], g["attempt"]) for g in got["lines"]]

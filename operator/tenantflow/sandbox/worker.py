@@ -47,6 +47,7 @@ from tenantflow.sandbox.payload import advance_payload, deadline_seconds
 from tenantflow.storage.database import TenantDatabase
 from tenantflow.storage.outputs import SqliteOutputStore
 from tenantflow.storage.step_results import SqliteStepResults
+from tenantflow.supervisor.usage import STORAGE_BYTES
 from tenantflow.vocabulary import NAMESPACE_PREFIX
 
 MAX_FILES = 256
@@ -280,7 +281,9 @@ def _run_loaded(
             epoch=int(epoch or 0),
             children=child_results_from_wire(payload.get("children") or {}),
         )
-        return advance_to_wire(result)
+        # the store's size as the advance left it: Tenant.status.usage.storageBytes (tenant
+        # code could forge it: it is a figure shown, never a limit enforced)
+        return {**advance_to_wire(result), STORAGE_BYTES: db.size_bytes()}
     except (SystemExit, KeyboardInterrupt) as exc:  # tenant code tried to end the process
         return failed(payload, type(exc).__name__, f"workflow code raised {exc!r} in run()")
     finally:
