@@ -24,7 +24,8 @@ PROGRESS = "progress"  # child -> runner: {"step": name, "attempt": n} starts no
 LOST = "lost"  # zygote -> runner: the child died without answering, and how
 # how (the `name` of a LOST frame): the kernel's memory limit, the advance's deadline, else
 OUT_OF_MEMORY, STEP_TIMEOUT, WORKER_KILLED = "OutOfMemory", "StepTimeout", "WorkerKilled"
-LOST_CAUSES = frozenset({OUT_OF_MEMORY, STEP_TIMEOUT, WORKER_KILLED})
+TOO_MANY_PROCESSES = "TooManyProcesses"  # the advance held more processes than allowed
+LOST_CAUSES = frozenset({OUT_OF_MEMORY, STEP_TIMEOUT, WORKER_KILLED, TOO_MANY_PROCESSES})
 
 
 def abstract_address(name: str) -> str:

@@ -63,7 +63,7 @@ PING_TIMEOUT = 2.0
 OUTCOMES = frozenset({"Complete", "Errored", "Waiting", "Yielded"})
 # deaths a step brings on itself, charged to its attempts; any other (a SIGKILL from
 # outside, a crash) is a lost worker, retried for the instance like an unreachable sandbox
-CHARGED = frozenset({frames.OUT_OF_MEMORY, frames.STEP_TIMEOUT})
+CHARGED = frozenset({frames.OUT_OF_MEMORY, frames.STEP_TIMEOUT, frames.TOO_MANY_PROCESSES})
 MAX_CAUSE_MESSAGE = 1000  # characters of a lost worker's account
 MAX_BAD_REQUEST = 1000  # characters of a worker's account of a payload it could not run
 

@@ -281,7 +281,7 @@ class Child:
             }
         if self.crowded:
             return {
-                "name": frames.WORKER_KILLED,
+                "name": frames.TOO_MANY_PROCESSES,
                 "message": f"the step's processes were killed: an advance may hold at most "
                 f"{MAX_ADVANCE_PROCESSES - 1} processes besides its own ({how})",
             }
