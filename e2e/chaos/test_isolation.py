@@ -20,6 +20,7 @@ from e2e.chaos.faults import processes
 from e2e.chaos.netpol import allows
 from e2e.chaos.results import record
 from e2e.conftest import Tenant
+from tenantflow.sandbox import frames
 from tenantflow.tenancy.manifests import SANDBOX_PORT, ZYGOTE_SOCKET
 from tenantflow.testing.devcluster import DevCluster, node, process
 
@@ -69,6 +70,17 @@ async def run(event, step, env):
         os.symlink(db, link)
         open(link, "rb").read(1)
 
+    def talk_to_worker_host():
+        # B's runner socket (local), or the zygote's abstract socket in this pod's network
+        # namespace (pod): only a runner may be answered
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(3)
+        where = p["socket"]
+        s.connect("\0" + where[1:] if where.startswith("@") else where)
+        s.sendall(bytes.fromhex(p["frame"]))
+        if not s.recv(1):
+            raise ConnectionRefusedError("closed without an answer")
+
     def probes():
         return {
             "control: env.db works": attempt(lambda: env.db.execute("SELECT 1")),
@@ -91,8 +103,7 @@ async def run(event, step, env):
             "runtime: signal B's runner": attempt(lambda: [os.kill(pid, 0) for pid in p["pids"]]),
             "runtime: read B's runner environment": attempt(
                 lambda: [open(f"/proc/{pid}/environ", "rb").read() for pid in p["pids"]]),
-            "runtime: connect to B's runner socket": attempt(
-                lambda: socket.socket(socket.AF_UNIX).connect(p["socket"])),
+            "runtime: start an advance on a worker host": attempt(talk_to_worker_host),
             **{
                 f"network: connect to {name}": attempt(
                     lambda h=h, port=port: socket.create_connection((h, port), timeout=2))
@@ -158,8 +169,9 @@ def _can(
 
 def _runner(tenant: Tenant, transport: str) -> tuple[list[int], str]:
     """Host pids of the tenant's runner and worker host, and the socket that reaches them:
-    the jailed runner's own socket (local), or the worker's zygote socket on the pod's
-    emptyDir, as the host sees it (pod)."""
+    the jailed runner's own socket (local), or the zygote's abstract socket (pod: the one
+    in A's own network namespace, the only one A can name; its zygote answers only its
+    runner's uid)."""
     pids, socket = [], ""
     for pid, (_, cmdline) in processes().items():
         argv = cmdline.split()
@@ -168,17 +180,7 @@ def _runner(tenant: Tenant, transport: str) -> tuple[list[int], str]:
             if "--socket" in argv:
                 socket = argv[argv.index("--socket") + 1]
     if transport == "cluster":
-        pod = tenant.core.read_namespaced_pod("sandbox-0", tenant.ns)
-        kubelet = DevCluster().dir / "node" / "kubelet"
-        socket = str(
-            kubelet
-            / "pods"
-            / pod.metadata.uid
-            / "volumes"
-            / "kubernetes.io~empty-dir"
-            / "run"
-            / Path(ZYGOTE_SOCKET).name
-        )
+        socket = ZYGOTE_SOCKET  # "@name": abstract
     return pids, socket
 
 
@@ -273,6 +275,7 @@ def test_no_principal_of_one_tenant_reaches_another(
         "own_dir": "/data" if transport == "cluster" else str(a.data_dir()),
         "pids": pids,
         "socket": socket,
+        "frame": frames.encode({"op": "ping"}).hex(),
         "network": _network_targets(b, transport, api_port),
     }
     # no waiting for the enforcer: A's runner runs no tenant code before its pod is fenced
