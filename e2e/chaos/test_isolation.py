@@ -76,7 +76,7 @@ async def run(event, step, env):
         s = socket.socket(socket.AF_UNIX)
         s.settimeout(3)
         where = p["socket"]
-        s.connect("\0" + where[1:] if where.startswith("@") else where)
+        s.connect("\\0" + where[1:] if where.startswith("@") else where)
         s.sendall(bytes.fromhex(p["frame"]))
         if not s.recv(1):
             raise ConnectionRefusedError("closed without an answer")
