@@ -228,6 +228,7 @@ def tenant_factory(
         *,
         sandbox: dict[str, Any] | None = None,
         history: dict[str, Any] | None = None,
+        owners: list[dict[str, Any]] | None = None,
         **limits: Any,
     ) -> Tenant:
         name = f"wf-{uuid.uuid4().hex[:6]}"
@@ -243,6 +244,7 @@ def tenant_factory(
                     "limits": limits,
                     **({"sandbox": sandbox} if sandbox else {}),
                     **({"history": history} if history else {}),
+                    **({"owners": owners} if owners else {}),
                 },
             },
         )

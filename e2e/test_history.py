@@ -5,18 +5,22 @@ deleted, with the lines its code logged, by step and attempt."""
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conftest import wait_deleted
-from e2e.conftest import GROUP, VERSION
+from e2e.conftest import GROUP, VERSION, cli
 from tenantflow.controllers.sandboxes import Sandboxes
 from tenantflow.kube.client import Kube
 from tenantflow.sandbox.transport import HttpTransport
 
 pytestmark = pytest.mark.e2e
+Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 LOGGING = """
 from tenantflow.sdk import current_attempt
 
@@ -48,9 +52,13 @@ def ask(kubeconfig: Path, tenant: str, request: dict[str, Any]) -> dict[str, Any
 
 
 def test_a_finished_instance_is_archived_with_its_logs_then_deleted(
-    tenant_factory: Any, kubeconfig: Path
+    tenant_factory: Any, kubeconfig: Path, kubectl: Kubectl
 ) -> None:
-    tenant = tenant_factory(maxStepTimeoutSeconds=60, history={"keepFinishedFor": "0s"})
+    tenant = tenant_factory(
+        maxStepTimeoutSeconds=60,
+        history={"keepFinishedFor": "0s"},
+        owners=[{"kind": "User", "name": "alice"}],
+    )
     tenant.define_all(logging=LOGGING)
     name = tenant.start("logging", {"branch": "main"})
     uid = tenant.get(name)["metadata"]["uid"]
@@ -70,3 +78,14 @@ def test_a_finished_instance_is_archived_with_its_logs_then_deleted(
         ("compiling", "build", 1),
         ("compiling", "build", 2),
     ]
+
+    # people read it through the API server, with the tenant's own RBAC
+    proxy = f"/api/v1/namespaces/{tenant.ns}/services/sandbox:history/proxy"
+    owner = kubectl("--as=alice", "get", "--raw", f"{proxy}/v1/instances/{name}")
+    assert json.loads(owner.stdout)["instance"]["uid"] == uid
+    stranger = kubectl("--as=mallory", "get", "--raw", f"{proxy}/v1/instances", check=False)
+    assert stranger.returncode != 0 and "forbidden" in stranger.stderr.lower()
+    shown = cli(kubeconfig, "-n", tenant.ns, "logs", name).stdout
+    assert "[build#2] compiling" in shown and "[run] starting" in shown, shown
+    listed = cli(kubeconfig, "-n", tenant.ns, "archive", "--phase", "Complete").stdout
+    assert name in listed, listed

@@ -8,6 +8,7 @@ import sys
 from tenantflow import __version__
 from tenantflow.cli import (
     devcluster_cmd,
+    history_cmds,
     instance_actions,
     operator_cmd,
     reset_cmds,
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     rollout_cmds.register(sub)
     reset_cmds.register(sub)
     schedule_cmds.register(sub)
+    history_cmds.register(sub)
     ui_cmd.register(sub)
     return parser
 

@@ -344,29 +344,6 @@ async def restart(kube: Kube, args: argparse.Namespace) -> Any:
     return f"workflowinstance/{args.instance} restarted"
 
 
-@verb("logs", "an instance's Kubernetes Events and step errors", _add_instance)
-async def logs(kube: Kube, args: argparse.Namespace) -> Any:
-    inst = await _instance(kube, args)
-    events = [
-        e
-        for e in await kube.list("v1", "Event", args.namespace)
-        if e["involvedObject"].get("uid") == inst["metadata"]["uid"]
-    ]
-    lines = [
-        f"{e.get('lastTimestamp') or e.get('eventTime')}  {e['type']:<7} "
-        f"{e['reason']}: {e['message']}"
-        for e in events
-    ]
-    for s in (inst.get("status") or {}).get("steps") or []:
-        if s.get("error"):
-            lines.append(
-                f"{s.get('finishedAt') or s.get('startedAt')}  step {s['name']!r} "
-                f"attempt {s.get('attempts')}: {s['error']['name']}: "
-                f"{s['error'].get('message')}"
-            )
-    return {"object": {"events": events}, "table": "\n".join(sorted(lines))}
-
-
 # ---------------------------------------------------------------------- definition verbs
 def _add_definition(p: argparse.ArgumentParser) -> None:
     p.add_argument("definition")

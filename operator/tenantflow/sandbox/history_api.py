@@ -1,5 +1,6 @@
-"""The runner's history requests (issue 34): the operator's archive writes and the reads
-it makes for users, checked field by field, answered from the tenant's history store.
+"""The runner's history requests (issue 34): the operator's archive writes (signed) and
+people's reads (read-only, through the API server's proxy), checked field by field,
+answered from the tenant's history store.
 
 Only the operator reaches these (every request is signed with the tenant's key, as an
 advance is); tenant code never does, and never opens the store. The operator decides who
@@ -10,8 +11,14 @@ into memory.
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
+from aiohttp import web
+
+from tenantflow.durations import format_time
 from tenantflow.storage.history import Archived, History, HistoryError
 
 MAX_NAME = 253
@@ -112,3 +119,71 @@ def _cursor(raw: Any) -> tuple[str, str]:
     if not (isinstance(raw, list) and len(raw) == 2 and all(isinstance(p, str) for p in raw)):
         raise HistoryRequestError("before must be the [finishedAt, uid] a page's `next` gave")
     return raw[0], raw[1]
+
+
+# ---------------------------------------------------------------------- people's reads
+def read_app(history: History) -> web.Application:
+    """The history, read-only, for people: served on its own port, which only the API
+    server reaches (its service proxy, `services/sandbox:history/proxy`, authorized by
+    the tenant's own RBAC: whoever may read the tenant's instances may read their
+    history) and the pod itself. GET only; every answer bounded like the operator's."""
+
+    async def instances(request: web.Request) -> web.Response:
+        q = request.query
+        attributes = dict(a.split("=", 1) for a in q.getall("attr", []) if "=" in a)
+        before = q.get("before")
+        return await _read(
+            history,
+            {
+                "op": "search",
+                **_given(q, "phase", "definition"),
+                **({"attributes": attributes} if attributes else {}),
+                **({"before": before.split(",", 1)} if before else {}),
+                **_numbers(q, "limit"),
+            },
+        )
+
+    async def instance(request: web.Request) -> web.Response:
+        return await _read(history, {"op": "get", "name": request.match_info["name"]})
+
+    async def logs(request: web.Request) -> web.Response:
+        q = request.query
+        return await _read(
+            history,
+            {
+                "op": "logs",
+                "uid": request.match_info["uid"],
+                **_given(q, "step"),
+                **_numbers(q, "attempt", "after", "limit"),
+            },
+        )
+
+    app = web.Application(client_max_size=4096)
+    app.router.add_get("/v1/instances", instances)
+    app.router.add_get("/v1/instances/{name}", instance)
+    app.router.add_get("/v1/logs/{uid}", logs)
+    return app
+
+
+async def _read(history: History, request: dict[str, Any]) -> web.Response:
+    now = format_time(dt.datetime.now(dt.UTC))
+    try:
+        answer_ = await asyncio.to_thread(answer, history, request, now)
+    except HistoryError as exc:
+        return web.json_response({"error": str(exc)[:1000]}, status=400)
+    return web.json_response(answer_)
+
+
+def _given(query: Mapping[str, str], *names: str) -> dict[str, str]:
+    return {n: query[n] for n in names if query.get(n)}
+
+
+def _numbers(query: Mapping[str, str], *names: str) -> dict[str, Any]:
+    """Integers from the query string; a value that is not one is passed on as text, for
+    `answer` to refuse naming the field."""
+    out: dict[str, Any] = {}
+    for n in names:
+        if n in query:
+            value = query[n]
+            out[n] = int(value) if value.isdigit() and len(value) < 17 else value
+    return out

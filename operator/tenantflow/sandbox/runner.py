@@ -106,10 +106,12 @@ class Runner:
         redactor: Redactor | None = None,
         history: History | None = None,
         retention: float = DEFAULT_RETENTION,
+        history_port: int | None = None,
     ) -> None:
         self.key, self.tenant, self.link, self.grace = key, tenant, link, grace
         # the tenant's history (archive, log lines): this process's alone (issue 34)
         self.history, self.retention = history, retention
+        self.history_port = history_port  # people's read-only history (history_api.read_app)
         self.canary = canary  # a pod's: tenant code runs only while its network is fenced
         # masks the Tenant's secret values in every answer, whatever its status
         self.redactor = redactor or Redactor(Secrets(None))
@@ -327,13 +329,20 @@ class Runner:
 
     async def _background(self, _: web.Application) -> Any:
         tasks = [asyncio.create_task(self.watch_worker())]
+        reads = None
         if self.history is not None:
             tasks.append(asyncio.create_task(self.prune_history()))
+            if self.history_port:
+                reads = web.AppRunner(history_api.read_app(self.history))
+                await reads.setup()
+                await web.TCPSite(reads, port=self.history_port).start()
         if self.canary is not None:
             tasks.append(asyncio.create_task(self.canary.watch()))
         yield
         for task in tasks:
             task.cancel()
+        if reads is not None:
+            await reads.cleanup()
         self.link.close()
 
 
@@ -439,6 +448,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--history-max-bytes", type=int, default=1 << 30)
     parser.add_argument(
+        "--history-port",
+        type=int,
+        help="serve the history read-only here (for the API server's service proxy)",
+    )
+    parser.add_argument(
         "--history-retention",
         default="30d",
         help="how long archived instances and log lines are kept (spec.history.retention)",
@@ -488,6 +502,7 @@ def main(argv: list[str] | None = None) -> None:
         redactor=redactor,
         history=history,
         retention=retention,
+        history_port=args.history_port,
     )
     log.info("runner starting", tenant=args.tenant, socket=args.socket, port=args.port)
     # a request whose caller hung up is cancelled: the zygote connection closes with it,

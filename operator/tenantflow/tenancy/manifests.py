@@ -18,6 +18,8 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "tenantflow"}
 TENANT_LABEL = "tenantflow.dev/tenant"
 SANDBOX = "sandbox"
 SANDBOX_PORT = 8080
+HISTORY_PORT = 8081  # the history, read-only: the API server's service proxy, for people
+HISTORY_PROXY = (f"{SANDBOX}:history", f"http:{SANDBOX}:history")  # services/proxy names
 SERVICE_ACCOUNT = "tenant-sandbox"
 PVC = "tenant-data"
 HISTORY_PVC = "tenant-history"  # mounted only in the runner container (issue 34)
@@ -166,7 +168,10 @@ def network_policies(tenant: Tenant, settings: OperatorSettings) -> list[dict[st
                 "ingress": [
                     {
                         "from": [_namespace_peer(settings.namespace)],
-                        "ports": [{"protocol": "TCP", "port": SANDBOX_PORT}],
+                        "ports": [
+                            {"protocol": "TCP", "port": SANDBOX_PORT},
+                            {"protocol": "TCP", "port": HISTORY_PORT},
+                        ],
                     }
                 ],
             },
@@ -320,6 +325,12 @@ def roles(tenant: Tenant) -> list[dict[str, Any]]:
                 {"apiGroups": [""], "resources": ["configmaps"], "verbs": verbs},
                 {"apiGroups": [""], "resources": ["pods", "pods/log", "events"], "verbs": _READ},
                 {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": _READ},
+                {  # the tenant's history, through the API server (sandbox:history)
+                    "apiGroups": [""],
+                    "resources": ["services/proxy"],
+                    "resourceNames": list(HISTORY_PROXY),
+                    "verbs": ["get"],
+                },
             ],
         }
 
@@ -388,7 +399,10 @@ def sandbox_service(tenant: Tenant) -> dict[str, Any]:
         "spec": {
             "clusterIP": "None",
             "selector": {"app.kubernetes.io/name": SANDBOX},
-            "ports": [{"name": "runner", "port": SANDBOX_PORT, "targetPort": SANDBOX_PORT}],
+            "ports": [
+                {"name": "runner", "port": SANDBOX_PORT, "targetPort": SANDBOX_PORT},
+                {"name": "history", "port": HISTORY_PORT, "targetPort": HISTORY_PORT},
+            ],
         },
     }
 
@@ -445,12 +459,16 @@ def sandbox_statefulset(
             *(("--secrets", SECRETS_DIR) if box.secrets else ()),
             *("--history-dir", HISTORY_DIR, "--history-retention", tenant.spec.history.retention),
             *("--history-max-bytes", str(int(parse_quantity(tenant.spec.history.size)))),
+            *("--history-port", str(HISTORY_PORT)),
         ],
         [("key", "/etc/tenantflow/key", True), ("history", HISTORY_DIR, False), *secrets],
     )
     image = box.image or settings.sandbox_image
     runner["image"] = image
-    runner["ports"] = [{"name": "runner", "containerPort": SANDBOX_PORT}]
+    runner["ports"] = [
+        {"name": "runner", "containerPort": SANDBOX_PORT},
+        {"name": "history", "containerPort": HISTORY_PORT},
+    ]
     # every second: the operator sends a new tenant's first advance as soon as the pod is
     # Ready, and the default 10 s period would add up to 10 s to every sandbox start
     runner["readinessProbe"] = {
