@@ -13,6 +13,7 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import inspect
+import linecache
 import re
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -63,9 +64,10 @@ class TenantModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
         if fullname not in self.sources:
             return None
-        return importlib.machinery.ModuleSpec(fullname, self, origin=self._origin(fullname))
+        return importlib.machinery.ModuleSpec(fullname, self, origin=self.origin(fullname))
 
-    def _origin(self, name: str) -> str:
+    def origin(self, name: str) -> str:
+        """The module's file name in tracebacks: `<label/file.py>`."""
         return f"<{self.label}/{self.sources[name][0]}>"
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
@@ -74,19 +76,27 @@ class TenantModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def exec_module(self, module: ModuleType) -> None:
         name = module.__name__
         try:
-            code = compile(self.sources[name][1], self._origin(name), "exec")
+            code = compile(self.sources[name][1], self.origin(name), "exec")
         except SyntaxError as exc:
             where = f"line {exc.lineno}" + (f", column {exc.offset}" if exc.offset else "")
-            raise WorkflowSyntaxError(f"{self._origin(name)} {where}: {exc.msg}") from None
-        module.__file__ = self._origin(name)
+            raise WorkflowSyntaxError(f"{self.origin(name)} {where}: {exc.msg}") from None
+        module.__file__ = self.origin(name)
         exec(code, module.__dict__)
 
 
 @contextmanager
 def workflow_modules(files: Mapping[str, str], label: str = "workflow") -> Iterator[None]:
     """Make `files` importable for the duration of the block (one advance), then forget
-    them: the finder goes, and so does every module it loaded."""
+    them: the finder goes, and so does every module it loaded. A module of the same name
+    loaded before (a tenant's test importing its own `steps`) is set aside for the block
+    and put back after. Their lines are in `linecache` meanwhile, so a traceback through
+    them shows the code (as it does for a file on disk)."""
     finder = TenantModules(files, label)
+    before = {name: sys.modules.pop(name) for name in finder.sources if name in sys.modules}
+    lines = {finder.origin(name): text for name, (_, text) in finder.sources.items()}
+    for origin, text in lines.items():
+        # mtime None: linecache.checkcache keeps the entry (it cannot stat `<ci/x.py>`)
+        linecache.cache[origin] = (len(text), None, text.splitlines(keepends=True), origin)
     sys.meta_path.insert(0, finder)
     try:
         yield
@@ -94,6 +104,9 @@ def workflow_modules(files: Mapping[str, str], label: str = "workflow") -> Itera
         sys.meta_path.remove(finder)
         for name in finder.sources:
             sys.modules.pop(name, None)
+        sys.modules.update(before)
+        for origin in lines:
+            linecache.cache.pop(origin, None)
 
 
 def load_main(main: str, entrypoint: str = "run") -> WorkflowFn:

@@ -86,6 +86,20 @@ class StepDefaults:
     timeout: float = 600.0
     event_timeout: float = 86400.0
 
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any] | None) -> StepDefaults:
+        """From a definition's `spec.defaults` (camelCase, durations as the CRD has them)."""
+        spec = spec or {}
+        policy = RetryPolicy.from_spec(spec.get("retries"), where="(definition defaults)")
+        timeout = spec.get("timeout")
+        if timeout is None:
+            return cls(retries=policy)
+        try:
+            seconds = parse_duration(timeout, field="spec.defaults.timeout")
+        except DurationError as exc:
+            raise StepOptionsError(str(exc)) from None
+        return cls(retries=policy, timeout=seconds)
+
 
 @dataclass(frozen=True, slots=True)
 class EngineLimits:

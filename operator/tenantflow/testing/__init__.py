@@ -1,9 +1,15 @@
 """Local testing for workflow authors: no cluster, a virtual clock, the real engine.
 
-    env = WorkflowTestEnv(workflows={"build": build_source})  # what step.child may start
-    result = await env.run(source_or_callable, params={...},
+    env = WorkflowTestEnv(workflows={"build": build_source},  # what step.child may start
+                          secrets={"git": {"token": "t0ken"}})  # env.secrets
+    result = await env.run(WorkflowSource.from_directory("pipeline"), params={...},
                            events=[(3600, "approved", {"by": "bob"})])
     result.phase, result.output, result.error, result.steps, result.children
+
+A workflow is one module's source, an `async def` callable, or a `WorkflowSource`: its
+files (several modules), as a directory or a WorkflowDefinition manifest holds them.
+Installing tenantflow registers a pytest plugin (`tenantflow.testing.pytest_plugin`) that
+runs `async def test_...` functions, so a tenant's project needs no configuration.
 
 Time skips: when every instance waits, the clock jumps to the next wake-up or scheduled
 event, so a 30-day sleep takes milliseconds. Each wake-up is a fresh replay over the
@@ -16,17 +22,25 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import pydantic
+import yaml
+
+from tenantflow.api.definition import DEFAULT_MAIN, WorkflowDefinition
 from tenantflow.engine import Complete, EngineLimits, Errored, StepDefaults, Waiting, Yielded
 from tenantflow.engine.children import ChildResult, ChildStart
 from tenantflow.engine.errors import EngineError
 from tenantflow.engine.executor import advance
 from tenantflow.engine.journal import StepRecord, dump
-from tenantflow.engine.loader import WorkflowFn, check, load
+from tenantflow.engine.loader import SINGLE_MODULE, WorkflowFn, check, load_main, workflow_modules
+from tenantflow.engine.secrets import SecretNotFound
 from tenantflow.engine.state import InboxEvent
+from tenantflow.lifecycle import source as code_check
 from tenantflow.storage.database import TenantDatabase
 
 ScheduledEvent = tuple[float, str, Any]  # (seconds after start, type, payload)
@@ -46,6 +60,121 @@ class MemoryOutputStore:
 
     def get(self, ref: str) -> bytes:
         return self.blobs[ref]
+
+
+@dataclass(frozen=True)
+class WorkflowSource:
+    """A workflow's code as a WorkflowDefinition holds it: its files (file name -> Python
+    source; each importable by the others, `import steps`), the module with the
+    entrypoint, and the definition's step defaults (None: the env's)."""
+
+    files: Mapping[str, str]
+    main: str = DEFAULT_MAIN
+    entrypoint: str = "run"
+    defaults: StepDefaults | None = None
+    name: str = "workflow"  # tracebacks show its files as <name/file.py>
+
+    @classmethod
+    def from_directory(
+        cls, path: str | Path, *, main: str = DEFAULT_MAIN, entrypoint: str = "run"
+    ) -> WorkflowSource:
+        """Every `.py` file directly in `path` is a module (what a ConfigMap made with
+        `kubectl create configmap --from-file=<path>` holds)."""
+        directory = Path(path)
+        files = {f.name: f.read_text() for f in sorted(directory.glob("*.py")) if f.is_file()}
+        if not files:
+            raise ValueError(f"WorkflowSource.from_directory: no .py file in {directory}")
+        return cls(files, main, entrypoint, name=directory.resolve().name)
+
+    @classmethod
+    def from_manifest(cls, path: str | Path, name: str | None = None) -> WorkflowSource:
+        """The WorkflowDefinition `name` of a YAML manifest (the only one if no name)."""
+        found = definitions(path)
+        if name is None and len(found) == 1:
+            return next(iter(found.values()))
+        if name in found:
+            return found[name]
+        raise ValueError(
+            f"{path}: WorkflowDefinitions here: {', '.join(sorted(found)) or 'none'}; "
+            "pass name= to choose one"
+        )
+
+
+def definitions(path: str | Path) -> dict[str, WorkflowSource]:
+    """Every WorkflowDefinition of a YAML manifest, by name: `workflows=` for the
+    definitions `step.child` starts. Other kinds in the file are skipped."""
+    found: dict[str, WorkflowSource] = {}
+    for doc in yaml.safe_load_all(Path(path).read_text()):
+        if not isinstance(doc, dict) or doc.get("kind") != "WorkflowDefinition":
+            continue
+        try:
+            definition = WorkflowDefinition.model_validate(doc)
+        except pydantic.ValidationError as exc:
+            raise ValueError(f"{path}: not a valid WorkflowDefinition: {exc}") from None
+        spec, name = definition.spec, definition.metadata.name
+        if spec.source.config_map_ref is not None:
+            raise ValueError(
+                f"{path}: WorkflowDefinition {name}: spec.source.configMapRef needs the "
+                "cluster's ConfigMap; test its files with WorkflowSource.from_directory"
+            )
+        inline = spec.source.inline
+        files, main = (
+            ({f"{SINGLE_MODULE}.py": inline}, SINGLE_MODULE)
+            if inline is not None
+            else (dict(spec.source.files or {}), spec.source.main)
+        )
+        defaults = StepDefaults.from_spec(spec.defaults.wire())
+        found[name] = WorkflowSource(files, main, spec.entrypoint, defaults, name)
+    return found
+
+
+class _SecretValues(Mapping[str, str]):
+    """One Secret given to the test env: key -> value, missing keys said clearly."""
+
+    def __init__(self, name: str, values: Mapping[str, str]) -> None:
+        self.name, self.data = name, dict(values)
+
+    def __getitem__(self, key: str) -> str:
+        if key not in self.data:
+            raise SecretNotFound(
+                f"Secret {self.name!r} has no key {key!r} (its keys: "
+                f"{', '.join(self.data) or 'none'}); add it to WorkflowTestEnv(secrets=...)"
+            )
+        return self.data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+class _Secrets(Mapping[str, _SecretValues]):
+    """`env.secrets` in the test env: what WorkflowTestEnv(secrets=...) gives, masked in
+    errors and logs as the cluster's are."""
+
+    def __init__(self, given: Mapping[str, Mapping[str, str]]) -> None:
+        for name, values in given.items():
+            if not all(isinstance(v, str) for v in values.values()):
+                raise TypeError(
+                    f"WorkflowTestEnv(secrets=...): Secret {name!r}: values must be str "
+                    "(a Secret's data, decoded)"
+                )
+        self.given = {name: _SecretValues(name, values) for name, values in given.items()}
+
+    def __getitem__(self, name: str) -> _SecretValues:
+        if name not in self.given:
+            raise SecretNotFound(
+                f"Secret {name!r} is not given to this test; pass "
+                f"WorkflowTestEnv(secrets={{{name!r}: {{'key': 'value'}}}})"
+            )
+        return self.given[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.given)
+
+    def __len__(self) -> int:
+        return len(self.given)
 
 
 @dataclass
@@ -79,7 +208,7 @@ class VirtualClock:
         self.current = max(self.current, when)
 
 
-Workflow = str | Callable[..., Any]
+Workflow = str | Callable[..., Any] | WorkflowSource
 Schedule = list[tuple[dt.datetime, str, Any]]
 
 
@@ -87,7 +216,7 @@ Schedule = list[tuple[dt.datetime, str, Any]]
 class _Run:
     """One instance on the virtual clock: its journal and how its last advance ended."""
 
-    fn: WorkflowFn | None  # None: its definition could not be loaded (`failure` says why)
+    code: WorkflowSource | WorkflowFn | None  # None: not loadable (`failure` says why)
     params: Any
     instance_id: str
     started: dt.datetime
@@ -139,9 +268,12 @@ class WorkflowTestEnv:
         tenant: str = "test",
         db: Any = None,
         max_advances: int = 10_000,
-        workflows: dict[str, Workflow] | None = None,
+        workflows: Mapping[str, Workflow] | None = None,
+        secrets: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
-        """`workflows`: the definitions `step.child` may start, by name (source or callable)."""
+        """`workflows`: the definitions `step.child` may start, by name (e.g.
+        `definitions("release.yaml")`). `secrets`: `env.secrets`, {secret: {key: value}}
+        (the Secrets the Tenant's spec.sandbox.secrets would give)."""
         self.clock = VirtualClock(start)
         self.defaults = defaults or StepDefaults()
         self.limits = limits or EngineLimits()
@@ -150,6 +282,7 @@ class WorkflowTestEnv:
         self.outputs = MemoryOutputStore()
         self.max_advances = max_advances
         self.workflows = dict(workflows or {})
+        self.secrets = _Secrets(secrets or {})
 
     async def run(
         self,
@@ -159,7 +292,8 @@ class WorkflowTestEnv:
         **options: Any,
     ) -> TestResult:
         """Run to the end on the virtual clock (in a worker thread: each wake-up is a
-        replay in an event loop of its own). Options: entrypoint, instance_id."""
+        replay in an event loop of its own). Options: entrypoint (of a source or callable;
+        a WorkflowSource names its own), instance_id."""
         return await asyncio.to_thread(self.run_sync, workflow, params, events, **options)
 
     def run_sync(
@@ -200,32 +334,47 @@ class WorkflowTestEnv:
     def _run_of(
         self, workflow: Workflow | None, params: Any, instance_id: str, entrypoint: str = "run"
     ) -> _Run:
-        run = _Run(fn=None, params=params, instance_id=instance_id, started=self.clock.now())
+        run = _Run(code=None, params=params, instance_id=instance_id, started=self.clock.now())
         if workflow is None:
             run.failure = {
                 "name": "DefinitionNotFound",
                 "message": "no such workflow in WorkflowTestEnv(workflows=...)",
             }
             return run
-        try:
-            run.fn = (
-                load(workflow, entrypoint)
-                if isinstance(workflow, str)
-                else check(workflow, entrypoint)
+        if isinstance(workflow, str):
+            workflow = WorkflowSource({f"{SINGLE_MODULE}.py": workflow}, SINGLE_MODULE, entrypoint)
+        if isinstance(workflow, WorkflowSource):
+            # what the operator checks before a revision may start (it never imports it)
+            checked = code_check.check(
+                code_check.Code(workflow.files, workflow.main), workflow.entrypoint
             )
+            run.code = workflow if checked.ok else None
+            if not checked.ok:
+                run.failure = {"name": checked.reason, "message": checked.message}
+            return run
+        try:
+            run.code = check(workflow, entrypoint)
         except EngineError as exc:
             run.failure = {"name": exc.reason, "message": str(exc)}
         return run
+
+    @contextmanager
+    def _loaded(self, code: WorkflowSource | WorkflowFn) -> Iterator[WorkflowFn]:
+        """The entrypoint for one advance: a source's modules are imported afresh and
+        forgotten after it, as in the sandbox (module state does not outlive a replay)."""
+        if not isinstance(code, WorkflowSource):
+            yield code
+            return
+        with workflow_modules(code.files, code.name):
+            yield load_main(code.main, code.entrypoint)
 
     def _advance(self, run: _Run, runs: dict[str, _Run]) -> None:
         """One advance of `run`; then its new children join, or its children are ended."""
         now = self.clock.now()
         result = run.result
         result.advances += 1
-        if run.fn is None:
-            run.outcome = Errored(run.failure or {})
-            result.phase, result.error = "Errored", run.outcome.error
-            self._finished(run, runs)
+        if run.code is None:
+            self._errored(run, runs, run.failure or {})
             return
         finished = {
             step: ChildResult(r.phase, r.output, None, r.error)
@@ -233,21 +382,27 @@ class WorkflowTestEnv:
             if runs[name].finished
             for r in (runs[name].result,)
         }
-        out = advance(
-            run.fn,
-            journal=run.journal,
-            params=run.params,
-            instance_id=run.instance_id,
-            started_at=run.started,
-            inbox=[InboxEvent(t, p, at) for at, t, p in run.schedule if at <= now],
-            now=self.clock.now,
-            tenant=self.tenant,
-            db=self.db,
-            defaults=self.defaults,
-            limits=self.limits,
-            offload=self.outputs,
-            children=finished,
-        )
+        try:
+            with self._loaded(run.code) as fn:
+                out = advance(
+                    fn,
+                    journal=run.journal,
+                    params=run.params,
+                    instance_id=run.instance_id,
+                    started_at=run.started,
+                    inbox=[InboxEvent(t, p, at) for at, t, p in run.schedule if at <= now],
+                    now=self.clock.now,
+                    tenant=self.tenant,
+                    db=self.db,
+                    defaults=self._defaults(run.code),
+                    limits=self.limits,
+                    offload=self.outputs,
+                    children=finished,
+                    secrets=self.secrets,
+                )
+        except EngineError as exc:  # importing its modules failed: before any step ran
+            self._errored(run, runs, {"name": exc.reason, "message": str(exc)})
+            return
         run.journal, run.outcome, run.advanced_at, run.child_changed = (
             out.journal,
             out.outcome,
@@ -272,6 +427,16 @@ class WorkflowTestEnv:
             result.phase = "Running"
         if run.finished:
             self._finished(run, runs)
+
+    def _errored(self, run: _Run, runs: dict[str, _Run], error: dict[str, Any]) -> None:
+        run.outcome = Errored(error)
+        run.result.phase, run.result.error = "Errored", error
+        self._finished(run, runs)
+
+    def _defaults(self, code: WorkflowSource | WorkflowFn) -> StepDefaults:
+        """A definition's own step defaults (from its manifest), else the env's."""
+        own = code.defaults if isinstance(code, WorkflowSource) else None
+        return own or self.defaults
 
     def _start(self, parent: _Run, start: ChildStart, runs: dict[str, _Run]) -> None:
         parent.awaits[start.name] = start.step
