@@ -16,6 +16,7 @@ from tenantflow.api.common import (
     rule,
 )
 from tenantflow.engine.journal import StepKind, StepState
+from tenantflow.engine.state import MAX_TRACEBACK
 from tenantflow.vocabulary import DNS_SUBDOMAIN, Phase
 
 MAX_EVENTS = 1000
@@ -90,6 +91,12 @@ class ErrorInfo(Model):
     name: str = Field(description="Error class or reason, e.g. ValueError, NonDeterminism.")
     message: str = Field("", description="Error message.")
     step: str | None = Field(None, description="Step that failed, if any.")
+    traceback: str | None = Field(
+        None,
+        max_length=MAX_TRACEBACK,
+        description="The traceback of the tenant's own code (no engine frames), secrets "
+        "masked; its end when longer.",
+    )
 
 
 class LostAttempt(Model):

@@ -231,10 +231,22 @@ def _status_view(inst: dict[str, Any]) -> dict[str, Any]:
     if st.get("error"):
         e = st["error"]
         lines.append(f"Error:     {e['name']}: {e.get('message')} (step {e.get('step')!r})")
+        lines.extend(f"           {line}" for line in _traceback(st).splitlines())
     if "output" in st:
         lines.append(f"Output:    {json.dumps(st['output'])}")
     lines.append(f"Steps:     {st.get('stepCount', 0)}")
     return {"object": inst, "table": "\n".join(lines)}
+
+
+def _traceback(st: dict[str, Any]) -> str:
+    """The tenant code's traceback of an Errored instance: its own, or that of the step
+    whose error ended it (the instance's error names the step, the step keeps the trace)."""
+    error = st.get("error") or {}
+    if error.get("traceback"):
+        return str(error["traceback"])
+    steps: list[dict[str, Any]] = st.get("steps") or []
+    step = next((s for s in steps if s.get("name") == error.get("step")), {})
+    return str((step.get("error") or {}).get("traceback") or "")
 
 
 def _add_instance(p: argparse.ArgumentParser) -> None:

@@ -23,7 +23,7 @@ from tenantflow.engine.options import EngineLimits, StepDefaults
 from tenantflow.engine.outcome import Advance, Complete, Errored, Outcome, Waiting, Yielded
 from tenantflow.engine.outputs import OutputStore, StepResults, store
 from tenantflow.engine.secrets import Secrets
-from tenantflow.engine.state import MAX_ERROR_MESSAGE, Blocker, InboxEvent, ReplayState
+from tenantflow.engine.state import Blocker, InboxEvent, ReplayState
 from tenantflow.engine.step import StepApi
 from tenantflow.sdk.errors import StepError, WaitTimeout
 
@@ -209,15 +209,15 @@ def _waiting(blockers: list[Blocker], records: list[journal_mod.StepRecord]) -> 
 
 
 def _error(state: ReplayState, exc: BaseException, step: str | None) -> dict[str, Any]:
-    """`status.error`: {name, message, step?} (a StepError reports the step's own error)."""
+    """`status.error`: {name, message, step?, traceback?} (a StepError reports the step's
+    own error; the step's journal entry has its traceback)."""
     if isinstance(exc, StepError):
         return {"name": exc.error_name, "message": exc.error_message, "step": exc.step}
     if isinstance(exc, WaitTimeout):
         return {"name": "WaitTimeout", "message": str(exc), "step": exc.step}
-    name = exc.reason if isinstance(exc, EngineError) else type(exc).__name__
-    out: dict[str, Any] = {"name": name, "message": state.cut(str(exc), MAX_ERROR_MESSAGE)}
-    if step is not None:
-        out["step"] = step
+    out = state.error(exc, **({"step": step} if step is not None else {}))
+    if isinstance(exc, EngineError):
+        out["name"] = exc.reason
     return out
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from tenantflow import jsonsafe
-from tenantflow.engine import masking
+from tenantflow.engine import masking, tracebacks
 from tenantflow.engine.children import ChildResult, ChildStart
 from tenantflow.engine.errors import (
     DuplicateStepNameError,
@@ -25,6 +25,7 @@ from tenantflow.engine.options import EngineLimits, StepDefaults
 from tenantflow.engine.outputs import OutputStore, StepResults, encode, fetch, store
 
 MAX_ERROR_MESSAGE = 4096  # characters of an error message kept in the journal
+MAX_TRACEBACK = 4096  # characters of an error's traceback (the CRD's maxLength too)
 MAX_STEP_NAME = 256
 
 
@@ -97,9 +98,26 @@ class ReplayState:
     def cut(self, text: str, limit: int) -> str:
         """An error message for the journal: known secret values masked, then cut to
         `limit` characters (a cut must not leave half a value for the runner to miss)."""
+        return masking.cut(text, limit, self._masked())
+
+    def error(self, exc: BaseException, **more: Any) -> dict[str, Any]:
+        """An error of tenant code for the journal or the status: its class name, its
+        message and the traceback of the tenant's own frames, each masked, then cut."""
+        out: dict[str, Any] = {
+            "name": type(exc).__name__,
+            "message": self.cut(str(exc), MAX_ERROR_MESSAGE),
+            **more,
+        }
+        trace = tracebacks.tenant_traceback(exc)
+        if trace is not None:
+            masked = masking.mask(trace, self._masked())  # before the cut: no half a value
+            out["traceback"] = tracebacks.keep_end(masked, MAX_TRACEBACK)
+        return out
+
+    def _masked(self) -> list[str]:
         if self._secret_values is None:
             self._secret_values = masking.secret_values(self.secrets)
-        return masking.cut(text, limit, self._secret_values)
+        return self._secret_values
 
     def fail(self, err: EngineError, step: str | None = None) -> NoReturn:
         """Record a fatal error (first one wins; catching it in `run` changes nothing)."""

@@ -127,13 +127,7 @@ class StepApi:
             msg = f"attempt {attempt} did not finish within {format_duration(timeout)}"
             return False, None, {"name": "StepTimeout", "message": msg}, False
         except (Exception, SystemExit, KeyboardInterrupt) as exc:  # tenant code's sys.exit too
-            msg = s.cut(str(exc), MAX_ERROR_MESSAGE)
-            return (
-                False,
-                None,
-                {"name": type(exc).__name__, "message": msg},
-                isinstance(exc, NonRetryableError),
-            )
+            return False, None, s.error(exc), isinstance(exc, NonRetryableError)
         finally:
             _attempt.reset(token)
             _step.reset(step_token)

@@ -88,6 +88,8 @@ const s = (tag, attrs, ...children) => h(tag, Object.assign({ svg: true }, attrs
 const badge = (text, cls) => h("span", { class: "badge " + (cls || text) }, text);
 const json = (v) => h("pre", {}, v === undefined || v === null ? "—" : JSON.stringify(v, null, 2));
 const link = (href, text) => h("a", { href }, text);
+// the tenant code's own frames (status: a step's error, or the instance's), as text
+const traceback = (error) => error && error.traceback ? h("pre", { class: "traceback" }, error.traceback) : "";
 const when = (t) => (t ? new Date(t).toLocaleString() : "—");
 function render(...nodes) { $main().replaceChildren(...nodes); }
 function table(head, rows, attrs) { // rows: <tr>s, or a <tbody> the caller keeps filling
@@ -235,6 +237,7 @@ async function instanceView(ns, name) {
       h("button", {}, "Send event"));
     const errors = d.timeline.bars.filter((b) => b.error || b.failures.length).map((b) => h("li", {}, h("b", {}, b.name),
       ` — ${b.attempts} attempt(s)` + (b.error ? `, last: ${b.error.name}: ${b.error.message}` : ", then it succeeded"),
+      traceback(b.error),
       h("ul", {}, b.failures.map((f) => h("li", { class: "muted" }, `attempt ${f.attempt} at ${when(f.at)}: ${f.name}: ${f.message}`)))));
     render(
       h("h1", {}, name, " ", badge(d.phase)),
@@ -247,6 +250,7 @@ async function instanceView(ns, name) {
         h("button", { class: "secondary", onclick: () => confirm("Run " + name + " again from the start?") && act("restart") }, "Restart"),
         eventForm, h("span", { id: "result" })),
       d.errorInfo ? h("p", { class: "error" }, `${d.errorInfo.name}${d.errorInfo.step ? " in step " + d.errorInfo.step : ""}: ${d.errorInfo.message}`) : "",
+      traceback(d.errorInfo),
       h("h2", {}, "Timeline"), d.timeline.bars.length ? timelineSvg(d.timeline) : h("p", { class: "muted" }, "No steps yet."),
       errors.length ? h("ul", { id: "step-errors" }, errors) : "",
       h("div", { class: "grid" },
