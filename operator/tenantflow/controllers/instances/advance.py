@@ -13,9 +13,9 @@ from tenantflow.api.tenant import TenantLimits
 from tenantflow.controllers.instances.drive import Drive
 from tenantflow.controllers.instances.failures import SandboxFailures
 from tenantflow.controllers.sandboxes import Sandboxes
-from tenantflow.durations import parse_duration, parse_time
+from tenantflow.durations import parse_time
 from tenantflow.engine.children import ChildResult
-from tenantflow.engine.options import EngineLimits, RetryPolicy, StepDefaults
+from tenantflow.engine.options import EngineLimits, StepDefaults
 from tenantflow.engine.outcome import Waiting
 from tenantflow.engine.wire import outcome_from_wire
 from tenantflow.lifecycle import instance_state as state
@@ -143,7 +143,7 @@ def _payload(
         epoch=reset.epoch(st),
         journal=st.get("steps") or [],
         inbox=inbox,
-        defaults=step_defaults(data.get("defaults") or {}),
+        defaults=StepDefaults.from_spec(data.get("defaults")),
         limits=EngineLimits(
             max_steps=limits.max_steps_per_instance,
             max_step_timeout=float(limits.max_step_timeout_seconds),
@@ -153,13 +153,6 @@ def _payload(
         lost_attempts=st.get("lostAttempts"),
         children=children,
     )
-
-
-def step_defaults(spec: dict[str, Any]) -> StepDefaults:
-    """StepDefaults from a definition's spec.defaults (as stored in the revision)."""
-    policy = RetryPolicy.from_spec(spec.get("retries"), where="(definition defaults)")
-    timeout = parse_duration(spec.get("timeout", "10m"), field="spec.defaults.timeout")
-    return StepDefaults(retries=policy, timeout=timeout)
 
 
 def _finish_event(update: dict[str, Any]) -> tuple[str, str, str] | None:
