@@ -92,3 +92,8 @@ class RolloutDefaults:
     STEPS = (10, 50, 100)
     MIN_INSTANCES = 20
     MAX_ERROR_RATE = 0.2
+
+
+# the tenant's history, read-only, through the API server's service proxy: the names of
+# the sandbox Service's `history` port that the tenant's roles may proxy to (issue 34)
+HISTORY_PROXY = ("sandbox:history", "http:sandbox:history")

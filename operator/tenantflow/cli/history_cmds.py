@@ -14,9 +14,9 @@ import argparse
 from typing import Any
 
 from tenantflow.cli.workflow_cmds import CliError, Subparsers, add_verb, table
+from tenantflow.kube import history
 from tenantflow.kube.client import ApiException, Kube
-from tenantflow.tenancy.manifests import HISTORY_PROXY
-from tenantflow.vocabulary import API_VERSION, INSTANCE
+from tenantflow.vocabulary import API_VERSION, HISTORY_PROXY, INSTANCE
 
 
 def register(sub: Subparsers) -> None:
@@ -53,10 +53,9 @@ def _args(p: argparse.ArgumentParser) -> None:
 async def read(
     kube: Kube, namespace: str, path: str, query: list[tuple[str, str]] | None = None
 ) -> dict[str, Any]:
-    """One GET of the tenant's history API, through the API server's service proxy."""
-    url = f"/api/v1/namespaces/{namespace}/services/{HISTORY_PROXY[0]}/proxy{path}"
+    """One GET of the tenant's history API; what the API server refused, said plainly."""
     try:
-        return await kube.request("GET", url, query=query)
+        return await history.read(kube, namespace, path, query)
     except ApiException as exc:
         if exc.status in (503, 404):
             raise CliError(

@@ -12,14 +12,13 @@ from tenantflow.quantity import parse_quantity
 from tenantflow.tenancy import egress, sharding, status
 from tenantflow.tenancy.pods import container_security, pod_security
 from tenantflow.tenancy.sharding import shard_of
-from tenantflow.vocabulary import GROUP, NAMESPACE_PREFIX, SHARD_LABEL, TENANT
+from tenantflow.vocabulary import GROUP, HISTORY_PROXY, NAMESPACE_PREFIX, SHARD_LABEL, TENANT
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "tenantflow"}
 TENANT_LABEL = "tenantflow.dev/tenant"
 SANDBOX = "sandbox"
 SANDBOX_PORT = 8080
 HISTORY_PORT = 8081  # the history, read-only: the API server's service proxy, for people
-HISTORY_PROXY = (f"{SANDBOX}:history", f"http:{SANDBOX}:history")  # services/proxy names
 SERVICE_ACCOUNT = "tenant-sandbox"
 PVC = "tenant-data"
 HISTORY_PVC = "tenant-history"  # mounted only in the runner container (issue 34)

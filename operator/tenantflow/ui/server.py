@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from tenantflow.errors import TenantflowError
+from tenantflow.kube import history
 from tenantflow.kube import instances as actions
 from tenantflow.kube.client import ApiException, Kube, message
 from tenantflow.kube.identity import user_info
@@ -213,7 +214,13 @@ async def _instance(request: web.Request, kube: Kube) -> Any:
             raise
         events = {"items": []}
     items = sorted(events.get("items") or [], key=lambda e: e.get("lastTimestamp") or "")
-    return views.instance_detail(inst, items, dt.datetime.now(dt.UTC))
+    try:  # what its code logged, from the tenant's history, as this user may read it
+        logged = await history.read(kube, ns, f"/v1/logs/{inst['metadata']['uid']}")
+        lines, unread = logged.get("lines") or [], None
+    except ApiException as exc:  # not theirs to read, or no sandbox to answer: the rest
+        lines, unread = [], f"log lines not shown ({exc.status}: {exc.reason})"
+    detail = views.instance_detail(inst, items, dt.datetime.now(dt.UTC))
+    return {**detail, "logs": lines, "logsUnread": unread}
 
 
 async def _definitions(request: web.Request, kube: Kube) -> Any:

@@ -259,12 +259,18 @@ async function instanceView(ns, name) {
       h("h2", {}, "Event inbox"),
       table(["#", "Type", "Arrived", "Consumed by", "Payload"], d.inbox.map((e) => h("tr", {}, h("td", {}, e.index), h("td", {}, e.type), h("td", {}, when(e.arrived)), h("td", {}, e.consumedBy || "—"), h("td", {}, JSON.stringify(e.payload)))), { id: "inbox" }),
       d.resets.length ? [h("h2", {}, "Resets"), table(["When", "By", "To step", "Revisions", "Reason"], d.resets.map((r) => h("tr", {}, h("td", {}, when(r.at)), h("td", {}, r.by), h("td", {}, r.toStep || "(retry)"), h("td", {}, `${r.fromRevision} → ${r.toRevision}`), h("td", {}, r.refused ? "refused: " + r.refused : r.reason))))] : "",
+      h("h2", {}, "Logs"),
+      (d.logs || lastLogs).length
+        ? table(["Time", "Step", "Level", "Message"], (d.logs || lastLogs).map((g) => h("tr", {}, h("td", {}, when(g.at)), h("td", {}, g.step ? `${g.step} #${g.attempt}` : "run"), h("td", {}, g.level), h("td", {}, g.message, Object.keys(g.fields || {}).length ? h("span", { class: "muted" }, " " + JSON.stringify(g.fields)) : ""))), { id: "logs" })
+        : h("p", { class: "muted", id: "logs" }, d.logsUnread || "No log lines."),
       h("h2", {}, "Kubernetes Events"),
       table(["Time", "Type", "Reason", "Message"], (d.events.length ? d.events : lastEvents).map((e) => h("tr", {}, h("td", {}, when(e.time)), h("td", {}, e.type), h("td", {}, e.reason), h("td", {}, e.message)))));
   };
   let lastEvents = [];
+  let lastLogs = [];
   const d = await api(`/api/instances/${ns}/${name}`);
   lastEvents = d.events;
+  lastLogs = d.logs || [];
   draw(d);
   stream(`/api/watch/instances?namespace=${encodeURIComponent(ns)}&name=${encodeURIComponent(name)}`, (ev) => {
     if (ev.type !== "DELETED" && document.activeElement?.tagName !== "INPUT") draw(ev.data);
