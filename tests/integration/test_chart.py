@@ -9,11 +9,14 @@ import subprocess
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from conftest import ROOT, wait_for
+from tenantflow.api.tenant import Tenant
+from tenantflow.tenancy import manifests
 from tenantflow.testing.devcluster import DevCluster, images, node, versions
 
 CHART = ROOT / "charts" / "tenantflow"
@@ -59,6 +62,33 @@ def test_rbac_has_no_wildcards(kubeconfig: Path) -> None:
     for rule in role["rules"]:
         for key in ("apiGroups", "resources", "verbs"):
             assert "*" not in rule[key], rule
+
+
+def test_the_operator_holds_every_permission_a_tenant_role_grants(kubeconfig: Path) -> None:
+    """The API server refuses a Role granting what its writer does not hold (RBAC's
+    escalation check): every tenant Role's rule must be covered by the chart's ClusterRole,
+    or no tenant becomes Ready."""
+    docs = list(yaml.safe_load_all(helm(kubeconfig, "template", "t", str(CHART)).stdout))
+    held = next(d for d in docs if d and d["kind"] == "ClusterRole")["rules"]
+    tenant = Tenant.model_validate({"metadata": {"name": "acme"}, "spec": {}})
+    for role in manifests.roles(tenant)[:2]:
+        for rule in role["rules"]:
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    for verb in rule["verbs"]:
+                        names = rule.get("resourceNames") or [None]
+                        assert all(
+                            any(_covers(h, group, resource, verb, n) for h in held) for n in names
+                        ), (role["metadata"]["name"], group, resource, verb, names)
+
+
+def _covers(rule: dict[str, Any], group: str, resource: str, verb: str, name: str | None) -> bool:
+    return (
+        group in rule.get("apiGroups", [])
+        and resource in rule.get("resources", [])
+        and verb in rule.get("verbs", [])
+        and (not rule.get("resourceNames") or name in rule["resourceNames"])
+    )
 
 
 def test_rendered_chart_is_accepted_by_the_api_server(
