@@ -9,8 +9,9 @@ import pytest
 from tenantflow.api.admission import shard_label_policy
 from tenantflow.api.tenant import Tenant
 from tenantflow.controllers.persist import Persist
-from tenantflow.controllers.tenant import reconcile
+from tenantflow.controllers.tenant import TenantNotApplied, reconcile
 from tenantflow.controllers.wiring import settings_from_env
+from tenantflow.kube.client import ApiException
 from tenantflow.tenancy import manifests, status
 from tenantflow.tenancy.sharding import shard_of
 from tenantflow.testing.fake_kube import FakeKube
@@ -279,3 +280,28 @@ def test_the_operator_reads_its_lists_from_the_charts_variables(
     settings, _, _ = settings_from_env()
     assert settings.allowed_images == ("reg/a/*", "reg/b:1")
     assert settings.protected_cidrs == ("10.0.0.0/8", "fd00::/8")
+
+
+class RefusingRoles(FakeKube):
+    """The API server refusing the tenant's Roles (as RBAC's escalation check did when the
+    operator lacked a permission the roles grant), until `allow`."""
+
+    allow: bool = False
+
+    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        if obj["kind"] == "Role" and not self.allow:
+            raise ApiException(status=403, reason="Forbidden")
+        return await super().apply(obj)
+
+
+async def test_a_tenant_whose_objects_are_refused_says_so_and_is_tried_again() -> None:
+    kube = RefusingRoles()
+    body = tenant().model_dump(by_alias=True, exclude_none=True)
+    kube.put({**body, "apiVersion": API_VERSION, "kind": TENANT})
+    with pytest.raises(TenantNotApplied, match="403"):  # the queue retries it, backing off
+        await reconcile(kube, Persist(kube), SETTINGS, lambda _: {}, "acme")
+    ready = next(c for c in kube.read(API_VERSION, TENANT, "acme")["status"]["conditions"])
+    assert ready["reason"] == "ApplyFailed" and "403" in ready["message"]
+    kube.allow = True
+    assert await reconcile(kube, Persist(kube), SETTINGS, lambda _: {}, "acme")
+    assert kube.read("rbac.authorization.k8s.io/v1", "Role", "tenant-editor", "tenant-acme")

@@ -21,6 +21,7 @@ from tenantflow.controllers.ownership import Gate, sole_replica
 from tenantflow.controllers.persist import Persist, unchanged_spec
 from tenantflow.controllers.work_queue import WorkQueue
 from tenantflow.durations import parse_time
+from tenantflow.errors import TenantflowError
 from tenantflow.kube import events
 from tenantflow.kube.client import ApiException, KubeApi, message
 from tenantflow.observability.logging import get_logger
@@ -29,6 +30,12 @@ from tenantflow.tenancy.manifests import OperatorSettings
 from tenantflow.vocabulary import API_VERSION, FINISHED, INSTANCE, TENANT, ConditionType
 
 log = get_logger("tenantflow.tenant")
+
+
+class TenantNotApplied(TenantflowError):
+    """Some of a tenant's objects could not be applied (the API server refused them): the
+    Tenant says so (Degraded), and its reconcile is retried with the queue's backoff
+    rather than waiting for the next change to it."""
 TERMINATION_GRACE = dt.timedelta(seconds=60)
 USAGE_INTERVAL = 5.0  # Tenant.status.usage refresh, at most this often per tenant
 
@@ -121,7 +128,10 @@ async def reconcile(
         error = f"applying tenant objects failed: {exc.status} {exc.reason}: {message(exc)}"
         log.warning("apply failed", tenant=name, error=error)
     observed = await _observe(kube, tenant, error, refused)
-    return await _write_status(kube, persist, body, observed, usage(name))
+    written = await _write_status(kube, persist, body, observed, usage(name))
+    if error is not None:  # said on the Tenant; tried again with the queue's backoff
+        raise TenantNotApplied(error)
+    return written
 
 
 async def _proxy_host(kube: KubeApi, tenant: Tenant) -> str | None:
