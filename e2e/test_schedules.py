@@ -68,7 +68,7 @@ def patch(t: Tenant, name: str, spec: dict[str, Any]) -> None:
 def test_runs_start_on_time_owned_by_the_schedule_and_pause_from_the_cli(
     scheduled: Tenant, kubeconfig: Path
 ) -> None:
-    schedule(scheduled, "every3s", "quick", schedule="* * * * * */3")
+    schedule(scheduled, "every3s", "quick", schedule="@every 3s")
     wait_for(lambda: sched_status(scheduled, "every3s").get("runsStarted", 0) >= 2, "2 runs", 30)
     first = sorted(runs(scheduled, "every3s"), key=lambda r: r["metadata"]["name"])[0]
     name = first["metadata"]["name"]
@@ -79,7 +79,7 @@ def test_runs_start_on_time_owned_by_the_schedule_and_pause_from_the_cli(
     st = sched_status(scheduled, "every3s")
     assert parse_time(st["nextRunTimes"][0]).second % 3 == 0
     listed = cli(kubeconfig, "-n", scheduled.ns, "schedules").stdout
-    assert "every3s" in listed and "* * * * * */3" in listed
+    assert "every3s" in listed and "@every 3s" in listed
     cli(kubeconfig, "-n", scheduled.ns, "schedules", "pause", "every3s")
     wait_for(
         lambda: any(
@@ -98,7 +98,7 @@ def test_runs_start_on_time_owned_by_the_schedule_and_pause_from_the_cli(
 
 
 def test_skip_while_a_run_is_active_then_cancel_other(scheduled: Tenant) -> None:
-    schedule(scheduled, "overlap", "long", schedule="* * * * * */2")
+    schedule(scheduled, "overlap", "long", schedule="@every 2s")
     wait_for(lambda: sched_status(scheduled, "overlap").get("runsSkipped", 0) >= 2, "skips", 30)
     (only,) = runs(scheduled, "overlap")
     assert scheduled.status(only["metadata"]["name"])["phase"] == "Waiting"
@@ -115,7 +115,7 @@ def test_times_missed_while_the_operator_was_down_are_caught_up(
         scheduled,
         "catchup",
         "quick",
-        schedule="* * * * * */2",
+        schedule="@every 2s",
         overlapPolicy="Allow",
         catchupWindow="1m",
     )

@@ -80,7 +80,7 @@ def test_a_tenant_is_fully_provisioned(make_tenant: Any, api_client: client.ApiC
     assert namespace.metadata.owner_references[0].uid == tenant["metadata"]["uid"]
     quota = core.read_namespaced_resource_quota("tenant-quota", ns)
     assert parse_quantity(quota.spec.hard["count/workflowinstances.tenantflow.dev"]) == 1000
-    assert quota.spec.hard["requests.storage"] == "1Gi"
+    assert quota.spec.hard["requests.storage"] == str(2 * 2**30), "its data and its history"
     sa = core.read_namespaced_service_account("tenant-sandbox", ns)
     assert sa.automount_service_account_token is False
     sts = client.AppsV1Api(api_client).read_namespaced_stateful_set("sandbox", ns)

@@ -55,8 +55,9 @@ def test_no_advance_reaches_the_worker_while_the_canary_answers(tmp_path: Path) 
         open_door = socket.create_server(("127.0.0.1", 0))  # the unenforced policy
         port = open_door.getsockname()[1]
         canary = IsolationCanary("127.0.0.1", port, every=0.05)
-        # no zygote behind this path: an advance that passes the gate fails as a lost worker
-        runner = Runner(key=KEY, tenant="t", link=ZygoteLink(str(tmp_path / "none")), canary=canary)
+        # no zygote behind this name: an advance that passes the gate fails as a lost worker
+        nobody = ZygoteLink(f"@tenantflow-test-{tmp_path.name}-none")
+        runner = Runner(key=KEY, tenant="t", link=nobody, canary=canary)
         app_runner = aiohttp.web.AppRunner(runner.app())
         await app_runner.setup()
         site = aiohttp.web.UnixSite(app_runner, str(tmp_path / "runner.sock"))

@@ -175,7 +175,12 @@ def test_a_seconds_field_is_refused_showing_the_five_field_form(expression: str)
         ("*/10 * * * * *", False),
         ("0 2 * * * 30", False),
         ("0\t2 * * * *", False),
-        ("@every 5m", False),
+        ("@every 5m", True),
+        ("@every 10s", True),
+        ("@every 1h30m", True),
+        ("@every 500ms", False),
+        ("@every", False),
+        ("@every 5", False),
     ],
 )
 def test_the_crd_refuses_what_the_operator_refuses(expression: str, valid: bool) -> None:
@@ -191,3 +196,9 @@ def test_the_crd_refuses_what_the_operator_refuses(expression: str, valid: bool)
     else:
         with pytest.raises(ScheduleError, match=r"spec\.schedule"):
             Cron.parse(expression, "UTC")
+
+
+def test_an_interval_runs_at_whole_multiples_of_it_since_the_epoch() -> None:
+    cron = Cron.parse("@every 10s", "Europe/Paris")  # (the zone does not move an interval)
+    times = cron.after(dt.datetime(2030, 1, 1, 0, 0, 7, tzinfo=dt.UTC))
+    assert [next(times).second for _ in range(3)] == [10, 20, 30]

@@ -35,11 +35,16 @@ MAX_NAME = 52  # its runs are named <schedule>-<unix time> and labelled with its
 # no backslash so that it reads the same in Python and in a CEL string literal.
 CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 _CRON_TOKEN = "[-0-9A-Za-z*/,?#]+"
-CRON_PATTERN = f"^(({'|'.join(CRON_MACROS)})|{_CRON_TOKEN}( +{_CRON_TOKEN}){{4}})$"
+# below a minute, one explicit form: `@every <duration>` (robfig/cron's, as in Go tools),
+# at whole multiples of the interval since the Unix epoch
+EVERY = "@every "
+_EVERY = f"{EVERY}([0-9]+(s|m|h))+"
+CRON_PATTERN = f"^(({'|'.join(CRON_MACROS)})|{_EVERY}|{_CRON_TOKEN}( +{_CRON_TOKEN}){{4}})$"
 CRON_FORM = (
     "five fields, minute hour day-of-month month day-of-week, e.g. '*/10 * * * *' for every "
-    f"ten minutes or '0 2 * * *' for 02:00 every day, or one of {', '.join(CRON_MACROS)}; "
-    "a field for seconds is not accepted (the shortest interval is a minute)"
+    f"ten minutes or '0 2 * * *' for 02:00 every day, one of {', '.join(CRON_MACROS)}, or "
+    "'@every 10s' for an interval (whole seconds, minutes or hours); a sixth field for "
+    "seconds is not accepted"
 )
 
 

@@ -150,5 +150,7 @@ async def archived_uid(kube: Kube, namespace: str, name: str) -> str:
     """The uid of the newest archived instance of that name (its object is gone)."""
     found = (await read(kube, namespace, f"/v1/instances/{name}"))["instance"]
     if found is None:
-        raise CliError(f"no instance {namespace}/{name}, live or in the tenant's history")
+        raise CliError(
+            f"WorkflowInstance {namespace}/{name} not found, live or in the tenant's history"
+        )
     return str(found["uid"])

@@ -36,6 +36,8 @@ class TenantNotApplied(TenantflowError):
     """Some of a tenant's objects could not be applied (the API server refused them): the
     Tenant says so (Degraded), and its reconcile is retried with the queue's backoff
     rather than waiting for the next change to it."""
+
+
 TERMINATION_GRACE = dt.timedelta(seconds=60)
 USAGE_INTERVAL = 5.0  # Tenant.status.usage refresh, at most this often per tenant
 

@@ -12,6 +12,7 @@ starting it twice (a crash before the status write) finds the one already there.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 import zoneinfo
 from collections.abc import Iterator
@@ -19,7 +20,14 @@ from dataclasses import dataclass, field
 
 from croniter import croniter
 
-from tenantflow.api.schedule import CRON_FORM, CRON_PATTERN, OverlapPolicy, ScheduleDefaults
+from tenantflow.api.schedule import (
+    CRON_FORM,
+    CRON_PATTERN,
+    EVERY,
+    OverlapPolicy,
+    ScheduleDefaults,
+)
+from tenantflow.durations import parse_duration
 
 MAX_DUE = 1000  # scheduled times one plan looks at (a minutely schedule down ~16 hours)
 _BEFORE = dt.timedelta(microseconds=1)
@@ -43,6 +51,11 @@ class Cron:
                 f"spec.timeZone: {time_zone!r} is not an IANA time zone; use a name like UTC, "
                 "Europe/Paris or America/New_York"
             ) from None
+        if expression.startswith(EVERY) and re.fullmatch(CRON_PATTERN, expression):
+            seconds = parse_duration(expression.removeprefix(EVERY), field="spec.schedule")
+            if seconds < 1:
+                raise ScheduleError(f"spec.schedule: {expression!r}: the interval is 1s at least")
+            return cls(expression, zone)
         fields = len(expression.split())
         if fields in (6, 7):  # what croniter would read with a seconds field, last
             raise ScheduleError(
@@ -56,6 +69,12 @@ class Cron:
 
     def after(self, t: dt.datetime) -> Iterator[dt.datetime]:
         """Scheduled times strictly after `t`, in UTC, for ever."""
+        if self.expression.startswith(EVERY):  # whole multiples of it since the epoch
+            step = parse_duration(self.expression.removeprefix(EVERY))
+            n = math.floor(t.timestamp() / step) + 1
+            while True:
+                yield dt.datetime.fromtimestamp(n * step, dt.UTC)
+                n += 1
         it = croniter(self.expression, t.astimezone(self.zone))
         while True:
             yield it.get_next(dt.datetime).astimezone(dt.UTC)

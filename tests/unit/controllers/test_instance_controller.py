@@ -3,6 +3,7 @@ admission, the 409 re-commit, sandbox failure escalation, the event budget."""
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -324,4 +325,10 @@ async def test_a_tenants_keep_finished_for_overrides_the_operators_ttl(tmp_path:
     h.controller.keep_for.discard("acme")  # (read again within a minute otherwise)
     await h.drive(key)
     assert h.kube.read(API_VERSION, INSTANCE, "one", NS) is None
+    # and the drive that writes a finish schedules its archive by the tenant's setting
+    key = h.start("two", "counted")
+    await h.drive(key)
+    assert h.status("two")["phase"] == Phase.COMPLETE
+    due = h.controller.queue.due_at(key)
+    assert due is not None and due <= dt.datetime.now(dt.UTC), "archived at once, not in 7 days"
     assert h.sandbox.store is not None and h.sandbox.store.get("one") is not None

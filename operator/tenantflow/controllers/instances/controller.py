@@ -10,6 +10,7 @@ persists it once.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,8 +92,9 @@ class InstanceController:
             self.book.storage_measured,
         )
         self.limits: Cache[str, TenantLimits] = Cache(maxsize=4096, ttl=LIMITS_TTL)
-        # tenants' spec.history.keepFinishedFor in seconds (UNSET: the operator's TTL)
-        self.keep_for: Cache[str, float] = Cache(maxsize=4096, ttl=KEEP_FOR_TTL)
+        # tenants' spec.history.keepFinishedFor in seconds (UNSET: the operator's TTL), and
+        # when it was read (monotonic): re-read by a drive at most every KEEP_FOR_TTL
+        self.keep_for: Cache[str, tuple[float, float]] = Cache(maxsize=4096)
 
     # ------------------------------------------------------------------ shards
     async def adopt(self, ours: Callable[[str], bool]) -> None:
@@ -240,6 +242,11 @@ class InstanceController:
         if d.written is not None and (written := InstanceView.decode(d.written)).phase in FINISHED:
             if self._newly_finished(written):
                 self._ended(written, deleted=False)  # not left to the watch's echo
+            # its archive time, by its tenant's keepFinishedFor (read now: the echo's
+            # bookkeeping cannot wait for a read)
+            expiry = self._expiry(written, await self._keep_for(written.tenant or ""))
+            if expiry is not None:
+                self.queue.request_after(key, expiry)
         elif after.get("phase") == Phase.WAITING:
             self._resync_children(key, after)
         if d.close_children or (
@@ -352,17 +359,21 @@ class InstanceController:
     async def _keep_for(self, tenant: str) -> float | None:
         """How long the tenant's finished instances stay objects: its
         spec.history.keepFinishedFor, else the operator's TTL (None: for ever)."""
-        if self.keep_for.get(tenant) is None:
+        known = self.keep_for.get(tenant)
+        if known is None or time.monotonic() - known[1] > KEEP_FOR_TTL:
             body = await self.kube.get(API_VERSION, TENANT, tenant)
             raw = (((body or {}).get("spec") or {}).get("history") or {}).get("keepFinishedFor")
             field = "spec.history.keepFinishedFor"
-            self.keep_for.put(tenant, parse_duration(raw, field=field) if raw else UNSET)
+            keep = parse_duration(raw, field=field) if raw else UNSET
+            self.keep_for.put(tenant, (keep, time.monotonic()))
         return self._known_keep_for(tenant)
 
     def _known_keep_for(self, tenant: str) -> float | None:
-        own = self.keep_for.get(tenant)
-        if own is not None and own != UNSET:
-            return own
+        """As last read (however long ago: a wake-up must not move later for a cache's
+        sake), else the operator's TTL."""
+        known = self.keep_for.get(tenant)
+        if known is not None and known[0] != UNSET:
+            return known[0]
         return self.settings.finished_ttl or None
 
     def _expiry(self, v: InstanceView, keep: float | None = None) -> dt.datetime | None:
