@@ -4,6 +4,7 @@ the parent's step, and ending the parent ends its children (terminate, then dele
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -101,3 +102,37 @@ def test_ending_the_parent_ends_its_children(capped: Tenant) -> None:
     )
 
     wait_deleted(lambda: capped.get(name), "the child deleted with its parent")
+
+
+SLOW_PARENT = """
+async def run(event, step, env):
+    return await step.child("kid", "slow-kid", {})
+"""
+
+SLOW_KID = """
+import time
+async def run(event, step, env):
+    def work():
+        time.sleep(4)
+        return "done"
+    return await step.do("work", work)
+"""
+
+
+def test_a_child_that_finishes_while_the_api_server_restarts_wakes_its_parent(
+    tenant_factory: Any,
+) -> None:
+    """Issue 41's e2e reproduction: the child's step ends while kube-apiserver restarts,
+    so its finish is written as the operator's watches are cut and resumed; the parent
+    still hears of it (its drive or its watch event, whichever comes first; the parent's
+    re-read of its children 15 s after starting them, else) and completes."""
+    from tenantflow.testing.devcluster import DevCluster
+
+    t: Tenant = tenant_factory(maxStepTimeoutSeconds=60)
+    t.define_all(**{"slow-parent": SLOW_PARENT, "slow-kid": SLOW_KID})
+    parent = t.start("slow-parent")
+    wait_for(lambda: children(t, parent), "the child created", 60)
+    time.sleep(1.5)  # its advance under way: its 4 s step ends while the API server is away
+    DevCluster().restart("kube-apiserver")
+    st = t.wait_phase(parent, "Complete", "Errored", timeout=90)
+    assert (st["phase"], st["output"]) == ("Complete", "done"), st
