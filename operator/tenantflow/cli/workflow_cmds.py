@@ -258,6 +258,12 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("definition")
     p.add_argument("--params", help="JSON, or @file.json")
     p.add_argument("--name", help="instance name (default: generated)")
+    p.add_argument(
+        "--event",
+        metavar="TYPE",
+        help="start with this event in its inbox; if --name exists and runs, send it instead",
+    )
+    p.add_argument("--event-payload", help="the event's payload: JSON, or @file.json")
     p.add_argument("--wait", action="store_true", help="wait until it finishes")
     p.add_argument("--timeout", type=float, default=3600, help="seconds --wait waits")
 
@@ -275,9 +281,15 @@ async def run(kube: Kube, args: argparse.Namespace) -> Any:
             "params": _json_arg(args.params, "--params"),
         },
     }
-    created = await kube.create(body)
-    args.instance = created["metadata"]["name"]
-    print(f"workflowinstance/{args.instance} created", file=sys.stderr)
+    if args.event:  # signal-with-start: in its inbox from the first moment, or sent
+        payload = _json_arg(args.event_payload, "--event-payload")
+        args.instance, new = await instances.start_with_event(kube, body, args.event, payload)
+        done = "created with" if new else "exists: sent it"
+        print(f"workflowinstance/{args.instance} {done} event {args.event!r}", file=sys.stderr)
+    else:
+        created = await kube.create(body)
+        args.instance = created["metadata"]["name"]
+        print(f"workflowinstance/{args.instance} created", file=sys.stderr)
     if not args.wait:
         return None
     return await _follow(kube, args)

@@ -8,7 +8,7 @@ from typing import Any
 
 from tenantflow.errors import TenantflowError
 from tenantflow.kube.client import ApiException, KubeApi
-from tenantflow.vocabulary import API_VERSION, INSTANCE
+from tenantflow.vocabulary import API_VERSION, FINISHED, INSTANCE
 
 SPEC_ACTIONS: dict[str, dict[str, Any]] = {
     "pause": {"suspend": True},  # after the running step
@@ -52,6 +52,42 @@ async def send_event(
             raise
         return len(events)
     raise InstanceChanging(f"{namespace}/{name} kept changing; try again")
+
+
+class InstanceTaken(TenantflowError):
+    """A start-with-event named an instance that exists and cannot take the event."""
+
+
+async def start_with_event(
+    kube: KubeApi, body: dict[str, Any], type_: str, payload: Any = None
+) -> tuple[str, bool]:
+    """Temporal's signal-with-start: create the instance with the event already in its
+    inbox (one write: atomic), or, when an unfinished instance of that name and definition
+    exists, send it the event instead — idempotent on the name. (name, created)."""
+    event = {"type": type_, "payload": payload}
+    body = {**body, "spec": {**body["spec"], "events": [event]}}
+    try:
+        created = await kube.create(body)
+        return str(created["metadata"]["name"]), True
+    except ApiException as exc:
+        if exc.status != 409 or "name" not in body["metadata"]:
+            raise
+    meta = body["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    inst = await get(kube, namespace, name)
+    wanted = body["spec"]["workflowRef"]["name"]
+    if inst["spec"]["workflowRef"]["name"] != wanted:
+        raise InstanceTaken(
+            f"{namespace}/{name} exists and runs {inst['spec']['workflowRef']['name']}, not "
+            f"{wanted}: pick another --name"
+        )
+    if (inst.get("status") or {}).get("phase") in FINISHED:
+        raise InstanceTaken(
+            f"{namespace}/{name} exists and has finished: delete it (or restart it) to run "
+            "that name again, or pick another --name"
+        )
+    await send_event(kube, namespace, name, type_, payload)
+    return name, False
 
 
 async def set_spec(kube: KubeApi, namespace: str, name: str, action: str) -> None:

@@ -9,9 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tenantflow.controllers import definition
 from tenantflow.controllers.instances import InstanceSettings
 from tenantflow.controllers.persist import Persist
+from tenantflow.kube import instances
 from tenantflow.lifecycle.revisions import ROLLBACK_ANNOTATION
 from tenantflow.sandbox.transport import SandboxUnavailable
 from tenantflow.vocabulary import API_VERSION, INSTANCE, TENANT, Phase
@@ -332,3 +335,31 @@ async def test_a_tenants_keep_finished_for_overrides_the_operators_ttl(tmp_path:
     due = h.controller.queue.due_at(key)
     assert due is not None and due <= dt.datetime.now(dt.UTC), "archived at once, not in 7 days"
     assert h.sandbox.store is not None and h.sandbox.store.get("one") is not None
+
+
+async def test_start_with_an_event_creates_or_signals_idempotently_by_name(
+    tmp_path: Path,
+) -> None:
+    """Issue 36.6, Temporal's signal-with-start: the first call creates the instance with
+    the event in its inbox (one write); later ones send the running instance the event."""
+    h = Harness.new(tmp_path)
+    await h.define("events", EVENTS)
+    body = {
+        "apiVersion": API_VERSION,
+        "kind": INSTANCE,
+        "metadata": {"name": "inbox", "namespace": NS},
+        "spec": {"workflowRef": {"name": "events"}},
+    }
+    assert await instances.start_with_event(h.kube, body, "go", 1) == ("inbox", True)
+    await h.drive(f"{NS}/inbox")
+    assert h.status("inbox")["phase"] == Phase.WAITING, "took the first, waits for a second"
+    for n in (2, 3):
+        assert await instances.start_with_event(h.kube, body, "go", n) == ("inbox", False)
+        await h.drive(f"{NS}/inbox")
+    st = h.status("inbox")
+    assert (st["phase"], st["output"]) == (Phase.COMPLETE, [1, 2, 3])
+    with pytest.raises(instances.InstanceTaken, match="has finished"):
+        await instances.start_with_event(h.kube, body, "go", 4)
+    other = {**body, "spec": {"workflowRef": {"name": "counted"}}}
+    with pytest.raises(instances.InstanceTaken, match="runs events, not counted"):
+        await instances.start_with_event(h.kube, other, "go", 4)
