@@ -35,6 +35,18 @@ def test_run_send_event_and_wait(tenant: Tenant, kubeconfig: Path) -> None:
     assert history[1].split()[:3] == ["go", "event", "Complete"]
 
 
+def test_start_with_an_event_and_wait(tenant: Tenant, kubeconfig: Path) -> None:
+    """Signal-with-start (issue 36.6): the instance starts with the event in its inbox and
+    completes with its payload at once, its exit code 0 as a CI job would gate on it."""
+    tenant.define("cli-flow", V1)
+    tenant.wait_revision("cli-flow", 1)
+    args = ["-n", tenant.ns, "run", "cli-flow", "--name", "c2", "--event", "go"]
+    done = cli(kubeconfig, *args, "--event-payload", '{"by": "hook"}', "--wait")
+    assert "created with event 'go'" in done.stderr and "Complete" in done.stdout
+    again = cli(kubeconfig, *args, "--event-payload", '{"by": "hook"}', check=False)
+    assert again.returncode != 0 and "has finished" in again.stderr
+
+
 def test_revisions_diff_and_rollback(
     tenant: Tenant, kubeconfig: Path, kubectl: Callable[..., Any]
 ) -> None:
