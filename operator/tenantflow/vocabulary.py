@@ -69,6 +69,7 @@ class ConditionType(StrEnum):
     NAMESPACE_READY = "NamespaceReady"  # Tenant: its namespace is ours and Active
     STORAGE_READY = "StorageReady"  # Tenant: the PVC is Bound, the quota counts
     SANDBOX_READY = "SandboxReady"  # Tenant: its sandbox pods are ready
+    SECRETS_READY = "SecretsReady"  # Tenant: the Secrets spec.sandbox.secrets names exist
     ADMITTED = "Admitted"  # WorkflowInstance: started, or why it is Queued
     SANDBOX_REACHABLE = "SandboxReachable"  # WorkflowInstance: its last sandbox call
     ARCHIVED = "Archived"  # WorkflowInstance: finished, and kept in its tenant's history

@@ -303,5 +303,44 @@ async def test_a_tenant_whose_objects_are_refused_says_so_and_is_tried_again() -
     ready = next(c for c in kube.read(API_VERSION, TENANT, "acme")["status"]["conditions"])
     assert ready["reason"] == "ApplyFailed" and "403" in ready["message"]
     kube.allow = True
-    assert await reconcile(kube, Persist(kube), SETTINGS, lambda _: {}, "acme")
+    assert (await reconcile(kube, Persist(kube), SETTINGS, lambda _: {}, "acme")).written
     assert kube.read("rbac.authorization.k8s.io/v1", "Role", "tenant-editor", "tenant-acme")
+
+
+def test_a_missing_secret_is_said_on_its_own_and_never_holds_ready_back() -> None:
+    """Issue 36.5: a platform delivers a tenant's Secrets after the Tenant (it makes their
+    namespace); GitOps waves wait for the Tenant's health before the next wave."""
+    ready = status.Observed(
+        namespace_phase="Active",
+        quota_counted=True,
+        pvc_phase="Bound",
+        sandbox_ready=1,
+        missing_secrets=("api-token",),
+        namespace="tenant-acme",
+    )
+    phase, conds = status.conditions(ready)
+    secrets = next(c for c in conds if c.type == "SecretsReady")
+    assert phase == "Ready"
+    assert (secrets.status, secrets.reason) == (False, "SecretNotFound")
+    assert (
+        "api-token" in secrets.message and "kubectl -n tenant-acme create secret" in secrets.message
+    )
+
+
+async def test_the_tenant_looks_again_until_the_secrets_it_names_exist() -> None:
+    kube = FakeKube()
+    body = tenant(sandbox={"secrets": ["api-token"]}).model_dump(by_alias=True, exclude_none=True)
+    kube.put({**body, "apiVersion": API_VERSION, "kind": TENANT})
+    done = await reconcile(kube, Persist(kube), SETTINGS, lambda _: {}, "acme")
+    assert done.written and done.missing_secrets, "asked to look again"
+    kube.put(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "api-token", "namespace": "tenant-acme"},
+        }
+    )
+    done = await reconcile(kube, Persist(kube), SETTINGS, lambda _: {}, "acme")
+    assert not done.missing_secrets
+    conds = kube.read(API_VERSION, TENANT, "acme")["status"]["conditions"]
+    assert next(c for c in conds if c["type"] == "SecretsReady")["status"] == "True"

@@ -32,6 +32,15 @@ from tenantflow.vocabulary import API_VERSION, FINISHED, INSTANCE, TENANT, Condi
 log = get_logger("tenantflow.tenant")
 
 
+SECRETS_RECHECK = 10.0  # seconds between looks for Secrets the Tenant names but lacks
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    written: bool  # its status is as observed (False: not written; run again)
+    missing_secrets: bool = False  # Secrets it names do not exist yet (looked at again)
+
+
 class TenantNotApplied(TenantflowError):
     """Some of a tenant's objects could not be applied (the API server refused them): the
     Tenant says so (Degraded), and its reconcile is retried with the queue's backoff
@@ -81,8 +90,11 @@ class TenantController:
         self.queue.request_within(tenant, USAGE_INTERVAL)
 
     async def reconcile(self, name: str) -> None:
-        if not await reconcile(self.kube, self.persist, self.settings, self.usage, name):
+        done = await reconcile(self.kube, self.persist, self.settings, self.usage, name)
+        if not done.written:
             self.queue.request(name)  # its status was not written: again, if still ours
+        elif done.missing_secrets:  # a platform's Secrets raise no event of ours: look again
+            self.queue.request_within(name, SECRETS_RECHECK)
         elif self.usage(name).get("startsLastMinute"):
             # the window empties with time alone, when no phase change may come to refresh
             # it: read again until it is empty, or startsLastMinute would stay as it was
@@ -98,12 +110,12 @@ async def reconcile(
     settings: OperatorSettings,
     usage: Callable[[str], dict[str, int]],
     name: str,
-) -> bool:
-    """Apply the tenant's objects and write its status; False when the status could not
-    be written (fenced, or a conflict that outlived the re-commits)."""
+) -> Reconciled:
+    """Apply the tenant's objects and write its status (`written` False: it could not be,
+    fenced, or a conflict that outlived the re-commits)."""
     body = await kube.get(API_VERSION, TENANT, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
-        return True
+        return Reconciled(written=True)
     tenant = Tenant.model_validate(body)
     ns_name = manifests.namespace_of(name)
     ns = await kube.get("v1", "Namespace", ns_name)
@@ -114,7 +126,7 @@ async def reconcile(
                 f"{name}; delete or rename it, or pick another tenant name"
             )
         )
-        return await _write_status(kube, persist, body, observed, {})
+        return Reconciled(await _write_status(kube, persist, body, observed, {}))
     error = None
     refused = tuple(manifests.refusals(tenant, settings))
     try:
@@ -133,7 +145,7 @@ async def reconcile(
     written = await _write_status(kube, persist, body, observed, usage(name))
     if error is not None:  # said on the Tenant; tried again with the queue's backoff
         raise TenantNotApplied(error)
-    return written
+    return Reconciled(written, bool(observed.missing_secrets))
 
 
 async def _proxy_host(kube: KubeApi, tenant: Tenant) -> str | None:
@@ -160,6 +172,13 @@ async def _observe(
         else None
     )
     quota = await kube.get("v1", "ResourceQuota", "tenant-quota", ns_name)
+    missing = tuple(
+        [
+            s
+            for s in tenant.spec.sandbox.secrets
+            if await kube.get("v1", "Secret", s, ns_name) is None
+        ]
+    )
     return status.Observed(
         refused=refused,
         namespace_phase=(ns or {}).get("status", {}).get("phase"),
@@ -173,6 +192,8 @@ async def _observe(
             else bool(((proxy or {}).get("status") or {}).get("availableReplicas"))
         ),
         error=error,
+        missing_secrets=missing,
+        namespace=ns_name,
     )
 
 

@@ -24,6 +24,8 @@ class Observed:
     proxy_ready: bool | None = None  # the egress proxy, when the Tenant has egressHosts
     error: str | None = None  # an API error while applying
     refused: tuple[tuple[str, str], ...] = ()  # (reason, message): spec parts not applied
+    missing_secrets: tuple[str, ...] = ()  # Secrets spec.sandbox.secrets names, not there
+    namespace: str = ""  # where they are looked for (for the message)
 
 
 def conditions(o: Observed) -> tuple[str, list[ConditionUpdate]]:
@@ -58,6 +60,7 @@ def conditions(o: Observed) -> tuple[str, list[ConditionUpdate]]:
             "Ready" if box_ok else "Starting",
             box_says,
         ),
+        _secrets(o),
     ]
     if o.refused:
         reason, message = o.refused[0]
@@ -69,7 +72,10 @@ def conditions(o: Observed) -> tuple[str, list[ConditionUpdate]]:
         # an API error is retried: under way, not stuck
         return "Degraded", [*health(False, "ApplyFailed", o.error, reconciling=True), *conds]
     ready = ns_ok and pvc_ok and box_ok
-    not_ready = [c.type for c in conds if not c.status]
+    # Secrets come from the platform, often later (a GitOps wave after the Tenant's): a
+    # missing one is said on its own condition and never holds Ready back, or a sync
+    # waiting for the Tenant to be healthy before creating them would wait for ever
+    not_ready = [c.type for c in conds if not c.status and c.type != ConditionType.SECRETS_READY]
     top = health(
         ready,
         "Ready" if ready else "Provisioning",
@@ -77,3 +83,20 @@ def conditions(o: Observed) -> tuple[str, list[ConditionUpdate]]:
         reconciling=not ready,
     )
     return ("Ready" if ready else "Provisioning"), [*top, *conds]
+
+
+def _secrets(o: Observed) -> ConditionUpdate:
+    if not o.missing_secrets:
+        return ConditionUpdate(
+            ConditionType.SECRETS_READY, True, "Present", "every Secret it names exists"
+        )
+    names = ", ".join(o.missing_secrets)
+    where = o.namespace or "the tenant's namespace"
+    return ConditionUpdate(
+        ConditionType.SECRETS_READY,
+        False,
+        "SecretNotFound",
+        f"spec.sandbox.secrets names {names}, not in {where} yet: create them there "
+        f"(kubectl -n {where} create secret generic NAME ...); until then a step reading "
+        "env.secrets[NAME] fails with SecretNotFound",
+    )
