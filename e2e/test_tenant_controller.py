@@ -72,6 +72,7 @@ def test_a_tenant_is_fully_provisioned(make_tenant: Any, api_client: client.ApiC
         "NamespaceReady": "True",
         "StorageReady": "True",
         "SandboxReady": "True",
+        "SecretsReady": "True",  # (it names none)
     }
     assert all(c["observedGeneration"] == tenant["metadata"]["generation"] for c in conds.values())
     core = client.CoreV1Api(api_client)
