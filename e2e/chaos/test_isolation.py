@@ -21,7 +21,7 @@ from e2e.chaos.netpol import allows
 from e2e.chaos.results import record
 from e2e.conftest import Tenant
 from tenantflow.sandbox import frames
-from tenantflow.tenancy.manifests import SANDBOX_PORT, ZYGOTE_SOCKET
+from tenantflow.tenancy.manifests import HISTORY_PORT, SANDBOX_PORT, ZYGOTE_SOCKET
 from tenantflow.testing.devcluster import DevCluster, node, process
 
 pytestmark = pytest.mark.slow
@@ -185,12 +185,14 @@ def _runner(tenant: Tenant, transport: str) -> tuple[list[int], str]:
 
 
 def _network_targets(b: Tenant, transport: str, api_port: int) -> dict[str, list[Any]]:
-    """Where A's code must not get through to: the API server, and B's runner (pods)."""
+    """Where A's code must not get through to: the API server, and B's runner and its
+    read-only history port (pods)."""
     if transport != "cluster":
         return {"the API server": ["127.0.0.1", api_port]}
     pod = b.core.read_namespaced_pod("sandbox-0", b.ns)
     return {
         "B's runner pod": [pod.status.pod_ip, SANDBOX_PORT],
+        "B's history (read-only, unsigned)": [pod.status.pod_ip, HISTORY_PORT],
         "the API server's service": ["10.96.0.1", 443],
         "the API server on the node": [node.NODE_IP, api_port],
     }
