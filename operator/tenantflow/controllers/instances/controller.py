@@ -340,11 +340,17 @@ class InstanceController:
     async def _limits(self, tenant: str) -> TenantLimits:
         """The tenant's spec.limits, decoded, re-read at most once a second."""
         limits = self.limits.get(tenant)
-        if limits is None:
-            body = await self.kube.get(API_VERSION, TENANT, tenant)
-            raw = ((body or {}).get("spec") or {}).get("limits") or {}
-            limits = TenantLimits.model_validate(raw)
-            self.limits.put(tenant, limits)
+        return limits if limits is not None else await self._read_tenant(tenant)
+
+    async def _read_tenant(self, tenant: str) -> TenantLimits:
+        """One read of the Tenant for both of what drives keep of it: its limits and its
+        keepFinishedFor (a drive that finishes an instance needs both)."""
+        spec = ((await self.kube.get(API_VERSION, TENANT, tenant)) or {}).get("spec") or {}
+        limits = TenantLimits.model_validate(spec.get("limits") or {})
+        self.limits.put(tenant, limits)
+        raw = (spec.get("history") or {}).get("keepFinishedFor")
+        keep = parse_duration(raw, field="spec.history.keepFinishedFor") if raw else UNSET
+        self.keep_for.put(tenant, (keep, time.monotonic()))
         return limits
 
     async def _expire(self, d: Drive) -> None:
@@ -361,11 +367,7 @@ class InstanceController:
         spec.history.keepFinishedFor, else the operator's TTL (None: for ever)."""
         known = self.keep_for.get(tenant)
         if known is None or time.monotonic() - known[1] > KEEP_FOR_TTL:
-            body = await self.kube.get(API_VERSION, TENANT, tenant)
-            raw = (((body or {}).get("spec") or {}).get("history") or {}).get("keepFinishedFor")
-            field = "spec.history.keepFinishedFor"
-            keep = parse_duration(raw, field=field) if raw else UNSET
-            self.keep_for.put(tenant, (keep, time.monotonic()))
+            await self._read_tenant(tenant)
         return self._known_keep_for(tenant)
 
     def _known_keep_for(self, tenant: str) -> float | None:
