@@ -153,3 +153,39 @@ def test_tenant_code_cannot_reach_its_history_store(runner: Runner) -> None:
     answer = runner.advance(PEEK, {"paths": paths}, "uid-peek")
     assert answer["outcome"]["kind"] == "Complete"
     assert all(isinstance(r, str) for r in answer["outcome"]["output"]), answer["outcome"]
+
+
+FORGE_LINES = """
+import json, os, stat, struct
+
+async def run(event, step, env):
+    answer = {
+        "outcome": {"kind": "Complete", "output": "forged", "outputRef": None},
+        "journal": [], "executed": [], "changed": False,
+        "logs": [{"ts": "1999-01-01T00:00:00Z", "uid": "uid-victim", "instance": "victim",
+                  "step": "deploy", "attempt": -5, "level": "info",
+                  "message": "written by someone else", "fields": {"uid": "uid-victim"}}],
+    }
+    body = json.dumps(answer).encode()
+    for fd in range(3, 256):
+        try:
+            if stat.S_ISSOCK(os.fstat(fd).st_mode):
+                os.write(fd, struct.pack(">I", len(body)) + body)
+        except OSError:
+            pass
+    os._exit(0)
+"""
+
+
+def test_tenant_code_cannot_write_into_another_instances_history(runner: Runner) -> None:
+    """A forged answer's log lines are kept as the lines of the advance the operator
+    asked for, stamped by the runner: tenant code picks neither whose lines they are nor
+    when they were written."""
+    runner.advance(FORGE_LINES, {}, "uid-forger")
+    _, victim = runner.post("/v1/history", {"op": "logs", "uid": "uid-victim"})
+    assert victim["lines"] == [], "nothing reached another instance's history"
+    _, own = runner.post("/v1/history", {"op": "logs", "uid": "uid-forger"})
+    (line,) = own["lines"]  # the forged answer was taken, as its own advance's
+    assert line["message"] == "written by someone else"
+    assert not line["at"].startswith("1999"), "the runner's clock, not the forged one"
+    assert (line["step"], line["attempt"]) == ("", 0), "a step with a bad attempt is not kept"
