@@ -18,7 +18,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from conftest import OperatorProcess, wait_for
-from tenantflow.tenancy.manifests import SECRETS_DIR
+from tenantflow.tenancy.manifests import SECRETS_DIR, namespace_of
 
 GROUP, VERSION = "tenantflow.dev", "v1alpha1"
 SYSTEM_PYTHON = "/usr/bin/python3"  # the stdlib's sqlite3 is all the reader needs
@@ -216,6 +216,32 @@ def mount_secret(tenant: Tenant, kubectl: Callable[..., Any], name: str) -> None
     wait_for(mounted, f"Secret {name} mounted in {tenant.ns}'s sandbox", 180)
 
 
+# a sandbox pod on the one 2-core node can wait behind the teardown of the last module's
+# tenants (their pods, namespaces and CNI) for a minute or more before it starts
+TENANT_READY_TIMEOUT = 180.0
+
+
+def why_not_ready(api_client: client.ApiClient, name: str) -> str:
+    """What a Tenant that did not get Ready says, and its pods' states: the failure names
+    the part that was late (an image, a volume, a probe) instead of only the timeout."""
+    custom = client.CustomObjectsApi(api_client)
+    status = custom.get_cluster_custom_object(GROUP, VERSION, "tenants", name).get("status") or {}
+    lines = [f"Tenant {name}: phase {status.get('phase')}"]
+    lines += [
+        f"  condition {c.get('type')}={c.get('status')} {c.get('reason')}: {c.get('message')}"
+        for c in status.get("conditions") or []
+    ]
+    pods = client.CoreV1Api(api_client).list_namespaced_pod(namespace_of(name)).items
+    for pod in pods:
+        waiting = [
+            f"{c.name}: {c.state.waiting.reason} {c.state.waiting.message or ''}"
+            for c in pod.status.container_statuses or []
+            if c.state and c.state.waiting
+        ]
+        lines.append(f"  pod {pod.metadata.name}: {pod.status.phase} {'; '.join(waiting)}")
+    return "\n".join(lines)
+
+
 @pytest.fixture(scope="module")
 def tenant_factory(
     api_client: client.ApiClient, operator_process: OperatorProcess
@@ -249,17 +275,22 @@ def tenant_factory(
             },
         )
         names.append(name)
-        wait_for(
-            lambda: (
-                (
-                    custom.get_cluster_custom_object(GROUP, VERSION, "tenants", name).get("status")
-                    or {}
-                ).get("phase")
-                == "Ready"
-            ),
-            "tenant Ready",
-            60,
-        )
+        try:
+            wait_for(
+                lambda: (
+                    (
+                        custom.get_cluster_custom_object(GROUP, VERSION, "tenants", name).get(
+                            "status"
+                        )
+                        or {}
+                    ).get("phase")
+                    == "Ready"
+                ),
+                "tenant Ready",
+                TENANT_READY_TIMEOUT,
+            )
+        except AssertionError as late:
+            raise AssertionError(f"{late}\n{why_not_ready(api_client, name)}") from None
         return Tenant(api_client, name)
 
     yield make
