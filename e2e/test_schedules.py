@@ -12,6 +12,7 @@ import pytest
 
 from conftest import OperatorProcess, wait_for
 from e2e.conftest import GROUP, VERSION, Tenant, cli
+from e2e.test_history import ask
 from tenantflow.durations import parse_time
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -68,7 +69,7 @@ def patch(t: Tenant, name: str, spec: dict[str, Any]) -> None:
 def test_runs_start_on_time_owned_by_the_schedule_and_pause_from_the_cli(
     scheduled: Tenant, kubeconfig: Path
 ) -> None:
-    schedule(scheduled, "every3s", "quick", schedule="@every 3s")
+    schedule(scheduled, "every3s", "quick", schedule="@every 3s", successfulRunsHistoryLimit=50)
     wait_for(lambda: sched_status(scheduled, "every3s").get("runsStarted", 0) >= 2, "2 runs", 30)
     first = sorted(runs(scheduled, "every3s"), key=lambda r: r["metadata"]["name"])[0]
     name = first["metadata"]["name"]
@@ -89,11 +90,15 @@ def test_runs_start_on_time_owned_by_the_schedule_and_pause_from_the_cli(
         "paused",
         30,
     )
-    paused = len(runs(scheduled, "every3s"))
+    paused = sched_status(scheduled, "every3s")["runsStarted"]
     time.sleep(7)  # two scheduled times pass
-    assert len(runs(scheduled, "every3s")) == paused
+    assert sched_status(scheduled, "every3s")["runsStarted"] == paused
     cli(kubeconfig, "-n", scheduled.ns, "schedules", "resume", "every3s")
-    wait_for(lambda: len(runs(scheduled, "every3s")) > paused, "a run after resume", 30)
+    wait_for(
+        lambda: sched_status(scheduled, "every3s")["runsStarted"] > paused,
+        "a run after resume",
+        30,
+    )
     patch(scheduled, "every3s", {"suspend": True})  # quiet for the rest of the module
 
 
@@ -118,6 +123,7 @@ def test_times_missed_while_the_operator_was_down_are_caught_up(
         schedule="@every 2s",
         overlapPolicy="Allow",
         catchupWindow="1m",
+        successfulRunsHistoryLimit=100,
     )
     wait_for(lambda: sched_status(scheduled, "catchup").get("runsStarted", 0) >= 1, "a run", 30)
     operator_process.kill()
@@ -144,3 +150,34 @@ def test_times_missed_while_the_operator_was_down_are_caught_up(
         60,
     )
     patch(scheduled, "catchup", {"suspend": True})
+
+
+def test_runs_beyond_the_history_limit_are_archived_then_deleted(
+    scheduled: Tenant, kubeconfig: Path
+) -> None:
+    """successfulRunsHistoryLimit as CronJob's: the newest run stays an object, the older
+    ones leave the control plane for the tenant's history (archived, then deleted)."""
+    schedule(scheduled, "keep1", "quick", schedule="@every 2s", successfulRunsHistoryLimit=1)
+    wait_for(lambda: sched_status(scheduled, "keep1").get("runsStarted", 0) >= 4, "4 runs", 60)
+    patch(scheduled, "keep1", {"suspend": True})
+    wait_for(
+        lambda: any(
+            c["reason"] == "Suspended"
+            for c in sched_status(scheduled, "keep1").get("conditions", [])
+        ),
+        "suspended",
+        30,
+    )
+
+    def archived() -> list[str]:
+        found = ask(kubeconfig, scheduled.name, {"op": "search", "definition": "quick"})
+        return [i["name"] for i in found["items"] if i["name"].startswith("keep1-")]
+
+    started = sched_status(scheduled, "keep1")["runsStarted"]
+    wait_for(
+        lambda: len(runs(scheduled, "keep1")) == 1 and len(archived()) == started - 1,
+        "every run but the newest archived and deleted",
+        90,
+    )
+    (newest,) = runs(scheduled, "keep1")
+    assert newest["metadata"]["name"] not in archived(), "the newest run stays an object"

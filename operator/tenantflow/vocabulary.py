@@ -31,6 +31,9 @@ DEFINITION_LABEL = f"{GROUP}/definition"
 REVISION_LABEL = f"{GROUP}/revision"
 SCHEDULE_LABEL = f"{GROUP}/schedule"  # a WorkflowSchedule's runs carry its name
 SCHEDULED_AT_ANNOTATION = f"{GROUP}/scheduled-at"  # and the time they were scheduled for
+# a finished instance to archive and delete now, not at its tenant's keepFinishedFor
+# (a schedule's run beyond its history limits); the value says why
+ARCHIVE_NOW_ANNOTATION = f"{GROUP}/archive-now"
 
 
 class Phase(StrEnum):

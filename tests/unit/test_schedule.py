@@ -11,7 +11,15 @@ import pytest
 from tenantflow.api.crd import openapi_schema
 from tenantflow.api.schedule import OverlapPolicy, WorkflowSchedule
 from tenantflow.durations import parse_time
-from tenantflow.lifecycle.schedule import Cron, Plan, ScheduleError, plan, run_name
+from tenantflow.lifecycle.schedule import (
+    Cron,
+    FinishedRun,
+    Plan,
+    ScheduleError,
+    beyond_history,
+    plan,
+    run_name,
+)
 
 pytestmark = pytest.mark.unit
 HOURLY = Cron.parse("0 * * * *", "UTC")
@@ -202,3 +210,17 @@ def test_an_interval_runs_at_whole_multiples_of_it_since_the_epoch() -> None:
     cron = Cron.parse("@every 10s", "Europe/Paris")  # (the zone does not move an interval)
     times = cron.after(dt.datetime(2030, 1, 1, 0, 0, 7, tzinfo=dt.UTC))
     assert [next(times).second for _ in range(3)] == [10, 20, 30]
+
+
+@pytest.mark.unit
+def test_beyond_history_keeps_the_newest_of_each_kind() -> None:
+    runs = [
+        FinishedRun("s-1", "Complete", "2030-01-01T00:01:00Z"),
+        FinishedRun("s-2", "Errored", "2030-01-01T00:02:00Z"),
+        FinishedRun("s-3", "Complete", "2030-01-01T00:03:00Z"),
+        FinishedRun("s-4", "Terminated", "2030-01-01T00:04:00Z"),
+        FinishedRun("s-5", "Complete", "2030-01-01T00:05:00Z"),
+    ]
+    assert [r.name for r in beyond_history(runs, 2, 1)] == ["s-1", "s-2"]
+    assert [r.name for r in beyond_history(runs, 0, 0)] == ["s-1", "s-2", "s-3", "s-4", "s-5"]
+    assert beyond_history(runs, 3, 2) == []

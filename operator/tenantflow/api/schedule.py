@@ -62,6 +62,8 @@ class ScheduleDefaults:
     TIME_ZONE = "UTC"
     CATCHUP_WINDOW = "1h"
     NEXT_RUN_TIMES = 5
+    SUCCESSFUL_RUNS = 3  # Kubernetes CronJob's successfulJobsHistoryLimit
+    FAILED_RUNS = 1  # and its failedJobsHistoryLimit
 
 
 class WorkflowScheduleSpec(Model):
@@ -98,6 +100,21 @@ class WorkflowScheduleSpec(Model):
         False,
         description="true pauses the schedule: no runs start, and the times it passes are "
         "not caught up after it resumes.",
+    )
+    successful_runs_history_limit: int = Field(
+        ScheduleDefaults.SUCCESSFUL_RUNS,
+        ge=0,
+        le=1000,
+        description="Completed runs kept as objects; older ones are archived into the "
+        "tenant's history (tenantflow archive) and deleted, as CronJob's "
+        "successfulJobsHistoryLimit.",
+    )
+    failed_runs_history_limit: int = Field(
+        ScheduleDefaults.FAILED_RUNS,
+        ge=0,
+        le=1000,
+        description="Errored or Terminated runs kept as objects; older ones are archived "
+        "and deleted, as CronJob's failedJobsHistoryLimit.",
     )
 
 

@@ -25,12 +25,21 @@ from tenantflow.controllers.work_queue import WorkQueue
 from tenantflow.durations import format_time, parse_duration, parse_time
 from tenantflow.kube import events
 from tenantflow.kube.client import ApiException, KubeApi, message
-from tenantflow.lifecycle.schedule import Cron, Plan, ScheduleError, plan, run_name
+from tenantflow.lifecycle.schedule import (
+    Cron,
+    FinishedRun,
+    Plan,
+    ScheduleError,
+    beyond_history,
+    plan,
+    run_name,
+)
 from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
 from tenantflow.owners import controlled_by, controller_ref
 from tenantflow.vocabulary import (
     API_VERSION,
+    ARCHIVE_NOW_ANNOTATION,
     FINISHED,
     INSTANCE,
     SCHEDULE,
@@ -81,7 +90,8 @@ class ScheduleController:
         except (ScheduleError, ValidationError) as exc:
             await self._stalled(body, status, "InvalidSchedule", str(exc))
             return
-        active = sorted(n for n, b in (await self._runs(body)).items() if _phase(b) not in FINISHED)
+        runs = await self._runs(body)
+        active = sorted(n for n, b in runs.items() if _phase(b) not in FINISHED)
         spec, buffered, now = sched.spec, status.get("buffered"), self.now()
         cursor = status.get("evaluatedUntil") or body["metadata"]["creationTimestamp"]
         p = plan(
@@ -97,6 +107,7 @@ class ScheduleController:
         )
         for run in p.terminate:
             await self._terminate(ns, run)
+        await self._archive_beyond_history(sched, runs)
         started, failure = [], None
         for at in p.start:
             failure = await self._start(body, sched, at)
@@ -154,6 +165,34 @@ class ScheduleController:
             log.warning("scheduled run not started", schedule=meta["name"], status=exc.status)
             return f"the run of {format_time(at)} was not created: {message(exc)[:512]}"
         return None
+
+    async def _archive_beyond_history(
+        self, sched: WorkflowSchedule, runs: dict[str, dict[str, Any]]
+    ) -> None:
+        """Finished runs past the history limits are handed to the instance controller
+        to archive and delete now: it alone deletes an instance, and only once its
+        archive record is stored (controllers/instances/archive.py)."""
+        finished = [
+            FinishedRun(name, phase, _annotations(b).get(SCHEDULED_AT_ANNOTATION, ""))
+            for name, b in runs.items()
+            if (phase := _phase(b)) in FINISHED and ARCHIVE_NOW_ANNOTATION not in _annotations(b)
+        ]
+        spec, ns = sched.spec, sched.metadata.namespace or ""
+        for run in beyond_history(
+            finished, spec.successful_runs_history_limit, spec.failed_runs_history_limit
+        ):
+            why = f"beyond the history limits of schedule {sched.metadata.name}"
+            try:
+                await self.kube.patch(
+                    API_VERSION,
+                    INSTANCE,
+                    run.name,
+                    ns,
+                    {"metadata": {"annotations": {ARCHIVE_NOW_ANNOTATION: why}}},
+                )
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
 
     async def _terminate(self, namespace: str, run: str) -> None:
         try:
@@ -262,6 +301,11 @@ def _status(
         status.get("conditions"), health, generation=meta.get("generation")
     )
     return update
+
+
+def _annotations(body: dict[str, Any]) -> dict[str, str]:
+    annotations: dict[str, str] = body["metadata"].get("annotations") or {}
+    return annotations
 
 
 def _phase(body: dict[str, Any]) -> str | None:

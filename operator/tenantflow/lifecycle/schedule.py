@@ -28,6 +28,7 @@ from tenantflow.api.schedule import (
     ScheduleDefaults,
 )
 from tenantflow.durations import parse_duration
+from tenantflow.vocabulary import Phase
 
 MAX_DUE = 1000  # scheduled times one plan looks at (a minutely schedule down ~16 hours)
 _BEFORE = dt.timedelta(microseconds=1)
@@ -134,6 +135,27 @@ def plan(
         out.start.append(at)
         running.append(run_name(schedule, at))
     return out
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    name: str
+    phase: str
+    scheduled_at: str  # its scheduled-at annotation (RFC 3339 UTC: sorts as time)
+
+
+def beyond_history(runs: list[FinishedRun], successful: int, failed: int) -> list[FinishedRun]:
+    """The finished runs past the schedule's history limits, oldest first: the newest
+    `successful` Complete runs and the newest `failed` Errored/Terminated ones stay
+    (CronJob's successfulJobsHistoryLimit/failedJobsHistoryLimit)."""
+    out: list[FinishedRun] = []
+    for keep, wanted in (
+        (successful, lambda r: r.phase == Phase.COMPLETE),
+        (failed, lambda r: r.phase in (Phase.ERRORED, Phase.TERMINATED)),
+    ):
+        kind = sorted((r for r in runs if wanted(r)), key=lambda r: (r.scheduled_at, r.name))
+        out += kind[: max(len(kind) - keep, 0)]
+    return sorted(out, key=lambda r: (r.scheduled_at, r.name))
 
 
 def _due(

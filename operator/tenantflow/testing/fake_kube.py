@@ -40,6 +40,9 @@ def _error(status: int, reason: str) -> ApiException:
     return ApiException(status=status, reason=reason)
 
 
+MUTABLE_METADATA = ("labels", "annotations")
+
+
 @dataclass
 class FakeKube:
     objects: dict[Key, dict[str, Any]] = field(default_factory=dict)
@@ -172,6 +175,11 @@ class FakeKube:
             patch = {"status": patch.get("status") or {}}
         else:
             patch.pop("status", None)
+            # a merge patch may change labels and annotations; the rest of metadata is
+            # the API server's (resourceVersion above is a precondition, not a change)
+            meta = {k: v for k, v in (body.get("metadata") or {}).items() if k in MUTABLE_METADATA}
+            if meta:
+                patch["metadata"] = meta
         return self.put(_merge(current, patch))
 
     async def close(self) -> None:

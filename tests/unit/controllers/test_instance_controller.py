@@ -13,11 +13,12 @@ import pytest
 
 from tenantflow.controllers import definition
 from tenantflow.controllers.instances import InstanceSettings
+from tenantflow.controllers.instances.view import InstanceView
 from tenantflow.controllers.persist import Persist
 from tenantflow.kube import instances
 from tenantflow.lifecycle.revisions import ROLLBACK_ANNOTATION
 from tenantflow.sandbox.transport import SandboxUnavailable
-from tenantflow.vocabulary import API_VERSION, INSTANCE, TENANT, Phase
+from tenantflow.vocabulary import API_VERSION, ARCHIVE_NOW_ANNOTATION, INSTANCE, TENANT, Phase
 from tests.unit.controllers.harness import NS, Harness
 
 COUNTED = """
@@ -334,6 +335,26 @@ async def test_a_tenants_keep_finished_for_overrides_the_operators_ttl(tmp_path:
     assert h.status("two")["phase"] == Phase.COMPLETE
     due = h.controller.queue.due_at(key)
     assert due is not None and due <= dt.datetime.now(dt.UTC), "archived at once, not in 7 days"
+    assert h.sandbox.store is not None and h.sandbox.store.get("one") is not None
+
+
+async def test_a_run_marked_beyond_its_schedules_history_is_archived_at_once(
+    tmp_path: Path,
+) -> None:
+    """The operator keeps finished instances for ever here, yet one its schedule handed
+    over (ARCHIVE_NOW_ANNOTATION) is archived and then deleted on its next drive."""
+    h = Harness.new(tmp_path)
+    await h.define("counted", COUNTED)
+    key = h.start("one", "counted")
+    await h.drive(key)
+    await h.drive(key)
+    assert h.kube.read(API_VERSION, INSTANCE, "one", NS) is not None, "kept: no TTL"
+    meta = h.kube.objects[(API_VERSION, INSTANCE, NS, "one")]["metadata"]
+    meta["annotations"] = {ARCHIVE_NOW_ANNOTATION: "beyond the history limits of nightly"}
+    view = InstanceView.decode(h.watched("one"))
+    assert not h.controller.settled(view), "its watch event asks for a drive"
+    await h.drive(key)
+    assert h.kube.read(API_VERSION, INSTANCE, "one", NS) is None
     assert h.sandbox.store is not None and h.sandbox.store.get("one") is not None
 
 

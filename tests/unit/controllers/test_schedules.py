@@ -12,9 +12,11 @@ import pytest
 from tenantflow.controllers.ownership import Verdict
 from tenantflow.controllers.schedules import ScheduleController
 from tenantflow.durations import parse_time
+from tenantflow.owners import controller_ref
 from tenantflow.testing.fake_kube import FakeKube
 from tenantflow.vocabulary import (
     API_VERSION,
+    ARCHIVE_NOW_ANNOTATION,
     INSTANCE,
     SCHEDULE,
     SCHEDULE_LABEL,
@@ -141,3 +143,44 @@ async def test_a_schedule_found_fenced_waits_and_one_of_another_replica_is_dropp
     ctl.queue.request(KEY)
     await ctl.queue.drain()
     assert ctl.queue.due_at(KEY) is None, "nothing of another replica's schedule is kept"
+
+
+def finished_run(kube: FakeKube, at: str, phase: str) -> str:
+    """A run of `nightly` scheduled at `at` that ended in `phase`."""
+    name = f"nightly-{int(parse_time(at).timestamp())}"
+    kube.put(
+        {
+            "apiVersion": API_VERSION,
+            "kind": INSTANCE,
+            "metadata": {
+                "name": name,
+                "namespace": NS,
+                "labels": {SCHEDULE_LABEL: "nightly"},
+                "annotations": {SCHEDULED_AT_ANNOTATION: at},
+                "ownerReferences": [controller_ref(SCHEDULE, "nightly", "uid-nightly")],
+            },
+            "spec": {"workflowRef": {"name": "build"}},
+            "status": {"phase": phase, "finishedAt": at},
+        }
+    )
+    return name
+
+
+@pytest.mark.unit
+async def test_finished_runs_beyond_the_history_limits_are_handed_over_for_archive() -> None:
+    """As CronJob's successful/failedJobsHistoryLimit: the newest runs of each kind stay
+    objects; older ones are marked for the instance controller, which alone archives and
+    deletes (archive first), so the schedule never deletes a run itself."""
+    kube, ctl, _ = setup(successfulRunsHistoryLimit=1, failedRunsHistoryLimit=1)
+    old_ok = finished_run(kube, "2030-01-01T00:11:00Z", "Complete")
+    new_ok = finished_run(kube, "2030-01-01T00:12:00Z", "Complete")
+    old_bad = finished_run(kube, "2030-01-01T00:13:00Z", "Errored")
+    new_bad = finished_run(kube, "2030-01-01T00:14:00Z", "Terminated")
+    await ctl.reconcile(KEY)
+    marked = {
+        name
+        for name, o in runs(kube).items()
+        if ARCHIVE_NOW_ANNOTATION in o["metadata"]["annotations"]
+    }
+    assert marked == {old_ok, old_bad}
+    assert set(runs(kube)) == {old_ok, new_ok, old_bad, new_bad}, "none deleted by the schedule"

@@ -379,8 +379,11 @@ class InstanceController:
         return self.settings.finished_ttl or None
 
     def _expiry(self, v: InstanceView, keep: float | None = None) -> dt.datetime | None:
-        """When a finished instance is archived and deleted (None: never)."""
+        """When a finished instance is archived and deleted (None: never): at once when
+        asked (ARCHIVE_NOW_ANNOTATION), else its tenant's keepFinishedFor after it ended."""
         done = v.status.get("finishedAt")
+        if v.archive_now and done:
+            return parse_time(done)
         keep = keep if keep is not None else self._known_keep_for(v.tenant or "")
         if keep is None or not done:
             return None

@@ -16,7 +16,12 @@ from tenantflow.lifecycle.instance_state import lends_slot
 from tenantflow.lifecycle.reset import ResetRequest, applied
 from tenantflow.observability.logging import get_logger
 from tenantflow.owners import controller_name
-from tenantflow.vocabulary import INSTANCE, NAMESPACE_PREFIX, SCHEDULE_LABEL
+from tenantflow.vocabulary import (
+    ARCHIVE_NOW_ANNOTATION,
+    INSTANCE,
+    NAMESPACE_PREFIX,
+    SCHEDULE_LABEL,
+)
 
 log = get_logger("tenantflow.instance")
 
@@ -40,6 +45,7 @@ class InstanceView:
     uid: str = ""
     parent: str | None = None  # the parent instance of a child (its controller owner)
     schedule: str | None = None  # the WorkflowSchedule that started it (its label)
+    archive_now: bool = False  # once finished, archived and deleted at once (its schedule's)
 
     @classmethod
     def decode(cls, body: dict[str, Any]) -> InstanceView:
@@ -64,6 +70,7 @@ class InstanceView:
             uid=meta.get("uid", ""),
             parent=controller_name(body, INSTANCE),
             schedule=(meta.get("labels") or {}).get(SCHEDULE_LABEL),
+            archive_now=ARCHIVE_NOW_ANNOTATION in (meta.get("annotations") or {}),
         )
 
     @property
