@@ -10,6 +10,12 @@ namespaces, a read-only view of only what Python needs, sized tmpfs for /tmp and
 cgroups around all of it (the cpu one gives every tenant the same weight).
 The runner reaches the zygote only through descriptors passed over an inherited socket:
 no path is shared between the jail and the host.
+
+Storage: a data dir given a size (`storage_bytes`, the tenant's `spec.limits.storage`) is
+a filesystem of that size (`sandbox/volumes.py`: a sparse ext4 image inside the dir,
+`.tenantflow-volume.img`, loop-mounted over it while the runner lives), so the total of
+the tenant's files is bounded in the kernel, not only each file (RLIMIT_FSIZE). A data dir
+that is a mount point already (the dev provisioner's volume) is used as it is.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import tenantflow
 from tenantflow.errors import TenantflowError
 from tenantflow.observability.logging import get_logger
 from tenantflow.paths import cache_dir
-from tenantflow.sandbox import frames
+from tenantflow.sandbox import frames, volumes
 from tenantflow.sandbox.link import Streams, ZygoteLink
 from tenantflow.sandbox.transport import Endpoint
 
@@ -317,6 +323,115 @@ def _own_tree(data_dir: str, uid: int) -> None:
                     os.lchown(path, uid, uid)
 
 
+VOLUME_IMAGE = ".tenantflow-volume.img"  # in the data dir, under the volume's own mount
+MIGRATION_SLACK = 1.25  # an image for files already there: room for them, and a quarter
+
+
+def mount_volume(data_dir: str, storage_bytes: int | None) -> bool:
+    """Make `data_dir` a filesystem of `storage_bytes` (root; the operator's side, before
+    the runner starts). True when this mounted it (the caller unmounts it again with
+    `unmount_volume`); False when the dir is a mount point already or has no size.
+
+    A data dir with an image is always mounted (its files are in there), grown when the
+    size went up, never shrunk (as a PVC); files of a plain data dir move into a new
+    image, which is made big enough for them if they already pass the size."""
+    path = Path(os.path.realpath(data_dir))
+    path.mkdir(parents=True, exist_ok=True)
+    image = path / VOLUME_IMAGE
+    here = volumes.mounted_at(path)
+    if here is not None and here.image != image:
+        return False  # a volume of its own (the dev provisioner's)
+    if here is None and not image.exists() and not storage_bytes:
+        return False
+    why_not = volumes.available()
+    if why_not is not None:
+        raise LocalSandboxError(f"cannot bound the tenant's storage in {data_dir}: {why_not}")
+    try:
+        if here is None:  # else ours, left mounted by an operator that was killed
+            if not image.exists():
+                _new_volume(path, image, int(storage_bytes or 0))
+            if volumes.mount(image, path, mode=0o700, size=storage_bytes):
+                log.info("tenant volume grown", data=data_dir, bytes=storage_bytes)
+        size = volumes.size_of(path)
+    except volumes.VolumeError as exc:
+        raise LocalSandboxError(f"cannot mount the tenant's volume in {data_dir}: {exc}") from None
+    if storage_bytes and size > storage_bytes:
+        log.warning(
+            "the tenant's volume is bigger than its limit (volumes never shrink)",
+            data=data_dir,
+            volume_bytes=size,
+            limit_bytes=storage_bytes,
+        )
+    return True
+
+
+def unmount_volume(data_dir: str) -> None:
+    """Unmount a data dir `mount_volume` mounted (its jail's processes are gone); its
+    loop device detaches with it."""
+    if volumes.mounted_at(Path(data_dir)) is not None:
+        volumes.unmount(Path(data_dir))
+
+
+def _new_volume(path: Path, image: Path, size: int) -> None:
+    """A new image in `path`; files already in `path` move into it (never following a
+    link the tenant made, nor opening anything but regular files)."""
+    entries = [e for e in os.listdir(path) if e != VOLUME_IMAGE]
+    used = _bytes_under(path)
+    volumes.create(image, max(size, int(used * MIGRATION_SLACK) + (4 << 20)) if entries else size)
+    os.chown(path, 0, 0)  # under the mount: the image, root's alone
+    path.chmod(0o700)
+    if not entries:
+        return
+    staging = Path(f"{path}.tenantflow-staging")
+    staging.mkdir(mode=0o700)
+    try:
+        volumes.mount(image, staging, mode=0o700)
+        try:
+            _copy_tree(path, staging, skip={VOLUME_IMAGE})
+        finally:
+            volumes.unmount(staging)
+    except BaseException:
+        image.unlink(missing_ok=True)
+        raise
+    finally:
+        staging.rmdir()
+    for name in entries:
+        target = path / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        else:
+            target.unlink()
+    log.info("tenant files moved into a volume", data=str(path), bytes=used, entries=len(entries))
+
+
+def _bytes_under(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+    return total
+
+
+def _copy_tree(src: Path, dst: Path, skip: set[str]) -> None:
+    for name in sorted(os.listdir(src)):
+        if name in skip:
+            continue
+        s, d = src / name, dst / name
+        st = os.lstat(s)
+        if stat.S_ISDIR(st.st_mode):
+            d.mkdir(mode=stat.S_IMODE(st.st_mode))
+            _copy_tree(s, d, set())
+        elif stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(s), d)
+        elif stat.S_ISREG(st.st_mode):
+            fd = os.open(s, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            with os.fdopen(fd, "rb") as fin, open(d, "xb") as fout:
+                shutil.copyfileobj(fin, fout)
+            os.chmod(d, stat.S_IMODE(st.st_mode) & 0o777)  # no setuid bits
+        # fifos, sockets, devices: not data; left behind
+
+
 @dataclass
 class _Runner:
     tenant: str
@@ -325,6 +440,8 @@ class _Runner:
     data_dir: str
     key: bytes
     secrets_dir: str | None
+    storage_bytes: int | None = None
+    mounted: bool = False  # its data dir's volume, mounted for it (unmounted with it)
 
 
 class LocalSandboxes:
@@ -337,23 +454,40 @@ class LocalSandboxes:
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def endpoint(
-        self, tenant: str, data_dir: str, key: bytes, secrets_dir: str | None = None
+        self,
+        tenant: str,
+        data_dir: str,
+        key: bytes,
+        secrets_dir: str | None = None,
+        storage_bytes: int | None = None,
     ) -> Endpoint:
         """The tenant's runner endpoint, (re)starting the runner when needed.
         `secrets_dir` (`<secret>/<key>` files): values the runner masks in every answer;
-        the jail itself is not given them (no `env.secrets` in the local jail)."""
+        the jail itself is not given them (no `env.secrets` in the local jail).
+        `storage_bytes` (the tenant's storage limit): the total of its files, as a volume
+        of that size (`mount_volume`); without it a data dir that is not a volume already
+        bounds only each file."""
         lock = self._locks.setdefault(tenant, asyncio.Lock())
         async with lock:
             r = self._runners.get(tenant)
-            wanted = (data_dir, key, secrets_dir)
+            wanted = (data_dir, key, secrets_dir, storage_bytes)
             if (
                 r is None
                 or r.proc.poll() is not None
-                or (r.data_dir, r.key, r.secrets_dir) != wanted
+                or (r.data_dir, r.key, r.secrets_dir, r.storage_bytes) != wanted
             ):
                 if r is not None:
+                    self._runners.pop(tenant)
                     await asyncio.to_thread(self._stop, r)  # waits up to 5 s: off the loop
-                r = self._runners[tenant] = await self._start(tenant, data_dir, key, secrets_dir)
+                mounted = await asyncio.to_thread(mount_volume, data_dir, storage_bytes)
+                try:
+                    r = await self._start(tenant, data_dir, key, secrets_dir)
+                except BaseException:
+                    if mounted:
+                        await asyncio.to_thread(unmount_volume, data_dir)
+                    raise
+                r.storage_bytes, r.mounted = storage_bytes, mounted
+                self._runners[tenant] = r
             return Endpoint(key=key, socket=str(r.socket))
 
     async def _start(
@@ -393,6 +527,8 @@ class LocalSandboxes:
                 r.proc.kill()
                 r.proc.wait()
         Cgroups.existing(r.tenant).remove()  # what a runner killed before its cleanup left
+        if r.mounted:  # no process of its jail is left to use it
+            unmount_volume(r.data_dir)
 
     def stop_all(self) -> None:
         for r in self._runners.values():

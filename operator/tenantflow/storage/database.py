@@ -4,7 +4,10 @@
   and PRAGMA writes outside a small allow-list (so tenant SQL cannot turn off the
   journal, change the page cap or the sync level);
 - a page-count cap derived from `limits.storage` (SQLite enforces it: a write that would
-  grow the file past it fails, and we say so in quota terms);
+  grow the file past it fails, and we say so in quota terms); the total of the tenant's
+  files, this one included, is bounded by its volume (a filesystem of that size: the PVC,
+  the local jail's loop-mounted image), and a write the volume refuses fails the same
+  way. Either way the statement's transaction is rolled back and the file stays whole;
 - a token bucket for `limits.maxStorageOpsPerSecond`: statements wait for a token, and
   fail with a clear error when the wait would exceed a second.
 
@@ -16,6 +19,7 @@ are persisted in the WorkflowInstance status (etcd).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -77,15 +81,20 @@ class TenantDatabase:
             self.path, check_same_thread=False, isolation_level=None, timeout=10
         )
         self._conn.row_factory = sqlite3.Row
-        if self.path != ":memory:":
-            self._retry_locked(lambda: self._conn.execute("PRAGMA journal_mode=WAL"))
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._page_size = int(self._conn.execute("PRAGMA page_size").fetchone()[0])
         self._lock = threading.Lock()
         self._sleep = sleep
         self._bucket: TokenBucket | None = None
         self.max_bytes: int | None = None
-        self.limit(max_bytes=max_bytes, ops_per_second=ops_per_second)
+        try:
+            if self.path != ":memory:":
+                self._retry_locked(lambda: self._conn.execute("PRAGMA journal_mode=WAL"))
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._page_size = int(self._conn.execute("PRAGMA page_size").fetchone()[0])
+            self.limit(max_bytes=max_bytes, ops_per_second=ops_per_second)
+        except sqlite3.DatabaseError as exc:  # a full volume: the WAL's index cannot be made
+            self._conn.close()
+            self.max_bytes = max_bytes
+            raise self._translated(exc) from None
         self._conn.set_authorizer(_authorizer)
 
     @staticmethod
@@ -160,15 +169,39 @@ class TenantDatabase:
         try:
             return op()
         except sqlite3.DatabaseError as exc:
-            msg = str(exc)
-            if "full" in msg and self.max_bytes:
-                raise StorageQuotaExceeded(
-                    f"env.db is full: the tenant's storage limit is {self.max_bytes} bytes "
-                    "(Tenant spec.limits.storage); delete rows or raise the limit"
-                ) from None
-            if "not authorized" in msg or "prohibited" in msg:
-                msg += (
-                    " (env.db refuses ATTACH/DETACH, extension loading and PRAGMA writes "
-                    f"other than {', '.join(sorted(PRAGMA_WRITES_ALLOWED))})"
-                )
-            raise DatabaseError(msg) from None
+            raise self._translated(exc) from None
+
+    def _translated(self, exc: sqlite3.DatabaseError) -> DatabaseError:
+        msg = str(exc)
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        if code == sqlite3.SQLITE_FULL or (code == sqlite3.SQLITE_IOERR and self._volume_full()):
+            limit = f" of {_size(self.max_bytes)}" if self.max_bytes else ""
+            return StorageQuotaExceeded(
+                f"env.db is full: the tenant's storage limit{limit} (Tenant "
+                "spec.limits.storage) is reached; it bounds env.db and every file in the "
+                "data directory together. Delete rows or files, or raise the limit "
+                "(the failed statement's transaction was rolled back)"
+            )
+        if "not authorized" in msg or "prohibited" in msg:
+            msg += (
+                " (env.db refuses ATTACH/DETACH, extension loading and PRAGMA writes "
+                f"other than {', '.join(sorted(PRAGMA_WRITES_ALLOWED))})"
+            )
+        return DatabaseError(msg)
+
+    def _volume_full(self) -> bool:
+        """No free block left on the database's volume: ENOSPC where SQLite reports it
+        as an I/O error (growing the WAL's shared-memory index, a checkpoint)."""
+        if self.path == ":memory:":
+            return False
+        try:
+            return os.statvfs(Path(self.path).parent).f_bavail == 0
+        except OSError:
+            return False
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale and n % scale == 0:
+            return f"{n // scale} {unit}"
+    return f"{n} bytes"

@@ -110,6 +110,7 @@ class DevCluster:
     def down(self) -> bool:
         """Stop exactly the processes this cluster started and remove its directory."""
         from tenantflow.sandbox.local import remove_stale_cgroups  # sandbox imports devcluster
+        from tenantflow.testing.devcluster import provisioner
 
         if not self.dir.exists():
             return False
@@ -121,6 +122,8 @@ class DevCluster:
         remove_stale_cgroups()  # local sandboxes' jails, once their runners are gone
         if state.node or (self.dir / "node").exists():
             node.teardown(self.dir / "node", Path(state.bin_dir or versions.bin_dir()))
+        # the volumes' loop mounts, once no pod uses them (their loop devices detach)
+        provisioner.unmount_all(self.volumes)
         shutil.rmtree(self.volumes, ignore_errors=True)
         shutil.rmtree(self.dir, ignore_errors=True)
         log.info("dev cluster stopped", directory=str(self.dir))

@@ -1,0 +1,175 @@
+"""Sized volumes: a sparse ext4 image, loop-mounted, per tenant store (needs root).
+
+A directory bounds nothing but each file (RLIMIT_FSIZE); a filesystem of the limit's size
+bounds the total of every file in it, in the kernel: the write that would pass it fails
+with ENOSPC, which SQLite reports as "database or disk is full" and rolls back. The dev
+node's provisioner backs each PersistentVolume by one (its PVC's size); the local jail
+backs a data dir by one (the tenant's storage limit) when the dir is not a volume already.
+
+The image is sparse (blocks are allocated as they are written), formatted without blocks
+reserved for root (the whole size is the tenant's, less ext4's own metadata: about 6 % at
+64 MiB, 2 % at 1 GiB) and mounted `nosuid,nodev` with a loop device that detaches itself
+when the last mount of it goes away (`mount -o loop` sets autoclear). Volumes grow when
+mounted with a bigger size (as a PVC expands), never shrink.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tenantflow.errors import TenantflowError
+
+MIN_BYTES = 1 << 20  # mkfs.ext4 makes nothing usable below this
+MOUNT_OPTIONS = "loop,nosuid,nodev"
+TOOLS = ("mkfs.ext4", "losetup", "mount", "umount", "resize2fs")
+
+
+class VolumeError(TenantflowError):
+    pass
+
+
+@dataclass(frozen=True)
+class Mounted:
+    point: Path
+    device: str  # /dev/loopN
+    image: Path  # its backing file, as the kernel recorded its path
+
+
+def available() -> str | None:
+    """None when sized volumes can be made here, else why not."""
+    if os.geteuid() != 0:
+        return "sized volumes need root (loop devices and mounts)"
+    missing = [t for t in TOOLS if _which(t) is None]
+    if missing:
+        return f"{', '.join(missing)} not found: run `make sysdeps` (Debian: e2fsprogs, mount)"
+    if not Path("/dev/loop-control").exists():
+        return "this kernel has no loop devices (/dev/loop-control)"
+    return None
+
+
+def create(image: Path, size: int) -> None:
+    """A sparse image of `size` bytes, formatted ext4; mode 0600 (root's alone)."""
+    size = max(int(size), MIN_BYTES)
+    fd = os.open(image, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        os.ftruncate(fd, size)
+    finally:
+        os.close(fd)
+    try:
+        # -m 0: no blocks kept for root; -E root_owner: the caller chowns it anyway
+        _run(["mkfs.ext4", "-q", "-F", "-m", "0", "-E", "root_owner=0:0", str(image)])
+    except VolumeError:
+        image.unlink(missing_ok=True)
+        raise
+
+
+def mount(image: Path, point: Path, mode: int = 0o777, size: int | None = None) -> bool:
+    """Mount `image` at `point` (which must exist); its root gets `mode`, no lost+found.
+    Grown to `size` first when it is smaller (the image is hidden once it is mounted
+    over its own directory, as the local jail does); True if it grew."""
+    grown = bool(size and size > image.stat().st_size)
+    if grown:
+        os.truncate(image, int(size or 0))
+    _run(["mount", "-o", MOUNT_OPTIONS, "-t", "ext4", str(image), str(point)])
+    try:
+        if grown:
+            here = mounted_at(point)
+            if here is None:
+                raise VolumeError(f"{point} is not mounted")
+            _run(["resize2fs", here.device])  # online: the filesystem takes the new size
+        point.chmod(mode)
+        with contextlib.suppress(OSError):  # e2fsck makes it again if it ever needs one
+            (point / "lost+found").rmdir()
+    except BaseException:
+        unmount(point)
+        raise
+    return grown
+
+
+def size_of(point: Path) -> int:
+    """The size of the volume mounted at `point` (its loop device's), in bytes."""
+    here = mounted_at(point)
+    if here is None:
+        raise VolumeError(f"{point} is not a mounted volume")
+    sectors = Path("/sys/block", Path(here.device).name, "size").read_text()
+    return int(sectors) * 512
+
+
+def unmount(point: Path, *, within: float = 5.0) -> None:
+    """Unmount, retrying while busy (a process of a killed jail not yet reaped), then
+    lazily; the loop device detaches once no mount of it is left anywhere."""
+    deadline = time.monotonic() + within
+    while mounted_at(point) is not None:
+        done = subprocess.run(["umount", str(point)], capture_output=True, check=False)
+        if done.returncode == 0:
+            continue
+        if time.monotonic() > deadline:
+            _run(["umount", "-l", str(point)])
+        else:
+            time.sleep(0.05)
+
+
+def remove(image: Path, point: Path) -> None:
+    """Unmount and delete a volume: its image and its (empty) mount point."""
+    unmount(point)
+    image.unlink(missing_ok=True)
+    shutil.rmtree(point, ignore_errors=True)
+
+
+def mounted() -> list[Mounted]:
+    """Every loop-mounted filesystem in this mount namespace, with its image."""
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        sep = fields.index("-")
+        point, source = _unescape(fields[4]), fields[sep + 2]
+        name = Path(source).name
+        if not name.startswith("loop"):
+            continue
+        backing = Path("/sys/block") / name / "loop" / "backing_file"
+        with contextlib.suppress(OSError):
+            image = backing.read_text().strip().removesuffix(" (deleted)")
+            found.append(Mounted(Path(point), source, Path(image)))
+    return found
+
+
+def mounted_at(point: Path) -> Mounted | None:
+    point = Path(os.path.realpath(point))
+    return next((m for m in mounted() if m.point == point), None)
+
+
+def detach_images_under(root: Path) -> list[str]:
+    """Detach any loop device still backed by an image below `root` (left by a lazy
+    unmount whose last user has gone); returns the devices detached."""
+    done = []
+    prefix = f"{os.path.realpath(root)}/"
+    for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
+        with contextlib.suppress(OSError):
+            if backing.read_text().strip().startswith(prefix):
+                device = f"/dev/{backing.parent.parent.name}"
+                if subprocess.run(["losetup", "-d", device], check=False).returncode == 0:
+                    done.append(device)
+    return done
+
+
+def _unescape(text: str) -> str:
+    return text.encode().decode("unicode_escape")
+
+
+def _which(tool: str) -> str | None:
+    return shutil.which(tool, path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
+
+
+def _run(argv: list[str]) -> None:
+    exe = _which(argv[0])
+    if exe is None:
+        raise VolumeError(f"{argv[0]} not found: run `make sysdeps` (Debian: e2fsprogs, mount)")
+    done = subprocess.run([exe, *argv[1:]], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise VolumeError(f"{' '.join(argv)} failed: {(done.stderr or done.stdout).strip()}")
