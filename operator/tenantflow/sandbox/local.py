@@ -59,6 +59,8 @@ STAGE = Path("/run/tenantflow-jail")  # a mount point, only inside each jail's m
 CLONE_NEWNS, MS_BIND, MS_REC, MS_PRIVATE = 0x00020000, 4096, 16384, 1 << 18
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+MNT_DETACH = 2
 
 
 class LocalSandboxError(TenantflowError):
@@ -124,6 +126,8 @@ def _stage_and_drop(data_dir: str, cgroup_procs: list[Path], uid: int) -> Callab
             procs.write_text(str(os.getpid()))
         _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
         _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make / private")
+        for point in _other_volumes(data_dir):  # held here, they would pin loop devices
+            _libc.umount2(point, MNT_DETACH)
         _check(_libc.mount(b"tmpfs", bytes(STAGE), b"tmpfs", 0, b"mode=0755"), "stage tmpfs")
         for name, src in [*((str(i), r) for i, r in enumerate(roots)), ("data", data_dir)]:
             target = STAGE / name
@@ -134,6 +138,23 @@ def _stage_and_drop(data_dir: str, cgroup_procs: list[Path], uid: int) -> Callab
         os.setresuid(uid, uid, uid)
 
     return run
+
+
+def _other_volumes(data_dir: str) -> list[bytes]:
+    """The loop-mounted filesystems in this mount namespace but the jail's own (other
+    tenants' volumes, the dev node's PVs), deepest first. The jail's staging namespace
+    is a copy of the host's: a volume another tenant's runner unmounts on the host would
+    stay in use here, its loop device attached, for as long as this jail lives."""
+    own = os.path.realpath(data_dir)
+    points = []
+    with open("/proc/self/mountinfo", "rb") as f:
+        for line in f:
+            fields = line.split()
+            source = fields[fields.index(b"-") + 2]
+            point = fields[4].decode("unicode_escape").encode("latin-1")
+            if source.startswith(b"/dev/loop") and point != os.fsencode(own):
+                points.append(point)
+    return sorted(points, key=len, reverse=True)
 
 
 def _check(rc: int, what: str) -> None:

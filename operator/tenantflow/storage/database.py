@@ -20,6 +20,7 @@ are persisted in the WorkflowInstance status (etcd).
 from __future__ import annotations
 
 import os
+import resource
 import sqlite3
 import threading
 import time
@@ -35,6 +36,7 @@ PRAGMA_WRITES_ALLOWED = frozenset(
 )
 DENIED_FUNCTIONS = frozenset({"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"})
 MAX_RATE_WAIT = 1.0
+NEARLY_FULL = 1 << 20  # free bytes under which an I/O error is taken for a full volume
 
 
 class DatabaseError(TenantflowError):
@@ -190,14 +192,29 @@ class TenantDatabase:
         return DatabaseError(msg)
 
     def _volume_full(self) -> bool:
-        """No free block left on the database's volume: ENOSPC where SQLite reports it
-        as an I/O error (growing the WAL's shared-memory index, a checkpoint)."""
+        """An I/O error that is the limit's doing: the volume has (next to) no room left
+        (ENOSPC where SQLite reports an I/O error: growing the WAL's shared-memory index,
+        a checkpoint), or one of the database's files is at the per-file limit (EFBIG
+        under RLIMIT_FSIZE, which the sandbox sets to the storage limit)."""
         if self.path == ":memory:":
             return False
         try:
-            return os.statvfs(Path(self.path).parent).f_bavail == 0
+            room = os.statvfs(Path(self.path).parent)
+            if room.f_bavail * room.f_frsize < NEARLY_FULL:
+                return True
+            per_file = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+            if per_file == resource.RLIM_INFINITY:
+                return False
+            sizes = [
+                os.stat(self.path + end).st_size for end in ("", "-wal") if _exists(self.path + end)
+            ]
+            return any(size + NEARLY_FULL > per_file for size in sizes)
         except OSError:
             return False
+
+
+def _exists(path: str) -> bool:
+    return os.path.exists(path)
 
 
 def _size(n: int) -> str:
