@@ -135,6 +135,7 @@ async def _advance(
         changed=state.changed,
         executed=state.executed,
         logs=logger.lines,
+        rejected=state.rejected,
     )
 
 

@@ -48,3 +48,5 @@ class Advance:
     # (step, success|failure|timeout|recalled)
     executed: list[tuple[str, str]] = field(default_factory=list)
     logs: list[dict[str, Any]] = field(default_factory=list)
+    # stored records ignored as absent, to report ({record, step, problem})
+    rejected: list[dict[str, str]] = field(default_factory=list)

@@ -10,7 +10,11 @@ from tenantflow.engine.errors import StepOutputError
 
 
 class OutputStore(Protocol):
-    """Where outputs over the inline cap go (the tenant's SQLite store in the cluster)."""
+    """Where outputs over the inline cap go (the tenant's SQLite store in the cluster).
+
+    `get` raises LookupError (KeyError...) for a record it does not hold, or holds but
+    cannot vouch for: the tenant's store is content-addressed and checks the bytes against
+    the digest in the ref, which is in the journal, out of tenant code's reach."""
 
     def put(self, key: str, data: bytes) -> str: ...
 
@@ -20,7 +24,9 @@ class OutputStore(Protocol):
 class StepResults(Protocol):
     """Results of completed steps kept beside the workflow, in the tenant's own store: a
     second guard, so that a step whose result reached the store is recalled, not run
-    again, even by an advance that started from a journal older than that result."""
+    again, even by an advance that started from a journal older than that result. Tenant
+    code can write that store: `recall` returns only what the sandbox's runner vouched for
+    (`storage.step_results`)."""
 
     def recall(self, step: str) -> bytes | None: ...
 
@@ -70,7 +76,25 @@ def store(
     return None, offload.put(key, data), seen
 
 
+class RecordRejected(Exception):
+    """A stored record (an offloaded output) that is missing or fails its check: treated
+    as absent, and reported (`problem` says why)."""
+
+    def __init__(self, ref: str, problem: str) -> None:
+        super().__init__(f"{ref}: {problem}")
+        self.ref, self.problem = ref, problem
+
+
 def fetch(ref: str, offload: OutputStore | None, *, what: str) -> Any:
+    """The value stored as `ref`; RecordRejected when the store lacks it or cannot vouch
+    for its bytes (tenant code rewrote or deleted it)."""
     if offload is None:
         raise StepOutputError(f"{what}: output is stored as {ref!r} but no output store is set")
-    return json.loads(offload.get(ref))
+    try:
+        data = offload.get(ref)
+    except LookupError as exc:
+        raise RecordRejected(ref, str(exc.args[0]) if exc.args else "not in the store") from None
+    try:
+        return jsonsafe.loads(data)
+    except jsonsafe.UnsafeJSON as exc:  # a store that does not check what it holds
+        raise RecordRejected(ref, f"not safe JSON ({exc})") from None

@@ -22,7 +22,14 @@ from tenantflow.engine.errors import (
 )
 from tenantflow.engine.journal import FINAL_STATES, StepKind, StepRecord, StepState
 from tenantflow.engine.options import EngineLimits, StepDefaults
-from tenantflow.engine.outputs import OutputStore, StepResults, encode, fetch, store
+from tenantflow.engine.outputs import (
+    OutputStore,
+    RecordRejected,
+    StepResults,
+    encode,
+    fetch,
+    store,
+)
 
 MAX_ERROR_MESSAGE = 4096  # characters of an error message kept in the journal
 MAX_TRACEBACK = 4096  # characters of an error's traceback (the CRD's maxLength too)
@@ -92,6 +99,8 @@ class ReplayState:
         self.epoch = epoch  # resets of the instance: its child steps name new children
         self.children = children or {}  # finished children, by the parent's step name
         self.secrets = secrets or {}
+        # stored records ignored as absent ({record, step, problem}): reported, never used
+        self.rejected: list[dict[str, str]] = []
         self._secret_values: list[str] | None = None  # read at the first cut
 
     # ------------------------------------------------------------------ errors
@@ -256,6 +265,30 @@ class ReplayState:
         if rec.output_ref is None:
             return rec.output
         return fetch(rec.output_ref, self.offload, what=f"step {rec.name!r}")
+
+    def completed(self, rec: StepRecord, *, reopen_as: StepState) -> tuple[bool, Any]:
+        """(True, output) of a completed record, else (False, None). A completed record
+        whose offloaded output is missing or is not the bytes the journal's digest names
+        (tenant code rewrote it) is reported, never handed to the workflow, and reopened
+        as `reopen_as`: as if it had not completed."""
+        if rec.state is not StepState.COMPLETE:
+            return False, None
+        try:
+            return True, self.output_of(rec)
+        except RecordRejected as exc:
+            self.reject("output", rec.name, exc.problem)
+            self.reopen(rec, reopen_as)
+            return False, None
+
+    def reject(self, record: str, step: str, problem: str) -> None:
+        self.rejected.append({"record": record, "step": step, "problem": problem})
+
+    def reopen(self, rec: StepRecord, state: StepState) -> None:
+        """A completed record whose output was rejected, as if it had not completed: the
+        step runs (or awaits its child) again, and the journal keeps the new output."""
+        rec.state, rec.output, rec.output_ref, rec.error = state, None, None, None
+        rec.finished_at = rec.next_attempt_at = None
+        self.changed = True
 
     # ------------------------------------------------------------------ events
     def take_event(self, event_type: str) -> tuple[int, InboxEvent] | None:

@@ -16,7 +16,7 @@ from tenantflow.durations import format_duration, format_time, parse_duration, p
 from tenantflow.engine.children import ChildStart, check, child_name
 from tenantflow.engine.errors import StepOptionsError
 from tenantflow.engine.journal import StepKind, StepRecord, StepState
-from tenantflow.engine.outputs import fetch
+from tenantflow.engine.outputs import RecordRejected, fetch
 from tenantflow.engine.state import MAX_ERROR_MESSAGE, Blocker, ReplayState
 from tenantflow.sdk.errors import NonRetryableError, StepError, WaitTimeout
 from tenantflow.sdk.types import _attempt, _step
@@ -43,8 +43,9 @@ class StepApi:
     ) -> Any:
         s = self._s
         rec = await s.claim_step(name, StepKind.DO)
-        if rec.state is StepState.COMPLETE:
-            return s.output_of(rec)
+        done, output = s.completed(rec, reopen_as=StepState.RUNNING)  # rejected: run it again
+        if done:
+            return output
         if rec.state is StepState.ERRORED:
             raise _step_error(rec)
         if not callable(fn):
@@ -217,8 +218,9 @@ class StepApi:
         s = self._s
         start = s.checked(name, lambda: self._child_start(name, definition, params, revision))
         rec = await s.claim_step(name, StepKind.CHILD)
-        if rec.state is StepState.COMPLETE:
-            return s.output_of(rec)
+        done, output = s.completed(rec, reopen_as=StepState.WAITING)  # rejected: await it again
+        if done:
+            return output
         if rec.state is StepState.ERRORED:
             raise _step_error(rec)
         rec.child = start.name
@@ -227,11 +229,25 @@ class StepApi:
             await s.block(Blocker(name, "child", child=start))
         rec.attempts = 1
         if result.phase == Phase.COMPLETE:
-            value = (
-                result.output
-                if result.output_ref is None
-                else fetch(result.output_ref, s.offload, what=f"child {name!r}")
-            )
+            try:
+                value = (
+                    result.output
+                    if result.output_ref is None
+                    else fetch(result.output_ref, s.offload, what=f"child {name!r}")
+                )
+            except RecordRejected as exc:  # the child's output, rewritten in the store
+                s.reject("output", name, exc.problem)
+                rec.state = StepState.ERRORED
+                rec.error = {
+                    "name": "OutputRejected",
+                    "message": s.cut(
+                        f"child instance {start.name}: its stored output {exc.ref} was "
+                        f"rejected ({exc.problem})",
+                        MAX_ERROR_MESSAGE,
+                    ),
+                }
+                s.finished(rec)
+                raise _step_error(rec) from None
             seen = s.keep(rec, value)
             rec.state = StepState.COMPLETE
             s.finished(rec)

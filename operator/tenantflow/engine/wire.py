@@ -75,6 +75,7 @@ def advance_to_wire(result: Advance) -> dict[str, Any]:
         "changed": result.changed,
         "executed": [list(e) for e in result.executed],
         "logs": result.logs,
+        **({"rejected": result.rejected} if result.rejected else {}),
     }
 
 

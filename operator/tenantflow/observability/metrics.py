@@ -83,3 +83,9 @@ SCHEDULE_RUNS = Counter(
     "Scheduled times of WorkflowSchedules, by what became of them.",
     ["tenant", "result"],  # started, skipped, missed, cancelled
 )
+REJECTED_RECORDS = Counter(
+    "tenantflow_rejected_records_total",
+    "Stored records (step results, offloaded outputs) an advance ignored because they failed "
+    "their check: written or rewritten by tenant code (issue 33.3). Should stay 0.",
+    ["tenant", "record"],  # stepResult, output
+)

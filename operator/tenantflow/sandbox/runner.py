@@ -25,7 +25,7 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +38,12 @@ from tenantflow.engine.env import MAX_LOG_LINE_BYTES, MAX_LOG_LINES
 from tenantflow.engine.secrets import Secrets
 from tenantflow.engine.wire import child_results_from_wire, outcome_from_wire
 from tenantflow.observability.logging import configure, get_logger
-from tenantflow.sandbox import auth, frames, history_api, worker, zygote
+from tenantflow.sandbox import auth, frames, history_api, vouch, worker, zygote
 from tenantflow.sandbox.isolation import NOT_ISOLATED, IsolationCanary, canary_address
 from tenantflow.sandbox.link import MAX_RUNNING, WorkerLost, ZygoteLink
 from tenantflow.sandbox.payload import deadline_seconds
 from tenantflow.sandbox.redact import Redactor
+from tenantflow.sandbox.vouch_store import Taker, Vouches, report_rejected
 from tenantflow.storage.history import History, HistoryError, HistoryFull
 
 log = get_logger("tenantflow.runner")
@@ -107,6 +108,7 @@ class Runner:
         history: History | None = None,
         retention: float = DEFAULT_RETENTION,
         history_port: int | None = None,
+        vouches: Vouches | None = None,
     ) -> None:
         self.key, self.tenant, self.link, self.grace = key, tenant, link, grace
         # the tenant's history (archive, log lines): this process's alone (issue 34)
@@ -117,6 +119,8 @@ class Runner:
         self.redactor = redactor or Redactor(Secrets(None))
         self.worker_healthy = True
         self.worker_problem = ""
+        # digests of step results, by run: what the next advance may recall (sandbox.vouch)
+        self.vouches = vouches or Vouches()
 
     # ------------------------------------------------------------------ the one call
     async def _signed(
@@ -143,13 +147,16 @@ class Runner:
         try:
             payload = validate(jsonsafe.loads(body))
             deadline = deadline_seconds(payload) + self.grace
+            run = vouch.run_key(payload["instance"])
         except (ValueError, TypeError) as exc:
             ADVANCES.labels("bad-request").inc()
             return self._error(mac, 400, "BadRequest", str(exc))
         started = time.perf_counter()
+        payload[vouch.VOUCHED] = await self._vouched(run, payload)  # ours, never the caller's
+        taker = Taker(self.vouches, run, payload["limits"]["max_steps"], self.tenant)
         try:
             async with asyncio.timeout(deadline):
-                result = await self._exchange({"op": "advance", "payload": payload})
+                result = await self._exchange({"op": "advance", "payload": payload}, taker)
         except (WorkerLost, OSError, TimeoutError) as exc:
             reason = (
                 f"the advance did not finish within {deadline:.0f}s (its worker was killed)"
@@ -179,10 +186,21 @@ class Runner:
         if problem:
             result = worker.failed(payload, "SandboxBadOutput", problem)
         else:
+            report_rejected(self.tenant, payload["instance"]["id"], result.get(vouch.REJECTED))
             await self._keep_logs(payload, result)
         ADVANCE_SECONDS.observe(time.perf_counter() - started)
         ADVANCES.labels("ok").inc()
         return self._respond(mac, 200, result)
+
+    async def _vouched(self, run: str, payload: dict[str, Any]) -> dict[str, str]:
+        """The digests this advance may recall by; none if the store fails (then every
+        stored result is ignored: the journal stays the first guard)."""
+        try:
+            done = vouch.persisted(payload.get("journal"))
+            return await asyncio.to_thread(self.vouches.begin, run, done)
+        except sqlite3.Error as exc:
+            log.warning("vouched results not read", tenant=self.tenant, error=str(exc)[:300])
+            return {}
 
     async def _keep_logs(self, payload: dict[str, Any], result: dict[str, Any]) -> None:
         """An advance's log lines into the tenant's history, masked, attributed to the
@@ -227,8 +245,11 @@ class Runner:
         HISTORY_REQUESTS.labels("ok").inc()
         return self._respond(mac, 200, answer)
 
-    async def _exchange(self, request: dict[str, Any]) -> Any:
-        """Send one request; return its answer, after any progress frames before it."""
+    async def _exchange(
+        self, request: dict[str, Any], on_result: Callable[[Any], Awaitable[None]] | None = None
+    ) -> Any:
+        """Send one request; return its answer, after any progress (and step result)
+        frames before it."""
         reader, writer = await self.link.connect()
         running: dict[str, int] = {}
         try:
@@ -243,6 +264,9 @@ class Runner:
                     return answer
                 if frames.PROGRESS in answer:  # a step's name may hold a secret
                     _note_progress(running, self.redactor.redact(answer[frames.PROGRESS]))
+                elif vouch.RESULT in answer:
+                    if on_result is not None:
+                        await on_result(answer[vouch.RESULT])
                 elif frames.LOST in answer:
                     cause = _cause(answer[frames.LOST], self.redactor)
                     raise WorkerLost(cause["message"], running, cause)
@@ -396,6 +420,9 @@ def check_result(result: Any, cut: Callable[[str, int], str]) -> str | None:
         for line in result["logs"][:MAX_LOG_LINES]
         if (entry := _log_line(line, cut)) is not None
     ]
+    rejected = vouch.checked_rejections(result.pop(vouch.REJECTED, None), cut)
+    if rejected:
+        result[vouch.REJECTED] = rejected
     return None
 
 
@@ -490,6 +517,7 @@ def main(argv: list[str] | None = None) -> None:
         Path(args.socket).with_suffix(".history") if args.socket else None
     )
     history = History(Path(history_dir), max_bytes=args.history_max_bytes) if history_dir else None
+    vouches = Vouches(Path(history_dir)) if history_dir else Vouches()  # beside the history
     try:
         retention = parse_duration(args.history_retention, field="--history-retention")
     except ValueError as exc:
@@ -503,6 +531,7 @@ def main(argv: list[str] | None = None) -> None:
         history=history,
         retention=retention,
         history_port=args.history_port,
+        vouches=vouches,
     )
     log.info("runner starting", tenant=args.tenant, socket=args.socket, port=args.port)
     # a request whose caller hung up is cancelled: the zygote connection closes with it,

@@ -15,7 +15,9 @@ from typing import Any
 import aiohttp
 
 from tenantflow.errors import TenantflowError
-from tenantflow.sandbox import auth
+from tenantflow.observability import metrics
+from tenantflow.observability.logging import get_logger
+from tenantflow.sandbox import auth, vouch
 from tenantflow.sandbox.frames import LOST_CAUSES
 from tenantflow.sandbox.link import MAX_RUNNING
 from tenantflow.sandbox.payload import deadline_seconds
@@ -170,3 +172,31 @@ def _cause(cause: Any) -> dict[str, str] | None:
     if name not in LOST_CAUSES or not isinstance(message, str):
         return None
     return {"name": name, "message": message[:MAX_MESSAGE]}
+
+
+REJECTED_REASON = "StoredRecordRejected"
+_RECORD_NAMES = {"stepResult": "stored result", "output": "offloaded output"}
+log = get_logger("tenantflow.instance")
+
+
+def rejected_records(
+    tenant: str, instance: str, result: dict[str, Any]
+) -> tuple[str, str, str] | None:
+    """The Warning Event for an advance's rejected records, or None (counted and logged).
+
+    A record tenant code can write (a step result in the tenant's store, an offloaded
+    output) that failed its check was ignored as absent: the step ran again (a child step
+    whose child's output was rewritten errors `OutputRejected`). The report comes from
+    the sandbox, checked and bounded again here: it is the runner's, signed, but its
+    entries are the child's."""
+    rejected = vouch.checked_rejections(result.get(vouch.REJECTED), lambda text, n: text[:n])
+    if not rejected:
+        return None
+    for entry in rejected:
+        metrics.REJECTED_RECORDS.labels(tenant=tenant, record=entry["record"]).inc()
+    log.warning("stored records rejected", tenant=tenant, instance=instance, records=rejected)
+    said = "; ".join(
+        f"the {_RECORD_NAMES[e['record']]} of step {e['step']!r}: {e['problem']}" for e in rejected
+    )
+    message = f"ignored as absent (forged or rewritten in the tenant's store): {said}"
+    return ("Warning", REJECTED_REASON, message[:MAX_MESSAGE])

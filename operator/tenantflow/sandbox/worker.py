@@ -42,7 +42,7 @@ from tenantflow.engine.wire import (
     inbox_from_wire,
     limits_from_wire,
 )
-from tenantflow.sandbox import frames, seccomp
+from tenantflow.sandbox import frames, seccomp, vouch
 from tenantflow.sandbox.payload import advance_payload, deadline_seconds
 from tenantflow.storage.database import TenantDatabase
 from tenantflow.storage.outputs import SqliteOutputStore
@@ -129,6 +129,7 @@ def _serve(conn: socket.socket, payload: dict[str, Any], box: Sandbox) -> None:
                 box.tenant,
                 report=_reporter(conn),
                 secrets_dir=box.secrets_dir,
+                vouch_for=_voucher(conn),
             )
         except Exception as exc:  # not tenant code (the engine catches that): the request
             result = {BAD_REQUEST: f"{type(exc).__name__}: {exc}"[:1000]}
@@ -150,6 +151,17 @@ def _reporter(conn: socket.socket) -> Callable[[str, int], None]:
             frames.send(conn, {frames.PROGRESS: {"step": step, "attempt": attempt}})
 
     return report
+
+
+def _voucher(conn: socket.socket) -> Callable[[str, str], None]:
+    """Tell the runner of a step result just recorded (its digest): the runner keeps it,
+    out of tenant code's reach, so that only this run recalls it (`sandbox.vouch`)."""
+
+    def vouch_for(step: str, sha256: str) -> None:
+        with contextlib.suppress(OSError):
+            frames.send(conn, {vouch.RESULT: {"step": step, "sha256": sha256}})
+
+    return vouch_for
 
 
 def _prepare(kept: socket.socket, data_dir: str) -> None:
@@ -224,13 +236,15 @@ def run(
     tenant: str,
     report: Callable[[str, int], None] | None = None,
     secrets_dir: str | None = None,
+    vouch_for: Callable[[str, str], None] | None = None,
 ) -> dict[str, Any]:
-    """One advance for one instance; everything in and out is JSON-shaped."""
+    """One advance for one instance; everything in and out is JSON-shaped. `vouch_for`:
+    how the runner learns of recorded step results (None: no runner, nothing recalled)."""
     rev = payload["revision"]
     secrets = Secrets(secrets_dir, f"{NAMESPACE_PREFIX}{tenant}")
     try:
         with workflow_modules(rev["files"], str(rev.get("name") or "workflow")):
-            return _run_loaded(payload, data_dir, tenant, report, secrets)
+            return _run_loaded(payload, data_dir, tenant, report, secrets, vouch_for)
     except EngineError as exc:  # the code itself (a file name, an import), before any step
         return failed(payload, exc.reason, str(exc))
 
@@ -241,6 +255,7 @@ def _run_loaded(
     tenant: str,
     report: Callable[[str, int], None] | None,
     secrets: Secrets,
+    vouch_for: Callable[[str, str], None] | None,
 ) -> dict[str, Any]:
     rev = payload["revision"]
     try:
@@ -256,11 +271,14 @@ def _run_loaded(
     inst = payload["instance"]
     journal = load_journal(payload.get("journal", []))
     try:
-        epoch = inst.get("epoch")  # a reset's steps run again: never recalled from before
+        epoch = inst.get("epoch")
         results = SqliteStepResults(
             db,
-            f"{inst['id']}@{inst['startedAt']}" + (f"#{int(epoch)}" if epoch else ""),
+            vouch.run_key(inst),
             persisted={r.name for r in journal if r.state is StepState.COMPLETE},
+            # only what the runner vouched for this run is recalled; no runner, nothing
+            vouched=vouch.vouched_from_wire(payload.get(vouch.VOUCHED)) if vouch_for else None,
+            vouch=vouch_for,
         )
         result = advance(
             fn,
@@ -283,7 +301,14 @@ def _run_loaded(
         )
         # the store's size as the advance left it: Tenant.status.usage.storageBytes (tenant
         # code could forge it: it is a figure shown, never a limit enforced)
-        return {**advance_to_wire(result), STORAGE_BYTES: db.size_bytes()}
+        answer = {**advance_to_wire(result), STORAGE_BYTES: db.size_bytes()}
+        rejected = [
+            {"record": "stepResult", "step": step, "problem": problem}
+            for step, problem in results.rejected
+        ] + answer.get(vouch.REJECTED, [])
+        if rejected:  # ignored as absent; the runner and the operator report them
+            answer[vouch.REJECTED] = rejected
+        return answer
     except (SystemExit, KeyboardInterrupt) as exc:  # tenant code tried to end the process
         return failed(payload, type(exc).__name__, f"workflow code raised {exc!r} in run()")
     finally:

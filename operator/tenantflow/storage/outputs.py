@@ -9,8 +9,17 @@ from tenantflow.storage.database import TenantDatabase
 _TABLE = "_tenantflow_outputs"
 
 
+class OutputRejected(LookupError):
+    """The store holds no bytes for a ref, or bytes that are not the ref's (rewritten)."""
+
+
 class SqliteOutputStore:
-    """Content-addressed blobs: the journal holds `sqlite:<sha256>`, the bytes live here."""
+    """Content-addressed blobs: the journal holds `sqlite:<sha256>`, the bytes live here.
+
+    Tenant code can write this table (it is the tenant's own database), so the bytes are
+    checked against the digest on every read: the digest is in the journal (the instance's
+    status), where tenant code cannot rewrite it. A put replaces what is there, so a step
+    run again after its output was rejected repairs the row."""
 
     def __init__(self, db: TenantDatabase) -> None:
         self._db = db
@@ -18,13 +27,15 @@ class SqliteOutputStore:
 
     def put(self, key: str, data: bytes) -> str:
         sha = hashlib.sha256(data).hexdigest()
-        self._db.execute(f"INSERT OR IGNORE INTO {_TABLE} VALUES (?, ?)", (sha, data))
+        self._db.execute(f"INSERT OR REPLACE INTO {_TABLE} VALUES (?, ?)", (sha, data))
         return f"sqlite:{sha}"
 
     def get(self, ref: str) -> bytes:
-        rows = self._db.query(
-            f"SELECT data FROM {_TABLE} WHERE sha = ?", (ref.removeprefix("sqlite:"),)
-        )
+        sha = ref.removeprefix("sqlite:")
+        rows = self._db.query(f"SELECT data FROM {_TABLE} WHERE sha = ?", (sha,))
         if not rows:
-            raise KeyError(f"output {ref} is not in the tenant store")
-        return bytes(rows[0]["data"])
+            raise OutputRejected("not in the tenant store (deleted?)")
+        data = bytes(rows[0]["data"])
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise OutputRejected("its bytes in the tenant store are not those stored (rewritten)")
+        return data
