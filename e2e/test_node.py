@@ -359,3 +359,70 @@ def test_egress_by_host_name_goes_through_the_proxy_and_only_there(
     ).data.decode()
     audit = [json.loads(line) for line in log.splitlines() if "egress denied" in line]
     assert {a["host"] for a in audit} == {"other.tenantflow.test", "node.tenantflow.test"}
+
+
+# ---------------------------------------------------------------------------- storage
+def test_a_tenants_files_and_env_db_stop_at_the_pvc_size(
+    tenant_factory: Callable[..., Tenant],
+) -> None:
+    """The PVC's size bounds the total of the tenant's files (the dev provisioner's volume
+    is a loop-mounted filesystem of that size): files stop at it with ENOSPC, env.db then
+    fails with an error naming the limit, and the database is whole afterwards."""
+    tenant = tenant_factory(storage="32Mi")
+    tenant.define(
+        "fill",
+        """
+        import errno
+        import os
+
+        async def run(event, step, env):
+            def files():
+                st = os.statvfs("/data")
+                written, refused = 0, None
+                try:
+                    for i in range(96):  # 96 MiB, three times the limit
+                        with open(f"/data/scratch/fill-{i}", "wb") as f:
+                            f.write(b"x" * (1 << 20))
+                            f.flush()
+                            os.fsync(f.fileno())
+                        written += 1
+                except OSError as exc:
+                    refused = errno.errorcode.get(exc.errno)
+                for i in range(written):
+                    if i >= 12:  # 12 MiB stay: env.db gets the rest
+                        os.remove(f"/data/scratch/fill-{i}")
+                return {"size": st.f_blocks * st.f_frsize, "written": written, "refused": refused}
+
+            def grow():
+                env.db.execute("CREATE TABLE IF NOT EXISTS big (b BLOB)")
+                kept = 0
+                try:
+                    for _ in range(200):
+                        env.db.execute("INSERT INTO big VALUES (zeroblob(262144))")
+                        kept += 1
+                except Exception as exc:
+                    return {"kept": kept, "error": type(exc).__name__, "message": str(exc)}
+                return {"kept": kept, "error": None}
+
+            def check():
+                rows = env.db.query("SELECT count(*) AS n FROM big")[0]["n"]
+                ok = env.db.query("PRAGMA integrity_check")[0]["integrity_check"]
+                return {"rows": rows, "integrity": ok}
+
+            return {
+                "files": await step.do("files", files, retries={"limit": 0}),
+                "db": await step.do("grow", grow, retries={"limit": 0}),
+                "check": await step.do("check", check, retries={"limit": 0}),
+            }
+        """,
+    )
+    inst = tenant.start("fill")
+    status = tenant.wait_phase(inst, "Complete", "Errored", timeout=240)
+    assert status["phase"] == "Complete", status
+    out = status["output"]
+    assert out["files"]["size"] <= 32 << 20, out  # the volume is the PVC's size
+    assert out["files"]["refused"] == "ENOSPC" and out["files"]["written"] < 32, out
+    assert out["db"]["error"] == "StorageQuotaExceeded", out
+    assert "32 MiB" in out["db"]["message"] and "spec.limits.storage" in out["db"]["message"]
+    assert 0 < out["db"]["kept"] < 128, out  # 12 MiB of files left room, not 32 MiB
+    assert out["check"] == {"rows": out["db"]["kept"], "integrity": "ok"}, out

@@ -16,6 +16,9 @@ have iptables || need+=(iptables)
 have ipset || need+=(ipset)
 have conntrack || need+=(conntrack)
 have ip || need+=(iproute2)
+# sized volumes (dev node PVs, local jail stores): ext4 images, loop-mounted
+[ -x /usr/sbin/mkfs.ext4 ] || [ -x /sbin/mkfs.ext4 ] || need+=(e2fsprogs)
+[ -x /usr/sbin/losetup ] || [ -x /sbin/losetup ] || need+=(mount)
 have mmdebstrap || need+=(mmdebstrap)                      # images: a Debian root filesystem
 have chromium || need+=(chromium)                          # the web UI's browser tests (Playwright)
 [ ${#need[@]} -eq 0 ] && exit 0
