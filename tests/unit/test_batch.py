@@ -4,13 +4,13 @@ what failed."""
 
 from __future__ import annotations
 
-import argparse
 from typing import Any, cast
 
+import click
 import pytest
 
 from tenantflow.cli import batch
-from tenantflow.cli.workflow_cmds import CliError
+from tenantflow.cli.common import CliError, Env, with_options
 from tenantflow.kube.client import Kube
 from tenantflow.testing.fake_kube import FakeKube
 from tenantflow.vocabulary import API_VERSION, INSTANCE
@@ -39,14 +39,19 @@ def api() -> Kube:
     return cast(Kube, kube)
 
 
-def args(*argv: str) -> argparse.Namespace:
-    p = argparse.ArgumentParser()
-    batch.add_target_args(p)
-    return p.parse_args(argv, argparse.Namespace(namespace=NS))
+@click.command()
+@with_options(*batch.target_params())
+def selecting(**params: Any) -> None:
+    pass
+
+
+def args(*argv: str) -> batch.Selection:
+    """The selection these arguments make, parsed as the CLI parses them."""
+    return batch.Selection.of(dict(selecting.make_context("t", list(argv)).params))
 
 
 async def names(*argv: str) -> list[str]:
-    return sorted(i["metadata"]["name"] for i in await batch.targets(api(), args(*argv)))
+    return sorted(i["metadata"]["name"] for i in await batch.targets(Env(api(), NS), args(*argv)))
 
 
 async def test_selection_by_definition_revision_phase_and_label() -> None:
@@ -61,7 +66,7 @@ async def test_selection_by_definition_revision_phase_and_label() -> None:
 
 
 async def test_dry_run_confirmation_and_a_summary_of_failures() -> None:
-    kube, done = api(), []
+    kube, done = Env(api(), NS), []
 
     async def action(inst: dict[str, Any]) -> str:
         if inst["metadata"]["name"] == "a2":
@@ -70,7 +75,7 @@ async def test_dry_run_confirmation_and_a_summary_of_failures() -> None:
         return "ok"
 
     dry = await batch.act(kube, args("--definition", "ci", "--dry-run"), "terminate", action)
-    assert dry.startswith("would terminate 3 instances") and not done
+    assert dry.text.startswith("would terminate 3 instances") and not done
     with pytest.raises(CliError, match="not confirmed: add --yes"):
         await batch.act(kube, args("--definition", "ci"), "terminate", action)  # no terminal
     assert not done
@@ -78,4 +83,4 @@ async def test_dry_run_confirmation_and_a_summary_of_failures() -> None:
         await batch.act(kube, args("--definition", "ci", "--yes"), "terminate", action)
     assert done == ["a1", "a3"]
     none = await batch.act(kube, args("--phase", "Paused", "--yes"), "terminate", action)
-    assert none.startswith("no instance")
+    assert none.text.startswith("no instance")

@@ -4,7 +4,6 @@ status` of a Queued instance says why it is queued, not `revision None`."""
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 from typing import Any, cast
 
@@ -12,6 +11,7 @@ import pytest
 
 from tenantflow.api.crd import kind_named
 from tenantflow.cli import schedule_cmds, workflow_cmds
+from tenantflow.cli.common import Env
 from tenantflow.durations import format_time, human_age
 from tenantflow.kube.client import Kube
 from tenantflow.testing.fake_kube import FakeKube
@@ -48,8 +48,7 @@ async def test_tenantflow_schedules_prints_the_columns_of_kubectl_get_wfs() -> N
         )
     )
     kube.put(schedule("new", None))
-    args = argparse.Namespace(action="list", name=None, namespace=NS)
-    lines = (await schedule_cmds._run(cast(Kube, kube), args))["table"].splitlines()
+    lines = (await schedule_cmds.schedules(Env(cast(Kube, kube), NS))).text.splitlines()
     columns = kind_named(SCHEDULE).columns
     assert lines[0].split() == ["NAME", *(name.upper() for name, _, _ in columns)]
     assert lines[1].split() == [

@@ -10,44 +10,16 @@ CLI holds no key and asks nothing the user could not ask with `kubectl get --raw
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
-from tenantflow.cli.workflow_cmds import CliError, Subparsers, add_verb, table
+import click
+
+from tenantflow.cli.common import INT, CliError, Env, Output, verb
+from tenantflow.cli.text import table
 from tenantflow.kube import history
 from tenantflow.kube.client import ApiException, Kube
+from tenantflow.ui import rows
 from tenantflow.vocabulary import API_VERSION, HISTORY_PROXY, INSTANCE
-
-
-def register(sub: Subparsers) -> None:
-    add_verb(
-        sub,
-        "logs",
-        "an instance's log lines (env.log, by step), Kubernetes Events and step errors",
-        _logs,
-        _logs_args,
-    )
-    add_verb(
-        sub,
-        "archive",
-        "finished instances kept in the tenant's history (filter by phase, definition, -l)",
-        _history,
-        _args,
-    )
-
-
-def _args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--phase", help="Complete, Errored or Terminated")
-    p.add_argument("--definition", help="the WorkflowDefinition's name")
-    p.add_argument(
-        "-l",
-        "--selector",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="an attribute (the instance's own labels), repeatable",
-    )
-    p.add_argument("--limit", type=int, default=50)
 
 
 async def read(
@@ -70,52 +42,69 @@ async def read(
         raise
 
 
-async def _history(kube: Kube, args: argparse.Namespace) -> Any:
-    for given in args.selector:
+def archive_row(item: dict[str, Any]) -> list[Any]:
+    """One archived instance of the history API's list."""
+    attributes = ",".join(f"{k}={v}" for k, v in sorted(item["attributes"].items()))
+    return [item["name"], item["definition"], item["phase"], item["finishedAt"], attributes]
+
+
+@verb(
+    "archive",
+    "finished instances kept in the tenant's history (filter by phase, definition, -l)",
+    click.option("--phase", help="Complete, Errored or Terminated"),
+    click.option("--definition", help="the WorkflowDefinition's name"),
+    click.option(
+        "-l",
+        "--selector",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="an attribute (the instance's own labels), repeatable",
+    ),
+    click.option("--limit", type=INT, default=50),
+)
+async def archive(
+    env: Env,
+    phase: str | None = None,
+    definition: str | None = None,
+    selector: tuple[str, ...] = (),
+    limit: int = 50,
+) -> Output:
+    for given in selector:
         if "=" not in given:
             raise CliError(f"-l {given!r}: give an attribute as KEY=VALUE")
-    query = [("limit", str(args.limit))]
-    query += [(k, v) for k, v in (("phase", args.phase), ("definition", args.definition)) if v]
-    query += [("attr", s) for s in args.selector]
-    page = await read(kube, args.namespace, "/v1/instances", query)
-    rows = [
-        [
-            i["name"],
-            i["definition"],
-            i["phase"],
-            i["finishedAt"],
-            ",".join(f"{k}={v}" for k, v in sorted(i["attributes"].items())),
-        ]
-        for i in page["items"]
-    ]
-    more = f"\n(more: --limit {args.limit * 2})" if page.get("next") else ""
+    query = [("limit", str(limit))]
+    query += [(k, v) for k, v in (("phase", phase), ("definition", definition)) if v]
+    query += [("attr", s) for s in selector]
+    page = await read(env.kube, env.namespace, "/v1/instances", query)
+    more = f"\n(more: --limit {limit * 2})" if page.get("next") else ""
     header = ["NAME", "DEFINITION", "PHASE", "FINISHED", "ATTRIBUTES"]
-    return {"object": page, "table": table(header, rows) + more}
+    return Output(page, table(header, [archive_row(i) for i in page["items"]]) + more)
 
 
-def _logs_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("instance")
-    p.add_argument("--step", help="only the lines of this step")
-
-
-async def _logs(kube: Kube, args: argparse.Namespace) -> Any:
+@verb(
+    "logs",
+    "an instance's log lines (env.log, by step), Kubernetes Events and step errors",
+    click.argument("instance"),
+    click.option("--step", help="only the lines of this step"),
+)
+async def logs(env: Env, instance: str, step: str | None = None) -> Output:
     """What happened to an instance, in time order: its Events and step errors (while it
     is an object), and the lines its code logged (from the tenant's history)."""
-    inst = await kube.get(API_VERSION, INSTANCE, args.instance, args.namespace)
+    kube, namespace = env.kube, env.namespace
+    inst = await kube.get(API_VERSION, INSTANCE, instance, namespace)
     uid = (
         inst["metadata"]["uid"]
         if inst is not None
-        else await archived_uid(kube, args.namespace, args.instance)
+        else await archived_uid(kube, namespace, instance)
     )
     events = [
         e
-        for e in (await kube.list("v1", "Event", args.namespace) if inst is not None else [])
+        for e in (await kube.list("v1", "Event", namespace) if inst is not None else [])
         if e["involvedObject"].get("uid") == uid
     ]
     lines = [
-        f"{e.get('lastTimestamp') or e.get('eventTime')}  {e['type']:<7} "
-        f"{e['reason']}: {e['message']}"
-        for e in events
+        f"{ev['time']}  {ev['type']:<7} {ev['reason']}: {ev['message']}"
+        for ev in (rows.kube_event(e) for e in events)
     ]
     for s in ((inst or {}).get("status") or {}).get("steps") or []:
         if s.get("error"):
@@ -125,7 +114,7 @@ async def _logs(kube: Kube, args: argparse.Namespace) -> Any:
                 f"{s['error'].get('message')}"
             )
     try:
-        logged = await log_lines(kube, args.namespace, uid, args.step)
+        logged = await log_lines(kube, namespace, uid, step)
     except CliError as exc:  # the Events and errors are still worth showing
         if inst is None:
             raise
@@ -135,7 +124,7 @@ async def _logs(kube: Kube, args: argparse.Namespace) -> Any:
         where = f"{g['step']}#{g['attempt']}" if g["step"] else "run"
         fields = " ".join(f"{k}={v}" for k, v in g["fields"].items() if k != "ts")
         lines.append(f"{g['at']}  {g['level']:<7} [{where}] {g['message']} {fields}".rstrip())
-    return {"object": {"events": events, "lines": logged}, "table": "\n".join(sorted(lines))}
+    return Output({"events": events, "lines": logged}, "\n".join(sorted(lines)))
 
 
 async def log_lines(

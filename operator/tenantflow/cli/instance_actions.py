@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 from tenantflow.cli import batch
-from tenantflow.cli.workflow_cmds import Subparsers, add_verb
+from tenantflow.cli.common import Env, Output, Verb, verb
 from tenantflow.kube import instances
-from tenantflow.kube.client import Kube
 
 HELP = {
     "pause": "pause after the running step (spec.suspend=true)",
@@ -17,18 +15,17 @@ HELP = {
 }
 
 
-def register(sub: Subparsers) -> None:
-    for name in instances.SPEC_ACTIONS:
-        add_verb(sub, name, HELP[name], _spec_verb(name), batch.add_target_args)
-
-
-def _spec_verb(name: str) -> Any:
-    async def run(kube: Kube, args: argparse.Namespace) -> Any:
+def _spec_verb(name: str) -> Verb:
+    async def run(env: Env, **params: Any) -> Output:
         async def one(inst: dict[str, Any]) -> str:
             meta = inst["metadata"]
-            await instances.set_spec(kube, meta["namespace"], meta["name"], name)
+            await instances.set_spec(env.kube, meta["namespace"], meta["name"], name)
             return f"workflowinstance/{meta['name']} {name}d"
 
-        return await batch.act(kube, args, name, one)
+        return await batch.act(env, batch.Selection.of(params), name, one)
 
     return run
+
+
+for _name in instances.SPEC_ACTIONS:
+    verb(_name, HELP[_name], *batch.target_params())(_spec_verb(_name))

@@ -1,55 +1,64 @@
-"""Entry point: parse arguments, dispatch to a sub-command, turn our errors into messages."""
+"""tenantflow: isolated, durable, per-tenant workflows on Kubernetes.
+
+The kube options (--kubeconfig, --context, -n/--namespace, --tenant) and -o/--output go
+before the verb or after it, as kubectl's do.
+"""
 
 from __future__ import annotations
 
-import argparse
 import sys
+from typing import Any
+
+import click
 
 from tenantflow import __version__
 from tenantflow.cli import (
-    devcluster_cmd,
-    history_cmds,
-    instance_actions,
-    operator_cmd,
-    reset_cmds,
-    rollout_cmds,
-    schedule_cmds,
-    ui_cmd,
-    workflow_cmds,
+    batch,  # noqa: F401  (the verbs register themselves with common.verb)
+    exits,
+    history_cmds,  # noqa: F401
+    instance_actions,  # noqa: F401
+    reset_cmds,  # noqa: F401
+    rollout_cmds,  # noqa: F401
+    schedule_cmds,  # noqa: F401
+    workflow_cmds,  # noqa: F401
 )
-from tenantflow.errors import TenantflowError
+from tenantflow.cli.common import COMMANDS, KUBE_OPTIONS, OUTPUT_OPTION, Group, Target, with_options
+from tenantflow.cli.devcluster_cmd import dev_cluster
+from tenantflow.cli.exits import Exit
+from tenantflow.cli.operator_cmd import operator
+from tenantflow.cli.ui_cmd import ui
 from tenantflow.observability.logging import configure
 
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tenantflow", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"tenantflow {__version__}")
-    parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG)")
-    parser.add_argument("--context", help="kubeconfig context (default: the current one)")
-    workflow_cmds.add_common(parser)
-    sub = parser.add_subparsers(dest="command", required=True)
-    devcluster_cmd.register(sub)
-    operator_cmd.register(sub)
-    workflow_cmds.register(sub)
-    instance_actions.register(sub)
-    rollout_cmds.register(sub)
-    reset_cmds.register(sub)
-    schedule_cmds.register(sub)
-    history_cmds.register(sub)
-    ui_cmd.register(sub)
-    return parser
+
+@click.group(
+    "tenantflow",
+    cls=Group,
+    help=f"{__doc__}\n{exits.HELP}",
+    context_settings=CONTEXT,
+)
+@click.version_option(
+    __version__, "--version", prog_name="tenantflow", message="%(prog)s %(version)s"
+)
+@with_options(*KUBE_OPTIONS, OUTPUT_OPTION)
+@click.pass_context
+def cli(ctx: click.Context, /, **options: Any) -> None:
+    ctx.obj = Target().given(**options)
+
+
+for command in [*COMMANDS, dev_cluster, operator, ui]:
+    cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; its exit code (cli/exits.py)."""
     configure()
-    args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args))
-    except TenantflowError as exc:
-        print(f"tenantflow: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+        cli.main(args=sys.argv[1:] if argv is None else argv, prog_name="tenantflow")
+    except SystemExit as exc:  # how click ends, with the exit code
+        return exc.code if isinstance(exc.code, int) else Exit.FAILED
+    return Exit.OK
 
 
 if __name__ == "__main__":

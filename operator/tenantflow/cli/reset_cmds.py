@@ -9,62 +9,58 @@ landed. RBAC decides: patching the instance is the permission it takes.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 import uuid
 from typing import Any
 
+import click
+
 from tenantflow.cli import batch
-from tenantflow.cli.workflow_cmds import WFI, CliError, Subparsers, add_verb
+from tenantflow.cli.common import INT, CliError, Env, Output, verb
 from tenantflow.kube.client import ApiException, Kube
 from tenantflow.kube.identity import user_info
 from tenantflow.kube.revisions import list_revisions
 from tenantflow.lifecycle.reset import RESET_ANNOTATION, ResetRequest
-from tenantflow.vocabulary import API_VERSION
+from tenantflow.vocabulary import API_VERSION, INSTANCE
 
 APPLIED_WAIT = 15.0  # seconds the CLI waits to see its request applied
+REASON = click.option("--reason", default="", help="why: kept in status.resets and the Event")
 
 
-def register(sub: Subparsers) -> None:
-    add_verb(
-        sub,
-        "reset",
-        "continue an instance from a step (the journal is cut before it)",
-        _reset,
-        _reset_args,
-    )
-    add_verb(sub, "retry", "run an Errored instance again from its failed step", _retry, _args)
+@verb(
+    "reset",
+    "continue an instance from a step (the journal is cut before it)",
+    *batch.target_params(revision_flag="--running-revision"),
+    REASON,
+    click.option("--to-step", required=True, help="the step to run again from"),
+    click.option("--revision", type=INT, help="continue on this revision (the fix)"),
+)
+async def reset(
+    env: Env, to_step: str, revision: int | None = None, reason: str = "", **selection: Any
+) -> Output:
+    return await _request(env, batch.Selection.of(selection), to_step, revision, reason)
 
 
-def _args(p: argparse.ArgumentParser, revision_flag: str = "--revision") -> None:
-    batch.add_target_args(p, revision_flag=revision_flag)
-    p.add_argument("--reason", default="", help="why: kept in status.resets and the Event")
-
-
-def _reset_args(p: argparse.ArgumentParser) -> None:
-    _args(p, revision_flag="--running-revision")
-    p.add_argument("--to-step", required=True, help="the step to run again from")
-    p.add_argument("--revision", type=int, help="continue on this revision (the fix)")
-
-
-async def _reset(kube: Kube, args: argparse.Namespace) -> Any:
-    return await _request(kube, args, args.to_step, args.revision)
-
-
-async def _retry(kube: Kube, args: argparse.Namespace) -> Any:
-    return await _request(kube, args, None, None)
+@verb(
+    "retry",
+    "run an Errored instance again from its failed step",
+    *batch.target_params(),
+    REASON,
+)
+async def retry(env: Env, reason: str = "", **selection: Any) -> Output:
+    return await _request(env, batch.Selection.of(selection), None, None, reason)
 
 
 async def _request(
-    kube: Kube, args: argparse.Namespace, to_step: str | None, revision: int | None
-) -> Any:
-    by = await _me(kube)
+    env: Env, sel: batch.Selection, to_step: str | None, revision: int | None, reason: str
+) -> Output:
+    by = await _me(env.kube)
 
     async def one(inst: dict[str, Any]) -> str:
-        return await _one(kube, inst, to_step, revision, args.reason, by, wait=bool(args.instance))
+        return await _one(env.kube, inst, to_step, revision, reason, by, wait=bool(sel.instance))
 
-    return await batch.act(kube, args, "reset" if to_step else "retry", one)
+    return await batch.act(env, sel, "reset" if to_step else "retry", one)
 
 
 async def _one(
@@ -87,14 +83,14 @@ async def _one(
     request = ResetRequest(uuid.uuid4().hex[:16], to_step, revision, reason, by)
     await kube.patch(
         API_VERSION,
-        WFI,
+        INSTANCE,
         name,
         namespace,
         {"metadata": {"annotations": {RESET_ANNOTATION: request.annotation()}}},
     )
     deadline = time.monotonic() + (APPLIED_WAIT if wait else 0)
     while time.monotonic() < deadline:
-        inst = await kube.get(API_VERSION, WFI, name, namespace) or {}
+        inst = await kube.get(API_VERSION, INSTANCE, name, namespace) or {}
         done = [r for r in (inst.get("status") or {}).get("resets") or [] if r["id"] == request.id]
         if done:
             if done[0].get("refused"):

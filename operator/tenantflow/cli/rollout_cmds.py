@@ -7,107 +7,113 @@ once and records it in status.rollout.lastCommand, which is how the CLI knows it
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 import uuid
 from typing import Any
 
-from tenantflow.cli.workflow_cmds import WFD, CliError, Subparsers, add_verb
-from tenantflow.kube.client import Kube
+import click
+
+from tenantflow.cli.common import FLOAT, Choice, CliError, Env, Output, TimedOut, verb
 from tenantflow.lifecycle import rollout
-from tenantflow.vocabulary import API_VERSION, RolloutPhase
+from tenantflow.vocabulary import API_VERSION, DEFINITION, RolloutPhase
 
 APPLIED_WAIT = 15.0  # seconds the CLI waits to see its command applied
 FAILED = {RolloutPhase.ROLLED_BACK, RolloutPhase.ABORTED}
+POLL = 1.0  # seconds between two reads of a definition --wait follows
 
 
-def register(sub: Subparsers) -> None:
-    add_verb(sub, "rollout", "status, promote or abort a definition's rollout", _rollout, _args)
-
-
-def _args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=("status", "promote", "abort"))
-    p.add_argument("definition")
-    p.add_argument("--full", action="store_true", help="promote: to stable at once")
-    p.add_argument(
+@verb(
+    "rollout",
+    "status, promote or abort a definition's rollout",
+    click.argument("action", metavar="ACTION", type=Choice(("status", "promote", "abort"))),
+    click.argument("definition"),
+    click.option("--full", is_flag=True, help="promote: to stable at once"),
+    click.option(
         "--wait",
-        action="store_true",
+        is_flag=True,
         help="status: until the rollout ends (exit 1 when it is rolled back or aborted)",
-    )
-    p.add_argument("--timeout", type=float, default=600.0, help="seconds --wait waits")
-
-
-async def _rollout(kube: Kube, args: argparse.Namespace) -> Any:
-    if args.action == "status":
-        return await _status(kube, args)
-    state = await _current(kube, args)
-    if args.action == "abort" and state.phase not in rollout.HOLDING:
+    ),
+    click.option("--timeout", type=FLOAT, default=600.0, help="seconds --wait waits"),
+)
+async def rollout_verb(
+    env: Env,
+    action: str,
+    definition: str,
+    full: bool = False,
+    wait: bool = False,
+    timeout: float = 600.0,
+) -> Output:
+    if action == "status":
+        return await status(env, definition, wait, timeout)
+    state = await _current(env, definition)
+    if action == "abort" and state.phase not in rollout.HOLDING:
         raise CliError(
             f"the rollout of revision {state.revision} is {state.phase}: only one that is "
             "Progressing or Paused can be aborted"
         )
-    if args.action == "promote" and state.phase in (
-        RolloutPhase.PROMOTED,
-        RolloutPhase.SUPERSEDED,
-    ):
+    if action == "promote" and state.phase in (RolloutPhase.PROMOTED, RolloutPhase.SUPERSEDED):
         raise CliError(f"the rollout of revision {state.revision} is {state.phase} already")
-    action = rollout.ABORT if args.action == "abort" else rollout.PROMOTE
-    if args.action == "promote" and args.full:
-        action = rollout.PROMOTE_FULL
-    command = rollout.Command(action, state.revision, uuid.uuid4().hex[:16])
-    await kube.patch(
+    command_action = rollout.ABORT if action == "abort" else rollout.PROMOTE
+    if action == "promote" and full:
+        command_action = rollout.PROMOTE_FULL
+    command = rollout.Command(command_action, state.revision, uuid.uuid4().hex[:16])
+    await env.kube.patch(
         API_VERSION,
-        WFD,
-        args.definition,
-        args.namespace,
+        DEFINITION,
+        definition,
+        env.namespace,
         {"metadata": {"annotations": {rollout.COMMAND_ANNOTATION: command.annotation()}}},
     )
     deadline = time.monotonic() + APPLIED_WAIT
     while time.monotonic() < deadline:
-        state = await _current(kube, args)
+        state = await _current(env, definition)
         if state.last_command == command.id:
-            return f"workflowdefinition/{args.definition}: {_describe(state)}"
+            return Output.said(f"workflowdefinition/{definition}: {_describe(state)}")
         await asyncio.sleep(0.5)
-    return (
-        f"workflowdefinition/{args.definition}: {action} of revision {command.revision} "
+    return Output.said(
+        f"workflowdefinition/{definition}: {command_action} of revision {command.revision} "
         f"requested (annotation {rollout.COMMAND_ANNOTATION}); the operator has not applied "
         f"it within {APPLIED_WAIT:.0f} s: is it running?"
     )
 
 
-async def _current(kube: Kube, args: argparse.Namespace) -> rollout.RolloutState:
-    wfd = await kube.get(API_VERSION, WFD, args.definition, args.namespace)
+async def _definition(env: Env, definition: str) -> dict[str, Any]:
+    wfd = await env.kube.get(API_VERSION, DEFINITION, definition, env.namespace)
     if wfd is None:
-        raise CliError(f"WorkflowDefinition {args.namespace}/{args.definition} does not exist")
+        raise CliError(f"WorkflowDefinition {env.namespace}/{definition} does not exist")
+    return wfd
+
+
+async def _current(env: Env, definition: str) -> rollout.RolloutState:
+    wfd = await _definition(env, definition)
     state = rollout.RolloutState.of((wfd.get("status") or {}).get("rollout"))
     if state is None:
         raise CliError(
-            f"WorkflowDefinition {args.definition} has no rollout: set spec.rollout, and each "
+            f"WorkflowDefinition {definition} has no rollout: set spec.rollout, and each "
             "new revision is rolled out as a canary"
         )
     return state
 
 
-async def _status(kube: Kube, args: argparse.Namespace) -> Any:
-    deadline = time.monotonic() + args.timeout
+async def status(env: Env, definition: str, wait: bool, timeout: float) -> Output:
+    """Where the rollout stands; with `wait`, once it has ended (exit 1 when it was
+    rolled back or aborted, 4 when `timeout` ran out first)."""
+    deadline = time.monotonic() + timeout
     while True:
-        wfd = await kube.get(API_VERSION, WFD, args.definition, args.namespace)
-        if wfd is None:
-            raise CliError(f"WorkflowDefinition {args.namespace}/{args.definition} does not exist")
-        status = wfd.get("status") or {}
-        state = rollout.RolloutState.of(status.get("rollout"))
-        if not args.wait or (state is not None and state.phase not in rollout.HOLDING):
+        st = (await _definition(env, definition)).get("status") or {}
+        state = rollout.RolloutState.of(st.get("rollout"))
+        if not wait or (state is not None and state.phase not in rollout.HOLDING):
             break
         if time.monotonic() > deadline:
-            raise CliError(f"the rollout did not end within {args.timeout:.0f} s: {state}")
-        await asyncio.sleep(1)
-    if args.wait and state is not None and state.phase in FAILED:
+            raise TimedOut(f"the rollout did not end within {timeout:.0f} s: {state}")
+        await asyncio.sleep(POLL)
+    if wait and state is not None and state.phase in FAILED:
         raise CliError(f"rollout of revision {state.revision}: {state.message}")
     lines = [
-        f"Definition:  {args.namespace}/{args.definition}",
-        f"Active:      {status.get('activeRevision')}",
-        f"Stable:      {status.get('stableRevision')}",
+        f"Definition:  {env.namespace}/{definition}",
+        f"Active:      {st.get('activeRevision')}",
+        f"Stable:      {st.get('stableRevision')}",
     ]
     if state is None:
         lines.append("Rollout:     none (spec.rollout is not set, or no revision is new)")
@@ -117,7 +123,7 @@ async def _status(kube: Kube, args: argparse.Namespace) -> Any:
             f"Outcomes:    {state.complete} complete, {state.errored} errored",
             f"Message:     {state.message}",
         ]
-    return {"object": status.get("rollout"), "table": "\n".join(lines)}
+    return Output(st.get("rollout"), "\n".join(lines))
 
 
 def _describe(state: rollout.RolloutState) -> str:

@@ -6,13 +6,14 @@ owns the spec, so pause there (a sync would undo a CLI pause, and says so as dri
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-from typing import Any
+
+import click
 
 from tenantflow.api.crd import kind_named
-from tenantflow.cli.workflow_cmds import CliError, Subparsers, add_verb, printer_table, table
-from tenantflow.kube.client import Kube
+from tenantflow.cli.common import Choice, CliError, Env, Output, verb
+from tenantflow.cli.text import printer_table, table
+from tenantflow.ui import rows
 from tenantflow.vocabulary import (
     API_VERSION,
     INSTANCE,
@@ -22,50 +23,51 @@ from tenantflow.vocabulary import (
 )
 
 
-def register(sub: Subparsers) -> None:
-    add_verb(sub, "schedules", "list, pause or resume WorkflowSchedules, or list runs", _run, _args)
-
-
-def _args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", nargs="?", default="list", choices=("list", "pause", "resume", "runs"))
-    p.add_argument("name", nargs="?", help="the schedule (pause, resume, runs)")
-
-
-async def _run(kube: Kube, args: argparse.Namespace) -> Any:
-    if args.action == "list":
-        return await _list(kube, args.namespace)
-    if not args.name:
-        raise CliError(f"tenantflow schedules {args.action} needs the schedule's name")
-    body = await kube.get(API_VERSION, SCHEDULE, args.name, args.namespace)
+@verb(
+    "schedules",
+    "list, pause or resume WorkflowSchedules, or list runs",
+    click.argument(
+        "action",
+        required=False,
+        default="list",
+        metavar="[ACTION]",
+        type=Choice(("list", "pause", "resume", "runs")),
+    ),
+    click.argument("name", required=False),
+)
+async def schedules(env: Env, action: str = "list", name: str | None = None) -> Output:
+    if action == "list":
+        return await _list(env)
+    if not name:
+        raise CliError(f"tenantflow schedules {action} needs the schedule's name")
+    body = await env.kube.get(API_VERSION, SCHEDULE, name, env.namespace)
     if body is None:
-        raise CliError(f"WorkflowSchedule {args.namespace}/{args.name} does not exist")
-    if args.action == "runs":
-        return await _runs(kube, args.namespace, args.name)
-    suspend = args.action == "pause"
-    await kube.patch(
-        API_VERSION, SCHEDULE, args.name, args.namespace, {"spec": {"suspend": suspend}}
-    )
-    return f"workflowschedule/{args.name} {'paused' if suspend else 'resumed'}"
+        raise CliError(f"WorkflowSchedule {env.namespace}/{name} does not exist")
+    if action == "runs":
+        return await _runs(env, name)
+    suspend = action == "pause"
+    await env.kube.patch(API_VERSION, SCHEDULE, name, env.namespace, {"spec": {"suspend": suspend}})
+    return Output.said(f"workflowschedule/{name} {'paused' if suspend else 'resumed'}")
 
 
-async def _list(kube: Kube, namespace: str) -> Any:
-    items = await kube.list(API_VERSION, SCHEDULE, namespace)
+async def _list(env: Env) -> Output:
+    items = await env.kube.list(API_VERSION, SCHEDULE, env.namespace)
     now = dt.datetime.now(dt.UTC)
-    return {"object": items, "table": printer_table(kind_named(SCHEDULE), items, now)}
+    return Output(items, printer_table(kind_named(SCHEDULE), items, now))
 
 
-async def _runs(kube: Kube, namespace: str, name: str) -> Any:
-    items = await kube.list(
-        API_VERSION, INSTANCE, namespace, label_selector=f"{SCHEDULE_LABEL}={name}"
+async def _runs(env: Env, name: str) -> Output:
+    items = await env.kube.list(
+        API_VERSION, INSTANCE, env.namespace, label_selector=f"{SCHEDULE_LABEL}={name}"
     )
     items.sort(key=lambda i: i["metadata"]["name"])
-    rows = [
+    shown = [
         [
-            i["metadata"]["name"],
+            row["name"],
             (i["metadata"].get("annotations") or {}).get(SCHEDULED_AT_ANNOTATION),
-            (i.get("status") or {}).get("phase"),
-            (i.get("status") or {}).get("finishedAt"),
+            row["phase"],
+            row["finished"],
         ]
-        for i in items
+        for i, row in ((i, rows.instance_row(i)) for i in items)
     ]
-    return {"object": items, "table": table(["RUN", "SCHEDULED", "PHASE", "FINISHED"], rows)}
+    return Output(items, table(["RUN", "SCHEDULED", "PHASE", "FINISHED"], shown))

@@ -228,18 +228,7 @@ async def _definitions(request: web.Request, kube: Kube) -> Any:
     if not ns:
         raise TenantflowError("namespace is required: definitions are listed per tenant")
     items = await kube.list(API_VERSION, DEFINITION, ns)
-    return {
-        "items": [
-            {
-                "name": d["metadata"]["name"],
-                "namespace": ns,
-                "active": (d.get("status") or {}).get("activeRevision"),
-                "latest": (d.get("status") or {}).get("latestRevision"),
-                "rollout": ((d.get("status") or {}).get("rollout") or {}).get("phase"),
-            }
-            for d in items
-        ]
-    }
+    return {"items": [views.definition_row(d) for d in items]}
 
 
 async def _definition(request: web.Request, kube: Kube) -> Any:

@@ -1,7 +1,8 @@
 """What each page of the web UI shows, shaped from API objects (pure: dicts in, JSON out).
 
 The browser only draws: the rows of the lists, the bars of an instance's timeline and the
-aligned lines of a side-by-side diff are decided here, where they are unit-tested.
+aligned lines of a side-by-side diff are decided here, where they are unit-tested. The
+rows of the lists are rows.py's, which the CLI's tables show too.
 """
 
 from __future__ import annotations
@@ -12,54 +13,13 @@ from typing import Any
 
 from tenantflow.durations import format_time, parse_time
 from tenantflow.lifecycle.source import Code
-from tenantflow.vocabulary import ConditionType
+from tenantflow.ui.rows import definition_row as definition_row
+from tenantflow.ui.rows import instance_row as instance_row
+from tenantflow.ui.rows import kube_event as kube_event
+from tenantflow.ui.rows import revision_row
+from tenantflow.ui.rows import tenant_row as tenant_row
 
 MAX_TEXT = 64 * 1024  # params, outputs and payloads shown at most this long (as JSON)
-
-
-def _condition(obj: dict[str, Any], ctype: str) -> dict[str, Any]:
-    for c in (obj.get("status") or {}).get("conditions") or []:
-        if c.get("type") == ctype:
-            return dict(c)
-    return {}
-
-
-def tenant_row(tenant: dict[str, Any]) -> dict[str, Any]:
-    """A Tenant: phase, usage against its limits, its sandbox's health."""
-    spec, st = tenant.get("spec") or {}, tenant.get("status") or {}
-    limits, usage = spec.get("limits") or {}, st.get("usage") or {}
-    sandbox = _condition(tenant, ConditionType.SANDBOX_READY)
-    return {
-        "name": tenant["metadata"]["name"],
-        "namespace": st.get("namespace") or f"tenant-{tenant['metadata']['name']}",
-        "phase": st.get("phase") or "Provisioning",
-        "running": usage.get("runningInstances", 0),
-        "queued": usage.get("queuedInstances", 0),
-        "maxConcurrent": limits.get("maxConcurrentInstances"),
-        "startsLastMinute": usage.get("startsLastMinute", 0),
-        "maxStartsPerSecond": limits.get("maxInstanceStartsPerSecond"),
-        "storageBytes": usage.get("storageBytes", 0),
-        "storage": limits.get("storage"),
-        "sandboxReady": sandbox.get("status") == "True",
-        "sandboxMessage": sandbox.get("message") or sandbox.get("reason") or "",
-    }
-
-
-def instance_row(inst: dict[str, Any]) -> dict[str, Any]:
-    """An instance in the list."""
-    meta, spec, st = inst["metadata"], inst.get("spec") or {}, inst.get("status") or {}
-    return {
-        "namespace": meta["namespace"],
-        "name": meta["name"],
-        "definition": (spec.get("workflowRef") or {}).get("name"),
-        "revision": st.get("revision"),
-        "phase": st.get("phase") or "Queued",
-        "steps": st.get("stepCount") or len(st.get("steps") or []),
-        "created": meta.get("creationTimestamp"),
-        "finished": st.get("finishedAt"),
-        "waitingFor": st.get("waitingFor"),
-        "error": (st.get("error") or {}).get("name"),
-    }
 
 
 def timeline(steps: list[dict[str, Any]], now: dt.datetime) -> dict[str, Any]:
@@ -141,16 +101,6 @@ def instance_detail(
     }
 
 
-def kube_event(e: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "time": e.get("lastTimestamp") or e.get("eventTime") or e.get("firstTimestamp"),
-        "type": e.get("type"),
-        "reason": e.get("reason"),
-        "message": e.get("message"),
-        "count": e.get("count", 1),
-    }
-
-
 def definition_detail(
     wfd: dict[str, Any], revisions: list[dict[str, Any]], per_revision: dict[int, dict[str, int]]
 ) -> dict[str, Any]:
@@ -167,9 +117,7 @@ def definition_detail(
         "conditions": st.get("conditions") or [],
         "revisions": [
             {
-                "revision": r["revision"],
-                "sha256": r["data"]["sha256"],
-                "createdAt": r["data"].get("createdAt"),
+                **revision_row(r, st.get("activeRevision")),
                 "files": sorted(Code.from_revision(r["data"]).files),
                 "instances": per_revision.get(int(r["revision"]), {}),
             }
