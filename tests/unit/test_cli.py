@@ -343,3 +343,9 @@ def test_a_definition_row_and_an_event_row() -> None:
     }
     event = {"firstTimestamp": "t0", "type": "Normal", "reason": "Started", "message": "m"}
     assert rows.kube_event(event)["time"] == "t0" and rows.kube_event(event)["count"] == 1
+
+
+def test_an_instance_with_no_status_yet_is_queued_in_the_cli_as_in_the_ui(api: Operator) -> None:
+    api.put(instance("fresh", None))
+    assert "Phase:     Queued" in tenantflow("-n", NS, "status", "fresh").stdout
+    assert views.instance_row(instance("fresh", None))["phase"] == "Queued"

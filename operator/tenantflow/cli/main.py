@@ -12,15 +12,14 @@ from typing import Any
 import click
 
 from tenantflow import __version__
-from tenantflow.cli import (
-    batch,  # noqa: F401  (the verbs register themselves with common.verb)
+from tenantflow.cli import (  # noqa: F401  (their verbs register with common.verb)
     exits,
-    history_cmds,  # noqa: F401
-    instance_actions,  # noqa: F401
-    reset_cmds,  # noqa: F401
-    rollout_cmds,  # noqa: F401
-    schedule_cmds,  # noqa: F401
-    workflow_cmds,  # noqa: F401
+    history_cmds,
+    instance_actions,
+    reset_cmds,
+    rollout_cmds,
+    schedule_cmds,
+    workflow_cmds,
 )
 from tenantflow.cli.common import COMMANDS, KUBE_OPTIONS, OUTPUT_OPTION, Group, Target, with_options
 from tenantflow.cli.devcluster_cmd import dev_cluster

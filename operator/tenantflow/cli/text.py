@@ -12,6 +12,7 @@ from typing import Any
 from tenantflow import conditions
 from tenantflow.api.crd import Kind
 from tenantflow.durations import human_age, parse_time
+from tenantflow.ui.rows import instance_row
 from tenantflow.vocabulary import ConditionType
 
 _JSON_PATH_STEP = re.compile(r"\.([A-Za-z0-9_]+)|\[([0-9]+)\]")
@@ -76,7 +77,7 @@ def status_text(inst: dict[str, Any]) -> str:
     lines = [
         f"Instance:  {inst['metadata']['namespace']}/{inst['metadata']['name']}",
         f"Workflow:  {inst['spec']['workflowRef']['name']} {revision}",
-        f"Phase:     {st.get('phase', 'Pending')}",
+        f"Phase:     {instance_row(inst)['phase']}",
     ]
     admitted = conditions.find(st.get("conditions"), ConditionType.ADMITTED)
     if admitted and admitted.get("status") == "False":

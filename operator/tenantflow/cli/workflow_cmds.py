@@ -111,8 +111,8 @@ async def follow(env: Env, instance: str, timeout: float) -> dict[str, Any]:
         for s in steps[shown:]:
             env.say(f"  step {s['name']:<20} {s['kind']:<6} {s['state']}")
         shown = len(steps)
-        if st.get("phase") != phase:
-            phase = st.get("phase")
+        if rows.instance_row(inst)["phase"] != phase:
+            phase = rows.instance_row(inst)["phase"]
             env.say(f"  phase {phase}")
         if phase in FINISHED:
             return inst
