@@ -6,6 +6,7 @@ import sys
 
 from bench import (
     engine_bench,
+    footprint_bench,
     fork_bench,
     ha_bench,
     latency_bench,
@@ -29,6 +30,7 @@ MODULES = {
     "throughput": throughput_bench,
     "latency": latency_bench,
     "scale": scale_bench,
+    "footprint": footprint_bench,
 }
 
 ON_REQUEST = {"peers": peers_bench, "ha": ha_bench}

@@ -34,6 +34,9 @@ class InProcessSandbox:
     history_failures: list[SandboxUnavailable] = field(default_factory=list)
     one_at_a_time: asyncio.Lock = field(default_factory=asyncio.Lock)
     store: History | None = None  # the tenant's history, as its runner keeps it
+    # merged into the next answers, as a runner adds its own keys (e.g. its report of
+    # records it rejected)
+    answer_extra: dict[str, Any] = field(default_factory=dict)
 
     async def history(self, endpoint: str, request: dict[str, Any]) -> dict[str, Any]:
         if self.history_failures:
@@ -59,7 +62,8 @@ class InProcessSandbox:
         # sys.modules (the real sandbox forks a process for each), so two at once would
         # run each other's code
         async with self.one_at_a_time:
-            return await asyncio.to_thread(worker.run, payload, str(self.data_dir), endpoint)
+            answer = await asyncio.to_thread(worker.run, payload, str(self.data_dir), endpoint)
+        return {**answer, **self.answer_extra}
 
 
 @dataclass

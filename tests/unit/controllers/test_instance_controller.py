@@ -338,6 +338,22 @@ async def test_a_tenants_keep_finished_for_overrides_the_operators_ttl(tmp_path:
     assert h.sandbox.store is not None and h.sandbox.store.get("one") is not None
 
 
+async def test_records_the_sandbox_rejected_as_forged_are_a_warning_event(
+    tmp_path: Path,
+) -> None:
+    """Issue 33.3: a stored step result that failed the runner's check was ignored (the
+    step ran); the operator says so on the instance, once per advance that reports it."""
+    h = Harness.new(tmp_path)
+    await h.define(
+        "sleepy", COUNTED.replace("b = await", "await step.sleep('nap', '1h')\n    b = await")
+    )
+    h.sandbox.answer_extra = {
+        "rejected": [{"record": "stepResult", "step": "a", "problem": "not vouched for"}]
+    }
+    await h.drive(h.start("one", "sleepy"))
+    assert ("Warning", "StoredRecordRejected") in h.events()
+
+
 async def test_a_run_marked_beyond_its_schedules_history_is_archived_at_once(
     tmp_path: Path,
 ) -> None:

@@ -25,7 +25,7 @@ from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
 from tenantflow.quantity import parse_quantity
 from tenantflow.sandbox.payload import advance_payload
-from tenantflow.sandbox.transport import HttpTransport, SandboxUnavailable
+from tenantflow.sandbox.transport import HttpTransport, SandboxUnavailable, rejected_records
 from tenantflow.supervisor.fair_queue import FairDispatcher
 from tenantflow.supervisor.token_bucket import TokenBucket, tuned
 from tenantflow.supervisor.usage import STORAGE_BYTES
@@ -75,9 +75,17 @@ class Advancer:
             self.storage_measured(tenant, size)
         _observe_steps(tenant, result)
         _log_workflow_lines(tenant, d.key, result)
-        self._fold(d, result, seen)
+        self._fold(d, result, seen, rejected_records(tenant, d.key, result))
 
-    def _fold(self, d: Drive, result: dict[str, Any], seen: list[str]) -> None:
+    def _fold(
+        self,
+        d: Drive,
+        result: dict[str, Any],
+        seen: list[str],
+        rejected: tuple[str, str, str] | None = None,
+    ) -> None:
+        """`rejected`: the Warning for stored records the sandbox ignored as forged (one
+        Event per write: a finish's own Event goes first; the log and metric keep it)."""
         st = d.status
         outcome = outcome_from_wire(result["outcome"])  # the engine's own type, decoded once
         update: dict[str, Any] = {
@@ -100,7 +108,7 @@ class Advancer:
             ],
             generation=d.view.generation,
         )
-        d.write(update, _finish_event(update))
+        d.write(update, _finish_event(update) or rejected)
         d.extends_journal = True
         if update["phase"] == Phase.RUNNING:
             d.again = True  # the batch budget was spent: continue at once

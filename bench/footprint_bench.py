@@ -1,0 +1,161 @@
+"""Footprint: what one waiting WorkflowInstance costs the control plane, by status shape.
+
+Issue 34 asks for <= 16 KiB of kube-apiserver + etcd memory per waiting instance (the
+scale benchmark measured ~64 KiB). This benchmark says where those bytes come from: for
+each status shape it restarts kube-apiserver (a clean heap), creates N instances in a
+namespace no operator drives, writes that status through the status subresource (as
+the operator does: a merge patch), and records the RSS slope of kube-apiserver and
+etcd and the stored object's bytes (with managedFields).
+
+BENCH_FOOTPRINT_N=5000 python -m bench footprint   (default 3,000)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench.cluster import dev_cluster_with_crds, kubectl
+from bench.machine import write
+from bench.scale_bench import control_plane_rss_mib
+from tenantflow.kube.client import Kube
+from tenantflow.testing.devcluster import DevCluster
+from tenantflow.vocabulary import API_VERSION, INSTANCE
+
+T = "2026-12-06T04:26:54.409177Z"
+STEP = {"kind": "do", "state": "Complete", "attempts": 1, "startedAt": T, "finishedAt": T}
+
+
+def _condition(ctype: str, status: str, reason: str, message: str = "") -> dict[str, Any]:
+    return {
+        "type": ctype,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": "2026-12-06T04:26:54Z",
+        "observedGeneration": 1,
+    }
+
+
+# a three-step instance asleep in its third step, as the operator writes it today
+NOW: dict[str, Any] = {
+    "revision": 1,
+    "startedAt": T,
+    "phase": "Waiting",
+    "steps": [
+        {"name": "a", **STEP, "output": "x"},
+        {"name": "b", **STEP, "output": "y"},
+        {
+            "name": "nap",
+            "kind": "sleep",
+            "state": "Waiting",
+            "attempts": 0,
+            "startedAt": T,
+            "until": T,
+        },
+    ],
+    "stepCount": 3,
+    "eventsSeen": [],
+    "waitingFor": {"kind": "sleep", "step": "nap", "until": T, "eventType": None, "child": None},
+    "nextWakeAt": T,
+    "observedGeneration": 1,
+    "conditions": [
+        _condition("SandboxReachable", "True", "Reachable"),
+        _condition("Admitted", "True", "Started", "admitted within the tenant's limits"),
+        _condition("Ready", "False", "Waiting", "the instance is Waiting"),
+        _condition("Reconciling", "True", "Waiting", "the instance is Waiting"),
+        _condition("Stalled", "False", "NotStalled"),
+    ],
+}
+
+
+def _shapes() -> dict[str, dict[str, Any]]:
+    """The shapes compared: today's, then with one part taken out at a time."""
+    no_conditions = {**copy.deepcopy(NOW), "conditions": NOW["conditions"][2:4]}
+    no_journal = {k: v for k, v in copy.deepcopy(NOW).items() if k not in ("steps", "eventsSeen")}
+    return {
+        "now": copy.deepcopy(NOW),
+        "abnormal-conditions-only": no_conditions,
+        "no-journal": no_journal,
+        "phase-only": {"phase": "Waiting"},
+        "none": {},
+    }
+
+
+async def _populate(kubeconfig: Path, ns: str, status: dict[str, Any], count: int) -> None:
+    kube = await Kube.connect(str(kubeconfig), connections=32, proxy_from_env=False)
+    gate = asyncio.Semaphore(32)
+
+    async def one(i: int) -> None:
+        name = f"f-{i:06}"
+        async with gate:
+            await kube.create(
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": INSTANCE,
+                    "metadata": {"name": name, "namespace": ns},
+                    "spec": {"workflowRef": {"name": "sleeper"}},
+                }
+            )
+            if status:
+                await kube.patch(
+                    API_VERSION, INSTANCE, name, ns, {"status": status}, subresource="status"
+                )
+
+    try:
+        await asyncio.gather(*(one(i) for i in range(count)))
+    finally:
+        await kube.close()
+
+
+def _stored_bytes(kubeconfig: Path, ns: str) -> dict[str, int]:
+    body = json.loads(kubectl(kubeconfig, "get", "--raw", _path(ns, "f-000000")))
+    managed = body["metadata"].get("managedFields") or []
+    return {
+        "object_bytes": len(json.dumps(body, separators=(",", ":"))),
+        "managed_fields_bytes": len(json.dumps(managed, separators=(",", ":"))),
+        "status_bytes": len(json.dumps(body.get("status") or {}, separators=(",", ":"))),
+    }
+
+
+def _path(ns: str, name: str) -> str:
+    return f"/apis/{API_VERSION}/namespaces/{ns}/workflowinstances/{name}"
+
+
+def measure(kubeconfig: Path, shape: str, status: dict[str, Any], count: int) -> dict[str, Any]:
+    DevCluster().restart("kube-apiserver")  # a clean heap for each shape
+    time.sleep(5)
+    ns = f"footprint-{uuid.uuid4().hex[:5]}"
+    kubectl(kubeconfig, "create", "namespace", ns)
+    before = control_plane_rss_mib()
+    asyncio.run(_populate(kubeconfig, ns, status, count))
+    time.sleep(10)  # the watch cache settles
+    after = control_plane_rss_mib()
+    out: dict[str, Any] = {"shape": shape, "instances": count, **_stored_bytes(kubeconfig, ns)}
+    for component in ("kube-apiserver", "etcd"):
+        grew = after.get(component, 0.0) - before.get(component, 0.0)
+        out[f"{component}_kib_per_instance"] = round(grew * 1024 / count, 1)
+    out["control_plane_kib_per_instance"] = round(
+        out["kube-apiserver_kib_per_instance"] + out["etcd_kib_per_instance"], 1
+    )
+    kubectl(kubeconfig, "delete", "namespace", ns, "--wait=false")
+    return out
+
+
+def main() -> None:
+    count = int(os.environ.get("BENCH_FOOTPRINT_N", "3000"))
+    kubeconfig = dev_cluster_with_crds()
+    rows = [measure(kubeconfig, shape, status, count) for shape, status in _shapes().items()]
+    for row in rows:
+        print(json.dumps(row))
+    write("footprint", {"instances": count, "shapes": rows})
+
+
+if __name__ == "__main__":
+    main()
