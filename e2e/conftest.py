@@ -18,7 +18,8 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from conftest import OperatorProcess, wait_for
-from tenantflow.tenancy.manifests import SECRETS_DIR, namespace_of
+from tenantflow.tenancy.manifests import SECRETS_DIR
+from tenantflow.vocabulary import namespace_of
 
 GROUP, VERSION = "tenantflow.dev", "v1alpha1"
 SYSTEM_PYTHON = "/usr/bin/python3"  # the stdlib's sqlite3 is all the reader needs

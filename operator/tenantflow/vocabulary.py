@@ -24,11 +24,27 @@ DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 NAMESPACE_PREFIX = "tenant-"  # a Tenant `acme` owns the namespace `tenant-acme`
+
+
+def namespace_of(tenant: str) -> str:
+    """The namespace a Tenant owns."""
+    return f"{NAMESPACE_PREFIX}{tenant}"
+
+
+def tenant_of(namespace: str) -> str:
+    """The tenant a namespace belongs to (bookkeeping keys, even outside tenant-*)."""
+    return namespace.removeprefix(NAMESPACE_PREFIX)
+
+
 # a tenant namespace's shard (tenancy.sharding), copied onto its instances on creation
 SHARD_LABEL = f"{GROUP}/shard"
 # a definition's revisions (ControllerRevisions) carry its name and their number
 DEFINITION_LABEL = f"{GROUP}/definition"
 REVISION_LABEL = f"{GROUP}/revision"
+# an instance's definition, as a field selector names it (a selectable field of the CRD)
+WORKFLOW_REF_FIELD = "spec.workflowRef.name"
+DEFAULT_ENTRYPOINT = "run"  # the async function a definition's main module defines
+DEFAULT_REVISION_HISTORY = 50  # revisions a definition keeps besides those in use
 SCHEDULE_LABEL = f"{GROUP}/schedule"  # a WorkflowSchedule's runs carry its name
 SCHEDULED_AT_ANNOTATION = f"{GROUP}/scheduled-at"  # and the time they were scheduled for
 # a finished instance to archive and delete now, not at its tenant's keepFinishedFor

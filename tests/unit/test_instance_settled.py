@@ -7,8 +7,8 @@ import datetime as dt
 from typing import Any
 
 from tenantflow.controllers.instances import InstanceController, InstanceSettings
-from tenantflow.controllers.instances.revisions import RevisionCache
 from tenantflow.controllers.instances.view import InstanceView
+from tenantflow.controllers.revision_cache import RevisionCache
 from tenantflow.testing.fake_kube import FakeKube
 
 NOW = dt.datetime.now(dt.UTC)

@@ -9,9 +9,10 @@ import pytest
 from tenantflow.api.admission import shard_label_policy
 from tenantflow.api.tenant import Tenant
 from tenantflow.controllers.persist import Persist
-from tenantflow.controllers.tenant import TenantNotApplied, reconcile
+from tenantflow.controllers.tenant import Reconciled, TenantNotApplied, reconcile
 from tenantflow.controllers.wiring import settings_from_env
 from tenantflow.kube.client import ApiException
+from tenantflow.kube.events import EventRecorder
 from tenantflow.tenancy import manifests, status
 from tenantflow.tenancy.sharding import shard_of
 from tenantflow.testing.fake_kube import FakeKube
@@ -141,6 +142,11 @@ def test_owner_subjects_become_role_binding_subjects() -> None:
     ]
 
 
+async def reconcile_acme(kube: FakeKube) -> Reconciled:
+    """One reconcile of Tenant acme, as the controller runs it."""
+    return await reconcile(kube, EventRecorder(kube), Persist(kube), SETTINGS, lambda _: {}, "acme")
+
+
 @pytest.mark.parametrize(
     ("observed", "phase", "reason"),
     [
@@ -188,7 +194,7 @@ async def reconciled(**sandbox: Any) -> FakeKube:
     kube = FakeKube()
     body = tenant(sandbox=sandbox).model_dump(by_alias=True, exclude_none=True)
     kube.put({**body, "apiVersion": API_VERSION, "kind": TENANT})
-    await reconcile(kube, Persist(kube), SETTINGS, lambda _: {}, "acme")
+    await reconcile_acme(kube)
     return kube
 
 
@@ -247,7 +253,9 @@ async def test_egress_hosts_get_a_proxy_the_sandbox_can_only_go_through() -> Non
     )
     ns = "tenant-acme"
     kube.objects[("v1", "Service", ns, "egress-proxy")]["spec"]["clusterIP"] = "10.96.0.77"
-    await reconcile(kube, Persist(kube), SETTINGS, lambda _: {}, "acme")  # as the next event would
+    await reconcile(
+        kube, EventRecorder(kube), Persist(kube), SETTINGS, lambda _: {}, "acme"
+    )  # as the next event would
     proxy = kube.read("apps/v1", "Deployment", "egress-proxy", ns)["spec"]["template"]["spec"]
     (ctr,) = proxy["containers"]
     assert ctr["image"] == "reg/sandbox:1", "the platform's image, never the tenant's"
@@ -299,11 +307,11 @@ async def test_a_tenant_whose_objects_are_refused_says_so_and_is_tried_again() -
     body = tenant().model_dump(by_alias=True, exclude_none=True)
     kube.put({**body, "apiVersion": API_VERSION, "kind": TENANT})
     with pytest.raises(TenantNotApplied, match="403"):  # the queue retries it, backing off
-        await reconcile(kube, Persist(kube), SETTINGS, lambda _: {}, "acme")
+        await reconcile_acme(kube)
     ready = next(c for c in kube.read(API_VERSION, TENANT, "acme")["status"]["conditions"])
     assert ready["reason"] == "ApplyFailed" and "403" in ready["message"]
     kube.allow = True
-    assert (await reconcile(kube, Persist(kube), SETTINGS, lambda _: {}, "acme")).written
+    assert (await reconcile_acme(kube)).written
     assert kube.read("rbac.authorization.k8s.io/v1", "Role", "tenant-editor", "tenant-acme")
 
 
@@ -331,7 +339,7 @@ async def test_the_tenant_looks_again_until_the_secrets_it_names_exist() -> None
     kube = FakeKube()
     body = tenant(sandbox={"secrets": ["api-token"]}).model_dump(by_alias=True, exclude_none=True)
     kube.put({**body, "apiVersion": API_VERSION, "kind": TENANT})
-    done = await reconcile(kube, Persist(kube), SETTINGS, lambda _: {}, "acme")
+    done = await reconcile_acme(kube)
     assert done.written and done.missing_secrets, "asked to look again"
     kube.put(
         {
@@ -340,7 +348,7 @@ async def test_the_tenant_looks_again_until_the_secrets_it_names_exist() -> None
             "metadata": {"name": "api-token", "namespace": "tenant-acme"},
         }
     )
-    done = await reconcile(kube, Persist(kube), SETTINGS, lambda _: {}, "acme")
+    done = await reconcile_acme(kube)
     assert not done.missing_secrets
     conds = kube.read(API_VERSION, TENANT, "acme")["status"]["conditions"]
     assert next(c for c in conds if c["type"] == "SecretsReady")["status"] == "True"

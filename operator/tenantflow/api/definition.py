@@ -17,7 +17,13 @@ from tenantflow.api.common import (
 from tenantflow.durations import format_duration
 from tenantflow.engine.loader import FILE_NAME, MAX_CODE_BYTES, MAX_FILES
 from tenantflow.engine.options import Backoff, RetryPolicy, StepDefaults
-from tenantflow.vocabulary import DNS_SUBDOMAIN, RolloutDefaults, RolloutPhase
+from tenantflow.vocabulary import (
+    DEFAULT_ENTRYPOINT,
+    DEFAULT_REVISION_HISTORY,
+    DNS_SUBDOMAIN,
+    RolloutDefaults,
+    RolloutPhase,
+)
 
 PY_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 DEFAULT_MAIN = "main"
@@ -148,7 +154,7 @@ class RolloutSpec(Model):
 class WorkflowDefinitionSpec(Model):
     source: Source = Field(description="The workflow's Python source.")
     entrypoint: str = Field(
-        "run",
+        DEFAULT_ENTRYPOINT,
         pattern=PY_IDENTIFIER,
         max_length=128,
         description="Name of the async function to run.",
@@ -163,7 +169,7 @@ class WorkflowDefinitionSpec(Model):
         "(it overrides `tenantflow rollback`, which keeps its choice out of the spec).",
     )
     revision_history_limit: int = Field(
-        50, ge=1, le=1000, description="Revisions kept besides those in use."
+        DEFAULT_REVISION_HISTORY, ge=1, le=1000, description="Revisions kept besides those in use."
     )
     rollout: RolloutSpec | None = Field(
         None,

@@ -10,14 +10,13 @@ from typing import Any
 
 from tenantflow import conditions
 from tenantflow.api.definition import DEFAULT_MAIN
-from tenantflow.controllers.instances.revisions import RevisionCache
-from tenantflow.controllers.instances.view import tenant_of
 from tenantflow.controllers.ownership import Gate, sole_replica
 from tenantflow.controllers.persist import Persist, unchanged_spec
+from tenantflow.controllers.revision_cache import RevisionCache
 from tenantflow.controllers.work_queue import WorkQueue
 from tenantflow.durations import format_time
-from tenantflow.kube import events
 from tenantflow.kube.client import KubeApi
+from tenantflow.kube.events import EventRecorder
 from tenantflow.kube.revisions import list_revisions
 from tenantflow.lifecycle import revisions, rollout, source
 from tenantflow.lifecycle.rollout import Assignment
@@ -25,11 +24,15 @@ from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
 from tenantflow.vocabulary import (
     API_VERSION,
+    DEFAULT_ENTRYPOINT,
+    DEFAULT_REVISION_HISTORY,
     DEFINITION,
     FINISHED,
     INSTANCE,
+    WORKFLOW_REF_FIELD,
     ConditionType,
     RolloutPhase,
+    tenant_of,
 )
 
 log = get_logger("tenantflow.definition")
@@ -55,8 +58,10 @@ class DefinitionController:
     # whether this replica may work on a namespace now (controllers/ownership.py): asked
     # by the queue before every reconcile and by the persist before the status write
     gate: Gate = sole_replica
+    recorder: EventRecorder | None = None  # the operator's one recorder (else its own)
 
     def __post_init__(self) -> None:
+        self.events = self.recorder or EventRecorder(self.kube)
         self.queue = WorkQueue(
             self.reconcile, name="definitions", gate=lambda namespace: self.gate(namespace)
         )
@@ -69,7 +74,7 @@ class DefinitionController:
             self.queue.request(f"{namespace}/{name}")
 
     async def reconcile(self, key: str) -> None:
-        done = await reconcile(self.kube, self.persist, key)
+        done = await reconcile(self.kube, self.events, self.persist, key)
         if not done.written:
             self.queue.request(key)  # again from fresh reads, if the shard is still ours
             return
@@ -124,24 +129,80 @@ class Reconciled:
     written: bool = True  # False: its status changed and could not be written
 
 
+@dataclass(frozen=True)
+class Observed:
+    """What one reconcile read of a definition: all `plan` decides from."""
+
+    body: dict[str, Any]
+    code: source.Code | None
+    problem: str  # why there is no code (`code` None)
+    revisions: list[dict[str, Any]]  # its ControllerRevisions, oldest first
+    instances: list[dict[str, Any]]  # its instances (the API server's field selector)
+    now: dt.datetime
+
+
+@dataclass(frozen=True)
+class DefinitionPlan:
+    """What one reconcile does, decided without I/O: the revision to create, those to
+    delete, the status to write and what to say; then the instances that may start."""
+
+    create: dict[str, Any] | None  # a new ControllerRevision holding the code
+    delete: list[str]  # ControllerRevisions beyond revisionHistoryLimit
+    status: dict[str, Any]  # the whole status it should have
+    changed: bool  # status differs from what is stored
+    check: source.SourceCheck
+    said: list[rollout.Event]
+    rolling: bool
+    queued: list[str]  # instances waiting for a revision, if which one runs changed
+
+
 async def reconcile(
-    kube: KubeApi, persist: Persist, key: str, now: dt.datetime | None = None
+    kube: KubeApi,
+    recorder: EventRecorder,
+    persist: Persist,
+    key: str,
+    now: dt.datetime | None = None,
 ) -> Reconciled:
-    """Check, revise, roll out, trim and report one definition."""
+    """Read, plan and apply one definition."""
+    observed = await observe(kube, key, now)
+    if observed is None:
+        return Reconciled([], False)
+    return await apply(kube, recorder, persist, observed, plan(observed))
+
+
+async def observe(kube: KubeApi, key: str, now: dt.datetime | None = None) -> Observed | None:
+    """The reads of one reconcile (None: the definition is gone)."""
     ns, name = key.split("/", 1)
     body = await kube.get(API_VERSION, DEFINITION, name, ns)
     if body is None:
-        return Reconciled([], False)
-    now = now or dt.datetime.now(dt.UTC)
-    spec, old = body["spec"], body.get("status") or {}
+        return None
     code, problem = await resolve_source(kube, body)
-    check = (
-        source.check(code, spec.get("entrypoint", "run"))
-        if code is not None
-        else source.SourceCheck(False, "SourceNotFound", problem)
+    return Observed(
+        body=body,
+        code=code,
+        problem=problem,
+        revisions=await list_revisions(kube, ns, name),
+        instances=await kube.list(
+            API_VERSION, INSTANCE, ns, field_selector=f"{WORKFLOW_REF_FIELD}={name}"
+        ),
+        now=now or dt.datetime.now(dt.UTC),
     )
-    revs = await list_revisions(kube, ns, name)
-    current = await _revision_of(kube, body, code, revs, now) if check.ok and code else None
+
+
+def plan(o: Observed) -> DefinitionPlan:
+    """Check, revise, roll out, trim: the decisions of one reconcile (pure)."""
+    body, now = o.body, o.now
+    spec, old, meta = body["spec"], body.get("status") or {}, body["metadata"]
+    check = (
+        source.check(o.code, spec.get("entrypoint", DEFAULT_ENTRYPOINT))
+        if o.code is not None
+        else source.SourceCheck(False, "SourceNotFound", o.problem)
+    )
+    revs, create, current = list(o.revisions), None, None
+    if check.ok and o.code is not None:
+        current, create = _revision_for(body, o.code, revs, now)
+        if create is not None:
+            revs.append(create)
     numbers = {r["revision"] for r in revs}
     rolled = revisions.rolled_back_to(body)
     # Git's spec.pinnedRevision wins; then the CLI's rollback (an annotation); then the
@@ -158,13 +219,8 @@ async def reconcile(
             f"{field} {pinned} does not exist; known: {sorted(numbers)}",
         )
     held = f"{field} pins revision {pinned}" if pinned in numbers else None
-    instances = [
-        i
-        for i in await kube.list(API_VERSION, INSTANCE, ns)
-        if i["spec"]["workflowRef"]["name"] == name
-    ]
     try:
-        command = rollout.Command.parse(body["metadata"].get("annotations"))
+        command = rollout.Command.parse(meta.get("annotations"))
     except ValueError as exc:
         command, check = None, source.SourceCheck(False, "RolloutCommandInvalid", str(exc))
     verdict = rollout.decide(
@@ -173,18 +229,19 @@ async def reconcile(
         target=current,
         plan=rollout.Plan.of(spec.get("rollout")),
         held=held,
-        outcomes=[_outcome(i) for i in instances],
+        outcomes=[_outcome(i) for i in o.instances],
         command=command,
         now=now,
     )
     active = pinned if held else verdict.stable
     state = verdict.state
-    keep = _revisions_in_use(instances) | {
+    keep = _revisions_in_use(o.instances) | {
         n for n in (active, current, state.revision if state else None) if n is not None
     }
-    for doomed in revisions.to_delete(revs, spec.get("revisionHistoryLimit", 50), keep=keep):
-        await kube.delete("apps/v1", "ControllerRevision", doomed, ns)
-        revs = [r for r in revs if r["metadata"]["name"] != doomed]
+    delete = revisions.to_delete(
+        revs, spec.get("revisionHistoryLimit", DEFAULT_REVISION_HISTORY), keep=keep
+    )
+    revs = [r for r in revs if r["metadata"]["name"] not in delete]
     new = {
         "latestRevision": max((r["revision"] for r in revs), default=None),
         "activeRevision": active,
@@ -194,61 +251,77 @@ async def reconcile(
         "conditions": conditions.merge(
             old.get("conditions"),
             _health(check, state if state and state.revision == current and not held else None),
-            generation=body["metadata"].get("generation"),
+            generation=meta.get("generation"),
             now=now,
         ),
-        "observedGeneration": body["metadata"].get("generation"),
+        "observedGeneration": meta.get("generation"),
         "rolledBackTo": rolled,
     }
-    rolling = state is not None and state.phase == RolloutPhase.PROGRESSING
-    if {k: old.get(k) for k in new} == new:
-        return Reconciled([], rolling)
+    assignment = Assignment.of(new)
+    return DefinitionPlan(
+        create=create,
+        delete=delete,
+        status=new,
+        changed={k: old.get(k) for k in new} != new,
+        check=check,
+        said=verdict.events,
+        rolling=state is not None and state.phase == RolloutPhase.PROGRESSING,
+        queued=[]
+        if assignment in (None, Assignment.of(old))
+        else [
+            f"{meta['namespace']}/{i['metadata']['name']}"
+            for i in o.instances
+            if not (i.get("status") or {}).get("revision")
+        ],
+    )
+
+
+async def apply(
+    kube: KubeApi, recorder: EventRecorder, persist: Persist, o: Observed, p: DefinitionPlan
+) -> Reconciled:
+    """Do what `p` decided: the new revision, the deletions, one status write, Events."""
+    body, ns = o.body, o.body["metadata"]["namespace"]
+    if p.create is not None:
+        made, _ = await kube.create_if_missing(p.create)
+        if made["data"]["sha256"] != p.create["data"]["sha256"]:
+            return Reconciled([], p.rolling, written=False)  # another took its number
+        await recorder.post(
+            body,
+            "Normal",
+            "RevisionCreated",
+            f"revision {made['revision']} (sha256 {made['data']['sha256'][:12]})",
+        )
+    for doomed in p.delete:
+        await kube.delete("apps/v1", "ControllerRevision", doomed, ns)
+    if not p.changed:
+        return Reconciled([], p.rolling)
     # re-committed only on the spec and the annotations (rollback, rollout commands) it
     # was decided on; anything else is decided again
     annotations = body["metadata"].get("annotations")
-    same = unchanged_spec(body, new)
+    same = unchanged_spec(body, p.status)
     written = await persist.status(
         DEFINITION,
         body,
         lambda b: same(b) if b["metadata"].get("annotations") == annotations else None,
     )
     if written is None:
-        return Reconciled([], rolling, written=False)
-    await _tell(kube, body, old, new, check, verdict.events)
-    if Assignment.of(new) in (None, Assignment.of(old)):
-        return Reconciled([], rolling)
-    queued = [
-        f"{ns}/{inst['metadata']['name']}"
-        for inst in instances
-        if not (inst.get("status") or {}).get("revision")
-    ]
-    return Reconciled(queued, rolling)
+        return Reconciled([], p.rolling, written=False)
+    await _tell(recorder, body, p)
+    return Reconciled(p.queued, p.rolling)
 
 
-async def _revision_of(
-    kube: KubeApi,
-    body: dict[str, Any],
-    code: source.Code,
-    revs: list[dict[str, Any]],
-    now: dt.datetime,
-) -> int:
-    """The number of the revision holding `code`: an existing one with its hash, else a
-    new ControllerRevision (added to `revs`)."""
-    sha = code.sha256
-    match = [r for r in revs if r["data"]["sha256"] == sha]
+def _revision_for(
+    body: dict[str, Any], code: source.Code, revs: list[dict[str, Any]], now: dt.datetime
+) -> tuple[int, dict[str, Any] | None]:
+    """The number of the revision holding `code`, and the ControllerRevision to create
+    when none holds it yet (numbered after the newest)."""
+    match = [r for r in revs if r["data"]["sha256"] == code.sha256]
     if match:
-        return int(match[0]["revision"])
+        return int(match[0]["revision"]), None
     number = max((r["revision"] for r in revs), default=0) + 1
-    rev, _ = await kube.create_if_missing(
-        revisions.controller_revision(
-            body, number=number, code=code, created_at=format_time(now.replace(microsecond=0))
-        )
+    return number, revisions.controller_revision(
+        body, number=number, code=code, created_at=format_time(now.replace(microsecond=0))
     )
-    revs.append(rev)
-    await events.post(
-        kube, body, "Normal", "RevisionCreated", f"revision {number} (sha256 {sha[:12]})"
-    )
-    return number
 
 
 def _outcome(instance: dict[str, Any]) -> rollout.Outcome:
@@ -274,19 +347,12 @@ def _health(
     return conditions.health(True, check.reason, check.message)
 
 
-async def _tell(
-    kube: KubeApi,
-    body: dict[str, Any],
-    old: dict[str, Any],
-    new: dict[str, Any],
-    check: source.SourceCheck,
-    said: list[rollout.Event],
-) -> None:
+async def _tell(recorder: EventRecorder, body: dict[str, Any], p: DefinitionPlan) -> None:
     """Events and metrics for what changed."""
-    meta = body["metadata"]
+    meta, old, new = body["metadata"], body.get("status") or {}, p.status
     tenant = tenant_of(meta["namespace"])
-    for type_, reason, message in said:
-        await events.post(kube, body, type_, reason, message)
+    for type_, reason, message in p.said:
+        await recorder.post(body, type_, reason, message)
         if reason in ENDED_BY:
             metrics.ROLLOUTS_ENDED.labels(tenant=tenant, phase=ENDED_BY[reason]).inc()
     if new["rollout"]:
@@ -301,12 +367,10 @@ async def _tell(
             if rolled is not None
             else f"rollback cleared: new instances run revision {new['activeRevision']}"
         )
-        await events.post(
-            kube, body, "Normal", "RolledBack" if rolled else "RollbackCleared", message
-        )
+        await recorder.post(body, "Normal", "RolledBack" if rolled else "RollbackCleared", message)
     was = {c.get("type"): c for c in old.get("conditions") or []}.get(ConditionType.READY, {})
-    if not check.ok and was.get("reason") != check.reason:
-        await events.post(kube, body, "Warning", check.reason, check.message)
+    if not p.check.ok and was.get("reason") != p.check.reason:
+        await recorder.post(body, "Warning", p.check.reason, p.check.message)
 
 
 def _revisions_in_use(instances: list[dict[str, Any]]) -> set[int]:

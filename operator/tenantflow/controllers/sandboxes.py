@@ -17,6 +17,7 @@ from tenantflow.kube.client import KubeApi
 from tenantflow.sandbox.local import LocalSandboxes
 from tenantflow.sandbox.transport import Endpoint, SandboxUnavailable
 from tenantflow.tenancy import manifests
+from tenantflow.vocabulary import namespace_of
 
 ENDPOINT_TTL = 10.0  # seconds; a rotated key or a moved runner is picked up within this
 
@@ -52,7 +53,7 @@ class Sandboxes:
         self.found.discard(tenant)
 
     async def _lookup(self, tenant: str) -> tuple[bytes, str]:
-        ns = manifests.namespace_of(tenant)
+        ns = namespace_of(tenant)
         secret = await self.kube.get("v1", "Secret", manifests.HMAC_SECRET, ns)
         if secret is None or "key" not in (secret.get("data") or {}):
             raise SandboxUnavailable(

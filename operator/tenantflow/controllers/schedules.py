@@ -18,13 +18,12 @@ from pydantic import ValidationError
 
 from tenantflow import conditions
 from tenantflow.api.schedule import WorkflowSchedule
-from tenantflow.controllers.instances.view import tenant_of
 from tenantflow.controllers.ownership import Gate, sole_replica
 from tenantflow.controllers.persist import Persist, unchanged_spec
 from tenantflow.controllers.work_queue import WorkQueue
 from tenantflow.durations import format_time, parse_duration, parse_time
-from tenantflow.kube import events
 from tenantflow.kube.client import ApiException, KubeApi, message
+from tenantflow.kube.events import EventRecorder
 from tenantflow.lifecycle.schedule import (
     Cron,
     FinishedRun,
@@ -45,6 +44,7 @@ from tenantflow.vocabulary import (
     SCHEDULE,
     SCHEDULE_LABEL,
     SCHEDULED_AT_ANNOTATION,
+    tenant_of,
 )
 
 log = get_logger("tenantflow.schedule")
@@ -59,8 +59,10 @@ class ScheduleController:
     # and by the persist before the status write
     gate: Gate = sole_replica
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+    recorder: EventRecorder | None = None  # the operator's one recorder (else its own)
 
     def __post_init__(self) -> None:
+        self.events = self.recorder or EventRecorder(self.kube)
         self.queue = WorkQueue(
             self.reconcile, workers=4, name="schedules", gate=lambda ns: self.gate(ns)
         )
@@ -220,7 +222,7 @@ class ScheduleController:
             self.queue.request(f"{meta['namespace']}/{meta['name']}")
             return
         if status.get("conditions") != update["conditions"]:
-            await events.post(self.kube, body, "Warning", reason, message)
+            await self.events.post(body, "Warning", reason, message)
 
     async def _tell(
         self, body: dict[str, Any], started: list[dt.datetime], p: Plan, failure: str | None
@@ -260,9 +262,9 @@ class ScheduleController:
         for result, count, kind, reason, said in told:
             if count:
                 metrics.SCHEDULE_RUNS.labels(tenant=tenant, result=result).inc(count)
-                await events.post(self.kube, body, kind, reason, said)
+                await self.events.post(body, kind, reason, said)
         if failure:
-            await events.post(self.kube, body, "Warning", "StartFailed", failure)
+            await self.events.post(body, "Warning", "StartFailed", failure)
 
 
 def _status(

@@ -22,12 +22,19 @@ from tenantflow.controllers.persist import Persist, unchanged_spec
 from tenantflow.controllers.work_queue import WorkQueue
 from tenantflow.durations import parse_time
 from tenantflow.errors import TenantflowError
-from tenantflow.kube import events
 from tenantflow.kube.client import ApiException, KubeApi, message
+from tenantflow.kube.events import EventRecorder
 from tenantflow.observability.logging import get_logger
 from tenantflow.tenancy import egress, manifests, status
 from tenantflow.tenancy.manifests import OperatorSettings
-from tenantflow.vocabulary import API_VERSION, FINISHED, INSTANCE, TENANT, ConditionType
+from tenantflow.vocabulary import (
+    API_VERSION,
+    FINISHED,
+    INSTANCE,
+    TENANT,
+    ConditionType,
+    namespace_of,
+)
 
 log = get_logger("tenantflow.tenant")
 
@@ -75,13 +82,15 @@ class TenantController:
     # whether this replica may work on a tenant's namespace now (controllers/ownership.py):
     # asked by the queue before every reconcile and by the persist before the status write
     gate: Gate = sole_replica
+    recorder: EventRecorder | None = None  # the operator's one recorder (else its own)
 
     def __post_init__(self) -> None:
+        self.events = self.recorder or EventRecorder(self.kube)
         self.queue = WorkQueue(
             self.reconcile,
             name="tenants",
             gate=lambda namespace: self.gate(namespace),
-            namespace_of=manifests.namespace_of,  # the queue's keys are tenant names
+            namespace_of=namespace_of,  # the queue's keys are tenant names
         )
         self.persist = Persist(self.kube, self.queue.gate)
 
@@ -90,7 +99,9 @@ class TenantController:
         self.queue.request_within(tenant, USAGE_INTERVAL)
 
     async def reconcile(self, name: str) -> None:
-        done = await reconcile(self.kube, self.persist, self.settings, self.usage, name)
+        done = await reconcile(
+            self.kube, self.events, self.persist, self.settings, self.usage, name
+        )
         if not done.written:
             self.queue.request(name)  # its status was not written: again, if still ours
         elif done.missing_secrets:  # a platform's Secrets raise no event of ours: look again
@@ -101,11 +112,12 @@ class TenantController:
             self.queue.request_within(name, USAGE_INTERVAL)
 
     async def deleted(self, name: str, body: dict[str, Any]) -> None:
-        await tenant_deleted(self.kube, name, body)
+        await tenant_deleted(self.kube, self.events, name, body)
 
 
 async def reconcile(
     kube: KubeApi,
+    recorder: EventRecorder,
     persist: Persist,
     settings: OperatorSettings,
     usage: Callable[[str], dict[str, int]],
@@ -117,7 +129,7 @@ async def reconcile(
     if body is None or body["metadata"].get("deletionTimestamp"):
         return Reconciled(written=True)
     tenant = Tenant.model_validate(body)
-    ns_name = manifests.namespace_of(name)
+    ns_name = namespace_of(name)
     ns = await kube.get("v1", "Namespace", ns_name)
     if ns is not None and (ns["metadata"].get("labels") or {}).get(manifests.TENANT_LABEL) != name:
         observed = status.Observed(
@@ -126,7 +138,7 @@ async def reconcile(
                 f"{name}; delete or rename it, or pick another tenant name"
             )
         )
-        return Reconciled(await _write_status(kube, persist, body, observed, {}))
+        return Reconciled(await _write_status(recorder, persist, body, observed, {}))
     error = None
     refused = tuple(manifests.refusals(tenant, settings))
     try:
@@ -142,7 +154,7 @@ async def reconcile(
         error = f"applying tenant objects failed: {exc.status} {exc.reason}: {message(exc)}"
         log.warning("apply failed", tenant=name, error=error)
     observed = await _observe(kube, tenant, error, refused)
-    written = await _write_status(kube, persist, body, observed, usage(name))
+    written = await _write_status(recorder, persist, body, observed, usage(name))
     if error is not None:  # said on the Tenant; tried again with the queue's backoff
         raise TenantNotApplied(error)
     return Reconciled(written, bool(observed.missing_secrets))
@@ -153,7 +165,7 @@ async def _proxy_host(kube: KubeApi, tenant: Tenant) -> str | None:
     IP: it needs no cluster DNS)."""
     if not tenant.spec.sandbox.egress_hosts:
         return None
-    ns = manifests.namespace_of(tenant.metadata.name)
+    ns = namespace_of(tenant.metadata.name)
     svc = await kube.get("v1", "Service", egress.PROXY, ns)
     ip = ((svc or {}).get("spec") or {}).get("clusterIP")
     return ip if ip and ip != "None" else None
@@ -162,7 +174,7 @@ async def _proxy_host(kube: KubeApi, tenant: Tenant) -> str | None:
 async def _observe(
     kube: KubeApi, tenant: Tenant, error: str | None, refused: tuple[tuple[str, str], ...]
 ) -> status.Observed:
-    ns_name = manifests.namespace_of(tenant.metadata.name)
+    ns_name = namespace_of(tenant.metadata.name)
     ns = await kube.get("v1", "Namespace", ns_name)
     pvc = await kube.get("v1", "PersistentVolumeClaim", manifests.PVC, ns_name)
     sts = await kube.get("apps/v1", "StatefulSet", manifests.SANDBOX, ns_name)
@@ -207,7 +219,7 @@ def _quota_counted(quota: dict[str, Any] | None) -> bool:
 
 
 async def _write_status(
-    kube: KubeApi,
+    recorder: EventRecorder,
     persist: Persist,
     body: dict[str, Any],
     observed: status.Observed,
@@ -218,7 +230,7 @@ async def _write_status(
     meta, old = body["metadata"], body.get("status") or {}
     phase, conds = status.conditions(observed)
     new = {
-        "namespace": manifests.namespace_of(meta["name"]),
+        "namespace": namespace_of(meta["name"]),
         "phase": phase,
         "conditions": conditions.merge(
             old.get("conditions"), conds, generation=meta.get("generation")
@@ -228,21 +240,23 @@ async def _write_status(
     }
     if {k: old.get(k) for k in new} == new:
         return True
-    fence = manifests.namespace_of(meta["name"])
+    fence = namespace_of(meta["name"])
     if await persist.status(TENANT, body, unchanged_spec(body, new), fence=fence) is None:
         return False
     if old.get("phase") != phase:
         ready = next(c for c in conds if c.type == ConditionType.READY)
-        await events.post(
-            kube, body, "Warning" if phase == "Degraded" else "Normal", ready.reason, ready.message
+        await recorder.post(
+            body, "Warning" if phase == "Degraded" else "Normal", ready.reason, ready.message
         )
         log.info("tenant phase", tenant=meta["name"], phase=phase, reason=ready.reason)
     return True
 
 
-async def tenant_deleted(kube: KubeApi, name: str, body: dict[str, Any]) -> None:
+async def tenant_deleted(
+    kube: KubeApi, recorder: EventRecorder, name: str, body: dict[str, Any]
+) -> None:
     """Finalizer: terminate running instances, then remove the namespace and everything in it."""
-    ns_name = manifests.namespace_of(name)
+    ns_name = namespace_of(name)
     ns = await kube.get("v1", "Namespace", ns_name)
     if ns is None or (ns["metadata"].get("labels") or {}).get(manifests.TENANT_LABEL) != name:
         return  # never ours (a conflict): nothing to remove
@@ -264,8 +278,7 @@ async def tenant_deleted(kube: KubeApi, name: str, body: dict[str, Any]) -> None
     if running and dt.datetime.now(dt.UTC) - deleted_at < TERMINATION_GRACE:
         raise kopf.TemporaryError(f"waiting for {len(running)} instance(s) to terminate", delay=2)
     if running:
-        await events.post(
-            kube,
+        await recorder.post(
             body,
             "Warning",
             "TerminationTimeout",

@@ -29,13 +29,14 @@ from prometheus_client import start_http_server
 
 from tenantflow.controllers.definition import DefinitionController
 from tenantflow.controllers.instances import InstanceController, InstanceSettings
-from tenantflow.controllers.instances.revisions import RevisionCache
+from tenantflow.controllers.revision_cache import RevisionCache
 from tenantflow.controllers.sandboxes import Sandboxes
 from tenantflow.controllers.schedules import ScheduleController
 from tenantflow.controllers.shards import Shards, ShardSettings
 from tenantflow.controllers.tenant import OWNED, TenantController
 from tenantflow.controllers.work_queue import WorkQueue
 from tenantflow.kube.client import Kube
+from tenantflow.kube.events import EventRecorder
 from tenantflow.kube.reflector import reflect
 from tenantflow.observability.logging import configure, get_logger
 from tenantflow.tenancy import manifests, sharding
@@ -45,10 +46,10 @@ from tenantflow.vocabulary import (
     DEFINITION,
     GROUP,
     INSTANCE,
-    NAMESPACE_PREFIX,
     SCHEDULE,
     TENANT,
     VERSION,
+    namespace_of,
 )
 
 log = get_logger("tenantflow.operator")
@@ -86,6 +87,7 @@ class Operator:
         definitions: DefinitionController | None = None
         schedules: ScheduleController | None = None
         op: Operator | None = None
+        recorder = EventRecorder(kube)  # one Normal-Event budget per namespace, shared
         shards = Shards(
             kube,
             shard_settings,
@@ -101,14 +103,19 @@ class Operator:
             finished=lambda ns, wf: definitions.instance_finished(ns, wf) if definitions else None,
             run_finished=lambda ns, s: schedules.run_finished(ns, s) if schedules else None,
             gate=shards.verdict,
+            recorder=recorder,
         )
         tenants = TenantController(
-            kube, settings, usage=instances.tenant_usage, gate=shards.verdict
+            kube, settings, usage=instances.tenant_usage, gate=shards.verdict, recorder=recorder
         )
         definitions = DefinitionController(
-            kube, revisions, wake_instance=instances.queue.request, gate=shards.verdict
+            kube,
+            revisions,
+            wake_instance=instances.queue.request,
+            gate=shards.verdict,
+            recorder=recorder,
         )
-        schedules = ScheduleController(kube, gate=shards.verdict)
+        schedules = ScheduleController(kube, gate=shards.verdict, recorder=recorder)
         op = cls(kube, settings, instances, tenants, definitions, schedules, shards)
         return op
 
@@ -121,7 +128,7 @@ class Operator:
         )
 
     def tenant_is_ours(self, tenant: str) -> bool:
-        return self.shards.may_act(f"{NAMESPACE_PREFIX}{tenant}")
+        return self.shards.may_act(namespace_of(tenant))
 
     def gained(self, shards: set[int]) -> None:
         """Shards this replica may act on now: adopt their tenants, definitions and
@@ -182,7 +189,7 @@ class Operator:
     async def _adopt_once(self, ours: Callable[[str], bool]) -> None:
         await self.instances.adopt(ours)
         for tenant in await self.kube.list(API_VERSION, TENANT):
-            if ours(f"{NAMESPACE_PREFIX}{tenant['metadata']['name']}"):
+            if ours(namespace_of(tenant["metadata"]["name"])):
                 self.tenants.queue.request(tenant["metadata"]["name"])
         for kind, queue in ((DEFINITION, self.definitions.queue), (SCHEDULE, self.schedules.queue)):
             for obj in await self.kube.list(API_VERSION, kind):

@@ -28,6 +28,7 @@ from tenantflow.engine.errors import (
     WorkflowSignatureError,
     WorkflowSyntaxError,
 )
+from tenantflow.vocabulary import DEFAULT_ENTRYPOINT
 
 WorkflowFn = Callable[..., Awaitable[Any]]
 SINGLE_MODULE = "workflow"  # the module name of a one-module source (spec.source.inline)
@@ -109,7 +110,7 @@ def workflow_modules(files: Mapping[str, str], label: str = "workflow") -> Itera
             linecache.cache.pop(origin, None)
 
 
-def load_main(main: str, entrypoint: str = "run") -> WorkflowFn:
+def load_main(main: str, entrypoint: str = DEFAULT_ENTRYPOINT) -> WorkflowFn:
     """Import the main module (inside `workflow_modules`) and return its checked entrypoint."""
     try:
         module = importlib.import_module(main)
@@ -136,7 +137,7 @@ def load(source: str, entrypoint: str = "run", label: str = "workflow") -> Workf
         return load_main(SINGLE_MODULE, entrypoint)
 
 
-def check(fn: Any, name: str = "run") -> WorkflowFn:
+def check(fn: Any, name: str = DEFAULT_ENTRYPOINT) -> WorkflowFn:
     """`fn` must be `async def` taking (event, step) or (event, step, env)."""
     if not inspect.iscoroutinefunction(fn):
         raise WorkflowSignatureError(

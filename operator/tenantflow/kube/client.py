@@ -47,6 +47,7 @@ class KubeApi(Protocol):
         kind: str,
         namespace: str | None = None,
         label_selector: str | None = None,
+        field_selector: str | None = None,
     ) -> builtins.list[dict[str, Any]]: ...
 
     def list_pages(
@@ -244,8 +245,13 @@ class Kube:
         kind: str,
         namespace: str | None = None,
         label_selector: str | None = None,
+        field_selector: str | None = None,
     ) -> list[dict[str, Any]]:
+        """`field_selector`: `path=value` terms on the kind's selectable fields (a CRD's
+        spec.selectableFields): the API server filters, not us."""
         query = [("labelSelector", label_selector)] if label_selector else []
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
         out = await self.request("GET", path(api_version, kind, namespace), query=query)
         return list(out.get("items", []))
 

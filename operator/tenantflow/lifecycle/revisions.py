@@ -6,7 +6,7 @@ from typing import Any
 
 from tenantflow.lifecycle.source import Code
 from tenantflow.tenancy.manifests import MANAGED_BY
-from tenantflow.vocabulary import DEFINITION_LABEL, REVISION_LABEL
+from tenantflow.vocabulary import DEFAULT_ENTRYPOINT, DEFINITION_LABEL, REVISION_LABEL
 
 SHA_ANNOTATION = "tenantflow.dev/sha256"
 # where `tenantflow rollback` records its choice: an annotation, not spec.pinnedRevision, so
@@ -49,7 +49,7 @@ def controller_revision(
         "revision": number,
         "data": {
             **code.revision_data(),
-            "entrypoint": spec.get("entrypoint", "run"),
+            "entrypoint": spec.get("entrypoint", DEFAULT_ENTRYPOINT),
             "defaults": spec.get("defaults", {}),
             "sha256": sha,
             "createdAt": created_at,

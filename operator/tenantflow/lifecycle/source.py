@@ -11,6 +11,7 @@ from typing import Any
 
 from tenantflow.engine.errors import WorkflowDefinitionError
 from tenantflow.engine.loader import MAX_CODE_BYTES, MAX_FILES, SINGLE_MODULE, module_name
+from tenantflow.vocabulary import DEFAULT_ENTRYPOINT
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class SourceCheck:
     message: str = "the source compiles and defines its entrypoint"
 
 
-def check(code: Code, entrypoint: str = "run") -> SourceCheck:
+def check(code: Code, entrypoint: str = DEFAULT_ENTRYPOINT) -> SourceCheck:
     """Parse (not execute) every module; the main one must define the entrypoint as a
     top-level `async def` taking (event, step) or (event, step, env)."""
     size = sum(len(text.encode()) for text in code.files.values())

@@ -48,7 +48,7 @@ from tenantflow.storage.database import TenantDatabase
 from tenantflow.storage.outputs import SqliteOutputStore
 from tenantflow.storage.step_results import SqliteStepResults
 from tenantflow.supervisor.usage import STORAGE_BYTES
-from tenantflow.vocabulary import NAMESPACE_PREFIX
+from tenantflow.vocabulary import DEFAULT_ENTRYPOINT, namespace_of
 
 MAX_FILES = 256
 ADVANCE_NICE = 19
@@ -241,7 +241,7 @@ def run(
     """One advance for one instance; everything in and out is JSON-shaped. `vouch_for`:
     how the runner learns of recorded step results (None: no runner, nothing recalled)."""
     rev = payload["revision"]
-    secrets = Secrets(secrets_dir, f"{NAMESPACE_PREFIX}{tenant}")
+    secrets = Secrets(secrets_dir, namespace_of(tenant))
     try:
         with workflow_modules(rev["files"], str(rev.get("name") or "workflow")):
             return _run_loaded(payload, data_dir, tenant, report, secrets, vouch_for)
@@ -259,7 +259,7 @@ def _run_loaded(
 ) -> dict[str, Any]:
     rev = payload["revision"]
     try:
-        fn = load_main(rev["main"], rev.get("entrypoint", "run"))
+        fn = load_main(rev["main"], rev.get("entrypoint", DEFAULT_ENTRYPOINT))
     except EngineError as exc:
         return failed(payload, exc.reason, str(exc))
     storage = payload.get("storage") or {}

@@ -12,7 +12,7 @@ from tenantflow.quantity import parse_quantity
 from tenantflow.tenancy import egress, sharding, status
 from tenantflow.tenancy.pods import container_security, pod_security
 from tenantflow.tenancy.sharding import shard_of
-from tenantflow.vocabulary import GROUP, HISTORY_PROXY, NAMESPACE_PREFIX, SHARD_LABEL, TENANT
+from tenantflow.vocabulary import GROUP, HISTORY_PROXY, SHARD_LABEL, TENANT, namespace_of
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "tenantflow"}
 TENANT_LABEL = "tenantflow.dev/tenant"
@@ -59,10 +59,6 @@ class OperatorSettings:
             f"{allowed}); use an allowed image, or add a pattern to the chart's "
             "sandbox.allowedImages. The sandbox keeps its current image"
         )
-
-
-def namespace_of(tenant_name: str) -> str:
-    return f"{NAMESPACE_PREFIX}{tenant_name}"
 
 
 def labels(tenant_name: str, **extra: str) -> dict[str, str]:

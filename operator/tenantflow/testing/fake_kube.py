@@ -96,8 +96,10 @@ class FakeKube:
         kind: str,
         namespace: str | None = None,
         label_selector: str | None = None,
+        field_selector: str | None = None,
     ) -> list[dict[str, Any]]:
         self.calls.append(("list", kind, namespace or ""))
+        fields = dict(t.split("=", 1) for t in field_selector.split(",")) if field_selector else {}
         terms = label_selector.split(",") if label_selector else []
         wanted = dict(t.split("=", 1) for t in terms if "=" in t)
         present = [t for t in terms if "=" not in t and not t.startswith("!")]  # `key`: exists
@@ -110,6 +112,7 @@ class FakeKube:
             and all((o["metadata"].get("labels") or {}).get(a) == b for a, b in wanted.items())
             and all(key in (o["metadata"].get("labels") or {}) for key in present)
             and not any(key in (o["metadata"].get("labels") or {}) for key in absent)
+            and all(_field(o, path) == value for path, value in fields.items())
         ]
 
     async def list_pages(
@@ -191,3 +194,11 @@ class FakeKube:
         # as the real client: a kind it has no REST path for fails here too
         resources.path(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
         return (obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
+
+
+def _field(obj: dict[str, Any], path: str) -> str:
+    """A selectable field's value as a field selector compares it (text; "" if unset)."""
+    value: Any = obj
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return "" if value is None else str(value)

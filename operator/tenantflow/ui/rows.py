@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from tenantflow.vocabulary import NAMESPACE_PREFIX, ConditionType
+from tenantflow.vocabulary import ConditionType, namespace_of
 
 
 def condition(obj: dict[str, Any], ctype: str) -> dict[str, Any]:
@@ -27,7 +27,7 @@ def tenant_row(tenant: dict[str, Any]) -> dict[str, Any]:
     sandbox = condition(tenant, ConditionType.SANDBOX_READY)
     return {
         "name": tenant["metadata"]["name"],
-        "namespace": st.get("namespace") or f"{NAMESPACE_PREFIX}{tenant['metadata']['name']}",
+        "namespace": st.get("namespace") or namespace_of(tenant["metadata"]["name"]),
         "phase": st.get("phase") or "Provisioning",
         "running": usage.get("runningInstances", 0),
         "queued": usage.get("queuedInstances", 0),

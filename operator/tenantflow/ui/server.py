@@ -29,7 +29,14 @@ from tenantflow.lifecycle.source import Code
 from tenantflow.observability.logging import get_logger
 from tenantflow.ui import views
 from tenantflow.ui.access import Access
-from tenantflow.vocabulary import API_VERSION, DEFINITION, INSTANCE, NAMESPACE_PREFIX, TENANT
+from tenantflow.vocabulary import (
+    API_VERSION,
+    DEFINITION,
+    INSTANCE,
+    NAMESPACE_PREFIX,
+    TENANT,
+    WORKFLOW_REF_FIELD,
+)
 
 log = get_logger("tenantflow.ui")
 STATIC = Path(__file__).parent / "static"
@@ -154,7 +161,7 @@ def _selectors(request: web.Request) -> str:
     q = request.query
     terms = []
     if q.get("definition"):
-        terms.append(f"spec.workflowRef.name={q['definition']}")
+        terms.append(f"{WORKFLOW_REF_FIELD}={q['definition']}")
     if q.get("phase"):
         terms.append(f"status.phase={q['phase']}")
     if q.get("revision"):
@@ -239,7 +246,7 @@ async def _definition(request: web.Request, kube: Kube) -> Any:
     per_revision: dict[int, dict[str, int]] = {}
     counted, cont = 0, ""
     while counted < MAX_COUNTED:  # instances per revision and phase, one page at a time
-        page = await _page(kube, ns, f"spec.workflowRef.name={name}", MAX_PAGE, cont)
+        page = await _page(kube, ns, f"{WORKFLOW_REF_FIELD}={name}", MAX_PAGE, cont)
         for row in page["items"]:
             by_phase = per_revision.setdefault(int(row["revision"] or 0), {})
             by_phase[row["phase"]] = by_phase.get(row["phase"], 0) + 1

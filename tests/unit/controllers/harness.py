@@ -10,10 +10,10 @@ from typing import Any, cast
 
 from tenantflow.controllers import definition
 from tenantflow.controllers.instances import InstanceController, InstanceSettings
-from tenantflow.controllers.instances.revisions import RevisionCache
 from tenantflow.controllers.persist import Persist
+from tenantflow.controllers.revision_cache import RevisionCache
 from tenantflow.controllers.sandboxes import Sandboxes
-from tenantflow.kube import events
+from tenantflow.kube.events import EventRecorder
 from tenantflow.sandbox import history_api, worker
 from tenantflow.sandbox.transport import HttpTransport, SandboxUnavailable
 from tenantflow.storage.history import History
@@ -86,7 +86,6 @@ class Harness:
         keeps the API and its objects, nothing of its own memory)."""
         kube = kube if kube is not None else FakeKube()
         sandbox, revisions = InProcessSandbox(tmp_path), RevisionCache()
-        events._budgets.clear()  # each test's Normal Events get the whole per-namespace burst
         refreshes: list[str] = []
         kube.put(
             {
@@ -118,7 +117,9 @@ class Harness:
             }
         )
         self.revisions.forget_definition(NS, name)  # as the definition controller's watch does
-        await definition.reconcile(self.kube, Persist(self.kube), f"{NS}/{name}")
+        await definition.reconcile(
+            self.kube, EventRecorder(self.kube), Persist(self.kube), f"{NS}/{name}"
+        )
         status = self.kube.read(API_VERSION, DEFINITION, name, NS)["status"]
         assert status["conditions"][0]["status"] == "True", status["conditions"]
         return int(status["activeRevision"])

@@ -16,6 +16,7 @@ from tenantflow.controllers.instances import InstanceSettings
 from tenantflow.controllers.instances.view import InstanceView
 from tenantflow.controllers.persist import Persist
 from tenantflow.kube import instances
+from tenantflow.kube.events import EventRecorder
 from tenantflow.lifecycle.revisions import ROLLBACK_ANNOTATION
 from tenantflow.sandbox.transport import SandboxUnavailable
 from tenantflow.vocabulary import API_VERSION, ARCHIVE_NOW_ANNOTATION, INSTANCE, TENANT, Phase
@@ -239,14 +240,14 @@ async def test_a_rollback_lives_outside_the_spec_and_the_spec_pin_wins(tmp_path:
     body = h.kube.read(API_VERSION, "WorkflowDefinition", "ver", NS)
     body["metadata"]["annotations"] = {ROLLBACK_ANNOTATION: "1"}  # tenantflow rollback --to 1
     h.kube.put(body)
-    await definition.reconcile(h.kube, Persist(h.kube), f"{NS}/ver")
+    await definition.reconcile(h.kube, EventRecorder(h.kube), Persist(h.kube), f"{NS}/ver")
     status = h.kube.read(API_VERSION, "WorkflowDefinition", "ver", NS)["status"]
     assert (status["activeRevision"], status["rolledBackTo"]) == (1, 1)
     assert ("Normal", "RolledBack") in h.events()
     body = h.kube.read(API_VERSION, "WorkflowDefinition", "ver", NS)
     body["spec"]["pinnedRevision"] = 2  # Git pins a revision: it wins
     h.kube.put(body)
-    await definition.reconcile(h.kube, Persist(h.kube), f"{NS}/ver")
+    await definition.reconcile(h.kube, EventRecorder(h.kube), Persist(h.kube), f"{NS}/ver")
     assert (
         h.kube.read(API_VERSION, "WorkflowDefinition", "ver", NS)["status"]["activeRevision"] == 2
     )
@@ -254,7 +255,7 @@ async def test_a_rollback_lives_outside_the_spec_and_the_spec_pin_wins(tmp_path:
     del body["spec"]["pinnedRevision"]
     body["metadata"]["annotations"] = {ROLLBACK_ANNOTATION: "7"}  # a revision that is gone
     h.kube.put(body)
-    await definition.reconcile(h.kube, Persist(h.kube), f"{NS}/ver")
+    await definition.reconcile(h.kube, EventRecorder(h.kube), Persist(h.kube), f"{NS}/ver")
     ready = h.kube.read(API_VERSION, "WorkflowDefinition", "ver", NS)["status"]["conditions"]
     stalled = {c["type"]: c for c in ready}["Stalled"]
     assert stalled["reason"] == "PinnedRevisionNotFound"

@@ -9,6 +9,7 @@ from typing import Any
 
 from tenantflow.controllers import definition
 from tenantflow.controllers.persist import Persist
+from tenantflow.kube.events import EventRecorder
 from tenantflow.vocabulary import API_VERSION, DEFINITION
 from tests.unit.controllers.harness import NS, Harness
 
@@ -31,7 +32,7 @@ async def apply(h: Harness, source: str, **spec: Any) -> dict[str, Any]:
 
 async def reconcile(h: Harness) -> dict[str, Any]:
     h.revisions.forget_definition(NS, "flow")  # as the definition controller's watch does
-    await definition.reconcile(h.kube, Persist(h.kube), f"{NS}/flow")
+    await definition.reconcile(h.kube, EventRecorder(h.kube), Persist(h.kube), f"{NS}/flow")
     return dict(h.kube.read(API_VERSION, DEFINITION, "flow", NS)["status"])
 
 

@@ -29,7 +29,7 @@ from tenantflow.sandbox.transport import HttpTransport, SandboxUnavailable, reje
 from tenantflow.supervisor.fair_queue import FairDispatcher
 from tenantflow.supervisor.token_bucket import TokenBucket, tuned
 from tenantflow.supervisor.usage import STORAGE_BYTES
-from tenantflow.vocabulary import FINISHED, ConditionType, Phase
+from tenantflow.vocabulary import DEFAULT_ENTRYPOINT, FINISHED, ConditionType, Phase
 
 log = get_logger("tenantflow.instance")
 
@@ -142,7 +142,7 @@ def _payload(
     data, st = revision["data"], d.status
     return advance_payload(
         source=Code.from_revision(data),
-        entrypoint=data.get("entrypoint", "run"),
+        entrypoint=data.get("entrypoint", DEFAULT_ENTRYPOINT),
         name=d.view.workflow,
         instance_id=d.view.name,
         instance_uid=d.view.uid,

@@ -23,15 +23,17 @@ from tenantflow.controllers.instances.bookkeeping import PhaseBook
 from tenantflow.controllers.instances.children import Children
 from tenantflow.controllers.instances.drive import Drive
 from tenantflow.controllers.instances.failures import SandboxFailures
-from tenantflow.controllers.instances.revisions import RevisionCache, RevisionResolver
+from tenantflow.controllers.instances.revisions import RevisionResolver
 from tenantflow.controllers.instances.status_writer import StatusWriter
-from tenantflow.controllers.instances.view import InstanceView, key_of, tenant_of
+from tenantflow.controllers.instances.view import InstanceView, key_of
 from tenantflow.controllers.ownership import Gate, Verdict, sole_replica
 from tenantflow.controllers.persist import Persist
+from tenantflow.controllers.revision_cache import RevisionCache
 from tenantflow.controllers.sandboxes import Sandboxes
 from tenantflow.controllers.work_queue import WorkQueue
 from tenantflow.durations import parse_duration, parse_time
 from tenantflow.kube.client import KubeApi
+from tenantflow.kube.events import EventRecorder
 from tenantflow.lifecycle import instance_state as state
 from tenantflow.lifecycle import reset
 from tenantflow.observability import metrics
@@ -39,7 +41,15 @@ from tenantflow.observability.logging import get_logger
 from tenantflow.sandbox.transport import HttpTransport
 from tenantflow.supervisor.admission import LENT, Admission
 from tenantflow.supervisor.fair_queue import FairDispatcher
-from tenantflow.vocabulary import API_VERSION, FINISHED, INSTANCE, TENANT, ConditionType, Phase
+from tenantflow.vocabulary import (
+    API_VERSION,
+    FINISHED,
+    INSTANCE,
+    TENANT,
+    ConditionType,
+    Phase,
+    tenant_of,
+)
 
 log = get_logger("tenantflow.instance")
 LIMITS_TTL = 1.0  # seconds a tenant's limits are reused before being read again
@@ -69,6 +79,7 @@ class InstanceController:
     # by the queue before every drive and by the persist before every write
     gate: Gate = sole_replica
     transport: HttpTransport = field(default_factory=HttpTransport)
+    recorder: EventRecorder | None = None  # the operator's one recorder (else its own)
 
     def __post_init__(self) -> None:
         self.queue = WorkQueue(
@@ -79,7 +90,11 @@ class InstanceController:
         )
         self.admission = Admission()
         self.book = PhaseBook(self.admission, self.queue.request, self.usage_changed)
-        self.writer = StatusWriter(self.kube, self.queue, Persist(self.kube, self.queue.gate))
+        self.writer = StatusWriter(
+            self.recorder or EventRecorder(self.kube),
+            self.queue,
+            Persist(self.kube, self.queue.gate),
+        )
         self.revisions = RevisionResolver(self.kube, self.revision_cache)
         self.failures = SandboxFailures(self.sandboxes)
         self.archiver = Archiver(self.sandboxes, self.transport)

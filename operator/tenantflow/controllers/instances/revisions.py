@@ -4,12 +4,12 @@ the names the rollout's weight picks); cached, as revisions are immutable."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from tenantflow import conditions
-from tenantflow.cache import Cache
 from tenantflow.controllers.instances.drive import Drive
+from tenantflow.controllers.revision_cache import RevisionCache
 from tenantflow.durations import format_duration, parse_time
 from tenantflow.kube.client import KubeApi
 from tenantflow.kube.revisions import list_revisions
@@ -22,24 +22,6 @@ MISSING_DEFINITION_RETRY = 5.0  # seconds; its own event wakes the instance soon
 # definition's first revision exists, a race that ends within seconds
 DEFINITION_GRACE = 60.0
 MISSING_REVISION_RETRY = 10.0
-
-
-@dataclass
-class RevisionCache:
-    """Shared with the definition controller, which forgets a definition on its events."""
-
-    # ControllerRevisions by (namespace, definition, number): immutable while their
-    # definition exists, so forgotten whenever the definition changes or goes
-    revisions: Cache[tuple[str, str, int], dict[str, Any]] = field(
-        default_factory=lambda: Cache(maxsize=2048)
-    )
-    # which revision new instances run, by (namespace, definition): status.activeRevision
-    # and a rollout's canary; forgotten on the same events
-    active: Cache[tuple[str, str], Assignment] = field(default_factory=lambda: Cache(maxsize=4096))
-
-    def forget_definition(self, namespace: str, name: str) -> None:
-        self.revisions.forget(lambda k: k[:2] == (namespace, name))
-        self.active.discard((namespace, name))
 
 
 @dataclass

@@ -22,9 +22,9 @@ from tenantflow.controllers.instances.drive import Drive, Event
 from tenantflow.controllers.persist import Body, Persist
 from tenantflow.controllers.work_queue import WorkQueue
 from tenantflow.durations import parse_time
-from tenantflow.kube import events
-from tenantflow.kube.client import ApiException, KubeApi
+from tenantflow.kube.client import ApiException
 from tenantflow.kube.client import message as client_message
+from tenantflow.kube.events import EventRecorder
 from tenantflow.lifecycle import instance_state as state
 from tenantflow.observability import metrics
 from tenantflow.vocabulary import FINISHED, INSTANCE, Phase
@@ -35,7 +35,7 @@ REMEMBER_WITHIN = dt.timedelta(seconds=60)  # ...when that drive is due this soo
 
 @dataclass
 class StatusWriter:
-    kube: KubeApi
+    events: EventRecorder
     queue: WorkQueue
     persister: Persist
     # bodies our own writes left, kept for the next drive of their instance (remember())
@@ -122,7 +122,7 @@ class StatusWriter:
         self.remember(key, out)
         self.unechoed[key] = meta["resourceVersion"]
         if event:
-            await events.post(self.kube, body, *event)
+            await self.events.post(body, *event)
         return out
 
     @staticmethod

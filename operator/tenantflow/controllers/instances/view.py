@@ -98,8 +98,3 @@ def _reset_request(annotations: dict[str, str] | None) -> ResetRequest | None:
 
 def key_of(body: dict[str, Any]) -> str:
     return f"{body['metadata']['namespace']}/{body['metadata']['name']}"
-
-
-def tenant_of(namespace: str) -> str:
-    """The tenant a namespace belongs to (bookkeeping keys, even outside tenant-*)."""
-    return namespace.removeprefix(NAMESPACE_PREFIX)
