@@ -72,6 +72,14 @@ def health(
     ]
 
 
+def only_abnormal(stored: list[dict[str, Any]], normal: dict[str, bool]) -> list[dict[str, Any]]:
+    """`stored` without the conditions that are in their normal state (`normal`: type ->
+    the status that says nothing): kstatus' abnormal-true pattern, for kinds that exist by
+    the ten thousand, where each condition is bytes in etcd and in every watch-cache copy
+    of the object. A condition reappears, with a new transition time, once it is not."""
+    return [c for c in stored if normal.get(str(c.get("type"))) != (c.get("status") == "True")]
+
+
 def find(stored: list[dict[str, Any]] | None, ctype: str) -> dict[str, Any] | None:
     """The stored condition of type `ctype`, or None."""
     return next((c for c in stored or [] if c.get("type") == ctype), None)

@@ -20,7 +20,7 @@ from tenantflow.durations import format_time, parse_time
 from tenantflow.engine.journal import StepKind, StepState
 from tenantflow.engine.outcome import Complete, Errored, Outcome, Waiting
 from tenantflow.engine.state import InboxEvent
-from tenantflow.vocabulary import Phase
+from tenantflow.vocabulary import ConditionType, Phase
 
 MAX_STATUS_BYTES = 1_000_000  # etcd's limit is 1.5 MiB for the whole object
 # every key status.waitingFor may hold: the status is written as a merge patch, which keeps
@@ -212,6 +212,17 @@ def _bounded_lost(recorded: dict[str, Any]) -> dict[str, dict[str, Any]]:
             },
         }
     return out
+
+
+# A WorkflowInstance keeps only the conditions that say something (issue 34: its status
+# is paid for per instance by the control plane): Ready always (`kubectl wait`), the
+# others only away from these statuses
+QUIET_CONDITIONS = {
+    ConditionType.RECONCILING: False,
+    ConditionType.STALLED: False,
+    ConditionType.SANDBOX_REACHABLE: True,
+    ConditionType.ADMITTED: True,
+}
 
 
 def health(phase: str | None, error: dict[str, Any] | None) -> list[ConditionUpdate]:

@@ -339,6 +339,28 @@ async def test_a_tenants_keep_finished_for_overrides_the_operators_ttl(tmp_path:
     assert h.sandbox.store is not None and h.sandbox.store.get("one") is not None
 
 
+async def test_an_instance_keeps_only_the_conditions_that_say_something(
+    tmp_path: Path,
+) -> None:
+    """Issue 34: each condition is paid for per instance in etcd and the API server's
+    watch cache; Ready stays (kubectl wait), the others only when away from normal."""
+    h = Harness.new(tmp_path)
+    await h.define(
+        "sleepy", COUNTED.replace("b = await", "await step.sleep('nap', '1h')\n    b = await")
+    )
+    key = h.start("one", "sleepy")
+    await h.drive(key)
+    types = {c["type"]: c["status"] for c in h.status("one")["conditions"]}
+    assert types == {"Ready": "False", "Reconciling": "True"}, "Waiting: in progress"
+    h.sandbox.failures = [SandboxUnavailable("SandboxWorkerLost", "the worker died")]
+    await h.kube.patch(*INSTANCE_ID, "one", NS, {"spec": {"events": [{"type": "poke"}]}})
+    await h.drive(key)
+    assert {c["type"] for c in h.status("one")["conditions"]} >= {"SandboxReachable"}
+    await h.drive(key)
+    await h.drive(key)
+    assert "SandboxReachable" not in {c["type"] for c in h.status("one")["conditions"]}
+
+
 async def test_records_the_sandbox_rejected_as_forged_are_a_warning_event(
     tmp_path: Path,
 ) -> None:

@@ -134,10 +134,13 @@ class StatusWriter:
             status.get("phase") or before.get("phase"),
             status.get("error") if "error" in status else before.get("error"),
         )
-        merged = conditions.merge(
-            status.get("conditions") or before.get("conditions"),
-            health,
-            generation=meta.get("generation"),
+        merged = conditions.only_abnormal(
+            conditions.merge(
+                status.get("conditions") or before.get("conditions"),
+                health,
+                generation=meta.get("generation"),
+            ),
+            state.QUIET_CONDITIONS,
         )
         status = {**status, "observedGeneration": meta.get("generation")}
         status.pop("conditions", None)
