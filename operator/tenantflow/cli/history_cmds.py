@@ -17,9 +17,10 @@ import click
 from tenantflow.cli.common import INT, CliError, Env, Output, verb
 from tenantflow.cli.text import table
 from tenantflow.kube import history
+from tenantflow.kube import instances as live
 from tenantflow.kube.client import ApiException, Kube
 from tenantflow.ui import rows
-from tenantflow.vocabulary import API_VERSION, HISTORY_PROXY, INSTANCE
+from tenantflow.vocabulary import API_VERSION, HISTORY_PROXY, INSTANCE, WORKFLOW_REF_FIELD
 
 
 async def read(
@@ -40,6 +41,21 @@ async def read(
                 f"viewer or editor role (get services/{HISTORY_PROXY[0]}/proxy)"
             ) from None
         raise
+
+
+async def live_or_archived(env: Env, name: str) -> tuple[dict[str, Any], bool]:
+    """The instance as an object, else as its tenant's history kept it (the same shape:
+    metadata, spec, status) and True; a user need not know where it lives now."""
+    try:
+        return await live.get(env.kube, env.namespace, name), False
+    except live.InstanceNotFound as gone:
+        try:
+            found = (await read(env.kube, env.namespace, f"/v1/instances/{name}"))["instance"]
+        except CliError as unreadable:
+            raise CliError(f"{gone} (nor read from the tenant's history: {unreadable})") from None
+        if found is None:
+            raise CliError(f"{gone}, live or in the tenant's history") from None
+        return dict(found["record"]), True
 
 
 def archive_row(item: dict[str, Any]) -> list[Any]:
@@ -69,16 +85,85 @@ async def archive(
     selector: tuple[str, ...] = (),
     limit: int = 50,
 ) -> Output:
-    for given in selector:
-        if "=" not in given:
-            raise CliError(f"-l {given!r}: give an attribute as KEY=VALUE")
     query = [("limit", str(limit))]
     query += [(k, v) for k, v in (("phase", phase), ("definition", definition)) if v]
-    query += [("attr", s) for s in selector]
+    query += [("attr", f"{k}={v}") for k, v in selected(selector).items()]
     page = await read(env.kube, env.namespace, "/v1/instances", query)
     more = f"\n(more: --limit {limit * 2})" if page.get("next") else ""
     header = ["NAME", "DEFINITION", "PHASE", "FINISHED", "ATTRIBUTES"]
     return Output(page, table(header, [archive_row(i) for i in page["items"]]) + more)
+
+
+def selected(selector: tuple[str, ...]) -> dict[str, str]:
+    """-l KEY=VALUE options as attributes (a label selector's equality terms)."""
+    for given in selector:
+        if "=" not in given:
+            raise CliError(f"-l {given!r}: give an attribute as KEY=VALUE")
+    return dict(given.split("=", 1) for given in selector)
+
+
+@verb(
+    "list",
+    "instances, live and archived, newest first (filter by phase, definition, -l)",
+    click.option("--phase", help="Queued, Running, Waiting, Paused, Complete, Errored, ..."),
+    click.option("--definition", help="the WorkflowDefinition's name"),
+    click.option(
+        "-l",
+        "--selector",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="a search attribute (the instance's labels), repeatable",
+    ),
+    click.option("--limit", type=INT, default=50, help="archived instances shown at most"),
+)
+async def list_instances(
+    env: Env,
+    phase: str | None = None,
+    definition: str | None = None,
+    selector: tuple[str, ...] = (),
+    limit: int = 50,
+) -> Output:
+    """Live instances (the API server filters: labels, selectable fields) beside those
+    only the tenant's history still holds (its index filters): one list, each row saying
+    where it lives. An unreadable history is said, and the live ones still shown."""
+    attributes = selected(selector)
+    fields = [f"{WORKFLOW_REF_FIELD}={definition}"] if definition else []
+    fields += [f"status.phase={phase}"] if phase else []
+    objects = await env.kube.list(
+        API_VERSION,
+        INSTANCE,
+        env.namespace,
+        label_selector=",".join(f"{k}={v}" for k, v in attributes.items()) or None,
+        field_selector=",".join(fields) or None,
+    )
+    shown = [{**rows.instance_row(o), "where": "live"} for o in objects]
+    names, note = {r["name"] for r in shown}, ""
+    query = [("limit", str(limit))]
+    query += [(k, v) for k, v in (("phase", phase), ("definition", definition)) if v]
+    query += [("attr", f"{k}={v}") for k, v in attributes.items()]
+    try:
+        page = await read(env.kube, env.namespace, "/v1/instances", query)
+    except CliError as exc:
+        page, note = {"items": []}, f"(archived instances not shown: {exc})"
+    shown += [
+        {
+            "name": i["name"],
+            "definition": i["definition"],
+            "phase": i["phase"],
+            "created": i.get("createdAt"),
+            "finished": i.get("finishedAt"),
+            "where": "archived",
+        }
+        for i in page["items"]
+        if i["name"] not in names  # archived and not deleted yet: the object is the truth
+    ]
+    shown.sort(key=lambda r: str(r.get("created") or ""), reverse=True)
+    header = ["NAME", "DEFINITION", "PHASE", "CREATED", "FINISHED", "WHERE"]
+    body = [
+        [r["name"], r["definition"], r["phase"], r["created"], r.get("finished") or "", r["where"]]
+        for r in shown
+    ]
+    return Output(shown, table(header, body) + (f"\n{note}" if note else ""))
 
 
 @verb(

@@ -24,6 +24,7 @@ from tenantflow.cli.common import (
     one_of,
     verb,
 )
+from tenantflow.cli.history_cmds import live_or_archived
 from tenantflow.cli.text import columns, status_text, table
 from tenantflow.engine.loader import SINGLE_MODULE
 from tenantflow.kube import instances
@@ -131,15 +132,14 @@ async def follow(env: Env, instance: str, timeout: float) -> dict[str, Any]:
 async def status(env: Env, instance: str, watch: bool = False, timeout: float = 3600) -> Output:
     if watch:
         return status_view(await follow(env, instance, timeout))
-    inst = await instances.get(env.kube, env.namespace, instance)
-    return Output(inst, status_text(inst))  # a read: its exit code is not the phase's
+    inst, archived = await live_or_archived(env, instance)
+    where = "\n(archived: read from the tenant's history)" if archived else ""
+    return Output(inst, status_text(inst) + where)  # a read: its exit code is not the phase's
 
 
 @verb("history", "show an instance's journal (status.steps)", click.argument("instance"))
 async def history(env: Env, instance: str) -> Output:
-    steps = ((await instances.get(env.kube, env.namespace, instance)).get("status") or {}).get(
-        "steps"
-    ) or []
+    steps = ((await live_or_archived(env, instance))[0].get("status") or {}).get("steps") or []
     shown = [
         ("STEP", "name"),
         ("KIND", "kind"),

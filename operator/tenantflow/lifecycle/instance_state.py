@@ -217,7 +217,7 @@ def _bounded_lost(recorded: dict[str, Any]) -> dict[str, dict[str, Any]]:
 # A WorkflowInstance keeps only the conditions that say something (issue 34: its status
 # is paid for per instance by the control plane): Ready always (`kubectl wait`), the
 # others only away from these statuses
-QUIET_CONDITIONS = {
+QUIET_CONDITIONS: dict[str, bool] = {
     ConditionType.RECONCILING: False,
     ConditionType.STALLED: False,
     ConditionType.SANDBOX_REACHABLE: True,

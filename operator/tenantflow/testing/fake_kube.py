@@ -19,6 +19,9 @@ from typing import Any
 
 from tenantflow.kube import resources
 from tenantflow.kube.client import ApiException
+from tenantflow.sandbox import history_api
+from tenantflow.storage.history import History
+from tenantflow.vocabulary import HISTORY_PROXY
 
 Key = tuple[str, str, str | None, str]  # (apiVersion, kind, namespace, name)
 
@@ -49,6 +52,9 @@ class FakeKube:
     calls: list[tuple[str, str, str]] = field(default_factory=list)  # (verb, kind, name)
     _versions: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _before_write: dict[Key, Callable[[dict[str, Any]], None]] = field(default_factory=dict)
+    # a tenant namespace's history as its runner serves it through the API server's
+    # service proxy (none: 503, as with no sandbox running)
+    histories: dict[str, History] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ test helpers
     def put(self, obj: dict[str, Any]) -> dict[str, Any]:
@@ -184,6 +190,44 @@ class FakeKube:
             if meta:
                 patch["metadata"] = meta
         return self.put(_merge(current, patch))
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: Any = None,
+        content_type: str = "application/json",
+        query: builtins.list[tuple[str, str]] | None = None,
+    ) -> dict[str, Any]:
+        """Only the tenant history's read API (the one raw path the CLI and UI use)."""
+        self.calls.append(("request", method, url))
+        prefix, _, path = url.partition(f"/services/{HISTORY_PROXY[0]}/proxy")
+        namespace = prefix.removeprefix("/api/v1/namespaces/")
+        if method != "GET" or not path.startswith("/v1/") or "/" in namespace:
+            raise _error(404, "NotFound")
+        history = self.histories.get(namespace)
+        if history is None:
+            raise _error(503, "ServiceUnavailable")
+        q: dict[str, builtins.list[str]] = {}
+        for k, v in query or []:
+            q.setdefault(k, []).append(v)
+        parts = path.split("/")[2:]
+        if parts == ["instances"]:
+            attributes = dict(a.split("=", 1) for a in q.get("attr", []) if "=" in a)
+            ask: dict[str, Any] = {
+                "op": "search",
+                **{k: q[k][0] for k in ("phase", "definition") if k in q},
+                **({"attributes": attributes} if attributes else {}),
+                "limit": int(q.get("limit", ["50"])[0]),
+            }
+        elif len(parts) == 2 and parts[0] == "instances":
+            ask = {"op": "get", "name": parts[1]}
+        elif len(parts) == 2 and parts[0] == "logs":
+            ask = {"op": "logs", "uid": parts[1], **{k: q[k][0] for k in ("step",) if k in q}}
+        else:
+            raise _error(404, "NotFound")
+        return history_api.answer(history, ask, "2030-01-01T00:00:00Z")
 
     async def close(self) -> None:
         pass
