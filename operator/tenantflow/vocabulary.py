@@ -45,6 +45,11 @@ REVISION_LABEL = f"{GROUP}/revision"
 WORKFLOW_REF_FIELD = "spec.workflowRef.name"
 DEFAULT_ENTRYPOINT = "run"  # the async function a definition's main module defines
 DEFAULT_REVISION_HISTORY = 50  # revisions a definition keeps besides those in use
+# search attributes a definition declares (lifecycle/attributes.py): label names without a
+# prefix (ours and Kubernetes' are not the tenant's), each read from a params field
+MAX_ATTRIBUTES = 16
+ATTRIBUTE_KEY = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+PARAM_PATH = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){0,7}$"
 SCHEDULE_LABEL = f"{GROUP}/schedule"  # a WorkflowSchedule's runs carry its name
 SCHEDULED_AT_ANNOTATION = f"{GROUP}/scheduled-at"  # and the time they were scheduled for
 # a finished instance to archive and delete now, not at its tenant's keepFinishedFor

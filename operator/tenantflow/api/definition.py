@@ -18,9 +18,12 @@ from tenantflow.durations import format_duration
 from tenantflow.engine.loader import FILE_NAME, MAX_CODE_BYTES, MAX_FILES
 from tenantflow.engine.options import Backoff, RetryPolicy, StepDefaults
 from tenantflow.vocabulary import (
+    ATTRIBUTE_KEY,
     DEFAULT_ENTRYPOINT,
     DEFAULT_REVISION_HISTORY,
     DNS_SUBDOMAIN,
+    MAX_ATTRIBUTES,
+    PARAM_PATH,
     RolloutDefaults,
     RolloutPhase,
 )
@@ -167,6 +170,22 @@ class WorkflowDefinitionSpec(Model):
         ge=1,
         description="When set, new instances run this revision: Git's way to pin one "
         "(it overrides `tenantflow rollback`, which keeps its choice out of the spec).",
+    )
+    search_attributes: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=MAX_ATTRIBUTES,
+        description="Search attributes every instance gets at its start, as labels: "
+        "attribute name -> the field of its params it is read from (a dotted path, e.g. "
+        "repo or git.branch). Filter by them live (kubectl get wfi -l repo=acme-web) and "
+        "archived (tenantflow list -l repo=acme-web).",
+        json_schema_extra=cel(
+            rule(
+                f"self.all(k, k.matches('{ATTRIBUTE_KEY}') && self[k].matches('{PARAM_PATH}'))",
+                "spec.searchAttributes: each name must be a label name without a prefix "
+                "(letters, digits, -_. ; at most 63) and each value a params field like "
+                "repo or git.branch",
+            )
+        ),
     )
     revision_history_limit: int = Field(
         DEFAULT_REVISION_HISTORY, ge=1, le=1000, description="Revisions kept besides those in use."

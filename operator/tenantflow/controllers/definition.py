@@ -315,7 +315,8 @@ def _revision_for(
 ) -> tuple[int, dict[str, Any] | None]:
     """The number of the revision holding `code`, and the ControllerRevision to create
     when none holds it yet (numbered after the newest)."""
-    match = [r for r in revs if r["data"]["sha256"] == code.sha256]
+    sha = revisions.identity(code, body["spec"])
+    match = [r for r in revs if r["data"]["sha256"] == sha]
     if match:
         return int(match[0]["revision"]), None
     number = max((r["revision"] for r in revs), default=0) + 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from tenantflow.lifecycle.source import Code
@@ -20,6 +22,17 @@ def rolled_back_to(definition: dict[str, Any]) -> int | None:
     return int(value) if isinstance(value, str) and value.isdigit() and int(value) > 0 else None
 
 
+def identity(code: Code, spec: dict[str, Any]) -> str:
+    """What makes a revision new: its code, and its search attributes when it declares
+    any (instances label themselves by the revision they start on; a definition without
+    them keeps the digest of its code alone, as revisions had before)."""
+    declared = spec.get("searchAttributes") or {}
+    if not declared:
+        return code.sha256
+    canonical = json.dumps(declared, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(f"{code.sha256}\0attributes\0{canonical}".encode()).hexdigest()
+
+
 def name_for(definition: str, sha: str) -> str:
     return f"{definition[:200]}-{sha[:12]}"
 
@@ -27,8 +40,8 @@ def name_for(definition: str, sha: str) -> str:
 def controller_revision(
     definition: dict[str, Any], *, number: int, code: Code, created_at: str
 ) -> dict[str, Any]:
-    meta, sha = definition["metadata"], code.sha256
     spec = definition["spec"]
+    meta, sha = definition["metadata"], identity(code, spec)
     return {
         "apiVersion": "apps/v1",
         "kind": "ControllerRevision",
@@ -51,6 +64,11 @@ def controller_revision(
             **code.revision_data(),
             "entrypoint": spec.get("entrypoint", DEFAULT_ENTRYPOINT),
             "defaults": spec.get("defaults", {}),
+            **(
+                {"searchAttributes": spec["searchAttributes"]}
+                if spec.get("searchAttributes")
+                else {}
+            ),
             "sha256": sha,
             "createdAt": created_at,
         },

@@ -361,6 +361,37 @@ async def test_an_instance_keeps_only_the_conditions_that_say_something(
     assert "SandboxReachable" not in {c["type"] for c in h.status("one")["conditions"]}
 
 
+async def test_an_instance_carries_its_definitions_search_attributes_as_labels(
+    tmp_path: Path,
+) -> None:
+    """Issue 34.3: the attributes a definition declares are read from params at the start,
+    kept as labels (a label its creator set wins), and indexed by the archive."""
+    h = Harness.new(tmp_path)
+    h.kube.put(
+        {
+            "apiVersion": API_VERSION,
+            "kind": "WorkflowDefinition",
+            "metadata": {"name": "ci", "namespace": NS, "uid": "uid-ci"},
+            "spec": {
+                "source": {"inline": COUNTED},
+                "searchAttributes": {"repo": "repo", "branch": "git.branch"},
+            },
+        }
+    )
+    await definition.reconcile(h.kube, EventRecorder(h.kube), Persist(h.kube), f"{NS}/ci")
+    key = h.start("one", "ci", params={"repo": "acme/web", "git": {"branch": "main"}})
+    h.kube.objects[(API_VERSION, INSTANCE, NS, "one")]["metadata"]["labels"] = {"branch": "mine"}
+    await h.drive(key)
+    labels = h.watched("one")["metadata"]["labels"]
+    assert labels == {"repo": "acme-web", "branch": "mine"}
+    assert h.status("one")["phase"] == Phase.COMPLETE, "labelled and run in one drive"
+    h.controller.settings = InstanceSettings(finished_ttl=1e-6)
+    await h.drive(key)
+    store = h.sandbox.store
+    assert store is not None
+    assert [i.name for i in store.search(attributes={"repo": "acme-web"})[0]] == ["one"]
+
+
 async def test_records_the_sandbox_rejected_as_forged_are_a_warning_event(
     tmp_path: Path,
 ) -> None:

@@ -34,8 +34,8 @@ from tenantflow.controllers.work_queue import WorkQueue
 from tenantflow.durations import parse_duration, parse_time
 from tenantflow.kube.client import KubeApi
 from tenantflow.kube.events import EventRecorder
+from tenantflow.lifecycle import attributes, reset
 from tenantflow.lifecycle import instance_state as state
-from tenantflow.lifecycle import reset
 from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
 from tenantflow.sandbox.transport import HttpTransport
@@ -304,6 +304,7 @@ class InstanceController:
         if d.status.get("revision") is None:
             if not self._admit(d, tenant, limits):
                 return
+            await self._label(d, revision)
             d.status.update(state.started(revision["revision"], d.now))
             self.book.started(tenant)
         elif d.view.phase == Phase.PAUSED:
@@ -320,6 +321,20 @@ class InstanceController:
         await self.advancer.advance(d, revision, limits, awaited.finished if awaited else None)
         if d.starts:
             await self.children.start(d, d.starts)
+
+    async def _label(self, d: Drive, revision: dict[str, Any]) -> None:
+        """Its search attributes as labels, at its start (lifecycle/attributes.py); a label
+        its creator set already is kept. One metadata patch, and only for definitions that
+        declare attributes; the drive goes on from the object it left."""
+        declared = revision["data"].get("searchAttributes") or {}
+        have = d.body["metadata"].get("labels") or {}
+        add = {
+            k: v for k, v in attributes.labels_for(d.view.params, declared).items() if k not in have
+        }
+        if add:
+            d.body = await self.kube.patch(
+                API_VERSION, INSTANCE, d.view.name, d.view.namespace, {"metadata": {"labels": add}}
+            )
 
     def _admit(self, d: Drive, tenant: str, limits: TenantLimits, resume: bool = False) -> bool:
         """Concurrency cap (FIFO queue) and start rate; False = stays Queued for now.
