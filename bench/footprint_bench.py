@@ -43,8 +43,8 @@ def _condition(ctype: str, status: str, reason: str, message: str = "") -> dict[
     }
 
 
-# a three-step instance asleep in its third step, as the operator writes it today
-NOW: dict[str, Any] = {
+# a three-step instance asleep in its third step, as the operator wrote it before issue 34
+BEFORE: dict[str, Any] = {
     "revision": 1,
     "startedAt": T,
     "phase": "Waiting",
@@ -76,13 +76,14 @@ NOW: dict[str, Any] = {
 
 
 def _shapes() -> dict[str, dict[str, Any]]:
-    """The shapes compared: today's, then with one part taken out at a time."""
-    no_conditions = {**copy.deepcopy(NOW), "conditions": NOW["conditions"][2:4]}
-    no_journal = {k: v for k, v in copy.deepcopy(NOW).items() if k not in ("steps", "eventsSeen")}
+    """The shapes compared: before, now (only the conditions that say something: Ready,
+    and Reconciling while under way), then with one more part taken out at a time."""
+    now = {**copy.deepcopy(BEFORE), "conditions": BEFORE["conditions"][2:4]}
+    no_journal = {k: v for k, v in copy.deepcopy(now).items() if k not in ("steps", "eventsSeen")}
     return {
-        "now": copy.deepcopy(NOW),
-        "abnormal-conditions-only": no_conditions,
-        "no-journal": no_journal,
+        "before": copy.deepcopy(BEFORE),
+        "now": now,
+        "now-without-journal": no_journal,
         "phase-only": {"phase": "Waiting"},
         "none": {},
     }

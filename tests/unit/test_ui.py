@@ -3,6 +3,7 @@ rows) and who a request acts as (the printed token, the Host check, a bearer tok
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -12,7 +13,9 @@ from aiohttp.test_utils import make_mocked_request
 from tenantflow.durations import parse_time
 from tenantflow.kube.client import Kube
 from tenantflow.lifecycle.source import Code
-from tenantflow.ui import views
+from tenantflow.storage.history import Archived, History
+from tenantflow.testing import fake_kube
+from tenantflow.ui import server, views
 from tenantflow.ui.access import TOKEN_HEADER, Access
 
 pytestmark = pytest.mark.unit
@@ -165,3 +168,34 @@ def test_rows_of_instances_carry_what_the_list_filters_on() -> None:
         "ValueError",
     )
     assert views.instance_row({"metadata": {"namespace": "n", "name": "q"}})["phase"] == "Queued"
+
+
+async def test_a_namespaces_list_and_an_instance_page_reach_into_the_tenants_history(
+    tmp_path: Path,
+) -> None:
+    """Issue 34.2: the UI shows archived instances beside live ones, filtered alike, and an
+    archived instance's page from its record; an unreadable history is said, not fatal."""
+    fake, ns = fake_kube.FakeKube(), "tenant-acme"
+    kube = cast(Kube, fake)
+    history = fake.histories.setdefault(ns, History(tmp_path / "history"))
+    history.archive(
+        Archived(
+            "uid-old",
+            "old",
+            "ci",
+            "Complete",
+            "2030-01-01T00:00:00Z",
+            "2030-01-01T00:01:00Z",
+            record={"metadata": {"name": "old", "uid": "uid-old"}, "status": {"output": 1}},
+        ),
+        "2030-01-01T00:02:00Z",
+    )
+    page = {"items": [], "continue": "", "total": 0}
+    request = make_mocked_request("GET", f"/api/instances?namespace={ns}&phase=Complete")
+    listed = await server._with_archived(request, kube, ns, page, 50)
+    assert [(r["name"], r.get("archived")) for r in listed["items"]] == [("old", True)]
+    inst, archived = await server._live_or_archived(kube, ns, "old")
+    assert archived and inst["status"]["output"] == 1
+    fake.histories.clear()
+    unread = await server._with_archived(request, kube, ns, page, 50)
+    assert "archived instances not shown" in unread["archivedUnread"]

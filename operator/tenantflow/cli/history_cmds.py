@@ -146,14 +146,7 @@ async def list_instances(
     except CliError as exc:
         page, note = {"items": []}, f"(archived instances not shown: {exc})"
     shown += [
-        {
-            "name": i["name"],
-            "definition": i["definition"],
-            "phase": i["phase"],
-            "created": i.get("createdAt"),
-            "finished": i.get("finishedAt"),
-            "where": "archived",
-        }
+        {**rows.archived_row(env.namespace, i), "where": "archived"}
         for i in page["items"]
         if i["name"] not in names  # archived and not deleted yet: the object is the truth
     ]

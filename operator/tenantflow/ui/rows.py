@@ -41,6 +41,24 @@ def tenant_row(tenant: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def archived_row(namespace: str, item: dict[str, Any]) -> dict[str, Any]:
+    """An instance only its tenant's history holds (the history API's list item), in the
+    shape of `instance_row`: the UI's list and the CLI's show it beside live ones."""
+    return {
+        "namespace": namespace,
+        "name": item["name"],
+        "definition": item.get("definition"),
+        "revision": None,
+        "phase": item.get("phase"),
+        "steps": None,
+        "created": item.get("createdAt"),
+        "finished": item.get("finishedAt"),
+        "waitingFor": None,
+        "error": None,
+        "archived": True,
+    }
+
+
 def instance_row(inst: dict[str, Any]) -> dict[str, Any]:
     """An instance in a list."""
     meta, spec, st = inst["metadata"], inst.get("spec") or {}, inst.get("status") or {}

@@ -193,7 +193,10 @@ async def _instances(request: web.Request, kube: Kube) -> Any:
     limit = min(int(q.get("limit", PAGE)), MAX_PAGE)
     fields, ns = _selectors(request), q.get("namespace") or None
     if ns is not None:
-        return await _page(kube, ns, fields, limit, q.get("continue", ""))
+        page = await _page(kube, ns, fields, limit, q.get("continue", ""))
+        if q.get("continue"):
+            return page
+        return await _with_archived(request, kube, ns, page, limit)
     try:
         return await _page(kube, None, fields, limit, q.get("continue", ""))
     except ApiException as exc:
@@ -207,9 +210,45 @@ async def _instances(request: web.Request, kube: Kube) -> Any:
     return {"items": rows[:limit], "continue": "", "total": None}
 
 
+async def _with_archived(
+    request: web.Request, kube: Kube, ns: str, page: dict[str, Any], limit: int
+) -> dict[str, Any]:
+    """A namespace's first page with the instances only its tenant's history still holds
+    (filtered alike), after the live ones: the user need not know where each lives. An
+    unreadable history is said, and the live page is still shown."""
+    q = request.query
+    query = [("limit", str(limit))]
+    query += [(k, q[k]) for k in ("phase", "definition") if q.get(k)]
+    try:
+        found = await history.read(kube, ns, "/v1/instances", query)
+    except ApiException as exc:
+        return {**page, "archivedUnread": f"archived instances not shown ({exc.status})"}
+    live = {r["name"] for r in page["items"]}
+    archived = [
+        views.archived_row(ns, item)
+        for item in found.get("items") or []
+        if item["name"] not in live
+    ]
+    return {**page, "items": page["items"] + archived}
+
+
+async def _live_or_archived(kube: Kube, ns: str, name: str) -> tuple[dict[str, Any], bool]:
+    """The instance as an object, else as its tenant's history kept it (and True)."""
+    try:
+        return await actions.get(kube, ns, name), False
+    except actions.InstanceNotFound:
+        try:
+            found = (await history.read(kube, ns, f"/v1/instances/{name}"))["instance"]
+        except ApiException:
+            found = None
+        if found is None:
+            raise
+        return dict(found["record"]), True
+
+
 async def _instance(request: web.Request, kube: Kube) -> Any:
     ns, name = request.match_info["ns"], request.match_info["name"]
-    inst = await actions.get(kube, ns, name)
+    inst, archived = await _live_or_archived(kube, ns, name)
     try:
         events = await kube.request(
             "GET",
@@ -227,7 +266,7 @@ async def _instance(request: web.Request, kube: Kube) -> Any:
     except ApiException as exc:  # not theirs to read, or no sandbox to answer: the rest
         lines, unread = [], f"log lines not shown ({exc.status}: {exc.reason})"
     detail = views.instance_detail(inst, items, dt.datetime.now(dt.UTC))
-    return {**detail, "logs": lines, "logsUnread": unread}
+    return {**detail, "logs": lines, "logsUnread": unread, "archived": archived}
 
 
 async def _definitions(request: web.Request, kube: Kube) -> Any:

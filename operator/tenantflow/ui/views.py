@@ -13,6 +13,7 @@ from typing import Any
 
 from tenantflow.durations import format_time, parse_time
 from tenantflow.lifecycle.source import Code
+from tenantflow.ui.rows import archived_row as archived_row
 from tenantflow.ui.rows import definition_row as definition_row
 from tenantflow.ui.rows import instance_row as instance_row
 from tenantflow.ui.rows import kube_event as kube_event

@@ -159,8 +159,8 @@ async function instancesView(params) {
     h("td", {}, r.namespace.replace(/^tenant-/, "")),
     h("td", {}, link(`#/definition/${r.namespace}/${r.definition}`, r.definition)),
     h("td", {}, r.revision ?? "—"),
-    h("td", { class: "phase" }, badge(r.phase)),
-    h("td", {}, r.steps),
+    h("td", { class: "phase" }, badge(r.phase), r.archived ? h("span", { class: "muted" }, " archived") : ""),
+    h("td", {}, r.steps ?? "—"),
     h("td", {}, when(r.created)),
     h("td", { class: "muted" }, r.error || (r.waitingFor ? `${r.waitingFor.kind} ${r.waitingFor.step || ""}` : "")));
   const put = (r, top) => {
@@ -176,6 +176,7 @@ async function instancesView(params) {
     page.items.filter(matches).forEach((r) => put(r, false));
     cont = page.continue; total = page.total;
     more.hidden = !cont; recount();
+    if (page.archivedUnread) counts.append(h("span", { class: "muted" }, page.archivedUnread));
   };
   more.onclick = load;
   render(h("h1", {}, "Instances"), form, counts, h("p", { class: "muted", id: "live" }),
