@@ -64,19 +64,35 @@ def archive_row(item: dict[str, Any]) -> list[Any]:
     return [item["name"], item["definition"], item["phase"], item["finishedAt"], attributes]
 
 
+def filters(phases: str) -> tuple[Any, ...]:
+    """The filters `archive` and `list` share (`phases`: which phases --phase takes)."""
+    return (
+        click.option("--phase", help=phases),
+        click.option("--definition", help="the WorkflowDefinition's name"),
+        click.option(
+            "-l",
+            "--selector",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="a search attribute (the instance's labels), repeatable",
+        ),
+        click.option("--limit", type=INT, default=50, help="archived instances shown at most"),
+    )
+
+
+def history_query(
+    phase: str | None, definition: str | None, selector: tuple[str, ...], limit: int
+) -> list[tuple[str, str]]:
+    """The history API's query for those filters."""
+    query = [("limit", str(limit))]
+    query += [(k, v) for k, v in (("phase", phase), ("definition", definition)) if v]
+    return query + [("attr", f"{k}={v}") for k, v in selected(selector).items()]
+
+
 @verb(
     "archive",
     "finished instances kept in the tenant's history (filter by phase, definition, -l)",
-    click.option("--phase", help="Complete, Errored or Terminated"),
-    click.option("--definition", help="the WorkflowDefinition's name"),
-    click.option(
-        "-l",
-        "--selector",
-        multiple=True,
-        metavar="KEY=VALUE",
-        help="an attribute (the instance's own labels), repeatable",
-    ),
-    click.option("--limit", type=INT, default=50),
+    *filters("Complete, Errored or Terminated"),
 )
 async def archive(
     env: Env,
@@ -85,9 +101,7 @@ async def archive(
     selector: tuple[str, ...] = (),
     limit: int = 50,
 ) -> Output:
-    query = [("limit", str(limit))]
-    query += [(k, v) for k, v in (("phase", phase), ("definition", definition)) if v]
-    query += [("attr", f"{k}={v}") for k, v in selected(selector).items()]
+    query = history_query(phase, definition, selector, limit)
     page = await read(env.kube, env.namespace, "/v1/instances", query)
     more = f"\n(more: --limit {limit * 2})" if page.get("next") else ""
     header = ["NAME", "DEFINITION", "PHASE", "FINISHED", "ATTRIBUTES"]
@@ -105,16 +119,7 @@ def selected(selector: tuple[str, ...]) -> dict[str, str]:
 @verb(
     "list",
     "instances, live and archived, newest first (filter by phase, definition, -l)",
-    click.option("--phase", help="Queued, Running, Waiting, Paused, Complete, Errored, ..."),
-    click.option("--definition", help="the WorkflowDefinition's name"),
-    click.option(
-        "-l",
-        "--selector",
-        multiple=True,
-        metavar="KEY=VALUE",
-        help="a search attribute (the instance's labels), repeatable",
-    ),
-    click.option("--limit", type=INT, default=50, help="archived instances shown at most"),
+    *filters("Queued, Running, Waiting, Paused, Complete, Errored, Terminated"),
 )
 async def list_instances(
     env: Env,
@@ -138,9 +143,7 @@ async def list_instances(
     )
     shown = [{**rows.instance_row(o), "where": "live"} for o in objects]
     names, note = {r["name"] for r in shown}, ""
-    query = [("limit", str(limit))]
-    query += [(k, v) for k, v in (("phase", phase), ("definition", definition)) if v]
-    query += [("attr", f"{k}={v}") for k, v in attributes.items()]
+    query = history_query(phase, definition, selector, limit)
     try:
         page = await read(env.kube, env.namespace, "/v1/instances", query)
     except CliError as exc:
