@@ -55,6 +55,10 @@ SCHEDULED_AT_ANNOTATION = f"{GROUP}/scheduled-at"  # and the time they were sche
 # a finished instance to archive and delete now, not at its tenant's keepFinishedFor
 # (a schedule's run beyond its history limits); the value says why
 ARCHIVE_NOW_ANNOTATION = f"{GROUP}/archive-now"
+# how spec.terminate ends an instance: "rollback" runs the rollbacks of its completed steps
+# first (phase Compensating), then ends it Terminated; absent (or anything else): at once
+TERMINATE_ANNOTATION = f"{GROUP}/terminate"
+TERMINATE_ROLLBACK = "rollback"
 
 
 class Phase(StrEnum):
@@ -67,10 +71,17 @@ class Phase(StrEnum):
     COMPLETE = "Complete"
     ERRORED = "Errored"
     TERMINATED = "Terminated"
+    # running the rollbacks of its completed steps, newest first (it failed, or it is being
+    # terminated with rollback); it ends Errored (or Terminated) once they all ran
+    COMPENSATING = "Compensating"
+    # a rollback ran out of retries: the chain stopped there (status.error names it);
+    # `tenantflow retry` runs that rollback again and resumes the chain
+    ROLLBACK_FAILED = "RollbackFailed"
 
 
-FINISHED = frozenset({Phase.COMPLETE, Phase.ERRORED, Phase.TERMINATED})
-ACTIVE = frozenset({Phase.RUNNING, Phase.WAITING, Phase.PAUSED})  # holding a concurrency slot
+FINISHED = frozenset({Phase.COMPLETE, Phase.ERRORED, Phase.TERMINATED, Phase.ROLLBACK_FAILED})
+# holding a concurrency slot
+ACTIVE = frozenset({Phase.RUNNING, Phase.WAITING, Phase.PAUSED, Phase.COMPENSATING})
 
 
 class RolloutPhase(StrEnum):

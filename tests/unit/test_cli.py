@@ -296,10 +296,11 @@ def test_top_counts_phases_from_the_rows_the_ui_shows(api: Operator) -> None:
         api.put(instance(name, phase))
     lines = tenantflow("top").stdout.splitlines()
     assert lines[0].split() == [
-        *("TENANT", "PHASE", "QUEUED", "RUNNING", "WAITING", "PAUSED", "COMPLETE", "ERRORED")
+        *("TENANT", "PHASE", "QUEUED", "RUNNING", "WAITING", "PAUSED", "COMPLETE", "ERRORED"),
+        *("COMPENSATING", "ROLLBACKFAILED"),
     ]
-    assert lines[1].split() == ["acme", "Ready", "1", "1", "0", "0", "0", "2"]
-    assert lines[2].split() == ["new", "Provisioning", "0", "0", "0", "0", "0", "0"]
+    assert lines[1].split() == ["acme", "Ready", "1", "1", "0", "0", "0", "2", "0", "0"]
+    assert lines[2].split() == ["new", "Provisioning", "0", "0", "0", "0", "0", "0", "0", "0"]
     assert (
         rows.tenant_row(tenant("new", None))["phase"]
         == views.tenant_row(tenant("new", None))["phase"]

@@ -34,6 +34,7 @@ def test_a_journal_record_is_exactly_a_status_step_entry() -> None:
         event_index=0,
         child="parent-s-0123456789",
         failures=[{"attempt": 1, "name": "E", "message": "m", "at": "2030-01-01T00:00:00Z"}],
+        rollback=1,
     )
     entry = full.to_dict()
     # every field the engine writes is one the schema defines, and the other way round

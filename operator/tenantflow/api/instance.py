@@ -58,7 +58,11 @@ class WorkflowInstanceSpec(Model):
         "Passed to run() as event['payload'].", maxProperties=MAX_PARAM_PROPERTIES
     )
     suspend: bool = Field(False, description="true pauses after the running step; false resumes.")
-    terminate: bool = Field(False, description="true ends the instance as Terminated.")
+    terminate: bool = Field(
+        False,
+        description="true ends the instance as Terminated (with the annotation "
+        "tenantflow.dev/terminate: rollback, after the rollbacks of its completed steps).",
+    )
     events: list[InboxEvent] = Field(
         default_factory=list,
         max_length=MAX_EVENTS,
@@ -119,7 +123,10 @@ class StepStatus(Model):
     """One journal entry (the engine's StepRecord.to_dict shape)."""
 
     name: str = Field(description="Step name, unique in the instance.")
-    kind: StepKind = Field(description="do, sleep, event or child.")
+    kind: StepKind = Field(
+        description="do, sleep, event or child (what run() called); compensate (the "
+        "compensation's marker: its trigger in error) or rollback (rollback:<step>)."
+    )
     state: StepState = Field(description="Running, Retrying, Waiting, Complete or Errored.")
     attempts: int = Field(0, description="Attempts made (step.do).")
     started_at: str | None = Field(None, description="First attempt or wait start.")
@@ -136,6 +143,12 @@ class StepStatus(Model):
     child: str | None = Field(None, description="The child instance this step runs (child).")
     failures: list[AttemptFailure] | None = Field(
         None, max_length=3, description="Its last failed attempts, kept after it succeeds."
+    )
+    rollback: int | None = Field(
+        None,
+        ge=1,
+        description="A completed step.do with a rollback: its place among such completions "
+        "(compensation undoes them newest first).",
     )
 
 
@@ -158,7 +171,9 @@ class ResetRecord(Model):
 
 class WorkflowInstanceStatus(ObservedStatus):
     phase: Phase | None = Field(
-        None, description="Queued, Running, Waiting, Paused, Complete, Errored or Terminated."
+        None,
+        description="Queued, Running, Waiting, Paused, Compensating (running rollbacks), "
+        "Complete, Errored, Terminated or RollbackFailed.",
     )
     revision: int | None = Field(None, description="Definition revision this instance runs.")
     started_at: str | None = Field(None, description="When it started running.")
@@ -169,7 +184,9 @@ class WorkflowInstanceStatus(ObservedStatus):
     )
     output: Any = any_json("Return value of run() (JSON).", nullable=True)
     output_ref: str | None = Field(None, description="Where a large output is stored.")
-    error: ErrorInfo | None = Field(None, description="Why it Errored.")
+    error: ErrorInfo | None = Field(
+        None, description="Why it Errored (or, RollbackFailed, which rollback failed and why)."
+    )
     steps: list[StepStatus] = Field(default_factory=list, description="The durable journal.")
     step_count: int | None = Field(None, description="len(steps), for the STEPS column.")
     lost_attempts: dict[str, LostAttempt] = Field(

@@ -25,7 +25,7 @@ class Exit(IntEnum):
 HELP = """\b
 Exit codes:
   0  done (run --wait, status --watch: the instance ended Complete)
-  1  an error, or the instance ended Errored (rollout status --wait: rolled back
+  1  an error, or the instance ended Errored or RollbackFailed (rollout status --wait: rolled back
      or aborted; a batch action: some instance failed)
   2  bad arguments
   3  the instance ended Terminated
@@ -34,7 +34,12 @@ Exit codes:
 
 def of_phase(phase: str) -> Exit:
     """The exit code of a finished instance's phase (an unfinished one has none)."""
-    codes = {Phase.COMPLETE: Exit.OK, Phase.ERRORED: Exit.FAILED, Phase.TERMINATED: Exit.TERMINATED}
+    codes = {
+        Phase.COMPLETE: Exit.OK,
+        Phase.ERRORED: Exit.FAILED,
+        Phase.ROLLBACK_FAILED: Exit.FAILED,
+        Phase.TERMINATED: Exit.TERMINATED,
+    }
     if phase not in codes:
         raise ValueError(f"{phase!r} is not a finished phase")
     return codes[Phase(phase)]

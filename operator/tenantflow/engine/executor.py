@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tenantflow.durations import format_time
+from tenantflow.engine import compensation
 from tenantflow.engine import journal as journal_mod
 from tenantflow.engine.children import ChildResult
 from tenantflow.engine.env import WorkflowEnv, WorkflowLogger
@@ -89,6 +90,7 @@ def advance(
                     epoch=epoch,
                     children=children,
                     secrets=secrets,
+                    params=params,
                 ),
                 event={
                     "payload": params,
@@ -122,11 +124,23 @@ async def _advance(
 ) -> Advance:
     logger = WorkflowLogger(now=state.now, replaying=state.replaying)
     env = WorkflowEnv(db=db, tenant=tenant, instance_id=instance_id, log=logger, secrets=secrets)
-    args = (event, StepApi(state), env)[: arity(workflow)]
+    api = StepApi(state)
+    args = (event, api, env)[: arity(workflow)]
     main = asyncio.ensure_future(workflow(*args))
     try:
         await _settle(main, state)
         outcome = _outcome(main, state)
+        if not state.compensating and isinstance(outcome, Errored):
+            # nothing new starts; attempts under way beside the failure (asyncio.gather)
+            # end first, so a step that completes now is compensated too
+            state.compensating = True
+            await _drain(state)
+            if compensation.owed(state.journal):  # it failed owing rollbacks: they run now
+                compensation.begin(state, outcome.error)
+            else:
+                state.compensating = False
+        if state.compensating:
+            outcome = await compensation.compensate(state, api.attempt)
     finally:
         await _cancel_all()
     return Advance(
@@ -151,6 +165,13 @@ async def _settle(main: asyncio.Future[Any], state: ReplayState) -> None:
         await asyncio.sleep(0)
         if not main.done() and not state.executing and loop.idle():
             return
+
+
+async def _drain(state: ReplayState) -> None:
+    """Return when no step attempt is executing (each records its result as it ends)."""
+    while state.executing:
+        state.exec_done.clear()
+        await state.exec_done.wait()
 
 
 def _outcome(main: asyncio.Future[Any], state: ReplayState) -> Outcome:

@@ -15,6 +15,12 @@ class StepKind(StrEnum):
     SLEEP = "sleep"
     EVENT = "event"
     CHILD = "child"  # another instance of the tenant, started and awaited (step.child)
+    # compensation (engine/compensation.py), after the steps run() called: never claimed
+    COMPENSATE = "compensate"  # the compensation phase began: its trigger, its end
+    ROLLBACK = "rollback"  # one completed step's rollback ("rollback:<step>")
+
+
+FORWARD_KINDS = frozenset({StepKind.DO, StepKind.SLEEP, StepKind.EVENT, StepKind.CHILD})
 
 
 class StepState(StrEnum):
@@ -41,6 +47,7 @@ _PLAIN_FIELDS = {
     "event_index": "eventIndex",
     "child": "child",
     "failures": "failures",
+    "rollback": "rollback",
 }
 FAILURES_KEPT = 3  # the last failed attempts of a step kept in its record, each ...
 FAILURE_MESSAGE = 512  # ... with at most this much of its message
@@ -66,6 +73,9 @@ class StepRecord:
     child: str | None = None  # the child instance's name (step.child)
     # its last failed attempts ({attempt, name, message, at}), kept after it succeeds
     failures: list[dict[str, Any]] | None = None
+    # a completed step.do with a rollback: its place among such completions (1, 2, ...),
+    # the order its rollback is undone in (newest first)
+    rollback: int | None = None
 
     def failed(self, attempt: int, error: dict[str, Any], at: dt.datetime) -> None:
         """Keep one failed attempt (the last FAILURES_KEPT stay), whatever comes next."""

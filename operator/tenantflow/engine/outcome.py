@@ -37,7 +37,34 @@ class Yielded:
     """The batch budget is spent: persist the journal, then advance again at once."""
 
 
-Outcome = Complete | Errored | Waiting | Yielded
+@dataclass(frozen=True, slots=True)
+class Compensating:
+    """Rolling back (engine/compensation.py), not done: a rollback waits for its next
+    attempt until `wake_at` (`waiting_for` says which), or (None) the batch budget is
+    spent: persist, then advance again at once."""
+
+    wake_at: dt.datetime | None
+    waiting_for: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class RolledBack:
+    """Every rollback ran: the instance ends as its trigger says (`error`: what run()
+    raised, or a termination)."""
+
+    error: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackFailed:
+    """A rollback is out of retries: the chain stopped there (`error`: its error, `step`
+    the rollback's journal name); `trigger`: what began the compensation."""
+
+    error: dict[str, Any]
+    trigger: dict[str, Any]
+
+
+Outcome = Complete | Errored | Waiting | Yielded | Compensating | RolledBack | RollbackFailed
 
 
 @dataclass(slots=True)

@@ -20,8 +20,14 @@ from tenantflow.engine.errors import (
     StepLimitExceeded,
     StepOptionsError,
 )
-from tenantflow.engine.journal import FINAL_STATES, StepKind, StepRecord, StepState
-from tenantflow.engine.options import EngineLimits, StepDefaults
+from tenantflow.engine.journal import (
+    FINAL_STATES,
+    FORWARD_KINDS,
+    StepKind,
+    StepRecord,
+    StepState,
+)
+from tenantflow.engine.options import EngineLimits, RetryPolicy, StepDefaults
 from tenantflow.engine.outputs import (
     OutputStore,
     RecordRejected,
@@ -34,6 +40,16 @@ from tenantflow.engine.outputs import (
 MAX_ERROR_MESSAGE = 4096  # characters of an error message kept in the journal
 MAX_TRACEBACK = 4096  # characters of an error's traceback (the CRD's maxLength too)
 MAX_STEP_NAME = 256
+ROLLBACK_PREFIX = "rollback:"  # the journal names of rollbacks; no step's name may start so
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """A completed step's rollback, as run() declared it on this replay."""
+
+    fn: Callable[..., Any]
+    retries: RetryPolicy
+    timeout: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +64,7 @@ class InboxEvent:
 @dataclass(frozen=True, slots=True)
 class Blocker:
     step: str
-    kind: str  # sleep | event | retry | child | yield
+    kind: str  # sleep | event | retry | child | yield | halt (compensating: run() stops)
     until: dt.datetime | None = None
     event_type: str | None = None
     child: ChildStart | None = None  # a child to start (unless it exists) and await
@@ -71,10 +87,21 @@ class ReplayState:
         epoch: int = 0,
         children: Mapping[str, ChildResult] | None = None,
         secrets: Mapping[str, Mapping[str, str]] | None = None,
+        params: Any = None,
     ) -> None:
         # copies: the caller's journal is what is persisted, and must stay untouched
         self.journal = [dataclasses.replace(r) for r in journal]
         self.replay_len = len(journal)
+        # the entries run() called (the rest is the compensation phase, never claimed);
+        # once that phase began, run() is replayed only to find the rollbacks again:
+        # nothing new is claimed, started or awaited
+        self.forward_len = next(
+            (i for i, r in enumerate(self.journal) if r.kind not in FORWARD_KINDS),
+            len(self.journal),
+        )
+        self.compensating = self.forward_len < len(self.journal)
+        self.rollbacks: dict[str, Registered] = {}  # by step name, as replayed
+        self.params = params
         self.now = now
         self.defaults = defaults
         self.limits = limits
@@ -157,6 +184,14 @@ class ReplayState:
                 ),
                 None,
             )
+        if name.startswith(ROLLBACK_PREFIX):
+            self.fail(
+                StepOptionsError(
+                    f"step name {name!r}: names starting with {ROLLBACK_PREFIX!r} are the "
+                    "journal's names of rollbacks; choose another"
+                ),
+                None,
+            )
         if name in self.names:
             self.fail(
                 DuplicateStepNameError(
@@ -168,6 +203,8 @@ class ReplayState:
         self.names.add(name)
         index = self.calls
         self.calls += 1
+        if self.compensating and index >= self.forward_len:
+            return None  # compensating: run() calls nothing new
         if index < len(self.journal):
             rec = self.journal[index]
             if rec.name != name or rec.kind is not kind:
@@ -219,8 +256,18 @@ class ReplayState:
         """`claim`, parking the step for the next advance when the batch budget is spent."""
         rec = self.claim(name, kind)
         if rec is None:
-            await self.block(Blocker(name, "yield"))
+            await self.block(Blocker(name, "halt" if self.compensating else "yield"))
+        if self.compensating and rec.state not in FINAL_STATES:
+            await self.halt(name)
         return rec
+
+    async def halt(self, name: str) -> None:
+        """Compensating: what run() did not finish stays unfinished (no attempt, no wait)."""
+        await self.block(Blocker(name, "halt"))
+
+    def next_rollback(self) -> int:
+        """The place of a step.do with a rollback that completes now: after every other."""
+        return 1 + max((r.rollback or 0 for r in self.journal), default=0)
 
     def budget_spent(self) -> bool:
         return (

@@ -17,7 +17,7 @@ from tenantflow.engine.children import ChildStart, check, child_name
 from tenantflow.engine.errors import StepOptionsError
 from tenantflow.engine.journal import StepKind, StepRecord, StepState
 from tenantflow.engine.outputs import RecordRejected, fetch
-from tenantflow.engine.state import MAX_ERROR_MESSAGE, Blocker, ReplayState
+from tenantflow.engine.state import MAX_ERROR_MESSAGE, Blocker, Registered, ReplayState
 from tenantflow.sdk.errors import NonRetryableError, StepError, WaitTimeout
 from tenantflow.sdk.types import _attempt, _step
 from tenantflow.vocabulary import Phase
@@ -40,14 +40,16 @@ class StepApi:
         *,
         retries: dict[str, Any] | None = None,
         timeout: str | float | dt.timedelta | None = None,
+        rollback: Callable[..., Any] | None = None,
+        rollback_retries: dict[str, Any] | None = None,
+        rollback_timeout: str | float | dt.timedelta | None = None,
     ) -> Any:
         s = self._s
+        undo = self._rollback(name, rollback, rollback_retries, rollback_timeout)
         rec = await s.claim_step(name, StepKind.DO)
-        done, output = s.completed(rec, reopen_as=StepState.RUNNING)  # rejected: run it again
+        done, output = await self._replayed(rec, undo)
         if done:
             return output
-        if rec.state is StepState.ERRORED:
-            raise _step_error(rec)
         if not callable(fn):
             s.fail(
                 StepOptionsError(
@@ -69,6 +71,7 @@ class StepApi:
             seen = s.keep(rec, value)
             rec.attempts = max(rec.attempts, 1)
             rec.state, rec.error, rec.next_attempt_at = StepState.COMPLETE, None, None
+            self._declare(rec, undo)
             s.finished(rec)
             s.executed.append((name, "recalled"))
             return seen
@@ -76,14 +79,17 @@ class StepApi:
             retry_at = rec.next_attempt_at
             if rec.state is StepState.RETRYING and retry_at is not None and retry_at > s.now():
                 await s.block(Blocker(name, "retry", until=retry_at))
+            if s.compensating:  # run() failed beside it (asyncio.gather): no new attempt
+                await s.halt(name)
             rec.state = StepState.RUNNING
-            ok, value, error, final = await self._attempt(name, fn, seconds, rec.attempts + 1)
+            ok, value, error, final = await self.attempt(name, fn, seconds, rec.attempts + 1)
             rec.attempts += 1
             s.changed = True
             if ok:
                 seen = s.keep(rec, value)
                 s.remember(name, seen)
                 rec.state, rec.error, rec.next_attempt_at = StepState.COMPLETE, None, None
+                self._declare(rec, undo)
                 s.finished(rec)
                 s.executed.append((name, "success"))
                 return seen
@@ -96,6 +102,61 @@ class StepApi:
                 raise _step_error(rec)
             rec.state = StepState.RETRYING
             rec.next_attempt_at = s.now() + dt.timedelta(seconds=policy.delay_for(rec.attempts))
+
+    async def _replayed(self, rec: StepRecord, undo: Registered | None) -> tuple[bool, Any]:
+        """(True, output) for a completed step (its rollback found again, to compensate
+        with if need be); raises the StepError of a failed one; else (False, None)."""
+        s = self._s
+        done, output = s.completed(rec, reopen_as=StepState.RUNNING)  # rejected: run it again
+        if done:
+            if undo is not None:
+                s.rollbacks[rec.name] = undo
+            return True, output
+        if rec.state is StepState.ERRORED:
+            raise _step_error(rec)
+        if s.compensating:  # (its output was rejected: it stays unfinished)
+            await s.halt(rec.name)
+        return False, None
+
+    def _rollback(
+        self,
+        name: str,
+        fn: Callable[..., Any] | None,
+        retries: dict[str, Any] | None,
+        timeout: str | float | dt.timedelta | None,
+    ) -> Registered | None:
+        """A step's rollback and its own options, checked whenever the step is called
+        (a mistake shows on the first run, not when a compensation needs it)."""
+        s = self._s
+        if fn is None:
+            if retries is not None or timeout is not None:
+                s.fail(
+                    StepOptionsError(
+                        f"step {name!r}: rollback_retries/rollback_timeout need a rollback="
+                    ),
+                    name,
+                )
+            return None
+        if not callable(fn):
+            s.fail(
+                StepOptionsError(
+                    f"step {name!r}: rollback must be a callable taking the rollback's "
+                    f"context (tenantflow.sdk.RollbackContext), got {type(fn).__name__}"
+                ),
+                name,
+            )
+        policy = s.checked(
+            name, lambda: s.defaults.retries.merged(retries, step=f"{name} rollback")
+        )
+        seconds = s.checked(name, lambda: self._timeout(f"{name} rollback", timeout))
+        return Registered(fn, policy, seconds)
+
+    def _declare(self, rec: StepRecord, undo: Registered | None) -> None:
+        """A step that completes now with a rollback: its place among such completions
+        (compensation undoes them newest first, asyncio.gather's in completion order)."""
+        if undo is not None:
+            rec.rollback = self._s.next_rollback()
+            self._s.rollbacks[rec.name] = undo
 
     def _timeout(self, name: str, timeout: str | float | dt.timedelta | None) -> float:
         """The attempt timeout: an explicit one must fit the tenant's cap (else a clear
@@ -111,7 +172,7 @@ class StepApi:
             )
         return seconds
 
-    async def _attempt(
+    async def attempt(
         self, name: str, fn: Callable[[], Any], timeout: float, attempt: int
     ) -> tuple[bool, Any, dict[str, Any], bool]:
         """Run one attempt: (ok, value, error, final). `final` = do not retry."""

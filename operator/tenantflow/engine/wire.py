@@ -9,7 +9,17 @@ from tenantflow.durations import format_time, parse_time
 from tenantflow.engine.children import MAX_STARTS, ChildResult, ChildStart
 from tenantflow.engine.journal import dump
 from tenantflow.engine.options import EngineLimits, RetryPolicy, StepDefaults
-from tenantflow.engine.outcome import Advance, Complete, Errored, Outcome, Waiting, Yielded
+from tenantflow.engine.outcome import (
+    Advance,
+    Compensating,
+    Complete,
+    Errored,
+    Outcome,
+    RollbackFailed,
+    RolledBack,
+    Waiting,
+    Yielded,
+)
 from tenantflow.engine.state import InboxEvent
 
 
@@ -26,6 +36,16 @@ def outcome_to_wire(outcome: Outcome) -> dict[str, Any]:
             "waitingFor": outcome.waiting_for,
             "children": [c.to_wire() for c in outcome.children],
         }
+    if isinstance(outcome, Compensating):
+        return {
+            "kind": "Compensating",
+            "wakeAt": format_time(outcome.wake_at) if outcome.wake_at else None,
+            "waitingFor": outcome.waiting_for,
+        }
+    if isinstance(outcome, RolledBack):
+        return {"kind": "RolledBack", "error": outcome.error}
+    if isinstance(outcome, RollbackFailed):
+        return {"kind": "RollbackFailed", "error": outcome.error, "trigger": outcome.trigger}
     assert isinstance(outcome, Yielded)
     return {"kind": "Yielded"}
 
@@ -46,6 +66,16 @@ def outcome_from_wire(data: dict[str, Any]) -> Outcome:
         )
     if kind == "Yielded":
         return Yielded()
+    if kind == "Compensating":
+        waiting = data.get("waitingFor")
+        return Compensating(
+            wake_at=parse_time(data["wakeAt"]) if data.get("wakeAt") else None,
+            waiting_for=waiting if isinstance(waiting, dict) else None,
+        )
+    if kind == "RolledBack":
+        return RolledBack(error=data["error"])
+    if kind == "RollbackFailed":
+        return RollbackFailed(error=data["error"], trigger=data.get("trigger") or {})
     raise ValueError(f"unknown outcome kind {kind!r}")
 
 

@@ -5,6 +5,11 @@ Queued ──start──► Running ◄──────────► Waiting
    │                 ▼  │                   │
    │               Paused                   │
    └──terminate──► Terminated ◄─────────────┘   Running ──► Complete | Errored
+
+Compensation (engine/compensation.py): a failure that owes rollbacks, or a termination
+with rollback, goes through Compensating (the rollbacks, newest first) to Errored (or
+Terminated); a rollback out of retries ends RollbackFailed, which `tenantflow retry`
+takes back to Compensating.
 """
 
 from __future__ import annotations
@@ -17,8 +22,17 @@ from tenantflow import conditions
 from tenantflow.api.instance import WaitingFor
 from tenantflow.conditions import ConditionUpdate
 from tenantflow.durations import format_time, parse_time
+from tenantflow.engine.compensation import TERMINATED, compensating_in, marker, owed_in
 from tenantflow.engine.journal import StepKind, StepState
-from tenantflow.engine.outcome import Complete, Errored, Outcome, Waiting
+from tenantflow.engine.outcome import (
+    Compensating,
+    Complete,
+    Errored,
+    Outcome,
+    RollbackFailed,
+    RolledBack,
+    Waiting,
+)
 from tenantflow.engine.state import InboxEvent
 from tenantflow.vocabulary import ConditionType, Phase
 
@@ -60,13 +74,35 @@ def finished(phase: str, now: dt.datetime, **fields: Any) -> dict[str, Any]:
 
 
 def after_advance(
-    result: dict[str, Any], outcome: Outcome, *, seen: list[str], now: dt.datetime
+    result: dict[str, Any],
+    outcome: Outcome,
+    *,
+    seen: list[str],
+    now: dt.datetime,
+    terminating: bool = False,
 ) -> dict[str, Any]:
     """Status fields to write after one advance (merge-patch: None removes a field);
-    `outcome` is the result's, decoded once (`outcome_from_wire`)."""
+    `outcome` is the result's, decoded once (`outcome_from_wire`). `terminating`: the
+    instance is being terminated with rollback (spec.terminate): the operator's word, not
+    the sandbox's, decides that its rolled-back end is Terminated."""
     journal = result["journal"]
     out: dict[str, Any] = {"steps": journal, "stepCount": len(journal), "eventsSeen": seen}
-    if isinstance(outcome, Complete):
+    if isinstance(outcome, RolledBack):
+        out |= (
+            finished(Phase.TERMINATED, now)
+            if terminating
+            else finished(Phase.ERRORED, now, error=outcome.error)
+        )
+    elif isinstance(outcome, RollbackFailed):
+        out |= finished(Phase.ROLLBACK_FAILED, now, error=outcome.error)
+    elif isinstance(outcome, Compensating):
+        waiting = outcome.waiting_for
+        out |= {
+            "phase": Phase.COMPENSATING,
+            "waitingFor": dict.fromkeys(_WAITING_FOR_KEYS) | waiting if waiting else None,
+            "nextWakeAt": format_time(outcome.wake_at) if outcome.wake_at else None,
+        }
+    elif isinstance(outcome, Complete):
         out |= finished(Phase.COMPLETE, now, output=outcome.output, outputRef=outcome.output_ref)
     elif isinstance(outcome, Errored):
         out |= finished(Phase.ERRORED, now, error=outcome.error)
@@ -101,6 +137,9 @@ def needs_advance(
     """False when a Waiting instance has nothing new: its wake-up is ahead, no new event,
     and (`children_changed`, which only a read of its children can tell) none of the
     children it awaits finished or went missing."""
+    if status.get("phase") == Phase.COMPENSATING:  # a rollback's retry backoff, or go on
+        wake = status.get("nextWakeAt")
+        return wake is None or parse_time(wake) <= now
     if status.get("phase") != Phase.WAITING:
         return True
     if children_changed or len(events) > len(status.get("eventsSeen") or []):
@@ -109,6 +148,31 @@ def needs_advance(
     if wake is None:
         return not awaited_steps(status.get("steps") or [])
     return parse_time(wake) <= now
+
+
+def begin_compensation(
+    status: dict[str, Any], trigger: dict[str, Any], now: dt.datetime
+) -> dict[str, Any] | None:
+    """The status update that begins a compensation the operator decides on (a termination
+    with rollback, a sandbox that keeps crashing): the journal's marker, phase
+    Compensating; the next advance runs the rollbacks. None when there is nothing to roll
+    back (no completed step declared one) or a compensation is under way already."""
+    steps = list(status.get("steps") or [])
+    if compensating_in(steps) or not owed_in(steps):
+        return None
+    steps.append(marker(trigger, now))
+    return {
+        "phase": Phase.COMPENSATING,
+        "steps": steps,
+        "stepCount": len(steps),
+        "waitingFor": None,
+        "nextWakeAt": None,
+    }
+
+
+def termination(by: str) -> dict[str, Any]:
+    """The trigger of a compensation an operator asked for with spec.terminate."""
+    return {"name": TERMINATED, "message": f"terminated with rollback by {by}"}
 
 
 def awaited_steps(steps: list[dict[str, Any]]) -> list[str]:
@@ -231,6 +295,13 @@ def health(phase: str | None, error: dict[str, Any] | None) -> list[ConditionUpd
     failed (Stalled), anything still under way as in progress."""
     if phase == Phase.COMPLETE:
         return conditions.health(True, "Complete", "the workflow completed")
+    if phase == Phase.ROLLBACK_FAILED:
+        err = error or {}
+        message = (
+            f"{err.get('step') or 'a rollback'} failed: {err.get('name')}: "
+            f"{err.get('message') or ''}"
+        )[:1024] + "; fix the cause, then resume the rollbacks (tenantflow retry)"
+        return conditions.health(False, "RollbackFailed", message, stalled=True)
     if phase in (Phase.ERRORED, Phase.TERMINATED):
         err = error or {}
         reason = str(err.get("name") or phase) if phase == Phase.ERRORED else "Terminated"

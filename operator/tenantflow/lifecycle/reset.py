@@ -4,8 +4,10 @@ out).
 `tenantflow reset INSTANCE --to-step NAME [--revision N]` cuts the journal before that
 step and lets the instance continue from there, optionally on another revision (the fix);
 `tenantflow retry INSTANCE` does the same from an Errored instance's failed step, keeping
-every successful one. The request arrives as an annotation stamped with an id, applied
-once; who asked, what and why are kept in `status.resets` and said in an Event.
+every successful one; of a RollbackFailed instance it runs the failed rollback again and
+resumes the compensation (nothing runs forward again). The request arrives as an
+annotation stamped with an id, applied once; who asked, what and why are kept in
+`status.resets` and said in an Event.
 
 At-least-once, stated: every step from the cut on runs again, including any whose effects
 already happened (their step bodies should be idempotent, docs/writing-workflows.md).
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tenantflow.durations import format_time
+from tenantflow.engine.journal import StepKind
 from tenantflow.vocabulary import GROUP, Phase
 
 RESET_ANNOTATION = f"{GROUP}/reset"
@@ -99,6 +102,8 @@ def reset(
     """Cut the journal before the requested step (or the failed one) and run again; a
     request that cannot be applied is recorded as refused, with why, and changes nothing
     else. The caller checks `applied` first."""
+    if request.to_step is None and status.get("phase") == Phase.ROLLBACK_FAILED:
+        return _resume_rollbacks(status, request, now)
     steps = list(status.get("steps") or [])
     names = [s.get("name") for s in steps]
     problem, cut = None, len(steps)
@@ -160,6 +165,54 @@ def reset(
         + (f"; reason: {request.reason}" if request.reason else "")
     )
     return Reset(update, ("Normal", "Reset", message))
+
+
+def _resume_rollbacks(status: dict[str, Any], request: ResetRequest, now: dt.datetime) -> Reset:
+    """`tenantflow retry` of a RollbackFailed instance: the rollback that failed is taken
+    out of the journal (it runs again, from its first attempt) and the compensation goes
+    on from there (phase Compensating); every completed rollback stays done."""
+    steps = list(status.get("steps") or [])
+    failed = [
+        s for s in steps if s.get("kind") == StepKind.ROLLBACK and s.get("state") == "Errored"
+    ]
+    kept = [
+        _reopened(s) if s.get("kind") == StepKind.COMPENSATE else s
+        for s in steps
+        if not any(s is f for f in failed)
+    ]
+    which = str(failed[0].get("name")) if failed else None
+    record = {
+        "id": request.id,
+        "toStep": which,
+        "fromRevision": status.get("revision"),
+        "toRevision": status.get("revision"),
+        "reason": request.reason,
+        "by": request.by,
+        "at": format_time(now.replace(microsecond=0)),
+        "stepsCut": len(failed),
+        "epoch": epoch(status) + 1,
+    }
+    update = {
+        "phase": Phase.COMPENSATING,
+        "steps": kept,
+        "stepCount": len(kept),
+        "error": None,
+        "finishedAt": None,
+        "waitingFor": None,
+        "nextWakeAt": None,
+        "resets": [*(status.get("resets") or []), record][-MAX_RESETS_KEPT:],
+    }
+    who = f" by {request.by}" if request.by else ""
+    message = f"retry{who}: the rollbacks resume" + (f" with {which}" if which else "")
+    if request.reason:
+        message += f"; reason: {request.reason}"
+    return Reset(update, ("Normal", "Reset", message))
+
+
+def _reopened(entry: dict[str, Any]) -> dict[str, Any]:
+    """The compensation's marker, under way again."""
+    out = {k: v for k, v in entry.items() if k not in ("finishedAt", "output")}
+    return out | {"state": "Running"}
 
 
 def epoch(status: dict[str, Any]) -> int:

@@ -145,7 +145,10 @@ class Tally:
             for o in outcomes
             if o.revision == revision and o.started_at and parse_time(o.started_at) >= start
         ]
-        return cls(phases.count(Phase.COMPLETE), phases.count(Phase.ERRORED))
+        return cls(
+            phases.count(Phase.COMPLETE),
+            phases.count(Phase.ERRORED) + phases.count(Phase.ROLLBACK_FAILED),
+        )
 
 
 @dataclass(frozen=True)

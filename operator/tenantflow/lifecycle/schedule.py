@@ -146,12 +146,13 @@ class FinishedRun:
 
 def beyond_history(runs: list[FinishedRun], successful: int, failed: int) -> list[FinishedRun]:
     """The finished runs past the schedule's history limits, oldest first: the newest
-    `successful` Complete runs and the newest `failed` Errored/Terminated ones stay
+    `successful` Complete runs and the newest `failed` Errored/Terminated/RollbackFailed
+    ones stay
     (CronJob's successfulJobsHistoryLimit/failedJobsHistoryLimit)."""
     out: list[FinishedRun] = []
     for keep, wanted in (
         (successful, lambda r: r.phase == Phase.COMPLETE),
-        (failed, lambda r: r.phase in (Phase.ERRORED, Phase.TERMINATED)),
+        (failed, lambda r: r.phase in (Phase.ERRORED, Phase.TERMINATED, Phase.ROLLBACK_FAILED)),
     ):
         kind = sorted((r for r in runs if wanted(r)), key=lambda r: (r.scheduled_at, r.name))
         out += kind[: max(len(kind) - keep, 0)]

@@ -18,6 +18,19 @@ CHILDREN_RESYNCED = Counter(
 INSTANCE_FINISHED = Counter(
     "tenantflow_instance_finished_total", "Instances finished.", ["tenant", "phase"]
 )
+ROLLBACKS_STARTED = Counter(
+    "tenantflow_rollbacks_started_total",
+    "Rollbacks of completed steps started (compensation).",
+    ["tenant"],
+)
+ROLLBACKS_SUCCEEDED = Counter(
+    "tenantflow_rollbacks_succeeded_total", "Rollbacks that completed.", ["tenant"]
+)
+ROLLBACKS_FAILED = Counter(
+    "tenantflow_rollbacks_failed_total",
+    "Rollbacks out of retries (the instance ends RollbackFailed).",
+    ["tenant"],
+)
 STEP_DURATION = Histogram("tenantflow_step_duration_seconds", "Step attempt durations.", ["tenant"])
 STEP_ATTEMPTS = Counter(
     "tenantflow_step_attempts_total", "Step attempts by outcome.", ["tenant", "outcome"]
@@ -88,4 +101,20 @@ REJECTED_RECORDS = Counter(
     "Stored records (step results, offloaded outputs) an advance ignored because they failed "
     "their check: written or rewritten by tenant code (issue 33.3). Should stay 0.",
     ["tenant", "record"],  # stepResult, output
+)
+SANDBOX_SCALED_TO_ZERO = Gauge(
+    "tenantflow_sandbox_scaled_to_zero",
+    "1 while the tenant's sandbox is scaled to zero because it is idle (spec.sandbox.idleAfter).",
+    ["tenant"],
+)
+SANDBOX_COLD_STARTS = Counter(
+    "tenantflow_sandbox_cold_starts_total",
+    "Sandboxes started from zero (by an instance that needed one, or ahead of a wake-up).",
+    ["tenant"],
+)
+SANDBOX_COLD_START = Histogram(
+    "tenantflow_sandbox_cold_start_seconds",
+    "Seconds from scaling a sandbox up from zero to its being ready (the wake-up lead).",
+    ["tenant"],
+    buckets=(1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 300),
 )

@@ -61,7 +61,9 @@ PING_EVERY = 1.0
 PRUNE_EVERY = 3600.0  # seconds between two prunings of the history store
 DEFAULT_RETENTION = 30 * 86400.0  # seconds the history keeps what it holds
 PING_TIMEOUT = 2.0
-OUTCOMES = frozenset({"Complete", "Errored", "Waiting", "Yielded"})
+OUTCOMES = frozenset(
+    {"Complete", "Errored", "Waiting", "Yielded", "Compensating", "RolledBack", "RollbackFailed"}
+)
 # deaths a step brings on itself, charged to its attempts; any other (a SIGKILL from
 # outside, a crash) is a lost worker, retried for the instance like an unreachable sandbox
 CHARGED = frozenset({frames.OUT_OF_MEMORY, frames.STEP_TIMEOUT, frames.TOO_MANY_PROCESSES})

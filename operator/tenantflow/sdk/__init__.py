@@ -10,11 +10,12 @@ time) into workflow code, the same way on the first run and on every replay, so
 from __future__ import annotations
 
 from tenantflow.sdk.errors import NonRetryableError, StepError, WaitTimeout, WorkflowError
-from tenantflow.sdk.types import Env, Step, current_attempt
+from tenantflow.sdk.types import Env, RollbackContext, Step, current_attempt
 
 __all__ = [
     "Env",
     "NonRetryableError",
+    "RollbackContext",
     "Step",
     "StepError",
     "WaitTimeout",

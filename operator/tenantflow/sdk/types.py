@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import datetime as dt
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 _attempt: contextvars.ContextVar[int] = contextvars.ContextVar("tenantflow_attempt", default=0)
@@ -21,6 +22,27 @@ def current_attempt() -> int:
     return _attempt.get()
 
 
+@dataclass(frozen=True, slots=True)
+class RollbackContext:
+    """What a rollback (`step.do(..., rollback=undo)`) is called with: `undo(ctx)`.
+
+    `output` is the step's recorded output (what the workflow got back from it), `error`
+    what triggered the compensation ({"name", "message", "step"?}: the uncaught error, or
+    {"name": "Terminated", ...} for `tenantflow terminate --rollback`), `step` the step's
+    name, `attempt` this rollback attempt (1-based), `instance_id` and `params` (the
+    instance's event payload) its context."""
+
+    step: str
+    output: Any
+    error: dict[str, Any]
+    attempt: int
+    instance_id: str
+    params: Any = None
+
+
+Rollback = Callable[[RollbackContext], Any] | Callable[[RollbackContext], Awaitable[Any]]
+
+
 class Step(Protocol):
     async def do(
         self,
@@ -29,6 +51,9 @@ class Step(Protocol):
         *,
         retries: Retries | None = None,
         timeout: Duration | None = None,
+        rollback: Rollback | None = None,
+        rollback_retries: Retries | None = None,
+        rollback_timeout: Duration | None = None,
     ) -> Any: ...
 
     async def sleep(self, name: str, duration: Duration) -> None: ...

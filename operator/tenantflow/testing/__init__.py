@@ -34,10 +34,12 @@ import yaml
 from tenantflow.api.definition import DEFAULT_MAIN, WorkflowDefinition
 from tenantflow.engine import Complete, EngineLimits, Errored, StepDefaults, Waiting, Yielded
 from tenantflow.engine.children import ChildResult, ChildStart
+from tenantflow.engine.compensation import TERMINATED, compensating_in, marker, owed_in
 from tenantflow.engine.errors import EngineError
 from tenantflow.engine.executor import advance
-from tenantflow.engine.journal import StepRecord, dump
+from tenantflow.engine.journal import StepRecord, dump, load
 from tenantflow.engine.loader import SINGLE_MODULE, WorkflowFn, check, load_main, workflow_modules
+from tenantflow.engine.outcome import Compensating, RollbackFailed, RolledBack
 from tenantflow.engine.secrets import SecretNotFound
 from tenantflow.engine.state import InboxEvent
 from tenantflow.lifecycle import source as code_check
@@ -223,8 +225,12 @@ class _Run:
     schedule: Schedule = field(default_factory=list)
     failure: dict[str, Any] | None = None
     journal: list[StepRecord] = field(default_factory=list)
-    outcome: Complete | Errored | Waiting | Yielded | None = None
+    outcome: (
+        Complete | Errored | Waiting | Yielded | Compensating | RolledBack | RollbackFailed | None
+    ) = None
     terminated: bool = False
+    terminate_at: dt.datetime | None = None  # run_sync(terminate_after=...)
+    terminate_rollback: bool = False  # ... with rollback: the rollbacks run first
     advanced_at: dt.datetime | None = None
     awaits: dict[str, str] = field(default_factory=dict)  # child name -> its step here
     child_changed: bool = False
@@ -232,24 +238,32 @@ class _Run:
 
     @property
     def finished(self) -> bool:
-        return self.terminated or isinstance(self.outcome, Complete | Errored)
+        return self.terminated or isinstance(
+            self.outcome, Complete | Errored | RolledBack | RollbackFailed
+        )
 
     def wake_times(self) -> list[dt.datetime]:
-        """When it has something new: its wake-up, or an awaited event's arrival."""
+        """When it has something new: its wake-up, or an awaited event's arrival (or its
+        termination, when the test asked for one)."""
         outcome = self.outcome
+        end = [self.terminate_at] if self.terminate_at is not None else []
+        if isinstance(outcome, Compensating):
+            return [outcome.wake_at] if outcome.wake_at else []
         if not isinstance(outcome, Waiting):
-            return []
+            return end
         arrivals = [
             at
             for at, t, _ in self.schedule
             if t in outcome.event_types and (self.advanced_at is None or at > self.advanced_at)
         ]
-        return [*arrivals, *([outcome.wake_at] if outcome.wake_at else [])]
+        return [*arrivals, *([outcome.wake_at] if outcome.wake_at else []), *end]
 
     def ready(self, now: dt.datetime) -> bool:
         if self.finished:
             return False
         if self.outcome is None or isinstance(self.outcome, Yielded) or self.child_changed:
+            return True
+        if isinstance(self.outcome, Compensating) and self.outcome.wake_at is None:
             return True
         return any(at <= now for at in self.wake_times())
 
@@ -304,10 +318,18 @@ class WorkflowTestEnv:
         *,
         entrypoint: str = "run",
         instance_id: str = "test-instance",
+        terminate_after: float | None = None,
+        rollback: bool = False,
     ) -> TestResult:
-        """`run` for code that is not async (or is already inside a running loop's thread)."""
+        """`run` for code that is not async (or is already inside a running loop's thread).
+        `terminate_after`: seconds after the start at which it is terminated, as
+        `tenantflow terminate` would (`rollback`: `--rollback`, the rollbacks of its
+        completed steps run first)."""
         started = self.clock.now()
         root = self._run_of(workflow, params, instance_id, entrypoint)
+        if terminate_after is not None:
+            root.terminate_at = started + dt.timedelta(seconds=terminate_after)
+            root.terminate_rollback = rollback
         root.schedule = sorted(
             ((started + dt.timedelta(seconds=s), t, p) for s, t, p in events), key=lambda e: e[0]
         )
@@ -376,6 +398,9 @@ class WorkflowTestEnv:
         if run.code is None:
             self._errored(run, runs, run.failure or {})
             return
+        due = run.terminate_at is not None and now >= run.terminate_at
+        if due and not self._terminating(run, runs, now):
+            return
         finished = {
             step: ChildResult(r.phase, r.output, None, r.error)
             for name, step in run.awaits.items()
@@ -411,8 +436,23 @@ class WorkflowTestEnv:
         )
         result.steps, result.elapsed = dump(out.journal), now - run.started
         result.logs.extend(out.logs)
-        outcome = out.outcome
-        if isinstance(outcome, Complete):
+        self._record(run, runs, now)
+        if run.finished:
+            self._finished(run, runs)
+
+    def _record(self, run: _Run, runs: dict[str, _Run], now: dt.datetime) -> None:
+        """Its result's phase (and what goes with it) from its last advance's outcome."""
+        outcome, result = run.outcome, run.result
+        if isinstance(outcome, RolledBack):
+            if run.terminate_at is not None and now >= run.terminate_at:
+                result.phase, result.waiting_for = "Terminated", None
+            else:
+                result.phase, result.error = "Errored", outcome.error
+        elif isinstance(outcome, RollbackFailed):
+            result.phase, result.error = "RollbackFailed", outcome.error
+        elif isinstance(outcome, Compensating):
+            result.phase, result.waiting_for = "Compensating", outcome.waiting_for
+        elif isinstance(outcome, Complete):
             result.phase = "Complete"
             result.output = (
                 outcome.output if outcome.output_ref is None else self._load(outcome.output_ref)
@@ -425,8 +465,20 @@ class WorkflowTestEnv:
                 self._start(run, start, runs)
         else:
             result.phase = "Running"
-        if run.finished:
-            self._finished(run, runs)
+
+    def _terminating(self, run: _Run, runs: dict[str, _Run], now: dt.datetime) -> bool:
+        """Its termination is due: True when it is to advance (compensating), else it is
+        Terminated now."""
+        steps = dump(run.journal)
+        if compensating_in(steps):
+            return True
+        if run.terminate_rollback and owed_in(steps):
+            trigger = {"name": TERMINATED, "message": "terminated with rollback by the test"}
+            run.journal = [*run.journal, *load([marker(trigger, now)])]
+            return True
+        run.terminated, run.result.phase, run.result.waiting_for = True, "Terminated", None
+        self._finished(run, runs)
+        return False
 
     def _errored(self, run: _Run, runs: dict[str, _Run], error: dict[str, Any]) -> None:
         run.outcome = Errored(error)

@@ -14,6 +14,7 @@ from tenantflow.controllers.instances.drive import Drive
 from tenantflow.controllers.instances.failures import SandboxFailures
 from tenantflow.controllers.sandboxes import Sandboxes
 from tenantflow.durations import parse_time
+from tenantflow.engine import compensation
 from tenantflow.engine.children import ChildResult
 from tenantflow.engine.options import EngineLimits, StepDefaults
 from tenantflow.engine.outcome import Waiting
@@ -74,6 +75,7 @@ class Advancer:
         if isinstance(size, int) and not isinstance(size, bool) and size >= 0:
             self.storage_measured(tenant, size)
         _observe_steps(tenant, result)
+        _observe_rollbacks(tenant, d.status.get("steps") or [], result)
         _log_workflow_lines(tenant, d.key, result)
         self._fold(d, result, seen, rejected_records(tenant, d.key, result))
 
@@ -90,7 +92,13 @@ class Advancer:
         outcome = outcome_from_wire(result["outcome"])  # the engine's own type, decoded once
         update: dict[str, Any] = {
             **state.pinned(st, "phase"),
-            **state.after_advance(result, outcome, seen=seen, now=d.now),
+            **state.after_advance(
+                result,
+                outcome,
+                seen=seen,
+                now=d.now,
+                terminating=d.view.terminate and d.view.terminate_rollback,
+            ),
         }
         if isinstance(outcome, Waiting) and update["phase"] == Phase.WAITING:
             d.starts = outcome.children
@@ -108,9 +116,11 @@ class Advancer:
             ],
             generation=d.view.generation,
         )
-        d.write(update, _finish_event(update) or rejected)
+        d.write(update, _finish_event(update, st.get("phase")) or rejected)
         d.extends_journal = True
-        if update["phase"] == Phase.RUNNING:
+        if update["phase"] == Phase.RUNNING or (
+            update["phase"] == Phase.COMPENSATING and not update.get("nextWakeAt")
+        ):
             d.again = True  # the batch budget was spent: continue at once
         elif update["phase"] not in FINISHED and update.get("nextWakeAt"):
             wake = parse_time(update["nextWakeAt"])
@@ -163,9 +173,28 @@ def _payload(
     )
 
 
-def _finish_event(update: dict[str, Any]) -> tuple[str, str, str] | None:
+def _finish_event(update: dict[str, Any], before: str | None) -> tuple[str, str, str] | None:
     if update["phase"] == Phase.COMPLETE:
         return ("Normal", "Completed", "run() returned")
+    if update["phase"] == Phase.COMPENSATING and before != Phase.COMPENSATING:
+        trigger = next(
+            (e.get("error") or {} for e in update["steps"] if e.get("kind") == "compensate"), {}
+        )
+        return (
+            "Warning",
+            "Compensating",
+            f"{trigger.get('name')}: {trigger.get('message')}; rolling back completed steps",
+        )
+    if update["phase"] == Phase.ROLLBACK_FAILED:
+        err = update["error"]
+        return (
+            "Warning",
+            "RollbackFailed",
+            f"{err.get('step')}: {err['name']}: {err['message']}; fix the cause, then "
+            "tenantflow retry resumes the rollbacks",
+        )
+    if update["phase"] == Phase.TERMINATED:
+        return ("Normal", "Terminated", "terminated with rollback: the rollbacks ran")
     if update["phase"] == Phase.ERRORED:
         err = update["error"]
         where = f" in step {err['step']!r}" if err.get("step") else ""
@@ -183,6 +212,17 @@ def _observe_steps(tenant: str, result: dict[str, Any]) -> None:
         if entry["name"] in ran and entry.get("finishedAt") and entry.get("startedAt"):
             seconds = parse_time(entry["finishedAt"]) - parse_time(entry["startedAt"])
             metrics.STEP_DURATION.labels(tenant=tenant).observe(seconds.total_seconds())
+
+
+def _observe_rollbacks(tenant: str, before: list[dict[str, Any]], result: dict[str, Any]) -> None:
+    """Rollbacks started, succeeded and failed (out of retries) in one advance."""
+    started, succeeded, failed = compensation.changes(before, result.get("journal") or [])
+    if started:
+        metrics.ROLLBACKS_STARTED.labels(tenant=tenant).inc(started)
+    if succeeded:
+        metrics.ROLLBACKS_SUCCEEDED.labels(tenant=tenant).inc(succeeded)
+    if failed:
+        metrics.ROLLBACKS_FAILED.labels(tenant=tenant).inc(failed)
 
 
 def _log_workflow_lines(tenant: str, key: str, result: dict[str, Any]) -> None:

@@ -32,6 +32,7 @@ from tenantflow.controllers.revision_cache import RevisionCache
 from tenantflow.controllers.sandboxes import Sandboxes
 from tenantflow.controllers.work_queue import WorkQueue
 from tenantflow.durations import parse_duration, parse_time
+from tenantflow.engine import compensation
 from tenantflow.kube.client import KubeApi
 from tenantflow.kube.events import EventRecorder
 from tenantflow.lifecycle import attributes, reset
@@ -277,6 +278,8 @@ class InstanceController:
             d.again = d.close_children = done.event[1] == "Reset"  # then run from the cut
         elif v.phase in FINISHED:
             await self._expire(d)
+        elif v.terminate and v.terminate_rollback and v.tenant and v.status.get("revision"):
+            await self._terminate_with_rollback(d, v.tenant)
         elif v.terminate:
             d.write(
                 state.finished(Phase.TERMINATED, d.now),
@@ -294,6 +297,32 @@ class InstanceController:
                 d.write({"phase": Phase.PAUSED}, ("Normal", "Paused", "suspended by spec.suspend"))
         else:
             await self._run(d, v.tenant)
+
+    async def _terminate_with_rollback(self, d: Drive, tenant: str) -> None:
+        """spec.terminate with the rollback annotation: the rollbacks of its completed
+        steps run first (phase Compensating, driven as any advance), then it ends
+        Terminated; with nothing to roll back it ends Terminated at once."""
+        if d.view.phase != Phase.COMPENSATING:
+            begun = state.begin_compensation(d.status, state.termination("spec.terminate"), d.now)
+            if begun is None and not compensation.compensating_in(d.status.get("steps") or []):
+                d.write(
+                    state.finished(Phase.TERMINATED, d.now),
+                    ("Normal", "Terminated", "terminated by spec.terminate (nothing to roll back)"),
+                )
+                return
+            if begun is not None:
+                d.status.update(begun)
+                d.write(
+                    {**state.pinned(d.status), **begun},
+                    ("Normal", "Compensating", "terminated with rollback: rollbacks run first"),
+                )
+        elif not state.needs_advance(d.status, d.view.events, d.now):
+            self._wake_at_next(d.key, d.status)
+            return
+        revision = await self.revisions.resolve(d)
+        if revision is None:
+            return
+        await self.advancer.advance(d, revision, await self._limits(tenant))
 
     async def _run(self, d: Drive, tenant: str) -> None:
         """Start (within the tenant's admission) and advance a runnable instance."""

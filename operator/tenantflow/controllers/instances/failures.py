@@ -8,6 +8,7 @@ strike limit."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from tenantflow.controllers.instances.drive import Drive
 from tenantflow.controllers.sandboxes import Sandboxes
@@ -61,9 +62,11 @@ class SandboxFailures:
                 "exhausting CPU or memory, or exiting the process)",
             }
             d.write(
-                {**state.pinned(d.status), **state.finished(Phase.ERRORED, d.now, error=error)},
+                {**state.pinned(d.status), **self._ended(d, error)},
                 ("Warning", WORKER_LOST, error["message"][:MAX_EVENT_MESSAGE]),
             )
+            if d.update and d.update.get("phase") == Phase.COMPENSATING:
+                d.again = True  # its rollbacks run next
             return
         d.condition(ConditionType.SANDBOX_REACHABLE, False, exc.reason, str(exc))
         if exc.lost_steps and exc.cause:
@@ -72,6 +75,24 @@ class SandboxFailures:
         # again soon, then back off as for any other failure
         first = 0.5 if exc.reason in SANDBOX_STARTING else 2.0
         d.later(min(first * 2 ** (count - 1), MAX_BACKOFF))
+
+    @staticmethod
+    def _ended(d: Drive, error: dict[str, str]) -> dict[str, Any]:
+        """A sandbox that keeps crashing fails the instance: its rollbacks run first, if
+        it owes any (Compensating); while compensating, the chain stops (RollbackFailed,
+        which `tenantflow retry` resumes); else Errored."""
+        if d.view.phase == Phase.COMPENSATING:
+            step = next(
+                (
+                    str(e.get("name"))
+                    for e in reversed(d.status.get("steps") or [])
+                    if e.get("kind") == "rollback" and e.get("state") != "Complete"
+                ),
+                None,
+            )
+            return state.finished(Phase.ROLLBACK_FAILED, d.now, error={**error, "step": step})
+        begun = state.begin_compensation(d.status, error, d.now)
+        return begun or state.finished(Phase.ERRORED, d.now, error=error)
 
     @staticmethod
     def _charge_steps(d: Drive, lost: dict[str, int], cause: dict[str, str]) -> None:

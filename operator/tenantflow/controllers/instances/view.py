@@ -21,6 +21,8 @@ from tenantflow.vocabulary import (
     INSTANCE,
     NAMESPACE_PREFIX,
     SCHEDULE_LABEL,
+    TERMINATE_ANNOTATION,
+    TERMINATE_ROLLBACK,
 )
 
 log = get_logger("tenantflow.instance")
@@ -46,6 +48,8 @@ class InstanceView:
     parent: str | None = None  # the parent instance of a child (its controller owner)
     schedule: str | None = None  # the WorkflowSchedule that started it (its label)
     archive_now: bool = False  # once finished, archived and deleted at once (its schedule's)
+    # spec.terminate runs the rollbacks of its completed steps first (the annotation)
+    terminate_rollback: bool = False
 
     @classmethod
     def decode(cls, body: dict[str, Any]) -> InstanceView:
@@ -71,6 +75,8 @@ class InstanceView:
             parent=controller_name(body, INSTANCE),
             schedule=(meta.get("labels") or {}).get(SCHEDULE_LABEL),
             archive_now=ARCHIVE_NOW_ANNOTATION in (meta.get("annotations") or {}),
+            terminate_rollback=(meta.get("annotations") or {}).get(TERMINATE_ANNOTATION)
+            == TERMINATE_ROLLBACK,
         )
 
     @property
