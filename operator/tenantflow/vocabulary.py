@@ -105,6 +105,7 @@ class ConditionType(StrEnum):
     STORAGE_READY = "StorageReady"  # Tenant: the PVC is Bound, the quota counts
     SANDBOX_READY = "SandboxReady"  # Tenant: its sandbox pods are ready
     SECRETS_READY = "SecretsReady"  # Tenant: the Secrets spec.sandbox.secrets names exist
+    SANDBOX_SCALED_TO_ZERO = "SandboxScaledToZero"  # Tenant: idle, started on demand
     ADMITTED = "Admitted"  # WorkflowInstance: started, or why it is Queued
     SANDBOX_REACHABLE = "SandboxReachable"  # WorkflowInstance: its last sandbox call
     ARCHIVED = "Archived"  # WorkflowInstance: finished, and kept in its tenant's history

@@ -164,6 +164,19 @@ class SandboxSpec(Model):
             "x-kubernetes-list-type": "set",
         },
     )
+    idle_after: str | None = duration_field(
+        None,
+        "How long the sandbox runs with nothing to do before it is scaled to zero (its "
+        "egress proxy too; its volumes and data stay). The next instance that needs it "
+        "starts it (WaitingForSandbox meanwhile), and a known wake-up (a sleep, an event's "
+        "timeout, a schedule) starts it ahead by its measured cold start. 0s: never. "
+        "Default: the operator's (the chart's sandbox.idleAfter).",
+    )
+    always_on: bool = Field(
+        False,
+        description="Never scale the sandbox to zero, whatever idleAfter says (for "
+        "latency-sensitive tenants).",
+    )
     egress_hosts: list[EgressHost] = Field(
         default_factory=list,
         max_length=64,

@@ -10,13 +10,16 @@ pod's new one is read again.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import os
+from collections.abc import Callable
 
 from tenantflow.cache import Cache
 from tenantflow.kube.client import KubeApi
 from tenantflow.sandbox.local import LocalSandboxes
 from tenantflow.sandbox.transport import Endpoint, SandboxUnavailable
 from tenantflow.tenancy import manifests
+from tenantflow.tenancy.idle import WAITING_FOR_SANDBOX, SandboxDemand
 from tenantflow.vocabulary import namespace_of
 
 ENDPOINT_TTL = 10.0  # seconds; a rotated key or a moved runner is picked up within this
@@ -25,8 +28,19 @@ ENDPOINT_TTL = 10.0  # seconds; a rotated key or a moved runner is picked up wit
 class Sandboxes:
     """`local` (demo/CI: jailed runner on the PV's directory) or `cluster` (the Service)."""
 
-    def __init__(self, kube: KubeApi, mode: str | None = None) -> None:
+    def __init__(
+        self,
+        kube: KubeApi,
+        mode: str | None = None,
+        demand: SandboxDemand | None = None,
+        wake: Callable[[str], None] = lambda tenant: None,
+    ) -> None:
         self.kube = kube
+        # when each tenant's sandbox was last needed, and whether it is at zero (shared
+        # with the tenant controller, which scales it); `wake` asks that controller to
+        # start one that is at zero
+        self.demand = demand if demand is not None else SandboxDemand()
+        self.wake = wake
         in_cluster = "KUBERNETES_SERVICE_HOST" in os.environ
         self.mode = (
             mode
@@ -39,6 +53,17 @@ class Sandboxes:
         self.found: Cache[str, tuple[bytes, str]] = Cache(maxsize=4096, ttl=ENDPOINT_TTL)
 
     async def endpoint(self, tenant: str) -> Endpoint:
+        """Where the tenant's runner listens. Asking is needing it: the sandbox's idle
+        clock starts again; one scaled to zero is started, and the caller waits for it
+        (`WaitingForSandbox`, no strike against the instance)."""
+        self.demand.used(tenant, dt.datetime.now(dt.UTC))
+        if self.local is None and not self.demand.available(tenant):
+            self.wake(tenant)
+            raise SandboxUnavailable(
+                WAITING_FOR_SANDBOX,
+                "the tenant's sandbox was scaled to zero while idle (spec.sandbox.idleAfter) "
+                "and is starting; this goes on as soon as it is ready",
+            )
         found = self.found.get(tenant)
         if found is None:
             found = await self._lookup(tenant)
@@ -47,6 +72,10 @@ class Sandboxes:
         if self.local is None:
             return Endpoint(key=key, url=where)
         return await self.local.endpoint(tenant, where, key)  # (re)starts a dead runner
+
+    def waiting_for(self, tenant: str, key: str) -> None:
+        """`key` waits for the tenant's sandbox to start: driven again once it is ready."""
+        self.demand.wait(tenant, key)
 
     def forget(self, tenant: str) -> None:
         """After a failed call: read the key and volume again next time."""

@@ -7,10 +7,11 @@ objects (restoring anything changed or deleted by hand) and recomputes the statu
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import secrets
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
@@ -20,17 +21,19 @@ from tenantflow.api.tenant import Tenant
 from tenantflow.controllers.ownership import Gate, sole_replica
 from tenantflow.controllers.persist import Persist, unchanged_spec
 from tenantflow.controllers.work_queue import WorkQueue
-from tenantflow.durations import parse_time
+from tenantflow.durations import parse_duration, parse_time
 from tenantflow.errors import TenantflowError
 from tenantflow.kube.client import ApiException, KubeApi, message
 from tenantflow.kube.events import EventRecorder
+from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
-from tenantflow.tenancy import egress, manifests, status
+from tenantflow.tenancy import egress, idle, manifests, status
 from tenantflow.tenancy.manifests import OperatorSettings
 from tenantflow.vocabulary import (
     API_VERSION,
     FINISHED,
     INSTANCE,
+    SCHEDULE,
     TENANT,
     ConditionType,
     namespace_of,
@@ -46,6 +49,20 @@ SECRETS_RECHECK = 10.0  # seconds between looks for Secrets the Tenant names but
 class Reconciled:
     written: bool  # its status is as observed (False: not written; run again)
     missing_secrets: bool = False  # Secrets it names do not exist yet (looked at again)
+    look_again: dt.datetime | None = None  # its sandbox's scale may change then (idle)
+
+
+@dataclass
+class Idle:
+    """What the tenant controller needs to scale idle sandboxes to zero and back
+    (tenancy/idle.py), handed over by the composition root: the memory it shares with the
+    sandbox lookups, and callbacks into the instance controller."""
+
+    demand: idle.SandboxDemand = field(default_factory=idle.SandboxDemand)
+    busy: Callable[[str], int] = lambda tenant: 0  # the tenant's sandbox calls under way
+    # the tenant's earliest wake-up of a waiting instance at or after a time
+    next_wake: Callable[[str, dt.datetime], dt.datetime | None] = lambda tenant, after: None
+    woken: Callable[[Iterable[str]], None] = lambda keys: None  # drive these instances now
 
 
 class TenantNotApplied(TenantflowError):
@@ -83,6 +100,7 @@ class TenantController:
     # asked by the queue before every reconcile and by the persist before the status write
     gate: Gate = sole_replica
     recorder: EventRecorder | None = None  # the operator's one recorder (else its own)
+    idle: Idle = field(default_factory=Idle)
 
     def __post_init__(self) -> None:
         self.events = self.recorder or EventRecorder(self.kube)
@@ -100,8 +118,12 @@ class TenantController:
 
     async def reconcile(self, name: str) -> None:
         done = await reconcile(
-            self.kube, self.events, self.persist, self.settings, self.usage, name
+            self.kube, self.events, self.persist, self.settings, self.usage, name, self.idle
         )
+        if done.look_again is not None:  # (a run-later due sooner stands)
+            due = self.queue.due_at(name)
+            if due is None or due > done.look_again:
+                self.queue.request_after(name, done.look_again)
         if not done.written:
             self.queue.request(name)  # its status was not written: again, if still ours
         elif done.missing_secrets:  # a platform's Secrets raise no event of ours: look again
@@ -122,9 +144,11 @@ async def reconcile(
     settings: OperatorSettings,
     usage: Callable[[str], dict[str, int]],
     name: str,
+    idle_sandboxes: Idle | None = None,
 ) -> Reconciled:
     """Apply the tenant's objects and write its status (`written` False: it could not be,
     fenced, or a conflict that outlived the re-commits)."""
+    hooks = idle_sandboxes or Idle()
     body = await kube.get(API_VERSION, TENANT, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return Reconciled(written=True)
@@ -141,12 +165,16 @@ async def reconcile(
         return Reconciled(await _write_status(recorder, persist, body, observed, {}))
     error = None
     refused = tuple(manifests.refusals(tenant, settings))
+    now = dt.datetime.now(dt.UTC)
+    scale, was_zero = await _scale(kube, settings, hooks, tenant, now)
     try:
-        for obj in manifests.owned_objects(tenant, settings):
+        for obj in manifests.owned_objects(tenant, settings, awake=scale.awake):
             await kube.apply(obj)
         if not any(reason == status.IMAGE_NOT_ALLOWED for reason, _ in refused):
             proxy = await _proxy_host(kube, tenant)
-            await kube.apply(manifests.sandbox_statefulset(tenant, settings, proxy))
+            await kube.apply(
+                manifests.sandbox_statefulset(tenant, settings, proxy, awake=scale.awake)
+            )
         await kube.create_if_missing(manifests.pvc(tenant))
         await kube.create_if_missing(manifests.history_pvc(tenant))
         await kube.create_if_missing(manifests.hmac_secret(tenant, secrets.token_hex(32)))
@@ -154,10 +182,99 @@ async def reconcile(
         error = f"applying tenant objects failed: {exc.status} {exc.reason}: {message(exc)}"
         log.warning("apply failed", tenant=name, error=error)
     observed = await _observe(kube, tenant, error, refused)
+    observed = await _scaled(recorder, body, hooks, scale, observed, was_zero, now)
     written = await _write_status(recorder, persist, body, observed, usage(name))
     if error is not None:  # said on the Tenant; tried again with the queue's backoff
         raise TenantNotApplied(error)
-    return Reconciled(written, bool(observed.missing_secrets))
+    return Reconciled(written, bool(observed.missing_secrets), scale.look_again)
+
+
+async def _scale(
+    kube: KubeApi, settings: OperatorSettings, hooks: Idle, tenant: Tenant, now: dt.datetime
+) -> tuple[idle.Scale, bool]:
+    """Whether its sandbox should run now (tenancy/idle.py), and whether it was at zero."""
+    box, name = tenant.spec.sandbox, tenant.metadata.name
+    own = parse_duration(box.idle_after, field="spec.sandbox.idleAfter") if box.idle_after else None
+    after = idle.idle_after(box.always_on, own, settings.idle_after)
+    if after is None or box.replicas == 0:
+        return idle.Scale(True, idle.ALWAYS_ON, None), False
+    ns = namespace_of(name)
+    sts = await kube.get("apps/v1", "StatefulSet", manifests.SANDBOX, ns)
+    was_zero = ((sts or {}).get("spec") or {}).get("replicas") == 0
+    busy = hooks.busy(name) > 0
+    if busy:
+        hooks.demand.used(name, now)
+    since = now - idle.WAKE_GRACE
+    wake = idle.earliest([hooks.next_wake(name, since), *await _schedule_times(kube, ns)], since)
+    decided = idle.decide(
+        now,
+        idle_after=after,
+        last_used=hooks.demand.last_used(name, running=not was_zero, now=now),
+        busy=busy,
+        next_wake=wake,
+        cold_start=hooks.demand.cold_start(name),
+    )
+    return decided, was_zero
+
+
+async def _schedule_times(kube: KubeApi, ns: str) -> list[dt.datetime | None]:
+    """The next run of each of the namespace's WorkflowSchedules that is not suspended (a
+    handful per tenant; read only for tenants that may scale to zero)."""
+    times: list[dt.datetime | None] = []
+    for schedule in await kube.list(API_VERSION, SCHEDULE, ns):
+        upcoming = (schedule.get("status") or {}).get("nextRunTimes") or []
+        if upcoming and not (schedule.get("spec") or {}).get("suspend"):
+            times.append(parse_time(upcoming[0]))
+    return times
+
+
+async def _scaled(
+    recorder: EventRecorder,
+    body: dict[str, Any],
+    hooks: Idle,
+    scale: idle.Scale,
+    observed: status.Observed,
+    was_zero: bool,
+    now: dt.datetime,
+) -> status.Observed:
+    """What was applied, told to the shared memory: a sandbox up again after a start from
+    zero measures its cold start and drives the instances that waited for it."""
+    name = body["metadata"]["name"]
+    before = hooks.demand.state(name)
+    ready = observed.sandbox_ready >= observed.sandbox_wanted and observed.proxy_ready is not False
+    woken = hooks.demand.applied(name, scale.awake, ready, now, was_zero=was_zero)
+    after = hooks.demand.state(name)
+    metrics.SANDBOX_SCALED_TO_ZERO.labels(tenant=name).set(0 if scale.awake else 1)
+    if after is idle.State.ASLEEP and before is not idle.State.ASLEEP:
+        log.info("sandbox scaled to zero", tenant=name)
+        await recorder.post(
+            body,
+            "Normal",
+            "SandboxScaledToZero",
+            "nothing needed the sandbox for spec.sandbox.idleAfter: scaled to zero (its data "
+            "stays); started again on demand",
+        )
+    if woken is not None:
+        metrics.SANDBOX_COLD_STARTS.labels(tenant=name).inc()
+        metrics.SANDBOX_COLD_START.labels(tenant=name).observe(woken.cold_start)
+        log.info(
+            "sandbox started from zero",
+            tenant=name,
+            seconds=round(woken.cold_start, 2),
+            waiting=len(woken.waiters),
+        )
+        await recorder.post(
+            body,
+            "Normal",
+            "SandboxStarted",
+            f"started from zero in {woken.cold_start:.1f}s for {len(woken.waiters)} waiting "
+            f"instance(s) ({scale.reason})",
+        )
+        hooks.woken(woken.waiters)
+    reason = {idle.State.ASLEEP: idle.IDLE, idle.State.WAKING: idle.WAITING_FOR_SANDBOX}.get(
+        after, scale.reason
+    )
+    return dataclasses.replace(observed, scale=reason, waiting=hooks.demand.waiting(name))
 
 
 async def _proxy_host(kube: KubeApi, tenant: Tenant) -> str | None:

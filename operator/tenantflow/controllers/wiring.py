@@ -33,13 +33,15 @@ from tenantflow.controllers.revision_cache import RevisionCache
 from tenantflow.controllers.sandboxes import Sandboxes
 from tenantflow.controllers.schedules import ScheduleController
 from tenantflow.controllers.shards import Shards, ShardSettings
-from tenantflow.controllers.tenant import OWNED, TenantController
+from tenantflow.controllers.tenant import OWNED, Idle, TenantController
 from tenantflow.controllers.work_queue import WorkQueue
+from tenantflow.durations import parse_duration
 from tenantflow.kube.client import Kube
 from tenantflow.kube.events import EventRecorder
 from tenantflow.kube.reflector import reflect
 from tenantflow.observability.logging import configure, get_logger
 from tenantflow.tenancy import manifests, sharding
+from tenantflow.tenancy.idle import SandboxDemand
 from tenantflow.tenancy.manifests import OperatorSettings
 from tenantflow.vocabulary import (
     API_VERSION,
@@ -94,9 +96,17 @@ class Operator:
             gained=lambda gained: op.gained(gained) if op else None,
             lost=lambda lost: op.lost(lost) if op else None,
         )
+        # when each tenant's sandbox was last needed and whether it is at zero: the
+        # sandbox lookups (instance side) and the tenant controller (which scales it) share it
+        demand = SandboxDemand()
+        sandboxes = Sandboxes(
+            kube,
+            demand=demand,
+            wake=lambda tenant: tenants.queue.request(tenant) if tenants else None,
+        )
         instances = InstanceController(
             kube,
-            Sandboxes(kube),
+            sandboxes,
             revisions,
             usage_changed=lambda tenant: tenants.usage_changed(tenant) if tenants else None,
             settings=instance_settings,
@@ -105,8 +115,19 @@ class Operator:
             gate=shards.verdict,
             recorder=recorder,
         )
+        dispatcher = instances.advancer.dispatcher
         tenants = TenantController(
-            kube, settings, usage=instances.tenant_usage, gate=shards.verdict, recorder=recorder
+            kube,
+            settings,
+            usage=instances.tenant_usage,
+            gate=shards.verdict,
+            recorder=recorder,
+            idle=Idle(
+                demand,
+                busy=lambda tenant: dispatcher.held[tenant] + dispatcher.waiting(tenant),
+                next_wake=instances.book.next_wake,
+                woken=lambda keys: instances.queue.request_all(keys),
+            ),
         )
         definitions = DefinitionController(
             kube,
@@ -220,6 +241,14 @@ def _listed(value: str) -> tuple[str, ...]:
     return tuple(p for p in value.replace(" ", "").split(",") if p)
 
 
+def _idle_after(value: str) -> float | None:
+    """The chart's sandbox.idleAfter: a duration (10m), or empty/0 for always on."""
+    value = value.strip()
+    if value in ("", "0"):
+        return None
+    return parse_duration(value, field="TENANTFLOW_SANDBOX_IDLE_AFTER") or None
+
+
 def settings_from_env() -> tuple[OperatorSettings, InstanceSettings, ShardSettings]:
     """The process's settings, read once at the edge (the chart sets these variables)."""
     defaults, instance, shards = OperatorSettings(), InstanceSettings(), ShardSettings()
@@ -231,6 +260,7 @@ def settings_from_env() -> tuple[OperatorSettings, InstanceSettings, ShardSettin
         allowed_images=_listed(env("TENANTFLOW_ALLOWED_SANDBOX_IMAGES", "")),
         protected_cidrs=_listed(env("TENANTFLOW_PROTECTED_CIDRS", "")),
         shards=int(env("TENANTFLOW_SHARDS", defaults.shards)),
+        idle_after=_idle_after(env("TENANTFLOW_SANDBOX_IDLE_AFTER", "")),
     )
     return (
         operator,

@@ -27,7 +27,7 @@ import contextlib
 import datetime as dt
 import heapq
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from tenantflow.controllers.ownership import Gate, Verdict, sole_replica
 from tenantflow.observability import metrics
@@ -79,6 +79,10 @@ class WorkQueue:
                 task = asyncio.create_task(self._worker())
                 self._workers.add(task)
                 task.add_done_callback(self._workers.discard)
+
+    def request_all(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self.request(key)
 
     def request_after(self, key: str, when: dt.datetime | float) -> None:
         """Run `key` at `when` (a time, or seconds from now), replacing an earlier

@@ -46,6 +46,9 @@ class OperatorSettings:
     # tenants are split into this many shards among the replicas: fixed for the life of an
     # install (each tenant namespace carries its shard as a label)
     shards: int = sharding.SHARDS
+    # seconds without work before a tenant's sandbox is scaled to zero, unless the Tenant
+    # says otherwise (spec.sandbox.idleAfter, alwaysOn); None: always on
+    idle_after: float | None = None
 
     def image_problem(self, image: str | None) -> str | None:
         """Why a Tenant may not run `image` (None: it may)."""
@@ -240,9 +243,12 @@ def _namespace_peer(namespace: str) -> dict[str, Any]:
     return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
 
 
-def egress_proxy(tenant: Tenant, settings: OperatorSettings) -> list[dict[str, Any]]:
+def egress_proxy(
+    tenant: Tenant, settings: OperatorSettings, awake: bool = True
+) -> list[dict[str, Any]]:
     """The tenant's egress proxy (only with spec.sandbox.egressHosts): a Deployment and the
-    Service whose address the sandbox's proxy variables name."""
+    Service whose address the sandbox's proxy variables name; at zero replicas with its
+    sandbox (`awake` False: idle, tenancy/idle.py)."""
     if not tenant.spec.sandbox.egress_hosts:
         return []
     pod_labels = labels(tenant.metadata.name, **{"app.kubernetes.io/name": egress.PROXY})
@@ -262,7 +268,7 @@ def egress_proxy(tenant: Tenant, settings: OperatorSettings) -> list[dict[str, A
             "kind": "Deployment",
             "metadata": _meta(tenant, egress.PROXY),
             "spec": {
-                "replicas": 1,
+                "replicas": 1 if awake else 0,  # always applied: the field stays ours
                 # a changed allow-list must not be served by the old proxy alongside the new
                 "strategy": {"type": "Recreate"},
                 "selector": {"matchLabels": selector},
@@ -424,7 +430,11 @@ def _container(
 
 
 def sandbox_statefulset(
-    tenant: Tenant, settings: OperatorSettings, proxy_host: str | None = None
+    tenant: Tenant,
+    settings: OperatorSettings,
+    proxy_host: str | None = None,
+    *,
+    awake: bool = True,
 ) -> dict[str, Any]:
     """Two containers, so that tenant code can reach neither the key nor the runner.
 
@@ -432,7 +442,9 @@ def sandbox_statefulset(
     (uid 10001) runs the zygote and tenant code on the data volume. They share no volume:
     the runner reaches the zygote on an abstract socket, which serves the runner's uid only;
     without shareProcessNamespace neither sees the other's processes, and the key is in no
-    environment. The worker container's liveness
+    environment. `awake` False: zero replicas (idle, tenancy/idle.py; its volumes stay).
+    The replicas are always in what is applied, so the field stays owned by the operator's
+    field manager whether it is 0 or not. The worker container's liveness
     probe asks the runner whether its zygote answers pings: a stopped or dead worker host
     is restarted by the kubelet within seconds.
     """
@@ -539,7 +551,7 @@ def sandbox_statefulset(
         "kind": "StatefulSet",
         "metadata": _meta(tenant, SANDBOX),
         "spec": {
-            "replicas": box.replicas,
+            "replicas": box.replicas if awake else 0,
             "serviceName": SANDBOX,
             "selector": {"matchLabels": {"app.kubernetes.io/name": SANDBOX}},
             "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
@@ -547,7 +559,9 @@ def sandbox_statefulset(
     }
 
 
-def owned_objects(tenant: Tenant, settings: OperatorSettings) -> list[dict[str, Any]]:
+def owned_objects(
+    tenant: Tenant, settings: OperatorSettings, *, awake: bool = True
+) -> list[dict[str, Any]]:
     """Everything reconciled by server-side apply, namespace first (order matters), but the
     sandbox StatefulSet: it needs the proxy Service's address, and is not applied while
     the operator refuses its image (`sandbox_statefulset`, `refusals`)."""
@@ -559,5 +573,5 @@ def owned_objects(tenant: Tenant, settings: OperatorSettings) -> list[dict[str, 
         service_account(tenant),
         *roles(tenant),
         sandbox_service(tenant),
-        *egress_proxy(tenant, settings),
+        *egress_proxy(tenant, settings, awake),
     ]

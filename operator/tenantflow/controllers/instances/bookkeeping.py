@@ -1,15 +1,18 @@
 """What the controller learns from every observed phase: the instances gauge, admission's
 slots (a freed slot wakes the next queued instance) and Tenant.status.usage, counted as
-phases are observed, never by listing."""
+phases are observed, never by listing; and the wake-ups of waiting instances, by tenant
+(a sandbox scaled to zero starts ahead of its tenant's next one, tenancy/idle.py)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tenantflow.observability import metrics
 from tenantflow.supervisor.admission import DELETED, LENT, Admission
 from tenantflow.supervisor.usage import UsageTracker
+from tenantflow.vocabulary import Phase
 
 
 @dataclass
@@ -19,11 +22,15 @@ class PhaseBook:
     usage_changed: Callable[[str], None]  # a tenant whose usage counts moved
     usage: UsageTracker = field(default_factory=UsageTracker)
     phases: dict[str, tuple[str, str]] = field(default_factory=dict)  # key: (tenant, phase)
+    # tenant -> {key: nextWakeAt} of its Waiting instances
+    wakes: dict[str, dict[str, dt.datetime]] = field(default_factory=dict)
 
     def track(self, key: str, tenant: str | None, phase: str | None, lent: bool = False) -> None:
         """`key` observed in `phase` (None and None: it is gone); `lent`: its concurrency
         slot is lent to the children it awaits."""
         old = self.phases.pop(key, None)
+        if old and (phase != Phase.WAITING or tenant != old[0]):
+            self._unwake(old[0], key)  # no longer waiting: its wake-up is not a timer now
         if old:
             metrics.INSTANCES.labels(tenant=old[0], phase=old[1]).dec()
         if tenant and phase:
@@ -39,6 +46,27 @@ class PhaseBook:
         metrics.QUEUE_DEPTH.labels(tenant=owner).set(self.admission.queue_depth(owner))
         if (old[1] if old else None) != phase:
             self.usage_changed(owner)
+
+    def wakes_at(self, key: str, tenant: str | None, when: dt.datetime | None) -> None:
+        """`key` (Waiting) runs again at `when` (None: no timer)."""
+        if tenant is None:
+            return
+        if when is None:
+            self._unwake(tenant, key)
+        else:
+            self.wakes.setdefault(tenant, {})[key] = when
+
+    def _unwake(self, tenant: str, key: str) -> None:
+        found = self.wakes.get(tenant)
+        if found is not None:
+            found.pop(key, None)
+            if not found:
+                del self.wakes[tenant]
+
+    def next_wake(self, tenant: str, not_before: dt.datetime) -> dt.datetime | None:
+        """The tenant's earliest known wake-up at or after `not_before`."""
+        kept = [w for w in (self.wakes.get(tenant) or {}).values() if w >= not_before]
+        return min(kept) if kept else None
 
     def phase_of(self, key: str) -> str | None:
         """`key`'s phase as last observed (None: not tracked)."""

@@ -449,8 +449,10 @@ class InstanceController:
         return parse_time(done) + dt.timedelta(seconds=keep)
 
     def _wake_at_next(self, key: str, status: dict[str, Any]) -> None:
-        if status.get("nextWakeAt"):
-            self.queue.request_after(key, parse_time(status["nextWakeAt"]))
+        wake = parse_time(status["nextWakeAt"]) if status.get("nextWakeAt") else None
+        self.book.wakes_at(key, tenant_of(key.split("/", 1)[0]), wake)  # (idle sandboxes)
+        if wake is not None:
+            self.queue.request_after(key, wake)
         self._resync_children(key, status)
 
     def _resync_children(self, key: str, status: dict[str, Any]) -> None:

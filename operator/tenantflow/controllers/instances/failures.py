@@ -1,5 +1,7 @@
 """A sandbox call that failed: retried with backoff, or — after the same worker died
-three advances in a row — the instance Errored. A loss the sandbox reports with the step
+three advances in a row — the instance Errored. A sandbox scaled to zero while idle is
+no failure: the instance waits for it (`WaitingForSandbox`, no Warning, no strike) and is
+driven again as soon as it is ready. A loss the sandbox reports with the step
 attempts it killed (the kernel's memory limit, the advance's deadline) is such a worker
 loss too: those attempts are also charged to their steps, but the report comes from where
 tenant code runs and can be forged, so it buys no sooner retry and no way past the
@@ -16,6 +18,7 @@ from tenantflow.lifecycle import instance_state as state
 from tenantflow.observability.logging import get_logger
 from tenantflow.sandbox.isolation import NOT_ISOLATED
 from tenantflow.sandbox.transport import SandboxUnavailable
+from tenantflow.tenancy.idle import WAITING_FOR_SANDBOX
 from tenantflow.vocabulary import ConditionType, Phase
 
 log = get_logger("tenantflow.instance")
@@ -25,6 +28,8 @@ WORKER_LOST = "SandboxWorkerLost"
 WORKER_LOSSES_BEFORE_ERROR = 3
 MAX_BACKOFF = 60.0
 MAX_EVENT_MESSAGE = 1000
+# a sandbox starting from zero drives its waiters when ready; this is only the safety net
+SANDBOX_WAIT_RECHECK = 10.0
 
 
 @dataclass
@@ -39,6 +44,9 @@ class SandboxFailures:
 
     def failed(self, d: Drive, exc: SandboxUnavailable) -> None:
         """Decide on `d` what this failure means for its instance."""
+        if exc.reason == WAITING_FOR_SANDBOX:
+            self._wait_for_sandbox(d, exc)
+            return
         count = self.failures[d.key] = self.failures.get(d.key, 0) + 1
         # worker losses in a row, apart from other failures: a sandbox that was not ready
         # or not reachable in between says nothing about the workflow's code
@@ -93,6 +101,15 @@ class SandboxFailures:
             return state.finished(Phase.ROLLBACK_FAILED, d.now, error={**error, "step": step})
         begun = state.begin_compensation(d.status, error, d.now)
         return begun or state.finished(Phase.ERRORED, d.now, error=error)
+
+    def _wait_for_sandbox(self, d: Drive, exc: SandboxUnavailable) -> None:
+        """Its sandbox is starting from zero: a visible wait, not an error (no Warning, no
+        failure count, no worker-loss strike; nothing ran, so nothing runs twice)."""
+        if d.view.tenant:
+            self.sandboxes.waiting_for(d.view.tenant, d.key)
+        log.info("waiting for the sandbox", instance=d.key)
+        d.condition(ConditionType.SANDBOX_REACHABLE, False, exc.reason, str(exc), warn=False)
+        d.later(SANDBOX_WAIT_RECHECK)
 
     @staticmethod
     def _charge_steps(d: Drive, lost: dict[str, int], cause: dict[str, str]) -> None:
