@@ -12,8 +12,8 @@ from typing import Any
 from tenantflow import conditions
 from tenantflow.api.crd import Kind
 from tenantflow.durations import human_age, parse_time
-from tenantflow.ui.rows import instance_row
-from tenantflow.vocabulary import ConditionType
+from tenantflow.ui.rows import compensation, instance_row
+from tenantflow.vocabulary import ConditionType, Phase
 
 _JSON_PATH_STEP = re.compile(r"\.([A-Za-z0-9_]+)|\[([0-9]+)\]")
 
@@ -88,10 +88,22 @@ def status_text(inst: dict[str, Any]) -> str:
             f"Waiting:   {w['kind']} {w.get('eventType') or ''} in step "
             f"{w.get('step')!r} until {w.get('until')}"
         )
+    comp = compensation(st.get("steps") or [])
+    if comp is not None:
+        trigger = comp["trigger"]
+        lines.append(
+            f"Compensation: {comp['state']}, triggered by {trigger.get('name')}: "
+            f"{trigger.get('message')}; {comp['done']} of {comp['owed']} rollback(s) done"
+        )
+        for rb in comp["rollbacks"]:
+            error = f" ({rb['error']})" if rb.get("error") else ""
+            lines.append(f"  {rb['name']:<30} {rb['state']:<9} {rb['attempts']} attempt(s){error}")
     if st.get("error"):
         e = st["error"]
         lines.append(f"Error:     {e['name']}: {e.get('message')} (step {e.get('step')!r})")
         lines.extend(f"           {line}" for line in traceback(st).splitlines())
+        if st.get("phase") == Phase.ROLLBACK_FAILED:
+            lines.append("           fix the cause, then `tenantflow retry` resumes the rollbacks")
     if "output" in st:
         lines.append(f"Output:    {json.dumps(st['output'])}")
     lines.append(f"Steps:     {st.get('stepCount', 0)}")

@@ -8,7 +8,13 @@ from typing import Any
 
 from tenantflow.errors import TenantflowError
 from tenantflow.kube.client import ApiException, KubeApi
-from tenantflow.vocabulary import API_VERSION, FINISHED, INSTANCE
+from tenantflow.vocabulary import (
+    API_VERSION,
+    FINISHED,
+    INSTANCE,
+    TERMINATE_ANNOTATION,
+    TERMINATE_ROLLBACK,
+)
 
 SPEC_ACTIONS: dict[str, dict[str, Any]] = {
     "pause": {"suspend": True},  # after the running step
@@ -93,6 +99,15 @@ async def start_with_event(
 async def set_spec(kube: KubeApi, namespace: str, name: str, action: str) -> None:
     """pause, resume or terminate."""
     await kube.patch(API_VERSION, INSTANCE, name, namespace, {"spec": SPEC_ACTIONS[action]})
+
+
+async def terminate(kube: KubeApi, namespace: str, name: str, *, rollback: bool) -> None:
+    """spec.terminate; `rollback`: the rollbacks of its completed steps run first (the
+    annotation, in the same write; GitOps users set both in Git)."""
+    body: dict[str, Any] = {"spec": SPEC_ACTIONS["terminate"]}
+    if rollback:
+        body["metadata"] = {"annotations": {TERMINATE_ANNOTATION: TERMINATE_ROLLBACK}}
+    await kube.patch(API_VERSION, INSTANCE, name, namespace, body)
 
 
 async def restart(kube: KubeApi, namespace: str, name: str) -> None:

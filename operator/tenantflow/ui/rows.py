@@ -97,6 +97,37 @@ def step_row(step: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def compensation(steps: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The compensation phase, if one began: what triggered it, how far it is (its
+    rollbacks are bars of the timeline, attempts and errors included)."""
+    mark = next((s for s in steps if s.get("kind") == "compensate"), None)
+    if mark is None:
+        return None
+    rollbacks = [s for s in steps if s.get("kind") == "rollback"]
+    owed = sum(
+        1
+        for s in steps
+        if s.get("kind") == "do" and s.get("state") == "Complete" and s.get("rollback")
+    )
+    return {
+        "state": mark.get("state"),
+        "trigger": mark.get("error") or {},
+        "startedAt": mark.get("startedAt"),
+        "finishedAt": mark.get("finishedAt"),
+        "owed": owed,
+        "done": sum(1 for s in rollbacks if s.get("state") == "Complete"),
+        "rollbacks": [
+            {
+                "name": s["name"],
+                "state": s.get("state"),
+                "attempts": s.get("attempts", 0),
+                "error": (s.get("error") or {}).get("name"),
+            }
+            for s in rollbacks
+        ],
+    }
+
+
 def definition_row(wfd: dict[str, Any]) -> dict[str, Any]:
     """A WorkflowDefinition in a list: its active and latest revisions, its rollout."""
     st = wfd.get("status") or {}

@@ -321,6 +321,9 @@ async def _act(request: web.Request, kube: Kube) -> Any:
             raise TenantflowError('send {"type": "...", "payload": ...}: type names the event')
         n = await actions.send_event(kube, ns, name, body["type"], body.get("payload"))
         return {"done": f"event {body['type']!r} sent (#{n})"}
+    if action == "terminate-rollback":
+        await actions.terminate(kube, ns, name, rollback=True)
+        return {"done": "terminate with rollback requested"}
     if action in actions.SPEC_ACTIONS:
         await actions.set_spec(kube, ns, name, action)
         return {"done": f"{action} requested"}

@@ -14,10 +14,10 @@ from typing import Any
 from tenantflow.durations import format_time, parse_time
 from tenantflow.lifecycle.source import Code
 from tenantflow.ui.rows import archived_row as archived_row
+from tenantflow.ui.rows import compensation, revision_row
 from tenantflow.ui.rows import definition_row as definition_row
 from tenantflow.ui.rows import instance_row as instance_row
 from tenantflow.ui.rows import kube_event as kube_event
-from tenantflow.ui.rows import revision_row
 from tenantflow.ui.rows import tenant_row as tenant_row
 
 MAX_TEXT = 64 * 1024  # params, outputs and payloads shown at most this long (as JSON)
@@ -95,6 +95,7 @@ def instance_detail(
         "nextWakeAt": st.get("nextWakeAt"),
         "startedAt": st.get("startedAt"),
         "timeline": timeline(st.get("steps") or [], now),
+        "compensation": compensation(st.get("steps") or []),
         "inbox": inbox(inst),
         "resets": st.get("resets") or [],
         "conditions": st.get("conditions") or [],

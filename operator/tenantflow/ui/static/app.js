@@ -210,7 +210,9 @@ function timelineSvg(t) {
     const note = b.kind === "do" ? `×${b.attempts} attempt${b.attempts === 1 ? "" : "s"}`
       : b.kind === "sleep" ? (b.open ? `sleeps until ${when(b.waitUntil)}` : "slept")
       : b.kind === "event" ? (b.open ? `waits for ${b.eventType}` : `got ${b.eventType || "event"}`)
-      : b.kind === "child" ? `child ${b.child || ""}` : "";
+      : b.kind === "child" ? `child ${b.child || ""}`
+      : b.kind === "compensate" ? `compensation: ${b.error ? b.error.name : ""} ${b.state}`
+      : b.kind === "rollback" ? `×${b.attempts} rollback attempt${b.attempts === 1 ? "" : "s"} ${b.state}` : "";
     g.append(s("text", { x: W - right + 6, y: y + 14, class: "note" }, note));
     svg.append(g);
   });
@@ -248,8 +250,10 @@ async function instanceView(ns, name) {
         h("button", { class: "secondary", onclick: () => act("pause") }, "Pause"),
         h("button", { class: "secondary", onclick: () => act("resume") }, "Resume"),
         h("button", { class: "secondary", onclick: () => confirm("Terminate " + name + "?") && act("terminate") }, "Terminate"),
+        h("button", { class: "secondary", id: "terminate-rollback", onclick: () => confirm("Terminate " + name + " and roll back its completed steps?") && act("terminate-rollback") }, "Terminate with rollback"),
         h("button", { class: "secondary", onclick: () => confirm("Run " + name + " again from the start?") && act("restart") }, "Restart"),
         eventForm, h("span", { id: "result" })),
+      d.compensation ? h("p", { class: "error", id: "compensation" }, `Compensation ${d.compensation.state}: triggered by ${d.compensation.trigger.name}: ${d.compensation.trigger.message}; ${d.compensation.done} of ${d.compensation.owed} rollback(s) done`) : "",
       d.errorInfo ? h("p", { class: "error" }, `${d.errorInfo.name}${d.errorInfo.step ? " in step " + d.errorInfo.step : ""}: ${d.errorInfo.message}`) : "",
       traceback(d.errorInfo),
       h("h2", {}, "Timeline"), d.timeline.bars.length ? timelineSvg(d.timeline) : h("p", { class: "muted" }, "No steps yet."),
