@@ -313,7 +313,7 @@ async def _observe(
         namespace_phase=(ns or {}).get("status", {}).get("phase"),
         quota_counted=_quota_counted(quota),
         pvc_phase=(pvc or {}).get("status", {}).get("phase"),
-        sandbox_ready=((sts or {}).get("status") or {}).get("readyReplicas") or 0,
+        sandbox_ready=_ready_replicas(sts),
         sandbox_wanted=tenant.spec.sandbox.replicas,
         proxy_ready=(
             None
@@ -324,6 +324,17 @@ async def _observe(
         missing_secrets=missing,
         namespace=ns_name,
     )
+
+
+def _ready_replicas(sts: dict[str, Any] | None) -> int:
+    """Its ready pods, once the StatefulSet controller has seen its newest spec (just
+    scaled down to zero and up again, its status may still count the old pod)."""
+    if sts is None:
+        return 0
+    st, generation = sts.get("status") or {}, sts["metadata"].get("generation") or 0
+    if (st.get("observedGeneration") or generation) < generation:
+        return 0
+    return int(st.get("readyReplicas") or 0)
 
 
 def _quota_counted(quota: dict[str, Any] | None) -> bool:

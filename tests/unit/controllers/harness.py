@@ -37,6 +37,7 @@ class InProcessSandbox:
     # merged into the next answers, as a runner adds its own keys (e.g. its report of
     # records it rejected)
     answer_extra: dict[str, Any] = field(default_factory=dict)
+    waiters: list[str] = field(default_factory=list)  # instances waiting for a start from zero
 
     async def history(self, endpoint: str, request: dict[str, Any]) -> dict[str, Any]:
         if self.history_failures:
@@ -50,6 +51,10 @@ class InProcessSandbox:
 
     def forget(self, tenant: str) -> None:
         pass
+
+    def waiting_for(self, tenant: str, key: str) -> None:
+        """An instance waits for its tenant's sandbox to start from zero."""
+        self.waiters.append(key)
 
     def close(self) -> None:
         pass
