@@ -58,6 +58,7 @@ class Sandboxes:
         (`WaitingForSandbox`, no strike against the instance)."""
         self.demand.used(tenant, dt.datetime.now(dt.UTC))
         if self.local is None and not self.demand.available(tenant):
+            self.found.discard(tenant)  # its next pod has another address
             self.wake(tenant)
             raise SandboxUnavailable(
                 WAITING_FOR_SANDBOX,
