@@ -45,6 +45,9 @@ REVISION_LABEL = f"{GROUP}/revision"
 WORKFLOW_REF_FIELD = "spec.workflowRef.name"
 DEFAULT_ENTRYPOINT = "run"  # the async function a definition's main module defines
 DEFAULT_REVISION_HISTORY = 50  # revisions a definition keeps besides those in use
+# journal entries a live instance's status keeps; the older finished ones are in its
+# tenant's history store (sandbox/journal_window.py)
+JOURNAL_WINDOW = 50
 # search attributes a definition declares (lifecycle/attributes.py): label names without a
 # prefix (ours and Kubernetes' are not the tenant's), each read from a params field
 MAX_ATTRIBUTES = 16

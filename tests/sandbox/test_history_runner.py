@@ -189,3 +189,60 @@ def test_tenant_code_cannot_write_into_another_instances_history(runner: Runner)
     assert line["message"] == "written by someone else"
     assert not line["at"].startswith("1999"), "the runner's clock, not the forged one"
     assert (line["step"], line["attempt"]) == ("", 0), "a step with a bad attempt is not kept"
+
+
+SLEEPY_STEPS = """
+async def run(event, step):
+    total = 0
+    for i in range(8):
+        total += await step.do(f"s{i}", lambda i=i: i)
+    await step.sleep("nap", "1h")
+    return total
+"""
+
+
+def test_a_long_journal_leaves_the_status_for_the_store_and_replays_whole(runner: Runner) -> None:
+    """Issue 34.4 on a real jailed runner: with a window of 3, the answer holds the newest
+    entries and what the store keeps; the next advance (the operator's status sent back:
+    window + offloadedSteps) replays the whole journal; the archive gets all of it."""
+
+    def advance(journal: list[Any], offloaded: dict[str, Any] | None) -> Any:
+        payload = advance_payload(
+            source=SLEEPY_STEPS,
+            instance_id="long-1",
+            instance_uid="uid-long-1",
+            started_at="2030-01-01T00:00:00Z",
+            journal=journal,
+            offloaded=offloaded,
+            journal_window=3,
+        )
+        status, answer = runner.post("/v1/advance", payload)
+        assert status == 200, answer
+        return answer
+
+    first = advance([], None)
+    assert first["outcome"]["kind"] == "Waiting"
+    names = [e["name"] for e in first["journal"]]
+    assert names == ["s6", "s7", "nap"] and first["offloaded"]["count"] == 6
+    # woken early (the sleep not due): the same journal, replayed whole, nothing re-run
+    again = advance(first["journal"], first["offloaded"])
+    assert [e["name"] for e in again["journal"]] == names and again["executed"] == []
+    assert again["offloaded"] == first["offloaded"]
+    # a status whose digest does not match what the store holds: a clear error, no replay
+    forged = advance(first["journal"], {**first["offloaded"], "digest": "0" * 64})
+    assert forged["outcome"]["kind"] == "Errored"
+    assert forged["outcome"]["error"]["name"] == "JournalUnavailable"
+    record = {
+        "uid": "uid-long-1",
+        "name": "long-1",
+        "definition": "ci",
+        "phase": "Waiting",
+        "createdAt": "2030-01-01T00:00:00Z",
+        "finishedAt": "2030-01-01T00:01:00Z",
+        "attributes": {},
+        "record": {"status": {"steps": again["journal"], "offloadedSteps": again["offloaded"]}},
+    }
+    assert runner.post("/v1/history", {"op": "archive", "instance": record})[0] == 200
+    _, got = runner.post("/v1/history", {"op": "get", "name": "long-1"})
+    steps = got["instance"]["record"]["status"]["steps"]
+    assert [e["name"] for e in steps] == [f"s{i}" for i in range(8)] + ["nap"]

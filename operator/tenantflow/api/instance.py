@@ -169,6 +169,11 @@ class ResetRecord(Model):
     )
 
 
+class OffloadedSteps(Model):
+    count: int = Field(ge=0, description="Entries kept in the tenant's history store.")
+    digest: str = Field(max_length=64, description="sha256 chain over them, in order.")
+
+
 class WorkflowInstanceStatus(ObservedStatus):
     phase: Phase | None = Field(
         None,
@@ -188,7 +193,15 @@ class WorkflowInstanceStatus(ObservedStatus):
         None, description="Why it Errored (or, RollbackFailed, which rollback failed and why)."
     )
     steps: list[StepStatus] = Field(default_factory=list, description="The durable journal.")
-    step_count: int | None = Field(None, description="len(steps), for the STEPS column.")
+    step_count: int | None = Field(
+        None, description="Journal entries (the steps here and the offloaded ones)."
+    )
+    offloaded_steps: OffloadedSteps | None = Field(
+        None,
+        description="The oldest finished journal entries, kept in the tenant's history "
+        "store instead of here (the status keeps the newest ones): their count and the "
+        "digest the sandbox checks them against before a replay.",
+    )
     lost_attempts: dict[str, LostAttempt] = Field(
         default_factory=dict,
         description="Step attempts killed with their process (the sandbox's memory limit, "

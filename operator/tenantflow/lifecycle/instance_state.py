@@ -85,8 +85,11 @@ def after_advance(
     `outcome` is the result's, decoded once (`outcome_from_wire`). `terminating`: the
     instance is being terminated with rollback (spec.terminate): the operator's word, not
     the sandbox's, decides that its rolled-back end is Terminated."""
-    journal = result["journal"]
-    out: dict[str, Any] = {"steps": journal, "stepCount": len(journal), "eventsSeen": seen}
+    journal, kept = result["journal"], result.get("offloaded")
+    out: dict[str, Any] = {"steps": journal, "eventsSeen": seen}
+    if isinstance(kept, dict) and isinstance(kept.get("count"), int) and kept["count"] > 0:
+        out["offloadedSteps"] = {"count": kept["count"], "digest": str(kept.get("digest"))}
+    out["stepCount"] = len(journal) + offloaded_count(out)
     if isinstance(outcome, RolledBack):
         out |= (
             finished(Phase.TERMINATED, now)
@@ -125,6 +128,12 @@ def after_advance(
             },
         )
     return out
+
+
+def offloaded_count(status: dict[str, Any]) -> int:
+    """Journal entries the tenant's history keeps in front of `status.steps`."""
+    count = (status.get("offloadedSteps") or {}).get("count")
+    return count if isinstance(count, int) and count > 0 else 0
 
 
 def needs_advance(

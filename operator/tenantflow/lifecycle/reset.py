@@ -117,9 +117,17 @@ def reset(
         failed = [i for i, s in enumerate(steps) if s.get("state") == "Errored"]
         cut = failed[0] if failed else len(steps)  # run() itself raised: from the end
     elif request.to_step not in names:
+        older = (status.get("offloadedSteps") or {}).get("count") or 0
         problem = (
             f"step {request.to_step!r} is not in the journal (it has: "
-            f"{', '.join(str(n) for n in names) or 'no steps'})"
+            f"{', '.join(str(n) for n in names) or 'no steps'}"
+            + (
+                f"; its {older} oldest finished entries are kept in the tenant's history and "
+                "cannot be reset to: restart the instance to run them again"
+                if older
+                else ""
+            )
+            + ")"
         )
     else:
         cut = names.index(request.to_step)
@@ -145,7 +153,7 @@ def reset(
     update = {
         "phase": Phase.RUNNING,
         "steps": steps[:cut],
-        "stepCount": cut,
+        "stepCount": cut + ((status.get("offloadedSteps") or {}).get("count") or 0),
         "error": None,
         "output": None,
         "outputRef": None,
@@ -195,7 +203,7 @@ def _resume_rollbacks(status: dict[str, Any], request: ResetRequest, now: dt.dat
     update = {
         "phase": Phase.COMPENSATING,
         "steps": kept,
-        "stepCount": len(kept),
+        "stepCount": len(kept) + ((status.get("offloadedSteps") or {}).get("count") or 0),
         "error": None,
         "finishedAt": None,
         "waitingFor": None,

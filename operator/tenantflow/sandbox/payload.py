@@ -44,6 +44,8 @@ def advance_payload(
     lost_attempts: dict[str, Any] | None = None,
     epoch: int = 0,
     children: dict[str, ChildResult] | None = None,
+    offloaded: dict[str, Any] | None = None,
+    journal_window: int = 0,
 ) -> dict[str, Any]:
     """`source`: one module's text, or a revision's Code (several files). `epoch`: how
     many times the instance was reset (its steps' stored results are kept per epoch, its
@@ -65,6 +67,10 @@ def advance_payload(
             **({"epoch": epoch} if epoch else {}),
         },
         "journal": journal or [],
+        # the oldest entries the tenant's history keeps (status.offloadedSteps), and how
+        # many the status keeps (sandbox/journal_window.py; 0: all of them)
+        **({"offloaded": offloaded} if offloaded else {}),
+        **({"journalWindow": journal_window} if journal_window else {}),
         "lostAttempts": lost_attempts or {},
         "inbox": inbox_to_wire(inbox or []),
         **({"children": child_results_to_wire(children)} if children else {}),

@@ -38,7 +38,7 @@ from tenantflow.engine.env import MAX_LOG_LINE_BYTES, MAX_LOG_LINES
 from tenantflow.engine.secrets import Secrets
 from tenantflow.engine.wire import child_results_from_wire, outcome_from_wire
 from tenantflow.observability.logging import configure, get_logger
-from tenantflow.sandbox import auth, frames, history_api, vouch, worker, zygote
+from tenantflow.sandbox import auth, frames, history_api, journal_window, vouch, worker, zygote
 from tenantflow.sandbox.isolation import NOT_ISOLATED, IsolationCanary, canary_address
 from tenantflow.sandbox.link import MAX_RUNNING, WorkerLost, ZygoteLink
 from tenantflow.sandbox.payload import deadline_seconds
@@ -154,6 +154,15 @@ class Runner:
             ADVANCES.labels("bad-request").inc()
             return self._error(mac, 400, "BadRequest", str(exc))
         started = time.perf_counter()
+        try:
+            window = await self._expanded(payload)
+        except sqlite3.Error as exc:
+            return self._error(mac, 503, "HistoryUnavailable", f"the history store: {exc}")
+        except journal_window.JournalUnavailable as exc:  # the window as sent, count kept
+            return self._respond(mac, 200, worker.failed(payload, "JournalUnavailable", str(exc)))
+        except ValueError as exc:
+            ADVANCES.labels("bad-request").inc()
+            return self._error(mac, 400, "BadRequest", str(exc))
         payload[vouch.VOUCHED] = await self._vouched(run, payload)  # ours, never the caller's
         taker = Taker(self.vouches, run, payload["limits"]["max_steps"], self.tenant)
         try:
@@ -180,6 +189,18 @@ class Runner:
             return self._error(mac, 503, "SandboxWorkerLost", reason, **detail)
         except frames.FrameError as exc:  # the worker answered, but not with safe JSON
             result = worker.failed(payload, "SandboxBadOutput", f"the worker's answer: {exc}")
+        return await self._answer(mac, payload, result, window, started)
+
+    async def _answer(
+        self,
+        mac: str,
+        payload: dict[str, Any],
+        result: Any,
+        window: int,
+        started: float,
+    ) -> web.Response:
+        """The worker's answer, checked, its log lines and oldest journal entries kept in
+        the tenant's history, as the operator gets it."""
         if isinstance(result, dict) and worker.BAD_REQUEST in result:
             ADVANCES.labels("bad-request").inc()
             why = self.redactor.cut(str(result[worker.BAD_REQUEST]), MAX_BAD_REQUEST)
@@ -190,9 +211,49 @@ class Runner:
         else:
             report_rejected(self.tenant, payload["instance"]["id"], result.get(vouch.REJECTED))
             await self._keep_logs(payload, result)
+        await self._windowed(payload, result, window)
         ADVANCE_SECONDS.observe(time.perf_counter() - started)
         ADVANCES.labels("ok").inc()
         return self._respond(mac, 200, result)
+
+    async def _expanded(self, payload: dict[str, Any]) -> int:
+        """Put the journal entries the history store keeps for this instance back in front
+        of the window the operator sent (checked: count and digest); the window size the
+        operator asks for (0: it keeps the whole journal in its status)."""
+        kept = journal_window.Offloaded.of(payload.get(journal_window.OFFLOADED))
+        window = payload.get(journal_window.WINDOW) or 0
+        if type(window) is not int or window < 0:
+            raise ValueError(f"{journal_window.WINDOW} must be a number from 0")
+        if kept.count and self.history is None:
+            raise journal_window.JournalUnavailable(
+                "this sandbox keeps no history store, where the oldest journal entries are"
+            )
+        if kept.count and self.history is not None:
+            payload["journal"] = await asyncio.to_thread(
+                journal_window.expand, self.history, _uid(payload), payload["journal"], kept
+            )
+        payload[journal_window.OFFLOADED] = kept.wire()
+        return window
+
+    async def _windowed(self, payload: dict[str, Any], result: dict[str, Any], window: int) -> None:
+        """The answer's journal as the operator's status keeps it: without the entries
+        the store held already, and with the finished prefix beyond `window` kept there
+        too (a store that cannot take them now leaves them in the answer)."""
+        kept = journal_window.Offloaded.of(payload[journal_window.OFFLOADED])
+        journal = result.get("journal")
+        if not isinstance(journal, list):
+            return
+        now_kept, rest = kept, journal[kept.count :]
+        uid = payload["instance"].get("uid")
+        if window and self.history is not None and isinstance(uid, str) and uid:
+            at = format_time(dt.datetime.now(dt.UTC))
+            try:
+                rest, now_kept = await asyncio.to_thread(
+                    journal_window.trim, self.history, uid, journal, kept, window, at
+                )
+            except (HistoryError, OSError, sqlite3.Error) as exc:
+                log.warning("journal entries not kept", tenant=self.tenant, error=str(exc)[:300])
+        result["journal"], result[journal_window.OFFLOADED] = rest, now_kept.wire()
 
     async def _vouched(self, run: str, payload: dict[str, Any]) -> dict[str, str]:
         """The digests this advance may recall by; none if the store fails (then every
@@ -378,6 +439,14 @@ _REQUIRED: dict[str, dict[str, type | tuple[type, ...]]] = {
     "defaults": {"retries": dict, "timeout": (int, float), "eventTimeout": (int, float)},
     "limits": {"max_steps": int, "max_step_timeout": (int, float)},
 }
+
+
+def _uid(payload: dict[str, Any]) -> str:
+    """The instance's uid, the key of what the store keeps of it (the operator's, signed)."""
+    uid = payload["instance"].get("uid")
+    if not isinstance(uid, str) or not uid:
+        raise journal_window.JournalUnavailable("the request names no instance uid")
+    return uid
 
 
 def validate(payload: object) -> dict[str, Any]:

@@ -12,6 +12,11 @@ wrote. Tenant code never opens this file, so nothing here is tenant-forged after
   search filters on; its search attributes in their own indexed table.
 - **Logs.** One row per line in arrival order (`seq`), capped per instance with one
   visible truncation marker, never silently.
+- **Journal.** The oldest finished entries of a live instance's journal, which its status
+  no longer holds (sandbox/journal_window.py): by position, replaced in place if written
+  again (a repeated advance writes the same entries), merged back into its archive record.
+  Never pruned by age: a live instance may sleep for longer than any retention (the
+  entries of one deleted without being archived stay, within the store's size cap).
 - **Retention.** `prune` drops archived instances (and their lines) finished before a
   cut-off, and lines of instances never archived that are older than it.
 - **Size.** The file has a byte cap (SQLite's page cap): a write past it fails with
@@ -70,6 +75,13 @@ CREATE TABLE IF NOT EXISTS logs (
 );
 CREATE INDEX IF NOT EXISTS logs_by_instance ON logs (uid, seq);
 CREATE TABLE IF NOT EXISTS log_counts (uid TEXT PRIMARY KEY, lines INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS journal (
+    uid TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    written_at TEXT NOT NULL,
+    entry TEXT NOT NULL,
+    PRIMARY KEY (uid, idx)
+) WITHOUT ROWID;
 """
 
 
@@ -174,8 +186,21 @@ class History:
 
     # ------------------------------------------------------------------ archive
     def archive(self, item: Archived, archived_at: str) -> None:
-        """Keep `item` (again: a repeated archive of one uid replaces its row)."""
+        """Keep `item` (again: a repeated archive of one uid replaces its row), with the
+        journal entries its status no longer held put back in front of its steps."""
         with self._write() as db:
+            older = [
+                json.loads(r[0])
+                for r in db.execute(
+                    "SELECT entry FROM journal WHERE uid = ? ORDER BY idx", (item.uid,)
+                )
+            ]
+            status = item.record.get("status")
+            if older and isinstance(status, dict):
+                offloaded = status.pop("offloadedSteps", None) or {}
+                count = int(offloaded.get("count") or 0)
+                status["steps"] = older[:count] + list(status.get("steps") or [])
+            db.execute("DELETE FROM journal WHERE uid = ?", (item.uid,))
             db.execute(
                 "INSERT OR REPLACE INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -284,6 +309,25 @@ class History:
             (*args, limit),
         ).fetchall()
         return [LogLine(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
+
+    # ------------------------------------------------------------------ journal
+    def offload(self, uid: str, start: int, entries: list[dict[str, Any]], at: str) -> None:
+        """Keep journal entries `start`, `start + 1`, ... of a live instance (in place)."""
+        with self._write() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO journal VALUES (?, ?, ?, ?)",
+                [
+                    (uid, start + i, at, json.dumps(e, separators=(",", ":")))
+                    for i, e in enumerate(entries)
+                ],
+            )
+
+    def offloaded(self, uid: str, count: int) -> list[dict[str, Any]]:
+        """The first `count` kept entries of an instance's journal (fewer if lost)."""
+        rows = self._db.execute(
+            "SELECT entry FROM journal WHERE uid = ? AND idx < ? ORDER BY idx", (uid, count)
+        ).fetchall()
+        return [json.loads(r[0]) for r in rows]
 
     # ------------------------------------------------------------------ retention
     def prune(self, before: str) -> int:

@@ -30,7 +30,7 @@ from tenantflow.sandbox.transport import HttpTransport, SandboxUnavailable, reje
 from tenantflow.supervisor.fair_queue import FairDispatcher
 from tenantflow.supervisor.token_bucket import TokenBucket, tuned
 from tenantflow.supervisor.usage import STORAGE_BYTES
-from tenantflow.vocabulary import DEFAULT_ENTRYPOINT, FINISHED, ConditionType, Phase
+from tenantflow.vocabulary import DEFAULT_ENTRYPOINT, FINISHED, JOURNAL_WINDOW, ConditionType, Phase
 
 log = get_logger("tenantflow.instance")
 
@@ -44,6 +44,7 @@ class Advancer:
     # (tenant, bytes): the size of the tenant's store, as the sandbox's answer reports it
     storage_measured: Callable[[str, int], None] = lambda tenant, size: None
     event_buckets: dict[str, TokenBucket] = field(default_factory=dict)
+    journal_window: int = JOURNAL_WINDOW  # entries the status keeps (0: the whole journal)
 
     async def advance(
         self,
@@ -60,7 +61,7 @@ class Advancer:
             d, tenant, len(all_events) - len(seen_before), float(limits.max_events_per_second)
         )
         inbox, seen = state.inbox(all_events[: len(seen_before) + deliver], seen_before, d.now)
-        payload = _payload(d, revision, limits, inbox, children or {})
+        payload = _payload(d, revision, limits, inbox, children or {}, self.journal_window)
         try:
             async with self.dispatcher.slot(tenant):  # fair across tenants
                 started = time.perf_counter()
@@ -148,6 +149,7 @@ def _payload(
     limits: TenantLimits,
     inbox: list[Any],
     children: dict[str, ChildResult],
+    window: int = JOURNAL_WINDOW,
 ) -> dict[str, Any]:
     data, st = revision["data"], d.status
     return advance_payload(
@@ -160,6 +162,8 @@ def _payload(
         started_at=st["startedAt"],
         epoch=reset.epoch(st),
         journal=st.get("steps") or [],
+        offloaded=st.get("offloadedSteps"),
+        journal_window=window,
         inbox=inbox,
         defaults=StepDefaults.from_spec(data.get("defaults")),
         limits=EngineLimits(

@@ -46,6 +46,7 @@ from tenantflow.vocabulary import (
     API_VERSION,
     FINISHED,
     INSTANCE,
+    JOURNAL_WINDOW,
     TENANT,
     ConditionType,
     Phase,
@@ -63,6 +64,7 @@ class InstanceSettings:
     finished_ttl: float = 7 * 86400.0  # seconds a finished instance is kept (0: forever)
     drive_workers: int = 64
     dispatch_slots: int = 16  # sandbox calls in flight, shared fairly by tenants
+    journal_window: int = JOURNAL_WINDOW  # journal entries a status keeps (0: all)
 
 
 @dataclass
@@ -106,6 +108,7 @@ class InstanceController:
             FairDispatcher(self.settings.dispatch_slots),
             self.failures,
             self.book.storage_measured,
+            journal_window=self.settings.journal_window,
         )
         self.limits: Cache[str, TenantLimits] = Cache(maxsize=4096, ttl=LIMITS_TTL)
         # tenants' spec.history.keepFinishedFor in seconds (UNSET: the operator's TTL), and
