@@ -52,7 +52,7 @@ JOURNAL_WINDOW = 50
 # prefix (ours and Kubernetes' are not the tenant's), each read from a params field
 MAX_ATTRIBUTES = 16
 ATTRIBUTE_KEY = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
-PARAM_PATH = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){0,7}$"
+PARAM_PATH = r"^[A-Za-z0-9_-]+([.][A-Za-z0-9_-]+){0,7}$"  # (no backslash: CEL strings)
 SCHEDULE_LABEL = f"{GROUP}/schedule"  # a WorkflowSchedule's runs carry its name
 SCHEDULED_AT_ANNOTATION = f"{GROUP}/scheduled-at"  # and the time they were scheduled for
 # a finished instance to archive and delete now, not at its tenant's keepFinishedFor

@@ -178,14 +178,17 @@ class WorkflowDefinitionSpec(Model):
         "attribute name -> the field of its params it is read from (a dotted path, e.g. "
         "repo or git.branch). Filter by them live (kubectl get wfi -l repo=acme-web) and "
         "archived (tenantflow list -l repo=acme-web).",
-        json_schema_extra=cel(
-            rule(
-                f"self.all(k, k.matches('{ATTRIBUTE_KEY}') && self[k].matches('{PARAM_PATH}'))",
-                "spec.searchAttributes: each name must be a label name without a prefix "
-                "(letters, digits, -_. ; at most 63) and each value a params field like "
-                "repo or git.branch",
-            )
-        ),
+        json_schema_extra={
+            "additionalProperties": {"type": "string", "maxLength": 128, "pattern": PARAM_PATH},
+            **cel(
+                rule(
+                    f"self.all(k, k.matches('{ATTRIBUTE_KEY}'))",
+                    "spec.searchAttributes: each name must be a label name without a prefix "
+                    "(letters, digits, -_. ; at most 63); each value a params field like repo "
+                    "or git.branch",
+                )
+            ),
+        },
     )
     revision_history_limit: int = Field(
         DEFAULT_REVISION_HISTORY, ge=1, le=1000, description="Revisions kept besides those in use."
