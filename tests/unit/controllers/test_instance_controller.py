@@ -317,6 +317,27 @@ async def test_a_finished_instance_is_archived_before_it_is_deleted(tmp_path: Pa
     assert [i.name for i in store.search(attributes={"repo": "acme-web"})[0]] == ["one"]
 
 
+async def test_an_archive_waiting_for_an_idle_sandbox_is_no_warning(tmp_path: Path) -> None:
+    """An idle tenant's sandbox is started for the archive: Archived=False says so, with
+    no Warning, and it is tried again soon; a RollbackFailed instance is never archived
+    by age (an undo is owed: a person retries or deletes it)."""
+    h = Harness.new(tmp_path)
+    await h.define("counted", COUNTED)
+    key = h.start("one", "counted")
+    await h.drive(key)
+    h.controller.settings = InstanceSettings(finished_ttl=1e-6)
+    h.sandbox.history_failures.append(SandboxUnavailable("WaitingForSandbox", "starting"))
+    await h.drive(key)
+    archived = next(c for c in h.status("one")["conditions"] if c["type"] == "Archived")
+    assert archived["reason"] == "WaitingForSandbox"
+    assert [e for e in h.events() if e[0] == "Warning"] == []
+    due = h.controller.queue.due_at(key)
+    assert due is not None and due < dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30)
+    h.kube.objects[(API_VERSION, INSTANCE, NS, "one")]["status"]["phase"] = "RollbackFailed"
+    await h.drive(key)
+    assert h.kube.read(API_VERSION, INSTANCE, "one", NS) is not None, "kept: an undo is owed"
+
+
 async def test_a_tenants_keep_finished_for_overrides_the_operators_ttl(tmp_path: Path) -> None:
     h = Harness.new(tmp_path)  # the operator keeps finished instances for ever
     await h.define("counted", COUNTED)

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tenantflow.controllers.instances.drive import Drive
+from tenantflow.controllers.instances.failures import SANDBOX_WAIT_RECHECK
 from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
 from tenantflow.sandbox.transport import Endpoint, SandboxUnavailable
+from tenantflow.tenancy.idle import WAITING_FOR_SANDBOX
 from tenantflow.vocabulary import GROUP, ConditionType
 
 log = get_logger("tenantflow.instance")
@@ -45,15 +47,19 @@ class Archiver:
             endpoint = await self.sandboxes.endpoint(tenant)
             await self.transport.history(endpoint, {"op": "archive", "instance": record(d)})
         except SandboxUnavailable as exc:
-            metrics.ARCHIVES.labels(tenant=tenant, result="failed").inc()
-            log.warning("archive failed", instance=d.key, reason=exc.reason, error=str(exc))
+            # an idle tenant's sandbox is being started for it: a wait, not a failure
+            starting = exc.reason == WAITING_FOR_SANDBOX
+            if not starting:
+                metrics.ARCHIVES.labels(tenant=tenant, result="failed").inc()
+                log.warning("archive failed", instance=d.key, reason=exc.reason, error=str(exc))
             d.condition(
                 ConditionType.ARCHIVED,
                 False,
                 exc.reason,
                 f"not archived into the tenant's history yet, so not deleted: {exc}"[:1024],
+                warn=not starting,
             )
-            d.later(ARCHIVE_RETRY)
+            d.later(SANDBOX_WAIT_RECHECK if starting else ARCHIVE_RETRY)
             return False
         metrics.ARCHIVES.labels(tenant=tenant, result="archived").inc()
         return True

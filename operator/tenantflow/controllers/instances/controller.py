@@ -444,6 +444,8 @@ class InstanceController:
         """When a finished instance is archived and deleted (None: never): at once when
         asked (ARCHIVE_NOW_ANNOTATION), else its tenant's keepFinishedFor after it ended."""
         done = v.status.get("finishedAt")
+        if v.phase == Phase.ROLLBACK_FAILED:
+            return None  # kept until a person retries (or deletes) it: undo is owed
         if v.archive_now and done:
             return parse_time(done)
         keep = keep if keep is not None else self._known_keep_for(v.tenant or "")
