@@ -66,7 +66,14 @@ chaos: binaries ## the fault-injection and isolation suite, long: >= 1,000 fault
 crds: venv ## regenerate crds/ from the pydantic models
 	$(BIN)/python -m tenantflow.api.generate crds charts/tenantflow/crds
 
+api-snapshot: venv ## record the CRDs' fields in tests/data/api-snapshot (refuses a removal without conversion)
+	$(BIN)/python -m tenantflow.api.snapshot tests/data/api-snapshot
+
+release: binaries ## build a release into dist/ (images, chart, CRDs, SHA256SUMS); RELEASE_TAG=1 also tags it
+	$(BIN)/python hack/release.py build $(if $(filter 1,$(RELEASE_TAG)),--tag) \
+	  $(if $(filter 1,$(ALLOW_DIRTY)),--allow-dirty)
+
 kind-e2e: venv ## the e2e suite on a kind cluster (needs Docker and kind)
 	bash hack/kind-e2e.sh
 
-.PHONY: help venv sysdeps binaries images test unit e2e demo down lint fmt bench bench-peers chaos crds kind-e2e
+.PHONY: help venv sysdeps binaries images test unit e2e demo down lint fmt bench bench-peers chaos crds api-snapshot release kind-e2e

@@ -1,0 +1,94 @@
+"""One version, in one place: pyproject.toml's, which the package, the chart and the
+images follow (hack/release.py check; set-version rewrites them all)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+import tenantflow
+from tenantflow.errors import DevClusterError
+from tenantflow.testing.devcluster import images, release
+
+ROOT = Path(__file__).resolve().parents[2]
+VERSIONED = [
+    "pyproject.toml",
+    "CHANGELOG.md",
+    "operator/tenantflow/__init__.py",
+    "charts/tenantflow/Chart.yaml",
+    "charts/tenantflow/values.yaml",
+]
+
+
+def test_every_place_names_pyprojects_version() -> None:
+    assert release.drift() == [], "run `hack/release.py set-version X.Y.Z` (see CHANGELOG.md)"
+
+
+def test_the_chart_and_package_agree_with_pyproject() -> None:
+    """Read as their consumers read them (helm, Python), not by the patterns of `drift`."""
+    version = release.project_version()
+    chart = yaml.safe_load((ROOT / "charts/tenantflow/Chart.yaml").read_text())
+    values = yaml.safe_load((ROOT / "charts/tenantflow/values.yaml").read_text())
+    assert tenantflow.__version__ == version
+    assert chart["version"] == version
+    assert chart["appVersion"] == version
+    assert values["image"]["tag"] in ("", version)  # "": the chart's appVersion
+    assert values["sandbox"]["image"].rsplit(":", 1)[1] == version
+    assert images.ref("operator").endswith(f":{version}")
+
+
+def test_the_changelog_has_a_section_for_it() -> None:
+    section = release.changelog_section(release.project_version())
+    assert section, "CHANGELOG.md needs a '## [X.Y.Z] - YYYY-MM-DD' section for this version"
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    for name in VERSIONED:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROOT / name, tmp_path / name)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("path", "old", "new"),
+    [
+        ("charts/tenantflow/Chart.yaml", "\nversion: ", "\nversion: 9"),
+        ("charts/tenantflow/Chart.yaml", 'appVersion: "', 'appVersion: "9'),
+        ("charts/tenantflow/values.yaml", "/sandbox:", "/sandbox:9"),
+        ("charts/tenantflow/values.yaml", 'tag: ""', 'tag: "9.9.9"'),
+        ("operator/tenantflow/__init__.py", '__version__ = "', '__version__ = "9'),
+    ],
+)
+def test_drift_is_caught(tree: Path, path: str, old: str, new: str) -> None:
+    file = tree / path
+    file.write_text(file.read_text().replace(old, new, 1))
+    problems = release.drift(tree)
+    assert len(problems) == 1 and problems[0].startswith(path), problems
+
+
+def test_set_version_rewrites_every_place(tree: Path) -> None:
+    changed = release.set_version("0.2.0", tree)
+    assert "pyproject.toml" in changed and "charts/tenantflow/Chart.yaml" in changed
+    assert release.project_version(tree) == "0.2.0"
+    # only the changelog is left to the person releasing
+    assert release.drift(tree) == ["CHANGELOG.md: no '## [0.2.0] - YYYY-MM-DD' section"]
+    chart = yaml.safe_load((tree / "charts/tenantflow/Chart.yaml").read_text())
+    assert (chart["version"], chart["appVersion"]) == ("0.2.0", "0.2.0")
+    values = yaml.safe_load((tree / "charts/tenantflow/values.yaml").read_text())
+    assert values["image"]["tag"] == ""  # still follows appVersion
+    assert values["sandbox"]["image"].endswith(":0.2.0")
+
+
+def test_set_version_refuses_what_is_not_semver(tree: Path) -> None:
+    with pytest.raises(DevClusterError):
+        release.set_version("v0.2", tree)
+
+
+def test_the_crds_bundle_holds_every_crd() -> None:
+    docs = [d for d in yaml.safe_load_all(release.crds_bundle()) if d]
+    kinds = {d["spec"]["names"]["kind"] for d in docs if d["kind"] == "CustomResourceDefinition"}
+    assert kinds == {"Tenant", "WorkflowDefinition", "WorkflowInstance", "WorkflowSchedule"}
