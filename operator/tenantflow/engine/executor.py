@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tenantflow.durations import format_time
-from tenantflow.engine import compensation
+from tenantflow.engine import compensation, queries
 from tenantflow.engine import journal as journal_mod
 from tenantflow.engine.children import ChildResult
 from tenantflow.engine.env import WorkflowEnv, WorkflowLogger
@@ -23,6 +23,7 @@ from tenantflow.engine.loader import WorkflowFn, arity
 from tenantflow.engine.options import EngineLimits, StepDefaults
 from tenantflow.engine.outcome import Advance, Complete, Errored, Outcome, Waiting, Yielded
 from tenantflow.engine.outputs import OutputStore, StepResults, store
+from tenantflow.engine.queries import QueryAnswer
 from tenantflow.engine.secrets import Secrets
 from tenantflow.engine.state import Blocker, InboxEvent, ReplayState
 from tenantflow.engine.step import StepApi
@@ -150,7 +151,103 @@ async def _advance(
         executed=state.executed,
         logs=logger.lines,
         rejected=state.rejected,
+        queries=sorted(state.queries),
     )
+
+
+def query(
+    workflow: WorkflowFn,
+    name: str,
+    args: Sequence[Any] = (),
+    *,
+    journal: Sequence[journal_mod.StepRecord] = (),
+    params: Any = None,
+    instance_id: str = "instance",
+    started_at: dt.datetime | None = None,
+    now: Callable[[], dt.datetime] = _utcnow,
+    tenant: str = "",
+    db: Any = None,
+    defaults: StepDefaults | None = None,
+    limits: EngineLimits | None = None,
+    offload: OutputStore | None = None,
+    secrets: Mapping[str, Mapping[str, str]] | None = None,
+    epoch: int = 0,
+) -> QueryAnswer:
+    """Answer the query `name` of an instance whose journal is `journal` (queries.py).
+
+    `run()` is replayed read-only: a step whose result the journal holds returns it, and
+    the first call that would do anything new — a new step, one not finished, a sleep not
+    over, an event not yet taken, a child — halts there instead, as does everything
+    after it. Nothing runs a step body, waits, or records anything (give it a database
+    that refuses writes: `TenantDatabase(read_only=True)`). Then `handler(*args)` is
+    called, and its checked value is the answer; an error of any kind is an answer too,
+    with `error` set. Raises QueryError only for bad arguments."""
+    checked = queries.check_args(args)
+    loop = _WorkflowLoop()
+    try:
+        return loop.run_until_complete(
+            _query(
+                workflow,
+                ReplayState(
+                    journal,
+                    now=now,
+                    defaults=defaults or StepDefaults(),
+                    limits=limits or EngineLimits(),
+                    offload=offload,
+                    inbox=(),
+                    instance_id=instance_id,
+                    epoch=epoch,
+                    secrets=secrets,
+                    params=params,
+                    read_only=True,
+                ),
+                name,
+                checked,
+                event={
+                    "payload": params,
+                    "instanceId": instance_id,
+                    "timestamp": format_time(started_at or now()),
+                },
+                tenant=tenant,
+                db=db,
+                secrets=secrets if secrets is not None else Secrets(None),
+            )
+        )
+    finally:
+        loop.close()
+
+
+async def _query(
+    workflow: WorkflowFn,
+    state: ReplayState,
+    name: str,
+    args: list[Any],
+    *,
+    event: dict[str, Any],
+    tenant: str,
+    db: Any,
+    secrets: Mapping[str, Mapping[str, str]],
+) -> QueryAnswer:
+    logger = WorkflowLogger(now=state.now, replaying=lambda: True)  # a query logs nothing
+    env = WorkflowEnv(
+        db=db, tenant=tenant, instance_id=state.instance_id, log=logger, secrets=secrets
+    )
+    api = StepApi(state)
+    main = asyncio.ensure_future(workflow(*(event, api, env)[: arity(workflow)]))
+    try:
+        await _settle(main, state)
+        if main.done() and not main.cancelled():
+            main.exception()  # run() may have ended (returned or raised): handlers remain
+        if state.fatal is not None:  # the replay itself failed (NonDeterminism, ...)
+            registered = tuple(sorted(state.queries))
+            message = state.cut(f"the replay failed before the query: {state.fatal}", 4096)
+            return QueryAnswer(
+                name, error={"name": state.fatal.reason, "message": message}, registered=registered
+            )
+        # before the parked steps are cancelled: their `finally:` blocks must not run first
+        return queries.call(state.queries, name, args, state.error)
+    finally:
+        await _cancel_all()
 
 
 async def _settle(main: asyncio.Future[Any], state: ReplayState) -> None:

@@ -77,3 +77,5 @@ class Advance:
     logs: list[dict[str, Any]] = field(default_factory=list)
     # stored records ignored as absent, to report ({record, step, problem})
     rejected: list[dict[str, str]] = field(default_factory=list)
+    # the names of the query handlers run() registered (engine/queries.py): status.queries
+    queries: list[str] = field(default_factory=list)

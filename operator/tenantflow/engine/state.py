@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from tenantflow import jsonsafe
-from tenantflow.engine import masking, tracebacks
+from tenantflow.engine import masking, queries, tracebacks
 from tenantflow.engine.children import ChildResult, ChildStart
 from tenantflow.engine.errors import (
     DuplicateStepNameError,
@@ -88,6 +88,7 @@ class ReplayState:
         children: Mapping[str, ChildResult] | None = None,
         secrets: Mapping[str, Mapping[str, str]] | None = None,
         params: Any = None,
+        read_only: bool = False,
     ) -> None:
         # copies: the caller's journal is what is persisted, and must stay untouched
         self.journal = [dataclasses.replace(r) for r in journal]
@@ -101,6 +102,10 @@ class ReplayState:
         )
         self.compensating = self.forward_len < len(self.journal)
         self.rollbacks: dict[str, Registered] = {}  # by step name, as replayed
+        # a query's replay (engine/queries.py): what the journal holds is replayed, and the
+        # first call that would do anything new (a new step, an unfinished one) halts
+        self.read_only = read_only
+        self.queries: dict[str, Callable[..., Any]] = {}  # step.query handlers, by name
         self.params = params
         self.now = now
         self.defaults = defaults
@@ -205,6 +210,8 @@ class ReplayState:
         self.calls += 1
         if self.compensating and index >= self.forward_len:
             return None  # compensating: run() calls nothing new
+        if self.read_only and index >= len(self.journal):
+            return None  # a query's replay: nothing new
         if index < len(self.journal):
             rec = self.journal[index]
             if rec.name != name or rec.kind is not kind:
@@ -256,14 +263,35 @@ class ReplayState:
         """`claim`, parking the step for the next advance when the batch budget is spent."""
         rec = self.claim(name, kind)
         if rec is None:
-            await self.block(Blocker(name, "halt" if self.compensating else "yield"))
-        if self.compensating and rec.state not in FINAL_STATES:
+            halts = self.compensating or self.read_only
+            await self.block(Blocker(name, "halt" if halts else "yield"))
+        if (self.compensating or self.read_only) and rec.state not in FINAL_STATES:
             await self.halt(name)
         return rec
 
     async def halt(self, name: str) -> None:
         """Compensating: what run() did not finish stays unfinished (no attempt, no wait)."""
         await self.block(Blocker(name, "halt"))
+
+    def register_query(self, name: str, fn: Callable[..., Any]) -> None:
+        """`step.query`: a handler by name (registering a name again replaces it)."""
+        self.checked(name, lambda: queries.check_name(name))
+        if not callable(fn):
+            self.fail(
+                StepOptionsError(
+                    f"query {name!r}: the handler must be a function, got {type(fn).__name__}"
+                ),
+                None,
+            )
+        if name not in self.queries and len(self.queries) >= queries.MAX_QUERIES:
+            self.fail(
+                StepOptionsError(
+                    f"query {name!r}: an instance may register at most {queries.MAX_QUERIES} "
+                    "queries; return several values from one handler instead"
+                ),
+                None,
+            )
+        self.queries[name] = fn
 
     def next_rollback(self) -> int:
         """The place of a step.do with a rollback that completes now: after every other."""

@@ -32,6 +32,13 @@ class StepApi:
     def __init__(self, state: ReplayState) -> None:
         self._s = state
 
+    # ------------------------------------------------------------------ queries
+    def query(self, name: str, handler: Callable[..., Any]) -> None:
+        """Register a query handler: `tenantflow query INSTANCE name [--args JSON]` calls
+        `handler(*args)` after a read-only replay of the journal, and answers with its JSON
+        value (engine/queries.py). Not a step: not journaled, not awaited."""
+        self._s.register_query(name, handler)
+
     # ------------------------------------------------------------------ step.do
     async def do(
         self,
@@ -114,7 +121,7 @@ class StepApi:
             return True, output
         if rec.state is StepState.ERRORED:
             raise _step_error(rec)
-        if s.compensating:  # (its output was rejected: it stays unfinished)
+        if s.compensating or s.read_only:  # (its output was rejected: it stays unfinished)
             await s.halt(rec.name)
         return False, None
 
@@ -284,6 +291,8 @@ class StepApi:
             return output
         if rec.state is StepState.ERRORED:
             raise _step_error(rec)
+        if s.read_only:  # a query's replay: no child is started or awaited
+            await s.halt(name)
         rec.child = start.name
         result = s.children.get(name)
         if result is None:

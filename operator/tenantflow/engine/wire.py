@@ -106,6 +106,7 @@ def advance_to_wire(result: Advance) -> dict[str, Any]:
         "executed": [list(e) for e in result.executed],
         "logs": result.logs,
         **({"rejected": result.rejected} if result.rejected else {}),
+        "queries": result.queries,
     }
 
 

@@ -68,6 +68,13 @@ class Step(Protocol):
         self, name: str, definition: str, params: Any = None, *, revision: int | None = None
     ) -> Any: ...
 
+    def query(self, name: str, handler: Callable[..., Any]) -> None:
+        """Expose a value: `tenantflow query INSTANCE name` calls `handler(*args)` after a
+        read-only replay of the journal (nothing runs, nothing is recorded) and answers
+        with its JSON value. Call it early in run(); the handler reads run()'s variables
+        as of the point the journal reaches. Plain functions only (not async)."""
+        ...
+
 
 class Database(Protocol):
     def execute(self, sql: str, params: Any = ()) -> int: ...

@@ -19,12 +19,13 @@ are persisted in the WorkflowInstance status (etcd).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,32 @@ def _authorizer(
     return sqlite3.SQLITE_OK
 
 
+_WRITES = frozenset(
+    getattr(sqlite3, name)
+    for name in dir(sqlite3)
+    if name.startswith(("SQLITE_CREATE_", "SQLITE_DROP_"))
+    or name
+    in (
+        "SQLITE_INSERT",
+        "SQLITE_UPDATE",
+        "SQLITE_DELETE",
+        "SQLITE_ALTER_TABLE",
+        "SQLITE_REINDEX",
+        "SQLITE_ANALYZE",
+    )
+)
+READ_ONLY = "env.db is read-only in a query handler (a query changes nothing)"
+
+
+def _read_only_authorizer(
+    action: int, arg1: str | None, arg2: str | None, db: str | None, trigger: str | None
+) -> int:
+    """A query's: reads only (and `PRAGMA query_only` below it: SQLite refuses writes too)."""
+    if action in _WRITES or (action == sqlite3.SQLITE_PRAGMA and arg2 is not None):
+        return sqlite3.SQLITE_DENY
+    return _authorizer(action, arg1, arg2, db, trigger)
+
+
 class TenantDatabase:
     """One connection, serialised by a lock (step callables may run in worker threads)."""
 
@@ -77,8 +104,13 @@ class TenantDatabase:
         max_bytes: int | None = None,
         ops_per_second: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        read_only: bool = False,
     ) -> None:
+        """`read_only`: a query's connection (engine/queries.py): every write, schema
+        change and PRAGMA write is refused, by the authorizer and by SQLite itself."""
         self.path = str(path)
+        self.read_only = read_only
+        self._auth = _read_only_authorizer if read_only else _authorizer
         self._conn = sqlite3.connect(
             self.path, check_same_thread=False, isolation_level=None, timeout=10
         )
@@ -88,7 +120,9 @@ class TenantDatabase:
         self._bucket: TokenBucket | None = None
         self.max_bytes: int | None = None
         try:
-            if self.path != ":memory:":
+            if read_only:
+                self._conn.execute("PRAGMA query_only = ON")
+            elif self.path != ":memory:":
                 self._retry_locked(lambda: self._conn.execute("PRAGMA journal_mode=WAL"))
                 self._conn.execute("PRAGMA synchronous=NORMAL")
             self._page_size = int(self._conn.execute("PRAGMA page_size").fetchone()[0])
@@ -97,7 +131,7 @@ class TenantDatabase:
             self._conn.close()
             self.max_bytes = max_bytes
             raise self._translated(exc) from None
-        self._conn.set_authorizer(_authorizer)
+        self._conn.set_authorizer(self._auth)
 
     @staticmethod
     def _retry_locked(op: Callable[[], object], seconds: float = 10.0) -> None:
@@ -120,12 +154,30 @@ class TenantDatabase:
                 self._conn.set_authorizer(None)
                 pages = max(1, max_bytes // self._page_size) if max_bytes else 1073741823
                 self._conn.execute(f"PRAGMA max_page_count = {int(pages)}")
-                self._conn.set_authorizer(_authorizer)
+                self._conn.set_authorizer(self._auth)
                 self.max_bytes = max_bytes
             if ops_per_second is None:
                 self._bucket = None
             else:
                 self._bucket = tuned(self._bucket, ops_per_second, max(1.0, ops_per_second))
+
+    @contextlib.contextmanager
+    def reading_only(self) -> Iterator[None]:
+        """This connection as a query's for a while (WorkflowTestEnv.query; the sandbox
+        opens a read-only connection of its own instead)."""
+        with self._lock:
+            self._conn.set_authorizer(None)
+            self._conn.execute("PRAGMA query_only = ON")
+            self._conn.set_authorizer(_read_only_authorizer)
+            before, self.read_only = self.read_only, True
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._conn.set_authorizer(None)
+                self._conn.execute(f"PRAGMA query_only = {'ON' if before else 'OFF'}")
+                self.read_only = before
+                self._conn.set_authorizer(self._auth)
 
     def size_bytes(self) -> int:
         with self._lock:
@@ -184,6 +236,8 @@ class TenantDatabase:
                 "data directory together. Delete rows or files, or raise the limit "
                 "(the failed statement's transaction was rolled back)"
             )
+        if self.read_only and any(w in msg for w in ("not authorized", "denied", "readonly")):
+            return DatabaseError(f"{READ_ONLY}: {msg}")
         if "not authorized" in msg or "prohibited" in msg:
             msg += (
                 " (env.db refuses ATTACH/DETACH, extension loading and PRAGMA writes "

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,10 +36,11 @@ from tenantflow.engine import Complete, EngineLimits, Errored, StepDefaults, Wai
 from tenantflow.engine.children import ChildResult, ChildStart
 from tenantflow.engine.compensation import TERMINATED, compensating_in, marker, owed_in
 from tenantflow.engine.errors import EngineError
-from tenantflow.engine.executor import advance
+from tenantflow.engine.executor import advance, query
 from tenantflow.engine.journal import StepRecord, dump, load
 from tenantflow.engine.loader import SINGLE_MODULE, WorkflowFn, check, load_main, workflow_modules
 from tenantflow.engine.outcome import Compensating, RollbackFailed, RolledBack
+from tenantflow.engine.queries import QueryError
 from tenantflow.engine.secrets import SecretNotFound
 from tenantflow.engine.state import InboxEvent
 from tenantflow.lifecycle import source as code_check
@@ -194,6 +195,7 @@ class TestResult:
     advances: int = 0
     elapsed: dt.timedelta = dt.timedelta(0)
     children: dict[str, TestResult] = field(default_factory=dict)  # by child instance name
+    instance_id: str = ""  # what WorkflowTestEnv.query takes (or this result)
 
     def step(self, name: str) -> dict[str, Any]:
         return next(s for s in self.steps if s["name"] == name)
@@ -297,6 +299,7 @@ class WorkflowTestEnv:
         self.max_advances = max_advances
         self.workflows = dict(workflows or {})
         self.secrets = _Secrets(secrets or {})
+        self._runs: dict[str, _Run] = {}  # every instance run here, by id: for `query`
 
     async def run(
         self,
@@ -334,6 +337,47 @@ class WorkflowTestEnv:
             ((started + dt.timedelta(seconds=s), t, p) for s, t, p in events), key=lambda e: e[0]
         )
         runs = {instance_id: root}
+        try:
+            return self._settle(root, runs)
+        finally:
+            self._runs.update(runs)
+
+    def query(self, instance: str | TestResult, name: str, *args: Any) -> Any:
+        """The value of the query `name` (`step.query(name, handler)`) of an instance run
+        here, as of its journal now: a read-only replay, then `handler(*args)`, as the
+        sandbox answers `tenantflow query`. Raises QueryError (its `reason`: UnknownQuery,
+        QueryFailed, QueryResultTooLarge, ...) when there is no value."""
+        key = instance.instance_id if isinstance(instance, TestResult) else instance
+        run = self._runs.get(key)
+        if run is None:
+            raise KeyError(f"no instance {key!r} ran in this WorkflowTestEnv")
+        if run.code is None:
+            raise QueryError(f"instance {key!r} never ran: {run.failure}", reason="QueryFailed")
+        reading = getattr(self.db, "reading_only", None)
+        with self._loaded(run.code) as fn, (reading() if reading else nullcontext()):
+            answer = query(
+                fn,
+                name,
+                list(args),
+                journal=run.journal,
+                params=run.params,
+                instance_id=run.instance_id,
+                started_at=run.started,
+                now=self.clock.now,
+                tenant=self.tenant,
+                db=self.db,
+                defaults=self._defaults(run.code),
+                limits=self.limits,
+                offload=self.outputs,
+                secrets=self.secrets,
+            )
+        if answer.error is not None:
+            raise QueryError(
+                answer.error["message"], reason=answer.error["name"], registered=answer.registered
+            )
+        return answer.value
+
+    def _settle(self, root: _Run, runs: dict[str, _Run]) -> TestResult:
         advances = 0
         while True:
             ready = [r for r in runs.values() if r.ready(self.clock.now())]
@@ -357,6 +401,7 @@ class WorkflowTestEnv:
         self, workflow: Workflow | None, params: Any, instance_id: str, entrypoint: str = "run"
     ) -> _Run:
         run = _Run(code=None, params=params, instance_id=instance_id, started=self.clock.now())
+        run.result.instance_id = instance_id
         if workflow is None:
             run.failure = {
                 "name": "DefinitionNotFound",
