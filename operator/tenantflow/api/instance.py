@@ -182,6 +182,12 @@ class WorkflowInstanceStatus(ObservedStatus):
     )
     revision: int | None = Field(None, description="Definition revision this instance runs.")
     started_at: str | None = Field(None, description="When it started running.")
+    journal_version: int | None = Field(
+        None,
+        ge=1,
+        description="The format of its journal (status.steps), written at its start; an "
+        "operator that reads only older formats leaves the instance alone.",
+    )
     finished_at: str | None = Field(None, description="When it finished.")
     waiting_for: WaitingFor | None = Field(None, description="What a Waiting instance awaits.")
     next_wake_at: str | None = Field(

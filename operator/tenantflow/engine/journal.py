@@ -7,7 +7,37 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from tenantflow import __version__
 from tenantflow.durations import format_time, parse_time
+from tenantflow.errors import TenantflowError
+
+# The format of these entries (status.steps, and what the tenant's history keeps of them),
+# recorded as status.journalVersion when an instance starts. A change an older reader would
+# misread (a field removed, renamed or given another meaning) raises it and comes with a
+# conversion (tests/unit/test_api_compat.py; docs/operations.md, "Compatibility").
+VERSION = 1
+
+
+class JournalVersionError(TenantflowError):
+    """A journal in a format this code does not read."""
+
+
+def check_version(version: object) -> int:
+    """The format of an instance's journal from its status.journalVersion (absent: 1, an
+    instance started before it was recorded); one newer than this code reads is refused
+    with what to run instead, never read as if it were ours."""
+    if version is None:
+        return 1
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise JournalVersionError(f"status.journalVersion {version!r} is not a format version")
+    if version > VERSION:
+        raise JournalVersionError(
+            f"the journal is in format version {version}, which tenantflow {__version__} does "
+            f"not read (it reads up to version {VERSION}): it was written by a later release. "
+            f"Run an operator of a release after {__version__} that writes version {version} "
+            "(docs/operations.md, 'Compatibility'); the instance is left as it is until then"
+        )
+    return version
 
 
 class StepKind(StrEnum):

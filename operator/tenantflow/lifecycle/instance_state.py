@@ -22,6 +22,7 @@ from tenantflow import conditions
 from tenantflow.api.instance import WaitingFor
 from tenantflow.conditions import ConditionUpdate
 from tenantflow.durations import format_time, parse_time
+from tenantflow.engine import journal
 from tenantflow.engine.compensation import TERMINATED, compensating_in, marker, owed_in
 from tenantflow.engine.journal import StepKind, StepState
 from tenantflow.engine.outcome import (
@@ -56,11 +57,27 @@ def inbox(
 
 def pinned(status: dict[str, Any], *extra: str) -> dict[str, Any]:
     """The fields that pin an instance's run (kept across every status write)."""
-    return {k: status[k] for k in ("revision", "startedAt", *extra) if k in status}
+    keys = ("revision", "startedAt", "journalVersion", *extra)
+    return {k: status[k] for k in keys if k in status}
 
 
 def started(revision: int, now: dt.datetime) -> dict[str, Any]:
-    return {"phase": Phase.RUNNING, "revision": revision, "startedAt": format_time(now)}
+    return {
+        "phase": Phase.RUNNING,
+        "revision": revision,
+        "startedAt": format_time(now),
+        "journalVersion": journal.VERSION,  # the format its journal is written in
+    }
+
+
+def journal_refusal(status: dict[str, Any]) -> str | None:
+    """Why this operator must not touch the instance's journal (written in a format newer
+    than it reads, by a later release it was rolled back from), or None."""
+    try:
+        journal.check_version(status.get("journalVersion"))
+    except journal.JournalVersionError as exc:
+        return str(exc)
+    return None
 
 
 def finished(phase: str, now: dt.datetime, **fields: Any) -> dict[str, Any]:

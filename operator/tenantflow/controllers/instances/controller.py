@@ -275,7 +275,10 @@ class InstanceController:
 
     async def _decide(self, d: Drive) -> None:
         v = d.view
-        if v.reset is not None and v.reset_pending:
+        if (refusal := state.journal_refusal(v.status)) is not None:
+            # a later release's journal (this operator was rolled back): left as it is
+            d.condition(ConditionType.ADMITTED, False, "JournalVersionUnsupported", refusal)
+        elif v.reset is not None and v.reset_pending:
             done = reset.reset(d.status, v.reset, terminating=v.terminate, now=d.now)
             d.write(done.update, done.event)
             d.again = d.close_children = done.event[1] == "Reset"  # then run from the cut
