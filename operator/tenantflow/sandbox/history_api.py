@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -122,11 +122,17 @@ def _cursor(raw: Any) -> tuple[str, str]:
 
 
 # ---------------------------------------------------------------------- people's reads
-def read_app(history: History) -> web.Application:
+Query = Callable[[str, str, str | None], Awaitable[web.Response]]
+
+
+def read_app(history: History, query: Query | None = None) -> web.Application:
     """The history, read-only, for people: served on its own port, which only the API
     server reaches (its service proxy, `services/sandbox:history/proxy`, authorized by
     the tenant's own RBAC: whoever may read the tenant's instances may read their
-    history) and the pod itself. GET only; every answer bounded like the operator's."""
+    history) and the pod itself. GET only; every answer bounded like the operator's.
+
+    `query` (the runner's): `GET /v1/queries/{uid}/{name}?args=<JSON list>`, a query of
+    a live instance answered by a read-only replay in the sandbox (issue 36.7)."""
 
     async def instances(request: web.Request) -> web.Response:
         q = request.query
@@ -158,10 +164,22 @@ def read_app(history: History) -> web.Application:
             },
         )
 
+    async def ask(request: web.Request) -> web.Response:
+        assert query is not None
+        info = request.match_info
+        uid = info["uid"]
+        if not 0 < len(uid) <= MAX_NAME:
+            return web.json_response(
+                {"error": f"uid must be 1 to {MAX_NAME} characters"}, status=400
+            )
+        return await query(uid, info["name"], request.query.get("args"))
+
     app = web.Application(client_max_size=4096)
     app.router.add_get("/v1/instances", instances)
     app.router.add_get("/v1/instances/{name}", instance)
     app.router.add_get("/v1/logs/{uid}", logs)
+    if query is not None:
+        app.router.add_get("/v1/queries/{uid}/{name}", ask)
     return app
 
 

@@ -522,6 +522,8 @@ class LocalSandboxes:
         argv += ["--socket", str(sock), "--jail-data", data_dir, "--key-stdin"]
         argv += ["--memory-bytes", str(self.memory), "--die-with-parent"]
         argv += ["--secrets", secrets_dir] if secrets_dir else []
+        # the people's read-only port (history reads, queries) as a socket beside it
+        argv += ["--people-socket", str(self.people_socket(tenant))]
         env = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "TENANTFLOW_LOG_FORMAT": "json"}
         log_path = self.root / f"{tenant}.log"
         proc = await asyncio.to_thread(_spawn, argv, env, log_path, key)
@@ -537,6 +539,11 @@ class LocalSandboxes:
         raise LocalSandboxError(
             f"the sandbox runner for {tenant} did not start; its log is {log_path}"
         )
+
+    def people_socket(self, tenant: str) -> Path:
+        """Where the tenant's runner serves what a cluster's serves on its history port
+        (`history_api.read_app`: history reads, queries), in the operator-only directory."""
+        return self.root / f"{tenant}.people.sock"
 
     @staticmethod
     def _stop(r: _Runner) -> None:

@@ -17,11 +17,16 @@ from tenantflow.engine.wire import (
 from tenantflow.lifecycle.source import Code
 
 GRACE_SECONDS = 2  # past the budget, before the zygote kills the advance's process group
+QUERY = "query"  # a query's payload key: {name, args} (engine/queries.py)
+QUERY_SECONDS = 10.0  # a query's budget: a replay and one handler call, no step runs
 
 
 def deadline_seconds(payload: dict[str, Any]) -> float:
     """Wall-clock (and CPU) budget of one advance: the longest step plus the batch, plus
-    grace. The zygote kills at it; the runner and the operator wait a little longer."""
+    grace (a query: QUERY_SECONDS plus grace). The zygote kills at it; the runner and the
+    operator wait a little longer."""
+    if QUERY in payload:
+        return QUERY_SECONDS + GRACE_SECONDS
     limits = limits_from_wire(payload["limits"])
     return limits.max_step_timeout + limits.batch_seconds + GRACE_SECONDS
 

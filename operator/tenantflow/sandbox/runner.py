@@ -34,6 +34,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 
 from tenantflow import jsonsafe
 from tenantflow.durations import format_time, parse_duration
+from tenantflow.engine import queries as query_rules
 from tenantflow.engine.env import MAX_LOG_LINE_BYTES, MAX_LOG_LINES
 from tenantflow.engine.secrets import Secrets
 from tenantflow.engine.wire import child_results_from_wire, outcome_from_wire
@@ -41,7 +42,8 @@ from tenantflow.observability.logging import configure, get_logger
 from tenantflow.sandbox import auth, frames, history_api, journal_window, vouch, worker, zygote
 from tenantflow.sandbox.isolation import NOT_ISOLATED, IsolationCanary, canary_address
 from tenantflow.sandbox.link import MAX_RUNNING, WorkerLost, ZygoteLink
-from tenantflow.sandbox.payload import deadline_seconds
+from tenantflow.sandbox.payload import QUERY, deadline_seconds
+from tenantflow.sandbox.query_store import QueryContexts
 from tenantflow.sandbox.redact import Redactor
 from tenantflow.sandbox.vouch_store import Taker, Vouches, report_rejected
 from tenantflow.storage.history import History, HistoryError, HistoryFull
@@ -52,6 +54,11 @@ ADVANCE_SECONDS = Histogram("tenantflow_runner_advance_seconds", "Advance call l
 ZYGOTE_RESTARTS = Counter("tenantflow_runner_worker_restarts_total", "Worker host restarts.")
 HISTORY_REQUESTS = Counter(
     "tenantflow_runner_history_requests_total", "History requests by result.", ["result"]
+)
+QUERIES = Counter(
+    "tenantflow_runner_queries_total",
+    "Queries (GET /v1/queries on the people's port) by result.",
+    ["result"],
 )
 LOG_LINES = Counter(
     "tenantflow_runner_log_lines_total", "Workflow log lines, kept or not.", ["result"]
@@ -111,11 +118,14 @@ class Runner:
         retention: float = DEFAULT_RETENTION,
         history_port: int | None = None,
         vouches: Vouches | None = None,
+        people_socket: str | None = None,
+        contexts: QueryContexts | None = None,
     ) -> None:
         self.key, self.tenant, self.link, self.grace = key, tenant, link, grace
         # the tenant's history (archive, log lines): this process's alone (issue 34)
         self.history, self.retention = history, retention
         self.history_port = history_port  # people's read-only history (history_api.read_app)
+        self.people_socket = people_socket  # the same, on a unix socket (the local jail)
         self.canary = canary  # a pod's: tenant code runs only while its network is fenced
         # masks the Tenant's secret values in every answer, whatever its status
         self.redactor = redactor or Redactor(Secrets(None))
@@ -123,6 +133,8 @@ class Runner:
         self.worker_problem = ""
         # digests of step results, by run: what the next advance may recall (sandbox.vouch)
         self.vouches = vouches or Vouches()
+        # each instance's last advance, as this runner saw it: what a query replays
+        self.contexts = contexts or QueryContexts()
 
     # ------------------------------------------------------------------ the one call
     async def _signed(
@@ -212,6 +224,7 @@ class Runner:
             report_rejected(self.tenant, payload["instance"]["id"], result.get(vouch.REJECTED))
             await self._keep_logs(payload, result)
         await self._windowed(payload, result, window)
+        await self._keep_context(payload, result)
         ADVANCE_SECONDS.observe(time.perf_counter() - started)
         ADVANCES.labels("ok").inc()
         return self._respond(mac, 200, result)
@@ -254,6 +267,134 @@ class Runner:
             except (HistoryError, OSError, sqlite3.Error) as exc:
                 log.warning("journal entries not kept", tenant=self.tenant, error=str(exc)[:300])
         result["journal"], result[journal_window.OFFLOADED] = rest, now_kept.wire()
+
+    async def _keep_context(self, payload: dict[str, Any], result: dict[str, Any]) -> None:
+        """What a query of this instance replays from now on (sandbox/query_store.py)."""
+        at = format_time(dt.datetime.now(dt.UTC))
+        try:
+            await asyncio.to_thread(self.contexts.keep, payload, result, at)
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("query context not kept", tenant=self.tenant, error=str(exc)[:300])
+
+    # ------------------------------------------------------------------ queries
+    async def query(self, uid: str, name: str, args: str | None) -> web.Response:
+        """A person's query (GET /v1/queries/{uid}/{name}?args=JSON on the read-only port,
+        reached through the API server's service proxy: the tenant's RBAC decided).
+        The journal replayed is the one this runner kept from the instance's last
+        advance (the operator's signed request, its own answer), never a caller's."""
+        unfenced = self._unfenced()
+        if unfenced:
+            return self._people(503, "not-isolated", error=(NOT_ISOLATED, unfenced))
+        try:
+            query_rules.check_name(name)
+            parsed = jsonsafe.loads(args.encode()) if args else []
+            checked = query_rules.check_args(parsed)
+        except (ValueError, query_rules.QueryError) as exc:
+            return self._people(400, "bad-request", error=("BadQueryArguments", str(exc)))
+        try:
+            context = await asyncio.to_thread(self.contexts.context, uid)
+            if context is not None and self.history is not None:
+                kept = journal_window.Offloaded.of(context.pop("offloaded", None))
+                if kept.count:
+                    context["journal"] = await asyncio.to_thread(
+                        journal_window.expand, self.history, uid, context["journal"], kept
+                    )
+        except (sqlite3.Error, OSError, ValueError, journal_window.JournalUnavailable) as exc:
+            return self._people(503, "unavailable", error=("QueryUnavailable", str(exc)))
+        if context is None:
+            return self._people(
+                404,
+                "unknown-instance",
+                error=(
+                    "InstanceUnknown",
+                    f"this sandbox has no advance of the instance with uid {uid} to answer "
+                    "from (not started yet, advanced by another sandbox, or pruned)",
+                ),
+            )
+        as_of = {
+            "steps": len(context["journal"]),
+            "phase": context.pop("phase", None),
+            "at": context.pop("at", None),
+        }
+        context.pop("queries", None)
+        payload = {**context, QUERY: {"name": name, "args": checked}}
+        deadline = deadline_seconds(payload) + self.grace
+        try:
+            async with asyncio.timeout(deadline):
+                # no on_result: a query's child can have nothing vouched for
+                answer = await self._exchange({"op": "advance", "payload": payload})
+        except (WorkerLost, OSError, TimeoutError) as exc:
+            why = (
+                f"the query did not finish within {deadline:.0f}s"
+                if isinstance(exc, TimeoutError)
+                else f"the query's process died: {exc}"
+            )
+            return self._people(503, "worker-lost", error=("SandboxWorkerLost", why))
+        except frames.FrameError as exc:
+            return self._people(502, "bad-output", error=("SandboxBadOutput", str(exc)))
+        return self._query_answer(name, answer, as_of)
+
+    def _query_answer(self, name: str, answer: Any, as_of: dict[str, Any]) -> web.Response:
+        """The child's answer, checked (tenant code can forge it): a known shape, a value
+        within the cap, an error's name a plain word, everything masked."""
+        got = answer.get(QUERY) if isinstance(answer, dict) else None
+        if not isinstance(got, dict):
+            return self._people(
+                502, "bad-output", error=("SandboxBadOutput", "the worker's answer is no query")
+            )
+        registered = [
+            n
+            for n in (got.get("registered") or [])[: query_rules.MAX_QUERIES]
+            if isinstance(n, str) and query_rules.NAME.fullmatch(n)
+        ]
+        err = got.get("error")
+        if isinstance(err, dict) or "value" not in got:
+            err = err if isinstance(err, dict) else {}
+            reason = err.get("name")
+            if not (isinstance(reason, str) and reason.isalnum() and len(reason) <= 64):
+                reason = "QueryFailed"
+            status, result = {
+                "UnknownQuery": (404, "unknown-query"),
+                "BadQueryArguments": (400, "bad-request"),
+            }.get(reason, (422, "failed"))
+            detail = {}
+            if isinstance(err.get("traceback"), str):
+                detail["traceback"] = self.redactor.cut(err["traceback"], 4096)
+            message = self.redactor.cut(str(err.get("message", "")), 4096)
+            return self._people(
+                status,
+                result,
+                error=(reason, message),
+                detail=detail,
+                registered=registered,
+                asOf=as_of,
+            )
+        value = got["value"]
+        if len(json.dumps(value, separators=(",", ":"))) > query_rules.MAX_RESULT_BYTES:
+            return self._people(
+                422,
+                "failed",
+                error=("QueryResultTooLarge", f"query {name!r}: its value is over the cap"),
+                registered=registered,
+                asOf=as_of,
+            )
+        return self._people(200, "ok", query=name, value=value, registered=registered, asOf=as_of)
+
+    def _people(
+        self,
+        status: int,
+        result: str,
+        *,
+        error: tuple[str, str] | None = None,
+        detail: dict[str, Any] | None = None,
+        **body: Any,
+    ) -> web.Response:
+        """An answer on the people's port: counted, masked (not signed: the API server's
+        proxy is between, and the person's own credentials brought them here)."""
+        QUERIES.labels(result).inc()
+        if error is not None:
+            body["error"] = {"name": error[0], "message": error[1], **(detail or {})}
+        return web.json_response(self.redactor.redact(body), status=status)
 
     async def _vouched(self, run: str, payload: dict[str, Any]) -> dict[str, str]:
         """The digests this advance may recall by; none if the store fails (then every
@@ -409,6 +550,7 @@ class Runner:
             cut = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self.retention)
             try:
                 pruned = await asyncio.to_thread(self.history.prune, format_time(cut))
+                await asyncio.to_thread(self.contexts.prune, cut.timestamp())
                 log.info("history pruned", tenant=self.tenant, instances=pruned)
             except (HistoryError, sqlite3.Error) as exc:
                 log.warning("history not pruned", tenant=self.tenant, error=str(exc)[:300])
@@ -419,10 +561,15 @@ class Runner:
         reads = None
         if self.history is not None:
             tasks.append(asyncio.create_task(self.prune_history()))
-            if self.history_port:
-                reads = web.AppRunner(history_api.read_app(self.history))
+            if self.history_port or self.people_socket:
+                reads = web.AppRunner(history_api.read_app(self.history, self.query))
                 await reads.setup()
-                await web.TCPSite(reads, port=self.history_port).start()
+                if self.history_port:
+                    await web.TCPSite(reads, port=self.history_port).start()
+                if self.people_socket:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.people_socket)
+                    await web.UnixSite(reads, self.people_socket).start()
         if self.canary is not None:
             tasks.append(asyncio.create_task(self.canary.watch()))
         yield
@@ -460,6 +607,8 @@ def validate(payload: object) -> dict[str, Any]:
         for name, kind in fields.items():
             if not isinstance(value.get(name), kind) or isinstance(value.get(name), bool):
                 raise ValueError(f"{section}.{name} is missing or has the wrong type")
+    if QUERY in payload:  # only the runner makes a query's payload, from what it kept
+        raise ValueError(f"{QUERY!r} is not a field of an advance")
     for name in ("journal", "inbox"):
         if not isinstance(payload.get(name, []), list):
             raise ValueError(f"{name!r} must be a list")
@@ -491,6 +640,13 @@ def check_result(result: Any, cut: Callable[[str, int], str]) -> str | None:
         for line in result["logs"][:MAX_LOG_LINES]
         if (entry := _log_line(line, cut)) is not None
     ]
+    names = result.get("queries")
+    if names is not None:  # status.queries: names as a handler may have them, capped
+        result["queries"] = [
+            n
+            for n in (names if isinstance(names, list) else [])[: query_rules.MAX_QUERIES]
+            if isinstance(n, str) and query_rules.NAME.fullmatch(n)
+        ]
     rejected = vouch.checked_rejections(result.pop(vouch.REJECTED, None), cut)
     if rejected:
         result[vouch.REJECTED] = rejected
@@ -551,6 +707,10 @@ def main(argv: list[str] | None = None) -> None:
         help="serve the history read-only here (for the API server's service proxy)",
     )
     parser.add_argument(
+        "--people-socket",
+        help="serve the history read-only and queries on this unix socket (the local jail)",
+    )
+    parser.add_argument(
         "--history-retention",
         default="30d",
         help="how long archived instances and log lines are kept (spec.history.retention)",
@@ -589,6 +749,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     history = History(Path(history_dir), max_bytes=args.history_max_bytes) if history_dir else None
     vouches = Vouches(Path(history_dir)) if history_dir else Vouches()  # beside the history
+    contexts = QueryContexts(Path(history_dir)) if history_dir else QueryContexts()
     try:
         retention = parse_duration(args.history_retention, field="--history-retention")
     except ValueError as exc:
@@ -603,6 +764,8 @@ def main(argv: list[str] | None = None) -> None:
         retention=retention,
         history_port=args.history_port,
         vouches=vouches,
+        people_socket=args.people_socket,
+        contexts=contexts,
     )
     log.info("runner starting", tenant=args.tenant, socket=args.socket, port=args.port)
     # a request whose caller hung up is cancelled: the zygote connection closes with it,

@@ -29,11 +29,12 @@ from typing import Any
 
 from tenantflow.durations import parse_time
 from tenantflow.engine.errors import EngineError
-from tenantflow.engine.executor import advance
+from tenantflow.engine.executor import advance, query
 from tenantflow.engine.journal import StepState
 from tenantflow.engine.journal import load as load_journal
 from tenantflow.engine.loader import load_main, workflow_modules
 from tenantflow.engine.outcome import Advance, Errored
+from tenantflow.engine.queries import QueryError
 from tenantflow.engine.secrets import Secrets
 from tenantflow.engine.wire import (
     advance_to_wire,
@@ -43,8 +44,8 @@ from tenantflow.engine.wire import (
     limits_from_wire,
 )
 from tenantflow.sandbox import frames, seccomp, vouch
-from tenantflow.sandbox.payload import advance_payload, deadline_seconds
-from tenantflow.storage.database import TenantDatabase
+from tenantflow.sandbox.payload import QUERY, advance_payload, deadline_seconds
+from tenantflow.storage.database import DatabaseError, TenantDatabase
 from tenantflow.storage.outputs import SqliteOutputStore
 from tenantflow.storage.step_results import SqliteStepResults
 from tenantflow.supervisor.usage import STORAGE_BYTES
@@ -244,9 +245,67 @@ def run(
     secrets = Secrets(secrets_dir, namespace_of(tenant))
     try:
         with workflow_modules(rev["files"], str(rev.get("name") or "workflow")):
+            if QUERY in payload:  # read-only: no reports, no vouching, no writes
+                return _query_loaded(payload, data_dir, tenant, secrets)
             return _run_loaded(payload, data_dir, tenant, report, secrets, vouch_for)
     except EngineError as exc:  # the code itself (a file name, an import), before any step
+        if QUERY in payload:
+            return query_failed(payload, exc.reason, str(exc))
         return failed(payload, exc.reason, str(exc))
+
+
+def _query_loaded(
+    payload: dict[str, Any], data_dir: str, tenant: str, secrets: Secrets
+) -> dict[str, Any]:
+    """A query (engine/queries.py): a read-only replay of the journal the runner kept,
+    then the handler; env.db is a read-only connection (never created here), the output
+    store only reads, and nothing else of the advance's machinery is given."""
+    rev, ask, inst = payload["revision"], payload[QUERY], payload["instance"]
+    try:
+        fn = load_main(rev["main"], rev.get("entrypoint", DEFAULT_ENTRYPOINT))
+    except EngineError as exc:
+        return query_failed(payload, exc.reason, str(exc))
+    path = Path(data_dir) / DATABASE
+    try:
+        db = TenantDatabase(path if path.exists() else ":memory:", read_only=True)
+    except DatabaseError as exc:
+        return query_failed(payload, "QueryUnavailable", f"env.db could not be opened: {exc}")
+    try:
+        answer = query(
+            fn,
+            str(ask.get("name")),
+            ask.get("args") or [],
+            journal=load_journal(payload.get("journal", [])),
+            params=inst.get("params"),
+            instance_id=inst["id"],
+            started_at=parse_time(inst["startedAt"]),
+            tenant=tenant,
+            db=db,
+            defaults=defaults_from_wire(payload["defaults"]),
+            limits=limits_from_wire(payload["limits"]),
+            offload=SqliteOutputStore(db),
+            secrets=secrets,
+            epoch=int(inst.get("epoch") or 0),
+        )
+        return {QUERY: answer.to_wire()}
+    except QueryError as exc:
+        return query_failed(payload, exc.reason, str(exc))
+    except (SystemExit, KeyboardInterrupt) as exc:  # tenant code tried to end the process
+        return query_failed(payload, "QueryFailed", f"workflow code raised {exc!r}")
+    finally:
+        db.close()
+
+
+def query_failed(payload: dict[str, Any], name: str, message: str) -> dict[str, Any]:
+    """A query's answer that is an error (no value)."""
+    asked = payload.get(QUERY) or {}
+    return {
+        QUERY: {
+            "name": str(asked.get("name")),
+            "error": {"name": name, "message": message},
+            "registered": [],
+        }
+    }
 
 
 def _run_loaded(

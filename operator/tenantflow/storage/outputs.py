@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from tenantflow.storage.database import TenantDatabase
+from tenantflow.storage.database import DatabaseError, TenantDatabase
 
 _TABLE = "_tenantflow_outputs"
 
@@ -23,7 +23,8 @@ class SqliteOutputStore:
 
     def __init__(self, db: TenantDatabase) -> None:
         self._db = db
-        db.execute(f"CREATE TABLE IF NOT EXISTS {_TABLE} (sha TEXT PRIMARY KEY, data BLOB)")
+        if not db.read_only:  # a query's store only reads (a missing table: rejected)
+            db.execute(f"CREATE TABLE IF NOT EXISTS {_TABLE} (sha TEXT PRIMARY KEY, data BLOB)")
 
     def put(self, key: str, data: bytes) -> str:
         sha = hashlib.sha256(data).hexdigest()
@@ -32,7 +33,10 @@ class SqliteOutputStore:
 
     def get(self, ref: str) -> bytes:
         sha = ref.removeprefix("sqlite:")
-        rows = self._db.query(f"SELECT data FROM {_TABLE} WHERE sha = ?", (sha,))
+        try:
+            rows = self._db.query(f"SELECT data FROM {_TABLE} WHERE sha = ?", (sha,))
+        except DatabaseError:  # no such table (a read-only connection does not make it)
+            rows = []
         if not rows:
             raise OutputRejected("not in the tenant store (deleted?)")
         data = bytes(rows[0]["data"])
