@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tenantflow.engine import EngineLimits
@@ -43,6 +44,7 @@ class Sandboxes:
         self.transport = HttpTransport()
         self.loop = asyncio.new_event_loop()
         self.runs = itertools.count()
+        self.last_uid: dict[str, str] = {}
 
     def data_dir(self, tenant: str) -> str:
         path = self.root / "data" / tenant
@@ -61,18 +63,35 @@ class Sandboxes:
         ep = await self.local.endpoint(
             tenant, self.data_dir(tenant), key, secrets, storage_bytes=STORAGE
         )
+        n = next(self.runs)
+        self.last_uid[tenant] = f"uid-{n}"  # what a query names (class 22)
         return await self.transport.advance(
             ep,
             advance_payload(
                 source=source,
                 # every call is a new run: nothing recalled from an earlier one
-                instance_id=f"i-{next(self.runs)}",
+                instance_id=f"i-{n}",
+                instance_uid=f"uid-{n}",
                 started_at="2030-01-01T00:00:00Z",
                 params=params,
                 limits=LIMITS,
                 max_bytes=STORAGE,
             ),
         )
+
+    def query(self, tenant: str, name: str) -> tuple[int, Any]:
+        """A query of the tenant's last advanced instance, on its runner's people's port."""
+        uid = self.last_uid[tenant]
+
+        async def call() -> tuple[int, Any]:
+            connector = aiohttp.UnixConnector(path=str(self.local.people_socket(tenant)))
+            async with (
+                aiohttp.ClientSession(connector=connector) as session,
+                session.get(f"http://sandbox/v1/queries/{uid}/{name}") as resp,
+            ):
+                return resp.status, json.loads(await resp.text())
+
+        return self.loop.run_until_complete(call())
 
     def advance(self, tenant: str, source: str, params: Any = None) -> dict[str, Any]:
         return self.loop.run_until_complete(self._call(tenant, source, params))
@@ -122,7 +141,7 @@ def sandboxes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandboxes]:
 
 def test_there_are_hostile_programs_for_every_class() -> None:
     classes = {p.stem.split("_")[0] for p in PROGRAMS if p.stem.startswith("c")}
-    assert {f"c{n:02}" for n in range(1, 17)} | {"c17", "c18", "c20", "c21"} <= classes
+    assert {f"c{n:02}" for n in range(1, 17)} | {"c17", "c18", "c20", "c21", "c22"} <= classes
     assert len(PROGRAMS) >= 52
 
 
@@ -189,6 +208,16 @@ def test_hostile_program_ends_clearly_and_harms_nobody(sandboxes: Sandboxes, pro
         for line in result["logs"]:  # namespaced and capped (class 4)
             assert set(line) == {"ts", "level", "message", "fields"}, line
             assert line["level"] == "info" and len(line["message"]) <= MAX_LOG_LINE_BYTES
+    asked = next((h.removeprefix("# then-query: ") for h in header[:3] if "then-query" in h), None)
+    if asked:  # class 22: a query of it is answered, leaks nothing, and leaves nothing
+        status, answer = sandboxes.query("hostile", asked)
+        assert status == 200, answer
+        assert not leaked_pieces(answer)
+        assert "written" not in json.dumps(answer), answer  # every write was refused
+        again = sandboxes.advance("hostile", source, params)
+        assert again["outcome"]["kind"] == "Complete", again
+        assert detail not in str(again["outcome"]["output"]), again["outcome"]
+        assert [e["name"] for e in again["journal"]] == [e["name"] for e in result["journal"]]
     if "# next-advance-first-try" in header[:3]:  # no retry allowed: nothing was lost
         assert sandboxes.advance("hostile", BENIGN)["outcome"]["output"] == "fine"
     if program.stem == "c08_setuid_copy":
