@@ -13,6 +13,7 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
+from tenantflow import __version__
 from tenantflow.cli import common, exits, rollout_cmds, workflow_cmds
 from tenantflow.cli.exits import Exit
 from tenantflow.cli.main import cli, main
@@ -215,7 +216,7 @@ def test_help_and_version() -> None:
     assert "Exit codes:" in shown.stdout and "3  the instance ended Terminated" in shown.stdout
     for verb in ("run", "status", "send-event", "rollout", "schedules", "archive", "ui"):
         assert f"  {verb} " in shown.stdout
-    assert tenantflow("--version").stdout == "tenantflow 0.1.0\n"
+    assert tenantflow("--version").stdout == f"tenantflow {__version__}\n"  # pyproject's
     assert "--event-payload" in tenantflow("run", "-h").stdout
 
 

@@ -20,6 +20,11 @@ VERSIONED = [
     "operator/tenantflow/__init__.py",
     "charts/tenantflow/Chart.yaml",
     "charts/tenantflow/values.yaml",
+    "operator/tenantflow/tenancy/manifests.py",
+    "operator/Containerfile",
+    "sandbox-image/Containerfile",
+    "examples/sandbox-image/Containerfile",
+    "examples/ci-pipeline-git/tenant.yaml",
 ]
 
 
@@ -61,6 +66,13 @@ def tree(tmp_path: Path) -> Path:
         ("charts/tenantflow/values.yaml", "/sandbox:", "/sandbox:9"),
         ("charts/tenantflow/values.yaml", 'tag: ""', 'tag: "9.9.9"'),
         ("operator/tenantflow/__init__.py", '__version__ = "', '__version__ = "9'),
+        ("operator/tenantflow/tenancy/manifests.py", "/sandbox:", "/sandbox:9"),
+        (
+            "sandbox-image/Containerfile",
+            "BASE=ghcr.io/tenantflow/operator:",
+            "BASE=x/tenantflow/operator:9",
+        ),
+        ("examples/ci-pipeline-git/tenant.yaml", "sandbox-example:", "sandbox-example:9"),
     ],
 )
 def test_drift_is_caught(tree: Path, path: str, old: str, new: str) -> None:
@@ -81,6 +93,8 @@ def test_set_version_rewrites_every_place(tree: Path) -> None:
     values = yaml.safe_load((tree / "charts/tenantflow/values.yaml").read_text())
     assert values["image"]["tag"] == ""  # still follows appVersion
     assert values["sandbox"]["image"].endswith(":0.2.0")
+    containerfile = (tree / "sandbox-image/Containerfile").read_text()
+    assert "0.1.0" not in containerfile and containerfile.count(":0.2.0") == 3
 
 
 def test_set_version_refuses_what_is_not_semver(tree: Path) -> None:

@@ -51,6 +51,7 @@ class Site:
 
 
 SOURCE = Site("pyproject.toml [project] version", "pyproject.toml", r'^version = "(?P<v>[^"]*)"')
+IMAGE_TAG = r"tenantflow/(?:operator|sandbox|sandbox-example):(?P<v>[0-9][^\s\"]*)"
 DERIVED = (
     Site(
         "tenantflow.__version__",
@@ -65,11 +66,17 @@ DERIVED = (
         r'^  tag: "(?P<v>[^"]*)"',
         optional=True,  # "": the chart's appVersion
     ),
+    Site("values.yaml sandbox.image tag", "charts/tenantflow/values.yaml", IMAGE_TAG),
     Site(
-        "values.yaml sandbox.image tag",
-        "charts/tenantflow/values.yaml",
-        r"^  image: \S+/sandbox:(?P<v>\S*)",
+        "the operator's default sandbox image",
+        "operator/tenantflow/tenancy/manifests.py",
+        IMAGE_TAG,
     ),
+    Site("the operator image's tag", "operator/Containerfile", IMAGE_TAG),
+    Site("the sandbox image's base and tag", "sandbox-image/Containerfile", IMAGE_TAG),
+    Site("the example sandbox image's base", "examples/sandbox-image/Containerfile", IMAGE_TAG),
+    # images.ref(): the dev node's image of the example tenant
+    Site("the example tenant's image", "examples/ci-pipeline-git/tenant.yaml", IMAGE_TAG),
 )
 
 
@@ -77,9 +84,9 @@ def project_version(root: Path = ROOT) -> str:
     return str(tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"])
 
 
-def _find(root: Path, site: Site) -> str | None:
-    match = site.regex().search((root / site.path).read_text())
-    return match.group("v") if match else None
+def _find(root: Path, site: Site) -> list[str]:
+    """Every version `site` names (each match of its pattern)."""
+    return [m.group("v") for m in site.regex().finditer((root / site.path).read_text())]
 
 
 def drift(root: Path = ROOT) -> list[str]:
@@ -90,12 +97,13 @@ def drift(root: Path = ROOT) -> list[str]:
         problems.append(f"pyproject.toml: {version!r} is not a semantic version (X.Y.Z)")
     for site in DERIVED:
         found = _find(root, site)
-        if found is None:
+        if not found:
             problems.append(f"{site.path}: no {site.what} found (pattern {site.pattern!r})")
-        elif found != version and not (site.optional and found == ""):
-            problems.append(
-                f"{site.path}: {site.what} is {found!r}, pyproject.toml says {version!r}"
-            )
+        others = {v for v in found if v != version and not (site.optional and v == "")}
+        problems += [
+            f"{site.path}: {site.what} is {other!r}, pyproject.toml says {version!r}"
+            for other in sorted(others)
+        ]
     if changelog_section(version, root) is None:
         problems.append(f"CHANGELOG.md: no '## [{version}] - YYYY-MM-DD' section")
     return problems
@@ -117,7 +125,7 @@ def set_version(new: str, root: Path = ROOT) -> list[str]:
             base = match.start()
             return match.group(0)[: start - base] + new + match.group(0)[end - base :]
 
-        updated = site.regex().sub(put, text, count=1)
+        updated = site.regex().sub(put, text)
         if updated != text:
             path.write_text(updated)
             changed.append(site.path)
