@@ -4,6 +4,7 @@ images follow (hack/release.py check; set-version rewrites them all)."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,33 @@ def test_the_crds_bundle_holds_every_crd() -> None:
     docs = [d for d in yaml.safe_load_all(release.crds_bundle()) if d]
     kinds = {d["spec"]["names"]["kind"] for d in docs if d["kind"] == "CustomResourceDefinition"}
     assert kinds == {"Tenant", "WorkflowDefinition", "WorkflowInstance", "WorkflowSchedule"}
+
+
+def _git(root: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        check=True,
+        capture_output=True,
+    )
+
+
+def test_preflight_wants_a_committed_tree_and_an_untagged_version(tree: Path) -> None:
+    for crds in ("crds", "charts/tenantflow/crds"):
+        shutil.copytree(ROOT / crds, tree / crds)
+    _git(tree, "init", "-q")
+    _git(tree, "add", ".")
+    _git(tree, "commit", "-qm", "one")
+    assert release.preflight(tag=True, allow_dirty=False, root=tree) == []
+    (tree / "new.txt").write_text("x")
+    dirty = release.preflight(tag=False, allow_dirty=False, root=tree)
+    assert len(dirty) == 1 and "not clean" in dirty[0] and "new.txt" in dirty[0]
+    assert release.preflight(tag=False, allow_dirty=True, root=tree) == []  # a rehearsal
+    refused = release.preflight(tag=True, allow_dirty=True, root=tree)  # never for a tag
+    assert len(refused) == 1 and "not clean" in refused[0]
+    (tree / "new.txt").unlink()
+    _git(tree, "tag", "-a", "v0.1.0", "-m", "0.1.0")
+    # the tagged commit itself may be rebuilt, never tagged again
+    assert release.preflight(tag=False, allow_dirty=False, root=tree) == []
+    assert "tagged already" in release.preflight(tag=True, allow_dirty=False, root=tree)[0]
+    _git(tree, "commit", "-q", "--allow-empty", "-m", "two")
+    assert "tagged already" in release.preflight(tag=False, allow_dirty=False, root=tree)[0]

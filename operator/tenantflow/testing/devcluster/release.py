@@ -153,7 +153,7 @@ def _git(root: Path, *args: str, check: bool = True) -> str:
     result = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
     if check and result.returncode != 0:
         raise DevClusterError(f"git {' '.join(args)} failed: {result.stderr.strip()}")
-    return result.stdout.strip()
+    return result.stdout.rstrip()  # a porcelain line may start with a space
 
 
 def uncommitted(root: Path = ROOT) -> list[str]:
