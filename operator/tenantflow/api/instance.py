@@ -218,6 +218,12 @@ class WorkflowInstanceStatus(ObservedStatus):
         default_factory=list,
         description="Arrival time (RFC 3339) of each spec.events entry, by index.",
     )
+    queries: list[str] = Field(
+        default_factory=list,
+        max_length=32,
+        description="The queries its code registered (step.query) as of its last advance: "
+        "`tenantflow query NAME QUERY` reads one.",
+    )
     resets: list[ResetRecord] = Field(
         default_factory=list,
         max_length=20,

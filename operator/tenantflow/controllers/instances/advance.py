@@ -103,6 +103,9 @@ class Advancer:
         }
         if isinstance(outcome, Waiting) and update["phase"] == Phase.WAITING:
             d.starts = outcome.children
+        names = result.get("queries")  # the runner checked them (names, at most 32)
+        if isinstance(names, list) and names != (st.get("queries") or []):
+            update["queries"] = names or None
         if st.get("lostAttempts"):
             update["lostAttempts"] = state.unapplied_lost_attempts(
                 st["lostAttempts"], result.get("journal") or []
