@@ -13,9 +13,11 @@ from __future__ import annotations
 import builtins
 import copy
 import itertools
+import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from tenantflow.kube import resources
 from tenantflow.kube.client import ApiException
@@ -55,6 +57,10 @@ class FakeKube:
     # a tenant namespace's history as its runner serves it through the API server's
     # service proxy (none: 503, as with no sandbox running)
     histories: dict[str, History] = field(default_factory=dict)
+    # the sandboxes' query answers by namespace: (uid, name, args) -> (status, body)
+    queries: dict[str, Callable[[str, str, Any], tuple[int, dict[str, Any]]]] = field(
+        default_factory=dict
+    )
 
     # ------------------------------------------------------------------ test helpers
     def put(self, obj: dict[str, Any]) -> dict[str, Any]:
@@ -206,6 +212,8 @@ class FakeKube:
         namespace = prefix.removeprefix("/api/v1/namespaces/")
         if method != "GET" or not path.startswith("/v1/") or "/" in namespace:
             raise _error(404, "NotFound")
+        if path.startswith("/v1/queries/"):  # the sandbox's queries (issue 36.7)
+            return self._query(namespace, path, query)
         history = self.histories.get(namespace)
         if history is None:
             raise _error(503, "ServiceUnavailable")
@@ -228,6 +236,26 @@ class FakeKube:
         else:
             raise _error(404, "NotFound")
         return history_api.answer(history, ask, "2030-01-01T00:00:00Z")
+
+    def _query(
+        self, namespace: str, path: str, query: builtins.list[tuple[str, str]] | None
+    ) -> dict[str, Any]:
+        """A query, answered by `self.queries[namespace]` (a test's stand-in for the
+        sandbox: (uid, name, args) -> (status, body)); a non-200 is an ApiException
+        carrying the body, as the service proxy passes the runner's answer on."""
+        answer = self.queries.get(namespace)
+        if answer is None:
+            raise _error(503, "ServiceUnavailable")
+        parts = path.split("/")[3:]
+        if len(parts) != 2:
+            raise _error(404, "NotFound")
+        given = dict(query or []).get("args")
+        status, body = answer(unquote(parts[0]), unquote(parts[1]), json.loads(given or "[]"))
+        if status != 200:
+            failed = _error(status, "QueryFailed")
+            failed.body = json.dumps(body)  # type: ignore[assignment]  # str, as the client
+            raise failed
+        return body
 
     async def close(self) -> None:
         pass
