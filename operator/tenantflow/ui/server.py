@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from tenantflow.errors import TenantflowError
-from tenantflow.kube import history
+from tenantflow.kube import history, queries
 from tenantflow.kube import instances as actions
 from tenantflow.kube.client import ApiException, Kube, message
 from tenantflow.kube.identity import user_info
@@ -67,6 +67,7 @@ def app(settings: Settings) -> web.Application:
     r.add_get("/api/instances", _api(_instances))
     r.add_get("/api/watch/instances", _watch)
     r.add_get("/api/instances/{ns}/{name}", _api(_instance))
+    r.add_get("/api/instances/{ns}/{name}/queries/{query}", _api(_query))
     r.add_post("/api/instances/{ns}/{name}/{action}", _api(_act))
     r.add_get("/api/definitions", _api(_definitions))
     r.add_get("/api/definitions/{ns}/{name}", _api(_definition))
@@ -267,6 +268,21 @@ async def _instance(request: web.Request, kube: Kube) -> Any:
         lines, unread = [], f"log lines not shown ({exc.status}: {exc.reason})"
     detail = views.instance_detail(inst, items, dt.datetime.now(dt.UTC))
     return {**detail, "logs": lines, "logsUnread": unread, "archived": archived}
+
+
+async def _query(request: web.Request, kube: Kube) -> Any:
+    """A query of a live instance (issue 36.7), as this user: the instance is read first
+    (may they?), then its sandbox is asked by its uid through the service proxy."""
+    ns, name, asked = (request.match_info[k] for k in ("ns", "name", "query"))
+    inst = await actions.get(kube, ns, name)
+    given = request.query.get("args")
+    try:
+        args = json.loads(given) if given else None
+    except ValueError as exc:
+        raise TenantflowError(f"args is not JSON ({exc})") from None
+    if args is not None and not isinstance(args, list):
+        args = [args]
+    return await queries.ask(kube, ns, inst["metadata"]["uid"], asked, args)
 
 
 async def _definitions(request: web.Request, kube: Kube) -> Any:

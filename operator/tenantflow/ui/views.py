@@ -98,6 +98,7 @@ def instance_detail(
         "compensation": compensation(st.get("steps") or []),
         "inbox": inbox(inst),
         "resets": st.get("resets") or [],
+        "queries": st.get("queries") or [],  # step.query names: the page's Queries box
         "conditions": st.get("conditions") or [],
         "events": [kube_event(e) for e in events],
     }

@@ -242,6 +242,23 @@ async function instanceView(ns, name) {
       ` — ${b.attempts} attempt(s)` + (b.error ? `, last: ${b.error.name}: ${b.error.message}` : ", then it succeeded"),
       traceback(b.error),
       h("ul", {}, b.failures.map((f) => h("li", { class: "muted" }, `attempt ${f.attempt} at ${when(f.at)}: ${f.name}: ${f.message}`)))));
+    const ask = async (e) => {
+      e.preventDefault();
+      const args = e.target.args.value ? `?args=${encodeURIComponent(e.target.args.value)}` : "";
+      try {
+        const r = await api(`/api/instances/${ns}/${name}/queries/${encodeURIComponent(e.target.query.value)}${args}`);
+        lastQuery = h("pre", { class: "json" }, JSON.stringify(r.value, null, 2) + `\n(as of ${r.asOf?.steps ?? "?"} journal entries, ${r.asOf?.phase ?? ""})`);
+      } catch (err) { lastQuery = h("p", { class: "error" }, err.message); }
+      document.getElementById("query-result").replaceChildren(lastQuery);
+    };
+    const queriesBox = (d.queries || []).length
+      ? [h("h2", {}, "Queries"),
+        h("form", { id: "queries", onsubmit: ask },
+          h("select", { name: "query" }, d.queries.map((q) => h("option", { value: q }, q))),
+          h("input", { name: "args", placeholder: "args: JSON list (optional)", size: 24 }),
+          h("button", {}, "Query")),
+        h("div", { id: "query-result" }, lastQuery || "")]
+      : "";
     render(
       h("h1", {}, name, " ", badge(d.phase)),
       h("p", { class: "muted" }, "Tenant ", ns.replace(/^tenant-/, ""), " · definition ", link(`#/definition/${ns}/${d.definition}`, d.definition), ` · revision ${d.revision ?? "—"} · started ${when(d.startedAt)}`,
@@ -261,6 +278,7 @@ async function instanceView(ns, name) {
       h("div", { class: "grid" },
         h("div", {}, h("h2", {}, "Params"), json(d.params)),
         h("div", {}, h("h2", {}, "Output"), d.outputRef ? h("p", {}, "Stored in the tenant's store: ", d.outputRef) : json(d.output))),
+      queriesBox,
       h("h2", {}, "Event inbox"),
       table(["#", "Type", "Arrived", "Consumed by", "Payload"], d.inbox.map((e) => h("tr", {}, h("td", {}, e.index), h("td", {}, e.type), h("td", {}, when(e.arrived)), h("td", {}, e.consumedBy || "—"), h("td", {}, JSON.stringify(e.payload)))), { id: "inbox" }),
       d.resets.length ? [h("h2", {}, "Resets"), table(["When", "By", "To step", "Revisions", "Reason"], d.resets.map((r) => h("tr", {}, h("td", {}, when(r.at)), h("td", {}, r.by), h("td", {}, r.toStep || "(retry)"), h("td", {}, `${r.fromRevision} → ${r.toRevision}`), h("td", {}, r.refused ? "refused: " + r.refused : r.reason))))] : "",
@@ -273,6 +291,7 @@ async function instanceView(ns, name) {
   };
   let lastEvents = [];
   let lastLogs = [];
+  let lastQuery = null;
   const d = await api(`/api/instances/${ns}/${name}`);
   lastEvents = d.events;
   lastLogs = d.logs || [];
