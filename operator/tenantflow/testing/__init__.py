@@ -354,7 +354,7 @@ class WorkflowTestEnv:
         if run.code is None:
             raise QueryError(f"instance {key!r} never ran: {run.failure}", reason="QueryFailed")
         reading = getattr(self.db, "reading_only", None)
-        with self._loaded(run.code) as fn, (reading() if reading else nullcontext()):
+        with self._loaded(run.code) as fn, reading() if reading else nullcontext():
             answer = query(
                 fn,
                 name,
