@@ -26,6 +26,17 @@ DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?
 NAMESPACE_PREFIX = "tenant-"  # a Tenant `acme` owns the namespace `tenant-acme`
 
 
+def object_key(namespace: str, name: str) -> str:
+    """A namespaced object's key in the work queues and bookkeeping: `namespace/name`."""
+    return f"{namespace}/{name}"
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """(namespace, name) of an `object_key`."""
+    namespace, _, name = key.partition("/")
+    return namespace, name
+
+
 def namespace_of(tenant: str) -> str:
     """The namespace a Tenant owns."""
     return f"{NAMESPACE_PREFIX}{tenant}"

@@ -32,6 +32,8 @@ from tenantflow.vocabulary import (
     WORKFLOW_REF_FIELD,
     ConditionType,
     RolloutPhase,
+    object_key,
+    split_key,
     tenant_of,
 )
 
@@ -71,7 +73,7 @@ class DefinitionController:
     def on_event(self, kind: str, namespace: str, name: str) -> None:
         self.revision_cache.forget_definition(namespace, name)
         if kind != "DELETED":
-            self.queue.request(f"{namespace}/{name}")
+            self.queue.request(object_key(namespace, name))
 
     async def reconcile(self, key: str) -> None:
         done = await reconcile(self.kube, self.events, self.persist, key)
@@ -89,7 +91,7 @@ class DefinitionController:
     def instance_finished(self, namespace: str, definition: str) -> None:
         """An instance of a definition finished: a rollout underway counts it soon (one
         reconcile for a burst of them)."""
-        key = f"{namespace}/{definition}"
+        key = object_key(namespace, definition)
         if key in self.rolling:
             self.queue.request_within(key, ROLLOUT_TALLY_DELAY)
 
@@ -172,7 +174,7 @@ async def reconcile(
 
 async def observe(kube: KubeApi, key: str, now: dt.datetime | None = None) -> Observed | None:
     """The reads of one reconcile (None: the definition is gone)."""
-    ns, name = key.split("/", 1)
+    ns, name = split_key(key)
     body = await kube.get(API_VERSION, DEFINITION, name, ns)
     if body is None:
         return None
@@ -269,7 +271,7 @@ def plan(o: Observed) -> DefinitionPlan:
         queued=[]
         if assignment in (None, Assignment.of(old))
         else [
-            f"{meta['namespace']}/{i['metadata']['name']}"
+            object_key(meta["namespace"], i["metadata"]["name"])
             for i in o.instances
             if not (i.get("status") or {}).get("revision")
         ],

@@ -44,6 +44,8 @@ from tenantflow.vocabulary import (
     SCHEDULE,
     SCHEDULE_LABEL,
     SCHEDULED_AT_ANNOTATION,
+    object_key,
+    split_key,
     tenant_of,
 )
 
@@ -69,7 +71,7 @@ class ScheduleController:
         self.persist = Persist(self.kube, self.queue.gate)
 
     def on_event(self, kind: str, namespace: str, name: str) -> None:
-        key = f"{namespace}/{name}"
+        key = object_key(namespace, name)
         if kind == "DELETED":
             self.queue.cancel_later(key)
         else:
@@ -77,10 +79,10 @@ class ScheduleController:
 
     def run_finished(self, namespace: str, schedule: str) -> None:
         """A run of a schedule finished: its `active` shrinks, a buffered run may start."""
-        self.queue.request(f"{namespace}/{schedule}")
+        self.queue.request(object_key(namespace, schedule))
 
     async def reconcile(self, key: str) -> None:
-        ns, name = key.split("/", 1)
+        ns, name = split_key(key)
         body = await self.kube.get(API_VERSION, SCHEDULE, name, ns)
         if body is None:
             self.queue.cancel_later(key)
@@ -219,7 +221,7 @@ class ScheduleController:
             ),
         }
         if await self.persist.status(SCHEDULE, body, unchanged_spec(body, update)) is None:
-            self.queue.request(f"{meta['namespace']}/{meta['name']}")
+            self.queue.request(object_key(meta["namespace"], meta["name"]))
             return
         if status.get("conditions") != update["conditions"]:
             await self.events.post(body, "Warning", reason, message)

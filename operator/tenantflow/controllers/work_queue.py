@@ -32,13 +32,14 @@ from collections.abc import Awaitable, Callable, Iterable
 from tenantflow.controllers.ownership import Gate, Verdict, sole_replica
 from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
+from tenantflow.vocabulary import split_key
 
 log = get_logger("tenantflow.work_queue")
 
 
 def namespace_in_key(key: str) -> str:
     """The namespace of a `namespace/name` key (every namespaced kind's queue)."""
-    return key.split("/", 1)[0]
+    return split_key(key)[0]
 
 
 class WorkQueue:

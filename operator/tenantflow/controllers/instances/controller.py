@@ -50,6 +50,7 @@ from tenantflow.vocabulary import (
     TENANT,
     ConditionType,
     Phase,
+    split_key,
     tenant_of,
 )
 
@@ -135,11 +136,11 @@ class InstanceController:
     def release(self, ours: Callable[[str], bool]) -> None:
         """Namespaces no longer ours (a shard lost): forget their instances; the replica
         that takes the shard adopts them."""
-        for key in [k for k in self.book.phases if ours(k.split("/", 1)[0])]:
+        for key in [k for k in self.book.phases if ours(split_key(k)[0])]:
             self.book.track(key, None, None)
             self.queue.cancel_later(key)
             self.writer.fresh.pop(key, None)
-        self.children.verified.forget(lambda key: ours(key.split("/", 1)[0]))
+        self.children.verified.forget(lambda key: ours(split_key(key)[0]))
 
     # ------------------------------------------------------------------ watch events
     def on_event(self, kind: str, body: dict[str, Any]) -> None:
@@ -199,7 +200,7 @@ class InstanceController:
         track there that it no longer holds were deleted while no watch was open; a drive
         finds them gone and cleans up."""
         for key in self.book.phases:
-            ns, name = key.split("/", 1)
+            ns, name = split_key(key)
             if covers(ns) and (ns, name) not in keys:
                 self.queue.request(key)
 
@@ -240,7 +241,7 @@ class InstanceController:
 
     # ------------------------------------------------------------------ one drive
     async def drive(self, key: str) -> None:
-        ns, name = key.split("/", 1)  # (the queue's gate let it run: this shard is ours)
+        ns, name = split_key(key)  # (the queue's gate let it run: this shard is ours)
         body = self.writer.fresh.pop(key, None) or await self.kube.get(
             API_VERSION, INSTANCE, name, ns
         )
@@ -458,7 +459,7 @@ class InstanceController:
 
     def _wake_at_next(self, key: str, status: dict[str, Any]) -> None:
         wake = parse_time(status["nextWakeAt"]) if status.get("nextWakeAt") else None
-        self.book.wakes_at(key, tenant_of(key.split("/", 1)[0]), wake)  # (idle sandboxes)
+        self.book.wakes_at(key, tenant_of(split_key(key)[0]), wake)  # (idle sandboxes)
         if wake is not None:
             self.queue.request_after(key, wake)
         self._resync_children(key, status)

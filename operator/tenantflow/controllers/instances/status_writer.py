@@ -27,7 +27,7 @@ from tenantflow.kube.client import message as client_message
 from tenantflow.kube.events import EventRecorder
 from tenantflow.lifecycle import instance_state as state
 from tenantflow.observability import metrics
-from tenantflow.vocabulary import FINISHED, INSTANCE, Phase
+from tenantflow.vocabulary import FINISHED, INSTANCE, Phase, object_key
 
 FRESH_BODIES = 2000  # bodies kept to spare their next drive a GET, at most
 REMEMBER_WITHIN = dt.timedelta(seconds=60)  # ...when that drive is due this soon
@@ -118,7 +118,7 @@ class StatusWriter:
         if out is None:
             return None
         meta = out["metadata"]
-        key = f"{meta['namespace']}/{meta['name']}"
+        key = object_key(meta["namespace"], meta["name"])
         self.remember(key, out)
         self.unechoed[key] = meta["resourceVersion"]
         if event:

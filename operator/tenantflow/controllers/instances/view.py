@@ -23,6 +23,7 @@ from tenantflow.vocabulary import (
     SCHEDULE_LABEL,
     TERMINATE_ANNOTATION,
     TERMINATE_ROLLBACK,
+    object_key,
 )
 
 log = get_logger("tenantflow.instance")
@@ -103,4 +104,4 @@ def _reset_request(annotations: dict[str, str] | None) -> ResetRequest | None:
 
 
 def key_of(body: dict[str, Any]) -> str:
-    return f"{body['metadata']['namespace']}/{body['metadata']['name']}"
+    return object_key(body["metadata"]["namespace"], body["metadata"]["name"])
