@@ -73,6 +73,7 @@ def test_a_tenant_is_fully_provisioned(make_tenant: Any, api_client: client.ApiC
         "StorageReady": "True",
         "SandboxReady": "True",
         "SecretsReady": "True",  # (it names none)
+        "SandboxScaledToZero": "False",  # (its sandbox runs: this operator sets no idleAfter)
     }
     assert all(c["observedGeneration"] == tenant["metadata"]["generation"] for c in conds.values())
     core = client.CoreV1Api(api_client)
