@@ -246,3 +246,29 @@ def test_a_long_journal_leaves_the_status_for_the_store_and_replays_whole(runner
     _, got = runner.post("/v1/history", {"op": "get", "name": "long-1"})
     steps = got["instance"]["record"]["status"]["steps"]
     assert [e["name"] for e in steps] == [f"s{i}" for i in range(8)] + ["nap"]
+
+
+PRINTING = """
+import subprocess, sys
+
+async def run(event, step):
+    def build():
+        print("from python")
+        subprocess.run(["sh", "-c", "echo from sh; echo to stderr >&2"], check=True)
+        return "built"
+    return await step.do("compile", build)  # (a step no other test of this runner ran)
+"""
+
+
+def test_what_a_step_and_its_subprocesses_print_is_kept_by_step(runner: Runner) -> None:
+    """Issue 34.1 on a real jailed runner: print() and a subprocess's stdout and stderr
+    land in the tenant's history as the step's lines, attributed by the runner."""
+    answer = runner.advance(PRINTING, None, "uid-printing")
+    assert answer["outcome"]["kind"] == "Complete" and answer["logs"] == []
+    _, got = runner.post("/v1/history", {"op": "logs", "uid": "uid-printing"})
+    lines = [(g["level"], g["message"], g["step"], g["attempt"]) for g in got["lines"]]
+    assert lines == [
+        ("stdout", "from python", "compile", 1),
+        ("output", "from sh", "compile", 1),
+        ("output", "to stderr", "compile", 1),
+    ]

@@ -9,6 +9,7 @@ outcome follows from them. Callers inside asyncio use `advance_async` (a worker 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -17,7 +18,7 @@ from tenantflow.durations import format_time
 from tenantflow.engine import compensation, queries
 from tenantflow.engine import journal as journal_mod
 from tenantflow.engine.children import ChildResult
-from tenantflow.engine.env import WorkflowEnv, WorkflowLogger
+from tenantflow.engine.env import Printed, WorkflowEnv, WorkflowLogger
 from tenantflow.engine.errors import EngineError, InvalidAwaitError
 from tenantflow.engine.loader import WorkflowFn, arity
 from tenantflow.engine.options import EngineLimits, StepDefaults
@@ -127,6 +128,10 @@ async def _advance(
     env = WorkflowEnv(db=db, tenant=tenant, instance_id=instance_id, log=logger, secrets=secrets)
     api = StepApi(state)
     args = (event, api, env)[: arity(workflow)]
+    out, err = Printed(logger, "stdout"), Printed(logger, "stderr")
+    printing = contextlib.ExitStack()  # what it prints is its output lines, by step
+    printing.enter_context(contextlib.redirect_stdout(out))
+    printing.enter_context(contextlib.redirect_stderr(err))
     main = asyncio.ensure_future(workflow(*args))
     try:
         await _settle(main, state)
@@ -144,6 +149,10 @@ async def _advance(
             outcome = await compensation.compensate(state, api.attempt)
     finally:
         await _cancel_all()
+        printing.close()
+        out.finish()
+        err.finish()
+        logger.output_done()
     return Advance(
         journal=state.journal,
         outcome=outcome,

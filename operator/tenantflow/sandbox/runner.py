@@ -35,7 +35,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from tenantflow import jsonsafe
 from tenantflow.durations import format_time, parse_duration
 from tenantflow.engine import queries as query_rules
-from tenantflow.engine.env import MAX_LOG_LINE_BYTES, MAX_LOG_LINES
+from tenantflow.engine.env import MAX_ANSWER_LINES, MAX_LOG_LINE_BYTES
 from tenantflow.engine.secrets import Secrets
 from tenantflow.engine.wire import child_results_from_wire, outcome_from_wire
 from tenantflow.observability.logging import configure, get_logger
@@ -637,7 +637,7 @@ def check_result(result: Any, cut: Callable[[str, int], str]) -> str | None:
         return "the worker's answer has an invalid outcome: " + cut(str(exc), 512)
     result["logs"] = [
         entry
-        for line in result["logs"][:MAX_LOG_LINES]
+        for line in result["logs"][:MAX_ANSWER_LINES]
         if (entry := _log_line(line, cut)) is not None
     ]
     names = result.get("queries")

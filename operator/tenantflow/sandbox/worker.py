@@ -16,6 +16,7 @@ after the payload, as in a child forked on demand (`child_main`).
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import gc
 import os
 import resource
@@ -27,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tenantflow.durations import parse_time
+from tenantflow.durations import format_time, parse_time
+from tenantflow.engine.env import MAX_LOG_LINE_BYTES, MAX_OUTPUT_BYTES, MAX_OUTPUT_LINES
 from tenantflow.engine.errors import EngineError
 from tenantflow.engine.executor import advance, query
 from tenantflow.engine.journal import StepState
@@ -123,15 +125,18 @@ def _serve(conn: socket.socket, payload: dict[str, Any], box: Sandbox) -> None:
     try:
         _limit(payload, box.memory)
         box.syscalls.load()
+        printed = _capture_output()
+        last: list[tuple[str, int]] = []  # the step attempt that started last
         try:
             result = run(
                 payload,
                 box.data_dir,
                 box.tenant,
-                report=_reporter(conn),
+                report=_reporter(conn, last),
                 secrets_dir=box.secrets_dir,
                 vouch_for=_voucher(conn),
             )
+            _add_output(result, printed, last)
         except Exception as exc:  # not tenant code (the engine catches that): the request
             result = {BAD_REQUEST: f"{type(exc).__name__}: {exc}"[:1000]}
         try:
@@ -143,11 +148,41 @@ def _serve(conn: socket.socket, payload: dict[str, Any], box: Sandbox) -> None:
     os._exit(code)
 
 
-def _reporter(conn: socket.socket) -> Callable[[str, int], None]:
+def _capture_output() -> int:
+    """Descriptors 1 and 2 into an in-memory file: what the advance's subprocesses print
+    (Python's own print goes to its step's lines in the engine). Read at the end."""
+    printed = os.memfd_create("output")
+    os.dup2(printed, 1)
+    os.dup2(printed, 2)
+    return printed
+
+
+def _add_output(result: Any, printed: int, last: list[tuple[str, int]]) -> None:
+    """The lines the advance's subprocesses printed, as output lines of the step attempt
+    that started last (a subprocess runs inside a step), capped as the engine caps."""
+    if not isinstance(result, dict) or not isinstance(result.get("logs"), list):
+        return
+    head = os.pread(printed, MAX_OUTPUT_BYTES + 1, 0)
+    if not head:
+        return
+    text = head[:MAX_OUTPUT_BYTES].decode("utf-8", "replace")
+    lines = text.splitlines()[:MAX_OUTPUT_LINES]
+    if len(head) > MAX_OUTPUT_BYTES:
+        lines.append(f"[tenantflow] output past {MAX_OUTPUT_BYTES} bytes in this advance dropped")
+    at = format_time(dt.datetime.now(dt.UTC))
+    where = {"step": last[-1][0], "attempt": last[-1][1]} if last else {}
+    result["logs"] += [
+        {"ts": at, "level": "output", "message": line[:MAX_LOG_LINE_BYTES], "fields": {}, **where}
+        for line in lines
+    ]
+
+
+def _reporter(conn: socket.socket, last: list[tuple[str, int]]) -> Callable[[str, int], None]:
     """Tell the runner which step attempt starts: if the kernel kills this process (its
-    memory limit), the runner knows which steps to charge."""
+    memory limit), the runner knows which steps to charge; `last` keeps it here too."""
 
     def report(step: str, attempt: int) -> None:
+        last[:] = [(step, attempt)]
         with contextlib.suppress(OSError):
             frames.send(conn, {frames.PROGRESS: {"step": step, "attempt": attempt}})
 

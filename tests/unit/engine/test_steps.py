@@ -348,3 +348,46 @@ def test_a_line_logged_inside_a_step_names_the_step_and_its_attempt() -> None:
         ("trying", "fetch", 2),
         ("after", None, None),
     ]
+
+
+def test_what_tenant_code_prints_is_its_steps_output_once() -> None:
+    """Issue 34.1: print() and sys.stderr are lines of the step that wrote them (by the
+    writing task's context, so parallel steps keep theirs), silent while replaying."""
+    import sys
+
+    async def wf(event: Any, step: Any) -> None:
+        print("starting")
+
+        def build(name: str) -> str:
+            print(f"compiling {name}", "ok")
+            print("warning: slow", file=sys.stderr)
+            return name
+
+        await asyncio.gather(step.do("a", lambda: build("a")), step.do("b", lambda: build("b")))
+        await step.sleep("nap", "1m")
+        print("done", end="")  # no newline: still a line at the end
+
+    lines = [(g["level"], g["message"], g.get("step")) for g in run(wf).logs]
+    assert lines == [
+        ("stdout", "starting", None),
+        ("stdout", "compiling a ok", "a"),
+        ("stderr", "warning: slow", "a"),
+        ("stdout", "compiling b ok", "b"),
+        ("stderr", "warning: slow", "b"),
+        ("stdout", "done", None),
+    ]
+
+
+def test_a_flood_of_output_is_capped_with_one_marker() -> None:
+    from tenantflow.engine.env import MAX_OUTPUT_LINES
+
+    async def wf(event: Any, step: Any, env: Any) -> None:
+        for n in range(MAX_OUTPUT_LINES + 5):
+            print(n)
+        env.log.info("still logged")
+
+    logs = run(wf).logs
+    printed = [g for g in logs if g["level"] == "stdout"]
+    assert len(printed) == MAX_OUTPUT_LINES and printed[-1]["message"] == str(MAX_OUTPUT_LINES - 1)
+    assert [g["message"] for g in logs if g["level"] == "info"] == ["still logged"]
+    assert logs[-1]["message"] == "[tenantflow] 5 more lines of output in this advance were dropped"
