@@ -58,7 +58,7 @@ def apply(kubeconfig: Path, *docs: dict[str, Any]) -> None:
 
 def tenant_doc(tenant: str, **limits: int) -> dict[str, Any]:
     return {
-        "apiVersion": "tenantflow.dev/v1alpha1",
+        "apiVersion": "tenantflow.dev/v1beta1",
         "kind": "Tenant",
         "metadata": {"name": tenant},
         "spec": {"limits": limits},
@@ -85,7 +85,7 @@ def tenant_with_definition(
     apply(
         kubeconfig,
         {
-            "apiVersion": "tenantflow.dev/v1alpha1",
+            "apiVersion": "tenantflow.dev/v1beta1",
             "kind": "WorkflowDefinition",
             "metadata": {"name": definition, "namespace": ns},
             "spec": {"source": {"inline": source}},
@@ -122,7 +122,7 @@ def create_instances(
             async with gate:
                 await kube.create(
                     {
-                        "apiVersion": "tenantflow.dev/v1alpha1",
+                        "apiVersion": "tenantflow.dev/v1beta1",
                         "kind": "WorkflowInstance",
                         "metadata": {"name": name, "namespace": ns},
                         "spec": {"workflowRef": {"name": definition}, "params": params},

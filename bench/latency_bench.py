@@ -33,7 +33,7 @@ async def run(event, step):
     await step.wait_for_event("go", type="go", timeout="1h")
     return await step.do("after", lambda: "ran")
 """
-API = "tenantflow.dev/v1alpha1"
+API = "tenantflow.dev/v1beta1"
 
 
 def _pct(values: list[float], q: float) -> float:

@@ -40,13 +40,13 @@ def cold_start(kubeconfig: Path) -> float:
     apply(kubeconfig, tenant_doc(tenant))
     docs = [
         {
-            "apiVersion": "tenantflow.dev/v1alpha1",
+            "apiVersion": "tenantflow.dev/v1beta1",
             "kind": "WorkflowDefinition",
             "metadata": {"name": "noop", "namespace": ns},
             "spec": {"source": {"inline": NOOP}},
         },
         {
-            "apiVersion": "tenantflow.dev/v1alpha1",
+            "apiVersion": "tenantflow.dev/v1beta1",
             "kind": "WorkflowInstance",
             "metadata": {"name": "first", "namespace": ns},
             "spec": {"workflowRef": {"name": "noop"}},

@@ -17,7 +17,7 @@ NAP = "async def run(event, step):\n    await step.sleep('nap', '1s')\n    retur
 def _instances(ns: str, names: list[str]) -> list[dict]:  # type: ignore[type-arg]
     return [
         {
-            "apiVersion": "tenantflow.dev/v1alpha1",
+            "apiVersion": "tenantflow.dev/v1beta1",
             "kind": "WorkflowInstance",
             "metadata": {"name": n, "namespace": ns},
             "spec": {"workflowRef": {"name": "nap"}},

@@ -21,7 +21,7 @@ def time_to_ready(kubeconfig: Path, count: int) -> dict[str, float]:
     names = [f"bench-{run}-{i}" for i in range(count)]
     docs = [
         {
-            "apiVersion": "tenantflow.dev/v1alpha1",
+            "apiVersion": "tenantflow.dev/v1beta1",
             "kind": "Tenant",
             "metadata": {"name": n, "labels": {"bench": run}},
             "spec": {},

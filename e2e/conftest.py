@@ -19,9 +19,8 @@ from kubernetes.client.rest import ApiException
 
 from conftest import OperatorProcess, wait_for
 from tenantflow.tenancy.manifests import SECRETS_DIR
-from tenantflow.vocabulary import namespace_of
+from tenantflow.vocabulary import GROUP, VERSION, namespace_of
 
-GROUP, VERSION = "tenantflow.dev", "v1alpha1"
 SYSTEM_PYTHON = "/usr/bin/python3"  # the stdlib's sqlite3 is all the reader needs
 
 

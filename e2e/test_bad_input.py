@@ -58,11 +58,11 @@ def victim(tenant: Tenant) -> Tenant:
     tenant.wait_revision("waits", 1)
     tenant.custom.create_namespaced_custom_object(
         "tenantflow.dev",
-        "v1alpha1",
+        "v1beta1",
         tenant.ns,
         "workflowinstances",
         {
-            "apiVersion": "tenantflow.dev/v1alpha1",
+            "apiVersion": "tenantflow.dev/v1beta1",
             "kind": "WorkflowInstance",
             "metadata": {"name": VICTIM},
             "spec": {"workflowRef": {"name": "waits"}},

@@ -80,7 +80,7 @@ def test_revisions_diff_and_rollback(
     assert done["output"] == {"version": 1, "by": "y"} and done["revision"] == 1
     # Git syncs the definition as it has it (server-side apply): the rollback stays
     manifest = {
-        "apiVersion": "tenantflow.dev/v1alpha1",
+        "apiVersion": "tenantflow.dev/v1beta1",
         "kind": "WorkflowDefinition",
         "metadata": {"name": "cli-ver", "namespace": tenant.ns},
         "spec": {"source": {"inline": V1.replace('"version": 1', '"version": 2')}},

@@ -256,7 +256,7 @@ def test_a_platform_image_gives_its_libraries_and_a_refused_image_changes_nothin
     running = sandbox_pod(plain)
     plain.custom.patch_cluster_custom_object(
         "tenantflow.dev",
-        "v1alpha1",
+        "v1beta1",
         "tenants",
         plain.name,
         {"spec": {"sandbox": {"image": "evil.example.com/miner:1"}}},
@@ -264,7 +264,7 @@ def test_a_platform_image_gives_its_libraries_and_a_refused_image_changes_nothin
 
     def refused() -> dict[str, Any] | None:
         t = plain.custom.get_cluster_custom_object(
-            "tenantflow.dev", "v1alpha1", "tenants", plain.name
+            "tenantflow.dev", "v1beta1", "tenants", plain.name
         )
         conds = {c["type"]: c for c in (t.get("status") or {}).get("conditions") or []}
         return conds.get("SandboxReady") if t["status"].get("phase") == "Degraded" else None

@@ -15,9 +15,9 @@ from kubernetes.client.rest import ApiException
 from kubernetes.utils import parse_quantity
 
 from conftest import privileged_pod, wait_deleted, wait_for
+from tenantflow.vocabulary import GROUP, VERSION
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
-GROUP, VERSION = "tenantflow.dev", "v1alpha1"
 
 
 def _tenant(name: str, owner: str, **limits: Any) -> dict[str, Any]:

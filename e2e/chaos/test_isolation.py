@@ -207,7 +207,7 @@ def test_no_principal_of_one_tenant_reaches_another(
     pair = [tenant_factory(), tenant_factory()]
     for t in pair:  # owners of every kind, so each kind of principal is in the matrix
         t.custom.patch_cluster_custom_object(
-            "tenantflow.dev", "v1alpha1", "tenants", t.name, {"spec": {"owners": _owners(t.name)}}
+            "tenantflow.dev", "v1beta1", "tenants", t.name, {"spec": {"owners": _owners(t.name)}}
         )
     authz = client.AuthorizationV1Api(api_client)
     attempts, allowed = 0, []

@@ -11,8 +11,16 @@ from __future__ import annotations
 from enum import StrEnum
 
 GROUP = "tenantflow.dev"
-VERSION = "v1alpha1"
+VERSION = "v1beta1"  # the version the operator reads and writes, and the CRDs' storage version
 API_VERSION = f"{GROUP}/{VERSION}"
+# earlier versions still served, each with the warning the API server gives its clients
+# (kubectl prints it). Every served version has the same schema, so the API server converts
+# between them by their apiVersion alone (conversion strategy None); objects stored in one
+# are rewritten in VERSION by `tenantflow migrate-storage` (docs/operations.md, "Upgrades").
+DEPRECATED_VERSIONS = {
+    "v1alpha1": f"{GROUP}/v1alpha1 is deprecated: use {GROUP}/{VERSION} (the same fields)",
+}
+SERVED_VERSIONS = (VERSION, *DEPRECATED_VERSIONS)
 
 TENANT = "Tenant"
 DEFINITION = "WorkflowDefinition"

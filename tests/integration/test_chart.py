@@ -216,19 +216,19 @@ def _tenant_and_workflow(tenant: str) -> list[dict[str, object]]:
     ns = f"tenant-{tenant}"
     docs = [
         {
-            "apiVersion": "tenantflow.dev/v1alpha1",
+            "apiVersion": "tenantflow.dev/v1beta1",
             "kind": "Tenant",
             "metadata": {"name": tenant},
             "spec": {},
         },
         {
-            "apiVersion": "tenantflow.dev/v1alpha1",
+            "apiVersion": "tenantflow.dev/v1beta1",
             "kind": "WorkflowDefinition",
             "metadata": {"name": "hello", "namespace": ns},
             "spec": {"source": {"inline": source}},
         },
         {
-            "apiVersion": "tenantflow.dev/v1alpha1",
+            "apiVersion": "tenantflow.dev/v1beta1",
             "kind": "WorkflowInstance",
             "metadata": {"name": "hello", "namespace": ns},
             "spec": {"workflowRef": {"name": "hello"}},

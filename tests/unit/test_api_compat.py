@@ -88,3 +88,17 @@ def test_the_writer_refuses_a_breaking_change_and_records_an_addition(tmp_path: 
     assert snapshot.main([str(tmp_path)]) == 0
     assert "status.stepCount" in json.loads(path.read_text())["fields"]
     assert snapshot.main([str(tmp_path), "--check"]) == 0
+
+
+def test_a_version_no_longer_served_is_caught_unless_its_migration_is_on_record() -> None:
+    """Objects may be stored in any version the CRD served: dropping one is safe only after
+    `tenantflow migrate-storage` ran on every cluster, said in `conversions`."""
+    now = snapshot.snapshot(kind_named("Tenant"))
+    assert "v1alpha1" in now["servedVersions"] and "v1beta1" in now["servedVersions"]
+    dropped = {**copy.deepcopy(now), "servedVersions": ["v1beta1"]}
+    problems = snapshot.incompatible(now, dropped)
+    assert len(problems) == 1 and "version v1alpha1 is no longer served" in problems[0]
+    migrated = {**now, "conversions": {"version v1alpha1": "0.3.0: migrate-storage"}}
+    assert snapshot.incompatible(migrated, dropped) == []
+    # a new version, or a new storage version, is an addition to record
+    assert snapshot.added(dropped, now) == ["Tenant: version v1alpha1"]

@@ -92,3 +92,29 @@ def test_engine_journal_entries_validate_as_step_status() -> None:
         error={"name": "E", "message": "m"},
     )
     assert StepStatus.model_validate(rec.to_dict()).wire() == rec.to_dict()
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.name)
+def test_every_served_version_has_one_schema_and_one_is_stored(kind: Any) -> None:
+    """The CRDs convert with strategy None (no webhook): the API server only rewrites an
+    object's apiVersion, which is right only while every served version has the same
+    schema, printer columns and selectable fields. A version with its own schema needs a
+    conversion webhook first."""
+    from tenantflow.api.crd import crd
+    from tenantflow.vocabulary import DEPRECATED_VERSIONS, SERVED_VERSIONS, VERSION
+
+    spec = crd(kind)["spec"]
+    assert spec["conversion"] == {"strategy": "None"}
+    versions = {v["name"]: v for v in spec["versions"]}
+    assert list(versions) == list(SERVED_VERSIONS) and VERSION in versions
+    assert [n for n, v in versions.items() if v["storage"]] == [VERSION]
+    shape = lambda v: {k: x for k, x in v.items() if k not in SHAPE_FREE}  # noqa: E731
+    assert all(shape(v) == shape(versions[VERSION]) for v in versions.values())
+    for name, version in versions.items():
+        assert version["served"] is True
+        assert version.get("deprecated", False) is (name in DEPRECATED_VERSIONS)
+        if name in DEPRECATED_VERSIONS:
+            assert VERSION in version["deprecationWarning"], "the warning names the way out"
+
+
+SHAPE_FREE = {"name", "storage", "deprecated", "deprecationWarning"}

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.unit
 
 MANIFEST = textwrap.dedent(
     """
-    apiVersion: tenantflow.dev/v1alpha1
+    apiVersion: tenantflow.dev/v1beta1
     kind: WorkflowDefinition
     metadata: {name: build, namespace: tenant-acme}
     spec:
@@ -35,7 +35,7 @@ MANIFEST = textwrap.dedent(
             def image(svc):
                 return f"registry.local/{svc}:1"
     ---
-    apiVersion: tenantflow.dev/v1alpha1
+    apiVersion: tenantflow.dev/v1beta1
     kind: WorkflowDefinition
     metadata: {name: release, namespace: tenant-acme}
     spec:
@@ -46,7 +46,7 @@ MANIFEST = textwrap.dedent(
               image = await step.child("build-api", "build", "api")
               await step.do("deploy", lambda: 1 / 0)
     ---
-    apiVersion: tenantflow.dev/v1alpha1
+    apiVersion: tenantflow.dev/v1beta1
     kind: WorkflowInstance
     metadata: {name: release-1, namespace: tenant-acme}
     spec: {workflowRef: {name: release}}

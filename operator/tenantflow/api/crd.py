@@ -16,7 +16,7 @@ from tenantflow.api.definition import WorkflowDefinition
 from tenantflow.api.instance import WorkflowInstance
 from tenantflow.api.schedule import WorkflowSchedule
 from tenantflow.api.tenant import Tenant
-from tenantflow.vocabulary import API_VERSION, GROUP, VERSION
+from tenantflow.vocabulary import API_VERSION, DEPRECATED_VERSIONS, GROUP, SERVED_VERSIONS, VERSION
 
 _DROP = {"title", "$defs"}
 
@@ -177,22 +177,33 @@ def crd(kind: Kind) -> dict[str, Any]:
                 "shortNames": list(kind.short_names),
                 "categories": ["tenantflow"],
             },
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": [
-                        {"name": n, "type": t, "jsonPath": p} for n, t, p in kind.columns
-                    ],
-                    "schema": {"openAPIV3Schema": openapi_schema(kind.model)},
-                    **(
-                        {"selectableFields": [{"jsonPath": p} for p in kind.selectable]}
-                        if kind.selectable
-                        else {}
-                    ),
-                }
-            ],
+            "versions": [_version(kind, name) for name in SERVED_VERSIONS],
+            # every served version has one schema: the API server converts by apiVersion
+            "conversion": {"strategy": "None"},
         },
+    }
+
+
+def _version(kind: Kind, name: str) -> dict[str, Any]:
+    """One served version of `kind`: VERSION is stored, the others are deprecated."""
+    schema = openapi_schema(kind.model)
+    return {
+        "name": name,
+        "served": True,
+        "storage": name == VERSION,
+        **(
+            {"deprecated": True, "deprecationWarning": DEPRECATED_VERSIONS[name]}
+            if name in DEPRECATED_VERSIONS
+            else {}
+        ),
+        "subresources": {"status": {}},
+        "additionalPrinterColumns": [
+            {"name": n, "type": t, "jsonPath": p} for n, t, p in kind.columns
+        ],
+        "schema": {"openAPIV3Schema": schema},
+        **(
+            {"selectableFields": [{"jsonPath": p} for p in kind.selectable]}
+            if kind.selectable
+            else {}
+        ),
     }

@@ -9,6 +9,11 @@ record by hand, in the file's `conversions` (path -> how objects written before 
 converted, and since which release); a change to the entries of `status.steps` also
 raises the journal's format version (engine/journal.py VERSION).
 
+The versions the CRD serves are on record too (`servedVersions`): the API server may
+hold objects stored in any of them, so one may stop being served only after every
+cluster rewrote its objects in the storage version (`tenantflow migrate-storage`), and
+with `"version vX": "how"` in `conversions`.
+
 Adding fields is always fine: the writer records them. It refuses (exit 1, nothing
 written) a removal or a change of type that has no conversion; `--check` (and
 tests/unit/test_api_compat.py) fails on that, and on fields not yet on record.
@@ -24,7 +29,7 @@ from typing import Any
 
 from tenantflow.api.crd import KINDS, Kind, openapi_schema
 from tenantflow.engine import journal
-from tenantflow.vocabulary import API_VERSION
+from tenantflow.vocabulary import API_VERSION, SERVED_VERSIONS
 
 Fields = dict[str, dict[str, Any]]
 
@@ -63,7 +68,11 @@ def _type(schema: dict[str, Any]) -> dict[str, Any]:
 
 def snapshot(kind: Kind) -> dict[str, Any]:
     """What is on record for `kind` now (conversions are added by hand, kept by `write`)."""
-    record: dict[str, Any] = {"apiVersion": API_VERSION, "kind": kind.name}
+    record: dict[str, Any] = {
+        "apiVersion": API_VERSION,
+        "kind": kind.name,
+        "servedVersions": sorted(SERVED_VERSIONS),
+    }
     if kind.name == "WorkflowInstance":
         record["journalVersion"] = journal.VERSION
     fields = field_types(openapi_schema(kind.model))
@@ -77,7 +86,13 @@ def incompatible(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
     """Fields on record that `now` lost or retyped (an enum losing a value), unless the
     record names their conversion."""
     conversions = recorded.get("conversions") or {}
-    problems = []
+    problems = [
+        f"{recorded['kind']}: version {version} is no longer served (objects may be stored in "
+        "it: run `tenantflow migrate-storage` on every cluster first, then name it in "
+        "`conversions`)"
+        for version in recorded.get("servedVersions") or []
+        if version not in now["servedVersions"] and f"version {version}" not in conversions
+    ]
     for path, was in recorded["fields"].items():
         if path in conversions:
             continue
@@ -98,6 +113,13 @@ def incompatible(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
 def added(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
     """What `now` has that is not on record yet (fields, enum values, a journal format)."""
     new = [f"{recorded['kind']}: {p}" for p in now["fields"] if p not in recorded["fields"]]
+    new += [
+        f"{recorded['kind']}: version {v}"
+        for v in now["servedVersions"]
+        if v not in (recorded.get("servedVersions") or [])
+    ]
+    if recorded.get("apiVersion") != now["apiVersion"]:
+        new.append(f"{recorded['kind']}: stored as {now['apiVersion']}")
     for path, is_ in now["fields"].items():
         was = recorded["fields"].get(path)
         extra = sorted(set(is_.get("enum") or []) - set((was or {}).get("enum") or []))

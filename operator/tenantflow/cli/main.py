@@ -16,6 +16,7 @@ from tenantflow.cli import (  # noqa: F401  (their verbs register with common.ve
     exits,
     history_cmds,
     instance_actions,
+    migrate_cmd,
     query_cmds,
     reset_cmds,
     rollout_cmds,
