@@ -87,5 +87,38 @@ def test_a_finished_instance_is_archived_with_its_logs_then_deleted(
     assert stranger.returncode != 0 and "forbidden" in stranger.stderr.lower()
     shown = cli(kubeconfig, "-n", tenant.ns, "logs", name).stdout
     assert "[build#2] compiling" in shown and "[run] starting" in shown, shown
+    second = cli(kubeconfig, "-n", tenant.ns, "logs", name, "--step", "build", "--attempt", "2")
+    assert "[build#2] compiling" in second.stdout, second.stdout
+    assert "[build#1]" not in second.stdout and "[run]" not in second.stdout, second.stdout
     listed = cli(kubeconfig, "-n", tenant.ns, "archive", "--phase", "Complete").stdout
     assert name in listed, listed
+
+
+CHATTY = """
+async def run(event, step, env):
+    def chatter(part):
+        for i in range(1500):
+            print(f"{part} line {i}")
+        return part
+    await step.do("first", lambda: chatter("first"))
+    await step.sleep("pause", "4s")
+    await step.do("second", lambda: chatter("second"))
+    return "done"
+"""
+
+
+def test_logs_follow_prints_every_line_once_in_order_until_the_instance_ends(
+    tenant_factory: Any, kubeconfig: Path
+) -> None:
+    """`tenantflow logs -f`: started with the instance, it prints the lines of both
+    advances as they are kept (3,000: more than one page of the history API) and exits
+    when the instance has ended."""
+    tenant = tenant_factory(maxStepTimeoutSeconds=60)
+    tenant.define_all(chatty=CHATTY)
+    name = tenant.start("chatty")
+    follow = cli(kubeconfig, "-n", tenant.ns, "logs", name, "-f")
+    assert tenant.get(name)["status"]["phase"] == "Complete", "it ended before -f did"
+    printed = [line.split("] ", 1)[1] for line in follow.stdout.splitlines()]
+    expected = [f"{part} line {i}" for part in ("first", "second") for i in range(1500)]
+    assert printed == expected, (len(printed), printed[:3], printed[-3:])
+    assert follow.stdout.splitlines()[0].split()[1] == "stdout"  # the level print() gets

@@ -68,6 +68,8 @@ class Env:
     namespace: str
     say: Callable[[str], None] = field(default=lambda line: None)
     tty: bool = False  # stderr is a terminal: progress may be redrawn in place
+    # stdout, a line at a time, for a verb whose data arrives while it runs (`logs -f`)
+    out: Callable[[str], None] = field(default=lambda line: None)
 
 
 Verb = Callable[..., Awaitable[Output | None]]
@@ -250,7 +252,8 @@ def execute(chosen: Target, fn: Verb, params: dict[str, Any]) -> int:
         kube = await connect(chosen.kubeconfig, chosen.context)
         try:
             namespace = chosen.namespace or context_namespace(chosen.kubeconfig, chosen.context)
-            return await fn(Env(kube, namespace, say, sys.stderr.isatty()), **params)
+            env = Env(kube, namespace, say, sys.stderr.isatty(), out=click.echo)
+            return await fn(env, **params)
         except ApiException as exc:
             raise CliError(message(exc)) from None
         except aiohttp.ClientConnectionError as exc:

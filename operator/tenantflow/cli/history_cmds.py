@@ -10,6 +10,8 @@ CLI holds no key and asks nothing the user could not ask with `kubectl get --raw
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import click
@@ -20,7 +22,15 @@ from tenantflow.kube import history
 from tenantflow.kube import instances as live
 from tenantflow.kube.client import ApiException, Kube
 from tenantflow.ui import rows
-from tenantflow.vocabulary import API_VERSION, HISTORY_PROXY, INSTANCE, WORKFLOW_REF_FIELD
+from tenantflow.vocabulary import (
+    API_VERSION,
+    FINISHED,
+    HISTORY_PROXY,
+    INSTANCE,
+    WORKFLOW_REF_FIELD,
+)
+
+FOLLOW_POLL = 1.0  # seconds between two reads of `logs -f`
 
 
 async def read(
@@ -164,13 +174,30 @@ async def list_instances(
 
 @verb(
     "logs",
-    "an instance's log lines (env.log, by step), Kubernetes Events and step errors",
+    "an instance's log lines (env.log, print, subprocess output, by step), Kubernetes "
+    "Events and step errors",
     click.argument("instance"),
     click.option("--step", help="only the lines of this step"),
+    click.option("--attempt", type=INT, help="only the lines of this attempt (of --step)"),
+    click.option(
+        "-f",
+        "--follow",
+        is_flag=True,
+        help="print the lines as they are written, until the instance ends",
+    ),
 )
-async def logs(env: Env, instance: str, step: str | None = None) -> Output:
+async def logs(
+    env: Env,
+    instance: str,
+    step: str | None = None,
+    attempt: int | None = None,
+    follow: bool = False,
+) -> Output | None:
     """What happened to an instance, in time order: its Events and step errors (while it
     is an object), and the lines its code logged (from the tenant's history)."""
+    if follow:
+        await follow_logs(env, instance, step, attempt)
+        return None
     kube, namespace = env.kube, env.namespace
     inst = await kube.get(API_VERSION, INSTANCE, instance, namespace)
     uid = (
@@ -188,32 +215,85 @@ async def logs(env: Env, instance: str, step: str | None = None) -> Output:
         for ev in (rows.kube_event(e) for e in events)
     ]
     for s in ((inst or {}).get("status") or {}).get("steps") or []:
-        if s.get("error"):
+        if s.get("error") and step in (None, s["name"]):
             lines.append(
                 f"{s.get('finishedAt') or s.get('startedAt')}  step {s['name']!r} "
                 f"attempt {s.get('attempts')}: {s['error']['name']}: "
                 f"{s['error'].get('message')}"
             )
     try:
-        logged = await log_lines(kube, namespace, uid, step)
+        logged = await log_lines(kube, namespace, uid, step, attempt)
     except CliError as exc:  # the Events and errors are still worth showing
         if inst is None:
             raise
         logged = []
         lines.append(f"(its log lines are not shown: {exc})")
-    for g in logged:
-        where = f"{g['step']}#{g['attempt']}" if g["step"] else "run"
-        fields = " ".join(f"{k}={v}" for k, v in g["fields"].items() if k != "ts")
-        lines.append(f"{g['at']}  {g['level']:<7} [{where}] {g['message']} {fields}".rstrip())
+    lines += [line_text(g) for g in logged]
     return Output({"events": events, "lines": logged}, "\n".join(sorted(lines)))
 
 
+def line_text(line: dict[str, Any]) -> str:
+    """One logged line as `logs` prints it: time, level, [step#attempt], message, fields."""
+    where = f"{line['step']}#{line['attempt']}" if line["step"] else "run"
+    fields = " ".join(f"{k}={v}" for k, v in line["fields"].items() if k != "ts")
+    return f"{line['at']}  {line['level']:<7} [{where}] {line['message']} {fields}".rstrip()
+
+
+async def follow_logs(env: Env, instance: str, step: str | None, attempt: int | None) -> int:
+    """Print an instance's lines as its tenant's history gets them (every FOLLOW_POLL),
+    oldest first, each once; return the count once the instance has ended and its last
+    lines are read (a finished instance writes none: its last advance wrote them before
+    the operator recorded the end)."""
+    kube, namespace = env.kube, env.namespace
+    after, printed = 0, 0
+    while True:
+        inst = await kube.get(API_VERSION, INSTANCE, instance, namespace)
+        uid = (
+            inst["metadata"]["uid"]
+            if inst is not None
+            else await archived_uid(kube, namespace, instance)
+        )
+        ended = inst is None or ((inst.get("status") or {}).get("phase") in FINISHED)
+        async for page in log_pages(kube, namespace, uid, step, attempt, after):
+            for line in page:
+                env.out(line_text(line))
+                after, printed = line["seq"], printed + 1
+        if ended:
+            return printed
+        await asyncio.sleep(FOLLOW_POLL)
+
+
 async def log_lines(
-    kube: Kube, namespace: str, uid: str, step: str | None = None
+    kube: Kube,
+    namespace: str,
+    uid: str,
+    step: str | None = None,
+    attempt: int | None = None,
 ) -> list[dict[str, Any]]:
-    """An instance's log lines from its tenant's history (oldest first)."""
-    query = [("step", step)] if step else []
-    return list((await read(kube, namespace, f"/v1/logs/{uid}", query))["lines"])
+    """An instance's log lines from its tenant's history (oldest first), every page."""
+    return [line async for page in log_pages(kube, namespace, uid, step, attempt) for line in page]
+
+
+async def log_pages(
+    kube: Kube,
+    namespace: str,
+    uid: str,
+    step: str | None = None,
+    attempt: int | None = None,
+    after: int = 0,
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """The lines after `after` (a line's `seq`), history.LOG_PAGE at a time, until none are left."""
+    while True:
+        query = [("after", str(after)), ("limit", str(history.LOG_PAGE))]
+        query += [("step", step)] if step else []
+        query += [("attempt", str(attempt))] if attempt is not None else []
+        page = list((await read(kube, namespace, f"/v1/logs/{uid}", query))["lines"])
+        if not page:
+            return
+        yield page
+        if len(page) < history.LOG_PAGE:
+            return
+        after = page[-1]["seq"]
 
 
 async def archived_uid(kube: Kube, namespace: str, name: str) -> str:

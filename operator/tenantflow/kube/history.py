@@ -10,6 +10,8 @@ from typing import Any
 from tenantflow.kube.client import Kube
 from tenantflow.vocabulary import HISTORY_PROXY
 
+LOG_PAGE = 1000  # log lines per read of `/v1/logs/UID` (the runner allows up to 10,000)
+
 
 async def read(
     kube: Kube, namespace: str, path: str, query: list[tuple[str, str]] | None = None

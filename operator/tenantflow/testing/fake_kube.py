@@ -232,7 +232,12 @@ class FakeKube:
         elif len(parts) == 2 and parts[0] == "instances":
             ask = {"op": "get", "name": parts[1]}
         elif len(parts) == 2 and parts[0] == "logs":
-            ask = {"op": "logs", "uid": parts[1], **{k: q[k][0] for k in ("step",) if k in q}}
+            ask = {
+                "op": "logs",
+                "uid": parts[1],
+                **{k: q[k][0] for k in ("step",) if k in q},
+                **{k: int(q[k][0]) for k in ("attempt", "after", "limit") if k in q},
+            }
         else:
             raise _error(404, "NotFound")
         return history_api.answer(history, ask, "2030-01-01T00:00:00Z")

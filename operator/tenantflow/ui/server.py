@@ -32,6 +32,7 @@ from tenantflow.ui.access import Access
 from tenantflow.vocabulary import (
     API_VERSION,
     DEFINITION,
+    FINISHED,
     INSTANCE,
     NAMESPACE_PREFIX,
     TENANT,
@@ -68,6 +69,7 @@ def app(settings: Settings) -> web.Application:
     r.add_get("/api/watch/instances", _watch)
     r.add_get("/api/instances/{ns}/{name}", _api(_instance))
     r.add_get("/api/instances/{ns}/{name}/queries/{query}", _api(_query))
+    r.add_get("/api/instances/{ns}/{name}/logs", _api(_logs))
     r.add_post("/api/instances/{ns}/{name}/{action}", _api(_act))
     r.add_get("/api/definitions", _api(_definitions))
     r.add_get("/api/definitions/{ns}/{name}", _api(_definition))
@@ -262,12 +264,35 @@ async def _instance(request: web.Request, kube: Kube) -> Any:
         events = {"items": []}
     items = sorted(events.get("items") or [], key=lambda e: e.get("lastTimestamp") or "")
     try:  # what its code logged, from the tenant's history, as this user may read it
-        logged = await history.read(kube, ns, f"/v1/logs/{inst['metadata']['uid']}")
+        logged = await history.read(
+            kube,
+            ns,
+            f"/v1/logs/{inst['metadata']['uid']}",
+            [("limit", str(history.LOG_PAGE))],
+        )
         lines, unread = logged.get("lines") or [], None
     except ApiException as exc:  # not theirs to read, or no sandbox to answer: the rest
         lines, unread = [], f"log lines not shown ({exc.status}: {exc.reason})"
     detail = views.instance_detail(inst, items, dt.datetime.now(dt.UTC))
     return {**detail, "logs": lines, "logsUnread": unread, "archived": archived}
+
+
+async def _logs(request: web.Request, kube: Kube) -> Any:
+    """An instance's lines after `after` (the last line's `seq` the page has), of one
+    step and attempt if asked, as this user may read them: what the page's Logs pane
+    reads while the instance runs (`ended`: no line will come after these)."""
+    ns, name = request.match_info["ns"], request.match_info["name"]
+    inst, archived = await _live_or_archived(kube, ns, name)
+    asked = request.query
+    query = [("limit", str(history.LOG_PAGE))]
+    query += [(k, asked[k]) for k in ("after", "step", "attempt") if asked.get(k)]
+    logged = await history.read(kube, ns, f"/v1/logs/{inst['metadata']['uid']}", query)
+    phase = (inst.get("status") or {}).get("phase")
+    return {
+        "lines": logged.get("lines") or [],
+        "limit": history.LOG_PAGE,
+        "ended": archived or phase in FINISHED,
+    }
 
 
 async def _query(request: web.Request, kube: Kube) -> Any:

@@ -282,23 +282,60 @@ async function instanceView(ns, name) {
       h("h2", {}, "Event inbox"),
       table(["#", "Type", "Arrived", "Consumed by", "Payload"], d.inbox.map((e) => h("tr", {}, h("td", {}, e.index), h("td", {}, e.type), h("td", {}, when(e.arrived)), h("td", {}, e.consumedBy || "—"), h("td", {}, JSON.stringify(e.payload)))), { id: "inbox" }),
       d.resets.length ? [h("h2", {}, "Resets"), table(["When", "By", "To step", "Revisions", "Reason"], d.resets.map((r) => h("tr", {}, h("td", {}, when(r.at)), h("td", {}, r.by), h("td", {}, r.toStep || "(retry)"), h("td", {}, `${r.fromRevision} → ${r.toRevision}`), h("td", {}, r.refused ? "refused: " + r.refused : r.reason))))] : "",
-      h("h2", {}, "Logs"),
-      (d.logs || lastLogs).length
-        ? table(["Time", "Step", "Level", "Message"], (d.logs || lastLogs).map((g) => h("tr", {}, h("td", {}, when(g.at)), h("td", {}, g.step ? `${g.step} #${g.attempt}` : "run"), h("td", {}, g.level), h("td", {}, g.message, Object.keys(g.fields || {}).length ? h("span", { class: "muted" }, " " + JSON.stringify(g.fields)) : ""))), { id: "logs" })
-        : h("p", { class: "muted", id: "logs" }, d.logsUnread || "No log lines."),
+      h("h2", {}, "Logs ", logStepPick(d.timeline.bars)),
+      logsPane(),
       h("h2", {}, "Kubernetes Events"),
       table(["Time", "Type", "Reason", "Message"], (d.events.length ? d.events : lastEvents).map((e) => h("tr", {}, h("td", {}, when(e.time)), h("td", {}, e.type), h("td", {}, e.reason), h("td", {}, e.message)))));
   };
+  // the Logs pane: every line read so far (oldest first), shown for one step or all, and
+  // followed while the instance runs (new lines are appended in place, no redraw)
+  let logs = [];
+  let logStep = "";
+  let logsUnread = null;
+  const logRow = (g) => h("tr", {}, h("td", {}, when(g.at)), h("td", {}, g.step ? `${g.step} #${g.attempt}` : "run"), h("td", {}, g.level), h("td", {}, g.message, Object.keys(g.fields || {}).length ? h("span", { class: "muted" }, " " + JSON.stringify(g.fields)) : ""));
+  const shownLogs = () => logs.filter((g) => !logStep || g.step === logStep);
+  const logsPane = () => shownLogs().length
+    ? table(["Time", "Step", "Level", "Message"], shownLogs().map(logRow), { id: "logs" })
+    : h("p", { class: "muted", id: "logs" }, logsUnread || "No log lines.");
+  const logStepPick = (bars) => h("select", { id: "log-step", onchange: (e) => { logStep = e.target.value; document.getElementById("logs").replaceWith(logsPane()); } },
+    h("option", { value: "" }, "all steps"),
+    [...new Set(bars.map((b) => b.name))].map((n) => h("option", { value: n, selected: n === logStep }, n)));
+  const moreLogs = (lines) => {
+    logs = logs.concat(lines);
+    const fresh = lines.filter((g) => !logStep || g.step === logStep);
+    const pane = document.getElementById("logs");
+    if (!fresh.length || !pane) return;
+    if (pane.tagName === "TABLE") pane.tBodies[0].append(...fresh.map(logRow));
+    else pane.replaceWith(logsPane());
+  };
   let lastEvents = [];
-  let lastLogs = [];
   let lastQuery = null;
   const d = await api(`/api/instances/${ns}/${name}`);
   lastEvents = d.events;
-  lastLogs = d.logs || [];
+  logs = d.logs || [];
+  logsUnread = d.logsUnread;
   draw(d);
   stream(`/api/watch/instances?namespace=${encodeURIComponent(ns)}&name=${encodeURIComponent(name)}`, (ev) => {
-    if (ev.type !== "DELETED" && document.activeElement?.tagName !== "INPUT") draw(ev.data);
+    if (ev.type !== "DELETED" && document.activeElement?.tagName !== "INPUT" && document.activeElement?.tagName !== "SELECT") draw(ev.data);
   });
+  followLogs(ns, name, live.signal, () => (logs.length ? logs[logs.length - 1].seq : 0), moreLogs);
+}
+
+// an instance's new log lines, every 2 s (at once while a read comes back full), until it
+// has ended and its last lines are read, or the page moves on
+async function followLogs(ns, name, signal, after, onLines) {
+  let full = false;
+  while (!signal.aborted) {
+    if (!full) await new Promise((r) => setTimeout(r, 2000));
+    if (signal.aborted) return;
+    try {
+      const r = await api(`/api/instances/${ns}/${name}/logs?after=${after()}`);
+      if (signal.aborted) return;
+      if (r.lines.length) onLines(r.lines);
+      full = r.lines.length >= r.limit;
+      if (r.ended && !full) return;
+    } catch (e) { full = false; } // its sandbox may be waking or restarting: read again
+  }
 }
 
 async function definitionView(ns, name, params) {
