@@ -40,6 +40,17 @@ async def run(event, step, env):
     await step.do("deploy", deploy, retries={"limit": 2, "delay": "1s", "backoff": "constant"})
 """
 
+TALKER = """
+async def run(event, step, env):
+    def say(part):
+        print(f"{part}: hello")
+        return part
+    await step.do("before", lambda: say("before"))
+    got = await step.wait_for_event("go", type="go", timeout="1h")
+    await step.do("after", lambda: say("after"))
+    return got["payload"]
+"""
+
 
 @pytest.fixture(scope="module")
 def ui(kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -67,7 +78,7 @@ def page(browser: Browser) -> Iterator[Page]:
 
 @pytest.fixture(scope="module")
 def workflows(tenant: Tenant) -> Tenant:
-    return tenant.define_all(waiter=WAITER, flaky=FLAKY)
+    return tenant.define_all(waiter=WAITER, flaky=FLAKY, talker=TALKER)
 
 
 def open_view(page: Page, url: str, view: str) -> None:
@@ -125,6 +136,25 @@ def test_the_send_event_button_completes_a_waiting_instance(
     expect(page.locator("h1 .badge")).to_have_text("Complete", timeout=30_000)
     assert workflows.status(name)["output"] == {"approved": {"by": "carol"}}
     expect(page.locator("#inbox")).to_contain_text("approval")  # consumed by that step
+
+
+def test_the_logs_pane_shows_new_lines_while_the_page_is_open_and_filters_by_step(
+    workflows: Tenant, ui: str, page: Page
+) -> None:
+    """Issue 34.1: lines written after the page was opened appear in it (no reload), and
+    the step picker shows one step's lines."""
+    name = workflows.start("talker")
+    workflows.wait_phase(name, "Waiting", timeout=60)
+    open_view(page, ui, f"instance/{workflows.ns}/{name}")
+    logs = page.locator("#logs")
+    expect(logs).to_contain_text("before: hello", timeout=15_000)
+    expect(logs).not_to_contain_text("after: hello")
+    workflows.send_event(name, "go", {"by": "dan"})  # not through the page
+    expect(logs).to_contain_text("after: hello", timeout=30_000)
+    expect(page.locator("h1 .badge")).to_have_text("Complete", timeout=30_000)
+    page.locator("#log-step").select_option("after")
+    expect(page.locator("#logs")).to_contain_text("after: hello")
+    expect(page.locator("#logs")).not_to_contain_text("before: hello")
 
 
 def test_revisions_compare_side_by_side(workflows: Tenant, ui: str, page: Page) -> None:
