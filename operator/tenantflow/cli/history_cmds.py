@@ -199,12 +199,7 @@ async def logs(
         await follow_logs(env, instance, step, attempt)
         return None
     kube, namespace = env.kube, env.namespace
-    inst = await kube.get(API_VERSION, INSTANCE, instance, namespace)
-    uid = (
-        inst["metadata"]["uid"]
-        if inst is not None
-        else await archived_uid(kube, namespace, instance)
-    )
+    inst, uid = await object_and_uid(kube, namespace, instance)
     events = [
         e
         for e in (await kube.list("v1", "Event", namespace) if inst is not None else [])
@@ -247,12 +242,7 @@ async def follow_logs(env: Env, instance: str, step: str | None, attempt: int | 
     kube, namespace = env.kube, env.namespace
     after, printed = 0, 0
     while True:
-        inst = await kube.get(API_VERSION, INSTANCE, instance, namespace)
-        uid = (
-            inst["metadata"]["uid"]
-            if inst is not None
-            else await archived_uid(kube, namespace, instance)
-        )
+        inst, uid = await object_and_uid(kube, namespace, instance)
         ended = inst is None or ((inst.get("status") or {}).get("phase") in FINISHED)
         async for page in log_pages(kube, namespace, uid, step, attempt, after):
             for line in page:
@@ -294,6 +284,15 @@ async def log_pages(
         if len(page) < history.LOG_PAGE:
             return
         after = page[-1]["seq"]
+
+
+async def object_and_uid(
+    kube: Kube, namespace: str, name: str
+) -> tuple[dict[str, Any] | None, str]:
+    """The instance's object (None once it is archived) and its uid either way."""
+    inst = await kube.get(API_VERSION, INSTANCE, name, namespace)
+    uid = inst["metadata"]["uid"] if inst is not None else await archived_uid(kube, namespace, name)
+    return inst, uid
 
 
 async def archived_uid(kube: Kube, namespace: str, name: str) -> str:
