@@ -16,6 +16,7 @@ and each instance first seen Complete.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import threading
@@ -31,6 +32,8 @@ from conftest import OperatorProcess
 from e2e.chaos.faults import Injector
 from e2e.chaos.results import keep_evidence, record, record_run
 from e2e.conftest import GROUP, VERSION, Tenant
+from tenantflow.kube import history
+from tenantflow.kube.client import Kube
 from tenantflow.owners import controller_name
 from tenantflow.testing.devcluster import DevCluster
 from tenantflow.testing.faultproxy import FaultPlan, FaultProxyProcess
@@ -78,6 +81,7 @@ SECONDS = float(os.environ.get("CHAOS_SECONDS", 40))
 MIN_FAULTS = int(os.environ.get("CHAOS_MIN_FAULTS", 30))
 RATE = float(os.environ.get("CHAOS_RATE", 0.05))
 SEED = int(os.environ.get("CHAOS_SEED", random.randrange(1 << 30)))
+ARCHIVE_SECONDS = float(os.environ.get("CHAOS_ARCHIVE_SECONDS", 30))
 WAVE = 3  # instances started between two process faults
 SETTLE_SECONDS = 300.0  # after the faults: an instance not finished by then is lost
 # the fault phase, then up to ~10 minutes for every instance to finish
@@ -229,6 +233,92 @@ def test_no_instance_is_lost_or_completed_twice_under_faults(
     assert process_faults and stats["injected"], "both process and API faults were injected"
     assert not lost and not wrong and not rerun and not observer.completed_twice, figures
     assert not extra_children and sum(children.values()) == len(names), figures
+
+
+SHORT = """
+async def run(event, step, env):
+    a = await step.do("a", lambda: "a")
+    await step.sleep("nap", "1s")
+    b = await step.do("b", lambda: event["payload"]["n"])
+    return [a, b]
+"""
+
+
+def test_finished_instances_are_archived_before_their_objects_go_under_faults(
+    tenant_factory: Any,
+    operator_process: OperatorProcess,
+    proxied: FaultProxyProcess,
+    kubeconfig: Path,
+) -> None:
+    """Issue 34.6: archive-and-delete under the same faults (the tenant keeps finished
+    objects for 0 s): every instance started ends up archived, Complete, with its output,
+    and no object is deleted unarchived."""
+    if os.environ.get("TENANTFLOW_KUBECONFIG") or os.environ.get("KUBECONFIG"):
+        pytest.skip("restarting the API server and etcd needs the local dev cluster")
+    rng = random.Random(SEED + 1)
+    tenant = tenant_factory(
+        maxStepTimeoutSeconds=60, maxConcurrentInstances=200, history={"keepFinishedFor": "0s"}
+    )
+    tenant.define_all(short=SHORT)
+    injector = Injector(operator_process, DevCluster(), tenant.name)
+    proxied.set_rate(RATE)
+    started_with: dict[str, int] = {}
+    faults: list[str] = []
+    started = time.monotonic()
+    while time.monotonic() - started < ARCHIVE_SECONDS:
+        for _ in range(WAVE):
+            n = len(started_with)
+            started_with[_retry(lambda n=n: tenant.start("short", {"n": n}))] = n
+        time.sleep(rng.uniform(0.5, 2.5))
+        faults.append(injector.random(rng))
+    deadline = time.monotonic() + SETTLE_SECONDS
+    live = set(started_with)
+    while live and time.monotonic() < deadline:
+        time.sleep(3)
+        items = _retry(
+            lambda: tenant.custom.list_namespaced_custom_object(
+                GROUP, VERSION, tenant.ns, "workflowinstances"
+            )["items"]
+        )
+        live = {i["metadata"]["name"] for i in items} & set(started_with)
+    archived = {n: _archived(kubeconfig, tenant.ns, n) for n in started_with}
+    deleted_unarchived = [n for n in started_with if n not in live and archived[n] is None]
+    wrong = [
+        n
+        for n, rec in archived.items()
+        if rec is not None
+        and (
+            rec["phase"] != "Complete"
+            or rec["record"]["status"].get("output") != ["a", started_with[n]]
+        )
+    ]
+    figures = {
+        "archive_instances": len(started_with),
+        "archive_faults_by_kind": {k: faults.count(k) for k in sorted(set(faults))},
+        "archive_still_live": len(live),
+        "archive_deleted_unarchived": len(deleted_unarchived),
+        "archive_wrong_records": len(wrong),
+        "archive_seed": SEED + 1,
+    }
+    record("chaos_archive", figures)
+    assert faults, "faults were injected"
+    assert not deleted_unarchived and not wrong, (figures, deleted_unarchived, wrong)
+    assert not live, (figures, sorted(live)[:10])
+
+
+def _archived(kubeconfig: Path, namespace: str, name: str) -> dict[str, Any] | None:
+    """The newest archive record of `name`, read as people read it (the API server's
+    service proxy to the tenant's history), riding out a sandbox that is coming back."""
+
+    async def read() -> dict[str, Any] | None:
+        kube = await Kube.connect(str(kubeconfig))
+        try:
+            found = (await history.read(kube, namespace, f"/v1/instances/{name}"))["instance"]
+            return found if found is None else dict(found)
+        finally:
+            await kube.close()
+
+    return _retry(lambda: asyncio.run(read()), attempts=60)  # type: ignore[no-any-return]
 
 
 def _settle(tenant: Tenant, names: list[str], timeout: float) -> dict[str, dict[str, Any]]:
