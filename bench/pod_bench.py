@@ -22,13 +22,34 @@ from tenantflow.errors import DevClusterError
 from tenantflow.kube.client import Kube
 from tenantflow.sandbox.transport import HttpTransport
 from tenantflow.testing.devcluster import DevCluster
+from tenantflow.vocabulary import API_VERSION
 
 COLD_RUNS = 3
 
 
-def _status(kubeconfig: Path, ns: str) -> dict[str, Any]:
-    out = kubectl(kubeconfig, "get", "wfi", "first", "-n", ns, "-o", "yaml")
+def _status(kubeconfig: Path, ns: str, name: str) -> dict[str, Any]:
+    out = kubectl(kubeconfig, "get", "wfi", name, "-n", ns, "-o", "yaml")
     return dict((yaml.safe_load(out) or {}).get("status") or {})
+
+
+def _instance(ns: str, name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "WorkflowInstance",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"workflowRef": {"name": "noop"}},
+    }
+
+
+def _first_step_done(kubeconfig: Path, ns: str, name: str, t0: float) -> float:
+    """Seconds from `t0` until the instance's first step is Complete."""
+    while True:
+        steps = _status(kubeconfig, ns, name).get("steps") or []
+        if steps and steps[0].get("state") == "Complete":
+            return time.perf_counter() - t0
+        if time.perf_counter() - t0 > 180:
+            raise DevClusterError(f"{ns}/{name}: the first step did not complete in 180 s")
+        time.sleep(0.05)
 
 
 def cold_start(kubeconfig: Path) -> float:
@@ -40,17 +61,12 @@ def cold_start(kubeconfig: Path) -> float:
     apply(kubeconfig, tenant_doc(tenant))
     docs = [
         {
-            "apiVersion": "tenantflow.dev/v1beta1",
+            "apiVersion": API_VERSION,
             "kind": "WorkflowDefinition",
             "metadata": {"name": "noop", "namespace": ns},
             "spec": {"source": {"inline": NOOP}},
         },
-        {
-            "apiVersion": "tenantflow.dev/v1beta1",
-            "kind": "WorkflowInstance",
-            "metadata": {"name": "first", "namespace": ns},
-            "spec": {"workflowRef": {"name": "noop"}},
-        },
+        _instance(ns, "first"),
     ]
     while True:
         try:
@@ -58,16 +74,66 @@ def cold_start(kubeconfig: Path) -> float:
             break
         except Exception:  # the namespace is not there yet
             time.sleep(0.05)
-    while True:
-        steps = _status(kubeconfig, ns).get("steps") or []
-        if steps and steps[0].get("state") == "Complete":
-            seconds = time.perf_counter() - t0
-            break
-        if time.perf_counter() - t0 > 180:
-            raise DevClusterError(f"{ns}: the first step did not complete in 180 s")
-        time.sleep(0.05)
+    seconds = _first_step_done(kubeconfig, ns, "first", t0)
     kubectl(kubeconfig, "delete", "tenant", tenant, "--wait=false")
     return seconds
+
+
+def wake_from_zero(kubeconfig: Path, runs: int = COLD_RUNS) -> list[float]:
+    """Issue 37.3: seconds from an instance's creation to its first step Complete when its
+    tenant's sandbox is scaled to zero (image present, PVC bound): the operator scales the
+    StatefulSet up, the pod starts, the runner and zygote import and pass the isolation
+    canary, the readiness probe and the EndpointSlice say so, the operator drives it."""
+    tenant = f"wake-{uuid.uuid4().hex[:6]}"
+    ns = f"tenant-{tenant}"
+    doc = tenant_doc(tenant)
+    doc["spec"]["sandbox"] = {"idleAfter": "5s"}
+    out = []
+    try:
+        apply(kubeconfig, doc)
+        wait_tenant_ready(kubeconfig, tenant)
+        apply(
+            kubeconfig,
+            {
+                "apiVersion": API_VERSION,
+                "kind": "WorkflowDefinition",
+                "metadata": {"name": "noop", "namespace": ns},
+                "spec": {"source": {"inline": NOOP}},
+            },
+        )
+        for run in range(runs + 1):  # the first run only makes the sandbox once
+            _scaled_to_zero(kubeconfig, ns)
+            t0 = time.perf_counter()
+            apply(kubeconfig, _instance(ns, f"wake-{run}"))
+            seconds = _first_step_done(kubeconfig, ns, f"wake-{run}", t0)
+            out += [seconds] if run else []
+    finally:
+        kubectl(kubeconfig, "delete", "tenant", tenant, "--wait=false")
+    return out
+
+
+def _scaled_to_zero(kubeconfig: Path, ns: str, timeout: float = 180) -> None:
+    """Until the tenant's sandbox StatefulSet is at zero and its pod is gone."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        replicas = kubectl(
+            kubeconfig, "get", "statefulset", "sandbox", "-n", ns, "-o", "jsonpath={.spec.replicas}"
+        )
+        pods = kubectl(
+            kubeconfig,
+            "get",
+            "pods",
+            "-n",
+            ns,
+            "-l",
+            "app.kubernetes.io/name=sandbox",
+            "-o",
+            "name",
+        )
+        if replicas.strip() == "0" and not pods.strip():
+            return
+        time.sleep(0.5)
+    raise DevClusterError(f"{ns}: the sandbox was not scaled to zero in {timeout} s")
 
 
 async def warm_dispatch(kubeconfig: Path, tenant: str, calls: int = 300) -> dict[str, float]:
@@ -87,6 +153,7 @@ def main() -> None:
         raise DevClusterError("the pod benchmark needs the dev cluster's real node")
     with operator_on_dev_cluster() as (kubeconfig, _):
         colds = [cold_start(kubeconfig) for _ in range(COLD_RUNS)]
+        wakes = wake_from_zero(kubeconfig)
         tenant = f"warm-{uuid.uuid4().hex[:6]}"
         apply(kubeconfig, tenant_doc(tenant))
         wait_tenant_ready(kubeconfig, tenant)
@@ -108,8 +175,11 @@ def main() -> None:
         {
             "coldStartSeconds": round(statistics.median(colds), 2),
             "coldStartRuns": [round(c, 2) for c in colds],
+            "wakeFromZeroSeconds": round(statistics.median(wakes), 2),
+            "wakeFromZeroRuns": [round(w, 2) for w in wakes],
             **warm,
             "what": "cold: Tenant applied -> first step Complete in a new sandbox pod; "
+            "wake: instance created -> first step Complete, its sandbox scaled to zero; "
             "warm: one no-op advance through the cluster transport",
         },
     )
