@@ -92,6 +92,29 @@ class Persist:
             metrics.STATUS_CONFLICTS.labels(kind=kind, outcome="given_up").inc()
         return None
 
+    async def labels(
+        self, kind: str, body: Body, labels: dict[str, str | None], *, fence: str | None = None
+    ) -> Body | None:
+        """One metadata merge patch of `body`'s labels (None removes one), fenced as a
+        status write; not guarded by a resourceVersion: it names only its own labels, so it
+        overwrites nothing another writer changed. The written object, or None when it was
+        not written (fenced, gone); other refusals raise ApiException."""
+        meta = body["metadata"]
+        if not self._may_write(fence or meta["namespace"]):
+            return None
+        try:
+            return await self.kube.patch(
+                API_VERSION,
+                kind,
+                meta["name"],
+                meta.get("namespace"),
+                {"metadata": {"labels": labels}},
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     def _may_write(self, fence: str) -> bool:
         """The gate, right before the write: the shard may have moved during the reconcile."""
         if self.gate(fence) is Verdict.ACT:

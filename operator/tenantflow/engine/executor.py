@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from tenantflow.durations import format_time
@@ -61,6 +61,7 @@ def advance(
     secrets: Mapping[str, Mapping[str, str]] | None = None,
     epoch: int = 0,
     children: Mapping[str, ChildResult] | None = None,
+    declared_attributes: Collection[str] | None = (),
 ) -> Advance:
     """Replay `workflow` over `journal`, run what is new, and say how it ended.
 
@@ -72,6 +73,8 @@ def advance(
     `results` keeps completed steps' results beside the journal: one found there is
     recalled instead of run. `children` are the finished children of `step.child` calls,
     by step name; `epoch` counts the instance's resets (its children's names depend on it).
+    `declared_attributes`: the search attribute names `step.set_attributes` may set (the
+    definition's spec.searchAttributes; None: any, for tests without a definition).
     """
     loop = _WorkflowLoop()
     try:
@@ -93,6 +96,7 @@ def advance(
                     children=children,
                     secrets=secrets,
                     params=params,
+                    declared_attributes=declared_attributes,
                 ),
                 event={
                     "payload": params,
@@ -161,6 +165,7 @@ async def _advance(
         logs=logger.lines,
         rejected=state.rejected,
         queries=sorted(state.queries),
+        attributes=state.attributes,
     )
 
 

@@ -79,3 +79,6 @@ class Advance:
     rejected: list[dict[str, str]] = field(default_factory=list)
     # the names of the query handlers run() registered (engine/queries.py): status.queries
     queries: list[str] = field(default_factory=list)
+    # the search attributes run() set (step.set_attributes; None: removed), for the operator
+    # to apply as the instance's labels (engine/attributes.py)
+    attributes: dict[str, str | None] = field(default_factory=dict)

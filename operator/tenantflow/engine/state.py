@@ -6,12 +6,13 @@ import asyncio
 import dataclasses
 import datetime as dt
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from tenantflow import jsonsafe
 from tenantflow.engine import masking, queries, tracebacks
+from tenantflow.engine.attributes import Attributes, SearchAttributeError, to_set
 from tenantflow.engine.children import ChildResult, ChildStart
 from tenantflow.engine.errors import (
     DuplicateStepNameError,
@@ -89,6 +90,7 @@ class ReplayState:
         secrets: Mapping[str, Mapping[str, str]] | None = None,
         params: Any = None,
         read_only: bool = False,
+        declared_attributes: Collection[str] | None = (),
     ) -> None:
         # copies: the caller's journal is what is persisted, and must stay untouched
         self.journal = [dataclasses.replace(r) for r in journal]
@@ -106,6 +108,10 @@ class ReplayState:
         # first call that would do anything new (a new step, an unfinished one) halts
         self.read_only = read_only
         self.queries: dict[str, Callable[..., Any]] = {}  # step.query handlers, by name
+        # the search attributes run() may set (the definition's; None: any name) and those
+        # it set so far in this replay, the last call winning (engine/attributes.py)
+        self.declared_attributes = declared_attributes
+        self.attributes: Attributes = {}
         self.params = params
         self.now = now
         self.defaults = defaults
@@ -292,6 +298,18 @@ class ReplayState:
                 None,
             )
         self.queries[name] = fn
+
+    def set_attributes(self, values: Mapping[Any, Any]) -> None:
+        """`step.set_attributes`: kept for the advance's result, not journaled (a replay
+        sets them again); a name the definition does not declare, or a value that cannot
+        be a label, is fatal like a bad step option."""
+        if self.read_only:
+            return  # a query's replay: nothing leaves it but the answer
+        for name, value in values.items():
+            try:
+                self.attributes[name] = to_set(name, value, self.declared_attributes)
+            except SearchAttributeError as exc:
+                self.fail(exc)
 
     def next_rollback(self) -> int:
         """The place of a step.do with a rollback that completes now: after every other."""

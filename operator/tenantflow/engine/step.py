@@ -7,12 +7,13 @@ import asyncio
 import contextvars
 import datetime as dt
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from tenantflow import jsonsafe
 from tenantflow.durations import format_duration, format_time, parse_duration, parse_time
+from tenantflow.engine.attributes import SearchAttributeError
 from tenantflow.engine.children import ChildStart, check, child_name
 from tenantflow.engine.errors import StepOptionsError
 from tenantflow.engine.journal import StepKind, StepRecord, StepState
@@ -38,6 +39,22 @@ class StepApi:
         `handler(*args)` after a read-only replay of the journal, and answers with its JSON
         value (engine/queries.py). Not a step: not journaled, not awaited."""
         self._s.register_query(name, handler)
+
+    # ------------------------------------------------------------------ attributes
+    async def set_attributes(self, values: Mapping[str, Any] | None = None, /, **more: Any) -> None:
+        """Set search attributes the definition declares (spec.searchAttributes) from the
+        code: `await step.set_attributes(status="tests-passed", coverage=81)`, or a dict for
+        names that are not identifiers. None removes one. Not a step: nothing is journaled,
+        the replay sets them again (engine/attributes.py)."""
+        s = self._s
+        if values is not None and not isinstance(values, Mapping):
+            s.fail(
+                SearchAttributeError(
+                    "step.set_attributes: give attributes as name=value or one dict, got "
+                    f"{type(values).__name__}"
+                )
+            )
+        s.set_attributes({**(values or {}), **more})
 
     # ------------------------------------------------------------------ step.do
     async def do(

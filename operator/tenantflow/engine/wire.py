@@ -107,6 +107,7 @@ def advance_to_wire(result: Advance) -> dict[str, Any]:
         "logs": result.logs,
         **({"rejected": result.rejected} if result.rejected else {}),
         "queries": result.queries,
+        **({"attributes": result.attributes} if result.attributes else {}),
     }
 
 

@@ -102,6 +102,12 @@ REJECTED_RECORDS = Counter(
     "their check: written or rewritten by tenant code (issue 33.3). Should stay 0.",
     ["tenant", "record"],  # stepResult, output
 )
+ATTRIBUTES_IGNORED = Counter(
+    "tenantflow_attributes_ignored_total",
+    "Search attributes of an advance's result ignored (undeclared, malformed, too many: "
+    "tenant code rewriting its sandbox's answer), or not applied (the API refused them).",
+    ["tenant", "reason"],  # invalid, refused
+)
 SANDBOX_SCALED_TO_ZERO = Gauge(
     "tenantflow_sandbox_scaled_to_zero",
     "1 while the tenant's sandbox is scaled to zero because it is idle (spec.sandbox.idleAfter).",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from tenantflow.engine.children import ChildResult
@@ -18,6 +19,8 @@ from tenantflow.lifecycle.source import Code
 
 GRACE_SECONDS = 2  # past the budget, before the zygote kills the advance's process group
 QUERY = "query"  # a query's payload key: {name, args} (engine/queries.py)
+# revision.searchAttributes: the attribute names the revision declares (a list)
+ATTRIBUTES = "searchAttributes"
 QUERY_SECONDS = 10.0  # a query's budget: a replay and one handler call, no step runs
 
 
@@ -51,10 +54,13 @@ def advance_payload(
     children: dict[str, ChildResult] | None = None,
     offloaded: dict[str, Any] | None = None,
     journal_window: int = 0,
+    search_attributes: Collection[str] = (),
 ) -> dict[str, Any]:
     """`source`: one module's text, or a revision's Code (several files). `epoch`: how
     many times the instance was reset (its steps' stored results are kept per epoch, its
-    children named per epoch). `children`: finished children of `step.child` calls."""
+    children named per epoch). `children`: finished children of `step.child` calls.
+    `search_attributes`: the names the revision declares, the only ones its code may set
+    (`step.set_attributes`; the runner keeps no other of the answer's)."""
     code = source if isinstance(source, Code) else Code.single(source)
     return {
         "revision": {
@@ -63,6 +69,7 @@ def advance_payload(
             "main": code.main,
             "entrypoint": entrypoint,
             "name": name,
+            **({ATTRIBUTES: sorted(search_attributes)} if search_attributes else {}),
         },
         "instance": {
             "id": instance_id,

@@ -25,7 +25,7 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +35,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from tenantflow import jsonsafe
 from tenantflow.durations import format_time, parse_duration
 from tenantflow.engine import queries as query_rules
+from tenantflow.engine.attributes import MAX_LABEL_VALUE
 from tenantflow.engine.env import MAX_ANSWER_LINES, MAX_LOG_LINE_BYTES
 from tenantflow.engine.secrets import Secrets
 from tenantflow.engine.wire import child_results_from_wire, outcome_from_wire
+from tenantflow.lifecycle import attributes
 from tenantflow.observability.logging import configure, get_logger
 from tenantflow.sandbox import auth, frames, history_api, journal_window, vouch, worker, zygote
 from tenantflow.sandbox.isolation import NOT_ISOLATED, IsolationCanary, canary_address
 from tenantflow.sandbox.link import MAX_RUNNING, WorkerLost, ZygoteLink
-from tenantflow.sandbox.payload import QUERY, deadline_seconds
+from tenantflow.sandbox.payload import ATTRIBUTES, QUERY, deadline_seconds
 from tenantflow.sandbox.query_store import QueryContexts
 from tenantflow.sandbox.redact import Redactor
 from tenantflow.sandbox.vouch_store import Taker, Vouches, report_rejected
@@ -59,6 +61,11 @@ QUERIES = Counter(
     "tenantflow_runner_queries_total",
     "Queries (GET /v1/queries on the people's port) by result.",
     ["result"],
+)
+ATTRIBUTES_IGNORED = Counter(
+    "tenantflow_runner_attributes_ignored_total",
+    "Search attributes of a worker's answer ignored: undeclared, malformed or too many "
+    "(tenant code rewriting its answer). Should stay 0.",
 )
 LOG_LINES = Counter(
     "tenantflow_runner_log_lines_total", "Workflow log lines, kept or not.", ["result"]
@@ -217,7 +224,7 @@ class Runner:
             ADVANCES.labels("bad-request").inc()
             why = self.redactor.cut(str(result[worker.BAD_REQUEST]), MAX_BAD_REQUEST)
             return self._error(mac, 400, "BadRequest", why)
-        problem = check_result(result, self.redactor.cut)
+        problem = check_result(result, self.redactor.cut, declared(payload))
         if problem:
             result = worker.failed(payload, "SandboxBadOutput", problem)
         else:
@@ -614,13 +621,26 @@ def validate(payload: object) -> dict[str, Any]:
             raise ValueError(f"{name!r} must be a list")
     if not isinstance(payload.get("storage") or {}, dict):
         raise ValueError("'storage' must be an object")
+    declared(payload)
     child_results_from_wire(payload.get("children") or {})
     return payload
 
 
-def check_result(result: Any, cut: Callable[[str, int], str]) -> str | None:
+def declared(payload: dict[str, Any]) -> list[str]:
+    """The search attribute names the request's revision declares: the only ones its
+    code may set (ValueError when they are not a list of names)."""
+    names = payload["revision"].get(ATTRIBUTES, [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"revision.{ATTRIBUTES} must be a list of names")
+    return names
+
+
+def check_result(
+    result: Any, cut: Callable[[str, int], str], declared: Collection[str] = ()
+) -> str | None:
     """What is wrong with a worker's answer, or None; trims its logs to the caps in place
-    with `cut` (which masks before it cuts)."""
+    with `cut` (which masks before it cuts), and keeps only the search attributes of the
+    `declared` names, well-formed (the rest is ignored, logged and counted)."""
     if not isinstance(result, dict):
         return "the worker's answer is not an object"
     outcome = result.get("outcome")
@@ -647,10 +667,27 @@ def check_result(result: Any, cut: Callable[[str, int], str]) -> str | None:
             for n in (names if isinstance(names, list) else [])[: query_rules.MAX_QUERIES]
             if isinstance(n, str) and query_rules.NAME.fullmatch(n)
         ]
+    _check_attributes(result, cut, declared)
     rejected = vouch.checked_rejections(result.pop(vouch.REJECTED, None), cut)
     if rejected:
         result[vouch.REJECTED] = rejected
     return None
+
+
+def _check_attributes(
+    result: dict[str, Any], cut: Callable[[str, int], str], declared: Collection[str]
+) -> None:
+    """The answer's `attributes` (step.set_attributes) as the operator may apply them:
+    declared names, label values (secret values masked first) or null; never a failure
+    of the advance, whose journal is good whatever tenant code wrote here."""
+    kept, ignored = attributes.from_result(
+        result.pop("attributes", None), declared, lambda text: cut(text, MAX_LABEL_VALUE)
+    )
+    if kept:
+        result["attributes"] = kept
+    if ignored:
+        ATTRIBUTES_IGNORED.inc(len(ignored))
+        log.warning("search attributes ignored", ignored=[cut(i, 200) for i in ignored[:8]])
 
 
 def _log_line(line: Any, cut: Callable[[str, int], str]) -> dict[str, Any] | None:

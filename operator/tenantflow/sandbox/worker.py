@@ -46,7 +46,7 @@ from tenantflow.engine.wire import (
     limits_from_wire,
 )
 from tenantflow.sandbox import frames, seccomp, vouch
-from tenantflow.sandbox.payload import QUERY, advance_payload, deadline_seconds
+from tenantflow.sandbox.payload import ATTRIBUTES, QUERY, advance_payload, deadline_seconds
 from tenantflow.storage.database import DatabaseError, TenantDatabase
 from tenantflow.storage.outputs import SqliteOutputStore
 from tenantflow.storage.step_results import SqliteStepResults
@@ -392,6 +392,7 @@ def _run_loaded(
             secrets=secrets,
             epoch=int(epoch or 0),
             children=child_results_from_wire(payload.get("children") or {}),
+            declared_attributes=frozenset(rev.get(ATTRIBUTES) or ()),
         )
         # the store's size as the advance left it: Tenant.status.usage.storageBytes (tenant
         # code could forge it: it is a figure shown, never a limit enforced)

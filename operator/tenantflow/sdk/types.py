@@ -68,6 +68,17 @@ class Step(Protocol):
         self, name: str, definition: str, params: Any = None, *, revision: int | None = None
     ) -> Any: ...
 
+    async def set_attributes(
+        self, values: Mapping[str, str | int | float | bool | None] | None = None, /, **more: Any
+    ) -> None:
+        """Set search attributes from the code: `await step.set_attributes(status="tests-
+        passed", coverage=81)` (a dict for names that are not identifiers; None removes
+        one). Only names the definition declares in spec.searchAttributes; the instance
+        carries them as labels once the advance is recorded (`kubectl get wfi -l
+        status=tests-passed`, `tenantflow list -l ...`). Not a step: nothing is journaled,
+        each replay sets them again, and the last call for a name wins."""
+        ...
+
     def query(self, name: str, handler: Callable[..., Any]) -> None:
         """Expose a value: `tenantflow query INSTANCE name` calls `handler(*args)` after a
         read-only replay of the journal (nothing runs, nothing is recorded) and answers

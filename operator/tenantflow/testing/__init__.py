@@ -4,7 +4,8 @@
                           secrets={"git": {"token": "t0ken"}})  # env.secrets
     result = await env.run(WorkflowSource.from_directory("pipeline"), params={...},
                            events=[(3600, "approved", {"by": "bob"})])
-    result.phase, result.output, result.error, result.steps, result.children
+    result.phase, result.output, result.error, result.steps, result.children,
+    result.attributes  # the search attributes it would carry as labels
 
 A workflow is one module's source, an `async def` callable, or a `WorkflowSource`: its
 files (several modules), as a directory or a WorkflowDefinition manifest holds them.
@@ -44,6 +45,7 @@ from tenantflow.engine.queries import QueryError
 from tenantflow.engine.secrets import SecretNotFound
 from tenantflow.engine.state import InboxEvent
 from tenantflow.lifecycle import source as code_check
+from tenantflow.lifecycle.attributes import labels_for
 from tenantflow.storage.database import TenantDatabase
 
 ScheduledEvent = tuple[float, str, Any]  # (seconds after start, type, payload)
@@ -69,13 +71,16 @@ class MemoryOutputStore:
 class WorkflowSource:
     """A workflow's code as a WorkflowDefinition holds it: its files (file name -> Python
     source; each importable by the others, `import steps`), the module with the
-    entrypoint, and the definition's step defaults (None: the env's)."""
+    entrypoint, the definition's step defaults (None: the env's) and its search
+    attributes (spec.searchAttributes: name -> params field; None: not known, so
+    `step.set_attributes` may set any name)."""
 
     files: Mapping[str, str]
     main: str = DEFAULT_MAIN
     entrypoint: str = "run"
     defaults: StepDefaults | None = None
     name: str = "workflow"  # tracebacks show its files as <name/file.py>
+    search_attributes: Mapping[str, str] | None = None
 
     @classmethod
     def from_directory(
@@ -127,8 +132,16 @@ def definitions(path: str | Path) -> dict[str, WorkflowSource]:
             else (dict(spec.source.files or {}), spec.source.main)
         )
         defaults = StepDefaults.from_spec(spec.defaults.wire())
-        found[name] = WorkflowSource(files, main, spec.entrypoint, defaults, name)
+        found[name] = WorkflowSource(
+            files, main, spec.entrypoint, defaults, name, dict(spec.search_attributes)
+        )
     return found
+
+
+def _declared(code: WorkflowSource | WorkflowFn) -> frozenset[str] | None:
+    """The search attribute names its code may set: a definition's (None: not known)."""
+    declared = code.search_attributes if isinstance(code, WorkflowSource) else None
+    return None if declared is None else frozenset(declared)
 
 
 class _SecretValues(Mapping[str, str]):
@@ -196,6 +209,9 @@ class TestResult:
     elapsed: dt.timedelta = dt.timedelta(0)
     children: dict[str, TestResult] = field(default_factory=dict)  # by child instance name
     instance_id: str = ""  # what WorkflowTestEnv.query takes (or this result)
+    # its search attributes as its labels would be: read from params at the start (a
+    # WorkflowSource that declares them), then as its code set them (step.set_attributes)
+    attributes: dict[str, str] = field(default_factory=dict)
 
     def step(self, name: str) -> dict[str, Any]:
         return next(s for s in self.steps if s["name"] == name)
@@ -411,6 +427,7 @@ class WorkflowTestEnv:
         if isinstance(workflow, str):
             workflow = WorkflowSource({f"{SINGLE_MODULE}.py": workflow}, SINGLE_MODULE, entrypoint)
         if isinstance(workflow, WorkflowSource):
+            run.result.attributes = labels_for(params, dict(workflow.search_attributes or {}))
             # what the operator checks before a revision may start (it never imports it)
             checked = code_check.check(
                 code_check.Code(workflow.files, workflow.main), workflow.entrypoint
@@ -469,6 +486,7 @@ class WorkflowTestEnv:
                     offload=self.outputs,
                     children=finished,
                     secrets=self.secrets,
+                    declared_attributes=_declared(run.code),
                 )
         except EngineError as exc:  # importing its modules failed: before any step ran
             self._errored(run, runs, {"name": exc.reason, "message": str(exc)})
@@ -481,6 +499,11 @@ class WorkflowTestEnv:
         )
         result.steps, result.elapsed = dump(out.journal), now - run.started
         result.logs.extend(out.logs)
+        for name, value in out.attributes.items():  # as the operator labels the instance
+            if value is None:
+                result.attributes.pop(name, None)
+            else:
+                result.attributes[name] = value
         self._record(run, runs, now)
         if run.finished:
             self._finished(run, runs)

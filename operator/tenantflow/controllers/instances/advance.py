@@ -19,8 +19,8 @@ from tenantflow.engine.children import ChildResult
 from tenantflow.engine.options import EngineLimits, StepDefaults
 from tenantflow.engine.outcome import Waiting
 from tenantflow.engine.wire import outcome_from_wire
+from tenantflow.lifecycle import attributes, reset
 from tenantflow.lifecycle import instance_state as state
-from tenantflow.lifecycle import reset
 from tenantflow.lifecycle.source import Code
 from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
@@ -78,6 +78,7 @@ class Advancer:
         _observe_steps(tenant, result)
         _observe_rollbacks(tenant, d.status.get("steps") or [], result)
         _log_workflow_lines(tenant, d.key, result)
+        d.attributes = _attributes(tenant, d.key, result, revision)
         self._fold(d, result, seen, rejected_records(tenant, d.key, result))
 
     def _fold(
@@ -177,7 +178,22 @@ def _payload(
         ops_per_second=limits.max_storage_ops_per_second,
         lost_attempts=st.get("lostAttempts"),
         children=children,
+        search_attributes=list(data.get("searchAttributes") or {}),
     )
+
+
+def _attributes(
+    tenant: str, key: str, result: dict[str, Any], revision: dict[str, Any]
+) -> dict[str, str | None]:
+    """The search attributes the advance's code set, as labels may carry them: checked
+    again here against the revision's declared names (the runner checked them, but they
+    are the worker's), whatever is wrong with them ignored, logged and counted."""
+    declared = revision["data"].get("searchAttributes") or {}
+    kept, ignored = attributes.from_result(result.get("attributes"), declared)
+    if ignored:
+        metrics.ATTRIBUTES_IGNORED.labels(tenant=tenant, reason="invalid").inc(len(ignored))
+        log.warning("search attributes ignored", tenant=tenant, instance=key, ignored=ignored[:8])
+    return kept
 
 
 def _finish_event(update: dict[str, Any], before: str | None) -> tuple[str, str, str] | None:

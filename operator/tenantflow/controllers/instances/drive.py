@@ -33,6 +33,9 @@ class Drive:
     written: dict[str, Any] | None = None  # the object as the write left it
     starts: tuple[ChildStart, ...] = ()  # children the advance waits on (started unless there)
     close_children: bool = False  # its active children are to be terminated (a reset)
+    # search attributes the advance's code set (None: removed), checked: labels once the
+    # status is written (StatusWriter.persist)
+    attributes: dict[str, str | None] = field(default_factory=dict)
 
     @classmethod
     def of(cls, body: dict[str, Any], now: dt.datetime) -> Drive:

@@ -26,8 +26,12 @@ from tenantflow.kube.client import ApiException
 from tenantflow.kube.client import message as client_message
 from tenantflow.kube.events import EventRecorder
 from tenantflow.lifecycle import instance_state as state
+from tenantflow.lifecycle.attributes import label_patch
 from tenantflow.observability import metrics
-from tenantflow.vocabulary import FINISHED, INSTANCE, Phase, object_key
+from tenantflow.observability.logging import get_logger
+from tenantflow.vocabulary import FINISHED, INSTANCE, Phase, object_key, tenant_of
+
+log = get_logger("tenantflow.instance")
 
 FRESH_BODIES = 2000  # bodies kept to spare their next drive a GET, at most
 REMEMBER_WITHIN = dt.timedelta(seconds=60)  # ...when that drive is due this soon
@@ -57,10 +61,40 @@ class StatusWriter:
                 return
             if d.written is not None:
                 self._count_finished(d)
+                if d.attributes:
+                    d.written = await self._relabel(d.written, d.attributes)
         if d.again and (d.update is None or d.written is not None):
             self.queue.request(d.key)
         elif d.wake_at is not None:
             self.queue.request_after(d.key, d.wake_at)
+
+    async def _relabel(
+        self, written: dict[str, Any], attributes: dict[str, str | None]
+    ) -> dict[str, Any]:
+        """The search attributes an advance's code set, as labels of the instance whose
+        status now records that advance: one metadata merge patch of those that differ from
+        its labels (none when all are as set), so only declared attributes are ever
+        written and a label its creator set otherwise is never touched. A refusal is
+        logged and counted, never retried here: the next advance sets them again."""
+        meta = written["metadata"]
+        patch = label_patch(meta.get("labels") or {}, attributes)
+        if not patch:
+            return written
+        key = object_key(meta["namespace"], meta["name"])
+        try:
+            relabelled = await self.persister.labels(INSTANCE, written, patch)
+        except ApiException as exc:
+            tenant = tenant_of(meta["namespace"])
+            metrics.ATTRIBUTES_IGNORED.labels(tenant=tenant, reason="refused").inc(len(patch))
+            log.warning("search attributes not applied", instance=key, error=client_message(exc))
+            return written
+        if relabelled is None:
+            return written
+        # (the status write stays the echo awaited: this patch's own event finds the
+        # instance settled, or asks for the drive it asked for already)
+        self.fresh.pop(key, None)
+        self.remember(key, relabelled)
+        return relabelled
 
     async def _commit_or_refuse(self, d: Drive) -> dict[str, Any] | None:
         """Commit an advance's result; one the API server refuses as invalid (422: a
