@@ -177,7 +177,8 @@ class WorkflowDefinitionSpec(Model):
         description="Search attributes every instance gets at its start, as labels: "
         "attribute name -> the field of its params it is read from (a dotted path, e.g. "
         "repo or git.branch). Filter by them live (kubectl get wfi -l repo=acme-web) and "
-        "archived (tenantflow list -l repo=acme-web).",
+        "archived (tenantflow list -l repo=acme-web). Only the names declared here may "
+        "also be set by the code while it runs (step.set_attributes).",
         json_schema_extra={
             "additionalProperties": {"type": "string", "maxLength": 128, "pattern": PARAM_PATH},
             **cel(
