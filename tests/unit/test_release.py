@@ -12,7 +12,7 @@ import yaml
 
 import tenantflow
 from tenantflow.errors import DevClusterError
-from tenantflow.testing.devcluster import images, release
+from tenantflow.testing.devcluster import images, previous, release
 
 ROOT = Path(__file__).resolve().parents[2]
 VERSIONED = [
@@ -174,3 +174,32 @@ def test_preflight_wants_a_committed_tree_and_an_untagged_version(tree: Path) ->
     _git(tree, "commit", "-q", "--allow-empty", "-m", "two")
     assert "tagged already" in release.preflight(tag=False, allow_dirty=False, root=tree)[0]
 
+
+def test_each_tagged_release_is_recorded_with_its_commit() -> None:
+    """hack/releases.txt gives the upgrade test a release's commit in a clone without tags
+    (previous.py); every tag this clone has must be on record there, with its commit."""
+    recorded = previous.recorded_commits()
+    assert previous.DEFAULT_TAG.removeprefix("v") in recorded
+    tags = subprocess.run(
+        ["git", "-C", str(ROOT), "tag", "--list", "v*"], capture_output=True, text=True
+    ).stdout.split()
+    for tag in tags:
+        assert recorded.get(tag.removeprefix("v")) == release.tagged_commit(tag), tag
+
+
+def test_a_release_is_found_by_its_tag_else_by_its_recorded_commit(tree: Path) -> None:
+    _git(tree, "init", "-q")
+    _git(tree, "add", ".")
+    _git(tree, "commit", "-qm", "one")
+    head = release._git(tree, "rev-parse", "HEAD")
+    (tree / "hack").mkdir()
+    (tree / "hack/releases.txt").write_text(f"# comment\n9.9.9 {head}\n")
+    assert previous.resolve("v9.9.9", tree) == head  # no such tag: the record
+    _git(tree, "commit", "-q", "--allow-empty", "-m", "two")
+    _git(tree, "tag", "-a", "v9.9.9", "-m", "9.9.9")
+    assert previous.resolve("v9.9.9", tree) == release._git(tree, "rev-parse", "HEAD")
+    with pytest.raises(DevClusterError, match=r"no tag v8\.0\.0"):
+        previous.resolve("v8.0.0", tree)
+    (tree / "hack/releases.txt").write_text(f"8.0.0 {'0' * 40}\n")
+    with pytest.raises(DevClusterError, match="does not hold"):
+        previous.resolve("v8.0.0", tree)
