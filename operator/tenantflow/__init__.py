@@ -1,3 +1,3 @@
 """tenantflow: isolated, durable, per-tenant workflows on Kubernetes."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0-dev"

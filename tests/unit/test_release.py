@@ -12,7 +12,7 @@ import yaml
 
 import tenantflow
 from tenantflow.errors import DevClusterError
-from tenantflow.testing.devcluster import images, release
+from tenantflow.testing.devcluster import images, previous, release
 
 ROOT = Path(__file__).resolve().parents[2]
 VERSIONED = [
@@ -48,7 +48,10 @@ def test_the_chart_and_package_agree_with_pyproject() -> None:
 
 def test_the_changelog_has_a_section_for_it() -> None:
     section = release.changelog_section(release.project_version())
-    assert section, "CHANGELOG.md needs a '## [X.Y.Z] - YYYY-MM-DD' section for this version"
+    assert section, (
+        "CHANGELOG.md needs a '## [X.Y.Z] - YYYY-MM-DD' section for this version "
+        "('## [Unreleased]', with notes, for an X.Y.Z-dev one)"
+    )
 
 
 @pytest.fixture
@@ -103,6 +106,38 @@ def test_set_version_refuses_what_is_not_semver(tree: Path) -> None:
         release.set_version("v0.2", tree)
 
 
+def test_a_dev_version_is_described_by_the_unreleased_section(tree: Path) -> None:
+    """Between releases the tree is X.Y.Z-dev: told apart from the last release (its images
+    are tagged by the version), described by CHANGELOG.md's [Unreleased] section."""
+    release.set_version("0.3.0-dev", tree)
+    assert release.project_version(tree) == "0.3.0-dev"
+    values = yaml.safe_load((tree / "charts/tenantflow/values.yaml").read_text())
+    assert values["sandbox"]["image"].endswith(":0.3.0-dev")
+    changelog = tree / "CHANGELOG.md"
+    changelog.write_text(
+        "# Changelog\n\n## [Unreleased]\n\n- a note\n\n## [0.2.0] - 2027-01-01\n\n- old\n"
+    )
+    assert release.changelog_section("0.3.0-dev", tree) == "- a note"
+    assert release.drift(tree) == []
+    changelog.write_text(changelog.read_text().replace("## [Unreleased]", "## Next", 1))
+    assert release.drift(tree) == ["CHANGELOG.md: no '## [Unreleased]' section"]
+    # a release version still wants its own dated section, never [Unreleased]
+    assert release.changelog_section("0.3.0", tree) is None
+
+
+def test_a_dev_version_is_never_released(tree: Path) -> None:
+    for crds in ("crds", "charts/tenantflow/crds"):
+        shutil.copytree(ROOT / crds, tree / crds)
+    release.set_version("0.3.0-dev", tree)
+    _git(tree, "init", "-q")
+    _git(tree, "add", ".")
+    _git(tree, "commit", "-qm", "one")
+    for tag in (False, True):
+        problems = release.preflight(tag=tag, allow_dirty=False, root=tree)
+        assert "0.3.0-dev is a development version" in problems[0], problems
+        assert "set a release version first (`hack/release.py set-version 0.3.0`)" in problems[0]
+
+
 def test_the_crds_bundle_holds_every_crd() -> None:
     docs = [d for d in yaml.safe_load_all(release.crds_bundle()) if d]
     kinds = {d["spec"]["names"]["kind"] for d in docs if d["kind"] == "CustomResourceDefinition"}
@@ -120,6 +155,7 @@ def _git(root: Path, *args: str) -> None:
 def test_preflight_wants_a_committed_tree_and_an_untagged_version(tree: Path) -> None:
     for crds in ("crds", "charts/tenantflow/crds"):
         shutil.copytree(ROOT / crds, tree / crds)
+    release.set_version("0.1.0", tree)  # a release version (this tree may be X.Y.Z-dev)
     _git(tree, "init", "-q")
     _git(tree, "add", ".")
     _git(tree, "commit", "-qm", "one")
@@ -137,3 +173,33 @@ def test_preflight_wants_a_committed_tree_and_an_untagged_version(tree: Path) ->
     assert "tagged already" in release.preflight(tag=True, allow_dirty=False, root=tree)[0]
     _git(tree, "commit", "-q", "--allow-empty", "-m", "two")
     assert "tagged already" in release.preflight(tag=False, allow_dirty=False, root=tree)[0]
+
+
+def test_each_tagged_release_is_recorded_with_its_commit() -> None:
+    """hack/releases.txt gives the upgrade test a release's commit in a clone without tags
+    (previous.py); every tag this clone has must be on record there, with its commit."""
+    recorded = previous.recorded_commits()
+    assert previous.DEFAULT_TAG.removeprefix("v") in recorded
+    tags = subprocess.run(
+        ["git", "-C", str(ROOT), "tag", "--list", "v*"], capture_output=True, text=True
+    ).stdout.split()
+    for tag in tags:
+        assert recorded.get(tag.removeprefix("v")) == release.tagged_commit(tag), tag
+
+
+def test_a_release_is_found_by_its_tag_else_by_its_recorded_commit(tree: Path) -> None:
+    _git(tree, "init", "-q")
+    _git(tree, "add", ".")
+    _git(tree, "commit", "-qm", "one")
+    head = release._git(tree, "rev-parse", "HEAD")
+    (tree / "hack").mkdir()
+    (tree / "hack/releases.txt").write_text(f"# comment\n9.9.9 {head}\n")
+    assert previous.resolve("v9.9.9", tree) == head  # no such tag: the record
+    _git(tree, "commit", "-q", "--allow-empty", "-m", "two")
+    _git(tree, "tag", "-a", "v9.9.9", "-m", "9.9.9")
+    assert previous.resolve("v9.9.9", tree) == release._git(tree, "rev-parse", "HEAD")
+    with pytest.raises(DevClusterError, match=r"no tag v8\.0\.0"):
+        previous.resolve("v8.0.0", tree)
+    (tree / "hack/releases.txt").write_text(f"8.0.0 {'0' * 40}\n")
+    with pytest.raises(DevClusterError, match="does not hold"):
+        previous.resolve("v8.0.0", tree)

@@ -32,7 +32,7 @@ class OperatorSettings:
     """Cluster-wide settings of this operator installation (from its Deployment env)."""
 
     namespace: str = "tenantflow-system"
-    sandbox_image: str = "ghcr.io/tenantflow/sandbox:0.1.0"
+    sandbox_image: str = "ghcr.io/tenantflow/sandbox:0.2.0-dev"
     dns_namespace: str = "kube-system"
     # an address every sandbox's NetworkPolicy denies; runners run no tenant code while it
     # answers ("kubernetes": the API server's service; "" turns the check off)

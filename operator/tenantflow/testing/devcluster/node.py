@@ -405,6 +405,13 @@ def runtime_ready(paths: NodePaths) -> bool:
 def import_images(paths: NodePaths) -> list[images.Image]:
     """Build (or reuse) the node's images and import them into containerd's k8s.io store."""
     built = images.build(NODE_IMAGES)
+    import_archives(paths, built)
+    return built
+
+
+def import_archives(paths: NodePaths, built: list[images.Image]) -> None:
+    """Import built images into containerd's k8s.io store, skipping those it holds already
+    under the same reference and digest (also the images of another release: previous.py)."""
     ctr = _ctr(paths)
     present = {}  # ref -> digest held by containerd
     for line in _cmd([*ctr, "images", "ls"]).stdout.splitlines()[1:]:
@@ -416,7 +423,6 @@ def import_images(paths: NodePaths) -> list[images.Image]:
             continue
         log.info("importing image into the node", image=image.ref)
         _cmd([*ctr, "images", "import", "--no-unpack=false", str(image.archive)])
-    return built
 
 
 # ---------------------------------------------------------------------------- teardown

@@ -7,6 +7,12 @@ from), the chart's `version` and `appVersion`, the chart's default sandbox image
 its operator image tag, when set), the image references the builder gives its archives,
 and a CHANGELOG.md section. `set-version X.Y.Z` rewrites them all.
 
+Between releases the tree carries the next version with `-dev` (`0.2.0-dev`): its images
+and chart are then told apart from the last release's (images are tagged by the version,
+so both can sit on one node: the upgrade test, tests/integration/test_upgrade.py, needs
+that), and CHANGELOG.md's `## [Unreleased]` section describes it. A `-dev` version is
+never released: `make release` refuses it until `set-version X.Y.Z` names the release.
+
 `make release` (hack/release.py) then checks the tree is committed and the version not
 tagged yet, builds the operator and sandbox images as OCI archives (images.py: no
 registry, no container engine), packages the chart with the pinned helm, bundles the
@@ -33,6 +39,8 @@ from tenantflow.testing.devcluster import images, versions
 
 ROOT = images.PROJECT_ROOT
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?$")
+DEV_SUFFIX = "-dev"  # the working tree between releases: 0.2.0-dev, described by [Unreleased]
+UNRELEASED = "Unreleased"
 RELEASED_IMAGES = ("operator", "sandbox")  # pause and sandbox-example are the dev node's
 
 
@@ -89,12 +97,23 @@ def _find(root: Path, site: Site) -> list[str]:
     return [m.group("v") for m in site.regex().finditer((root / site.path).read_text())]
 
 
+def is_dev(version: str) -> bool:
+    """A development version (`X.Y.Z-dev`): the tree between two releases, never released."""
+    return version.endswith(DEV_SUFFIX)
+
+
+def _section_heading(version: str) -> str:
+    return f"## [{UNRELEASED}]" if is_dev(version) else f"## [{version}] - YYYY-MM-DD"
+
+
 def drift(root: Path = ROOT) -> list[str]:
     """Each place that does not name pyproject's version, said; [] when all agree."""
     version = project_version(root)
     problems = []
     if not SEMVER.match(version):
-        problems.append(f"pyproject.toml: {version!r} is not a semantic version (X.Y.Z)")
+        problems.append(
+            f"pyproject.toml: {version!r} is not a semantic version (X.Y.Z or X.Y.Z-dev)"
+        )
     for site in DERIVED:
         found = _find(root, site)
         if not found:
@@ -105,14 +124,14 @@ def drift(root: Path = ROOT) -> list[str]:
             for other in sorted(others)
         ]
     if changelog_section(version, root) is None:
-        problems.append(f"CHANGELOG.md: no '## [{version}] - YYYY-MM-DD' section")
+        problems.append(f"CHANGELOG.md: no '{_section_heading(version)}' section")
     return problems
 
 
 def set_version(new: str, root: Path = ROOT) -> list[str]:
     """Write `new` everywhere the version is named; the files changed."""
     if not SEMVER.match(new):
-        raise DevClusterError(f"{new!r} is not a semantic version (X.Y.Z)")
+        raise DevClusterError(f"{new!r} is not a semantic version (X.Y.Z or X.Y.Z-dev)")
     changed = []
     for site in (SOURCE, *DERIVED):
         path = root / site.path
@@ -133,14 +152,18 @@ def set_version(new: str, root: Path = ROOT) -> list[str]:
 
 
 def changelog_section(version: str, root: Path = ROOT) -> str | None:
-    """The text of CHANGELOG.md's section for `version` (a dated release heading)."""
+    """The text of CHANGELOG.md's section for `version`: a dated release heading, or for a
+    development version (`X.Y.Z-dev`) the `## [Unreleased]` section ("" while it is empty);
+    None when there is no such section."""
     path = root / "CHANGELOG.md"
     if not path.is_file():
         return None
     text = path.read_text()
-    head = re.search(
-        rf"^## \[{re.escape(version)}\] - \d{{4}}-\d{{2}}-\d{{2}}[^\n]*\n", text, re.MULTILINE
-    )
+    if is_dev(version):
+        heading = rf"^## \[{UNRELEASED}\][^\n]*\n"
+    else:
+        heading = rf"^## \[{re.escape(version)}\] - \d{{4}}-\d{{2}}-\d{{2}}[^\n]*\n"
+    head = re.search(heading, text, re.MULTILINE)
     if head is None:
         return None
     rest = text[head.end() :]
@@ -210,6 +233,14 @@ def preflight(*, tag: bool, allow_dirty: bool, root: Path = ROOT) -> list[str]:
     """Why this tree cannot be released as it is ([] if it can)."""
     version = project_version(root)
     problems = drift(root)
+    if is_dev(version):
+        problems.insert(
+            0,
+            f"{version} is a development version, never released: set a release version "
+            f"first (`hack/release.py set-version {version.removesuffix(DEV_SUFFIX)}`) and "
+            "move CHANGELOG.md's [Unreleased] notes under its '## [X.Y.Z] - YYYY-MM-DD' "
+            "section",
+        )
     if generate_crds([str(root / "crds"), str(root / "charts/tenantflow/crds"), "--check"]):
         problems.append("crds/ drifted from the models: run `make crds`")
     dirty = uncommitted(root)
@@ -284,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             for path in set_version(args.version):
                 print(f"wrote {path}")
             if changelog_section(args.version) is None:
-                print(f"now add a '## [{args.version}] - YYYY-MM-DD' section to CHANGELOG.md")
+                print(f"now add a '{_section_heading(args.version)}' section to CHANGELOG.md")
             return 0
         tag = bool(getattr(args, "tag", False))
         dist = getattr(args, "dist", ROOT / "dist")
