@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -66,3 +68,30 @@ def test_free_port_is_bindable() -> None:
     port = process.free_port()
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))
+
+
+def test_an_image_whose_layers_did_not_change_is_tagged_with_each_new_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pause image's layer is the same in every version: a cache keyed by its manifest
+    alone kept the archive of the first version, and the node imported `pause:0.1.0` where
+    its containerd asked for `pause:0.2.0-dev` (no pod could start)."""
+    import json
+    import tarfile
+
+    from tenantflow.testing.devcluster import images
+
+    monkeypatch.setenv("TENANTFLOW_CACHE", str(tmp_path / "cache"))
+    images.images_dir().mkdir(parents=True)
+    layer = tmp_path / "layer.tar"
+    with tarfile.open(layer, "w"):
+        pass
+    names = []
+    for version in ("0.1.0", "0.2.0-dev"):
+        monkeypatch.setattr(images, "project_version", lambda v=version: v)
+        built = images._archive("pause", [layer], {"User": "65535"})
+        with tarfile.open(built.archive) as tar:
+            index = json.load(tar.extractfile("index.json"))  # type: ignore[arg-type]
+        names.append(index["manifests"][0]["annotations"]["io.containerd.image.name"])
+        assert built.ref == names[-1]
+    assert names == ["localhost/tenantflow/pause:0.1.0", "localhost/tenantflow/pause:0.2.0-dev"]

@@ -11,7 +11,6 @@ from tenantflow.controllers.instances.view import InstanceView
 from tenantflow.controllers.revision_cache import RevisionCache
 from tenantflow.testing.fake_kube import FakeKube
 
-NOW = dt.datetime.now(dt.UTC)
 
 
 def _iso(t: dt.datetime) -> str:
@@ -40,30 +39,37 @@ def _settled(inst: dict[str, Any], busy: bool = False) -> tuple[bool, dt.datetim
     return asyncio.run(main())
 
 
-WAITING = {"phase": "Waiting", "revision": 1, "nextWakeAt": _iso(NOW + dt.timedelta(minutes=10))}
+def _waiting(now: dt.datetime) -> dict[str, Any]:
+    """Taken when the test runs, not at import: a collection long before it (the cluster
+    tests run first) would make the wake due."""
+    return {"phase": "Waiting", "revision": 1, "nextWakeAt": _iso(now + dt.timedelta(minutes=10))}
 
 
 def test_finished_instances_only_get_their_expiry_scheduled() -> None:
-    done = _iso(NOW)
+    now = dt.datetime.now(dt.UTC)
+    done = _iso(now)
     settled, due = _settled(_inst({"phase": "Complete", "finishedAt": done}))
     assert settled and due == dt.datetime.fromisoformat(done) + dt.timedelta(hours=1)
-    expired = _iso(NOW - dt.timedelta(hours=2))
+    expired = _iso(now - dt.timedelta(hours=2))
     assert _settled(_inst({"phase": "Complete", "finishedAt": expired}))[0] is False
 
 
 def test_a_waiting_instance_with_nothing_due_is_settled_until_its_wake() -> None:
-    settled, due = _settled(_inst(WAITING))
-    assert settled and due is not None and due > NOW
+    now = dt.datetime.now(dt.UTC)
+    settled, due = _settled(_inst(_waiting(now)))
+    assert settled and due is not None and due > now
 
 
 def test_anything_to_do_goes_to_a_drive() -> None:
+    now = dt.datetime.now(dt.UTC)
+    waiting = _waiting(now)
     for inst in (
-        _inst(WAITING, events=[{"type": "go"}]),  # a new event
-        _inst({**WAITING, "nextWakeAt": _iso(NOW - dt.timedelta(seconds=1))}),  # due
-        _inst(WAITING, terminate=True),
-        _inst(WAITING, suspend=True),
+        _inst(waiting, events=[{"type": "go"}]),  # a new event
+        _inst({**waiting, "nextWakeAt": _iso(now - dt.timedelta(seconds=1))}),  # due
+        _inst(waiting, terminate=True),
+        _inst(waiting, suspend=True),
         _inst({"phase": "Running", "revision": 1}),
         _inst({}),  # not admitted yet
     ):
         assert _settled(inst) == (False, None), inst
-    assert _settled(_inst(WAITING), busy=True)[0] is False, "a pending drive decides"
+    assert _settled(_inst(waiting), busy=True)[0] is False, "a pending drive decides"

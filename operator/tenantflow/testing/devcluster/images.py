@@ -397,7 +397,9 @@ def _archive(name: str, layers: list[Path], config: dict[str, object]) -> Image:
     }
     manifest_blob = json.dumps(manifest, sort_keys=True).encode()
     desc = _descriptor("application/vnd.oci.image.manifest.v1+json", manifest_blob)
-    archive = images_dir() / f"{name}-{_digest(manifest_blob)}.oci.tar"
+    # the reference is part of the key: the archive's index names it, and an image whose
+    # layers did not change (pause) still gets a new tag with each version
+    archive = images_dir() / f"{name}-{_digest(manifest_blob, image_ref)}.oci.tar"
     size = sum(p.stat().st_size for p in layers)
     if not archive.is_file():
         for stale in images_dir().glob(f"{name}-*.oci.tar"):
