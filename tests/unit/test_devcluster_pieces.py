@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 

@@ -12,7 +12,6 @@ from tenantflow.controllers.revision_cache import RevisionCache
 from tenantflow.testing.fake_kube import FakeKube
 
 
-
 def _iso(t: dt.datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
