@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tenantflow.engine.env import MAX_LOG_LINE_BYTES, MAX_STREAMED_ADVANCE_LINES
 from tenantflow.sandbox import auth
 from tenantflow.sandbox.local import LocalSandboxes
 from tenantflow.sandbox.payload import advance_payload
@@ -272,3 +273,109 @@ def test_what_a_step_and_its_subprocesses_print_is_kept_by_step(runner: Runner) 
         ("output", "from sh", "compile", 1),
         ("output", "to stderr", "compile", 1),
     ]
+
+
+FLOOD = """
+import subprocess
+
+async def run(event, step, env):
+    def build():
+        env.log.info("first")
+        for i in range(100_000):
+            print(f"line {i}")
+        env.log.info("last")
+        return "built"
+    await step.do("flood-build", build)
+
+    def tests():
+        subprocess.run(["sh", "-c", "seq 1 150000"], check=True)
+        return "tested"
+    return await step.do("flood-tests", tests)
+"""
+
+
+def _all_lines(runner: Runner, uid: str) -> list[dict[str, Any]]:
+    """Every line of an instance, in the pages `tenantflow logs` reads."""
+    lines: list[dict[str, Any]] = []
+    while True:
+        after = lines[-1]["seq"] if lines else 0
+        status, got = runner.post(
+            "/v1/history", {"op": "logs", "uid": uid, "after": after, "limit": 10_000}
+        )
+        assert status == 200, got
+        if not got["lines"]:
+            return lines
+        lines += got["lines"]
+
+
+def test_a_step_printing_100000_lines_is_kept_whole_and_in_order(runner: Runner) -> None:
+    """Issue 34.5: a CI step's output is not cut to what one answer may carry. The worker
+    streams its lines to the runner as they come (frames.LINES), the runner keeps them in
+    the history store in order, with a subprocess's 150,000 after them."""
+    answer = runner.advance(FLOOD, None, "uid-flood")
+    assert answer["outcome"] == {"kind": "Complete", "output": "tested", "outputRef": None}
+    assert answer["logs"] == [], "the lines left through the stream, not the answer"
+    lines = _all_lines(runner, "uid-flood")
+    build = [ln for ln in lines if ln["step"] == "flood-build"]
+    assert [ln["message"] for ln in build[:2]] == ["first", "line 0"]
+    printed = [ln["message"] for ln in build if ln["level"] == "stdout"]
+    assert printed == [f"line {i}" for i in range(100_000)]
+    assert build[-1]["message"] == "last" and build[-1]["level"] == "info"
+    tests = [ln["message"] for ln in lines if ln["step"] == "flood-tests"]
+    assert tests == [str(i) for i in range(1, 150_001)], "a subprocess's lines, all of them"
+    assert len(lines) == 100_002 + 150_000
+    seqs = [ln["seq"] for ln in lines]
+    assert seqs == sorted(seqs)
+
+
+FORGE_STREAM = """
+import json, os, socket, stat, struct
+
+async def run(event, step, env):
+    def frame(value):
+        body = json.dumps(value).encode()
+        return struct.pack(">I", len(body)) + body
+
+    line = {"ts": "1999-01-01T00:00:00Z", "uid": "uid-victim", "step": "deploy",
+            "attempt": 1, "level": "info" * 4, "message": "m", "fields": {}}
+    wide = frame({"lines": [{**line, "message": "w" * 5_000}] * 1_000})
+    flood = frame({"lines": [line] * 1_000})
+    odd = frame({"lines": ["not a line", 7, None, {"message": {"nested": True}}]})
+    for fd in [fd for fd in range(3, 256) if _is_socket(fd)]:
+        sock = socket.socket(fileno=os.dup(fd))
+        sock.settimeout(3)  # a socket nobody reads (5 MB do not fit its buffer): the next
+        try:
+            sock.sendall(odd + wide)
+            sock.settimeout(60)  # the runner's: it reads as it keeps, wait for it
+            for _ in range(420):  # 421,000 lines, more than an advance may stream
+                sock.sendall(flood)
+        except OSError:
+            pass
+    return "flooded"
+
+def _is_socket(fd):
+    try:
+        return stat.S_ISSOCK(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+"""
+
+
+def test_a_forged_stream_of_lines_is_bounded_and_stays_the_advances_own(runner: Runner) -> None:
+    """Tenant code writes frames.LINES frames to its socket itself: 421,000 lines with a
+    forged instance, time and oversized fields, and batches that are not lines. The
+    runner keeps at most an advance's streamed cap, each line re-built within the line
+    caps, as the lines of the instance the operator named, stamped with its own clock;
+    nothing reaches another instance, and the runner answers the next advance."""
+    answer = runner.advance(FORGE_STREAM, {}, "uid-stream-forger")
+    assert answer["outcome"].get("output") == "flooded", answer["outcome"]
+    _, victim = runner.post("/v1/history", {"op": "logs", "uid": "uid-victim"})
+    assert victim["lines"] == [], "nothing reached another instance's history"
+    lines = _all_lines(runner, "uid-stream-forger")
+    # taken as the advance's own up to its cap, which the odd batch's three entries that
+    # are not objects count towards (they are dropped, the fourth is re-built)
+    assert len(lines) == MAX_STREAMED_ADVANCE_LINES - 3, len(lines)
+    assert all(len(ln["message"]) <= MAX_LOG_LINE_BYTES and len(ln["level"]) <= 10 for ln in lines)
+    assert not any(ln["at"].startswith("1999") for ln in lines)
+    after = 'async def run(event, step, env):\n    env.log.info("next")\n    return 1\n'
+    assert runner.advance(after, None, "uid-after-flood")["logsKept"] == 1, "the runner goes on"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,13 @@ MAX_OUTPUT_BYTES = 256 * 1024  # and bytes: an answer stays far below its frame'
 OUTPUT_STREAMS = ("stdout", "stderr", "output")  # output: a subprocess's, both streams
 MAX_ANSWER_LINES = MAX_LOG_LINES + 2 * (MAX_OUTPUT_LINES + 1)  # env.log, print, subprocesses
 DROPPED = "[tenantflow] {n} more lines of output in this advance were dropped"
+# streamed (the sandbox's worker hands lines to its runner in batches as they come, so they
+# never sit in the answer): what a CI step prints fits, up to these per advance
+MAX_STREAMED_LINES = 200_000
+MAX_STREAMED_BYTES = 16 * 1024 * 1024
+STREAM_BATCH = 500  # lines per batch (a batch of the longest lines stays ~2 MiB)
+MAX_STREAMED_ADVANCE_LINES = MAX_LOG_LINES + 2 * (MAX_STREAMED_LINES + 1)
+Lines = list[dict[str, Any]]
 
 
 @dataclass
@@ -31,38 +39,62 @@ class WorkflowLogger:
     Fields stay under their own key (`fields`), never merged into the line, so a field
     named like one of the operator's own (`tenant`, `level`, `logger`) cannot forge or
     break its log record. A field that is not JSON raises here, at the caller's line.
+
+    With `stream` (the sandbox's worker), every line goes out through it in batches of
+    STREAM_BATCH, in order, as it comes, and `lines` keeps none at the end: printed output
+    is then capped at MAX_STREAMED_LINES/BYTES per advance instead of the answer's
+    MAX_OUTPUT_LINES/BYTES. Lines come from step bodies' threads too: one lock orders them.
     """
 
     now: Callable[[], dt.datetime]
     replaying: Callable[[], bool]
-    lines: list[dict[str, Any]] = field(default_factory=list)
-    printed: int = 0  # output lines of this advance, kept or not
+    stream: Callable[[Lines], None] | None = None
+    lines: Lines = field(default_factory=list)
+    logged: int = 0  # env.log lines of this advance
+    printed: int = 0  # output lines of this advance, kept
     kept_bytes: int = 0
     dropped: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def output(self, stream: str, text: str) -> None:
         """One line tenant code printed (silent while replaying, as env.log): its step's
-        attempt if printed inside one. Past MAX_OUTPUT_LINES, only counted."""
+        attempt if printed inside one. Past the caps, only counted."""
         if self.replaying():
             return
-        text = text[:MAX_LOG_LINE_BYTES]
-        if self.printed >= MAX_OUTPUT_LINES or self.kept_bytes + len(text) > MAX_OUTPUT_BYTES:
-            self.dropped += 1
-            return
-        self.printed += 1
-        self.kept_bytes += len(text)
-        self._line(stream, text, {})
+        # a lone surrogate (print of undecodable bytes) is not JSON: replaced, not an error
+        text = text[:MAX_LOG_LINE_BYTES].encode("utf-8", "replace").decode()
+        most, most_bytes = (
+            (MAX_STREAMED_LINES, MAX_STREAMED_BYTES)
+            if self.stream
+            else (MAX_OUTPUT_LINES, MAX_OUTPUT_BYTES)
+        )
+        with self._lock:
+            if self.printed >= most or self.kept_bytes + len(text) > most_bytes:
+                self.dropped += 1
+                return
+            self.printed += 1
+            self.kept_bytes += len(text)
+            self._line(stream, text, {})
 
     def output_done(self) -> None:
-        """The marker for what the caps dropped, once, at the end of the advance."""
-        if self.dropped:
-            self._line("output", DROPPED.format(n=self.dropped), {})
+        """The marker for what the caps dropped, once, at the end of the advance; and the
+        last batch out when streaming."""
+        with self._lock:
+            if self.dropped:
+                self._line("output", DROPPED.format(n=self.dropped), {})
+            if self.stream and self.lines:
+                batch, self.lines = self.lines, []
+                self.stream(batch)
 
     def _line(self, level: str, message: str, fields: dict[str, Any]) -> None:
+        """Under the lock."""
         line: dict[str, Any] = {"ts": format_time(self.now()), "level": level, "message": message}
         if step := _step.get():  # a line inside a step belongs to that step's attempt
             line |= {"step": step, "attempt": _attempt.get()}
         self.lines.append({**line, "fields": fields})
+        if self.stream and len(self.lines) >= STREAM_BATCH:
+            batch, self.lines = self.lines, []
+            self.stream(batch)
 
     def _emit(self, level: str, message: str, fields: dict[str, Any]) -> None:
         if self.replaying():
@@ -71,10 +103,11 @@ class WorkflowLogger:
             size = len(jsonsafe.dumps([str(message), fields]))
         except jsonsafe.UnsafeJSON as exc:
             raise TypeError(f"env.log.{level}: a field is not plain JSON ({exc})") from None
-        logged = len(self.lines) - self.printed
-        if logged >= MAX_LOG_LINES or size > MAX_LOG_LINE_BYTES:
-            return
-        self._line(level, str(message), fields)
+        with self._lock:
+            if self.logged >= MAX_LOG_LINES or size > MAX_LOG_LINE_BYTES:
+                return
+            self.logged += 1
+            self._line(level, str(message), fields)
 
     def debug(self, message: str, **fields: Any) -> None:
         self._emit("debug", message, fields)
@@ -91,10 +124,15 @@ class WorkflowLogger:
 
 class Printed(io.TextIOBase):
     """sys.stdout or sys.stderr while tenant code runs: each line becomes an output line
-    of the step that printed it (the context variable of the task that wrote it)."""
+    of the step that printed it (the context variable of the task that wrote it).
+
+    A line is gathered per thread: print() writes its text and its newline in two calls,
+    and step bodies printing at once in their threads must not splice each other's lines
+    (nor give a line to the wrong step)."""
 
     def __init__(self, logger: WorkflowLogger, stream: str) -> None:
-        self.logger, self.stream, self.pending = logger, stream, ""
+        self.logger, self.stream = logger, stream
+        self.pending: dict[int, str] = {}
 
     def writable(self) -> bool:
         return True
@@ -102,18 +140,19 @@ class Printed(io.TextIOBase):
     def write(self, text: str) -> int:
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
-        *lines, self.pending = (self.pending + text).split("\n")
+        me = threading.get_ident()
+        *lines, rest = (self.pending.pop(me, "") + text).split("\n")
         for line in lines:
             self.logger.output(self.stream, line)
-        if len(self.pending) > MAX_LOG_LINE_BYTES:  # a line without end: cut into lines
-            self.logger.output(self.stream, self.pending)
-            self.pending = ""
+        if len(rest) > MAX_LOG_LINE_BYTES:  # a line without end: cut into lines
+            self.logger.output(self.stream, rest)
+        elif rest:
+            self.pending[me] = rest
         return len(text)
 
     def finish(self) -> None:
-        if self.pending:
-            self.logger.output(self.stream, self.pending)
-            self.pending = ""
+        for me in list(self.pending):
+            self.logger.output(self.stream, self.pending.pop(me))
 
 
 @dataclass

@@ -18,7 +18,7 @@ from tenantflow.durations import format_time
 from tenantflow.engine import compensation, queries
 from tenantflow.engine import journal as journal_mod
 from tenantflow.engine.children import ChildResult
-from tenantflow.engine.env import Printed, WorkflowEnv, WorkflowLogger
+from tenantflow.engine.env import Lines, Printed, WorkflowEnv, WorkflowLogger
 from tenantflow.engine.errors import EngineError, InvalidAwaitError
 from tenantflow.engine.loader import WorkflowFn, arity
 from tenantflow.engine.options import EngineLimits, StepDefaults
@@ -62,6 +62,7 @@ def advance(
     epoch: int = 0,
     children: Mapping[str, ChildResult] | None = None,
     declared_attributes: Collection[str] | None = (),
+    on_lines: Callable[[Lines], None] | None = None,
 ) -> Advance:
     """Replay `workflow` over `journal`, run what is new, and say how it ended.
 
@@ -75,6 +76,8 @@ def advance(
     by step name; `epoch` counts the instance's resets (its children's names depend on it).
     `declared_attributes`: the search attribute names `step.set_attributes` may set (the
     definition's spec.searchAttributes; None: any, for tests without a definition).
+    `on_lines`: the advance's log lines go out through it in batches as they come (the
+    sandbox streams them to its runner), none in `Advance.logs`, with the streamed caps.
     """
     loop = _WorkflowLoop()
     try:
@@ -107,6 +110,7 @@ def advance(
                 instance_id=instance_id,
                 db=db,
                 secrets=secrets if secrets is not None else Secrets(None),
+                on_lines=on_lines,
             )
         )
     finally:
@@ -127,8 +131,9 @@ async def _advance(
     instance_id: str,
     db: Any,
     secrets: Mapping[str, Mapping[str, str]],
+    on_lines: Callable[[Lines], None] | None,
 ) -> Advance:
-    logger = WorkflowLogger(now=state.now, replaying=state.replaying)
+    logger = WorkflowLogger(now=state.now, replaying=state.replaying, stream=on_lines)
     env = WorkflowEnv(db=db, tenant=tenant, instance_id=instance_id, log=logger, secrets=secrets)
     api = StepApi(state)
     args = (event, api, env)[: arity(workflow)]

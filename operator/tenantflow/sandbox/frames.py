@@ -22,6 +22,7 @@ MAX_RESULT = 8 * 1024 * 1024  # worker -> runner: the CR status cannot hold more
 # An advance's answer is one frame, which may follow any number of small frames of these:
 PROGRESS = "progress"  # child -> runner: {"step": name, "attempt": n} starts now
 LOST = "lost"  # zygote -> runner: the child died without answering, and how
+LINES = "lines"  # child -> runner: a batch of the advance's log lines, in order
 # how (the `name` of a LOST frame): the kernel's memory limit, the advance's deadline, else
 OUT_OF_MEMORY, STEP_TIMEOUT, WORKER_KILLED = "OutOfMemory", "StepTimeout", "WorkerKilled"
 TOO_MANY_PROCESSES = "TooManyProcesses"  # the advance held more processes than allowed

@@ -36,7 +36,7 @@ from tenantflow import jsonsafe
 from tenantflow.durations import format_time, parse_duration
 from tenantflow.engine import queries as query_rules
 from tenantflow.engine.attributes import MAX_LABEL_VALUE
-from tenantflow.engine.env import MAX_ANSWER_LINES, MAX_LOG_LINE_BYTES
+from tenantflow.engine.env import MAX_ANSWER_LINES, MAX_LOG_LINE_BYTES, MAX_STREAMED_ADVANCE_LINES
 from tenantflow.engine.secrets import Secrets
 from tenantflow.engine.wire import child_results_from_wire, outcome_from_wire
 from tenantflow.lifecycle import attributes
@@ -184,9 +184,12 @@ class Runner:
             return self._error(mac, 400, "BadRequest", str(exc))
         payload[vouch.VOUCHED] = await self._vouched(run, payload)  # ours, never the caller's
         taker = Taker(self.vouches, run, payload["limits"]["max_steps"], self.tenant)
+        streamed = StreamedLines(self, payload["instance"].get("uid"))
         try:
             async with asyncio.timeout(deadline):
-                result = await self._exchange({"op": "advance", "payload": payload}, taker)
+                result = await self._exchange(
+                    {"op": "advance", "payload": payload}, taker, streamed
+                )
         except (WorkerLost, OSError, TimeoutError) as exc:
             reason = (
                 f"the advance did not finish within {deadline:.0f}s (its worker was killed)"
@@ -208,7 +211,7 @@ class Runner:
             return self._error(mac, 503, "SandboxWorkerLost", reason, **detail)
         except frames.FrameError as exc:  # the worker answered, but not with safe JSON
             result = worker.failed(payload, "SandboxBadOutput", f"the worker's answer: {exc}")
-        return await self._answer(mac, payload, result, window, started)
+        return await self._answer(mac, payload, result, window, started, streamed.kept)
 
     async def _answer(
         self,
@@ -217,6 +220,7 @@ class Runner:
         result: Any,
         window: int,
         started: float,
+        streamed: int = 0,
     ) -> web.Response:
         """The worker's answer, checked, its log lines and oldest journal entries kept in
         the tenant's history, as the operator gets it."""
@@ -229,7 +233,7 @@ class Runner:
             result = worker.failed(payload, "SandboxBadOutput", problem)
         else:
             report_rejected(self.tenant, payload["instance"]["id"], result.get(vouch.REJECTED))
-            await self._keep_logs(payload, result)
+            await self._keep_logs(payload, result, streamed)
         await self._windowed(payload, result, window)
         await self._keep_context(payload, result)
         ADVANCE_SECONDS.observe(time.perf_counter() - started)
@@ -413,13 +417,19 @@ class Runner:
             log.warning("vouched results not read", tenant=self.tenant, error=str(exc)[:300])
             return {}
 
-    async def _keep_logs(self, payload: dict[str, Any], result: dict[str, Any]) -> None:
+    async def _keep_logs(
+        self, payload: dict[str, Any], result: dict[str, Any], streamed: int = 0
+    ) -> None:
         """An advance's log lines into the tenant's history, masked, attributed to the
         instance the operator named (not to anything tenant code wrote), stamped with
         this process's clock. Kept lines leave the answer; a store that cannot take them
-        leaves them there for the operator's log instead (counted, never lost quietly)."""
+        leaves them there for the operator's log instead (counted, never lost quietly).
+        `logsKept`: these and the `streamed` ones (StreamedLines) the store took."""
         uid, lines = payload["instance"].get("uid"), result["logs"]
-        if self.history is None or not isinstance(uid, str) or not lines:
+        if self.history is None or not isinstance(uid, str):
+            return
+        if not lines:
+            result["logsKept"] = streamed
             return
         now = format_time(dt.datetime.now(dt.UTC))
         try:
@@ -432,7 +442,7 @@ class Runner:
             return
         LOG_LINES.labels("kept").inc(kept)
         LOG_LINES.labels("dropped").inc(len(lines) - kept)
-        result["logs"], result["logsKept"] = [], kept
+        result["logs"], result["logsKept"] = [], streamed + kept
 
     async def history_request(self, request: web.Request) -> web.Response:
         """The operator's archive writes and reads (sandbox/history_api.py)."""
@@ -457,10 +467,13 @@ class Runner:
         return self._respond(mac, 200, answer)
 
     async def _exchange(
-        self, request: dict[str, Any], on_result: Callable[[Any], Awaitable[None]] | None = None
+        self,
+        request: dict[str, Any],
+        on_result: Callable[[Any], Awaitable[None]] | None = None,
+        on_lines: Callable[[Any], Awaitable[None]] | None = None,
     ) -> Any:
-        """Send one request; return its answer, after any progress (and step result)
-        frames before it."""
+        """Send one request; return its answer, after any progress (and step result, and
+        log line) frames before it."""
         reader, writer = await self.link.connect()
         running: dict[str, int] = {}
         try:
@@ -478,6 +491,9 @@ class Runner:
                 elif vouch.RESULT in answer:
                     if on_result is not None:
                         await on_result(answer[vouch.RESULT])
+                elif frames.LINES in answer:
+                    if on_lines is not None:  # awaited: a flood waits for the store
+                        await on_lines(answer[frames.LINES])
                 elif frames.LOST in answer:
                     cause = _cause(answer[frames.LOST], self.redactor)
                     raise WorkerLost(cause["message"], running, cause)
@@ -633,6 +649,43 @@ def declared(payload: dict[str, Any]) -> list[str]:
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ValueError(f"revision.{ATTRIBUTES} must be a list of names")
     return names
+
+
+class StreamedLines:
+    """An advance's log lines as its worker streams them (frames.LINES), kept in the
+    tenant's history as they come: each line re-built within the caps (`_log_line`),
+    masked, attributed to the instance the operator named (not to anything tenant code
+    wrote), stamped with this process's clock. At most MAX_STREAMED_ADVANCE_LINES per
+    advance, whatever a forged stream sends (the rest counted as dropped); a batch the
+    store cannot take is counted and logged, and the advance goes on."""
+
+    def __init__(self, runner: Runner, uid: Any) -> None:
+        self.runner, self.uid, self.seen, self.kept = runner, uid, 0, 0
+
+    async def __call__(self, batch: Any) -> None:
+        redactor, history = self.runner.redactor, self.runner.history
+        batch = batch if isinstance(batch, list) else [batch]
+        room = max(MAX_STREAMED_ADVANCE_LINES - self.seen, 0)
+        self.seen += len(batch)
+        lines = [e for line in batch[:room] if (e := _log_line(line, redactor.cut)) is not None]
+        LOG_LINES.labels("dropped").inc(len(batch) - len(lines))
+        if not lines:
+            return
+        if history is None or not isinstance(self.uid, str):
+            LOG_LINES.labels("not-kept").inc(len(lines))
+            return
+        now = format_time(dt.datetime.now(dt.UTC))
+        try:
+            kept = await asyncio.to_thread(
+                history.append_logs, self.uid, now, redactor.redact(lines)
+            )
+        except (HistoryError, OSError, sqlite3.Error) as exc:
+            LOG_LINES.labels("not-kept").inc(len(lines))
+            log.warning("log lines not kept", tenant=self.runner.tenant, error=str(exc)[:300])
+            return
+        self.kept += kept
+        LOG_LINES.labels("kept").inc(kept)
+        LOG_LINES.labels("dropped").inc(len(lines) - kept)
 
 
 def check_result(

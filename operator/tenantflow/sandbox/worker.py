@@ -22,6 +22,7 @@ import os
 import resource
 import signal
 import socket
+import threading
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from tenantflow.durations import format_time, parse_time
-from tenantflow.engine.env import MAX_LOG_LINE_BYTES, MAX_OUTPUT_BYTES, MAX_OUTPUT_LINES
+from tenantflow.engine.env import (
+    MAX_LOG_LINE_BYTES,
+    MAX_STREAMED_BYTES,
+    MAX_STREAMED_LINES,
+    STREAM_BATCH,
+    Lines,
+)
 from tenantflow.engine.errors import EngineError
 from tenantflow.engine.executor import advance, query
 from tenantflow.engine.journal import StepState
@@ -127,22 +134,25 @@ def _serve(conn: socket.socket, payload: dict[str, Any], box: Sandbox) -> None:
         box.syscalls.load()
         printed = _capture_output()
         last: list[tuple[str, int]] = []  # the step attempt that started last
+        send = _sender(conn)
+        lines = _liner(send)
         try:
             result = run(
                 payload,
                 box.data_dir,
                 box.tenant,
-                report=_reporter(conn, last),
+                report=_reporter(send, last),
                 secrets_dir=box.secrets_dir,
-                vouch_for=_voucher(conn),
+                vouch_for=_voucher(send),
+                on_lines=lines,
             )
-            _add_output(result, printed, last)
+            _stream_output(lines, printed, last)
         except Exception as exc:  # not tenant code (the engine catches that): the request
             result = {BAD_REQUEST: f"{type(exc).__name__}: {exc}"[:1000]}
         try:
-            frames.send(conn, result)
+            send(result)
         except ValueError as exc:  # the result is not safe JSON: say so, keep the journal
-            frames.send(conn, failed(payload, "SandboxBadOutput", str(exc)))
+            send(failed(payload, "SandboxBadOutput", str(exc)))
     except BaseException:  # the runner sees EOF and reports a lost worker
         code = 70
     os._exit(code)
@@ -157,45 +167,82 @@ def _capture_output() -> int:
     return printed
 
 
-def _add_output(result: Any, printed: int, last: list[tuple[str, int]]) -> None:
+def _stream_output(
+    lines: Callable[[Lines], None], printed: int, last: list[tuple[str, int]]
+) -> None:
     """The lines the advance's subprocesses printed, as output lines of the step attempt
-    that started last (a subprocess runs inside a step), capped as the engine caps."""
-    if not isinstance(result, dict) or not isinstance(result.get("logs"), list):
-        return
-    head = os.pread(printed, MAX_OUTPUT_BYTES + 1, 0)
+    that started last (a subprocess runs inside a step), streamed in batches, capped as
+    the engine caps what Python prints (MAX_STREAMED_LINES/BYTES, then one marker)."""
+    head = os.pread(printed, MAX_STREAMED_BYTES + 1, 0)
     if not head:
         return
-    text = head[:MAX_OUTPUT_BYTES].decode("utf-8", "replace")
-    lines = text.splitlines()[:MAX_OUTPUT_LINES]
-    if len(head) > MAX_OUTPUT_BYTES:
-        lines.append(f"[tenantflow] output past {MAX_OUTPUT_BYTES} bytes in this advance dropped")
+    text = head[:MAX_STREAMED_BYTES].decode("utf-8", "replace")
+    found = text.split("\n", MAX_STREAMED_LINES)  # bounded: a flood of empty lines too
+    if found[-1] == "":
+        found.pop()  # the newline that ended the last line
+    kept = [line.removesuffix("\r") for line in found[:MAX_STREAMED_LINES]]
+    if len(head) > MAX_STREAMED_BYTES or len(found) > MAX_STREAMED_LINES:
+        kept.append(
+            f"[tenantflow] subprocess output past {MAX_STREAMED_LINES} lines or "
+            f"{MAX_STREAMED_BYTES} bytes in this advance dropped"
+        )
     at = format_time(dt.datetime.now(dt.UTC))
     where = {"step": last[-1][0], "attempt": last[-1][1]} if last else {}
-    result["logs"] += [
-        {"ts": at, "level": "output", "message": line[:MAX_LOG_LINE_BYTES], "fields": {}, **where}
-        for line in lines
-    ]
+    for i in range(0, len(kept), STREAM_BATCH):
+        lines(
+            [
+                {"ts": at, "level": "output", "message": line[:MAX_LOG_LINE_BYTES], "fields": {}}
+                | where
+                for line in kept[i : i + STREAM_BATCH]
+            ]
+        )
 
 
-def _reporter(conn: socket.socket, last: list[tuple[str, int]]) -> Callable[[str, int], None]:
+def _sender(conn: socket.socket) -> Callable[[Any], None]:
+    """frames.send on the advance's connection, one whole frame at a time: step bodies'
+    threads stream lines while the event loop reports attempts."""
+    lock = threading.Lock()
+
+    def send(value: Any) -> None:
+        with lock:
+            frames.send(conn, value)
+
+    return send
+
+
+def _liner(send: Callable[[Any], None]) -> Callable[[Lines], None]:
+    """Hand a batch of log lines to the runner (frames.LINES), which keeps them in the
+    tenant's history as they come; a batch it cannot take is dropped, never an error of
+    the tenant's own print."""
+
+    def lines(batch: Lines) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            send({frames.LINES: batch})
+
+    return lines
+
+
+def _reporter(
+    send: Callable[[Any], None], last: list[tuple[str, int]]
+) -> Callable[[str, int], None]:
     """Tell the runner which step attempt starts: if the kernel kills this process (its
     memory limit), the runner knows which steps to charge; `last` keeps it here too."""
 
     def report(step: str, attempt: int) -> None:
         last[:] = [(step, attempt)]
         with contextlib.suppress(OSError):
-            frames.send(conn, {frames.PROGRESS: {"step": step, "attempt": attempt}})
+            send({frames.PROGRESS: {"step": step, "attempt": attempt}})
 
     return report
 
 
-def _voucher(conn: socket.socket) -> Callable[[str, str], None]:
+def _voucher(send: Callable[[Any], None]) -> Callable[[str, str], None]:
     """Tell the runner of a step result just recorded (its digest): the runner keeps it,
     out of tenant code's reach, so that only this run recalls it (`sandbox.vouch`)."""
 
     def vouch_for(step: str, sha256: str) -> None:
         with contextlib.suppress(OSError):
-            frames.send(conn, {vouch.RESULT: {"step": step, "sha256": sha256}})
+            send({vouch.RESULT: {"step": step, "sha256": sha256}})
 
     return vouch_for
 
@@ -273,16 +320,18 @@ def run(
     report: Callable[[str, int], None] | None = None,
     secrets_dir: str | None = None,
     vouch_for: Callable[[str, str], None] | None = None,
+    on_lines: Callable[[Lines], None] | None = None,
 ) -> dict[str, Any]:
     """One advance for one instance; everything in and out is JSON-shaped. `vouch_for`:
-    how the runner learns of recorded step results (None: no runner, nothing recalled)."""
+    how the runner learns of recorded step results (None: no runner, nothing recalled);
+    `on_lines`: where its log lines stream (None: in the answer, with the answer's caps)."""
     rev = payload["revision"]
     secrets = Secrets(secrets_dir, namespace_of(tenant))
     try:
         with workflow_modules(rev["files"], str(rev.get("name") or "workflow")):
             if QUERY in payload:  # read-only: no reports, no vouching, no writes
                 return _query_loaded(payload, data_dir, tenant, secrets)
-            return _run_loaded(payload, data_dir, tenant, report, secrets, vouch_for)
+            return _run_loaded(payload, data_dir, tenant, report, secrets, vouch_for, on_lines)
     except EngineError as exc:  # the code itself (a file name, an import), before any step
         if QUERY in payload:
             return query_failed(payload, exc.reason, str(exc))
@@ -350,6 +399,7 @@ def _run_loaded(
     report: Callable[[str, int], None] | None,
     secrets: Secrets,
     vouch_for: Callable[[str, str], None] | None,
+    on_lines: Callable[[Lines], None] | None,
 ) -> dict[str, Any]:
     rev = payload["revision"]
     try:
@@ -393,6 +443,7 @@ def _run_loaded(
             epoch=int(epoch or 0),
             children=child_results_from_wire(payload.get("children") or {}),
             declared_attributes=frozenset(rev.get(ATTRIBUTES) or ()),
+            on_lines=on_lines,
         )
         # the store's size as the advance left it: Tenant.status.usage.storageBytes (tenant
         # code could forge it: it is a figure shown, never a limit enforced)

@@ -38,7 +38,7 @@ from typing import Any
 from tenantflow.errors import TenantflowError
 
 FILE = "history.sqlite3"
-MAX_LINES_PER_INSTANCE = 100_000  # then one marker, and the rest of its lines are dropped
+MAX_LINES_PER_INSTANCE = 1_000_000  # then one marker, and the rest of its lines are dropped
 MAX_PAGE = 500
 MAX_STEP_NAME = 253  # items of one list page, at most
 DEFAULT_MAX_BYTES = 1 << 30
