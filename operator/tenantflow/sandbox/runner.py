@@ -47,6 +47,7 @@ from tenantflow.sandbox.link import MAX_RUNNING, WorkerLost, ZygoteLink
 from tenantflow.sandbox.payload import ATTRIBUTES, QUERY, deadline_seconds
 from tenantflow.sandbox.query_store import QueryContexts
 from tenantflow.sandbox.redact import Redactor
+from tenantflow.sandbox.run_gate import RunBusy, RunGates
 from tenantflow.sandbox.vouch_store import Taker, Vouches, report_rejected
 from tenantflow.storage.history import History, HistoryError, HistoryFull
 
@@ -136,6 +137,7 @@ class Runner:
         self.canary = canary  # a pod's: tenant code runs only while its network is fenced
         # masks the Tenant's secret values in every answer, whatever its status
         self.redactor = redactor or Redactor(Secrets(None))
+        self.gates = RunGates()
         self.worker_healthy = True
         self.worker_problem = ""
         # digests of step results, by run: what the next advance may recall (sandbox.vouch)
@@ -173,6 +175,24 @@ class Runner:
             ADVANCES.labels("bad-request").inc()
             return self._error(mac, 400, "BadRequest", str(exc))
         started = time.perf_counter()
+        try:
+            await self.gates.acquire(run, deadline)
+        except RunBusy as exc:
+            return self._error(mac, 503, "AdvanceInProgress", str(exc))
+        work = asyncio.ensure_future(self._advance_run(mac, payload, run, deadline, started))
+        work.add_done_callback(lambda done: self._advance_ended(run, done))
+        return await asyncio.shield(work)  # a caller that goes does not cut the advance
+
+    def _advance_ended(self, run: str, work: asyncio.Future[web.Response]) -> None:
+        self.gates.release(run)
+        if not work.cancelled() and work.exception() is not None:
+            log.error("advance failed", tenant=self.tenant, error=repr(work.exception())[:500])
+
+    async def _advance_run(
+        self, mac: str, payload: dict[str, Any], run: str, deadline: float, started: float
+    ) -> web.Response:
+        """The advance itself, holding its run (`RunGates`): run to its end by its
+        deadline even when its caller has gone, so that what it completed is vouched."""
         try:
             window = await self._expanded(payload)
         except sqlite3.Error as exc:
