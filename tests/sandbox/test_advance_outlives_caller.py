@@ -75,16 +75,19 @@ def runner(tmp_path: Path) -> Iterator[Runner]:
 def test_a_step_body_runs_once_when_its_caller_dies_and_another_takes_over(
     runner: Runner,
 ) -> None:
-    payload = advance_payload(
-        source=LONG, instance_id="build-1", instance_uid="uid-1", started_at="2030-01-01T00:00:00Z"
-    )
+    def payload(started_at: str) -> dict[str, Any]:
+        return advance_payload(
+            source=LONG, instance_id="build-1", instance_uid="uid-1", started_at=started_at
+        )
 
     async def scenario() -> tuple[int, Any]:
         # the first operator: gone 1 s into the 4 s step body (its connection dropped)
         with pytest.raises(TimeoutError):
-            await runner.post(payload, timeout=1.0)
-        # its successor sends the same advance at once, while the body still runs
-        return await runner.post(payload, timeout=60.0)
+            await runner.post(payload("2030-01-01T00:00:00Z"), timeout=1.0)
+        # its successor sends the advance at once, while the body still runs; the start
+        # was never persisted (it goes with the first advance's result), so it starts the
+        # instance again: another startedAt, the same object (uid)
+        return await runner.post(payload("2030-01-01T00:00:02Z"), timeout=60.0)
 
     status, answer = runner.loop.run_until_complete(scenario())
     assert status == 200, answer

@@ -327,6 +327,13 @@ def test_the_runners_store_keeps_at_most_its_cap(tmp_path: Path) -> None:
 def test_run_keys_name_the_operators_instance_and_epoch() -> None:
     assert vouch.run_key({"id": "i", "startedAt": "t"}) == "i@t"
     assert vouch.run_key({"id": "i", "startedAt": "t", "epoch": 2}) == "i@t#2"
+    # the object's uid when the operator names it: an instance started again by another
+    # operator (its first start never persisted) is the same run
+    for started in ("t1", "t2"):
+        assert vouch.run_key({"id": "i", "startedAt": started, "uid": "u-1"}) == "uid:u-1"
+    assert vouch.run_key({"id": "i", "startedAt": "t", "uid": "u-1", "epoch": 1}) == "uid:u-1#1"
+    with pytest.raises(ValueError, match="uid"):
+        vouch.run_key({"id": "i", "startedAt": "t", "uid": 7})
     with pytest.raises(ValueError, match="epoch"):
         vouch.run_key({"id": "i", "startedAt": "t", "epoch": "2"})
 

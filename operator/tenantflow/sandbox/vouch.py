@@ -35,13 +35,24 @@ RECORDS = frozenset({"stepResult", "output"})
 
 
 def run_key(instance: Mapping[str, Any]) -> str:
-    """One run of an instance, from what the operator's signed request names: its id and
-    start (a re-created instance of the same name is another run), and its reset epoch (a
-    reset's steps run again: never recalled from before)."""
+    """One run of an instance, from what the operator's signed request names: the
+    object's uid when it has one (a re-created instance of the same name is another run),
+    else its id and start; and its reset epoch (a reset's steps run again: never recalled
+    from before).
+
+    Not the start alone: an instance's start is persisted with its first advance's result,
+    so an operator that dies during that advance leaves none, and its successor starts the
+    instance again with another `startedAt`. Keyed by the start, that second advance would
+    be another run and could not recall the steps the first completed (found by the
+    operator pod faults test: a 40 s first step ran once per operator pod change)."""
     epoch = instance.get("epoch")
     if epoch is not None and (not isinstance(epoch, int) or isinstance(epoch, bool)):
         raise ValueError("instance.epoch must be an integer")
-    return f"{instance['id']}@{instance['startedAt']}" + (f"#{epoch}" if epoch else "")
+    uid = instance.get("uid")
+    if uid is not None and (not isinstance(uid, str) or not 0 < len(uid) <= 253):
+        raise ValueError("instance.uid must be a string of 1 to 253 characters")
+    run = f"uid:{uid}" if uid else f"{instance['id']}@{instance['startedAt']}"
+    return run + (f"#{epoch}" if epoch else "")
 
 
 def persisted(journal: Any) -> set[str]:
