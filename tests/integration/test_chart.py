@@ -7,31 +7,17 @@ from __future__ import annotations
 import json
 import subprocess
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from conftest import ROOT, wait_for
+from conftest import wait_for
 from tenantflow.api.tenant import Tenant
 from tenantflow.tenancy import manifests
-from tenantflow.testing.devcluster import DevCluster, images, node, versions
-
-CHART = ROOT / "charts" / "tenantflow"
-Kubectl = Callable[..., subprocess.CompletedProcess[str]]
-
-
-def helm(kubeconfig: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [str(versions.bin_dir() / "helm"), f"--kubeconfig={kubeconfig}", *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert not check or result.returncode == 0, result.stderr
-    return result
+from tenantflow.testing.devcluster import DevCluster, images, node
+from tests.integration.chart_rig import CHART, Kubectl, helm
 
 
 def test_helm_lint(kubeconfig: Path) -> None:
