@@ -9,6 +9,7 @@ from bench import (
     footprint_bench,
     fork_bench,
     ha_bench,
+    history_bench,
     latency_bench,
     latest,
     peers_bench,
@@ -31,6 +32,7 @@ MODULES = {
     "latency": latency_bench,
     "scale": scale_bench,
     "footprint": footprint_bench,
+    "history": history_bench,
 }
 
 ON_REQUEST = {"peers": peers_bench, "ha": ha_bench}
