@@ -273,6 +273,20 @@ def provision(c: Cluster) -> None:
     )
 
 
+def install(c: Cluster, chart: Path | str, *values: str) -> None:
+    """The chart as release `tf` in the test's namespace, CRDs left to the suite (this
+    tree's, applied already), waiting for its pods."""
+    helm(
+        c.kubeconfig,
+        "install",
+        "tf",
+        str(chart),
+        "--create-namespace",
+        *("-n", c.ns, "--wait", "--timeout", "180s", "--skip-crds"),
+        *values,
+    )
+
+
 def uninstall(c: Cluster, release: str = "tf") -> None:
     """The tenant, the release and its namespace gone (best effort: a cleanup)."""
     c.k("delete", "tenant", c.tenant, "--wait=false", check=False)

@@ -27,8 +27,8 @@ from tests.integration.chart_rig import (
     Cluster,
     Kubectl,
     check_finished,
-    helm,
     in_flight,
+    install,
     paced,
     provision,
     uninstall,
@@ -77,15 +77,7 @@ def test_operator_pods_deleted_evicted_and_drained_mid_rollout(
     c = Cluster(kubectl, kubeconfig, ns, tenant)
     image = f"operator:{images.project_version()}"
     try:
-        helm(
-            kubeconfig,
-            "install",
-            "tf",
-            str(CHART),
-            "--create-namespace",
-            *("-n", ns, "--wait", "--timeout", "180s", "--skip-crds"),
-            *images.chart_values(),
-        )
+        install(c, CHART, *images.chart_values())
         wait_for(lambda: c.rolled_out(image), "the chart's pods", 120)
         provision(c)
         names = in_flight(c, "a")

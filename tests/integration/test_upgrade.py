@@ -31,6 +31,7 @@ from tests.integration.chart_rig import (
     check_finished,
     helm,
     in_flight,
+    install,
     paced,
     provision,
     uninstall,
@@ -50,15 +51,7 @@ def test_upgrade_and_rollback_with_instances_in_flight(
     c = Cluster(kubectl, kubeconfig, ns, tenant)
     common = ["-n", ns, "--wait", "--timeout", "180s", "--skip-crds"]
     try:
-        helm(
-            kubeconfig,
-            "install",
-            "tf",
-            str(release.chart),
-            "--create-namespace",
-            *common,
-            *release.values,
-        )
+        install(c, release.chart, *release.values)
         wait_for(lambda: c.rolled_out(f"operator:{release.version}"), "the release's pods", 120)
         provision(c)
         before = in_flight(c, "a")

@@ -57,18 +57,25 @@ class Runner:
         self.socket = ep.socket
         self.store = Path(ep.socket).with_suffix(".history") / "history.sqlite3"
 
-    def post(self, path: str, value: Any, *, sign: bool = True) -> tuple[int, Any]:
+    async def call(
+        self, path: str, value: Any, *, sign: bool = True, timeout: float = 300
+    ) -> tuple[int, Any]:
+        """One request as the operator makes it (signed), giving up after `timeout`."""
         body = json.dumps(value).encode()
         headers = {"Content-Type": "application/json", **(auth.sign(KEY, body) if sign else {})}
+        async with (
+            aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=self.socket)) as session,
+            session.post(
+                f"http://sandbox{path}",
+                data=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as resp,
+        ):
+            return resp.status, await resp.json(content_type=None)
 
-        async def call() -> tuple[int, Any]:
-            async with (
-                aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=self.socket)) as session,
-                session.post(f"http://sandbox{path}", data=body, headers=headers) as resp,
-            ):
-                return resp.status, await resp.json(content_type=None)
-
-        return self.loop.run_until_complete(call())
+    def post(self, path: str, value: Any, *, sign: bool = True) -> tuple[int, Any]:
+        return self.loop.run_until_complete(self.call(path, value, sign=sign))
 
     def advance(self, source: str, params: Any, uid: str) -> Any:
         payload = advance_payload(
