@@ -27,8 +27,12 @@ DROPPED = "[tenantflow] {n} more lines of output in this advance were dropped"
 # never sit in the answer): what a CI step prints fits, up to these per advance
 MAX_STREAMED_LINES = 200_000
 MAX_STREAMED_BYTES = 16 * 1024 * 1024
-STREAM_BATCH = 500  # lines per batch (a batch of the longest lines stays ~2 MiB)
+STREAM_BATCH = 500  # lines per batch, at most
+STREAM_BATCH_BYTES = 1024 * 1024  # and about this much text (its frame stays far below 8 MiB)
+STREAM_EVERY = 1.0  # seconds: what a quiet step printed leaves by then (`flush`)
 MAX_STREAMED_ADVANCE_LINES = MAX_LOG_LINES + 2 * (MAX_STREAMED_LINES + 1)
+# text and fields of them, as the runner re-builds them (env.log's lines are 4 KiB at most)
+MAX_STREAMED_ADVANCE_BYTES = MAX_LOG_LINES * MAX_LOG_LINE_BYTES + 2 * (MAX_STREAMED_BYTES + 4096)
 Lines = list[dict[str, Any]]
 
 
@@ -54,6 +58,8 @@ class WorkflowLogger:
     printed: int = 0  # output lines of this advance, kept
     kept_bytes: int = 0
     dropped: int = 0
+    closed: bool = False  # the advance ended: a straggling thread's lines are not its
+    _batch_bytes: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def output(self, stream: str, text: str) -> None:
@@ -69,45 +75,64 @@ class WorkflowLogger:
             else (MAX_OUTPUT_LINES, MAX_OUTPUT_BYTES)
         )
         with self._lock:
+            if self.closed:
+                return
             if self.printed >= most or self.kept_bytes + len(text) > most_bytes:
                 self.dropped += 1
                 return
             self.printed += 1
             self.kept_bytes += len(text)
-            self._line(stream, text, {})
+            self._line(stream, text, {}, len(text))
+
+    def flush(self) -> None:
+        """What is gathered goes out now (streaming only): a step that printed a few lines
+        and then works quietly shows them within STREAM_EVERY."""
+        with self._lock:
+            self._send()
 
     def output_done(self) -> None:
         """The marker for what the caps dropped, once, at the end of the advance; and the
-        last batch out when streaming."""
+        last batch out when streaming. Nothing is taken after it."""
         with self._lock:
+            if self.closed:
+                return
             if self.dropped:
-                self._line("output", DROPPED.format(n=self.dropped), {})
-            if self.stream and self.lines:
-                batch, self.lines = self.lines, []
-                self.stream(batch)
+                self._line("output", DROPPED.format(n=self.dropped), {}, 0)
+            self._send()
+            self.closed = True
 
-    def _line(self, level: str, message: str, fields: dict[str, Any]) -> None:
-        """Under the lock."""
+    def _line(self, level: str, message: str, fields: dict[str, Any], size: int) -> None:
+        """Under the lock; `size`: the line's text and fields as JSON, about."""
         line: dict[str, Any] = {"ts": format_time(self.now()), "level": level, "message": message}
         if step := _step.get():  # a line inside a step belongs to that step's attempt
             line |= {"step": step, "attempt": _attempt.get()}
         self.lines.append({**line, "fields": fields})
-        if self.stream and len(self.lines) >= STREAM_BATCH:
-            batch, self.lines = self.lines, []
+        self._batch_bytes += size
+        if len(self.lines) >= STREAM_BATCH or self._batch_bytes >= STREAM_BATCH_BYTES:
+            self._send()
+
+    def _send(self) -> None:
+        """Under the lock: the gathered lines out, when streaming."""
+        if self.stream and self.lines:
+            batch, self.lines, self._batch_bytes = self.lines, [], 0
             self.stream(batch)
 
     def _emit(self, level: str, message: str, fields: dict[str, Any]) -> None:
         if self.replaying():
             return
+        text = str(message)  # tenant code (a __str__ may log): never under the lock
         try:
-            size = len(jsonsafe.dumps([str(message), fields]))
+            dumped = jsonsafe.dumps([text, fields])
         except jsonsafe.UnsafeJSON as exc:
             raise TypeError(f"env.log.{level}: a field is not plain JSON ({exc})") from None
+        if len(dumped) > MAX_LOG_LINE_BYTES:
+            return
+        kept = jsonsafe.loads(dumped)[1]  # a copy: the caller may change its dict later
         with self._lock:
-            if self.logged >= MAX_LOG_LINES or size > MAX_LOG_LINE_BYTES:
+            if self.closed or self.logged >= MAX_LOG_LINES:
                 return
             self.logged += 1
-            self._line(level, str(message), fields)
+            self._line(level, text, kept, len(dumped))
 
     def debug(self, message: str, **fields: Any) -> None:
         self._emit("debug", message, fields)
@@ -152,7 +177,9 @@ class Printed(io.TextIOBase):
 
     def finish(self) -> None:
         for me in list(self.pending):
-            self.logger.output(self.stream, self.pending.pop(me))
+            rest = self.pending.pop(me, None)  # a straggling thread may take its own
+            if rest:
+                self.logger.output(self.stream, rest)
 
 
 @dataclass

@@ -18,7 +18,7 @@ from tenantflow.durations import format_time
 from tenantflow.engine import compensation, queries
 from tenantflow.engine import journal as journal_mod
 from tenantflow.engine.children import ChildResult
-from tenantflow.engine.env import Lines, Printed, WorkflowEnv, WorkflowLogger
+from tenantflow.engine.env import STREAM_EVERY, Lines, Printed, WorkflowEnv, WorkflowLogger
 from tenantflow.engine.errors import EngineError, InvalidAwaitError
 from tenantflow.engine.loader import WorkflowFn, arity
 from tenantflow.engine.options import EngineLimits, StepDefaults
@@ -142,6 +142,7 @@ async def _advance(
     printing.enter_context(contextlib.redirect_stdout(out))
     printing.enter_context(contextlib.redirect_stderr(err))
     main = asyncio.ensure_future(workflow(*args))
+    ticker = asyncio.ensure_future(_flush_every(logger)) if on_lines else None
     try:
         await _settle(main, state)
         outcome = _outcome(main, state)
@@ -157,6 +158,8 @@ async def _advance(
         if state.compensating:
             outcome = await compensation.compensate(state, api.attempt)
     finally:
+        if ticker is not None:
+            ticker.cancel()
         await _cancel_all()
         printing.close()
         out.finish()
@@ -172,6 +175,14 @@ async def _advance(
         queries=sorted(state.queries),
         attributes=state.attributes,
     )
+
+
+async def _flush_every(logger: WorkflowLogger) -> None:
+    """Streaming: lines gathered but not yet a whole batch leave every STREAM_EVERY
+    seconds (a step body printing in its thread while the loop waits for it)."""
+    while True:
+        await asyncio.sleep(STREAM_EVERY)
+        logger.flush()
 
 
 def query(

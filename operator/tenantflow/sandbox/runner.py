@@ -36,7 +36,12 @@ from tenantflow import jsonsafe
 from tenantflow.durations import format_time, parse_duration
 from tenantflow.engine import queries as query_rules
 from tenantflow.engine.attributes import MAX_LABEL_VALUE
-from tenantflow.engine.env import MAX_ANSWER_LINES, MAX_LOG_LINE_BYTES, MAX_STREAMED_ADVANCE_LINES
+from tenantflow.engine.env import (
+    MAX_ANSWER_LINES,
+    MAX_LOG_LINE_BYTES,
+    MAX_STREAMED_ADVANCE_BYTES,
+    MAX_STREAMED_ADVANCE_LINES,
+)
 from tenantflow.engine.secrets import Secrets
 from tenantflow.engine.wire import child_results_from_wire, outcome_from_wire
 from tenantflow.lifecycle import attributes
@@ -206,10 +211,13 @@ class Runner:
         taker = Taker(self.vouches, run, payload["limits"]["max_steps"], self.tenant)
         streamed = StreamedLines(self, payload["instance"].get("uid"))
         try:
-            async with asyncio.timeout(deadline):
-                result = await self._exchange(
-                    {"op": "advance", "payload": payload}, taker, streamed
-                )
+            try:
+                async with asyncio.timeout(deadline):
+                    result = await self._exchange(
+                        {"op": "advance", "payload": payload}, taker, streamed
+                    )
+            finally:  # what it printed before any end (a crash, its deadline) is kept
+                await streamed.flush()
         except (WorkerLost, OSError, TimeoutError) as exc:
             reason = (
                 f"the advance did not finish within {deadline:.0f}s (its worker was killed)"
@@ -675,22 +683,50 @@ class StreamedLines:
     """An advance's log lines as its worker streams them (frames.LINES), kept in the
     tenant's history as they come: each line re-built within the caps (`_log_line`),
     masked, attributed to the instance the operator named (not to anything tenant code
-    wrote), stamped with this process's clock. At most MAX_STREAMED_ADVANCE_LINES per
-    advance, whatever a forged stream sends (the rest counted as dropped); a batch the
+    wrote), stamped with this process's clock.
+
+    Bounded whatever a forged stream sends: at most MAX_STREAMED_ADVANCE_LINES lines and
+    MAX_STREAMED_ADVANCE_BYTES of text per advance (the rest counted as dropped), and
+    written in transactions of KEEP_BATCH lines or every KEEP_EVERY seconds (a flood of
+    one-line frames is not one fsync'd transaction each, holding the store's lock for the
+    tenant's other instances). `flush` at the advance's end, whatever its end; a batch the
     store cannot take is counted and logged, and the advance goes on."""
 
+    KEEP_BATCH = 2_000
+    KEEP_EVERY = 1.0
+
     def __init__(self, runner: Runner, uid: Any) -> None:
-        self.runner, self.uid, self.seen, self.kept = runner, uid, 0, 0
+        self.runner, self.uid = runner, uid
+        self.seen = self.bytes = self.kept = 0
+        self.pending: list[dict[str, Any]] = []
+        self.since = time.monotonic()
 
     async def __call__(self, batch: Any) -> None:
-        redactor, history = self.runner.redactor, self.runner.history
+        cut = self.runner.redactor.cut
         batch = batch if isinstance(batch, list) else [batch]
         room = max(MAX_STREAMED_ADVANCE_LINES - self.seen, 0)
         self.seen += len(batch)
-        lines = [e for line in batch[:room] if (e := _log_line(line, redactor.cut)) is not None]
-        LOG_LINES.labels("dropped").inc(len(batch) - len(lines))
+        taken = 0
+        for line in batch[:room]:
+            entry = _log_line(line, cut)
+            if entry is None:
+                continue
+            size = len(entry["message"]) + len(json.dumps(entry["fields"]))
+            if self.bytes + size > MAX_STREAMED_ADVANCE_BYTES:
+                break
+            self.bytes += size
+            self.pending.append(entry)
+            taken += 1
+        LOG_LINES.labels("dropped").inc(len(batch) - taken)
+        waited = time.monotonic() - self.since
+        if len(self.pending) >= self.KEEP_BATCH or waited >= self.KEEP_EVERY:
+            await self.flush()
+
+    async def flush(self) -> None:
+        lines, self.pending, self.since = self.pending, [], time.monotonic()
         if not lines:
             return
+        history, redactor = self.runner.history, self.runner.redactor
         if history is None or not isinstance(self.uid, str):
             LOG_LINES.labels("not-kept").inc(len(lines))
             return
@@ -878,8 +914,9 @@ def main(argv: list[str] | None = None) -> None:
         contexts=contexts,
     )
     log.info("runner starting", tenant=args.tenant, socket=args.socket, port=args.port)
-    # a request whose caller hung up is cancelled: the zygote connection closes with it,
-    # and the zygote kills that advance (no step may run for an answer nobody will take)
+    # a request whose caller hung up is cancelled, except an advance once admitted: it
+    # runs to its end by its deadline (sandbox/run_gate.py), so that what it completes is
+    # vouched for and recalled by the advance its caller's successor sends
     web.run_app(
         runner.app(), port=args.port, path=args.socket, print=None, handler_cancellation=True
     )

@@ -203,21 +203,36 @@ def _sender(conn: socket.socket) -> Callable[[Any], None]:
     threads stream lines while the event loop reports attempts."""
     lock = threading.Lock()
 
-    def send(value: Any) -> None:
+    def send(value: Any) -> None:  # a frame's value, or a frame already encoded
+        data = value if isinstance(value, bytes) else frames.encode(value)
         with lock:
-            frames.send(conn, value)
+            conn.sendall(data)
 
     return send
 
 
+MAX_LINES_FRAME = 4 * 1024 * 1024  # a batch's frame, far below frames.MAX_RESULT
+
+
 def _liner(send: Callable[[Any], None]) -> Callable[[Lines], None]:
     """Hand a batch of log lines to the runner (frames.LINES), which keeps them in the
-    tenant's history as they come; a batch it cannot take is dropped, never an error of
-    the tenant's own print."""
+    tenant's history as they come. A batch whose frame would be too big (control
+    characters grow sixfold in JSON) goes in halves; a line that cannot go at all is
+    dropped, never an error of the tenant's own print."""
 
     def lines(batch: Lines) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            send({frames.LINES: batch})
+        try:
+            frame = frames.encode({frames.LINES: batch})
+        except ValueError:
+            frame = b""  # not JSON after all: each line alone, the bad one dropped
+        if (not frame or len(frame) > MAX_LINES_FRAME) and len(batch) > 1:
+            half = len(batch) // 2
+            lines(batch[:half])
+            lines(batch[half:])
+            return
+        if frame and len(frame) <= MAX_LINES_FRAME:
+            with contextlib.suppress(OSError):
+                send(frame)
 
     return lines
 
