@@ -52,7 +52,14 @@ def test_either_version_shows_the_same_objects(
         out = kubectl("get", f"workflowschedules.{version}.{GROUP}", "-n", namespace, "-o", "json")
         return {i["metadata"]["name"]: i for i in json.loads(out.stdout)["items"]}
 
-    as_old, as_new = read(OLD), read(VERSION)
+    def same_moment() -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """Both versions read at one resourceVersion of each object (an operator may write
+        a schedule's status between two reads)."""
+        a, b = read(OLD), read(VERSION)
+        rv = lambda items: {n: i["metadata"]["resourceVersion"] for n, i in items.items()}  # noqa: E731
+        return (a, b) if rv(a) == rv(b) else None
+
+    as_old, as_new = wait_for(same_moment, "one resourceVersion read in both versions", 30)  # type: ignore[misc]
     assert set(as_old) == set(as_new) == {old, new}
     for name in (old, new):
         assert as_old[name]["apiVersion"] == f"{GROUP}/{OLD}"
