@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from tenantflow.engine.secrets import Secrets
 from tenantflow.sandbox import runner as runner_mod
-from tenantflow.sandbox.redact import Redactor
-from tenantflow.sandbox.runner import StreamedLines
+from tenantflow.sandbox.runner import Runner, StreamedLines
 from tenantflow.storage.history import History
 
 
@@ -29,8 +26,9 @@ def _line(message: str, **extra: Any) -> dict[str, Any]:
 
 def _keeper(tmp_path: Path, uid: Any = "uid-1") -> tuple[StreamedLines, History]:
     store = History(tmp_path / "history")
-    runner = SimpleNamespace(redactor=Redactor(Secrets(None)), history=store, tenant="t")
-    return StreamedLines(runner, uid), store  # type: ignore[arg-type]
+    # the runner itself, but for its zygote link (streamed lines never reach it)
+    runner = Runner(key=b"k", tenant="t", link=None, history=store)  # type: ignore[arg-type]
+    return StreamedLines(runner, uid), store
 
 
 def test_one_line_frames_are_kept_in_few_transactions_and_all_at_the_end(

@@ -59,9 +59,6 @@ class RunGates:
         self._locks[run].release()
         self._leave(run)
 
-    def in_flight(self) -> int:
-        return sum(1 for lock in self._locks.values() if lock.locked())
-
     def _leave(self, run: str) -> None:
         self._users[run] -= 1
         if not self._users[run]:

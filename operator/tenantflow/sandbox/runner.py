@@ -459,18 +459,29 @@ class Runner:
         if not lines:
             result["logsKept"] = streamed
             return
+        kept = await self.store_lines(self.history, uid, lines)
+        if kept is not None:
+            result["logs"], result["logsKept"] = [], streamed + kept
+
+    async def store_lines(
+        self, history: History, uid: str, lines: list[dict[str, Any]]
+    ) -> int | None:
+        """Log lines into the tenant's history, masked, as the lines of `uid` (the
+        operator's instance), stamped with this process's clock: how many the store kept
+        (the rest past its per-instance cap), or None when it could not take them
+        (counted and logged, never quietly)."""
         now = format_time(dt.datetime.now(dt.UTC))
         try:
             kept = await asyncio.to_thread(
-                self.history.append_logs, uid, now, self.redactor.redact(lines)
+                history.append_logs, uid, now, self.redactor.redact(lines)
             )
         except (HistoryError, OSError, sqlite3.Error) as exc:
             LOG_LINES.labels("not-kept").inc(len(lines))
             log.warning("log lines not kept", tenant=self.tenant, error=str(exc)[:300])
-            return
+            return None
         LOG_LINES.labels("kept").inc(kept)
         LOG_LINES.labels("dropped").inc(len(lines) - kept)
-        result["logs"], result["logsKept"] = [], streamed + kept
+        return kept
 
     async def history_request(self, request: web.Request) -> web.Response:
         """The operator's archive writes and reads (sandbox/history_api.py)."""
@@ -726,22 +737,11 @@ class StreamedLines:
         lines, self.pending, self.since = self.pending, [], time.monotonic()
         if not lines:
             return
-        history, redactor = self.runner.history, self.runner.redactor
+        history = self.runner.history
         if history is None or not isinstance(self.uid, str):
             LOG_LINES.labels("not-kept").inc(len(lines))
             return
-        now = format_time(dt.datetime.now(dt.UTC))
-        try:
-            kept = await asyncio.to_thread(
-                history.append_logs, self.uid, now, redactor.redact(lines)
-            )
-        except (HistoryError, OSError, sqlite3.Error) as exc:
-            LOG_LINES.labels("not-kept").inc(len(lines))
-            log.warning("log lines not kept", tenant=self.runner.tenant, error=str(exc)[:300])
-            return
-        self.kept += kept
-        LOG_LINES.labels("kept").inc(kept)
-        LOG_LINES.labels("dropped").inc(len(lines) - kept)
+        self.kept += await self.runner.store_lines(history, self.uid, lines) or 0
 
 
 def check_result(
