@@ -81,13 +81,21 @@ class Sandboxes:
 
     def query(self, tenant: str, name: str) -> tuple[int, Any]:
         """A query of the tenant's last advanced instance, on its runner's people's port."""
-        uid = self.last_uid[tenant]
+        return self.read(tenant, f"/v1/queries/{self.last_uid[tenant]}/{name}")
+
+    def logs(self, tenant: str) -> tuple[int, Any]:
+        """The log lines the tenant's history keeps of its last advanced instance, as its
+        people read them (`tenantflow logs`, the UI)."""
+        return self.read(tenant, f"/v1/logs/{self.last_uid[tenant]}?limit=10000")
+
+    def read(self, tenant: str, path: str) -> tuple[int, Any]:
+        """A GET on the tenant's runner's people's port."""
 
         async def call() -> tuple[int, Any]:
             connector = aiohttp.UnixConnector(path=str(self.local.people_socket(tenant)))
             async with (
                 aiohttp.ClientSession(connector=connector) as session,
-                session.get(f"http://sandbox/v1/queries/{uid}/{name}") as resp,
+                session.get(f"http://sandbox{path}") as resp,
             ):
                 return resp.status, json.loads(await resp.text())
 
@@ -208,6 +216,10 @@ def test_hostile_program_ends_clearly_and_harms_nobody(sandboxes: Sandboxes, pro
         for line in result["logs"]:  # namespaced and capped (class 4)
             assert set(line) == {"ts", "level", "message", "fields"}, line
             assert line["level"] == "info" and len(line["message"]) <= MAX_LOG_LINE_BYTES
+    if "# then-logs" in header[:3]:  # what the tenant's people read of it leaks nothing
+        status, kept = sandboxes.logs("hostile")
+        assert status == 200 and kept["lines"], kept
+        assert not leaked_pieces(kept)
     asked = next((h.removeprefix("# then-query: ") for h in header[:3] if "then-query" in h), None)
     if asked:  # class 22: a query of it is answered, leaks nothing, and leaves nothing
         status, answer = sandboxes.query("hostile", asked)
