@@ -290,7 +290,13 @@ def tenant_factory(
                 TENANT_READY_TIMEOUT,
             )
         except AssertionError as late:
-            raise AssertionError(f"{late}\n{why_not_ready(api_client, name)}") from None
+            said = [
+                line for line in operator_process.log_tail(200_000).splitlines() if name in line
+            ]
+            raise AssertionError(
+                f"{late}\n{why_not_ready(api_client, name)}\n"
+                f"the operator (alive: {operator_process.alive()}) on it:\n" + "\n".join(said[-15:])
+            ) from None
         return Tenant(api_client, name)
 
     yield make

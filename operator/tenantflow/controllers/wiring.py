@@ -58,6 +58,10 @@ log = get_logger("tenantflow.operator")
 ANNOTATION_PREFIX = GROUP  # kopf's annotations: tenantflow.dev/...
 
 
+class _Namespaced(Protocol):
+    def on_event(self, kind: str, namespace: str, name: str) -> None: ...
+
+
 @dataclass
 class Operator:
     """Everything one operator process runs, built once at start-up."""
@@ -150,6 +154,28 @@ class Operator:
 
     def tenant_is_ours(self, tenant: str) -> bool:
         return self.shards.may_act(namespace_of(tenant))
+
+    # ------------------------------------------------------------------ watch events
+    # An event is queued when this replica *holds* the namespace's shard, late lease or
+    # not: the queue's gate defers the run until the lease is renewed. Asking "may act
+    # now" here instead lost events for good: a renewal late by a few seconds on a loaded
+    # machine, caught up before the next round, reports no shard lost or gained, so no
+    # adoption ever relists what was ignored meanwhile (a new Tenant stayed without a
+    # status). An event for another replica's shard is dropped: that replica adopts it.
+    def _holds(self, namespace: str) -> bool:
+        return self.shards.holds(namespace)
+
+    def tenant_event(self, kind: str, tenant: str) -> None:
+        """A Tenant's watch event, or one of an object it owns (drift repair)."""
+        if kind != "DELETED" and self._holds(namespace_of(tenant)):
+            self.tenants.queue.request(tenant)
+
+    def namespaced_event(
+        self, controller: _Namespaced, kind: str, namespace: str, name: str
+    ) -> None:
+        """A definition's or a schedule's watch event, to its controller."""
+        if self._holds(namespace):
+            controller.on_event(kind, namespace, name)
 
     def gained(self, shards: set[int]) -> None:
         """Shards this replica may act on now: adopt their tenants, definitions and
@@ -333,9 +359,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.event(GROUP, VERSION, "tenants")
 async def tenant_event(type: str, name: str, memo: kopf.Memo, **_: Any) -> None:
-    op = _operator(memo)
-    if type != "DELETED" and op.tenant_is_ours(name):
-        op.tenants.queue.request(name)
+    _operator(memo).tenant_event(type, name)
 
 
 @kopf.on.delete(GROUP, VERSION, "tenants")
@@ -352,17 +376,11 @@ def _owned_handler(group: str, version: str, plural: str) -> None:
 
     @kopf.on.event(group, version, plural, id=f"owned-{plural}", labels=selector)
     async def owned_event(labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
-        op, tenant = _operator(memo), labels[manifests.TENANT_LABEL]
-        if op.tenant_is_ours(tenant):
-            op.tenants.queue.request(tenant)
+        _operator(memo).tenant_event("MODIFIED", labels[manifests.TENANT_LABEL])
 
 
 for _group, _version, _plural in OWNED:
     _owned_handler(_group, _version, _plural)
-
-
-class _Namespaced(Protocol):
-    def on_event(self, kind: str, namespace: str, name: str) -> None: ...
 
 
 def _namespaced_handler(plural: str, controller: Callable[[Operator], _Namespaced]) -> None:
@@ -370,9 +388,9 @@ def _namespaced_handler(plural: str, controller: Callable[[Operator], _Namespace
 
     @kopf.on.event(GROUP, VERSION, plural, id=f"{plural}-event")
     async def event(type: str, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
-        op = _operator(memo)
-        if namespace and op.shards.may_act(namespace):
-            controller(op).on_event(type, namespace, name)
+        if namespace:
+            op = _operator(memo)
+            op.namespaced_event(controller(op), type, namespace, name)
 
 
 _namespaced_handler("workflowdefinitions", lambda op: op.definitions)

@@ -181,3 +181,36 @@ def stop(*ops: Operator) -> None:
     for op in ops:
         for task in op.watches.values():
             task.cancel()
+
+
+async def test_an_event_that_comes_while_the_lease_is_late_is_run_once_it_is_renewed() -> None:
+    """A Tenant created while this replica's renewal is late (a loaded machine) is
+    reconciled once the lease is renewed, though no shard was lost or gained meanwhile
+    (no adoption relists it): its event was deferred, not ignored."""
+    world, clock = FakeKube(), Clock()
+    a, _ = replica(world, clock, "a")
+    await a.shards.tick()
+    await settle(a)
+    for queue in a._queues():
+        queue.DEFER_DELAY = 0.01  # type: ignore[misc]  # (1 s in production)
+    clock.t = 7.0  # renewed at 0, lease 8, margin 1.5: held, but not to be acted on now
+    assert a.shards.holds(NS) and not a.shards.may_act(NS)
+    seed(world)  # acme, its definition and its schedule, created now
+    a.tenant_event("ADDED", "acme")
+    a.namespaced_event(a.definitions, "ADDED", NS, "build")
+    a.namespaced_event(a.schedules, "ADDED", NS, "nightly")
+    await settle(a)
+    assert a.tenants.queue.due_at("acme") is not None, "deferred until the lease is renewed"
+    await a.shards.tick()  # renewed in time: acting() never changed, nothing is adopted
+    assert not a.tasks, "no adoption: the deferred events alone must bring the work"
+    later = [asyncio.create_task(q.run_later_loop()) for q in a._queues()]
+    await asyncio.sleep(0.2)
+    for task in later:
+        task.cancel()
+    await settle(a)
+    tenant = world.read(API_VERSION, TENANT, "acme")
+    assert tenant is not None and (tenant.get("status") or {}).get("phase"), "acme reconciled"
+    definition = world.read(API_VERSION, DEFINITION, "build", NS)
+    assert definition is not None and (definition.get("status") or {}).get("activeRevision")
+    assert a.schedules.queue.due_at(f"{NS}/nightly") is not None, "its next time, planned"
+    stop(a)
