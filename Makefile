@@ -4,28 +4,28 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml dev/pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml dev/pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,bench,dev]'
+	$(BIN)/python -m pip install -q -e '.[test,bench,dev]' -e ./dev
 	@rm -f $(VENV)/.installed-* && touch $@
 
-venv: $(STAMP) ## create .venv with the package and its test/bench/dev extras
+venv: $(STAMP) ## create .venv with the package, its test/bench/dev extras and dev/ (the dev tooling)
 
 sysdeps: ## Debian packages the project needs (node runtime, mmdebstrap, bubblewrap; Go if missing)
 	bash hack/install-system-deps.sh
 
 binaries: venv sysdeps ## build the control plane from Go modules (cached in ~/.cache/tenantflow)
-	$(BIN)/tenantflow dev-cluster build
+	$(BIN)/tenantflow-dev-cluster build
 
 images: binaries ## the operator, sandbox and pause images as OCI archives (no registry, cached)
-	$(BIN)/tenantflow dev-cluster images
+	$(BIN)/tenantflow-dev-cluster images
 
 test: binaries ## all of it: unit + integration + e2e against a local control plane
 	@set -o pipefail; $(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
@@ -41,17 +41,17 @@ demo: binaries ## local control plane + operator + example tenants and workflows
 	$(BIN)/python hack/demo.py
 
 down: venv ## stop the local control plane
-	$(BIN)/tenantflow dev-cluster down
+	$(BIN)/tenantflow-dev-cluster down
 
 lint: venv ## ruff, mypy --strict and the layering contracts (.importlinter)
-	$(BIN)/ruff check operator tests e2e bench hack conftest.py
-	$(BIN)/ruff format --check operator tests e2e bench hack conftest.py
+	$(BIN)/ruff check operator dev tests e2e bench hack conftest.py
+	$(BIN)/ruff format --check operator dev tests e2e bench hack conftest.py
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 fmt: venv ## apply ruff's formatting and safe fixes
-	$(BIN)/ruff check --fix operator tests e2e bench hack conftest.py
-	$(BIN)/ruff format operator tests e2e bench hack conftest.py
+	$(BIN)/ruff check --fix operator dev tests e2e bench hack conftest.py
+	$(BIN)/ruff format operator dev tests e2e bench hack conftest.py
 
 bench: venv ## benchmarks, written to bench/results/*.json
 	$(BIN)/python -m bench
@@ -66,6 +66,9 @@ chaos: binaries ## the fault-injection and isolation suite, long: >= 1,000 fault
 crds: venv ## regenerate crds/ from the pydantic models
 	$(BIN)/python -m tenantflow.api.generate crds charts/tenantflow/crds
 
+containerfiles: venv ## regenerate the Containerfiles from the image definitions (dev/.../imagedefs.py)
+	$(BIN)/python -m tenantflow_dev.devcluster.containerfiles
+
 api-snapshot: venv ## record the CRDs' fields in tests/data/api-snapshot (refuses a removal without conversion)
 	$(BIN)/python -m tenantflow.api.snapshot tests/data/api-snapshot
 
@@ -76,4 +79,4 @@ release: binaries ## build a release into dist/ (images, chart, CRDs, SHA256SUMS
 kind-e2e: venv ## the e2e suite on a kind cluster (needs Docker and kind)
 	bash hack/kind-e2e.sh
 
-.PHONY: help venv sysdeps binaries images test unit e2e demo down lint fmt bench bench-peers chaos crds api-snapshot release kind-e2e
+.PHONY: help venv sysdeps binaries images test unit e2e demo down lint fmt bench bench-peers chaos crds containerfiles api-snapshot release kind-e2e

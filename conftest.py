@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tenantflow.testing.devcluster.operator_process import OperatorProcess
+from tenantflow_dev.devcluster.operator_process import OperatorProcess
 
 _MARK_BY_DIR = {"unit": "unit", "integration": "integration", "e2e": "e2e"}
 
@@ -35,8 +35,8 @@ def kubeconfig() -> Iterator[Path]:
     if given:
         yield Path(given)
         return
-    from tenantflow.testing.devcluster import DevCluster
-    from tenantflow.testing.devcluster.set_aside import operators_set_aside
+    from tenantflow_dev.devcluster import DevCluster
+    from tenantflow_dev.devcluster.set_aside import operators_set_aside
 
     cluster = DevCluster()
     started_here = not cluster.healthy()
@@ -50,7 +50,7 @@ def kubeconfig() -> Iterator[Path]:
 
 
 def _kubectl_bin() -> str:
-    from tenantflow.testing.devcluster import versions
+    from tenantflow_dev.devcluster import versions
 
     built = versions.bin_dir() / "kubectl"
     found = str(built) if built.exists() else shutil.which("kubectl")

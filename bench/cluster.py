@@ -15,8 +15,8 @@ from typing import Any
 import yaml
 
 from tenantflow.kube.client import Kube
-from tenantflow.testing.devcluster import DevCluster, versions
-from tenantflow.testing.devcluster.operator_process import OperatorProcess
+from tenantflow_dev.devcluster import DevCluster, versions
+from tenantflow_dev.devcluster.operator_process import OperatorProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 

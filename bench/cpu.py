@@ -18,8 +18,8 @@ GROUPS = (
     ("etcd", "/etcd "),
     ("operator", "-m tenantflow --kubeconfig"),  # bench's OperatorProcess
     ("operator", "-m tenantflow operator"),  # the chart's
-    ("sandbox runner", "tenantflow.sandbox.runner"),
-    ("sandbox zygote", "tenantflow.sandbox.zygote"),  # and its forked advances
+    ("sandbox runner", "tenantflow.sandbox.pod.runner"),
+    ("sandbox zygote", "tenantflow.sandbox.pod.zygote"),  # and its forked advances
     ("egress", "tenantflow.egress"),
     ("kubelet", "kubelet "),
     ("containerd", "containerd"),

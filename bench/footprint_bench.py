@@ -25,8 +25,8 @@ from bench.cluster import dev_cluster_with_crds, kubectl
 from bench.machine import write
 from bench.scale_bench import control_plane_rss_mib
 from tenantflow.kube.client import Kube
-from tenantflow.testing.devcluster import DevCluster
 from tenantflow.vocabulary import API_VERSION, INSTANCE
+from tenantflow_dev.devcluster import DevCluster
 
 T = "2026-12-06T04:26:54.409177Z"
 STEP = {"kind": "do", "state": "Complete", "attempts": 1, "startedAt": T, "finishedAt": T}

@@ -18,8 +18,8 @@ from collections.abc import Callable
 
 from bench.machine import write
 from bench.workloads import THREE_STEPS
-from tenantflow.sandbox import worker
-from tenantflow.sandbox.payload import advance_payload
+from tenantflow.sandbox.pod import worker
+from tenantflow.sandbox.protocol.payload import advance_payload
 
 RUNS = 300
 RUNS_PER_CHILD = 5

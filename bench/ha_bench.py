@@ -26,7 +26,7 @@ from bench.throughput_bench import three_step_tenant
 from tenantflow.controllers.shards import ShardSettings
 from tenantflow.durations import parse_time
 from tenantflow.tenancy.sharding import shard_of
-from tenantflow.testing.devcluster.operator_process import OperatorProcess
+from tenantflow_dev.devcluster.operator_process import OperatorProcess
 
 TENANTS = 4
 KILLS = 5

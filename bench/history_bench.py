@@ -29,9 +29,9 @@ from typing import Any
 
 from bench.machine import write
 from bench.sandbox_bench import NOOP, warm_calls
-from tenantflow.sandbox.local import LocalSandboxes
-from tenantflow.sandbox.payload import advance_payload
-from tenantflow.sandbox.transport import HttpTransport
+from tenantflow.sandbox.client.transport import HttpTransport
+from tenantflow.sandbox.jail.local import LocalSandboxes
+from tenantflow.sandbox.protocol.payload import advance_payload
 from tenantflow.storage.history import History
 
 TENANTS = int(os.environ.get("HISTORY_TENANTS", "100"))

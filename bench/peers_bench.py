@@ -31,8 +31,8 @@ from bench.machine import write
 from bench.scale_bench import _rss_mib, sleepers
 from bench.throughput_bench import measure, three_step_tenant
 from tenantflow.kube.client import Kube
-from tenantflow.testing.devcluster.process import free_port
 from tenantflow.vocabulary import API_VERSION, GROUP, INSTANCE
+from tenantflow_dev.devcluster.process import free_port
 
 PEERS = ROOT / "bench" / "peers"
 TEMPORAL_CLI = "v1.5.1"  # bench/peers/setup.sh says why this one

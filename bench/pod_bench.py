@@ -17,12 +17,13 @@ import yaml
 from bench.cluster import apply, kubectl, operator_on_dev_cluster, tenant_doc, wait_tenant_ready
 from bench.machine import write
 from bench.sandbox_bench import NOOP, warm_calls
+from bench.wake_phases import PHASES, WakeClock
 from tenantflow.controllers.sandboxes import Sandboxes
 from tenantflow.errors import DevClusterError
 from tenantflow.kube.client import Kube
-from tenantflow.sandbox.transport import HttpTransport
-from tenantflow.testing.devcluster import DevCluster
+from tenantflow.sandbox.client.transport import HttpTransport
 from tenantflow.vocabulary import API_VERSION
+from tenantflow_dev.devcluster import DevCluster
 
 COLD_RUNS = 3
 
@@ -79,16 +80,20 @@ def cold_start(kubeconfig: Path) -> float:
     return seconds
 
 
-def wake_from_zero(kubeconfig: Path, runs: int = COLD_RUNS) -> list[float]:
+def wake_from_zero(
+    kubeconfig: Path, runs: int = COLD_RUNS
+) -> tuple[list[float], list[dict[str, float]]]:
     """Issue 37.3: seconds from an instance's creation to its first step Complete when its
     tenant's sandbox is scaled to zero (image present, PVC bound): the operator scales the
     StatefulSet up, the pod starts, the runner and zygote import and pass the isolation
-    canary, the readiness probe and the EndpointSlice say so, the operator drives it."""
+    canary, the readiness probe and the EndpointSlice say so, the operator drives it; and
+    each run's phases (bench/wake_phases.py), seconds after the instance's creation."""
     tenant = f"wake-{uuid.uuid4().hex[:6]}"
     ns = f"tenant-{tenant}"
     doc = tenant_doc(tenant)
     doc["spec"]["sandbox"] = {"idleAfter": "5s"}
-    out = []
+    out: list[float] = []
+    phases: list[dict[str, float]] = []
     try:
         apply(kubeconfig, doc)
         wait_tenant_ready(kubeconfig, tenant)
@@ -103,13 +108,27 @@ def wake_from_zero(kubeconfig: Path, runs: int = COLD_RUNS) -> list[float]:
         )
         for run in range(runs + 1):  # the first run only makes the sandbox once
             _scaled_to_zero(kubeconfig, ns)
-            t0 = time.perf_counter()
-            apply(kubeconfig, _instance(ns, f"wake-{run}"))
-            seconds = _first_step_done(kubeconfig, ns, f"wake-{run}", t0)
-            out += [seconds] if run else []
+            with WakeClock(kubeconfig, ns, f"wake-{run}").watching() as clock:
+                clock.started()
+                t0 = time.perf_counter()
+                apply(kubeconfig, _instance(ns, f"wake-{run}"))
+                seconds = _first_step_done(kubeconfig, ns, f"wake-{run}", t0)
+                clock.wait_done()
+            if run:
+                out.append(seconds)
+                phases.append(clock.phases())
     finally:
         kubectl(kubeconfig, "delete", "tenant", tenant, "--wait=false")
-    return out
+    return out, phases
+
+
+def median_phases(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Each phase's median over the runs that saw it, in the order a wake passes them."""
+    return {
+        phase: round(statistics.median(seen), 3)
+        for phase in PHASES
+        if (seen := [r[phase] for r in runs if phase in r])
+    }
 
 
 def _scaled_to_zero(kubeconfig: Path, ns: str, timeout: float = 180) -> None:
@@ -153,7 +172,7 @@ def main() -> None:
         raise DevClusterError("the pod benchmark needs the dev cluster's real node")
     with operator_on_dev_cluster() as (kubeconfig, _):
         colds = [cold_start(kubeconfig) for _ in range(COLD_RUNS)]
-        wakes = wake_from_zero(kubeconfig)
+        wakes, phases = wake_from_zero(kubeconfig)
         tenant = f"warm-{uuid.uuid4().hex[:6]}"
         apply(kubeconfig, tenant_doc(tenant))
         wait_tenant_ready(kubeconfig, tenant)
@@ -177,6 +196,9 @@ def main() -> None:
             "coldStartRuns": [round(c, 2) for c in colds],
             "wakeFromZeroSeconds": round(statistics.median(wakes), 2),
             "wakeFromZeroRuns": [round(w, 2) for w in wakes],
+            # seconds after the instance's creation at which each phase was first seen
+            "wakeFromZeroPhases": median_phases(phases),
+            "wakeFromZeroPhaseRuns": phases,
             **warm,
             "what": "cold: Tenant applied -> first step Complete in a new sandbox pod; "
             "wake: instance created -> first step Complete, its sandbox scaled to zero; "

@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 from bench.machine import write
-from tenantflow.sandbox.local import LocalSandboxes
-from tenantflow.sandbox.payload import advance_payload
-from tenantflow.sandbox.transport import Endpoint, HttpTransport
+from tenantflow.sandbox.client.transport import Endpoint, HttpTransport
+from tenantflow.sandbox.jail.local import LocalSandboxes
+from tenantflow.sandbox.protocol.payload import advance_payload
 
 NOOP = "async def run(event, step):\n    return await step.do('noop', lambda: None)\n"
 

@@ -23,9 +23,9 @@ from bench.cluster import (
     tenant_with_definition,
 )
 from bench.machine import write
-from tenantflow.testing.devcluster import DevCluster
-from tenantflow.testing.devcluster.operator_process import OperatorProcess
-from tenantflow.testing.devcluster.state import State
+from tenantflow_dev.devcluster import DevCluster
+from tenantflow_dev.devcluster.operator_process import OperatorProcess
+from tenantflow_dev.devcluster.state import State
 
 WORKFLOWS = {
     "sleep": "async def run(event, step):\n    await step.sleep('long', '10m')\n",

@@ -27,7 +27,7 @@ from bench.cluster import (
 from bench.machine import write
 from bench.workloads import THREE_STEPS
 from tenantflow.durations import parse_time
-from tenantflow.testing.devcluster.operator_process import OperatorProcess
+from tenantflow_dev.devcluster.operator_process import OperatorProcess
 
 WRITES = "tenantflow_kube_writes_total"  # every write during the run, events included
 FINISHED = "tenantflow_instance_finished_total"

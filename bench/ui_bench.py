@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tenantflow.testing.browser import CHROMIUM, CHROMIUM_ARGS, start_ui
+from tenantflow_dev.browser import CHROMIUM, CHROMIUM_ARGS, start_ui
 
 TRIES = 5
 

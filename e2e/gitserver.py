@@ -19,7 +19,7 @@ from dulwich.repo import Repo
 from dulwich.server import DictBackend
 from dulwich.web import HTTPGitApplication
 
-from tenantflow.testing.devcluster import node
+from tenantflow_dev.devcluster import node
 
 CALC = "def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    return a * b\n"
 TESTS = (

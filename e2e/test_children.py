@@ -126,7 +126,7 @@ def test_a_child_that_finishes_while_the_api_server_restarts_wakes_its_parent(
     so its finish is written as the operator's watches are cut and resumed; the parent
     still hears of it (its drive or its watch event, whichever comes first; the parent's
     re-read of its children 15 s after starting them, else) and completes."""
-    from tenantflow.testing.devcluster import DevCluster
+    from tenantflow_dev.devcluster import DevCluster
 
     t: Tenant = tenant_factory(maxStepTimeoutSeconds=60)
     t.define_all(**{"slow-parent": SLOW_PARENT, "slow-kid": SLOW_KID})

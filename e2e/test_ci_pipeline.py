@@ -17,7 +17,7 @@ from kubernetes import client
 from conftest import wait_for
 from e2e import gitserver
 from e2e.conftest import GROUP, VERSION, Tenant, mount_secret
-from tenantflow.testing.devcluster import images
+from tenantflow_dev.devcluster import images
 
 pytestmark = pytest.mark.node
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ci-pipeline-git"

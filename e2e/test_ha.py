@@ -20,7 +20,7 @@ from conftest import wait_for
 from e2e.conftest import Tenant
 from tenantflow.controllers.shards import ShardSettings
 from tenantflow.tenancy.sharding import shard_of
-from tenantflow.testing.devcluster.operator_process import OperatorProcess
+from tenantflow_dev.devcluster.operator_process import OperatorProcess
 
 FAILOVER_BOUND_S = 15.0  # lease 6 s + observation and renewal periods, with room for CI
 WORKFLOW = """

@@ -15,7 +15,7 @@ from lupa import LuaRuntime
 
 from conftest import wait_for
 from e2e.conftest import GROUP, VERSION, Tenant
-from tenantflow.testing.devcluster import versions
+from tenantflow_dev.devcluster import versions
 
 
 def kstatus(*objects: dict[str, Any]) -> list[str]:

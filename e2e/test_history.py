@@ -17,7 +17,7 @@ from conftest import wait_deleted
 from e2e.conftest import GROUP, VERSION, cli
 from tenantflow.controllers.sandboxes import Sandboxes
 from tenantflow.kube.client import Kube
-from tenantflow.sandbox.transport import HttpTransport
+from tenantflow.sandbox.client.transport import HttpTransport
 
 pytestmark = pytest.mark.e2e
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]

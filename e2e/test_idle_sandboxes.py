@@ -21,7 +21,7 @@ from kubernetes import client
 
 from conftest import wait_for
 from e2e.conftest import GROUP, VERSION, Tenant, sandbox_pod
-from tenantflow.testing.devcluster import DevCluster
+from tenantflow_dev.devcluster import DevCluster
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 pytestmark = pytest.mark.node

@@ -23,7 +23,7 @@ from kubernetes import client
 
 from conftest import wait_for
 from e2e.conftest import Tenant, mount_secret, sandbox_pod
-from tenantflow.testing.devcluster import DevCluster, images, node
+from tenantflow_dev.devcluster import DevCluster, images, node
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 pytestmark = pytest.mark.node
@@ -37,7 +37,7 @@ def real_node(kubeconfig: Path) -> None:
     if os.environ.get("TENANTFLOW_NODE") == "none":
         pytest.skip("TENANTFLOW_NODE=none: the dev cluster was asked not to run pods")
     assert DevCluster().has_node(), (
-        "the dev cluster has no real node: see the warning of `tenantflow dev-cluster up` "
+        "the dev cluster has no real node: see the warning of `tenantflow-dev-cluster up` "
         "(root and `make sysdeps` are needed)"
     )
 

@@ -18,7 +18,7 @@ from kubernetes import client
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from e2e.conftest import GROUP, Tenant
-from tenantflow.testing.browser import CHROMIUM, CHROMIUM_ARGS, start_ui
+from tenantflow_dev.browser import CHROMIUM, CHROMIUM_ARGS, start_ui
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 SHOTS = os.environ.get("TENANTFLOW_UI_SCREENSHOTS")

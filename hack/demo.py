@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from tenantflow.observability.logging import configure
-from tenantflow.testing.devcluster import DevCluster, images, versions
-from tenantflow.testing.devcluster.operator_process import OperatorProcess
+from tenantflow_dev.devcluster import DevCluster, images, versions
+from tenantflow_dev.devcluster.operator_process import OperatorProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 FINISHED = {"Complete", "Errored", "Terminated"}

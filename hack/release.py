@@ -4,14 +4,14 @@
     hack/release.py check                             # every place names pyproject's version
     hack/release.py set-version 0.2.0                 # write a new version everywhere
 
-The logic is tenantflow/testing/devcluster/release.py; nothing is ever pushed.
+The logic is dev/tenantflow_dev/devcluster/release.py; nothing is ever pushed.
 """
 
 from __future__ import annotations
 
 import sys
 
-from tenantflow.testing.devcluster.release import main
+from tenantflow_dev.devcluster.release import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from tenantflow.testing.browser import CHROMIUM, CHROMIUM_ARGS, start_ui
-from tenantflow.testing.devcluster import DevCluster
+from tenantflow_dev.browser import CHROMIUM, CHROMIUM_ARGS, start_ui
+from tenantflow_dev.devcluster import DevCluster
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "ui"

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tenantflow.testing.devcluster import DevCluster
-from tenantflow.testing.devcluster.operator_process import OperatorProcess
+from tenantflow_dev.devcluster import DevCluster
+from tenantflow_dev.devcluster.operator_process import OperatorProcess
 
 
 def processes() -> dict[int, tuple[int, str]]:
@@ -42,9 +42,9 @@ def sandbox_workers(tenant: str) -> list[int]:
     zygotes = {
         pid
         for pid, (ppid, cmd) in procs.items()
-        if "tenantflow.sandbox.zygote" in cmd
+        if "tenantflow.sandbox.pod.zygote" in cmd
         and _tenant_of(cmd) == tenant
-        and "tenantflow.sandbox.zygote" not in procs.get(ppid, (0, ""))[1]
+        and "tenantflow.sandbox.pod.zygote" not in procs.get(ppid, (0, ""))[1]
     }
     return [pid for pid, (ppid, _) in procs.items() if ppid in zygotes]
 
@@ -72,7 +72,7 @@ def kill_runners(tenant: str) -> int:
             pid
             for pid, (_, cmd) in processes().items()
             if _tenant_of(cmd) == tenant
-            and ("tenantflow.sandbox.runner" in cmd or "tenantflow.sandbox.zygote" in cmd)
+            and ("tenantflow.sandbox.pod.runner" in cmd or "tenantflow.sandbox.pod.zygote" in cmd)
         ]
     )
 

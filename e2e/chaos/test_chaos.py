@@ -35,9 +35,9 @@ from e2e.conftest import GROUP, VERSION, Tenant
 from tenantflow.kube import history
 from tenantflow.kube.client import Kube
 from tenantflow.owners import controller_name
-from tenantflow.testing.devcluster import DevCluster
-from tenantflow.testing.faultproxy import FaultPlan, FaultProxyProcess
 from tenantflow.vocabulary import FINISHED, INSTANCE
+from tenantflow_dev.devcluster import DevCluster
+from tenantflow_dev.faultproxy import FaultPlan, FaultProxyProcess
 
 MIXED = """
 import asyncio

@@ -20,9 +20,9 @@ from e2e.chaos.faults import processes
 from e2e.chaos.netpol import allows
 from e2e.chaos.results import record
 from e2e.conftest import Tenant
-from tenantflow.sandbox import frames
+from tenantflow.sandbox.protocol import frames
 from tenantflow.tenancy.manifests import HISTORY_PORT, SANDBOX_PORT, ZYGOTE_SOCKET
-from tenantflow.testing.devcluster import DevCluster, node, process
+from tenantflow_dev.devcluster import DevCluster, node, process
 
 pytestmark = pytest.mark.slow
 

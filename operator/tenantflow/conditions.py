@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Literal
 
 from tenantflow.durations import format_time
+from tenantflow.shapes import ConditionEntry
 from tenantflow.vocabulary import ConditionType
 
 
@@ -22,19 +23,19 @@ class ConditionUpdate:
 
 
 def merge(
-    existing: list[dict[str, Any]] | None,
+    existing: list[ConditionEntry] | None,
     new: list[ConditionUpdate],
     *,
     generation: int | None,
     now: dt.datetime | None = None,
-) -> list[dict[str, Any]]:
+) -> list[ConditionEntry]:
     """The conditions merged by type: `new` replaces those of its types (an unchanged status
     keeps its transition time), every other type stays as it was (never dropped)."""
     previous = {c.get("type"): c for c in existing or []}
     stamp = format_time((now or dt.datetime.now(dt.UTC)).replace(microsecond=0))
-    decided: dict[str, dict[str, Any]] = {}
+    decided: dict[str, ConditionEntry] = {}
     for cond in new:
-        status = "True" if cond.status else "False"
+        status: Literal["True", "False"] = "True" if cond.status else "False"
         old = previous.get(cond.type)
         decided[cond.type] = {
             "type": cond.type,
@@ -72,7 +73,7 @@ def health(
     ]
 
 
-def only_abnormal(stored: list[dict[str, Any]], normal: dict[str, bool]) -> list[dict[str, Any]]:
+def only_abnormal(stored: list[ConditionEntry], normal: dict[str, bool]) -> list[ConditionEntry]:
     """`stored` without the conditions that are in their normal state (`normal`: type ->
     the status that says nothing): kstatus' abnormal-true pattern, for kinds that exist by
     the ten thousand, where each condition is bytes in etcd and in every watch-cache copy
@@ -80,6 +81,6 @@ def only_abnormal(stored: list[dict[str, Any]], normal: dict[str, bool]) -> list
     return [c for c in stored if normal.get(str(c.get("type"))) != (c.get("status") == "True")]
 
 
-def find(stored: list[dict[str, Any]] | None, ctype: str) -> dict[str, Any] | None:
+def find(stored: list[ConditionEntry] | None, ctype: str) -> ConditionEntry | None:
     """The stored condition of type `ctype`, or None."""
     return next((c for c in stored or [] if c.get("type") == ctype), None)

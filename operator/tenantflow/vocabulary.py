@@ -9,6 +9,7 @@ CloudNativePG's `apiv1.Phase*` constants are imported. No imports: any layer may
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import NewType
 
 GROUP = "tenantflow.dev"
 VERSION = "v1beta1"  # the version the operator reads and writes, and the CRDs' storage version
@@ -34,12 +35,17 @@ DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?
 NAMESPACE_PREFIX = "tenant-"  # a Tenant `acme` owns the namespace `tenant-acme`
 
 
-def object_key(namespace: str, name: str) -> str:
-    """A namespaced object's key in the work queues and bookkeeping: `namespace/name`."""
-    return f"{namespace}/{name}"
+# A namespaced object's key in the work queues and bookkeeping, `namespace/name`: a str at
+# run time (no cost on the hot path), a type of its own to mypy, so a key is only ever made
+# by `object_key` and taken apart by `split_key` (a Tenant's queue keys are bare names)
+ObjectKey = NewType("ObjectKey", str)
 
 
-def split_key(key: str) -> tuple[str, str]:
+def object_key(namespace: str, name: str) -> ObjectKey:
+    return ObjectKey(f"{namespace}/{name}")
+
+
+def split_key(key: ObjectKey) -> tuple[str, str]:
     """(namespace, name) of an `object_key`."""
     namespace, _, name = key.partition("/")
     return namespace, name
@@ -55,6 +61,26 @@ def tenant_of(namespace: str) -> str:
     return namespace.removeprefix(NAMESPACE_PREFIX)
 
 
+def tenant_owning(namespace: str) -> str | None:
+    """The Tenant whose namespace this is; None for any other namespace (never driven)."""
+    return (
+        namespace.removeprefix(NAMESPACE_PREFIX) if namespace.startswith(NAMESPACE_PREFIX) else None
+    )
+
+
+# ---- metadata keys: every label and annotation tenantflow reads or writes
+TENANT_LABEL = f"{GROUP}/tenant"  # the objects a Tenant owns, its namespace first
+LEASE_ROLE_LABEL = f"{GROUP}/lease"  # the shards' Leases: member | shard
+ANNOTATION_PREFIX = GROUP  # kopf's bookkeeping annotations and finalizer: tenantflow.dev/...
+# a child instance: its parent's uid (a label, to list a parent's children), name and step
+PARENT_UID_LABEL = f"{GROUP}/parent-uid"
+PARENT_ANNOTATION = f"{GROUP}/parent"
+PARENT_STEP_ANNOTATION = f"{GROUP}/parent-step"
+# a definition's revision: the sha256 of its code; `tenantflow rollback`'s pin
+SHA_ANNOTATION = f"{GROUP}/sha256"
+ROLLBACK_ANNOTATION = f"{GROUP}/rollback-to"
+RESET_ANNOTATION = f"{GROUP}/reset"  # `tenantflow reset|retry`'s request on an instance
+ROLLOUT_COMMAND_ANNOTATION = f"{GROUP}/rollout-command"  # `tenantflow rollout ...`'s
 # a tenant namespace's shard (tenancy.sharding), copied onto its instances on creation
 SHARD_LABEL = f"{GROUP}/shard"
 # a definition's revisions (ControllerRevisions) carry its name and their number
@@ -64,8 +90,9 @@ REVISION_LABEL = f"{GROUP}/revision"
 WORKFLOW_REF_FIELD = "spec.workflowRef.name"
 DEFAULT_ENTRYPOINT = "run"  # the async function a definition's main module defines
 DEFAULT_REVISION_HISTORY = 50  # revisions a definition keeps besides those in use
+INSTANCES_PAGE = 50  # instances in one page, live or archived (the CLI, the UI, the history store)
 # journal entries a live instance's status keeps; the older finished ones are in its
-# tenant's history store (sandbox/journal_window.py)
+# tenant's history store (sandbox/pod/journal_window.py)
 JOURNAL_WINDOW = 50
 # search attributes a definition declares (lifecycle/attributes.py): label names without a
 # prefix (ours and Kubernetes' are not the tenant's), each read from a params field

@@ -8,8 +8,8 @@ import signal
 import socket
 import time
 
-from tenantflow.sandbox import frames
-from tenantflow.sandbox.payload import advance_payload
+from tenantflow.sandbox.protocol import frames
+from tenantflow.sandbox.protocol.payload import advance_payload
 
 FORGED = """
 import os

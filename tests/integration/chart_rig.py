@@ -19,8 +19,8 @@ import yaml
 from conftest import ROOT, wait_for
 from tenantflow.cli.main import main as cli
 from tenantflow.owners import controller_name
-from tenantflow.testing.devcluster import versions
 from tenantflow.vocabulary import API_VERSION, SCHEDULE, SHARD_LABEL
+from tenantflow_dev.devcluster import versions
 
 CHART = ROOT / "charts" / "tenantflow"
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]

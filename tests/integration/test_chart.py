@@ -16,7 +16,7 @@ import yaml
 from conftest import wait_for
 from tenantflow.api.tenant import Tenant
 from tenantflow.tenancy import manifests
-from tenantflow.testing.devcluster import DevCluster, images, node
+from tenantflow_dev.devcluster import DevCluster, images, node
 from tests.integration.chart_rig import CHART, Kubectl, helm
 
 

@@ -7,7 +7,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from conftest import privileged_pod, wait_for
-from tenantflow.testing.devcluster.bootstrap import FAKE_TAINT
+from tenantflow_dev.devcluster.bootstrap import FAKE_TAINT
 
 PAUSE = "registry.k8s.io/pause:3.10"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tenantflow.testing.devcluster import images, node
+from tenantflow_dev.devcluster import images, node
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="changes iptables: needs root")
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import wait_for
-from tenantflow.testing.devcluster import DevCluster, images
+from tenantflow_dev.devcluster import DevCluster, images
 from tests.integration.chart_rig import (
     CHART,
     EVERY,

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import wait_for
-from tenantflow.testing.devcluster import DevCluster, images, previous
+from tenantflow_dev.devcluster import DevCluster, images, previous
 from tests.integration.chart_rig import (
     CHART,
     EVERY,

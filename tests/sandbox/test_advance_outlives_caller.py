@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tenantflow.sandbox.payload import advance_payload
+from tenantflow.sandbox.protocol.payload import advance_payload
 from tests.sandbox.test_history_runner import Runner
 
 pytestmark = pytest.mark.slow

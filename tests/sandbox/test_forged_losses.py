@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tenantflow.lifecycle.instance_state import MAX_LOST_BYTES, MAX_LOST_RECORDS
-from tenantflow.sandbox.transport import SandboxUnavailable
+from tenantflow.sandbox.client.transport import SandboxUnavailable
 from tenantflow.vocabulary import Phase
 from tests.sandbox.test_hostile import Sandboxes
 from tests.unit.controllers.harness import Harness

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tenantflow.engine.state import InboxEvent
-from tenantflow.sandbox.payload import advance_payload
+from tenantflow.sandbox.protocol.payload import advance_payload
 from tests.sandbox.test_hostile import BENIGN, LIMITS, PROMPT, Sandboxes
 
 pytestmark = pytest.mark.slow

@@ -15,9 +15,9 @@ import aiohttp
 import pytest
 
 from tenantflow.engine.env import MAX_LOG_LINE_BYTES, MAX_STREAMED_ADVANCE_LINES
-from tenantflow.sandbox import auth
-from tenantflow.sandbox.local import LocalSandboxes
-from tenantflow.sandbox.payload import advance_payload
+from tenantflow.sandbox.jail.local import LocalSandboxes
+from tenantflow.sandbox.protocol import auth
+from tenantflow.sandbox.protocol.payload import advance_payload
 
 pytestmark = pytest.mark.slow
 KEY = b"history-key"

@@ -17,10 +17,10 @@ import pytest
 
 from tenantflow.engine import EngineLimits
 from tenantflow.engine.env import MAX_LOG_LINE_BYTES, MAX_LOG_LINES
-from tenantflow.sandbox.link import MAX_RUNNING
-from tenantflow.sandbox.local import LocalSandboxes, host_uid
-from tenantflow.sandbox.payload import advance_payload
-from tenantflow.sandbox.transport import HttpTransport, SandboxUnavailable
+from tenantflow.sandbox.client.transport import HttpTransport, SandboxUnavailable
+from tenantflow.sandbox.jail.local import LocalSandboxes, host_uid
+from tenantflow.sandbox.protocol.frames import MAX_RUNNING
+from tenantflow.sandbox.protocol.payload import advance_payload
 
 pytestmark = pytest.mark.slow
 PROGRAMS = sorted((Path(__file__).resolve().parents[1] / "hostile").glob("*.py"))

@@ -14,9 +14,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tenantflow.sandbox import auth
-from tenantflow.sandbox.local import LocalSandboxes
-from tenantflow.sandbox.payload import advance_payload
+from tenantflow.sandbox.jail.local import LocalSandboxes
+from tenantflow.sandbox.protocol import auth
+from tenantflow.sandbox.protocol.payload import advance_payload
 
 pytestmark = pytest.mark.slow
 KEY = b"query-key"

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tenantflow.sandbox import auth
-from tenantflow.sandbox.local import LocalSandboxes
-from tenantflow.sandbox.payload import advance_payload
+from tenantflow.sandbox.jail.local import LocalSandboxes
+from tenantflow.sandbox.protocol import auth
+from tenantflow.sandbox.protocol.payload import advance_payload
 
 pytestmark = pytest.mark.slow
 KEY = b"fuzz-key"
@@ -134,7 +134,7 @@ def test_an_answer_not_signed_with_the_key_is_refused(tmp_path: Path) -> None:
     """A process that took over the runner's address cannot answer in its place (class 1b)."""
     from aiohttp import web
 
-    from tenantflow.sandbox.transport import Endpoint, HttpTransport, SandboxUnavailable
+    from tenantflow.sandbox.client.transport import Endpoint, HttpTransport, SandboxUnavailable
 
     forged = {"journal": [], "outcome": {"kind": "Complete", "output": "forged"}, "logs": []}
 

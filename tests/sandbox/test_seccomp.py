@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from tenantflow.sandbox import seccomp
-from tenantflow.testing.devcluster.pki import CertificateAuthority
+from tenantflow.sandbox.pod import seccomp
+from tenantflow_dev.devcluster.pki import CertificateAuthority
 
 HOSTILE = Path(__file__).resolve().parents[1] / "hostile"
 CALLS = HOSTILE / "c19_calls_off_the_allow_list.py"
@@ -38,7 +38,7 @@ on_x86_64 = pytest.mark.skipif(platform.machine() != "x86_64", reason="x86_64 on
 NEWER_THAN_LIBSECCOMP = {"mseal", "getxattrat", "setxattrat", "listxattrat", "removexattrat"}
 CHILD = """
 import importlib.util, json, sys
-from tenantflow.sandbox import seccomp
+from tenantflow.sandbox.pod import seccomp
 
 spec = importlib.util.spec_from_file_location("probe", sys.argv[1])
 probe = importlib.util.module_from_spec(spec)
@@ -147,7 +147,7 @@ def test_limits_and_scheduling_of_other_processes_are_refused(tmp_path: Path) ->
     script.write_text(
         """
 import errno, os, resource, signal, time
-from tenantflow.sandbox import seccomp
+from tenantflow.sandbox.pod import seccomp
 
 def answers():
     sleeper = os.fork()
@@ -240,7 +240,7 @@ def test_clone_makes_no_namespace(tmp_path: Path) -> None:
 
 FOREIGN_ABI = """
 import ctypes, mmap, os, sys
-from tenantflow.sandbox import seccomp
+from tenantflow.sandbox.pod import seccomp
 
 if sys.argv[1] == "filtered":
     seccomp.Filter().load()

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from tenantflow.sandbox import local, volumes
-from tenantflow.sandbox.payload import advance_payload
-from tenantflow.sandbox.transport import HttpTransport
+from tenantflow.sandbox.client.transport import HttpTransport
+from tenantflow.sandbox.jail import local, volumes
+from tenantflow.sandbox.protocol.payload import advance_payload
 from tenantflow.storage.database import StorageQuotaExceeded, TenantDatabase
-from tenantflow.testing.devcluster import provisioner
+from tenantflow_dev.devcluster import provisioner
 
 pytestmark = [
     pytest.mark.slow,

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from tenantflow.engine import EngineLimits
-from tenantflow.sandbox import frames
-from tenantflow.sandbox.local import CGROUP_PREFIX, CGROUP_ROOT, LocalSandboxes
-from tenantflow.sandbox.payload import advance_payload
+from tenantflow.sandbox.jail.local import CGROUP_PREFIX, CGROUP_ROOT, LocalSandboxes
+from tenantflow.sandbox.protocol import frames
+from tenantflow.sandbox.protocol.payload import advance_payload
 from tenantflow.tenancy import manifests
 
 pytestmark = pytest.mark.slow
@@ -52,7 +52,7 @@ class Zygote:
         self.runner_uid = os.getuid() if runner_uid is None else runner_uid
         self.proc = subprocess.Popen(
             [
-                *(sys.executable, "-I", "-m", "tenantflow.sandbox.zygote", "--data", str(root)),
+                *(sys.executable, "-I", "-m", "tenantflow.sandbox.pod.zygote", "--data", str(root)),
                 *("--tenant", root.name, "--listen", self.name),
                 *("--runner-uid", str(self.runner_uid)),
             ],

@@ -13,7 +13,7 @@ from tenantflow.lifecycle.attributes import (
     label_patch,
     labels_for,
 )
-from tenantflow.sandbox.runner import check_result
+from tenantflow.sandbox.pod.runner import check_result
 from tenantflow.vocabulary import SHARD_LABEL
 
 pytestmark = pytest.mark.unit

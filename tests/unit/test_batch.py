@@ -12,8 +12,8 @@ import pytest
 from tenantflow.cli import batch
 from tenantflow.cli.common import CliError, Env, with_options
 from tenantflow.kube.client import Kube
-from tenantflow.testing.fake_kube import FakeKube
 from tenantflow.vocabulary import API_VERSION, INSTANCE
+from tenantflow_dev.fake_kube import FakeKube
 
 pytestmark = pytest.mark.unit
 NS = "tenant-acme"

@@ -9,7 +9,7 @@ from e2e.chaos.netpol import allows, selects
 
 from tenantflow.api.tenant import Tenant
 from tenantflow.tenancy.manifests import OperatorSettings, network_policies
-from tenantflow.testing.faultproxy import KINDS_BY_REQUEST, FaultPlan, FaultProxy
+from tenantflow_dev.faultproxy import KINDS_BY_REQUEST, FaultPlan, FaultProxy
 
 
 def _proxy(rate: float, seed: int = 7) -> FaultProxy:

@@ -18,9 +18,9 @@ from tenantflow.cli import common, exits, rollout_cmds, workflow_cmds
 from tenantflow.cli.exits import Exit
 from tenantflow.cli.main import cli, main
 from tenantflow.storage.history import Archived, History
-from tenantflow.testing.fake_kube import FakeKube
 from tenantflow.ui import rows, views
 from tenantflow.vocabulary import API_VERSION, DEFINITION, INSTANCE, TENANT
+from tenantflow_dev.fake_kube import FakeKube
 
 pytestmark = pytest.mark.unit
 NS = "tenant-acme"

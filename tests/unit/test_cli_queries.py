@@ -17,8 +17,8 @@ from tenantflow.engine import advance
 from tenantflow.engine.executor import query
 from tenantflow.engine.journal import StepRecord
 from tenantflow.engine.wire import advance_to_wire
-from tenantflow.testing.fake_kube import FakeKube
 from tenantflow.vocabulary import API_VERSION, INSTANCE
+from tenantflow_dev.fake_kube import FakeKube
 
 pytestmark = pytest.mark.unit
 NS = "tenant-acme"

@@ -14,8 +14,8 @@ from tenantflow.cli import schedule_cmds, workflow_cmds
 from tenantflow.cli.common import Env
 from tenantflow.durations import format_time, human_age
 from tenantflow.kube.client import Kube
-from tenantflow.testing.fake_kube import FakeKube
 from tenantflow.vocabulary import API_VERSION, SCHEDULE
+from tenantflow_dev.fake_kube import FakeKube
 
 pytestmark = pytest.mark.unit
 NS = "tenant-acme"

@@ -9,8 +9,8 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tenantflow.testing.devcluster import process
-from tenantflow.testing.devcluster.pki import CertificateAuthority, service_account_keys
+from tenantflow_dev.devcluster import process
+from tenantflow_dev.devcluster.pki import CertificateAuthority, service_account_keys
 
 
 def test_issued_certificates_chain_to_the_ca_and_carry_identity(tmp_path: Path) -> None:
@@ -78,7 +78,7 @@ def test_an_image_whose_layers_did_not_change_is_tagged_with_each_new_version(
     import json
     import tarfile
 
-    from tenantflow.testing.devcluster import images
+    from tenantflow_dev.devcluster import images
 
     monkeypatch.setenv("TENANTFLOW_CACHE", str(tmp_path / "cache"))
     images.images_dir().mkdir(parents=True)

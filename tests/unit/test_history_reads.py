@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from tenantflow.sandbox.history_api import read_app
+from tenantflow.sandbox.pod.history_api import read_app
 from tenantflow.storage.history import Archived, History
 
 pytestmark = pytest.mark.unit

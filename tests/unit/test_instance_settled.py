@@ -9,7 +9,7 @@ from typing import Any
 from tenantflow.controllers.instances import InstanceController, InstanceSettings
 from tenantflow.controllers.instances.view import InstanceView
 from tenantflow.controllers.revision_cache import RevisionCache
-from tenantflow.testing.fake_kube import FakeKube
+from tenantflow_dev.fake_kube import FakeKube
 
 
 def _iso(t: dt.datetime) -> str:

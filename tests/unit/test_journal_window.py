@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tenantflow.sandbox.journal_window import (
+from tenantflow.sandbox.pod.journal_window import (
     GENESIS,
     JournalUnavailable,
     Offloaded,

@@ -16,9 +16,9 @@ from tenantflow.cli.common import Env
 from tenantflow.kube.client import Kube
 from tenantflow.kube.history import LOG_PAGE
 from tenantflow.storage.history import History
-from tenantflow.testing.fake_kube import FakeKube
 from tenantflow.ui import server
 from tenantflow.vocabulary import API_VERSION, INSTANCE
+from tenantflow_dev.fake_kube import FakeKube
 
 pytestmark = pytest.mark.unit
 NS = "tenant-acme"

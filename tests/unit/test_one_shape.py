@@ -1,20 +1,31 @@
 """One shape per thing that crosses a boundary: the engine's journal record, the status's
 step entry and its CRD schema agree field for field; so do the conditions the operator
-writes and the Condition the CRDs define."""
+writes and the Condition the CRDs define; and so do the TypedDicts the hot path reads a
+status through (tenantflow.shapes) and the pydantic models the CRDs are generated from."""
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from tenantflow import conditions
+import pytest
+from pydantic import BaseModel
+
+from tenantflow import conditions, shapes
 from tenantflow.api.common import Condition
-from tenantflow.api.instance import StepStatus
+from tenantflow.api.instance import (
+    AttemptFailure,
+    ErrorInfo,
+    StepStatus,
+    WaitingFor,
+    WorkflowInstanceStatus,
+)
 from tenantflow.engine.journal import StepKind, StepRecord, StepState
 
 NOW = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 
 
-def _aliases(model: type[Condition] | type[StepStatus]) -> set[str]:
+def _aliases(model: type[BaseModel]) -> set[str]:
     return {f.alias or name for name, f in model.model_fields.items()}
 
 
@@ -63,3 +74,22 @@ def test_the_conditions_written_are_the_conditions_defined() -> None:
     )
     assert set(written[0]) == _aliases(Condition)
     assert Condition.model_validate(written[0]).wire() == written[0]
+
+
+@pytest.mark.parametrize(
+    ("typed", "model"),
+    [
+        (shapes.InstanceStatus, WorkflowInstanceStatus),
+        (shapes.StepEntry, StepStatus),
+        (shapes.ConditionEntry, Condition),
+        (shapes.ErrorEntry, ErrorInfo),
+        (shapes.AttemptFailureEntry, AttemptFailure),
+        (shapes.WaitingForEntry, WaitingFor),
+    ],
+    ids=lambda t: t.__name__,
+)
+def test_each_typed_status_is_its_model_field_for_field(typed: Any, model: type[BaseModel]) -> None:
+    """A field added to a model (so to the CRD) and not to the TypedDict the operator reads
+    it through, or the other way round, fails here: mypy would not see the drift."""
+    assert set(typed.__annotations__) == _aliases(model)
+    assert not typed.__required_keys__, "a status grows field by field: every key optional"

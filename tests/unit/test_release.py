@@ -12,7 +12,7 @@ import yaml
 
 import tenantflow
 from tenantflow.errors import DevClusterError
-from tenantflow.testing.devcluster import images, previous, release
+from tenantflow_dev.devcluster import images, previous, release
 
 ROOT = Path(__file__).resolve().parents[2]
 VERSIONED = [

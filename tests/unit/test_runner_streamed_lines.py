@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tenantflow.sandbox import runner as runner_mod
-from tenantflow.sandbox.runner import Runner, StreamedLines
+from tenantflow.sandbox.pod import runner as runner_mod
+from tenantflow.sandbox.pod.runner import Runner, StreamedLines
 from tenantflow.storage.history import History
 
 

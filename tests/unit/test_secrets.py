@@ -12,9 +12,9 @@ import pytest
 
 from tenantflow.engine.masking import MASK
 from tenantflow.engine.secrets import SecretNotFound, Secrets
-from tenantflow.sandbox import worker
-from tenantflow.sandbox.payload import advance_payload
-from tenantflow.sandbox.redact import Redactor
+from tenantflow.sandbox.pod import worker
+from tenantflow.sandbox.pod.redact import Redactor
+from tenantflow.sandbox.protocol.payload import advance_payload
 
 TOKEN = "ghp_s3cr3t-token-value"
 

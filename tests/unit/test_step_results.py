@@ -20,10 +20,10 @@ from tenantflow.engine.children import ChildResult
 from tenantflow.engine.executor import advance
 from tenantflow.engine.journal import dump, load
 from tenantflow.engine.outcome import Complete, Waiting
-from tenantflow.sandbox import vouch
-from tenantflow.sandbox.runner import check_result
-from tenantflow.sandbox.transport import REJECTED_REASON, rejected_records
-from tenantflow.sandbox.vouch_store import Taker, Vouches
+from tenantflow.sandbox.client.transport import REJECTED_REASON, rejected_records
+from tenantflow.sandbox.pod.runner import check_result
+from tenantflow.sandbox.pod.vouch_store import Taker, Vouches
+from tenantflow.sandbox.protocol import vouch
 from tenantflow.storage.database import StorageQuotaExceeded, TenantDatabase
 from tenantflow.storage.outputs import SqliteOutputStore
 from tenantflow.storage.step_results import NOT_VOUCHED, TABLE, TAMPERED, SqliteStepResults
@@ -44,7 +44,7 @@ def workflow(calls: list[str]) -> Any:
 
 
 class Runner:
-    """The runner's side, as `sandbox.runner` does it: digests by run, in its own store."""
+    """The runner's side, as `sandbox.pod.runner` does it: digests by run, in its own store."""
 
     def __init__(self) -> None:
         self.vouches = Vouches()

@@ -15,8 +15,8 @@ from tenantflow.kube.client import ApiException
 from tenantflow.kube.events import EventRecorder
 from tenantflow.tenancy import manifests, status
 from tenantflow.tenancy.sharding import shard_of
-from tenantflow.testing.fake_kube import FakeKube
-from tenantflow.vocabulary import API_VERSION, SHARD_LABEL, TENANT
+from tenantflow.vocabulary import API_VERSION, SHARD_LABEL, TENANT, TENANT_LABEL
+from tenantflow_dev.fake_kube import FakeKube
 
 pytestmark = pytest.mark.unit
 
@@ -30,7 +30,7 @@ def test_every_owned_object_is_labelled_and_owned_by_the_tenant() -> None:
     assert objs[0]["kind"] == "Namespace"
     for obj in objs:
         meta = obj["metadata"]
-        assert meta["labels"][manifests.TENANT_LABEL] == "acme"
+        assert meta["labels"][TENANT_LABEL] == "acme"
         assert meta["ownerReferences"][0]["uid"] == "u-1"
         assert obj["kind"] == "Namespace" or meta["namespace"] == "tenant-acme"
 

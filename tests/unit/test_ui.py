@@ -14,9 +14,9 @@ from tenantflow.durations import parse_time
 from tenantflow.kube.client import Kube
 from tenantflow.lifecycle.source import Code
 from tenantflow.storage.history import Archived, History
-from tenantflow.testing import fake_kube
 from tenantflow.ui import server, views
 from tenantflow.ui.access import TOKEN_HEADER, Access
+from tenantflow_dev import fake_kube
 
 pytestmark = pytest.mark.unit
 NOW = parse_time("2030-01-01T00:10:00Z")

@@ -11,9 +11,9 @@ from aiohttp.test_utils import make_mocked_request
 
 from tenantflow.kube.client import Kube
 from tenantflow.kube.queries import QueryFailed
-from tenantflow.testing import fake_kube
 from tenantflow.ui import server, views
 from tenantflow.vocabulary import API_VERSION, INSTANCE
+from tenantflow_dev import fake_kube
 
 pytestmark = pytest.mark.unit
 NS = "tenant-acme"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tenantflow.testing.devcluster import process, watchdog
-from tenantflow.testing.devcluster.state import State
+from tenantflow_dev.devcluster import process, watchdog
+from tenantflow_dev.devcluster.state import State
 
 
 def _cluster(tmp_path: Path, **scripts: str) -> tuple[Path, State]:

@@ -7,7 +7,7 @@ import asyncio
 import datetime as dt
 
 from tenantflow.controllers.ownership import Verdict
-from tenantflow.controllers.work_queue import WorkQueue
+from tenantflow.controllers.work_queue import WorkQueue, namespace_in_key
 
 
 def test_runs_are_coalesced_bounded_and_in_order() -> None:
@@ -24,7 +24,7 @@ def test_runs_are_coalesced_bounded_and_in_order() -> None:
             await gate.wait()
             active -= 1
 
-        queue = WorkQueue(work, workers=3)
+        queue = WorkQueue(work, namespace_of=namespace_in_key, workers=3)
         for key in "abcdef":
             queue.request(key)
         await asyncio.sleep(0)
@@ -50,7 +50,7 @@ def test_a_failing_key_backs_off_exponentially_and_its_success_forgets_it() -> N
             if key == "bad" and ran.count("bad") <= 3:
                 raise RuntimeError("transient")
 
-        queue = WorkQueue(work, workers=1)
+        queue = WorkQueue(work, namespace_of=namespace_in_key, workers=1)
         queue.BACKOFF_BASE, queue.BACKOFF_MAX = 10.0, 25.0
         queue.request("bad")
         queue.request("good")
@@ -80,7 +80,7 @@ def test_the_gate_runs_defers_or_drops_each_key_by_its_namespace() -> None:
             ran.append(key)
 
         verdicts = {"ours": Verdict.ACT, "late": Verdict.DEFER, "theirs": Verdict.DROP}
-        queue = WorkQueue(work, gate=verdicts.__getitem__)
+        queue = WorkQueue(work, namespace_of=namespace_in_key, gate=verdicts.__getitem__)
         for key in ("ours/a", "late/b", "theirs/c"):
             queue.request_after(key, 3600)  # a wake-up each, far off
             queue.request(key)
@@ -102,7 +102,7 @@ def test_drop_forgets_every_key_of_the_lost_namespaces() -> None:
             ran.append(key)
             await hold.wait()
 
-        queue = WorkQueue(work, workers=1)
+        queue = WorkQueue(work, namespace_of=namespace_in_key, workers=1)
         queue.request("lost/running")
         await asyncio.sleep(0)
         queue.request("lost/running")  # a re-run asked while it runs
@@ -128,7 +128,7 @@ def test_run_later_replaces_an_earlier_time_and_request_within_keeps_the_sooner(
         async def work(key: str) -> None:
             ran.append(key)
 
-        queue = WorkQueue(work)
+        queue = WorkQueue(work, namespace_of=namespace_in_key)
         later = asyncio.create_task(queue.run_later_loop())
         queue.request_after("a", 0.05)
         queue.request_after("a", 10)  # moved: not at 0.05 s

@@ -5,7 +5,7 @@ A verb is an `async def verb(env, **its_params) -> Output | None`: it acts throu
 `env.kube` in `env.namespace`, says what happens while it runs through `env.say`
 (stderr), and returns its data (`Output.object`, printed by `-o json|yaml`), the text
 view of that data (printed by default) and its exit code. It prints nothing itself, so
-it is tested against the in-memory API (tenantflow.testing.fake_kube) as it is.
+it is tested against the in-memory API (tenantflow_dev.fake_kube) as it is.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import yaml
 from tenantflow.cli.exits import Exit
 from tenantflow.errors import TenantflowError
 from tenantflow.kube.client import ApiException, Kube, message
-from tenantflow.vocabulary import NAMESPACE_PREFIX
+from tenantflow.vocabulary import namespace_of
 
 OUTPUTS = ("table", "json", "yaml")
 POD_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -165,7 +165,7 @@ class Target:
             chosen = replace(chosen, tenant=None)
         elif options.get("tenant") is not None and options.get("namespace") is None:
             chosen = replace(chosen, namespace=None)
-        tenant_ns = f"{NAMESPACE_PREFIX}{chosen.tenant}" if chosen.tenant else None
+        tenant_ns = namespace_of(chosen.tenant) if chosen.tenant else None
         if tenant_ns and chosen.namespace and chosen.namespace != tenant_ns:
             raise click.UsageError(
                 f"--tenant {chosen.tenant} is namespace {tenant_ns}, not -n {chosen.namespace}"

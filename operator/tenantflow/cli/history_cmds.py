@@ -27,6 +27,7 @@ from tenantflow.vocabulary import (
     FINISHED,
     HISTORY_PROXY,
     INSTANCE,
+    INSTANCES_PAGE,
     WORKFLOW_REF_FIELD,
 )
 
@@ -109,7 +110,7 @@ async def archive(
     phase: str | None = None,
     definition: str | None = None,
     selector: tuple[str, ...] = (),
-    limit: int = 50,
+    limit: int = INSTANCES_PAGE,
 ) -> Output:
     query = history_query(phase, definition, selector, limit)
     page = await read(env.kube, env.namespace, "/v1/instances", query)
@@ -136,7 +137,7 @@ async def list_instances(
     phase: str | None = None,
     definition: str | None = None,
     selector: tuple[str, ...] = (),
-    limit: int = 50,
+    limit: int = INSTANCES_PAGE,
 ) -> Output:
     """Live instances (the API server filters: labels, selectable fields) beside those
     only the tenant's history still holds (its index filters): one list, each row saying

@@ -24,7 +24,6 @@ from tenantflow.cli import (  # noqa: F401  (their verbs register with common.ve
     workflow_cmds,
 )
 from tenantflow.cli.common import COMMANDS, KUBE_OPTIONS, OUTPUT_OPTION, Group, Target, with_options
-from tenantflow.cli.devcluster_cmd import dev_cluster
 from tenantflow.cli.exits import Exit
 from tenantflow.cli.operator_cmd import operator
 from tenantflow.cli.ui_cmd import ui
@@ -48,7 +47,7 @@ def cli(ctx: click.Context, /, **options: Any) -> None:
     ctx.obj = Target().given(**options)
 
 
-for command in [*COMMANDS, dev_cluster, operator, ui]:
+for command in [*COMMANDS, operator, ui]:
     cli.add_command(command)
 
 

@@ -21,8 +21,8 @@ from tenantflow.cli.common import INT, CliError, Env, Output, verb
 from tenantflow.kube.client import ApiException, Kube
 from tenantflow.kube.identity import user_info
 from tenantflow.kube.revisions import list_revisions
-from tenantflow.lifecycle.reset import RESET_ANNOTATION, ResetRequest
-from tenantflow.vocabulary import API_VERSION, INSTANCE
+from tenantflow.lifecycle.reset import ResetRequest
+from tenantflow.vocabulary import API_VERSION, INSTANCE, RESET_ANNOTATION
 
 APPLIED_WAIT = 15.0  # seconds the CLI waits to see its request applied
 REASON = click.option("--reason", default="", help="why: kept in status.resets and the Event")

@@ -16,7 +16,7 @@ import click
 
 from tenantflow.cli.common import FLOAT, Choice, CliError, Env, Output, TimedOut, verb
 from tenantflow.lifecycle import rollout
-from tenantflow.vocabulary import API_VERSION, DEFINITION, RolloutPhase
+from tenantflow.vocabulary import API_VERSION, DEFINITION, ROLLOUT_COMMAND_ANNOTATION, RolloutPhase
 
 APPLIED_WAIT = 15.0  # seconds the CLI waits to see its command applied
 FAILED = {RolloutPhase.ROLLED_BACK, RolloutPhase.ABORTED}
@@ -63,7 +63,7 @@ async def rollout_verb(
         DEFINITION,
         definition,
         env.namespace,
-        {"metadata": {"annotations": {rollout.COMMAND_ANNOTATION: command.annotation()}}},
+        {"metadata": {"annotations": {ROLLOUT_COMMAND_ANNOTATION: command.annotation()}}},
     )
     deadline = time.monotonic() + APPLIED_WAIT
     while time.monotonic() < deadline:
@@ -73,7 +73,7 @@ async def rollout_verb(
         await asyncio.sleep(0.5)
     return Output.said(
         f"workflowdefinition/{definition}: {command_action} of revision {command.revision} "
-        f"requested (annotation {rollout.COMMAND_ANNOTATION}); the operator has not applied "
+        f"requested (annotation {ROLLOUT_COMMAND_ANNOTATION}); the operator has not applied "
         f"it within {APPLIED_WAIT:.0f} s: is it running?"
     )
 

@@ -29,10 +29,17 @@ from tenantflow.cli.text import columns, status_text, table
 from tenantflow.engine.loader import SINGLE_MODULE
 from tenantflow.kube import instances
 from tenantflow.kube import revisions as stored
-from tenantflow.lifecycle.revisions import ROLLBACK_ANNOTATION
 from tenantflow.lifecycle.source import Code
 from tenantflow.ui import rows
-from tenantflow.vocabulary import API_VERSION, DEFINITION, FINISHED, INSTANCE, TENANT, Phase
+from tenantflow.vocabulary import (
+    API_VERSION,
+    DEFINITION,
+    FINISHED,
+    INSTANCE,
+    ROLLBACK_ANNOTATION,
+    TENANT,
+    Phase,
+)
 
 POLL = 1.0  # seconds between two reads of an instance --wait follows
 

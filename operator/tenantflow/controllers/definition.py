@@ -13,7 +13,7 @@ from tenantflow.api.definition import DEFAULT_MAIN
 from tenantflow.controllers.ownership import Gate, sole_replica
 from tenantflow.controllers.persist import Persist, unchanged_spec
 from tenantflow.controllers.revision_cache import RevisionCache
-from tenantflow.controllers.work_queue import WorkQueue
+from tenantflow.controllers.work_queue import WorkQueue, namespace_in_key
 from tenantflow.durations import format_time
 from tenantflow.kube.client import KubeApi
 from tenantflow.kube.events import EventRecorder
@@ -29,8 +29,10 @@ from tenantflow.vocabulary import (
     DEFINITION,
     FINISHED,
     INSTANCE,
+    ROLLBACK_ANNOTATION,
     WORKFLOW_REF_FIELD,
     ConditionType,
+    ObjectKey,
     RolloutPhase,
     object_key,
     split_key,
@@ -56,7 +58,7 @@ ENDED_BY = {
 class DefinitionController:
     kube: KubeApi
     revision_cache: RevisionCache  # shared with the instance controller
-    wake_instance: Callable[[str], None]  # a queued instance may start now
+    wake_instance: Callable[[ObjectKey], None]  # a queued instance may start now
     # whether this replica may work on a namespace now (controllers/ownership.py): asked
     # by the queue before every reconcile and by the persist before the status write
     gate: Gate = sole_replica
@@ -64,18 +66,21 @@ class DefinitionController:
 
     def __post_init__(self) -> None:
         self.events = self.recorder or EventRecorder(self.kube)
-        self.queue = WorkQueue(
-            self.reconcile, name="definitions", gate=lambda namespace: self.gate(namespace)
+        self.queue: WorkQueue[ObjectKey] = WorkQueue(
+            self.reconcile,
+            namespace_of=namespace_in_key,
+            name="definitions",
+            gate=lambda namespace: self.gate(namespace),
         )
         self.persist = Persist(self.kube, self.queue.gate)
-        self.rolling: set[str] = set()  # definitions with a rollout underway
+        self.rolling: set[ObjectKey] = set()  # definitions with a rollout underway
 
     def on_event(self, kind: str, namespace: str, name: str) -> None:
         self.revision_cache.forget_definition(namespace, name)
         if kind != "DELETED":
             self.queue.request(object_key(namespace, name))
 
-    async def reconcile(self, key: str) -> None:
+    async def reconcile(self, key: ObjectKey) -> None:
         done = await reconcile(self.kube, self.events, self.persist, key)
         if not done.written:
             self.queue.request(key)  # again from fresh reads, if the shard is still ours
@@ -126,7 +131,7 @@ async def resolve_source(kube: KubeApi, body: dict[str, Any]) -> tuple[source.Co
 
 @dataclass(frozen=True)
 class Reconciled:
-    queued: list[str]  # keys of instances queued for lack of a revision that may start now
+    queued: list[ObjectKey]  # keys of instances queued for lack of a revision that may start now
     rolling: bool  # a rollout is underway: its instances' outcomes matter to it
     written: bool = True  # False: its status changed and could not be written
 
@@ -155,14 +160,14 @@ class DefinitionPlan:
     check: source.SourceCheck
     said: list[rollout.Event]
     rolling: bool
-    queued: list[str]  # instances waiting for a revision, if which one runs changed
+    queued: list[ObjectKey]  # instances waiting for a revision, if which one runs changed
 
 
 async def reconcile(
     kube: KubeApi,
     recorder: EventRecorder,
     persist: Persist,
-    key: str,
+    key: ObjectKey,
     now: dt.datetime | None = None,
 ) -> Reconciled:
     """Read, plan and apply one definition."""
@@ -172,7 +177,7 @@ async def reconcile(
     return await apply(kube, recorder, persist, observed, plan(observed))
 
 
-async def observe(kube: KubeApi, key: str, now: dt.datetime | None = None) -> Observed | None:
+async def observe(kube: KubeApi, key: ObjectKey, now: dt.datetime | None = None) -> Observed | None:
     """The reads of one reconcile (None: the definition is gone)."""
     ns, name = split_key(key)
     body = await kube.get(API_VERSION, DEFINITION, name, ns)
@@ -212,7 +217,7 @@ def plan(o: Observed) -> DefinitionPlan:
     pinned, field = (
         (spec.get("pinnedRevision"), "spec.pinnedRevision")
         if spec.get("pinnedRevision") is not None
-        else (rolled, f"annotation {revisions.ROLLBACK_ANNOTATION}")
+        else (rolled, f"annotation {ROLLBACK_ANNOTATION}")
     )
     if pinned is not None and pinned not in numbers:
         check = source.SourceCheck(

@@ -16,11 +16,11 @@ from collections.abc import Callable
 
 from tenantflow.cache import Cache
 from tenantflow.kube.client import KubeApi
-from tenantflow.sandbox.local import LocalSandboxes
-from tenantflow.sandbox.transport import Endpoint, SandboxUnavailable
+from tenantflow.sandbox.client.transport import Endpoint, SandboxUnavailable
+from tenantflow.sandbox.jail.local import LocalSandboxes
 from tenantflow.tenancy import manifests
 from tenantflow.tenancy.idle import WAITING_FOR_SANDBOX, SandboxDemand
-from tenantflow.vocabulary import namespace_of
+from tenantflow.vocabulary import ObjectKey, namespace_of
 
 ENDPOINT_TTL = 10.0  # seconds; a rotated key or a moved runner is picked up within this
 
@@ -74,7 +74,7 @@ class Sandboxes:
             return Endpoint(key=key, url=where)
         return await self.local.endpoint(tenant, where, key)  # (re)starts a dead runner
 
-    def waiting_for(self, tenant: str, key: str) -> None:
+    def waiting_for(self, tenant: str, key: ObjectKey) -> None:
         """`key` waits for the tenant's sandbox to start: driven again once it is ready."""
         self.demand.wait(tenant, key)
 

@@ -20,7 +20,7 @@ from tenantflow import conditions
 from tenantflow.api.schedule import WorkflowSchedule
 from tenantflow.controllers.ownership import Gate, sole_replica
 from tenantflow.controllers.persist import Persist, unchanged_spec
-from tenantflow.controllers.work_queue import WorkQueue
+from tenantflow.controllers.work_queue import WorkQueue, namespace_in_key
 from tenantflow.durations import format_time, parse_duration, parse_time
 from tenantflow.kube.client import ApiException, KubeApi, message
 from tenantflow.kube.events import EventRecorder
@@ -44,6 +44,7 @@ from tenantflow.vocabulary import (
     SCHEDULE,
     SCHEDULE_LABEL,
     SCHEDULED_AT_ANNOTATION,
+    ObjectKey,
     object_key,
     split_key,
     tenant_of,
@@ -65,8 +66,12 @@ class ScheduleController:
 
     def __post_init__(self) -> None:
         self.events = self.recorder or EventRecorder(self.kube)
-        self.queue = WorkQueue(
-            self.reconcile, workers=4, name="schedules", gate=lambda ns: self.gate(ns)
+        self.queue: WorkQueue[ObjectKey] = WorkQueue(
+            self.reconcile,
+            namespace_of=namespace_in_key,
+            workers=4,
+            name="schedules",
+            gate=lambda ns: self.gate(ns),
         )
         self.persist = Persist(self.kube, self.queue.gate)
 
@@ -81,7 +86,7 @@ class ScheduleController:
         """A run of a schedule finished: its `active` shrinks, a buffered run may start."""
         self.queue.request(object_key(namespace, schedule))
 
-    async def reconcile(self, key: str) -> None:
+    async def reconcile(self, key: ObjectKey) -> None:
         ns, name = split_key(key)
         body = await self.kube.get(API_VERSION, SCHEDULE, name, ns)
         if body is None:

@@ -42,10 +42,10 @@ from tenantflow.kube.client import ApiException, KubeApi
 from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
 from tenantflow.tenancy.sharding import SHARDS, owner, shard_of
+from tenantflow.vocabulary import LEASE_ROLE_LABEL
 
 log = get_logger("tenantflow.shards")
 LEASE_API = "coordination.k8s.io/v1"
-ROLE_LABEL = "tenantflow.dev/lease"  # member | shard
 MEMBER, SHARD = "member", "shard"
 
 
@@ -134,7 +134,7 @@ class Shards:
 
     async def tick(self) -> None:
         await self._renew_member()
-        leases = await self.kube.list(LEASE_API, "Lease", self.settings.namespace, ROLE_LABEL)
+        leases = await self.kube.list(LEASE_API, "Lease", self.settings.namespace, LEASE_ROLE_LABEL)
         now = self.clock()
         by_name = {lease["metadata"]["name"]: lease for lease in leases}
         for name, lease in by_name.items():
@@ -146,7 +146,7 @@ class Shards:
         live = sorted(
             lease["spec"]["holderIdentity"]
             for name, lease in by_name.items()
-            if lease["metadata"].get("labels", {}).get(ROLE_LABEL) == MEMBER
+            if lease["metadata"].get("labels", {}).get(LEASE_ROLE_LABEL) == MEMBER
             and self._live(name, now)
         )
         await self._forget_departed(by_name, now)
@@ -192,7 +192,7 @@ class Shards:
         """Delete member Leases of replicas gone for ten lease durations (each replica
         that dies without a word leaves one)."""
         for name, lease in by_name.items():
-            role = lease["metadata"].get("labels", {}).get(ROLE_LABEL)
+            role = lease["metadata"].get("labels", {}).get(LEASE_ROLE_LABEL)
             seen = self.seen[name]
             if role == MEMBER and now - seen.since > 10 * self.settings.lease:
                 with contextlib.suppress(ApiException):
@@ -201,6 +201,13 @@ class Shards:
 
     async def _renew_member(self) -> None:
         sent = self.clock()
+        if self.valid_until and sent > self.valid_until:
+            metrics.LEASE_LATE.inc()
+            log.warning(
+                "member lease renewal late: acting stopped meanwhile",
+                late_by=round(sent - self.valid_until, 2),
+                identity=self.settings.identity,
+            )
         now = dt.datetime.now(dt.UTC)
         lease = _lease(self._member_name(), self.settings, MEMBER, self.settings.identity, now)
         try:
@@ -290,7 +297,7 @@ def _lease(
         "metadata": {
             "name": name,
             "namespace": settings.namespace,
-            "labels": {ROLE_LABEL: role},
+            "labels": {LEASE_ROLE_LABEL: role},
         },
         "spec": {
             "holderIdentity": holder,

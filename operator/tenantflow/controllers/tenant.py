@@ -35,7 +35,9 @@ from tenantflow.vocabulary import (
     INSTANCE,
     SCHEDULE,
     TENANT,
+    TENANT_LABEL,
     ConditionType,
+    ObjectKey,
     namespace_of,
 )
 
@@ -62,7 +64,7 @@ class Idle:
     busy: Callable[[str], int] = lambda tenant: 0  # the tenant's sandbox calls under way
     # the tenant's earliest wake-up of a waiting instance at or after a time
     next_wake: Callable[[str, dt.datetime], dt.datetime | None] = lambda tenant, after: None
-    woken: Callable[[Iterable[str]], None] = lambda keys: None  # drive these instances now
+    woken: Callable[[Iterable[ObjectKey]], None] = lambda keys: None  # drive these instances now
 
 
 class TenantNotApplied(TenantflowError):
@@ -104,7 +106,7 @@ class TenantController:
 
     def __post_init__(self) -> None:
         self.events = self.recorder or EventRecorder(self.kube)
-        self.queue = WorkQueue(
+        self.queue: WorkQueue[str] = WorkQueue(
             self.reconcile,
             name="tenants",
             gate=lambda namespace: self.gate(namespace),
@@ -155,7 +157,7 @@ async def reconcile(
     tenant = Tenant.model_validate(body)
     ns_name = namespace_of(name)
     ns = await kube.get("v1", "Namespace", ns_name)
-    if ns is not None and (ns["metadata"].get("labels") or {}).get(manifests.TENANT_LABEL) != name:
+    if ns is not None and (ns["metadata"].get("labels") or {}).get(TENANT_LABEL) != name:
         observed = status.Observed(
             conflict=(
                 f"namespace {ns_name} already exists and is not managed by tenantflow for tenant "
@@ -386,7 +388,7 @@ async def tenant_deleted(
     """Finalizer: terminate running instances, then remove the namespace and everything in it."""
     ns_name = namespace_of(name)
     ns = await kube.get("v1", "Namespace", ns_name)
-    if ns is None or (ns["metadata"].get("labels") or {}).get(manifests.TENANT_LABEL) != name:
+    if ns is None or (ns["metadata"].get("labels") or {}).get(TENANT_LABEL) != name:
         return  # never ours (a conflict): nothing to remove
     running = [
         i

@@ -44,18 +44,20 @@ from tenantflow.tenancy import manifests, sharding
 from tenantflow.tenancy.idle import SandboxDemand
 from tenantflow.tenancy.manifests import OperatorSettings
 from tenantflow.vocabulary import (
+    ANNOTATION_PREFIX,
     API_VERSION,
     DEFINITION,
     GROUP,
     INSTANCE,
     SCHEDULE,
     TENANT,
+    TENANT_LABEL,
     VERSION,
     namespace_of,
+    object_key,
 )
 
 log = get_logger("tenantflow.operator")
-ANNOTATION_PREFIX = GROUP  # kopf's annotations: tenantflow.dev/...
 
 
 class _Namespaced(Protocol):
@@ -144,7 +146,7 @@ class Operator:
         op = cls(kube, settings, instances, tenants, definitions, schedules, shards)
         return op
 
-    def _queues(self) -> tuple[WorkQueue, ...]:
+    def _queues(self) -> tuple[WorkQueue[Any], ...]:
         return (
             self.tenants.queue,
             self.definitions.queue,
@@ -241,7 +243,7 @@ class Operator:
         for kind, queue in ((DEFINITION, self.definitions.queue), (SCHEDULE, self.schedules.queue)):
             for obj in await self.kube.list(API_VERSION, kind):
                 if ours(obj["metadata"]["namespace"]):
-                    queue.request(f"{obj['metadata']['namespace']}/{obj['metadata']['name']}")
+                    queue.request(object_key(obj["metadata"]["namespace"], obj["metadata"]["name"]))
 
     async def start(self) -> None:
         self.tasks.append(asyncio.create_task(self.shards.run()))
@@ -372,11 +374,11 @@ async def tenant_deleted(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) 
 
 def _owned_handler(group: str, version: str, plural: str) -> None:
     """Drift repair: a change to an object a tenant owns reconciles that tenant."""
-    selector: dict[str, Any] = {manifests.TENANT_LABEL: kopf.PRESENT, **manifests.MANAGED_BY}
+    selector: dict[str, Any] = {TENANT_LABEL: kopf.PRESENT, **manifests.MANAGED_BY}
 
     @kopf.on.event(group, version, plural, id=f"owned-{plural}", labels=selector)
     async def owned_event(labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
-        _operator(memo).tenant_event("MODIFIED", labels[manifests.TENANT_LABEL])
+        _operator(memo).tenant_event("MODIFIED", labels[TENANT_LABEL])
 
 
 for _group, _version, _plural in OWNED:

@@ -28,48 +28,53 @@ import datetime as dt
 import heapq
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Generic, TypeVar
 
 from tenantflow.controllers.ownership import Gate, Verdict, sole_replica
 from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
-from tenantflow.vocabulary import split_key
+from tenantflow.vocabulary import ObjectKey, split_key
 
 log = get_logger("tenantflow.work_queue")
 
 
-def namespace_in_key(key: str) -> str:
-    """The namespace of a `namespace/name` key (every namespaced kind's queue)."""
+# a queue's key: a Tenant's name (its queue), or a namespaced object's ObjectKey
+K = TypeVar("K", bound=str)
+
+
+def namespace_in_key(key: ObjectKey) -> str:
+    """The namespace of an ObjectKey (every namespaced kind's queue)."""
     return split_key(key)[0]
 
 
-class WorkQueue:
+class WorkQueue(Generic[K]):
     BACKOFF_BASE = 1.0  # seconds before a failed run is retried the first time
     BACKOFF_MAX = 60.0  # ...and at most, however often it failed (recovery stays prompt)
     DEFER_DELAY = 1.0  # seconds before a key deferred by the gate is asked again
 
     def __init__(
         self,
-        work: Callable[[str], Awaitable[None]],
+        work: Callable[[K], Awaitable[None]],
         *,
+        namespace_of: Callable[[K], str],  # the namespace whose shard gates a key's runs
         workers: int = 8,
         name: str = "",
         gate: Gate = sole_replica,
-        namespace_of: Callable[[str], str] = namespace_in_key,
     ) -> None:
         self._work, self.max_workers, self.name = work, workers, name
         self.gate, self.namespace_of = gate, namespace_of
-        self._failures: dict[str, int] = {}  # consecutive failed runs, by key
-        self._pending: deque[str] = deque()
-        self._queued: set[str] = set()
-        self._running: set[str] = set()
-        self._dirty: set[str] = set()
+        self._failures: dict[K, int] = {}  # consecutive failed runs, by key
+        self._pending: deque[K] = deque()
+        self._queued: set[K] = set()
+        self._running: set[K] = set()
+        self._dirty: set[K] = set()
         self._workers: set[asyncio.Task[None]] = set()
-        self._heap: list[tuple[dt.datetime, str]] = []
-        self._due: dict[str, dt.datetime] = {}
+        self._heap: list[tuple[dt.datetime, K]] = []
+        self._due: dict[K, dt.datetime] = {}
         self._changed = asyncio.Event()
 
     # ------------------------------------------------------------------ requests
-    def request(self, key: str) -> None:
+    def request(self, key: K) -> None:
         """Run `key` as soon as a worker is free (once, however often it is asked)."""
         if key in self._running:
             self._dirty.add(key)
@@ -81,11 +86,11 @@ class WorkQueue:
                 self._workers.add(task)
                 task.add_done_callback(self._workers.discard)
 
-    def request_all(self, keys: Iterable[str]) -> None:
+    def request_all(self, keys: Iterable[K]) -> None:
         for key in keys:
             self.request(key)
 
-    def request_after(self, key: str, when: dt.datetime | float) -> None:
+    def request_after(self, key: K, when: dt.datetime | float) -> None:
         """Run `key` at `when` (a time, or seconds from now), replacing an earlier
         run-later of it; an immediate `request` in between does not cancel it."""
         if not isinstance(when, dt.datetime):
@@ -96,18 +101,18 @@ class WorkQueue:
         heapq.heappush(self._heap, (when, key))
         self._changed.set()
 
-    def request_within(self, key: str, seconds: float) -> None:
+    def request_within(self, key: K, seconds: float) -> None:
         """Run `key` within `seconds`: a run-later due sooner stands (a refresh at most
         that often, however many changes ask for it)."""
         when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
         if key not in self._due or self._due[key] > when:
             self.request_after(key, when)
 
-    def due_at(self, key: str) -> dt.datetime | None:
+    def due_at(self, key: K) -> dt.datetime | None:
         """When `key`'s run-later is due (None: it has none)."""
         return self._due.get(key)
 
-    def cancel_later(self, key: str) -> None:
+    def cancel_later(self, key: K) -> None:
         """Forget `key`'s run-later (its object is gone)."""
         self._due.pop(key, None)
 
@@ -128,7 +133,7 @@ class WorkQueue:
             metrics.QUEUE_DROPPED.labels(queue=self.name).inc(len(doomed))
         return len(doomed)
 
-    def busy(self, key: str) -> bool:
+    def busy(self, key: K) -> bool:
         """A run of `key` is in progress or waiting for a worker."""
         return key in self._running or key in self._queued
 
@@ -182,7 +187,7 @@ class WorkQueue:
                     self._dirty.discard(key)
                     self.request(key)
 
-    def _gated(self, key: str, verdict: Verdict) -> None:
+    def _gated(self, key: K, verdict: Verdict) -> None:
         """A run the ownership gate refused: shortly again, or never (another's now)."""
         metrics.QUEUE_GATED.labels(queue=self.name, verdict=verdict.value).inc()
         if verdict is Verdict.DEFER:
@@ -191,13 +196,13 @@ class WorkQueue:
             self._due.pop(key, None)
             self._failures.pop(key, None)
 
-    def _failed(self, key: str) -> float:
+    def _failed(self, key: K) -> float:
         """The backoff of `key`'s next retry: doubled by each consecutive failure."""
         failures = self._failures[key] = self._failures.get(key, 0) + 1
         metrics.QUEUE_RETRIES.labels(queue=self.name).inc()
         return float(min(self.BACKOFF_BASE * 2 ** (failures - 1), self.BACKOFF_MAX))
 
-    def failures(self, key: str) -> int:
+    def failures(self, key: K) -> int:
         """Consecutive failed runs of `key` (0: its last run succeeded, or it never ran)."""
         return self._failures.get(key, 0)
 

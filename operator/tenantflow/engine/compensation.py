@@ -33,6 +33,7 @@ from tenantflow.engine.journal import StepKind, StepRecord, StepState
 from tenantflow.engine.outcome import Compensating, Outcome, RollbackFailed, RolledBack
 from tenantflow.engine.state import ROLLBACK_PREFIX, Registered, ReplayState
 from tenantflow.sdk.types import RollbackContext
+from tenantflow.shapes import StepEntry
 
 MARKER = "compensation"  # the marker entry's name (its kind is what identifies it)
 TERMINATED = "Terminated"  # the trigger's name when an operator terminates with rollback
@@ -52,7 +53,7 @@ def owed(journal: list[StepRecord]) -> list[StepRecord]:
     return sorted(done, key=lambda r: r.rollback or 0, reverse=True)
 
 
-def owed_in(steps: list[dict[str, Any]]) -> bool:
+def owed_in(steps: list[StepEntry]) -> bool:
     """Whether a journal (status.steps) has any rollback to run: the operator's question
     before it begins a compensation itself."""
     return any(
@@ -63,11 +64,11 @@ def owed_in(steps: list[dict[str, Any]]) -> bool:
     )
 
 
-def compensating_in(steps: list[dict[str, Any]]) -> bool:
+def compensating_in(steps: list[StepEntry]) -> bool:
     return any(e.get("kind") == StepKind.COMPENSATE for e in steps)
 
 
-def changes(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> tuple[int, int, int]:
+def changes(before: list[StepEntry], after: list[StepEntry]) -> tuple[int, int, int]:
     """Rollbacks (started, succeeded, failed for good) between two journals (metrics)."""
     was = {e.get("name"): e.get("state") for e in before if e.get("kind") == StepKind.ROLLBACK}
     now = [e for e in after if e.get("kind") == StepKind.ROLLBACK]
@@ -78,7 +79,7 @@ def changes(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> tuple[
     return started, succeeded, failed
 
 
-def marker(trigger: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+def marker(trigger: dict[str, Any], now: dt.datetime) -> StepEntry:
     """The marker entry as `status.steps` holds it (the operator appends it when it
     begins a compensation: a termination with rollback, a sandbox that keeps crashing)."""
     return StepRecord(

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from tenantflow import __version__
 from tenantflow.durations import format_time, parse_time
 from tenantflow.errors import TenantflowError
+from tenantflow.shapes import StepEntry
 
 # The format of these entries (status.steps, and what the tenant's history keeps of them),
 # recorded as status.journalVersion when an instance starts. A change an older reader would
@@ -117,7 +119,7 @@ class StepRecord:
         }
         self.failures = [*(self.failures or []), entry][-FAILURES_KEPT:]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> StepEntry:
         """camelCase, None fields left out: the exact `status.steps[]` shape."""
         out: dict[str, Any] = {"name": self.name, "kind": str(self.kind), "state": str(self.state)}
         for attr, key in _PLAIN_FIELDS.items():
@@ -130,10 +132,11 @@ class StepRecord:
                 out[key] = format_time(value)
         if self.state is StepState.COMPLETE and self.output_ref is None:
             out["output"] = self.output
-        return out
+        return cast(StepEntry, out)  # the keys of _PLAIN_FIELDS and _TIME_FIELDS (pinned)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> StepRecord:
+    def from_dict(cls, entry: StepEntry) -> StepRecord:
+        data: Mapping[str, Any] = entry
         rec = cls(name=data["name"], kind=StepKind(data["kind"]), state=StepState(data["state"]))
         for attr, key in _PLAIN_FIELDS.items():
             if key in data:
@@ -145,9 +148,9 @@ class StepRecord:
         return rec
 
 
-def load(entries: list[dict[str, Any]]) -> list[StepRecord]:
+def load(entries: list[StepEntry]) -> list[StepRecord]:
     return [StepRecord.from_dict(e) for e in entries]
 
 
-def dump(records: list[StepRecord]) -> list[dict[str, Any]]:
+def dump(records: list[StepRecord]) -> list[StepEntry]:
     return [r.to_dict() for r in records]

@@ -131,7 +131,7 @@ def load_main(main: str, entrypoint: str = DEFAULT_ENTRYPOINT) -> WorkflowFn:
     return check(fn, entrypoint)
 
 
-def load(source: str, entrypoint: str = "run", label: str = "workflow") -> WorkflowFn:
+def load(source: str, entrypoint: str = DEFAULT_ENTRYPOINT, label: str = "workflow") -> WorkflowFn:
     """One module's source, loaded as the module `workflow` (tests and the local harness)."""
     with workflow_modules({f"{SINGLE_MODULE}.py": source}, label):
         return load_main(SINGLE_MODULE, entrypoint)

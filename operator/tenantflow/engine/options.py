@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from tenantflow.durations import DurationError, parse_duration
 from tenantflow.engine.errors import StepOptionsError
+from tenantflow.vocabulary import Limits
 
 Backoff = Literal["constant", "linear", "exponential"]
 _BACKOFFS = ("constant", "linear", "exponential")
@@ -105,8 +106,8 @@ class StepDefaults:
 class EngineLimits:
     """Per-tenant bounds (Tenant.spec.limits) plus the engine's own batching knobs."""
 
-    max_steps: int = 1000
-    max_step_timeout: float = 900.0
+    max_steps: int = Limits.MAX_STEPS_PER_INSTANCE
+    max_step_timeout: float = float(Limits.MAX_STEP_TIMEOUT_SECONDS)
     inline_output_bytes: int = 16 * 1024
     max_output_bytes: int = 8 * 1024 * 1024  # any single output, even offloaded
     max_wait_seconds: float = 365 * 86400.0

@@ -25,7 +25,7 @@ from tenantflow.vocabulary import Phase
 
 # Sync step callables run here so a per-attempt timeout can fire while they work. A callable
 # that ignores its timeout keeps its thread until its advance ends: each advance is its own
-# process (sandbox.worker), killed at its deadline.
+# process (sandbox.pod.worker), killed at its deadline.
 _SYNC_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="tenantflow-step")
 
 

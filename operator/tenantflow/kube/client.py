@@ -35,7 +35,7 @@ log = get_logger("tenantflow.kube")
 
 class KubeApi(Protocol):
     """The API surface the controllers use: what `Kube` talks to the API server with, and
-    what `tenantflow.testing.fake_kube.FakeKube` keeps in memory for unit tests."""
+    what `tenantflow_dev.fake_kube.FakeKube` keeps in memory for unit tests."""
 
     async def get(
         self, api_version: str, kind: str, name: str, namespace: str | None = None

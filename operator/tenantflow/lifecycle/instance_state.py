@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from tenantflow import conditions
@@ -35,6 +36,7 @@ from tenantflow.engine.outcome import (
     Waiting,
 )
 from tenantflow.engine.state import InboxEvent
+from tenantflow.shapes import InstanceStatus, StepEntry
 from tenantflow.vocabulary import ConditionType, Phase
 
 MAX_STATUS_BYTES = 1_000_000  # etcd's limit is 1.5 MiB for the whole object
@@ -55,10 +57,11 @@ def inbox(
     ], stamps
 
 
-def pinned(status: dict[str, Any], *extra: str) -> dict[str, Any]:
+def pinned(status: InstanceStatus, *extra: str) -> dict[str, Any]:
     """The fields that pin an instance's run (kept across every status write)."""
     keys = ("revision", "startedAt", "journalVersion", *extra)
-    return {k: status[k] for k in keys if k in status}
+    held: Mapping[str, Any] = status
+    return {k: held[k] for k in keys if k in held}
 
 
 def started(revision: int, now: dt.datetime) -> dict[str, Any]:
@@ -70,7 +73,7 @@ def started(revision: int, now: dt.datetime) -> dict[str, Any]:
     }
 
 
-def journal_refusal(status: dict[str, Any]) -> str | None:
+def journal_refusal(status: InstanceStatus) -> str | None:
     """Why this operator must not touch the instance's journal (written in a format newer
     than it reads, by a later release it was rolled back from), or None."""
     try:
@@ -154,7 +157,7 @@ def offloaded_count(status: dict[str, Any]) -> int:
 
 
 def needs_advance(
-    status: dict[str, Any],
+    status: InstanceStatus,
     events: list[dict[str, Any]],
     now: dt.datetime,
     *,
@@ -177,7 +180,7 @@ def needs_advance(
 
 
 def begin_compensation(
-    status: dict[str, Any], trigger: dict[str, Any], now: dt.datetime
+    status: InstanceStatus, trigger: dict[str, Any], now: dt.datetime
 ) -> dict[str, Any] | None:
     """The status update that begins a compensation the operator decides on (a termination
     with rollback, a sandbox that keeps crashing): the journal's marker, phase
@@ -201,7 +204,7 @@ def termination(by: str) -> dict[str, Any]:
     return {"name": TERMINATED, "message": f"terminated with rollback by {by}"}
 
 
-def awaited_steps(steps: list[dict[str, Any]]) -> list[str]:
+def awaited_steps(steps: list[StepEntry]) -> list[str]:
     """The steps of a journal whose child is awaited (`step.child` not finished yet)."""
     return [
         str(e.get("name"))
@@ -210,7 +213,7 @@ def awaited_steps(steps: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def lends_slot(status: dict[str, Any]) -> bool:
+def lends_slot(status: InstanceStatus) -> bool:
     """A Waiting instance that awaits children lends its concurrency slot to them (a
     parent holding the tenant's last slot would otherwise wait forever on a child queued
     behind it); it takes a slot again, in creation order, when it has to run."""
@@ -227,7 +230,7 @@ MAX_LOST_BYTES = MAX_LOST_RECORDS * (MAX_LOST_NAME + MAX_LOST_REASON + MAX_LOST_
 
 def charge_lost_attempts(
     recorded: dict[str, Any],
-    journal: list[dict[str, Any]],
+    journal: list[StepEntry],
     lost: dict[str, int],
     cause: dict[str, str],
 ) -> dict[str, Any]:
@@ -262,7 +265,7 @@ def charge_lost_attempts(
 
 
 def unapplied_lost_attempts(
-    recorded: dict[str, Any], journal: list[dict[str, Any]]
+    recorded: dict[str, Any], journal: list[StepEntry]
 ) -> dict[str, Any] | None:
     """What of `status.lostAttempts` the journal does not hold yet, after an advance, as a
     merge patch (None: nothing is left, which deletes the field; a record the journal

@@ -22,9 +22,9 @@ from typing import Any
 
 from tenantflow.durations import format_time
 from tenantflow.engine.journal import StepKind
-from tenantflow.vocabulary import GROUP, Phase
+from tenantflow.shapes import InstanceStatus, StepEntry
+from tenantflow.vocabulary import RESET_ANNOTATION, Phase
 
-RESET_ANNOTATION = f"{GROUP}/reset"
 MAX_RESETS_KEPT = 20  # status.resets keeps the newest ones
 MAX_REASON = 512
 
@@ -92,12 +92,12 @@ class Reset:
     event: tuple[str, str, str]
 
 
-def applied(status: dict[str, Any], request: ResetRequest) -> bool:
+def applied(status: InstanceStatus, request: ResetRequest) -> bool:
     return any(r.get("id") == request.id for r in status.get("resets") or [])
 
 
 def reset(
-    status: dict[str, Any], request: ResetRequest, *, terminating: bool, now: dt.datetime
+    status: InstanceStatus, request: ResetRequest, *, terminating: bool, now: dt.datetime
 ) -> Reset:
     """Cut the journal before the requested step (or the failed one) and run again; a
     request that cannot be applied is recorded as refused, with why, and changes nothing
@@ -175,7 +175,7 @@ def reset(
     return Reset(update, ("Normal", "Reset", message))
 
 
-def _resume_rollbacks(status: dict[str, Any], request: ResetRequest, now: dt.datetime) -> Reset:
+def _resume_rollbacks(status: InstanceStatus, request: ResetRequest, now: dt.datetime) -> Reset:
     """`tenantflow retry` of a RollbackFailed instance: the rollback that failed is taken
     out of the journal (it runs again, from its first attempt) and the compensation goes
     on from there (phase Compensating); every completed rollback stays done."""
@@ -217,13 +217,15 @@ def _resume_rollbacks(status: dict[str, Any], request: ResetRequest, now: dt.dat
     return Reset(update, ("Normal", "Reset", message))
 
 
-def _reopened(entry: dict[str, Any]) -> dict[str, Any]:
+def _reopened(entry: StepEntry) -> StepEntry:
     """The compensation's marker, under way again."""
-    out = {k: v for k, v in entry.items() if k not in ("finishedAt", "output")}
+    out = StepEntry(**entry)
+    out.pop("finishedAt", None)
+    out.pop("output", None)
     return out | {"state": "Running"}
 
 
-def epoch(status: dict[str, Any]) -> int:
+def epoch(status: InstanceStatus) -> int:
     """How many resets were applied: a new epoch for the sandbox's store of completed
     steps' results (a step that runs again after a reset is not recalled) and for child
     names (its children start anew). Each applied record carries its epoch, so the count
@@ -232,5 +234,5 @@ def epoch(status: dict[str, Any]) -> int:
     return max([len(applied), *(int(r.get("epoch") or 0) for r in applied)])
 
 
-def _name(steps: list[dict[str, Any]], index: int) -> str | None:
+def _name(steps: list[StepEntry], index: int) -> str | None:
     return str(steps[index].get("name")) if index < len(steps) else None

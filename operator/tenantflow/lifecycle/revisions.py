@@ -8,12 +8,16 @@ from typing import Any
 
 from tenantflow.lifecycle.source import Code
 from tenantflow.tenancy.manifests import MANAGED_BY
-from tenantflow.vocabulary import DEFAULT_ENTRYPOINT, DEFINITION_LABEL, REVISION_LABEL
+from tenantflow.vocabulary import (
+    DEFAULT_ENTRYPOINT,
+    DEFINITION_LABEL,
+    REVISION_LABEL,
+    ROLLBACK_ANNOTATION,
+    SHA_ANNOTATION,
+)
 
-SHA_ANNOTATION = "tenantflow.dev/sha256"
 # where `tenantflow rollback` records its choice: an annotation, not spec.pinnedRevision, so
 # a GitOps tool that owns the spec neither shows drift nor undoes it on its next sync
-ROLLBACK_ANNOTATION = "tenantflow.dev/rollback-to"
 
 
 def rolled_back_to(definition: dict[str, Any]) -> int | None:

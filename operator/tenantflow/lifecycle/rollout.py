@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tenantflow.durations import format_time, parse_time
-from tenantflow.vocabulary import Phase, RolloutDefaults, RolloutPhase
+from tenantflow.vocabulary import ROLLOUT_COMMAND_ANNOTATION, Phase, RolloutDefaults, RolloutPhase
 
-COMMAND_ANNOTATION = "tenantflow.dev/rollout-command"
 PROMOTE, PROMOTE_FULL, ABORT = "promote", "promote-full", "abort"
 ACTIONS = (PROMOTE, PROMOTE_FULL, ABORT)
 HOLDING = frozenset({RolloutPhase.PROGRESSING, RolloutPhase.PAUSED})  # not yet decided
@@ -95,7 +94,7 @@ class Command:
     def parse(cls, annotations: dict[str, str] | None) -> Command | None:
         """The annotation's command; None when absent. A value the CLI would not write
         raises ValueError saying so (the caller reports it, nothing is applied)."""
-        raw = (annotations or {}).get(COMMAND_ANNOTATION)
+        raw = (annotations or {}).get(ROLLOUT_COMMAND_ANNOTATION)
         if raw is None:
             return None
         try:
@@ -103,13 +102,13 @@ class Command:
             action, revision, ident = value["action"], value["revision"], value["id"]
         except (ValueError, TypeError, KeyError):
             raise ValueError(
-                f"annotation {COMMAND_ANNOTATION} must be JSON with action, revision and id "
-                "(use `tenantflow rollout promote|abort`)"
+                f"annotation {ROLLOUT_COMMAND_ANNOTATION} must be JSON with action, revision and "
+                "id (use `tenantflow rollout promote|abort`)"
             ) from None
         if action not in ACTIONS or not isinstance(revision, int) or not isinstance(ident, str):
             raise ValueError(
-                f"annotation {COMMAND_ANNOTATION}: action must be one of {', '.join(ACTIONS)}, "
-                "revision a number, id a string"
+                f"annotation {ROLLOUT_COMMAND_ANNOTATION}: action must be one of "
+                f"{', '.join(ACTIONS)}, revision a number, id a string"
             )
         return cls(action, revision, ident)
 

@@ -62,6 +62,12 @@ SHARDS_HELD = Gauge(
 SHARD_HANDOVERS = Counter(
     "tenantflow_shard_handovers_total", "Shards gained or lost by this replica.", ["change"]
 )
+LEASE_LATE = Counter(
+    "tenantflow_member_lease_late_total",
+    "Renewals of this replica's member Lease sent after it had run out on its own clock "
+    "(it stopped acting meanwhile; work that came in was deferred): a starved event loop "
+    "or a slow API server.",
+)
 FENCED_WRITES = Counter(
     "tenantflow_fenced_writes_total",
     "Status writes not sent because this replica's shard lease could have run out.",

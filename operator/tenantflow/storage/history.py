@@ -13,7 +13,7 @@ wrote. Tenant code never opens this file, so nothing here is tenant-forged after
 - **Logs.** One row per line in arrival order (`seq`), capped per instance with one
   visible truncation marker, never silently.
 - **Journal.** The oldest finished entries of a live instance's journal, which its status
-  no longer holds (sandbox/journal_window.py): by position, replaced in place if written
+  no longer holds (sandbox/pod/journal_window.py): by position, replaced in place if written
   again (a repeated advance writes the same entries), merged back into its archive record.
   Never pruned by age: a live instance may sleep for longer than any retention (the
   entries of one deleted without being archived stay, within the store's size cap).
@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from tenantflow.errors import TenantflowError
+from tenantflow.vocabulary import INSTANCES_PAGE
 
 FILE = "history.sqlite3"
 MAX_LINES_PER_INSTANCE = 1_000_000  # then one marker, and the rest of its lines are dropped
@@ -234,7 +235,7 @@ class History:
         definition: str | None = None,
         attributes: dict[str, str] | None = None,
         before: tuple[str, str] | None = None,
-        limit: int = 50,
+        limit: int = INSTANCES_PAGE,
     ) -> tuple[list[Archived], tuple[str, str] | None]:
         """Archived instances, newest first, filtered; and where the next page starts
         (`before`: the (finishedAt, uid) of the last row of the previous page)."""

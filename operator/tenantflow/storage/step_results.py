@@ -12,7 +12,7 @@ The table is in the tenant's own database, which tenant code can write: any inst
 the tenant could plant a row for another's run. So a row is only the bytes; what makes it
 a result is the runner's word. As a step completes, the child tells the runner the
 result's digest (`vouch`), and the runner, outside tenant code's reach, keeps it under
-the run the operator named in its signed request (`sandbox.vouch`); the next advance of
+the run the operator named in its signed request (`sandbox.protocol.vouch`); the next advance of
 that run is handed those digests (`vouched`). A row is recalled only if its bytes hash to
 the digest vouched for its step; any other row of the run is *rejected*: ignored (the step
 runs), deleted, and listed in `rejected` for the sandbox to report.

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from tenantflow.supervisor.token_bucket import TokenBucket
-from tenantflow.vocabulary import ACTIVE, FINISHED, Limits
+from tenantflow.vocabulary import ACTIVE, FINISHED, Limits, ObjectKey
 
 DEFAULT_STARTS_PER_SECOND = float(Limits.MAX_INSTANCE_STARTS_PER_SECOND)
 DELETED = "Deleted"  # pseudo-phase: the instance object is gone
@@ -29,9 +29,11 @@ class Decision:
 class _Tenant:
     max_concurrent: int
     starts: TokenBucket
-    active: set[str] = field(default_factory=set)
-    queue: list[tuple[str, str]] = field(default_factory=list)  # sorted (created, key)
-    queued: dict[str, str] = field(default_factory=dict)  # key -> created, for O(log n) lookups
+    active: set[ObjectKey] = field(default_factory=set)
+    queue: list[tuple[str, ObjectKey]] = field(default_factory=list)  # sorted (created, key)
+    queued: dict[ObjectKey, str] = field(
+        default_factory=dict
+    )  # key -> created, for O(log n) lookups
 
 
 class Admission:
@@ -53,14 +55,14 @@ class Admission:
             t.starts.reconfigure(rate, 2 * rate)
         return t
 
-    def enqueue(self, tenant: str, key: str, created: str) -> None:
+    def enqueue(self, tenant: str, key: ObjectKey, created: str) -> None:
         """Put an instance that has not started in its tenant's FIFO (restart rebuild)."""
         t = self._tenant(tenant)
         if key not in t.active and key not in t.queued:
             t.queued[key] = created
             bisect.insort(t.queue, (created, key))
 
-    def observe(self, tenant: str, key: str, phase: str | None) -> list[str]:
+    def observe(self, tenant: str, key: ObjectKey, phase: str | None) -> list[ObjectKey]:
         """Record an instance's phase (None/Queued: not started, no change; DELETED: gone;
         LENT: started, its slot lent); returns queued keys that may now try to start."""
         t = self._tenant(tenant)
@@ -79,7 +81,7 @@ class Admission:
     def try_start(
         self,
         tenant: str,
-        key: str,
+        key: ObjectKey,
         created: str,
         *,
         max_concurrent: int,
@@ -101,11 +103,11 @@ class Admission:
         self._dequeue(t, key)
         return Decision("start")
 
-    def is_active(self, tenant: str, key: str) -> bool:
+    def is_active(self, tenant: str, key: ObjectKey) -> bool:
         t = self._tenants.get(tenant)
         return t is not None and key in t.active
 
-    def queued(self, tenant: str) -> list[str]:
+    def queued(self, tenant: str) -> list[ObjectKey]:
         t = self._tenants.get(tenant)
         return [k for _, k in t.queue] if t else []
 
@@ -118,7 +120,7 @@ class Admission:
         return len(t.active) if t else 0
 
     @staticmethod
-    def _dequeue(t: _Tenant, key: str) -> None:
+    def _dequeue(t: _Tenant, key: ObjectKey) -> None:
         created = t.queued.pop(key, None)
         if created is not None:
             del t.queue[bisect.bisect_left(t.queue, (created, key))]

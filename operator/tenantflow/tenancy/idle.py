@@ -22,6 +22,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from tenantflow.vocabulary import ObjectKey
+
 DEFAULT_COLD_START = 10.0  # seconds assumed until one was measured
 WARM_MARGIN = 5.0  # seconds more than the measured cold start a wake-up is warmed ahead
 COLD_STARTS_KEPT = 5  # the lead is the slowest of the last few starts (cautious)
@@ -96,7 +98,7 @@ class _Tenant:
     last_used: dt.datetime | None = None
     state: State = State.AWAKE
     waking_since: dt.datetime | None = None
-    waiters: set[str] = field(default_factory=set)
+    waiters: set[ObjectKey] = field(default_factory=set)
     cold_starts: deque[float] = field(default_factory=lambda: deque(maxlen=COLD_STARTS_KEPT))
 
 
@@ -105,7 +107,7 @@ class Woken:
     """A sandbox seen ready after a start from zero."""
 
     cold_start: float  # seconds from the start to ready
-    waiters: tuple[str, ...]  # instances that waited for it: drive them now
+    waiters: tuple[ObjectKey, ...]  # instances that waited for it: drive them now
 
 
 @dataclass
@@ -132,7 +134,7 @@ class SandboxDemand:
         found = self.tenants.get(tenant)
         return found is None or found.state is State.AWAKE
 
-    def wait(self, tenant: str, key: str) -> None:
+    def wait(self, tenant: str, key: ObjectKey) -> None:
         """`key` waits for the tenant's sandbox to start (driven again once it is ready)."""
         self._of(tenant).waiters.add(key)
 

@@ -12,10 +12,16 @@ from tenantflow.quantity import parse_quantity
 from tenantflow.tenancy import egress, sharding, status
 from tenantflow.tenancy.pods import container_security, pod_security
 from tenantflow.tenancy.sharding import shard_of
-from tenantflow.vocabulary import GROUP, HISTORY_PROXY, SHARD_LABEL, TENANT, namespace_of
+from tenantflow.vocabulary import (
+    GROUP,
+    HISTORY_PROXY,
+    SHARD_LABEL,
+    TENANT,
+    TENANT_LABEL,
+    namespace_of,
+)
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "tenantflow"}
-TENANT_LABEL = "tenantflow.dev/tenant"
 SANDBOX = "sandbox"
 SANDBOX_PORT = 8080
 HISTORY_PORT = 8081  # the history, read-only: the API server's service proxy, for people
@@ -456,7 +462,7 @@ def sandbox_statefulset(
         "runner",
         RUNNER_UID,
         [
-            *("-m", "tenantflow.sandbox.runner", "--tenant", name, "--port", str(SANDBOX_PORT)),
+            *("-m", "tenantflow.sandbox.pod.runner", "--tenant", name, "--port", str(SANDBOX_PORT)),
             *("--zygote-socket", ZYGOTE_SOCKET, "--key-file", "/etc/tenantflow/key/key"),
             *(
                 ("--isolation-canary", settings.isolation_canary)
@@ -491,7 +497,7 @@ def sandbox_statefulset(
         "worker",
         WORKER_UID,
         [
-            *("-m", "tenantflow.sandbox.zygote", "--tenant", name, "--data", "/data"),
+            *("-m", "tenantflow.sandbox.pod.zygote", "--tenant", name, "--data", "/data"),
             *("--listen", ZYGOTE_SOCKET, "--runner-uid", str(RUNNER_UID)),
             *(("--secrets", SECRETS_DIR) if box.secrets else ()),
         ],

@@ -46,6 +46,7 @@ from tenantflow.engine.secrets import SecretNotFound
 from tenantflow.engine.state import InboxEvent
 from tenantflow.lifecycle import source as code_check
 from tenantflow.lifecycle.attributes import labels_for
+from tenantflow.shapes import StepEntry
 from tenantflow.storage.database import TenantDatabase
 
 ScheduledEvent = tuple[float, str, Any]  # (seconds after start, type, payload)
@@ -202,7 +203,7 @@ class TestResult:
     phase: str
     output: Any = None
     error: dict[str, Any] | None = None
-    steps: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[StepEntry] = field(default_factory=list)
     waiting_for: dict[str, Any] | None = None
     logs: list[dict[str, Any]] = field(default_factory=list)
     advances: int = 0
@@ -213,7 +214,7 @@ class TestResult:
     # WorkflowSource that declares them), then as its code set them (step.set_attributes)
     attributes: dict[str, str] = field(default_factory=dict)
 
-    def step(self, name: str) -> dict[str, Any]:
+    def step(self, name: str) -> StepEntry:
         return next(s for s in self.steps if s["name"] == name)
 
 

@@ -34,14 +34,14 @@ from tenantflow.vocabulary import (
     DEFINITION,
     FINISHED,
     INSTANCE,
-    NAMESPACE_PREFIX,
+    INSTANCES_PAGE,
     TENANT,
     WORKFLOW_REF_FIELD,
+    tenant_owning,
 )
 
 log = get_logger("tenantflow.ui")
 STATIC = Path(__file__).parent / "static"
-PAGE = 50  # instances per page
 MAX_PAGE = 500
 WATCH_SECONDS = 240  # a live view's watch, renewed by the browser
 MAX_COUNTED = 5000  # instances of a definition counted per revision, at most
@@ -193,7 +193,7 @@ async def _instances(request: web.Request, kube: Kube) -> Any:
     """One page of instances: of a namespace, or of every tenant this user may see (one
     cluster-wide list when allowed, else the first page of each visible namespace)."""
     q = request.query
-    limit = min(int(q.get("limit", PAGE)), MAX_PAGE)
+    limit = min(int(q.get("limit", INSTANCES_PAGE)), MAX_PAGE)
     fields, ns = _selectors(request), q.get("namespace") or None
     if ns is not None:
         page = await _page(kube, ns, fields, limit, q.get("continue", ""))
@@ -354,7 +354,7 @@ async def _diff(request: web.Request, kube: Kube) -> Any:
 # ---------------------------------------------------------------------- actions
 async def _act(request: web.Request, kube: Kube) -> Any:
     ns, name, action = (request.match_info[k] for k in ("ns", "name", "action"))
-    if not ns.startswith(NAMESPACE_PREFIX):
+    if tenant_owning(ns) is None:
         raise TenantflowError(f"{ns} is not a tenant namespace")
     if action == "event":
         body = await request.json()

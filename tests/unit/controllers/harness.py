@@ -14,11 +14,11 @@ from tenantflow.controllers.persist import Persist
 from tenantflow.controllers.revision_cache import RevisionCache
 from tenantflow.controllers.sandboxes import Sandboxes
 from tenantflow.kube.events import EventRecorder
-from tenantflow.sandbox import history_api, worker
-from tenantflow.sandbox.transport import HttpTransport, SandboxUnavailable
+from tenantflow.sandbox.client.transport import HttpTransport, SandboxUnavailable
+from tenantflow.sandbox.pod import history_api, worker
 from tenantflow.storage.history import History
-from tenantflow.testing.fake_kube import FakeKube
 from tenantflow.vocabulary import API_VERSION, DEFINITION, INSTANCE, TENANT
+from tenantflow_dev.fake_kube import FakeKube
 
 NS = "tenant-acme"
 

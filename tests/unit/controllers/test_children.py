@@ -10,7 +10,6 @@ from typing import Any
 
 from tenantflow.controllers.instances.children import (
     CHILD_RESYNC,
-    PARENT_UID_LABEL,
     RESYNC_FIRST,
     START_RETRY,
 )
@@ -18,8 +17,8 @@ from tenantflow.controllers.ownership import Verdict
 from tenantflow.engine.children import child_name
 from tenantflow.kube.client import ApiException
 from tenantflow.observability import metrics
-from tenantflow.testing.fake_kube import FakeKube
-from tenantflow.vocabulary import API_VERSION, INSTANCE, Phase
+from tenantflow.vocabulary import API_VERSION, INSTANCE, PARENT_UID_LABEL, Phase
+from tenantflow_dev.fake_kube import FakeKube
 from tests.unit.controllers.harness import NS, Harness
 
 PIPELINE = """

@@ -22,8 +22,8 @@ import pytest
 
 from tenantflow.controllers.ownership import Verdict
 from tenantflow.kube.client import ApiException
-from tenantflow.testing.fake_kube import FakeKube
 from tenantflow.vocabulary import API_VERSION, FINISHED, INSTANCE, Phase
+from tenantflow_dev.fake_kube import FakeKube
 from tests.unit.controllers.harness import NS, Harness
 
 PARENT = """

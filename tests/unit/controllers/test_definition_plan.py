@@ -13,8 +13,8 @@ from tenantflow.controllers import definition
 from tenantflow.controllers.persist import Persist
 from tenantflow.kube.events import EventRecorder
 from tenantflow.lifecycle import source
-from tenantflow.testing.fake_kube import FakeKube
 from tenantflow.vocabulary import API_VERSION, DEFINITION, INSTANCE
+from tenantflow_dev.fake_kube import FakeKube
 
 pytestmark = pytest.mark.unit
 NS = "tenant-acme"

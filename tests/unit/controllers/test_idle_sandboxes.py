@@ -17,11 +17,11 @@ from tenantflow.controllers.sandboxes import Sandboxes
 from tenantflow.controllers.tenant import Idle, reconcile
 from tenantflow.durations import format_time, parse_time
 from tenantflow.kube.events import EventRecorder
-from tenantflow.sandbox.transport import SandboxUnavailable
+from tenantflow.sandbox.client.transport import SandboxUnavailable
 from tenantflow.tenancy import egress, idle, manifests
 from tenantflow.tenancy.idle import WAITING_FOR_SANDBOX, SandboxDemand, State
-from tenantflow.testing.fake_kube import FakeKube
 from tenantflow.vocabulary import API_VERSION, SCHEDULE, TENANT, Phase
+from tenantflow_dev.fake_kube import FakeKube
 from tests.unit.controllers.harness import NS, Harness
 
 pytestmark = pytest.mark.unit

@@ -17,9 +17,15 @@ from tenantflow.controllers.instances.view import InstanceView
 from tenantflow.controllers.persist import Persist
 from tenantflow.kube import instances
 from tenantflow.kube.events import EventRecorder
-from tenantflow.lifecycle.revisions import ROLLBACK_ANNOTATION
-from tenantflow.sandbox.transport import SandboxUnavailable
-from tenantflow.vocabulary import API_VERSION, ARCHIVE_NOW_ANNOTATION, INSTANCE, TENANT, Phase
+from tenantflow.sandbox.client.transport import SandboxUnavailable
+from tenantflow.vocabulary import (
+    API_VERSION,
+    ARCHIVE_NOW_ANNOTATION,
+    INSTANCE,
+    ROLLBACK_ANNOTATION,
+    TENANT,
+    Phase,
+)
 from tests.unit.controllers.harness import NS, Harness
 
 COUNTED = """

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tenantflow.lifecycle.instance_state import MAX_LOST_BYTES, MAX_LOST_RECORDS
-from tenantflow.sandbox.transport import SandboxUnavailable, refusal
+from tenantflow.sandbox.client.transport import SandboxUnavailable, refusal
 from tenantflow.vocabulary import Phase
 from tests.unit.controllers.harness import Harness
 

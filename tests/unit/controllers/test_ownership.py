@@ -21,9 +21,10 @@ import pytest
 from tenantflow.controllers.instances import InstanceSettings
 from tenantflow.controllers.shards import ShardSettings
 from tenantflow.controllers.wiring import Operator
+from tenantflow.observability import metrics
 from tenantflow.tenancy.manifests import OperatorSettings
-from tenantflow.testing.fake_kube import FakeKube
 from tenantflow.vocabulary import API_VERSION, DEFINITION, SCHEDULE, TENANT
+from tenantflow_dev.fake_kube import FakeKube
 
 pytestmark = pytest.mark.unit
 SHARDS = 4
@@ -201,7 +202,9 @@ async def test_an_event_that_comes_while_the_lease_is_late_is_run_once_it_is_ren
     a.namespaced_event(a.schedules, "ADDED", NS, "nightly")
     await settle(a)
     assert a.tenants.queue.due_at("acme") is not None, "deferred until the lease is renewed"
-    await a.shards.tick()  # renewed in time: acting() never changed, nothing is adopted
+    late = metrics.LEASE_LATE._value.get()
+    await a.shards.tick()  # renewed now: acting() never changed, nothing is adopted
+    assert metrics.LEASE_LATE._value.get() == late + 1, "the late renewal is counted"
     assert not a.tasks, "no adoption: the deferred events alone must bring the work"
     later = [asyncio.create_task(q.run_later_loop()) for q in a._queues()]
     await asyncio.sleep(0.2)

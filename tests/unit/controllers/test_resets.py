@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tenantflow.lifecycle.reset import RESET_ANNOTATION, ResetRequest
-from tenantflow.vocabulary import API_VERSION, INSTANCE, Phase
+from tenantflow.lifecycle.reset import ResetRequest
+from tenantflow.vocabulary import API_VERSION, INSTANCE, RESET_ANNOTATION, Phase
 from tests.unit.controllers.harness import NS, Harness
 
 FLOW = """

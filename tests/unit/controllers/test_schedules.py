@@ -13,7 +13,6 @@ from tenantflow.controllers.ownership import Verdict
 from tenantflow.controllers.schedules import ScheduleController
 from tenantflow.durations import parse_time
 from tenantflow.owners import controller_ref
-from tenantflow.testing.fake_kube import FakeKube
 from tenantflow.vocabulary import (
     API_VERSION,
     ARCHIVE_NOW_ANNOTATION,
@@ -22,6 +21,7 @@ from tenantflow.vocabulary import (
     SCHEDULE_LABEL,
     SCHEDULED_AT_ANNOTATION,
 )
+from tenantflow_dev.fake_kube import FakeKube
 
 NS = "tenant-acme"
 KEY = f"{NS}/nightly"

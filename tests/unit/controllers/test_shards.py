@@ -11,7 +11,7 @@ import pytest
 
 from tenantflow.controllers.shards import Shards, ShardSettings
 from tenantflow.tenancy.sharding import owner, shard_of
-from tenantflow.testing.fake_kube import FakeKube
+from tenantflow_dev.fake_kube import FakeKube
 
 pytestmark = pytest.mark.unit
 SHARDS = 8

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any, cast
 
 from tenantflow.controllers.tenant import USAGE_INTERVAL, TenantController
-from tenantflow.sandbox.transport import HttpTransport
+from tenantflow.sandbox.client.transport import HttpTransport
 from tenantflow.supervisor.usage import STORAGE_BYTES
 from tenantflow.tenancy.manifests import OperatorSettings
-from tenantflow.testing.fake_kube import FakeKube
 from tenantflow.vocabulary import API_VERSION, INSTANCE, TENANT, Phase
+from tenantflow_dev.fake_kube import FakeKube
 from tests.unit.controllers.harness import NS, Harness, InProcessSandbox
 
 STORE_BYTES = 53_248

@@ -25,8 +25,9 @@ from tenantflow.lifecycle.source import Code
 from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
 from tenantflow.quantity import parse_quantity
-from tenantflow.sandbox.payload import advance_payload
-from tenantflow.sandbox.transport import HttpTransport, SandboxUnavailable, rejected_records
+from tenantflow.sandbox.client.transport import HttpTransport, SandboxUnavailable, rejected_records
+from tenantflow.sandbox.protocol.payload import advance_payload
+from tenantflow.shapes import StepEntry
 from tenantflow.supervisor.fair_queue import FairDispatcher
 from tenantflow.supervisor.token_bucket import TokenBucket, tuned
 from tenantflow.supervisor.usage import STORAGE_BYTES
@@ -163,7 +164,7 @@ def _payload(
         instance_id=d.view.name,
         instance_uid=d.view.uid,
         params=d.view.params,
-        started_at=st["startedAt"],
+        started_at=st.get("startedAt") or "",  # (set by the start, before any advance)
         epoch=reset.epoch(st),
         journal=st.get("steps") or [],
         offloaded=st.get("offloadedSteps"),
@@ -237,7 +238,7 @@ def _observe_steps(tenant: str, result: dict[str, Any]) -> None:
             metrics.STEP_DURATION.labels(tenant=tenant).observe(seconds.total_seconds())
 
 
-def _observe_rollbacks(tenant: str, before: list[dict[str, Any]], result: dict[str, Any]) -> None:
+def _observe_rollbacks(tenant: str, before: list[StepEntry], result: dict[str, Any]) -> None:
     """Rollbacks started, succeeded and failed (out of retries) in one advance."""
     started, succeeded, failed = compensation.changes(before, result.get("journal") or [])
     if started:

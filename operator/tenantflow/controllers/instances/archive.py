@@ -17,7 +17,7 @@ from tenantflow.controllers.instances.drive import Drive
 from tenantflow.controllers.instances.failures import SANDBOX_WAIT_RECHECK
 from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
-from tenantflow.sandbox.transport import Endpoint, SandboxUnavailable
+from tenantflow.sandbox.client.transport import Endpoint, SandboxUnavailable
 from tenantflow.tenancy.idle import WAITING_FOR_SANDBOX
 from tenantflow.vocabulary import GROUP, ConditionType
 

@@ -12,20 +12,22 @@ from dataclasses import dataclass, field
 from tenantflow.observability import metrics
 from tenantflow.supervisor.admission import DELETED, LENT, Admission
 from tenantflow.supervisor.usage import UsageTracker
-from tenantflow.vocabulary import Phase
+from tenantflow.vocabulary import ObjectKey, Phase
 
 
 @dataclass
 class PhaseBook:
     admission: Admission
-    wake: Callable[[str], None]  # an instance that may start now
+    wake: Callable[[ObjectKey], None]  # an instance that may start now
     usage_changed: Callable[[str], None]  # a tenant whose usage counts moved
     usage: UsageTracker = field(default_factory=UsageTracker)
-    phases: dict[str, tuple[str, str]] = field(default_factory=dict)  # key: (tenant, phase)
+    phases: dict[ObjectKey, tuple[str, str]] = field(default_factory=dict)  # key: (tenant, phase)
     # tenant -> {key: nextWakeAt} of its Waiting instances
-    wakes: dict[str, dict[str, dt.datetime]] = field(default_factory=dict)
+    wakes: dict[str, dict[ObjectKey, dt.datetime]] = field(default_factory=dict)
 
-    def track(self, key: str, tenant: str | None, phase: str | None, lent: bool = False) -> None:
+    def track(
+        self, key: ObjectKey, tenant: str | None, phase: str | None, lent: bool = False
+    ) -> None:
         """`key` observed in `phase` (None and None: it is gone); `lent`: its concurrency
         slot is lent to the children it awaits."""
         old = self.phases.pop(key, None)
@@ -47,7 +49,7 @@ class PhaseBook:
         if (old[1] if old else None) != phase:
             self.usage_changed(owner)
 
-    def wakes_at(self, key: str, tenant: str | None, when: dt.datetime | None) -> None:
+    def wakes_at(self, key: ObjectKey, tenant: str | None, when: dt.datetime | None) -> None:
         """`key` (Waiting) runs again at `when` (None: no timer)."""
         if tenant is None:
             return
@@ -56,7 +58,7 @@ class PhaseBook:
         else:
             self.wakes.setdefault(tenant, {})[key] = when
 
-    def _unwake(self, tenant: str, key: str) -> None:
+    def _unwake(self, tenant: str, key: ObjectKey) -> None:
         found = self.wakes.get(tenant)
         if found is not None:
             found.pop(key, None)
@@ -68,7 +70,7 @@ class PhaseBook:
         kept = [w for w in (self.wakes.get(tenant) or {}).values() if w >= not_before]
         return min(kept) if kept else None
 
-    def phase_of(self, key: str) -> str | None:
+    def phase_of(self, key: ObjectKey) -> str | None:
         """`key`'s phase as last observed (None: not tracked)."""
         seen = self.phases.get(key)
         return seen[1] if seen else None

@@ -39,12 +39,20 @@ from tenantflow.lifecycle import reset
 from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
 from tenantflow.owners import controlled_by, controller_ref
-from tenantflow.vocabulary import ACTIVE, API_VERSION, FINISHED, GROUP, INSTANCE
+from tenantflow.shapes import StepEntry
+from tenantflow.vocabulary import (
+    ACTIVE,
+    API_VERSION,
+    FINISHED,
+    INSTANCE,
+    PARENT_ANNOTATION,
+    PARENT_STEP_ANNOTATION,
+    PARENT_UID_LABEL,
+    ObjectKey,
+    object_key,
+)
 
 log = get_logger("tenantflow.instance")
-PARENT_UID_LABEL = f"{GROUP}/parent-uid"
-PARENT_ANNOTATION = f"{GROUP}/parent"
-PARENT_STEP_ANNOTATION = f"{GROUP}/parent-step"
 START_RETRY = 10.0  # seconds before a start the API refused for now (quota, outage) is retried
 REFUSED = frozenset({400, 404, 422})  # the child itself is wrong: its step fails
 RESYNC_FIRST = 15.0  # seconds a waiting parent first trusts the watch that its children are
@@ -80,28 +88,28 @@ class Trust:
 class Children:
     kube: KubeApi
     # an instance's phase as the watch last showed it (None: not seen, or no phase yet)
-    phase_of: Callable[[str], str | None] = lambda key: None
+    phase_of: Callable[[ObjectKey], str | None] = lambda key: None
     # a drive of an instance requested: a child read here that this process never saw
     # driven (its creation's watch event lost) is driven now, not left to a relist
-    nudge: Callable[[str], None] = lambda key: None
+    nudge: Callable[[ObjectKey], None] = lambda key: None
     clock: Callable[[], float] = time.monotonic
     # parents whose awaited children were all read (or started), none missing: since
     # when, and for how long the watch is trusted on them
-    verified: Cache[str, Trust] = field(default_factory=lambda: Cache(VERIFIED_PARENTS))
+    verified: Cache[ObjectKey, Trust] = field(default_factory=lambda: Cache(VERIFIED_PARENTS))
 
-    def resync_in(self, parent: str) -> float:
+    def resync_in(self, parent: ObjectKey) -> float:
         """Seconds until `parent` should read all its awaited children again."""
         trust = self.verified.get(parent)
         return trust.interval if trust is not None else RESYNC_FIRST
 
-    def _trust(self, parent: str, *, renewed: bool) -> None:
+    def _trust(self, parent: ObjectKey, *, renewed: bool) -> None:
         """All of `parent`'s children read just now: trusted for RESYNC_FIRST when they are
         new (`renewed` False), else for twice as long as last time, up to CHILD_RESYNC."""
         last = self.verified.get(parent)
         interval = min(last.interval * 2, CHILD_RESYNC) if renewed and last else RESYNC_FIRST
         self.verified.put(parent, Trust(self.clock(), interval))
 
-    def _names(self, d: Drive, steps: list[dict[str, Any]]) -> dict[str, str]:
+    def _names(self, d: Drive, steps: list[StepEntry]) -> dict[str, str]:
         """The child instance each awaited step of `steps` (a journal) runs as, by step."""
         epoch = reset.epoch(d.status)
         return {step: child_name(d.view.name, step, epoch) for step in state.awaited_steps(steps)}
@@ -120,7 +128,7 @@ class Children:
         finished: dict[str, ChildResult] = {}
         missing, surprises = False, 0
         for step, name in names.items():
-            key = f"{d.view.namespace}/{name}"
+            key = object_key(d.view.namespace, name)
             seen = self.phase_of(key)
             active = seen in ACTIVE
             if active and trusted:

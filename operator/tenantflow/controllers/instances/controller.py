@@ -30,7 +30,7 @@ from tenantflow.controllers.ownership import Gate, Verdict, sole_replica
 from tenantflow.controllers.persist import Persist
 from tenantflow.controllers.revision_cache import RevisionCache
 from tenantflow.controllers.sandboxes import Sandboxes
-from tenantflow.controllers.work_queue import WorkQueue
+from tenantflow.controllers.work_queue import WorkQueue, namespace_in_key
 from tenantflow.durations import parse_duration, parse_time
 from tenantflow.engine import compensation
 from tenantflow.kube.client import KubeApi
@@ -39,7 +39,8 @@ from tenantflow.lifecycle import attributes, reset
 from tenantflow.lifecycle import instance_state as state
 from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
-from tenantflow.sandbox.transport import HttpTransport
+from tenantflow.sandbox.client.transport import HttpTransport
+from tenantflow.shapes import InstanceStatus
 from tenantflow.supervisor.admission import LENT, Admission
 from tenantflow.supervisor.fair_queue import FairDispatcher
 from tenantflow.vocabulary import (
@@ -49,7 +50,9 @@ from tenantflow.vocabulary import (
     JOURNAL_WINDOW,
     TENANT,
     ConditionType,
+    ObjectKey,
     Phase,
+    object_key,
     split_key,
     tenant_of,
 )
@@ -86,8 +89,9 @@ class InstanceController:
     recorder: EventRecorder | None = None  # the operator's one recorder (else its own)
 
     def __post_init__(self) -> None:
-        self.queue = WorkQueue(
+        self.queue: WorkQueue[ObjectKey] = WorkQueue(
             self.drive,
+            namespace_of=namespace_in_key,
             workers=self.settings.drive_workers,
             name="instances",
             gate=lambda namespace: self.gate(namespace),  # late-bound: tests swap the gate
@@ -188,7 +192,7 @@ class InstanceController:
         else:
             self.book.track(view.key, tenant_of(view.namespace), view.phase)
         if view.parent:
-            self.queue.request(f"{view.namespace}/{view.parent}")  # a child it may await
+            self.queue.request(object_key(view.namespace, view.parent))  # a child it may await
         if deleted:
             return
         self.finished(view.namespace, view.workflow)  # a rollout may count it
@@ -240,7 +244,7 @@ class InstanceController:
         return idle
 
     # ------------------------------------------------------------------ one drive
-    async def drive(self, key: str) -> None:
+    async def drive(self, key: ObjectKey) -> None:
         ns, name = split_key(key)  # (the queue's gate let it run: this shard is ours)
         body = self.writer.fresh.pop(key, None) or await self.kube.get(
             API_VERSION, INSTANCE, name, ns
@@ -258,7 +262,7 @@ class InstanceController:
             self.book.track(key, tenant_of(ns), d.view.phase, d.view.lent)
         await self._decide(d)
         await self.writer.persist(d)
-        after = (d.written or d.body).get("status") or {}
+        after = InstanceView.decode(d.written or d.body).status
         if d.written is not None and (written := InstanceView.decode(d.written)).phase in FINISHED:
             if self._newly_finished(written):
                 self._ended(written, deleted=False)  # not left to the watch's echo
@@ -318,7 +322,7 @@ class InstanceController:
                 )
                 return
             if begun is not None:
-                d.status.update(begun)
+                d.move(begun)
                 d.write(
                     {**state.pinned(d.status), **begun},
                     ("Normal", "Compensating", "terminated with rollback: rollbacks run first"),
@@ -341,7 +345,7 @@ class InstanceController:
             if not self._admit(d, tenant, limits):
                 return
             await self._label(d, revision)
-            d.status.update(state.started(revision["revision"], d.now))
+            d.move(state.started(revision["revision"], d.now))
             self.book.started(tenant)
         elif d.view.phase == Phase.PAUSED:
             d.status["phase"] = Phase.RUNNING  # resumed
@@ -457,14 +461,14 @@ class InstanceController:
             return None
         return parse_time(done) + dt.timedelta(seconds=keep)
 
-    def _wake_at_next(self, key: str, status: dict[str, Any]) -> None:
-        wake = parse_time(status["nextWakeAt"]) if status.get("nextWakeAt") else None
+    def _wake_at_next(self, key: ObjectKey, status: InstanceStatus) -> None:
+        wake = parse_time(at) if (at := status.get("nextWakeAt")) else None
         self.book.wakes_at(key, tenant_of(split_key(key)[0]), wake)  # (idle sandboxes)
         if wake is not None:
             self.queue.request_after(key, wake)
         self._resync_children(key, status)
 
-    def _resync_children(self, key: str, status: dict[str, Any]) -> None:
+    def _resync_children(self, key: ObjectKey, status: InstanceStatus) -> None:
         """A parent awaiting children runs again when its trust in the watch runs out, to
         read them all (see children.py): a finish the watch lost cannot strand it."""
         if state.awaited_steps(status.get("steps") or []):

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from tenantflow import conditions
 from tenantflow.controllers.instances.view import InstanceView
 from tenantflow.engine.children import ChildStart
-from tenantflow.vocabulary import ConditionType, Phase
+from tenantflow.shapes import InstanceStatus
+from tenantflow.vocabulary import ConditionType, ObjectKey, Phase
 
 Event = tuple[str, str, str]  # (type, reason, message)
 
@@ -24,8 +25,11 @@ class Drive:
     body: dict[str, Any]  # as read: its resourceVersion guards the write
     view: InstanceView
     now: dt.datetime
-    status: dict[str, Any] = field(default_factory=dict)  # as read, plus in-memory moves
-    update: dict[str, Any] | None = None  # status fields to write (merge patch)
+    status: InstanceStatus = field(
+        default_factory=lambda: InstanceStatus()
+    )  # as read, plus in-memory moves
+    # status fields to write: a merge patch (None deletes a field), so a plain dict
+    update: dict[str, Any] | None = None
     event: Event | None = None
     extends_journal: bool = False  # an advance's result: re-committed on a benign 409
     again: bool = False  # run again at once once written
@@ -40,11 +44,16 @@ class Drive:
     @classmethod
     def of(cls, body: dict[str, Any], now: dt.datetime) -> Drive:
         view = InstanceView.decode(body)
-        return cls(body=body, view=view, now=now, status=dict(view.status))
+        return cls(body=body, view=view, now=now, status=InstanceStatus(**view.status))
 
     @property
-    def key(self) -> str:
+    def key(self) -> ObjectKey:
         return self.view.key
+
+    def move(self, update: dict[str, Any]) -> None:
+        """Status fields moved in memory before they are written (a start, a compensation
+        begun): what the rest of the drive reads."""
+        self.status.update(cast(InstanceStatus, update))
 
     def write(self, update: dict[str, Any], event: Event | None = None) -> None:
         self.update = {**(self.update or {}), **update}

@@ -16,10 +16,10 @@ from tenantflow.controllers.instances.drive import Drive
 from tenantflow.controllers.sandboxes import Sandboxes
 from tenantflow.lifecycle import instance_state as state
 from tenantflow.observability.logging import get_logger
-from tenantflow.sandbox.isolation import NOT_ISOLATED
-from tenantflow.sandbox.transport import SandboxUnavailable
+from tenantflow.sandbox.client.transport import SandboxUnavailable
+from tenantflow.sandbox.pod.isolation import NOT_ISOLATED
 from tenantflow.tenancy.idle import WAITING_FOR_SANDBOX
-from tenantflow.vocabulary import ConditionType, Phase
+from tenantflow.vocabulary import ConditionType, ObjectKey, Phase
 
 log = get_logger("tenantflow.instance")
 
@@ -35,10 +35,10 @@ SANDBOX_WAIT_RECHECK = 10.0
 @dataclass
 class SandboxFailures:
     sandboxes: Sandboxes
-    failures: dict[str, int] = field(default_factory=dict)  # by instance, in a row
-    worker_losses: dict[str, int] = field(default_factory=dict)  # by instance, in a row
+    failures: dict[ObjectKey, int] = field(default_factory=dict)  # by instance, in a row
+    worker_losses: dict[ObjectKey, int] = field(default_factory=dict)  # by instance, in a row
 
-    def succeeded(self, key: str) -> None:
+    def succeeded(self, key: ObjectKey) -> None:
         self.failures.pop(key, None)
         self.worker_losses.pop(key, None)
 

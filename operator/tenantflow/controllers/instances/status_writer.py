@@ -29,7 +29,7 @@ from tenantflow.lifecycle import instance_state as state
 from tenantflow.lifecycle.attributes import label_patch
 from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
-from tenantflow.vocabulary import FINISHED, INSTANCE, Phase, object_key, tenant_of
+from tenantflow.vocabulary import FINISHED, INSTANCE, ObjectKey, Phase, object_key, tenant_of
 
 log = get_logger("tenantflow.instance")
 
@@ -40,12 +40,12 @@ REMEMBER_WITHIN = dt.timedelta(seconds=60)  # ...when that drive is due this soo
 @dataclass
 class StatusWriter:
     events: EventRecorder
-    queue: WorkQueue
+    queue: WorkQueue[ObjectKey]
     persister: Persist
     # bodies our own writes left, kept for the next drive of their instance (remember())
-    fresh: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fresh: dict[ObjectKey, dict[str, Any]] = field(default_factory=dict)
     # the resourceVersion of each write whose watch event has not come back yet
-    unechoed: dict[str, str] = field(default_factory=dict)
+    unechoed: dict[ObjectKey, str] = field(default_factory=dict)
 
     async def persist(self, d: Drive) -> None:
         """Write what `d` decided (if anything), then put its instance back in the queue
@@ -182,7 +182,7 @@ class StatusWriter:
             status["conditions"] = merged
         return status
 
-    def remember(self, key: str, written: dict[str, Any]) -> None:
+    def remember(self, key: ObjectKey, written: dict[str, Any]) -> None:
         """Keep the object as our status write left it when its next drive is soon (a short
         sleep, a retry, a continuation): that drive then needs no GET. Safe because only the
         operator writes status, so this is the newest journal; a spec change since (an
@@ -196,13 +196,13 @@ class StatusWriter:
         if soon and len(self.fresh) < FRESH_BODIES:
             self.fresh[key] = written
 
-    def is_echo(self, key: str, body: dict[str, Any]) -> bool:
+    def is_echo(self, key: ObjectKey, body: dict[str, Any]) -> bool:
         """True for the watch event of our own last write of `key` (once: any event of the
         key ends the wait for it, so the table holds only writes in flight)."""
         written = self.unechoed.pop(key, None)
         return written is not None and written == body["metadata"].get("resourceVersion")
 
-    def forget_if_changed(self, key: str, body: dict[str, Any] | None) -> None:
+    def forget_if_changed(self, key: ObjectKey, body: dict[str, Any] | None) -> None:
         """A watched state other than the one we hold (or a deletion): the next drive
         reads the object afresh."""
         held = self.fresh.get(key)

@@ -10,20 +10,22 @@ and to the sandbox as it is.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from tenantflow.lifecycle.instance_state import lends_slot
 from tenantflow.lifecycle.reset import ResetRequest, applied
 from tenantflow.observability.logging import get_logger
 from tenantflow.owners import controller_name
+from tenantflow.shapes import InstanceStatus
 from tenantflow.vocabulary import (
     ARCHIVE_NOW_ANNOTATION,
     INSTANCE,
-    NAMESPACE_PREFIX,
     SCHEDULE_LABEL,
     TERMINATE_ANNOTATION,
     TERMINATE_ROLLBACK,
+    ObjectKey,
     object_key,
+    tenant_owning,
 )
 
 log = get_logger("tenantflow.instance")
@@ -31,7 +33,7 @@ log = get_logger("tenantflow.instance")
 
 @dataclass(frozen=True, slots=True)
 class InstanceView:
-    key: str  # namespace/name: the work queue's key
+    key: ObjectKey  # the work queue's key
     namespace: str
     name: str
     tenant: str | None  # None outside a tenant namespace (never driven)
@@ -43,7 +45,7 @@ class InstanceView:
     events: list[dict[str, Any]]
     suspend: bool
     terminate: bool
-    status: dict[str, Any]
+    status: InstanceStatus
     reset: ResetRequest | None  # `tenantflow reset|retry`'s request (annotation), if any
     uid: str = ""
     parent: str | None = None  # the parent instance of a child (its controller owner)
@@ -61,7 +63,7 @@ class InstanceView:
             key=key_of(body),
             namespace=ns,
             name=meta["name"],
-            tenant=ns.removeprefix(NAMESPACE_PREFIX) if ns.startswith(NAMESPACE_PREFIX) else None,
+            tenant=tenant_owning(ns),
             generation=meta.get("generation"),
             created=meta.get("creationTimestamp", ""),
             workflow=ref.get("name", ""),
@@ -70,7 +72,7 @@ class InstanceView:
             events=spec.get("events") or [],
             suspend=bool(spec.get("suspend")),
             terminate=bool(spec.get("terminate")),
-            status=body.get("status") or {},
+            status=cast(InstanceStatus, body.get("status") or {}),  # (the CRD's schema)
             reset=_reset_request(meta.get("annotations")),
             uid=meta.get("uid", ""),
             parent=controller_name(body, INSTANCE),
@@ -103,5 +105,5 @@ def _reset_request(annotations: dict[str, str] | None) -> ResetRequest | None:
         return None
 
 
-def key_of(body: dict[str, Any]) -> str:
+def key_of(body: dict[str, Any]) -> ObjectKey:
     return object_key(body["metadata"]["namespace"], body["metadata"]["name"])

@@ -1,0 +1,431 @@
+"""Container images built on this machine, without a registry or a container engine.
+
+An image is a stack of tar layers written into an OCI image-layout archive, which
+containerd imports (`ctr images import`). What each image holds and how it runs is
+`imagedefs.py`'s table, which the released images' Containerfiles are generated from too.
+Each layer is cached under ~/.cache/tenantflow/images/ by the hash of its inputs, so a
+rebuild only redoes what changed:
+
+- `os`: a Debian minbase root filesystem with python3 and libseccomp2 (mmdebstrap, ~1 min);
+- `deps`: the operator's Python dependencies at the versions installed in this venv;
+- `app`: the tenantflow package as the wheel ships it, byte-compiled (a read-only root
+  filesystem cannot take __pycache__ files), plus /data for the sandbox;
+- `example-libs`: the example sandbox image's libraries;
+- `pause`: the node's pod-sandbox image, a static C program.
+
+The operator and sandbox images share the first three layers; no image holds a compiler,
+and every one runs as a non-root user.
+"""
+
+from __future__ import annotations
+
+import compileall
+import hashlib
+import io
+import json
+import os
+import py_compile
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import tomllib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tenantflow.errors import DevClusterError
+from tenantflow.observability.logging import get_logger
+from tenantflow.paths import cache_dir
+from tenantflow_dev.devcluster import imagedefs
+from tenantflow_dev.devcluster.imagedefs import (
+    DATA_DIR,
+    DEBIAN_PACKAGES,
+    DEBIAN_SUITE,
+    NONROOT,
+    SITE,
+)
+
+log = get_logger("tenantflow_dev.devcluster.images")
+
+REPOSITORY = "localhost/tenantflow"  # local images: never pulled, never pushed
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+PACKAGE_DIR = PROJECT_ROOT / "operator" / "tenantflow"
+PAUSE_SOURCE = Path(__file__).with_name("pause.c")
+EXAMPLE_REQUIREMENTS = PROJECT_ROOT / "examples" / "sandbox-image" / "requirements.txt"
+_EPOCH = 946684800  # layer file times: fixed, so equal inputs give equal layers
+
+
+@dataclass(frozen=True)
+class Image:
+    """One built image: its reference and the OCI archive containerd imports."""
+
+    name: str
+    ref: str
+    archive: Path
+    size: int  # bytes of its layers, uncompressed
+    digest: str  # of its manifest: what the node's containerd must hold under `ref`
+
+
+def images_dir() -> Path:
+    return cache_dir() / "images"
+
+
+def project_version() -> str:
+    data = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
+    return str(data["project"]["version"])
+
+
+def ref(name: str) -> str:
+    return f"{REPOSITORY}/{name}:{project_version()}"
+
+
+# ---------------------------------------------------------------------------- layers
+def _digest(*parts: bytes | str) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode() if isinstance(part, str) else part)
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def _cached_layer(kind: str, key: str, build: Callable[[Path], None]) -> Path:
+    """The layer tar for `kind` with input hash `key`, built once by `build(target)`."""
+    layer = images_dir() / "layers" / f"{kind}-{key}.tar"
+    if layer.is_file():
+        return layer
+    layer.parent.mkdir(parents=True, exist_ok=True)
+    for stale in layer.parent.glob(f"{kind}-*.tar"):
+        stale.unlink()  # one cached layer per kind: inputs changed, the old one is dead
+    log.info("building image layer", layer=kind, key=key)
+    tmp = layer.with_suffix(".tmp")
+    build(tmp)
+    tmp.rename(layer)
+    return layer
+
+
+def os_layer() -> Path:
+    key = _digest(DEBIAN_SUITE, *DEBIAN_PACKAGES, _sources(), *_user_hooks())
+
+    def build(target: Path) -> None:
+        if shutil.which("mmdebstrap") is None:
+            raise DevClusterError("mmdebstrap is missing: run `make sysdeps` (Debian package)")
+        _run(
+            [
+                "mmdebstrap",
+                "--variant=minbase",
+                f"--include={','.join(DEBIAN_PACKAGES)}",
+                "--dpkgopt=path-exclude=/usr/share/doc/*",
+                "--dpkgopt=path-exclude=/usr/share/man/*",
+                "--dpkgopt=path-exclude=/usr/share/locale/*",
+                "--dpkgopt=path-exclude=/usr/share/info/*",
+                '--aptopt=Acquire::Languages "none"',
+                '--customize-hook=rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*',
+                *(f"--customize-hook={hook}" for hook in _user_hooks()),
+                "--format=tar",
+                DEBIAN_SUITE,
+                str(target),
+                *_mirrors(),
+            ],
+            "building the Debian base with mmdebstrap",
+        )
+
+    return _cached_layer("os", key, build)
+
+
+def _user_hooks() -> list[str]:
+    """Named users for the image's uids (imagedefs.accounts)."""
+    return [f'echo "{line}" >> "$1/etc/{file}"' for file, line in imagedefs.accounts()]
+
+
+def _sources() -> str:
+    return "\n".join(_mirrors())
+
+
+def _mirrors() -> list[str]:
+    """This machine's apt sources (the only Debian mirror it may reach), as mmdebstrap args."""
+    found = []
+    for path in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
+        found.append(str(path))
+    legacy = Path("/etc/apt/sources.list")
+    if legacy.is_file() and any(
+        line.strip().startswith("deb ") for line in legacy.read_text().splitlines()
+    ):
+        found.append(str(legacy))
+    return found
+
+
+def deps_layer() -> Path:
+    """The runtime dependencies, pinned to what this venv runs (what the tests ran)."""
+    meta = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+    frozen = subprocess.run(
+        [sys.executable, "-m", "pip", "freeze", "--exclude-editable"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return _pip_layer("deps", list(meta["dependencies"]), frozen)
+
+
+def example_libraries_layer() -> Path:
+    """The libraries of the example sandbox image (examples/sandbox-image/requirements.txt),
+    on top of the sandbox image: what a platform does to give a tenant its own libraries."""
+    return _pip_layer("example-libs", ["-r", str(EXAMPLE_REQUIREMENTS)], "")
+
+
+def _pip_layer(kind: str, requirements: list[str], constraints: str) -> Path:
+    """`pip install --target` into the image's site-packages, byte-compiled, cached."""
+    inputs = [Path(r).read_text() for r in requirements if Path(r).is_file()]
+    key = _digest(*requirements, *inputs, constraints, sys.version)
+
+    def build(target: Path) -> None:
+        with tempfile.TemporaryDirectory(prefix=f"tenantflow-{kind}-") as tmp:
+            site = Path(tmp) / "site"
+            pinned = Path(tmp) / "constraints.txt"
+            pinned.write_text(constraints)
+            _run(
+                [
+                    *(sys.executable, "-m", "pip", "install", "--quiet", "--no-compile"),
+                    *("--disable-pip-version-check", "--target", str(site)),
+                    *("--constraint", str(pinned), *requirements),
+                ],
+                f"installing the Python packages of the image layer {kind!r}",
+            )
+            shutil.rmtree(site / "bin", ignore_errors=True)  # console scripts name a host path
+            _compile(site, f"/{SITE}")
+            _write_tar(target, [(site, SITE)])
+
+    return _cached_layer(kind, key, build)
+
+
+def shipped_files() -> list[Path]:
+    """The package's files as its wheel ships them: every module, and pyproject.toml's
+    package-data (the dev tooling is another package, tenantflow_dev, never shipped)."""
+    setuptools = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    files = {p for p in PACKAGE_DIR.rglob("*.py") if "__pycache__" not in p.parts}
+    for pattern in setuptools["package-data"]["tenantflow"]:
+        files.update(p for p in PACKAGE_DIR.glob(pattern) if p.is_file())
+    return sorted(files)
+
+
+def app_layer() -> Path:
+    files = shipped_files()
+    key = _digest(*(f"{p.relative_to(PACKAGE_DIR)}\0{_file_hash(p)}" for p in files))
+
+    def build(target: Path) -> None:
+        with tempfile.TemporaryDirectory(prefix="tenantflow-app-") as tmp:
+            pkg = Path(tmp) / "tenantflow"
+            for src in files:
+                dst = pkg / src.relative_to(PACKAGE_DIR)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dst)
+            _compile(pkg, f"/{SITE}/tenantflow")
+            _write_tar(target, [(pkg, f"{SITE}/tenantflow")], dirs={DATA_DIR: NONROOT})
+
+    return _cached_layer("app", key, build)
+
+
+def pause_layer() -> Path:
+    source = PAUSE_SOURCE.read_bytes()
+
+    def build(target: Path) -> None:
+        with tempfile.TemporaryDirectory(prefix="tenantflow-pause-") as tmp:
+            binary = Path(tmp) / "pause"
+            _run(
+                ["gcc", "-Os", "-static", "-s", "-o", str(binary), str(PAUSE_SOURCE)],
+                "compiling the pause program (gcc, static glibc from libc6-dev)",
+            )
+            _write_tar(target, [(binary, "pause")])
+
+    return _cached_layer("pause", _digest(source), build)
+
+
+def _file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _compile(tree: Path, image_path: str) -> None:
+    """Byte-compile with hash-checked pycs (independent of file times); tracebacks name
+    the path inside the image."""
+    ok = compileall.compile_dir(
+        str(tree),
+        ddir=image_path,
+        quiet=2,
+        workers=0,
+        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+    )
+    if not ok:
+        log.warning("some files did not byte-compile (they are shipped as source)", tree=str(tree))
+
+
+def _write_tar(
+    target: Path, entries: Iterable[tuple[Path, str]], dirs: dict[str, int] | None = None
+) -> None:
+    """A reproducible layer: sorted entries, fixed times, root-owned, parents included."""
+
+    def normalize(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        info.mtime = _EPOCH
+        info.mode = (info.mode & 0o755) | (0o755 if info.isdir() else 0)
+        return info
+
+    with tarfile.open(target, "w", format=tarfile.PAX_FORMAT) as tar:
+        written: set[str] = set()
+        for source, arcname in entries:
+            parts = arcname.split("/")
+            for i in range(1, len(parts)):
+                parent = "/".join(parts[:i])
+                if parent not in written:
+                    info = tarfile.TarInfo(parent)
+                    info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, _EPOCH
+                    tar.addfile(info)
+                    written.add(parent)
+            tar.add(source, arcname, filter=normalize, recursive=False)
+            if source.is_dir():
+                for path in sorted(source.rglob("*")):
+                    name = f"{arcname}/{path.relative_to(source)}"
+                    tar.add(path, name, recursive=False, filter=normalize)
+        for name, uid in (dirs or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, _EPOCH
+            info.uid = info.gid = uid
+            tar.addfile(info)
+
+
+def chart_values() -> list[str]:
+    """`helm --set` arguments that point the chart at the images built here (imported into
+    the dev node, never pulled)."""
+    repository, tag = ref("operator").rsplit(":", 1)
+    return [
+        *("--set", f"image.repository={repository}"),
+        *("--set", f"image.tag={tag}"),
+        *("--set", "image.pullPolicy=Never"),
+        *("--set", f"sandbox.image={ref('sandbox')}"),
+    ]
+
+
+# ---------------------------------------------------------------------------- images
+LAYERS: dict[str, Callable[[], Path]] = {
+    "os": os_layer,
+    "deps": deps_layer,
+    "app": app_layer,
+    "example-libs": example_libraries_layer,
+    "pause": pause_layer,
+}
+
+
+def config(runtime: imagedefs.Runtime) -> dict[str, object]:
+    """The OCI image config of an image as it runs (imagedefs.runtime)."""
+    return {
+        "User": f"{runtime.user}:{runtime.user}",
+        "Entrypoint": list(runtime.entrypoint),
+        "Cmd": list(runtime.cmd),
+        "Env": [f"PATH={imagedefs.PATH}", *runtime.env],
+        "WorkingDir": imagedefs.WORKDIR,
+    }
+
+
+def definitions() -> dict[str, tuple[list[Callable[[], Path]], dict[str, object]]]:
+    """Each image of imagedefs.IMAGES: its layers (bottom first) and its runtime config."""
+    out = {}
+    for image in imagedefs.IMAGES:
+        runtime = imagedefs.runtime(image.name)
+        out[image.name] = ([LAYERS[kind] for kind in runtime.layers], config(runtime))
+    return out
+
+
+def build(names: Iterable[str] | None = None) -> list[Image]:
+    """Build (or reuse) the named images; every one by default."""
+    table = definitions()
+    out = []
+    for name in names or table:
+        layer_fns, config = table[name]
+        layers = [fn() for fn in layer_fns]
+        out.append(_archive(name, layers, config))
+    return out
+
+
+def _archive(name: str, layers: list[Path], config: dict[str, object]) -> Image:
+    image_ref = ref(name)
+    diff_ids = [f"sha256:{_file_hash(p)}" for p in layers]
+    config_blob = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": config,
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            "history": [{"created_by": f"tenantflow devcluster/images.py ({name})"}],
+        },
+        sort_keys=True,
+    ).encode()
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": _descriptor("application/vnd.oci.image.config.v1+json", config_blob),
+        "layers": [
+            {
+                "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                "digest": diff,
+                "size": path.stat().st_size,
+            }
+            for diff, path in zip(diff_ids, layers, strict=True)
+        ],
+    }
+    manifest_blob = json.dumps(manifest, sort_keys=True).encode()
+    desc = _descriptor("application/vnd.oci.image.manifest.v1+json", manifest_blob)
+    # the reference is part of the key: the archive's index names it, and an image whose
+    # layers did not change (pause) still gets a new tag with each version
+    archive = images_dir() / f"{name}-{_digest(manifest_blob, image_ref)}.oci.tar"
+    size = sum(p.stat().st_size for p in layers)
+    if not archive.is_file():
+        for stale in images_dir().glob(f"{name}-*.oci.tar"):
+            stale.unlink()
+        desc["annotations"] = {
+            "io.containerd.image.name": image_ref,
+            "org.opencontainers.image.ref.name": image_ref.rsplit(":", 1)[1],
+        }
+        index = {"schemaVersion": 2, "manifests": [desc]}
+        tmp = archive.with_suffix(".tmp")
+        with tarfile.open(tmp, "w") as tar:
+            _add_bytes(tar, "oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}).encode())
+            _add_bytes(tar, "index.json", json.dumps(index).encode())
+            _add_bytes(tar, _blob(desc["digest"]), manifest_blob)
+            _add_bytes(tar, _blob(str(manifest["config"]["digest"])), config_blob)  # type: ignore[index]
+            for diff, path in zip(diff_ids, layers, strict=True):
+                tar.add(path, _blob(diff))
+        tmp.rename(archive)
+    log.info("image ready", image=image_ref, mib=round(size / 2**20, 1), archive=str(archive))
+    return Image(name=name, ref=image_ref, archive=archive, size=size, digest=str(desc["digest"]))
+
+
+def _descriptor(media_type: str, blob: bytes) -> dict[str, object]:
+    return {
+        "mediaType": media_type,
+        "digest": f"sha256:{hashlib.sha256(blob).hexdigest()}",
+        "size": len(blob),
+    }
+
+
+def _blob(digest: object) -> str:
+    return "blobs/sha256/" + str(digest).removeprefix("sha256:")
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), _EPOCH, 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _run(argv: list[str], what: str) -> None:
+    result = subprocess.run(argv, capture_output=True, text=True, env=dict(os.environ, LC_ALL="C"))
+    if result.returncode != 0:
+        raise DevClusterError(
+            f"{what} failed (exit {result.returncode}): `{' '.join(argv)}`\n"
+            f"{(result.stderr or result.stdout)[-3000:]}"
+        )
