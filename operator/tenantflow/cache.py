@@ -54,6 +54,12 @@ class Cache(Generic[K, V]):
     def discard(self, key: K) -> None:
         self._items.pop(key, None)
 
+    def pop(self, key: K) -> V | None:
+        """The value (if not expired), taken out."""
+        value = self.get(key)
+        self.discard(key)
+        return value
+
     def forget(self, matches: Callable[[K], bool]) -> None:
         """Drop every entry whose key matches (e.g. all revisions of one definition)."""
         for key in [k for k in self._items if matches(k)]:

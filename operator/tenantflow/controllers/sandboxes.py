@@ -14,6 +14,8 @@ import datetime as dt
 import os
 from collections.abc import Callable
 
+import aiohttp
+
 from tenantflow.cache import Cache
 from tenantflow.kube.client import KubeApi
 from tenantflow.sandbox.client.transport import Endpoint, SandboxUnavailable
@@ -23,6 +25,8 @@ from tenantflow.tenancy.idle import WAITING_FOR_SANDBOX, SandboxDemand
 from tenantflow.vocabulary import ObjectKey, namespace_of
 
 ENDPOINT_TTL = 10.0  # seconds; a rotated key or a moved runner is picked up within this
+PROBE_SECONDS = 0.5  # a waking runner's readiness check, asked by the operator itself
+SANDBOX_PODS = f"app.kubernetes.io/name={manifests.SANDBOX}"
 
 
 class Sandboxes:
@@ -51,6 +55,11 @@ class Sandboxes:
         # what the API says about a tenant's runner: its key, and its URL (cluster) or its
         # data directory (local), remembered briefly
         self.found: Cache[str, tuple[bytes, str]] = Cache(maxsize=4096, ttl=ENDPOINT_TTL)
+        # a waking sandbox's runner the operator found answering (runner_answers) before
+        # the kubelet, the StatefulSet and the EndpointSlice said it is ready
+        self.answered: Cache[str, tuple[bytes, str]] = Cache(maxsize=4096, ttl=ENDPOINT_TTL)
+        self.port = manifests.SANDBOX_PORT
+        self._probe: aiohttp.ClientSession | None = None
 
     async def endpoint(self, tenant: str) -> Endpoint:
         """Where the tenant's runner listens. Asking is needing it: the sandbox's idle
@@ -65,10 +74,10 @@ class Sandboxes:
                 "the tenant's sandbox was scaled to zero while idle (spec.sandbox.idleAfter) "
                 "and is starting; this goes on as soon as it is ready",
             )
-        found = self.found.get(tenant)
+        found = self.found.get(tenant) or self.answered.pop(tenant)
         if found is None:
             found = await self._lookup(tenant)
-            self.found.put(tenant, found)
+        self.found.put(tenant, found)
         key, where = found
         if self.local is None:
             return Endpoint(key=key, url=where)
@@ -81,16 +90,58 @@ class Sandboxes:
     def forget(self, tenant: str) -> None:
         """After a failed call: read the key and volume again next time."""
         self.found.discard(tenant)
+        self.answered.discard(tenant)
+
+    async def runner_answers(self, tenant: str) -> bool:
+        """Whether a runner of the tenant's sandbox answers its readiness check now, asked
+        by the operator itself at the pod's address. A sandbox starting from zero is
+        otherwise seen ready only when the kubelet's readiness probe passes (its period is
+        1 s at the least: on average half a second after the runner could serve), then the
+        StatefulSet's status and the EndpointSlice follow. The check is the one the probe
+        makes (`/healthz`: 200 only once the pod's network is fenced, and an advance is
+        refused before that whoever asks), and what answers is believed for readiness
+        alone: every call after it is signed both ways. The address found is used by the
+        next `endpoint()` (the EndpointSlice may not list it yet)."""
+        if self.local is not None:
+            return False
+        ns = namespace_of(tenant)
+        for pod in await self.kube.list("v1", "Pod", ns, label_selector=SANDBOX_PODS):
+            status = pod.get("status") or {}
+            ip = status.get("podIP")
+            if not ip or pod["metadata"].get("deletionTimestamp"):
+                continue
+            if status.get("phase") != "Running":
+                continue
+            host = f"[{ip}]" if ":" in ip else ip
+            url = f"http://{host}:{self.port}"
+            if await self._healthy(url):
+                key, _ = await self._lookup_key(tenant)
+                self.answered.put(tenant, (key, url))
+                return True
+        return False
+
+    async def _healthy(self, url: str) -> bool:
+        if self._probe is None or self._probe.closed:
+            self._probe = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=PROBE_SECONDS))
+        try:
+            async with self._probe.get(f"{url}/healthz") as response:
+                return response.status == 200
+        except (TimeoutError, aiohttp.ClientError):
+            return False
 
     async def _lookup(self, tenant: str) -> tuple[bytes, str]:
+        key, ns = await self._lookup_key(tenant)
+        return key, (await self._data_dir(ns) if self.local is not None else await self._url(ns))
+
+    async def _lookup_key(self, tenant: str) -> tuple[bytes, str]:
+        """The tenant's HMAC key, and its namespace."""
         ns = namespace_of(tenant)
         secret = await self.kube.get("v1", "Secret", manifests.HMAC_SECRET, ns)
         if secret is None or "key" not in (secret.get("data") or {}):
             raise SandboxUnavailable(
                 "SandboxNotProvisioned", f"secret {ns}/{manifests.HMAC_SECRET} is missing"
             )
-        key = base64.b64decode(secret["data"]["key"])
-        return key, (await self._data_dir(ns) if self.local is not None else await self._url(ns))
+        return base64.b64decode(secret["data"]["key"]), ns
 
     async def _url(self, ns: str) -> str:
         slices = await self.kube.list(
@@ -129,6 +180,8 @@ class Sandboxes:
             )
         return str(path)
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        if self._probe is not None:
+            await self._probe.close()
         if self.local is not None:
             self.local.stop_all()

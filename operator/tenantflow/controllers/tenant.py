@@ -7,10 +7,12 @@ objects (restoring anything changed or deleted by hand) and recomputes the statu
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import secrets
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +47,8 @@ log = get_logger("tenantflow.tenant")
 
 
 SECRETS_RECHECK = 10.0  # seconds between looks for Secrets the Tenant names but lacks
+WAKE_PROBE_EVERY = 0.1  # seconds between two asks of a waking sandbox's runner
+WAKE_PROBE_FOR = 300.0  # ...for at most this long (then the pod's own readiness decides)
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,14 @@ class Idle:
     # the tenant's earliest wake-up of a waiting instance at or after a time
     next_wake: Callable[[str, dt.datetime], dt.datetime | None] = lambda tenant, after: None
     woken: Callable[[Iterable[ObjectKey]], None] = lambda keys: None  # drive these instances now
+    # whether the tenant's runner answers its readiness check now, asked by the operator
+    # itself (controllers/sandboxes.py): a sandbox starting from zero is ready sooner than
+    # the kubelet's probe (1 s period), the StatefulSet and the EndpointSlice can say
+    runner_answers: Callable[[str], Awaitable[bool]] = lambda tenant: _no()
+
+
+async def _no() -> bool:
+    return False
 
 
 class TenantNotApplied(TenantflowError):
@@ -113,6 +125,7 @@ class TenantController:
             namespace_of=namespace_of,  # the queue's keys are tenant names
         )
         self.persist = Persist(self.kube, self.queue.gate)
+        self.probing: dict[str, asyncio.Task[None]] = {}  # tenants whose runner is asked
 
     def usage_changed(self, tenant: str) -> None:
         """Tenant.status.usage follows instance phases, refreshed at most every 5 s."""
@@ -126,6 +139,10 @@ class TenantController:
             due = self.queue.due_at(name)
             if due is None or due > done.look_again:
                 self.queue.request_after(name, done.look_again)
+        if self.idle.demand.state(name) is idle.State.WAKING and name not in self.probing:
+            task = asyncio.create_task(self._until_runner_answers(name))
+            self.probing[name] = task
+            task.add_done_callback(lambda _: self.probing.pop(name, None))
         if not done.written:
             self.queue.request(name)  # its status was not written: again, if still ours
         elif done.missing_secrets:  # a platform's Secrets raise no event of ours: look again
@@ -134,6 +151,20 @@ class TenantController:
             # the window empties with time alone, when no phase change may come to refresh
             # it: read again until it is empty, or startsLastMinute would stay as it was
             self.queue.request_within(name, USAGE_INTERVAL)
+
+    async def _until_runner_answers(self, name: str) -> None:
+        """A sandbox starting from zero: ask its runner every WAKE_PROBE_EVERY seconds and
+        reconcile the tenant as soon as it answers (the reconcile asks again, sees it
+        ready and drives the instances that waited for it)."""
+        deadline = time.monotonic() + WAKE_PROBE_FOR
+        while self.idle.demand.state(name) is idle.State.WAKING and time.monotonic() < deadline:
+            try:
+                if await self.idle.runner_answers(name):
+                    self.queue.request(name)
+                    return
+            except Exception:  # (the API or the pod unreachable: the next round asks again)
+                log.debug("waking runner not reached", tenant=name, exc_info=True)
+            await asyncio.sleep(WAKE_PROBE_EVERY)
 
     async def deleted(self, name: str, body: dict[str, Any]) -> None:
         await tenant_deleted(self.kube, self.events, name, body)
@@ -244,6 +275,8 @@ async def _scaled(
     name = body["metadata"]["name"]
     before = hooks.demand.state(name)
     ready = observed.sandbox_ready >= observed.sandbox_wanted and observed.proxy_ready is not False
+    if not ready and before is idle.State.WAKING and observed.proxy_ready is not False:
+        ready = await hooks.runner_answers(name)  # (before its pod's readiness says so)
     woken = hooks.demand.applied(name, scale.awake, ready, now, was_zero=was_zero)
     after = hooks.demand.state(name)
     metrics.SANDBOX_SCALED_TO_ZERO.labels(tenant=name).set(0 if scale.awake else 1)

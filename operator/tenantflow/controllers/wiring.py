@@ -133,6 +133,7 @@ class Operator:
                 busy=lambda tenant: dispatcher.held[tenant] + dispatcher.waiting(tenant),
                 next_wake=instances.book.next_wake,
                 woken=lambda keys: instances.queue.request_all(keys),
+                runner_answers=sandboxes.runner_answers,
             ),
         )
         definitions = DefinitionController(
@@ -260,7 +261,7 @@ class Operator:
         for queue in self._queues():
             await queue.drain()
         await self.instances.transport.close()
-        self.instances.sandboxes.close()
+        await self.instances.sandboxes.close()
         await self.kube.close()
 
 

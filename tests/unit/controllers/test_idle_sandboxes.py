@@ -4,17 +4,20 @@ that stands between them."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import datetime as dt
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from tenantflow.api.tenant import Tenant
 from tenantflow.controllers.instances.failures import SANDBOX_WAIT_RECHECK
 from tenantflow.controllers.persist import Persist
 from tenantflow.controllers.sandboxes import Sandboxes
-from tenantflow.controllers.tenant import Idle, reconcile
+from tenantflow.controllers.tenant import Idle, TenantController, reconcile
 from tenantflow.durations import format_time, parse_time
 from tenantflow.kube.events import EventRecorder
 from tenantflow.sandbox.client.transport import SandboxUnavailable
@@ -261,3 +264,91 @@ async def test_a_sandbox_up_from_zero_drives_the_instances_that_waited() -> None
     await tenant_reconcile(kube, hooks)
     assert driven == [f"{NS}/one"]
     assert hooks.demand.available("acme")
+
+
+async def test_a_waking_sandbox_whose_runner_answers_drives_its_waiters_before_the_probe() -> None:
+    """Issue 37.3's cut: the operator asks the new runner itself; the instances that waited
+    are driven as soon as it answers, before the kubelet's readiness probe (1 s period),
+    the StatefulSet's status and the EndpointSlice say so."""
+    kube, hooks = await idle_tenant()
+    driven: list[str] = []
+    answers = [False, True]
+    asked: list[str] = []
+
+    async def runner_answers(tenant: str) -> bool:
+        asked.append(tenant)
+        return answers.pop(0) if answers else True
+
+    hooks.woken, hooks.runner_answers = driven.extend, runner_answers
+    await tenant_reconcile(kube, hooks)  # idle: to zero
+    hooks.demand.used("acme", now())
+    hooks.demand.wait("acme", f"{NS}/one")
+    healthy(kube, ready=0)
+    await tenant_reconcile(kube, hooks)  # scaled up: waking (its pod not even there yet)
+    assert asked == [] and hooks.demand.state("acme") is State.WAKING
+    await tenant_reconcile(kube, hooks)  # the runner does not answer yet
+    assert driven == [] and asked == ["acme"]
+    await tenant_reconcile(kube, hooks)  # it answers: ready, though no pod is Ready yet
+    assert driven == [f"{NS}/one"] and hooks.demand.available("acme")
+
+
+async def test_the_tenant_controller_asks_a_waking_runner_until_it_answers() -> None:
+    kube, hooks = await idle_tenant()
+    answers = [False, False, True]
+
+    async def runner_answers(tenant: str) -> bool:
+        return answers.pop(0) if answers else True
+
+    hooks.runner_answers = runner_answers
+    controller = TenantController(kube, SETTINGS, usage=lambda _: {}, idle=hooks)  # type: ignore[arg-type]
+    controller.queue.request("acme")
+    await controller.queue.drain()  # idle: to zero
+    hooks.demand.used("acme", now())
+    healthy(kube, ready=0)
+    controller.queue.request("acme")
+    await controller.queue.drain()  # waking: its runner asked every WAKE_PROBE_EVERY
+    prober = controller.probing["acme"]
+    await asyncio.wait_for(prober, 5)
+    await controller.queue.drain()
+    assert answers == [] and hooks.demand.available("acme"), "woken by the prober's request"
+
+
+async def test_the_sandbox_lookup_finds_a_runner_that_answers_at_its_pods_address(
+    unused_tcp_port: int,
+) -> None:
+    """`runner_answers` asks `/healthz` at the sandbox pods' addresses (not a pod going
+    away, not one without an address); the address that answered is the next endpoint,
+    though no EndpointSlice lists it yet. A runner whose network is not fenced (503) is
+    not ready."""
+    status = {"code": 503}
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"ok": status["code"] == 200}, status=status["code"])
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
+    kube = FakeKube()
+    key = base64.b64encode(b"k" * 32).decode()
+    secret = {"name": manifests.HMAC_SECRET, "namespace": NS}
+    kube.put({"apiVersion": "v1", "kind": "Secret", "metadata": secret, "data": {"key": key}})
+    labels = {"app.kubernetes.io/name": manifests.SANDBOX}
+    for name, ip, gone in (("old", "127.0.0.2", True), ("new", "127.0.0.1", False)):
+        meta: dict[str, Any] = {"name": name, "namespace": NS, "labels": labels}
+        if gone:
+            meta["deletionTimestamp"] = format_time(now())
+        status_of = {"phase": "Running", "podIP": ip}
+        kube.put({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "status": status_of})
+    lookups = Sandboxes(kube, mode="cluster")
+    lookups.port = unused_tcp_port
+    try:
+        assert not await lookups.runner_answers("acme"), "503: its network is not fenced yet"
+        status["code"] = 200
+        assert await lookups.runner_answers("acme")
+        ep = await lookups.endpoint("acme")
+        assert ep.url == f"http://127.0.0.1:{unused_tcp_port}" and ep.key == b"k" * 32
+    finally:
+        await lookups.close()
+        await runner.cleanup()
