@@ -211,7 +211,7 @@ def shipped_files() -> list[Path]:
 
 def app_layer() -> Path:
     files = shipped_files()
-    key = _digest(*(f"{p.relative_to(PACKAGE_DIR)}\0{_file_hash(p)}" for p in files))
+    key = _digest(*(f"{p.relative_to(PACKAGE_DIR)}\0{file_sha256(p)}" for p in files))
 
     def build(target: Path) -> None:
         with tempfile.TemporaryDirectory(prefix="tenantflow-app-") as tmp:
@@ -241,7 +241,8 @@ def pause_layer() -> Path:
     return _cached_layer("pause", _digest(source), build)
 
 
-def _file_hash(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """A file's sha256, read in 1 MiB chunks (image layers are hundreds of MiB)."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -353,7 +354,7 @@ def build(names: Iterable[str] | None = None) -> list[Image]:
 
 def _archive(name: str, layers: list[Path], config: dict[str, object]) -> Image:
     image_ref = ref(name)
-    diff_ids = [f"sha256:{_file_hash(p)}" for p in layers]
+    diff_ids = [f"sha256:{file_sha256(p)}" for p in layers]
     config_blob = json.dumps(
         {
             "architecture": "amd64",

@@ -23,7 +23,6 @@ annotated tag vX.Y.Z; it never pushes anything.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import re
 import shutil
@@ -190,14 +189,6 @@ def tagged_commit(tag: str, root: Path = ROOT) -> str | None:
 
 
 # ---------------------------------------------------------------------------- build
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _link_or_copy(src: Path, dst: Path) -> None:
     """Archives are never rewritten in place (written aside, then renamed): a hard link
     is as good as a copy, and 270 MiB cheaper."""
@@ -276,7 +267,7 @@ def build(dist: Path, *, tag: bool = False, allow_dirty: bool = False) -> list[P
     crds.write_text(crds_bundle())
     out.append(crds)
     sums = dist / "SHA256SUMS"
-    sums.write_text("".join(f"{_sha256(p)}  {p.name}\n" for p in sorted(out)))
+    sums.write_text("".join(f"{images.file_sha256(p)}  {p.name}\n" for p in sorted(out)))
     out.append(sums)
     if tag:
         section = changelog_section(version) or ""
