@@ -36,7 +36,12 @@ MODULES = {
 }
 
 ON_REQUEST = {"peers": peers_bench, "ha": ha_bench}
+# (a count may follow: `python -m bench tenants-at-scale 300`)
+AT_SCALE = {"tenants-at-scale": tenant_bench.main_at_scale}
 
-for name in sys.argv[1:] or MODULES:
-    {**MODULES, **ON_REQUEST}[name].main()
+if sys.argv[1:2] and sys.argv[1] in AT_SCALE:
+    AT_SCALE[sys.argv[1]]()
+else:
+    for name in sys.argv[1:] or MODULES:
+        {**MODULES, **ON_REQUEST}[name].main()
 latest.main()

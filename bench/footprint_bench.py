@@ -16,6 +16,7 @@ import asyncio
 import copy
 import json
 import os
+import re
 import time
 import uuid
 from pathlib import Path
@@ -129,21 +130,36 @@ def _path(ns: str, name: str) -> str:
     return f"/apis/{API_VERSION}/namespaces/{ns}/workflowinstances/{name}"
 
 
+def apiserver_heap_mib(kubeconfig: Path) -> float:
+    """kube-apiserver's live Go heap right after a garbage collection (`gc=1`): what it
+    keeps, without the garbage and the GC's headroom an RSS also counts (GOGC=100 lets the
+    heap reach twice what is live before it collects)."""
+    text = kubectl(kubeconfig, "get", "--raw", "/debug/pprof/heap?gc=1&debug=1")
+    found = re.search(r"^# HeapAlloc = (\d+)$", text, re.MULTILINE)
+    if found is None:
+        raise RuntimeError("kube-apiserver's heap profile has no HeapAlloc (profiling off?)")
+    return int(found.group(1)) / 2**20
+
+
 def measure(kubeconfig: Path, shape: str, status: dict[str, Any], count: int) -> dict[str, Any]:
     DevCluster().restart("kube-apiserver")  # a clean heap for each shape
     time.sleep(5)
     ns = f"footprint-{uuid.uuid4().hex[:5]}"
     kubectl(kubeconfig, "create", "namespace", ns)
-    before = control_plane_rss_mib()
+    before, heap_before = control_plane_rss_mib(), apiserver_heap_mib(kubeconfig)
     asyncio.run(_populate(kubeconfig, ns, status, count))
     time.sleep(10)  # the watch cache settles
-    after = control_plane_rss_mib()
+    after, heap_after = control_plane_rss_mib(), apiserver_heap_mib(kubeconfig)
     out: dict[str, Any] = {"shape": shape, "instances": count, **_stored_bytes(kubeconfig, ns)}
     for component in ("kube-apiserver", "etcd"):
         grew = after.get(component, 0.0) - before.get(component, 0.0)
         out[f"{component}_kib_per_instance"] = round(grew * 1024 / count, 1)
     out["control_plane_kib_per_instance"] = round(
         out["kube-apiserver_kib_per_instance"] + out["etcd_kib_per_instance"], 1
+    )
+    # what the API server keeps per instance (its watch cache, the object's versions)
+    out["apiserver_live_heap_kib_per_instance"] = round(
+        (heap_after - heap_before) * 1024 / count, 1
     )
     kubectl(kubeconfig, "delete", "namespace", ns, "--wait=false")
     return out

@@ -153,18 +153,31 @@ class TenantController:
             self.queue.request_within(name, USAGE_INTERVAL)
 
     async def _until_runner_answers(self, name: str) -> None:
-        """A sandbox starting from zero: ask its runner every WAKE_PROBE_EVERY seconds and
-        reconcile the tenant as soon as it answers (the reconcile asks again, sees it
-        ready and drives the instances that waited for it)."""
+        """A sandbox starting from zero: ask its runner every WAKE_PROBE_EVERY seconds;
+        once it answers, the instances that waited for it are driven at once (a tenant
+        with an egress proxy waits for the reconcile, which also sees the proxy ready)
+        and the tenant is reconciled for its status."""
         deadline = time.monotonic() + WAKE_PROBE_FOR
         while self.idle.demand.state(name) is idle.State.WAKING and time.monotonic() < deadline:
             try:
                 if await self.idle.runner_answers(name):
-                    self.queue.request(name)
+                    await self._runner_answered(name)
                     return
             except Exception:  # (the API or the pod unreachable: the next round asks again)
                 log.debug("waking runner not reached", tenant=name, exc_info=True)
             await asyncio.sleep(WAKE_PROBE_EVERY)
+
+    async def _runner_answered(self, name: str) -> None:
+        try:
+            body = await self.kube.get(API_VERSION, TENANT, name)
+            if body is None or (body.get("spec") or {}).get("sandbox", {}).get("egressHosts"):
+                return
+            now = dt.datetime.now(dt.UTC)
+            woken = self.idle.demand.applied(name, True, True, now)
+            if woken is not None:
+                await _started(self.events, body, self.idle, woken, "its runner answered")
+        finally:
+            self.queue.request(name)
 
     async def deleted(self, name: str, body: dict[str, Any]) -> None:
         await tenant_deleted(self.kube, self.events, name, body)
@@ -201,13 +214,17 @@ async def reconcile(
     now = dt.datetime.now(dt.UTC)
     scale, was_zero = await _scale(kube, settings, hooks, tenant, now)
     try:
-        for obj in manifests.owned_objects(tenant, settings, awake=scale.awake):
-            await kube.apply(obj)
+        sandbox = None
         if not any(reason == status.IMAGE_NOT_ALLOWED for reason, _ in refused):
             proxy = await _proxy_host(kube, tenant)
-            await kube.apply(
-                manifests.sandbox_statefulset(tenant, settings, proxy, awake=scale.awake)
-            )
+            sandbox = manifests.sandbox_statefulset(tenant, settings, proxy, awake=scale.awake)
+        waking = was_zero and scale.awake
+        if waking and sandbox is not None:  # instances wait for it: up first, then the rest
+            await kube.apply(sandbox)
+        for obj in manifests.owned_objects(tenant, settings, awake=scale.awake):
+            await kube.apply(obj)
+        if sandbox is not None and not waking:
+            await kube.apply(sandbox)
         await kube.create_if_missing(manifests.pvc(tenant))
         await kube.create_if_missing(manifests.history_pvc(tenant))
         await kube.create_if_missing(manifests.hmac_secret(tenant, secrets.token_hex(32)))
@@ -290,26 +307,35 @@ async def _scaled(
             "stays); started again on demand",
         )
     if woken is not None:
-        metrics.SANDBOX_COLD_STARTS.labels(tenant=name).inc()
-        metrics.SANDBOX_COLD_START.labels(tenant=name).observe(woken.cold_start)
-        log.info(
-            "sandbox started from zero",
-            tenant=name,
-            seconds=round(woken.cold_start, 2),
-            waiting=len(woken.waiters),
-        )
-        await recorder.post(
-            body,
-            "Normal",
-            "SandboxStarted",
-            f"started from zero in {woken.cold_start:.1f}s for {len(woken.waiters)} waiting "
-            f"instance(s) ({scale.reason})",
-        )
-        hooks.woken(woken.waiters)
+        await _started(recorder, body, hooks, woken, scale.reason)
     reason = {idle.State.ASLEEP: idle.IDLE, idle.State.WAKING: idle.WAITING_FOR_SANDBOX}.get(
         after, scale.reason
     )
     return dataclasses.replace(observed, scale=reason, waiting=hooks.demand.waiting(name))
+
+
+async def _started(
+    recorder: EventRecorder, body: dict[str, Any], hooks: Idle, woken: idle.Woken, why: str
+) -> None:
+    """A sandbox up again after a start from zero: its cold start measured and said, the
+    instances that waited for it driven."""
+    name = body["metadata"]["name"]
+    metrics.SANDBOX_COLD_STARTS.labels(tenant=name).inc()
+    metrics.SANDBOX_COLD_START.labels(tenant=name).observe(woken.cold_start)
+    log.info(
+        "sandbox started from zero",
+        tenant=name,
+        seconds=round(woken.cold_start, 2),
+        waiting=len(woken.waiters),
+    )
+    hooks.woken(woken.waiters)  # first: an Event is bookkeeping, the waiters are not
+    await recorder.post(
+        body,
+        "Normal",
+        "SandboxStarted",
+        f"started from zero in {woken.cold_start:.1f}s for {len(woken.waiters)} waiting "
+        f"instance(s) ({why})",
+    )
 
 
 async def _proxy_host(kube: KubeApi, tenant: Tenant) -> str | None:

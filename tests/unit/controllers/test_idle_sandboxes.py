@@ -284,8 +284,12 @@ async def test_a_waking_sandbox_whose_runner_answers_drives_its_waiters_before_t
     hooks.demand.used("acme", now())
     hooks.demand.wait("acme", f"{NS}/one")
     healthy(kube, ready=0)
+    since = len(kube.calls)
     await tenant_reconcile(kube, hooks)  # scaled up: waking (its pod not even there yet)
     assert asked == [] and hooks.demand.state("acme") is State.WAKING
+    applied = [c for c in kube.calls[since:] if c[0] == "apply"]
+    assert applied[0] == ("apply", "StatefulSet", manifests.SANDBOX), "scaled up first"
+    assert applied.count(applied[0]) == 1, "and once"
     await tenant_reconcile(kube, hooks)  # the runner does not answer yet
     assert driven == [] and asked == ["acme"]
     await tenant_reconcile(kube, hooks)  # it answers: ready, though no pod is Ready yet
@@ -299,18 +303,22 @@ async def test_the_tenant_controller_asks_a_waking_runner_until_it_answers() -> 
     async def runner_answers(tenant: str) -> bool:
         return answers.pop(0) if answers else True
 
-    hooks.runner_answers = runner_answers
+    driven: list[str] = []
+    hooks.runner_answers, hooks.woken = runner_answers, driven.extend
     controller = TenantController(kube, SETTINGS, usage=lambda _: {}, idle=hooks)  # type: ignore[arg-type]
     controller.queue.request("acme")
     await controller.queue.drain()  # idle: to zero
     hooks.demand.used("acme", now())
+    hooks.demand.wait("acme", f"{NS}/one")
     healthy(kube, ready=0)
     controller.queue.request("acme")
     await controller.queue.drain()  # waking: its runner asked every WAKE_PROBE_EVERY
     prober = controller.probing["acme"]
     await asyncio.wait_for(prober, 5)
-    await controller.queue.drain()
-    assert answers == [] and hooks.demand.available("acme"), "woken by the prober's request"
+    assert answers == [] and hooks.demand.available("acme")
+    assert driven == [f"{NS}/one"], "driven as the runner answered, not after a reconcile"
+    await controller.queue.drain()  # (the reconcile it asked for: the tenant's status)
+    assert driven == [f"{NS}/one"], "driven once"
 
 
 async def test_the_sandbox_lookup_finds_a_runner_that_answers_at_its_pods_address(
