@@ -53,11 +53,23 @@ def _first_step_done(kubeconfig: Path, ns: str, name: str, t0: float) -> float:
         time.sleep(0.05)
 
 
-def cold_start(kubeconfig: Path) -> float:
+def cold_start(kubeconfig: Path, phases: list[dict[str, float]] | None = None) -> float:
     """Seconds from `kubectl apply` of a new Tenant (with its definition and an instance
-    applied as soon as its namespace exists) to the instance's first step Complete."""
+    applied as soon as its namespace exists) to the instance's first step Complete; its
+    phases (bench/wake_phases.py) appended to `phases` when given."""
     tenant = f"cold-{uuid.uuid4().hex[:6]}"
     ns = f"tenant-{tenant}"
+    with WakeClock(kubeconfig, ns, "first").watching() as clock:
+        clock.started()
+        seconds = _cold_start(kubeconfig, tenant, ns)
+        clock.wait_done()
+    if phases is not None:
+        phases.append(clock.phases())
+    kubectl(kubeconfig, "delete", "tenant", tenant, "--wait=false")
+    return seconds
+
+
+def _cold_start(kubeconfig: Path, tenant: str, ns: str) -> float:
     t0 = time.perf_counter()
     apply(kubeconfig, tenant_doc(tenant))
     docs = [
@@ -75,9 +87,7 @@ def cold_start(kubeconfig: Path) -> float:
             break
         except Exception:  # the namespace is not there yet
             time.sleep(0.05)
-    seconds = _first_step_done(kubeconfig, ns, "first", t0)
-    kubectl(kubeconfig, "delete", "tenant", tenant, "--wait=false")
-    return seconds
+    return _first_step_done(kubeconfig, ns, "first", t0)
 
 
 def wake_from_zero(
@@ -171,7 +181,8 @@ def main() -> None:
     if not DevCluster().up() or not DevCluster().has_node():
         raise DevClusterError("the pod benchmark needs the dev cluster's real node")
     with operator_on_dev_cluster() as (kubeconfig, _):
-        colds = [cold_start(kubeconfig) for _ in range(COLD_RUNS)]
+        cold_phases: list[dict[str, float]] = []
+        colds = [cold_start(kubeconfig, cold_phases) for _ in range(COLD_RUNS)]
         wakes, phases = wake_from_zero(kubeconfig)
         tenant = f"warm-{uuid.uuid4().hex[:6]}"
         apply(kubeconfig, tenant_doc(tenant))
@@ -194,6 +205,7 @@ def main() -> None:
         {
             "coldStartSeconds": round(statistics.median(colds), 2),
             "coldStartRuns": [round(c, 2) for c in colds],
+            "coldStartPhases": median_phases(cold_phases),
             "wakeFromZeroSeconds": round(statistics.median(wakes), 2),
             "wakeFromZeroRuns": [round(w, 2) for w in wakes],
             # seconds after the instance's creation at which each phase was first seen

@@ -1,5 +1,6 @@
 """Where a sandbox's wake from zero goes (issue 37.3): the moments one wake passes through,
 each noted when a watch first shows it, so the benchmark says which part is over the goal.
+A new tenant's cold start passes through them too, after its volume is bound.
 
 From the instance's creation (t0): the operator scales the StatefulSet up; the pod is
 created, scheduled and its runner container started; the runner has imported and logs that
@@ -26,6 +27,7 @@ from tenantflow.vocabulary import GROUP, VERSION
 SANDBOX_PODS = "app.kubernetes.io/name=sandbox"
 # in the order a wake passes through them
 PHASES = (
+    "volumeBound",  # a new tenant's (a wake finds it bound)
     "scaledUp",
     "podCreated",
     "podScheduled",
@@ -97,6 +99,10 @@ class WakeClock:
         if _condition(pod, "Ready"):
             self.mark("podReady")
 
+    def _on_claim(self, pvc: Any) -> None:
+        if pvc.metadata.name == "tenant-data" and pvc.status and pvc.status.phase == "Bound":
+            self.mark("volumeBound")
+
     def _on_slice(self, eps: Any) -> None:
         if any(e.conditions and e.conditions.ready for e in eps.endpoints or []):
             self.mark("endpointReady")
@@ -120,6 +126,7 @@ class WakeClock:
                 {"namespace": self.ns, "label_selector": SANDBOX_PODS},
             ),
             (discovery.list_namespaced_endpoint_slice, self._on_slice, {"namespace": self.ns}),
+            (core.list_namespaced_persistent_volume_claim, self._on_claim, {"namespace": self.ns}),
             (
                 custom.list_namespaced_custom_object,
                 self._on_instance,

@@ -118,3 +118,18 @@ def test_a_sandbox_found_at_zero_and_scaled_up_is_starting() -> None:
     demand.used("acme", NOW)  # an instance asked before the tenant was first reconciled
     demand.applied("acme", True, False, NOW, was_zero=True)
     assert demand.state("acme") is State.WAKING
+
+
+def test_instances_that_found_an_up_sandbox_not_ready_are_handed_over_once_it_is() -> None:
+    """A new tenant's first pod, or a restarted one: up (not from zero) but not ready yet.
+    Instances that found it so wait for it; they are handed over when it is ready, with no
+    cold start measured (it did not start from zero)."""
+    demand = SandboxDemand()
+    demand.applied("acme", True, True, NOW)
+    assert not demand.awaited("acme")
+    demand.wait("acme", "tenant-acme/a")
+    assert demand.awaited("acme") and demand.available("acme"), "up: calls still go to it"
+    assert demand.applied("acme", True, False, NOW) is None
+    assert demand.waiting("acme") == 1, "kept while it is not ready"
+    assert demand.applied("acme", True, True, later(2)) == idle.Woken(None, ("tenant-acme/a",))
+    assert not demand.awaited("acme") and demand.cold_start("acme") == idle.DEFAULT_COLD_START

@@ -47,7 +47,9 @@ log = get_logger("tenantflow.tenant")
 
 
 SECRETS_RECHECK = 10.0  # seconds between looks for Secrets the Tenant names but lacks
-WAKE_PROBE_EVERY = 0.1  # seconds between two asks of a waking sandbox's runner
+WAKE_PROBE_EVERY = 0.1  # seconds between two asks of a starting sandbox's runner
+WAKE_PROBE_OFTEN_FOR = 10.0  # ...for its first seconds; then every WAKE_PROBE_SLOWLY
+WAKE_PROBE_SLOWLY = 1.0
 WAKE_PROBE_FOR = 300.0  # ...for at most this long (then the pod's own readiness decides)
 
 
@@ -139,7 +141,7 @@ class TenantController:
             due = self.queue.due_at(name)
             if due is None or due > done.look_again:
                 self.queue.request_after(name, done.look_again)
-        if self.idle.demand.state(name) is idle.State.WAKING and name not in self.probing:
+        if self.idle.demand.awaited(name) and name not in self.probing:
             task = asyncio.create_task(self._until_runner_answers(name))
             self.probing[name] = task
             task.add_done_callback(lambda _: self.probing.pop(name, None))
@@ -157,15 +159,18 @@ class TenantController:
         once it answers, the instances that waited for it are driven at once (a tenant
         with an egress proxy waits for the reconcile, which also sees the proxy ready)
         and the tenant is reconciled for its status."""
-        deadline = time.monotonic() + WAKE_PROBE_FOR
-        while self.idle.demand.state(name) is idle.State.WAKING and time.monotonic() < deadline:
+        started = time.monotonic()
+        while self.idle.demand.awaited(name) and time.monotonic() - started < WAKE_PROBE_FOR:
             try:
                 if await self.idle.runner_answers(name):
                     await self._runner_answered(name)
                     return
             except Exception:  # (the API or the pod unreachable: the next round asks again)
                 log.debug("waking runner not reached", tenant=name, exc_info=True)
-            await asyncio.sleep(WAKE_PROBE_EVERY)
+            # often while a start is as quick as it should be; then seldom (a sandbox that
+            # does not come up is not asked ten times a second for five minutes)
+            slow = time.monotonic() - started > WAKE_PROBE_OFTEN_FOR
+            await asyncio.sleep(WAKE_PROBE_SLOWLY if slow else WAKE_PROBE_EVERY)
 
     async def _runner_answered(self, name: str) -> None:
         try:
@@ -292,7 +297,7 @@ async def _scaled(
     name = body["metadata"]["name"]
     before = hooks.demand.state(name)
     ready = observed.sandbox_ready >= observed.sandbox_wanted and observed.proxy_ready is not False
-    if not ready and before is idle.State.WAKING and observed.proxy_ready is not False:
+    if not ready and hooks.demand.awaited(name) and observed.proxy_ready is not False:
         ready = await hooks.runner_answers(name)  # (before its pod's readiness says so)
     woken = hooks.demand.applied(name, scale.awake, ready, now, was_zero=was_zero)
     after = hooks.demand.state(name)
@@ -320,6 +325,12 @@ async def _started(
     """A sandbox up again after a start from zero: its cold start measured and said, the
     instances that waited for it driven."""
     name = body["metadata"]["name"]
+    hooks.woken(woken.waiters)  # first: an Event is bookkeeping, the waiters are not
+    if woken.cold_start is None:  # up, not from zero: it was not ready yet (a new pod)
+        log.info(
+            "sandbox ready for the instances that waited", tenant=name, waiting=len(woken.waiters)
+        )
+        return
     metrics.SANDBOX_COLD_STARTS.labels(tenant=name).inc()
     metrics.SANDBOX_COLD_START.labels(tenant=name).observe(woken.cold_start)
     log.info(
@@ -328,7 +339,6 @@ async def _started(
         seconds=round(woken.cold_start, 2),
         waiting=len(woken.waiters),
     )
-    hooks.woken(woken.waiters)  # first: an Event is bookkeeping, the waiters are not
     await recorder.post(
         body,
         "Normal",

@@ -104,9 +104,10 @@ class _Tenant:
 
 @dataclass(frozen=True)
 class Woken:
-    """A sandbox seen ready after a start from zero."""
+    """A sandbox seen ready after a start from zero, or a sandbox that was up but not yet
+    ready (a new tenant's first pod, a restarted one) seen ready with instances waiting."""
 
-    cold_start: float  # seconds from the start to ready
+    cold_start: float | None  # seconds from the start from zero to ready (None: no such)
     waiters: tuple[ObjectKey, ...]  # instances that waited for it: drive them now
 
 
@@ -175,9 +176,20 @@ class SandboxDemand:
             waiters = tuple(sorted(found.waiters))
             found.state, found.waking_since, found.waiters = State.AWAKE, None, set()
             return Woken(took, waiters)
-        if found.state is State.AWAKE:
-            found.waiters.clear()  # (nobody waits for a sandbox that is up)
+        if found.state is State.AWAKE and ready and found.waiters:
+            # instances that found it not ready yet (a new tenant's first pod, a restart)
+            waiters = tuple(sorted(found.waiters))
+            found.waiters = set()
+            return Woken(None, waiters)
         return None
+
+    def awaited(self, tenant: str) -> bool:
+        """Someone waits for the tenant's sandbox: it is starting from zero, or instances
+        found it not ready yet."""
+        found = self.tenants.get(tenant)
+        if found is None or found.state is State.ASLEEP:  # (none to ask: it is scaled up first)
+            return False
+        return found.state is State.WAKING or bool(found.waiters)
 
     def state(self, tenant: str) -> State:
         found = self.tenants.get(tenant)

@@ -207,6 +207,21 @@ async def test_a_schedules_next_run_wakes_the_sandbox_ahead_too() -> None:
     assert replicas(kube) == 1
 
 
+async def test_an_instance_that_finds_its_sandbox_not_ready_asks_to_be_driven_when_it_is(
+    tmp_path: Path,
+) -> None:
+    """A new tenant's first pod, a restarted one: the call fails (and backs off as any
+    failure does) and the instance is also registered as waiting for the sandbox, so the
+    tenant controller drives it as soon as the runner answers."""
+    h = Harness.new(tmp_path)
+    await h.define("counted", COUNTED)
+    key = h.start("one", "counted")
+    h.sandbox.failures = [SandboxUnavailable("SandboxNotReady", "no ready sandbox pod yet")]
+    await h.drive(key)
+    assert h.sandbox.waiters == [key]
+    assert h.controller.failures.failures[key] == 1, "a failure still: it backs off"
+
+
 async def test_an_instance_needing_a_sandbox_at_zero_waits_visibly_with_no_strike(
     tmp_path: Path,
 ) -> None:
@@ -360,3 +375,26 @@ async def test_the_sandbox_lookup_finds_a_runner_that_answers_at_its_pods_addres
     finally:
         await lookups.close()
         await runner.cleanup()
+
+
+async def test_instances_that_found_a_new_pod_not_ready_are_driven_when_its_runner_answers() -> (
+    None
+):
+    """A tenant whose sandbox is up but not ready yet (its first pod, a restart): the
+    instances that found it so are driven as soon as its runner answers, not at the end of
+    their backoff; no start from zero is reported."""
+    kube, hooks = FakeKube(), Idle(SandboxDemand())
+    driven: list[str] = []
+
+    async def runner_answers(tenant: str) -> bool:
+        return True
+
+    hooks.woken, hooks.runner_answers = driven.extend, runner_answers
+    put_tenant(kube)
+    await tenant_reconcile(kube, hooks)
+    healthy(kube, ready=0)  # its first pod: not ready yet
+    hooks.demand.wait("acme", f"{NS}/first")  # (SandboxNotReady: controllers/instances/failures)
+    await tenant_reconcile(kube, hooks)
+    assert driven == [f"{NS}/first"]
+    events = [e for e in kube.objects.values() if e.get("kind") == "Event"]
+    assert not any(e.get("reason") == "SandboxStarted" for e in events), "not from zero"

@@ -77,6 +77,10 @@ class SandboxFailures:
                 d.again = True  # its rollbacks run next
             return
         d.condition(ConditionType.SANDBOX_REACHABLE, False, exc.reason, str(exc))
+        if exc.reason in SANDBOX_STARTING and d.view.tenant:
+            # driven again as soon as its runner answers (the tenant controller asks it),
+            # not only at the end of the backoff below
+            self.sandboxes.waiting_for(d.view.tenant, d.key)
         if exc.lost_steps and exc.cause:
             self._charge_steps(d, exc.lost_steps, exc.cause)
         # a sandbox pod on its way (a new tenant, a restart) is ready within seconds: look
