@@ -161,7 +161,9 @@ def measure(kubeconfig: Path, shape: str, status: dict[str, Any], count: int) ->
     out["apiserver_live_heap_kib_per_instance"] = round(
         (heap_after - heap_before) * 1024 / count, 1
     )
-    kubectl(kubeconfig, "delete", "namespace", ns, "--wait=false")
+    # gone before the next shape is measured: its deletion (thousands of watch events, the
+    # namespace controller's garbage) would otherwise land in that shape's figures
+    kubectl(kubeconfig, "delete", "namespace", ns, "--timeout=600s")
     return out
 
 

@@ -3,12 +3,18 @@ the other way round — Kubernetes API (SubjectAccessReview as each principal, c
 impersonated requests), storage and runtime (probes run as tenant code in A's real sandbox),
 network (the NetworkPolicies' contents evaluated, and on the real node, packets sent by A's
 code to B's runner pod and the API server). Everything must be denied; the counts go to
-e2e/chaos/results/latest.json (`cross_tenant_attempts`, `cross_tenant_allowed`)."""
+e2e/chaos/results/latest.json (`cross_tenant_attempts`, `cross_tenant_allowed`).
+
+It runs with a crowd of other tenants present (issue 37.5: their namespaces, policies and
+RBAC beside A's and B's, as on a platform with many tenants), and A's probes run in a
+sandbox pod that has just come back from zero: a pod scaled up again is fenced before it
+takes work, or the network probes would reach B."""
 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +31,7 @@ from tenantflow.tenancy.manifests import HISTORY_PORT, SANDBOX_PORT, ZYGOTE_SOCK
 from tenantflow_dev.devcluster import DevCluster, node, process
 
 pytestmark = pytest.mark.slow
+CROWD = 150  # tenants present besides the pair (objects only: their sandboxes at zero)
 
 RESOURCES = [  # (api group, resource) in a tenant namespace
     ("tenantflow.dev", "workflowdefinitions"),
@@ -198,13 +205,56 @@ def _network_targets(b: Tenant, transport: str, api_port: int) -> dict[str, list
     }
 
 
+@pytest.fixture
+def crowd(api_client: client.ApiClient, kubectl: Callable[..., Any]) -> Iterator[int]:
+    """CROWD more tenants, each with its namespace, quota, policies, RBAC and volumes and
+    no sandbox pod, all Ready before the matrix runs; deleted after it."""
+    run = uuid.uuid4().hex[:5]
+    custom = client.CustomObjectsApi(api_client)
+    for i in range(CROWD):
+        custom.create_cluster_custom_object(
+            "tenantflow.dev",
+            "v1beta1",
+            "tenants",
+            {
+                "apiVersion": "tenantflow.dev/v1beta1",
+                "kind": "Tenant",
+                "metadata": {"name": f"crowd-{run}-{i}", "labels": {"crowd": run}},
+                "spec": {"sandbox": {"replicas": 0}},
+            },
+        )
+
+    def ready() -> bool:
+        listed = custom.list_cluster_custom_object(
+            "tenantflow.dev", "v1beta1", "tenants", label_selector=f"crowd={run}"
+        )["items"]
+        return sum((t.get("status") or {}).get("phase") == "Ready" for t in listed) == CROWD
+
+    try:
+        wait_for(ready, f"{CROWD} tenants Ready", 600)
+        yield CROWD
+    finally:
+        kubectl("delete", "tenants", "-l", f"crowd={run}", "--wait=false", check=False)
+
+
+def _scaled_to_zero(tenant: Tenant) -> bool:
+    apps = client.AppsV1Api(tenant.core.api_client)
+    sts = apps.read_namespaced_stateful_set("sandbox", tenant.ns)
+    pods = tenant.core.list_namespaced_pod(
+        tenant.ns, label_selector="app.kubernetes.io/name=sandbox"
+    ).items
+    return sts.spec.replicas == 0 and not pods
+
+
 def test_no_principal_of_one_tenant_reaches_another(
     tenant_factory: Callable[..., Tenant],
     api_client: client.ApiClient,
     kubectl: Callable[..., Any],
     operator_process: OperatorProcess,
+    crowd: int,
 ) -> None:
-    pair = [tenant_factory(), tenant_factory()]
+    # A's sandbox goes to zero when idle: its probes run in a pod come back from zero
+    pair = [tenant_factory(sandbox={"idleAfter": "5s"}), tenant_factory()]
     for t in pair:  # owners of every kind, so each kind of principal is in the matrix
         t.custom.patch_cluster_custom_object(
             "tenantflow.dev", "v1beta1", "tenants", t.name, {"spec": {"owners": _owners(t.name)}}
@@ -280,8 +330,10 @@ def test_no_principal_of_one_tenant_reaches_another(
         "frame": frames.encode({"op": "ping"}).hex(),
         "network": _network_targets(b, transport, api_port),
     }
+    if transport == "cluster":  # A's sandbox at zero: its probes run in a pod started anew
+        wait_for(lambda: _scaled_to_zero(a), f"{a.ns}'s sandbox scaled to zero", 120)
     # no waiting for the enforcer: A's runner runs no tenant code before its pod is fenced
-    done = a.wait_phase(a.start("probes", params), "Complete", "Errored")
+    done = a.wait_phase(a.start("probes", params), "Complete", "Errored", timeout=180)
     assert done["phase"] == "Complete", done
     for probe, verdict in done["output"].items():
         if probe.startswith("control:"):  # the same techniques work on A's own things
@@ -293,7 +345,14 @@ def test_no_principal_of_one_tenant_reaches_another(
     print(done["output"])
     assert b.query("SELECT v FROM secrets") == [("b-only",)], "B's data is intact"
 
-    record("isolation", {"cross_tenant_attempts": attempts, "cross_tenant_allowed": len(allowed)})
+    record(
+        "isolation",
+        {
+            "cross_tenant_attempts": attempts,
+            "cross_tenant_allowed": len(allowed),
+            "tenants_present": crowd + len(pair),
+        },
+    )
     if transport == "cluster" and any(p.startswith("network") for p in allowed):
         print(f"network state kept for diagnosis in {_dump_network_state(pair)}")
     assert not allowed, allowed
