@@ -228,11 +228,14 @@ async def reconcile(
             await kube.apply(sandbox)
         for obj in manifests.owned_objects(tenant, settings, awake=scale.awake):
             await kube.apply(obj)
-        if sandbox is not None and not waking:
-            await kube.apply(sandbox)
+        # the volumes and the key before the pod that mounts them: a pod created first is
+        # unschedulable ("persistentvolumeclaim not found") and waits for the scheduler to
+        # look again, minutes when a thousand other claims are being bound
         await kube.create_if_missing(manifests.pvc(tenant))
         await kube.create_if_missing(manifests.history_pvc(tenant))
         await kube.create_if_missing(manifests.hmac_secret(tenant, secrets.token_hex(32)))
+        if sandbox is not None and not waking:
+            await kube.apply(sandbox)
     except ApiException as exc:
         error = f"applying tenant objects failed: {exc.status} {exc.reason}: {message(exc)}"
         log.warning("apply failed", tenant=name, error=error)
