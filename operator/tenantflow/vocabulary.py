@@ -133,6 +133,19 @@ FINISHED = frozenset({Phase.COMPLETE, Phase.ERRORED, Phase.TERMINATED, Phase.ROL
 ACTIVE = frozenset({Phase.RUNNING, Phase.WAITING, Phase.PAUSED, Phase.COMPENSATING})
 
 
+class Language(StrEnum):
+    """A definition's language (spec.source.language): what its one-module source is."""
+
+    PYTHON = "python"
+    TYPESCRIPT = "typescript"  # run by Deno (engine/typescript.py)
+    JAVASCRIPT = "javascript"
+
+    @property
+    def extension(self) -> str:
+        """The file a one-module source of this language is (`workflow.ts`)."""
+        return {"python": ".py", "typescript": ".ts", "javascript": ".js"}[self.value]
+
+
 class RolloutPhase(StrEnum):
     """A WorkflowDefinition's `status.rollout.phase`: a new revision's canary rollout."""
 

@@ -17,6 +17,7 @@ from tenantflow.api.common import (
 from tenantflow.durations import format_duration
 from tenantflow.engine.loader import FILE_NAME, MAX_CODE_BYTES, MAX_FILES
 from tenantflow.engine.options import Backoff, RetryPolicy, StepDefaults
+from tenantflow.engine.typescript import FILE_NAME as GUEST_FILE_NAME
 from tenantflow.vocabulary import (
     ATTRIBUTE_KEY,
     DEFAULT_ENTRYPOINT,
@@ -24,6 +25,7 @@ from tenantflow.vocabulary import (
     DNS_SUBDOMAIN,
     MAX_ATTRIBUTES,
     PARAM_PATH,
+    Language,
     RolloutDefaults,
     RolloutPhase,
 )
@@ -43,13 +45,15 @@ class ConfigMapKeyRef(Model):
         min_length=1,
         max_length=253,
         pattern=r"^[-._a-zA-Z0-9]+$",
-        description="Key holding the Python source (one module). Without it, every key "
-        "ending in .py is a module of the workflow (multi-file).",
+        description="Key holding the source (one module, in spec.source.language). Without "
+        "it, every key ending in the language's extensions (.py; .ts/.mts/.js/.mjs) is a "
+        "module of the workflow (multi-file).",
     )
 
 
 class Source(Model):
-    """The workflow's Python code: exactly one of inline, files or configMapRef."""
+    """The workflow's code: exactly one of inline, files or configMapRef, in Python,
+    TypeScript or JavaScript."""
 
     model_config = Model.model_config | {
         "json_schema_extra": cel(
@@ -66,20 +70,30 @@ class Source(Model):
         None,
         min_length=1,
         max_length=MAX_CODE_BYTES,
-        description="The Python module source, inline (one module).",
+        description="The module's source, inline (one module, in spec.source.language).",
+    )
+    language: Language = Field(
+        Language.PYTHON,
+        description="python, typescript or javascript: the language of an inline source or "
+        "a ConfigMap's modules. Files say theirs by their extension (helpers.py, steps.ts). "
+        "TypeScript and JavaScript run in Deno: `export async function run(event, step, "
+        "env)` or a class extending WorkflowEntrypoint.",
     )
     files: dict[str, str] | None = Field(
         None,
-        description="Several modules, inline: file name (helpers.py) -> source. Each is "
-        "importable by its name (import helpers); the entrypoint is in spec.source.main.",
+        description="Several modules, inline: file name (helpers.py, or helpers.ts) -> "
+        "source, all in one language. Each is importable by its name (import helpers; "
+        "import ... from './helpers.ts'); the entrypoint is in spec.source.main.",
         json_schema_extra={
             "maxProperties": MAX_FILES,
             "minProperties": 1,
             "additionalProperties": {"type": "string", "maxLength": MAX_CODE_BYTES},
             **cel(
                 rule(
-                    f"self.all(f, f.matches('{FILE_NAME.pattern}'))",
-                    "spec.source.files keys must be Python module file names like helpers.py",
+                    f"self.all(f, f.matches('{FILE_NAME.pattern}')) || "
+                    f"self.all(f, f.matches('{GUEST_FILE_NAME.pattern}'))",
+                    "spec.source.files keys must be module file names of one language, like "
+                    "helpers.py or helpers.ts (.ts, .mts, .js, .mjs)",
                 )
             ),
         },
@@ -91,8 +105,8 @@ class Source(Model):
         DEFAULT_MAIN,
         pattern=PY_IDENTIFIER,
         max_length=128,
-        description="Multi-file code: the module (file name without .py) that defines "
-        "the entrypoint.",
+        description="Multi-file code: the module (file name without its extension) that "
+        "defines the entrypoint.",
     )
 
 

@@ -15,6 +15,7 @@ from tenantflow.controllers.persist import Persist, unchanged_spec
 from tenantflow.controllers.revision_cache import RevisionCache
 from tenantflow.controllers.work_queue import WorkQueue, namespace_in_key
 from tenantflow.durations import format_time
+from tenantflow.engine.typescript import EXTENSIONS
 from tenantflow.kube.client import KubeApi
 from tenantflow.kube.events import EventRecorder
 from tenantflow.kube.revisions import list_revisions
@@ -32,6 +33,7 @@ from tenantflow.vocabulary import (
     ROLLBACK_ANNOTATION,
     WORKFLOW_REF_FIELD,
     ConditionType,
+    Language,
     ObjectKey,
     RolloutPhase,
     object_key,
@@ -103,11 +105,12 @@ class DefinitionController:
 
 async def resolve_source(kube: KubeApi, body: dict[str, Any]) -> tuple[source.Code | None, str]:
     """(code, problem): the inline module, the inline files, or the ConfigMap's key (one
-    module) or `.py` keys (several)."""
+    module) or its keys of the language (several)."""
     src = body["spec"]["source"]
     main = src.get("main") or DEFAULT_MAIN
+    language = Language(src.get("language") or Language.PYTHON)
     if src.get("inline"):
-        return source.Code.single(src["inline"]), ""
+        return source.Code.single(src["inline"], language), ""
     if src.get("files"):
         return source.Code(dict(src["files"]), main), ""
     ref = src["configMapRef"]
@@ -119,12 +122,14 @@ async def resolve_source(kube: KubeApi, body: dict[str, Any]) -> tuple[source.Co
         text = data.get(ref["key"])
         if text is None:
             return None, f"ConfigMap {ref['name']} has no key {ref['key']!r}"
-        return source.Code.single(text), ""
-    files = {k: v for k, v in data.items() if k.endswith(".py")}
+        return source.Code.single(text, language), ""
+    extensions = (".py",) if language is Language.PYTHON else tuple(EXTENSIONS)
+    files = {k: v for k, v in data.items() if k.endswith(extensions)}
     if not files:
         return None, (
-            f"ConfigMap {ref['name']} has no key ending in .py (spec.source.configMapRef "
-            "without a key takes every .py key as a module)"
+            f"ConfigMap {ref['name']} has no key ending in {' or '.join(extensions)} "
+            f"(spec.source.configMapRef without a key takes every such key as a module of "
+            f"the {language} workflow; spec.source.language says which)"
         )
     return source.Code(files, main), ""
 

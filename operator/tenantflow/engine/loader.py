@@ -28,6 +28,7 @@ from tenantflow.engine.errors import (
     WorkflowSignatureError,
     WorkflowSyntaxError,
 )
+from tenantflow.engine.typescript import EXTENSIONS, GuestCode, is_guest, typescript_workflow
 from tenantflow.vocabulary import DEFAULT_ENTRYPOINT
 
 WorkflowFn = Callable[..., Awaitable[Any]]
@@ -129,6 +130,34 @@ def load_main(main: str, entrypoint: str = DEFAULT_ENTRYPOINT) -> WorkflowFn:
             f"Define `async def {entrypoint}(event, step, env)`."
         )
     return check(fn, entrypoint)
+
+
+def main_file(files: Mapping[str, str], main: str) -> str:
+    """The file holding the entrypoint: `main` with the first extension present (`.py`,
+    then TypeScript's and JavaScript's); `main.py` when none is (the error names it)."""
+    for ext in (".py", *EXTENSIONS):
+        if f"{main}{ext}" in files:
+            return f"{main}{ext}"
+    return f"{main}.py"
+
+
+@contextmanager
+def revision(
+    files: Mapping[str, str],
+    main: str,
+    entrypoint: str = DEFAULT_ENTRYPOINT,
+    label: str = "workflow",
+    heap_bytes: int | None = None,
+) -> Iterator[WorkflowFn]:
+    """A revision's checked entrypoint for the duration of the block, in its language:
+    Python modules served from memory, or TypeScript/JavaScript run by Deno
+    (engine/typescript.py; `heap_bytes` caps its heap)."""
+    found = main_file(files, main)
+    if is_guest(found):
+        yield typescript_workflow(GuestCode(files, found, entrypoint, label, heap_bytes))
+        return
+    with workflow_modules(files, label):
+        yield load_main(main, entrypoint)
 
 
 def load(source: str, entrypoint: str = DEFAULT_ENTRYPOINT, label: str = "workflow") -> WorkflowFn:

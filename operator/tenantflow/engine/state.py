@@ -151,7 +151,7 @@ class ReplayState:
         """An error of tenant code for the journal or the status: its class name, its
         message and the traceback of the tenant's own frames, each masked, then cut."""
         out: dict[str, Any] = {
-            "name": type(exc).__name__,
+            "name": tracebacks.error_name(exc),
             "message": self.cut(str(exc), MAX_ERROR_MESSAGE),
             **more,
         }

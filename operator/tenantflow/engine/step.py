@@ -33,6 +33,17 @@ class StepApi:
     def __init__(self, state: ReplayState) -> None:
         self._s = state
 
+    def hold(self, held: bool) -> None:
+        """Another runtime holds the workflow's control (engine/typescript.py: a message
+        sent to Deno and not yet answered): the advance is executing, not idle, until it
+        is released."""
+        s = self._s
+        if held:
+            s.executing += 1
+        else:
+            s.executing -= 1
+            s.exec_done.set()
+
     # ------------------------------------------------------------------ queries
     def query(self, name: str, handler: Callable[..., Any]) -> None:
         """Register a query handler: `tenantflow query INSTANCE name [--args JSON]` calls

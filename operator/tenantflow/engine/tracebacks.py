@@ -13,6 +13,7 @@ import traceback
 from pathlib import Path
 
 import tenantflow
+from tenantflow.sdk.errors import NonRetryableError
 
 HEADER = "Traceback (most recent call last):\n"
 CUT = "  ... (earlier lines cut)\n"
@@ -36,9 +37,29 @@ def own_frame(filename: str) -> bool:
     return not any(filename == p or filename.startswith(p + "/") for p in _NOT_OWN)
 
 
+class ForeignError(Exception):
+    """An error thrown by tenant code in another language's runtime (engine/typescript.py):
+    its own name and stack, already cut to the tenant's frames by that runtime."""
+
+    def __init__(self, name: str, message: str, stack: str | None = None) -> None:
+        super().__init__(message)
+        self.name, self.stack = name, stack
+
+
+class ForeignNonRetryableError(ForeignError, NonRetryableError):
+    """A NonRetryableError thrown in the other runtime: the step fails at once."""
+
+
+def error_name(exc: BaseException) -> str:
+    """The name an error is recorded under: its class's, or the foreign error's own."""
+    return exc.name if isinstance(exc, ForeignError) else type(exc).__name__
+
+
 def tenant_traceback(exc: BaseException) -> str | None:
     """`exc`'s traceback (its causes and contexts too) with only the tenant's own frames;
     None when it has none (an error the engine raised of its own accord)."""
+    if isinstance(exc, ForeignError):
+        return exc.stack or None
     formatted = traceback.TracebackException.from_exception(exc)
     if not _keep_own(formatted, set()):
         return None

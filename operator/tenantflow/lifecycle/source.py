@@ -5,26 +5,36 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from tenantflow.engine.errors import WorkflowDefinitionError
-from tenantflow.engine.loader import MAX_CODE_BYTES, MAX_FILES, SINGLE_MODULE, module_name
-from tenantflow.vocabulary import DEFAULT_ENTRYPOINT
+from tenantflow.engine.loader import (
+    MAX_CODE_BYTES,
+    MAX_FILES,
+    SINGLE_MODULE,
+    main_file,
+    module_name,
+)
+from tenantflow.engine.typescript import FILE_NAME as GUEST_FILE_NAME
+from tenantflow.engine.typescript import is_guest
+from tenantflow.vocabulary import DEFAULT_ENTRYPOINT, Language
 
 
 @dataclass(frozen=True)
 class Code:
-    """What a revision runs: its files (name → Python source) and the module that holds
-    the entrypoint. A one-module source is the file `workflow.py`."""
+    """What a revision runs: its files (name → source) and the module that holds the
+    entrypoint. A one-module source is the file `workflow.py` (`workflow.ts` or
+    `workflow.js` in those languages). The main file's extension says the language."""
 
     files: Mapping[str, str]
     main: str = SINGLE_MODULE
 
     @classmethod
-    def single(cls, source: str) -> Code:
-        return cls({f"{SINGLE_MODULE}.py": source})
+    def single(cls, source: str, language: Language = Language.PYTHON) -> Code:
+        return cls({f"{SINGLE_MODULE}{Language(language).extension}": source})
 
     @classmethod
     def from_revision(cls, data: Mapping[str, Any]) -> Code:
@@ -36,8 +46,12 @@ class Code:
         return cls.single(str(data["source"]))
 
     @property
+    def main_file(self) -> str:
+        return main_file(self.files, self.main)
+
+    @property
     def main_source(self) -> str:
-        return self.files.get(f"{self.main}.py", "")
+        return self.files.get(self.main_file, "")
 
     @property
     def sha256(self) -> str:
@@ -79,6 +93,8 @@ def check(code: Code, entrypoint: str = DEFAULT_ENTRYPOINT) -> SourceCheck:
             f"{len(code.files)} file(s), {size} bytes: at most {MAX_FILES} files and "
             f"{MAX_CODE_BYTES} bytes together; move data out of the code (env.db, params)",
         )
+    if is_guest(code.main_file):
+        return _check_guest(code, entrypoint)
     trees: dict[str, ast.Module] = {}
     for file, text in sorted(code.files.items()):
         try:
@@ -99,6 +115,39 @@ def check(code: Code, entrypoint: str = DEFAULT_ENTRYPOINT) -> SourceCheck:
             f"no file {code.main}.py (spec.source.main); files: {', '.join(sorted(code.files))}",
         )
     return _check_entrypoint(tree, entrypoint)
+
+
+def _check_guest(code: Code, entrypoint: str) -> SourceCheck:
+    """TypeScript/JavaScript: file names, and an exported entrypoint found by its shape
+    (the operator has no TypeScript parser and runs no tenant code: a syntax error is the
+    first advance's clear error, with the file and line, as an import error is)."""
+    for file in sorted(code.files):
+        if not GUEST_FILE_NAME.match(file):
+            return SourceCheck(
+                False,
+                "InvalidFileName",
+                f"file {file!r}: a TypeScript/JavaScript workflow's files are names like "
+                "helpers.ts (letters, digits, '_'; .ts, .mts, .js or .mjs), none of another "
+                "language",
+            )
+    text = code.main_source
+    exported = re.compile(
+        rf"export\s+(async\s+)?function\s*\*?\s*{re.escape(entrypoint)}\b"
+        rf"|export\s+(const|let|var)\s+{re.escape(entrypoint)}\b"
+        rf"|export\s*\{{[^}}]*\b{re.escape(entrypoint)}\b"
+        r"|export\s+(default\s+)?(abstract\s+)?class\s+\w*\s*(<[^>]*>\s*)?extends\s+WorkflowEntrypoint"
+    )
+    if not exported.search(text):
+        return SourceCheck(
+            False,
+            "EntrypointMissing",
+            f"{code.main_file}: no exported function {entrypoint!r} (spec.entrypoint) and no "
+            f"exported class extending WorkflowEntrypoint; add `export async function "
+            f"{entrypoint}(event, step, env)`",
+        )
+    return SourceCheck(
+        True, message="the entrypoint is exported (syntax is checked by the first advance)"
+    )
 
 
 def _check_entrypoint(tree: ast.Module, entrypoint: str) -> SourceCheck:

@@ -41,10 +41,11 @@ from tenantflow.engine.errors import EngineError
 from tenantflow.engine.executor import advance, query
 from tenantflow.engine.journal import StepState
 from tenantflow.engine.journal import load as load_journal
-from tenantflow.engine.loader import load_main, workflow_modules
+from tenantflow.engine.loader import WorkflowFn, main_file, revision
 from tenantflow.engine.outcome import Advance, Errored
 from tenantflow.engine.queries import QueryError
 from tenantflow.engine.secrets import Secrets
+from tenantflow.engine.typescript import is_guest
 from tenantflow.engine.wire import (
     advance_to_wire,
     child_results_from_wire,
@@ -146,6 +147,7 @@ def _serve(conn: socket.socket, payload: dict[str, Any], box: Sandbox) -> None:
                 secrets_dir=box.secrets_dir,
                 vouch_for=_voucher(send),
                 on_lines=lines,
+                memory=box.memory,
             )
             _stream_output(lines, printed, last)
         except Exception as exc:  # not tenant code (the engine catches that): the request
@@ -286,8 +288,12 @@ def _prepare(kept: socket.socket, data_dir: str) -> None:
 
 
 def _limit(payload: dict[str, Any], memory: int) -> None:
-    """The advance's hard limits (they depend on its payload: deadline, storage)."""
+    """The advance's hard limits (they depend on its payload: deadline, storage). A
+    TypeScript advance gets no address-space limit: V8 reserves tens of GiB of it up front
+    and caps its heap itself (engine/typescript.py); the pod's memory limit holds the rest."""
     cpu = int(deadline_seconds(payload))
+    if _is_typescript(payload):
+        memory = 0
     storage = payload.get("storage") or {}
     max_bytes = storage.get("maxBytes")  # no file of the tenant's grows past its storage
     hard = {
@@ -304,6 +310,12 @@ def _limit(payload: dict[str, Any], memory: int) -> None:
         resource.setrlimit(limit, (value, value))  # soft == hard: no raising it back
     for var in [v for v in os.environ if v.startswith(("TENANTFLOW_", "KUBE"))]:
         del os.environ[var]
+
+
+def _is_typescript(payload: dict[str, Any]) -> bool:
+    rev = payload.get("revision") or {}
+    files = rev.get("files")
+    return isinstance(files, dict) and is_guest(main_file(files, str(rev.get("main") or "")))
 
 
 WARM_UP = """
@@ -337,17 +349,21 @@ def run(
     secrets_dir: str | None = None,
     vouch_for: Callable[[str, str], None] | None = None,
     on_lines: Callable[[Lines], None] | None = None,
+    memory: int = 0,
 ) -> dict[str, Any]:
     """One advance for one instance; everything in and out is JSON-shaped. `vouch_for`:
     how the runner learns of recorded step results (None: no runner, nothing recalled);
-    `on_lines`: where its log lines stream (None: in the answer, with the answer's caps)."""
+    `on_lines`: where its log lines stream (None: in the answer, with the answer's caps);
+    `memory`: the advance's memory, the heap limit of a TypeScript one (0: none)."""
     rev = payload["revision"]
     secrets = Secrets(secrets_dir, namespace_of(tenant))
+    entrypoint = rev.get("entrypoint", DEFAULT_ENTRYPOINT)
+    label = str(rev.get("name") or "workflow")
     try:
-        with workflow_modules(rev["files"], str(rev.get("name") or "workflow")):
+        with revision(rev["files"], rev["main"], entrypoint, label, memory or None) as fn:
             if QUERY in payload:  # read-only: no reports, no vouching, no writes
-                return _query_loaded(payload, data_dir, tenant, secrets)
-            return _run_loaded(payload, data_dir, tenant, report, secrets, vouch_for, on_lines)
+                return _query_loaded(fn, payload, data_dir, tenant, secrets)
+            return _run_loaded(fn, payload, data_dir, tenant, report, secrets, vouch_for, on_lines)
     except EngineError as exc:  # the code itself (a file name, an import), before any step
         if QUERY in payload:
             return query_failed(payload, exc.reason, str(exc))
@@ -355,16 +371,12 @@ def run(
 
 
 def _query_loaded(
-    payload: dict[str, Any], data_dir: str, tenant: str, secrets: Secrets
+    fn: WorkflowFn, payload: dict[str, Any], data_dir: str, tenant: str, secrets: Secrets
 ) -> dict[str, Any]:
     """A query (engine/queries.py): a read-only replay of the journal the runner kept,
     then the handler; env.db is a read-only connection (never created here), the output
     store only reads, and nothing else of the advance's machinery is given."""
-    rev, ask, inst = payload["revision"], payload[QUERY], payload["instance"]
-    try:
-        fn = load_main(rev["main"], rev.get("entrypoint", DEFAULT_ENTRYPOINT))
-    except EngineError as exc:
-        return query_failed(payload, exc.reason, str(exc))
+    ask, inst = payload[QUERY], payload["instance"]
     path = Path(data_dir) / DATABASE
     try:
         db = TenantDatabase(path if path.exists() else ":memory:", read_only=True)
@@ -409,6 +421,7 @@ def query_failed(payload: dict[str, Any], name: str, message: str) -> dict[str, 
 
 
 def _run_loaded(
+    fn: WorkflowFn,
     payload: dict[str, Any],
     data_dir: str,
     tenant: str,
@@ -418,10 +431,6 @@ def _run_loaded(
     on_lines: Callable[[Lines], None] | None,
 ) -> dict[str, Any]:
     rev = payload["revision"]
-    try:
-        fn = load_main(rev["main"], rev.get("entrypoint", DEFAULT_ENTRYPOINT))
-    except EngineError as exc:
-        return failed(payload, exc.reason, str(exc))
     storage = payload.get("storage") or {}
     db = TenantDatabase(
         Path(data_dir) / DATABASE,

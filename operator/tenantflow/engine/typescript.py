@@ -1,0 +1,511 @@
+"""TypeScript and JavaScript workflows: tenant code run by Deno, driven by this engine.
+
+One advance of such a workflow is one Deno process (`sdk/typescript/runtime.ts`), a child
+of the advance's own worker process: under the same seccomp filter, in the same session
+(killed with it at the deadline), the same CPU limit and network policy, with Deno's own
+permissions as a second wall (it may read its source and nothing else, run nothing, load
+no native code; the network only where the tenant has an egress proxy). The V8 heap is
+capped by `--max-old-space-size`: V8 reserves tens of GiB of address space, so the
+address-space limit Python advances get cannot apply; the pod's memory limit is the wall
+for the rest.
+
+The Deno process decides nothing. Each `step.*` call it makes arrives here as a request
+and is served by the very `StepApi` a Python workflow gets: one journal, one set of
+replay rules, retries, limits and masking for both languages. A step body runs in Deno
+when the engine calls it (`call`), once per attempt, and its JSON result comes back.
+
+Only JSON lines cross, each capped (MAX_MESSAGE_BYTES); what Deno says is never trusted
+beyond this advance (it is the tenant's own code: a forged message can only do what that
+code could do by itself). While Deno holds control (a message sent and not yet answered
+by `idle`) the advance counts as executing, so "nothing can progress" still means what
+the executor needs it to mean.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from tenantflow.engine.env import MAX_LOG_LINE_BYTES, WorkflowEnv
+from tenantflow.engine.errors import (
+    EngineError,
+    EntrypointMissingError,
+    WorkflowImportError,
+    WorkflowSyntaxError,
+)
+from tenantflow.engine.step import StepApi
+from tenantflow.engine.tracebacks import ForeignError, ForeignNonRetryableError
+from tenantflow.sdk.errors import StepError, WaitTimeout
+from tenantflow.sdk.types import RollbackContext, _attempt, _step
+
+EXTENSIONS = {".ts": "typescript", ".mts": "typescript", ".js": "javascript", ".mjs": "javascript"}
+FILE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*[.](ts|mts|js|mjs)$")  # [.]: for the CEL rule
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # one line from Deno: a step's output is far smaller
+MAX_STDERR_TAIL = 4096  # what a crashed runtime printed last, in its error
+RS = b"\x1e"  # begins each line of the protocol on Deno's stdout
+LEVELS = frozenset({"debug", "info", "warning", "error"})
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+
+
+def is_guest(main_file: str) -> bool:
+    """Whether a revision's main file is TypeScript or JavaScript (run by Deno)."""
+    return Path(main_file).suffix in EXTENSIONS
+
+
+def deno_binary() -> str:
+    """The Deno executable: the `deno` wheel's (the sandbox image installs it), else PATH."""
+    with contextlib.suppress(ImportError):
+        import deno  # type: ignore[import-untyped,unused-ignore]
+
+        found: str = deno.find_deno_bin()
+        return found
+    on_path = shutil.which("deno")
+    if on_path is None:
+        raise WorkflowImportError(
+            "this sandbox has no Deno runtime for TypeScript/JavaScript workflows "
+            "(install the operator package with its `deno` dependency)"
+        )
+    return on_path
+
+
+def runtime_dir() -> Path:
+    """The SDK's TypeScript files (`tenantflow.ts`, `runtime.ts`)."""
+    return Path(str(resources.files("tenantflow.sdk") / "typescript"))
+
+
+@dataclass(frozen=True)
+class GuestCode:
+    """A revision's TypeScript/JavaScript files, its main file and entrypoint."""
+
+    files: Mapping[str, str]
+    main_file: str
+    entrypoint: str = "run"
+    label: str = "workflow"
+    heap_bytes: int | None = None  # the V8 heap's limit (the advance's memory)
+
+
+def typescript_workflow(code: GuestCode) -> Callable[..., Any]:
+    """A `run(event, step, env)` for the executor that runs `code` in Deno."""
+    for name in code.files:
+        if not FILE_NAME.match(name):
+            raise WorkflowImportError(
+                f"file {name!r}: a TypeScript/JavaScript workflow file is a name like "
+                "helpers.ts (letters, digits, '_'; .ts, .mts, .js or .mjs)"
+            )
+    if code.main_file not in code.files:
+        raise WorkflowImportError(f"no file {code.main_file} (spec.source.main)")
+
+    async def run(event: dict[str, Any], step: StepApi, env: WorkflowEnv) -> Any:
+        return await Guest(code, step, env).run(event)
+
+    return run
+
+
+@dataclass
+class Guest:
+    """One advance's Deno process and the conversation with it."""
+
+    code: GuestCode
+    step: StepApi
+    env: WorkflowEnv
+    seq: int = 0
+    unanswered: set[int] = field(default_factory=set)  # sent, not yet `idle`
+    calls: dict[int, tuple[asyncio.Future[Any], str, int]] = field(default_factory=dict)
+    done: asyncio.Future[Any] | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    workdir: str = ""
+    _out: bytearray = field(default_factory=bytearray)
+    _err: bytearray = field(default_factory=bytearray)
+    _stderr_tail: bytes = b""
+    _pending_writes: bytearray = field(default_factory=bytearray)
+    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    async def run(self, event: dict[str, Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        self.done = loop.create_future()
+        self._start()
+        keeper = asyncio.ensure_future(self._keep())  # ends the process when the advance does
+        self._tasks.add(keeper)
+        self._send(
+            {
+                "t": "start",
+                "event": event,
+                "main": str(Path(self.workdir) / "src" / self.code.main_file),
+                "mainFile": self.code.main_file,
+                "root": str(Path(self.workdir) / "src"),
+                "label": self.code.label,
+                "entrypoint": self.code.entrypoint,
+                "tenant": self.env.tenant,
+            }
+        )
+        return await self.done
+
+    # ------------------------------------------------------------------ the process
+    def _start(self) -> None:
+        self.workdir = tempfile.mkdtemp(prefix="tenantflow-ts-")
+        src = Path(self.workdir) / "src"
+        src.mkdir()
+        for name, text in self.code.files.items():
+            (src / name).write_text(text)
+        sdk = runtime_dir()
+        imports = {spec: str(sdk / "tenantflow.ts") for spec in SDK_SPECIFIERS}
+        imap = Path(self.workdir) / "import_map.json"
+        imap.write_text(json.dumps({"imports": imports}))
+        env = {
+            "HOME": self.workdir,
+            "DENO_DIR": str(Path(self.workdir) / "cache"),
+            "DENO_NO_UPDATE_CHECK": "1",
+            "NO_COLOR": "1",
+            "PATH": "/usr/bin:/bin",
+            **{k: v for k, v in os.environ.items() if k in PROXY_VARIABLES},
+        }
+        flags = [
+            "--no-prompt",
+            "--no-config",
+            "--no-lock",
+            "--no-remote",
+            "--no-npm",
+            "--cached-only",
+            f"--import-map={imap}",
+            f"--allow-read={src},{sdk}",
+        ]
+        if any(k in env for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")):
+            flags.append("--allow-net")  # through the egress proxy; the network policy holds
+        if self.code.heap_bytes:
+            flags.append(f"--v8-flags=--max-old-space-size={max(16, self.code.heap_bytes >> 20)}")
+        self.proc = subprocess.Popen(
+            [deno_binary(), "run", *flags, str(sdk / "runtime.ts")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=self.workdir,
+            env=env,
+            close_fds=True,
+        )
+        loop = asyncio.get_running_loop()
+        assert self.proc.stdin and self.proc.stdout and self.proc.stderr
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            os.set_blocking(pipe.fileno(), False)
+        loop.add_reader(self.proc.stdout.fileno(), self._readable)
+        loop.add_reader(self.proc.stderr.fileno(), self._stderr_readable)
+
+    async def _keep(self) -> None:
+        try:
+            await asyncio.get_running_loop().create_future()  # until the advance ends
+        finally:
+            self._stop()
+
+    def _stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            loop = asyncio.get_running_loop()
+            assert proc.stdin and proc.stdout and proc.stderr
+            for pipe in (proc.stdout, proc.stderr):
+                loop.remove_reader(pipe.fileno())
+            loop.remove_writer(proc.stdin.fileno())
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            for pipe in (proc.stdin, proc.stdout, proc.stderr):
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = ""
+        self._release()
+
+    # ------------------------------------------------------------------ control
+    def _send(self, msg: dict[str, Any]) -> None:
+        if self.proc is None or self.proc.stdin is None:
+            return
+        self.seq += 1
+        if not self.unanswered:
+            self.step.hold(True)  # Deno has control: the advance is not idle
+        self.unanswered.add(self.seq)
+        self._pending_writes += json.dumps({**msg, "seq": self.seq}).encode() + b"\n"
+        self._flush()
+
+    def _flush(self) -> None:
+        if self.proc is None or self.proc.stdin is None:
+            return
+        fd = self.proc.stdin.fileno()
+        try:
+            while self._pending_writes:
+                n = os.write(fd, self._pending_writes)
+                del self._pending_writes[:n]
+        except BlockingIOError:
+            asyncio.get_running_loop().add_writer(fd, self._flush)
+            return
+        except (BrokenPipeError, OSError):
+            self._pending_writes.clear()
+        asyncio.get_running_loop().remove_writer(fd)
+
+    def _release(self) -> None:
+        if self.unanswered:
+            self.unanswered.clear()
+            self.step.hold(False)
+
+    # ------------------------------------------------------------------ reading
+    def _readable(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        try:
+            data = os.read(self.proc.stdout.fileno(), 1 << 20)
+        except BlockingIOError:
+            return
+        if not data:
+            self._exited()
+            return
+        self._out += data
+        while (nl := self._out.find(b"\n")) >= 0:
+            line = bytes(self._out[:nl])
+            del self._out[: nl + 1]
+            self._line(line)
+        if len(self._out) > MAX_MESSAGE_BYTES:
+            self._fail_all(
+                ForeignError(
+                    "RuntimeError",
+                    f"the TypeScript runtime wrote a line longer than {MAX_MESSAGE_BYTES} bytes",
+                )
+            )
+            self._stop()
+
+    def _stderr_readable(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        try:
+            data = os.read(self.proc.stderr.fileno(), 1 << 16)
+        except BlockingIOError:
+            return
+        if not data:
+            asyncio.get_running_loop().remove_reader(self.proc.stderr.fileno())
+            return
+        self._stderr_tail = (self._stderr_tail + data)[-MAX_STDERR_TAIL:]
+        self._err += data
+        while (nl := self._err.find(b"\n")) >= 0:
+            self._output("stderr", bytes(self._err[:nl]).decode("utf-8", "replace"), None)
+            del self._err[: nl + 1]
+        if len(self._err) > MAX_LOG_LINE_BYTES:
+            self._output("stderr", self._err.decode("utf-8", "replace"), None)
+            self._err.clear()
+
+    def _line(self, line: bytes) -> None:
+        if not line.startswith(RS):  # the tenant's own writes to stdout
+            self._output("stdout", line.decode("utf-8", "replace"), None)
+            return
+        try:
+            msg = json.loads(line[1:])
+        except ValueError:
+            self._output("stdout", line.decode("utf-8", "replace"), None)
+            return
+        if isinstance(msg, dict):
+            self._message(msg)
+
+    def _message(self, msg: dict[str, Any]) -> None:
+        kind = msg.get("t")
+        if kind == "idle":
+            seq = msg.get("seq")
+            if seq in self.unanswered:  # (a forged or repeated one changes nothing)
+                self.unanswered.discard(seq)
+                if not self.unanswered:
+                    self.step.hold(False)
+        elif kind == "req":
+            task = asyncio.ensure_future(self._serve(msg))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        elif kind == "ret":
+            entry = self.calls.get(msg.get("call"))  # type: ignore[arg-type]
+            _settle(entry[0] if entry else None, msg, foreign)
+        elif kind == "done":
+            _settle(self.done, msg, loading_error if msg.get("loading") else foreign)
+        elif kind == "log":
+            self._log(msg)
+        elif kind == "out":
+            self._output(str(msg.get("stream")), str(msg.get("text")), msg.get("call"))
+
+    def _exited(self) -> None:
+        assert self.proc is not None
+        code = self.proc.wait()
+        tail = self._stderr_tail.decode("utf-8", "replace").strip()
+        why = (
+            "ran out of memory (its V8 heap is capped at the advance's memory)"
+            if "heap out of memory" in tail or "Fatal process out of memory" in tail
+            else f"exited ({code})"
+        )
+        self._fail_all(
+            ForeignError("RuntimeExited", f"the TypeScript runtime {why}: {tail[-1024:]}".strip())
+        )
+        self._stop()
+
+    def _fail_all(self, err: ForeignError) -> None:
+        for future, _, _ in self.calls.values():
+            if not future.done():
+                future.set_exception(err)
+        if self.done is not None and not self.done.done():
+            self.done.set_exception(err)
+
+    # ------------------------------------------------------------------ what Deno asks
+    async def _serve(self, msg: dict[str, Any]) -> None:
+        rid = msg.get("id")
+        try:
+            value = await self._op(msg)
+            reply: dict[str, Any] = {"t": "reply", "id": rid, "ok": True, "value": value}
+        except StepError as exc:
+            reply = {"t": "reply", "id": rid, "ok": False, "error": {
+                "kind": "StepError", "step": exc.step, "name": exc.error_name,
+                "message": exc.error_message, "attempts": exc.attempts,
+            }}  # fmt: skip
+        except WaitTimeout as exc:
+            error = {"kind": "WaitTimeout", "step": exc.step, "message": str(exc)}
+            reply = {"t": "reply", "id": rid, "ok": False, "error": error}
+        except EngineError as exc:  # fatal all the same (state.fail): Deno hears why
+            error = {"kind": "EngineError", "name": exc.reason, "message": str(exc)}
+            reply = {"t": "reply", "id": rid, "ok": False, "error": error}
+        except Exception as exc:  # env.db's and env.secrets' errors, bad arguments
+            error = {"kind": "Error", "name": type(exc).__name__, "message": str(exc)}
+            reply = {"t": "reply", "id": rid, "ok": False, "error": error}
+        try:
+            self._send(reply)
+        except (TypeError, ValueError) as exc:  # a database value that is not JSON
+            error = {"kind": "Error", "name": "TypeError", "message": f"not JSON: {exc}"}
+            self._send({"t": "reply", "id": rid, "ok": False, "error": error})
+
+    async def _op(self, msg: dict[str, Any]) -> Any:
+        """Serve one request with the engine's own step API (it checks the arguments)."""
+        arg: Callable[[str], Any] = msg.get
+        op, name, step = arg("op"), str(arg("name")), self.step
+        if op == "do":
+            return await self._do(msg)
+        if op == "sleep":
+            return await step.sleep(name, arg("duration"))
+        if op == "sleepUntil":
+            return await step.sleep_until(name, arg("when"))
+        if op == "waitForEvent":
+            return await step.wait_for_event(name, type=arg("type"), timeout=arg("timeout"))
+        if op == "child":
+            revision = arg("revision")
+            return await step.child(name, arg("definition"), arg("params"), revision=revision)
+        if op == "setAttributes":
+            return await step.set_attributes(msg.get("values"))
+        if op == "db":
+            params = msg.get("params") or []
+            if msg.get("method") == "execute":
+                return self.env.db.execute(str(msg.get("sql")), params)
+            return self.env.db.query(str(msg.get("sql")), params)
+        if op == "secret":
+            return dict(self.env.secrets[name])
+        raise ValueError(f"unknown request {op!r}")
+
+    async def _do(self, msg: dict[str, Any]) -> Any:
+        rid, name = int(msg["id"]), str(msg.get("name"))
+        config = msg.get("config") or {}
+        undo_config = msg.get("rollback")
+
+        async def body() -> Any:
+            return await self._call(rid, "do", name, None)
+
+        async def undo(ctx: RollbackContext) -> Any:
+            wire = {
+                "step": ctx.step, "output": ctx.output, "error": ctx.error,
+                "attempt": ctx.attempt, "instanceId": ctx.instance_id, "params": ctx.params,
+            }  # fmt: skip
+            return await self._call(rid, "rollback", name, wire)
+
+        return await self.step.do(
+            name,
+            body,
+            retries=config.get("retries"),
+            timeout=config.get("timeout"),
+            rollback=undo if isinstance(undo_config, dict) else None,
+            rollback_retries=(undo_config or {}).get("retries"),
+            rollback_timeout=(undo_config or {}).get("timeout"),
+        )
+
+    async def _call(self, rid: int, kind: str, name: str, ctx: Any) -> Any:
+        """Run a step body (or rollback) in Deno: one attempt, awaited here."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.seq += 1
+        call = self.seq  # the call number: Deno attributes the body's output lines by it
+        attempt = _attempt.get()
+        self.calls[call] = (future, name, attempt)
+        self._send({"t": "call", "id": rid, "call": call, "kind": kind, "step": name,
+                    "attempt": attempt, "ctx": ctx})  # fmt: skip
+        try:
+            return await future
+        finally:
+            self.calls.pop(call, None)
+
+    # ------------------------------------------------------------------ lines
+    def _attributed(self, call: Any) -> tuple[str, int]:
+        entry = self.calls.get(call) if isinstance(call, int) else None
+        return (entry[1], entry[2]) if entry else ("", 0)
+
+    def _output(self, stream: str, text: str, call: Any) -> None:
+        stream = stream if stream in ("stdout", "stderr") else "stdout"
+        name, attempt = self._attributed(call)
+        s_token, a_token = _step.set(name), _attempt.set(attempt)
+        try:
+            for line in text.split("\n"):
+                self.env.log.output(stream, line)
+        finally:
+            _step.reset(s_token)
+            _attempt.reset(a_token)
+
+    def _log(self, msg: dict[str, Any]) -> None:
+        level, fields = str(msg.get("level")), msg.get("fields")
+        if level not in LEVELS or not isinstance(fields, dict):
+            return
+        name, attempt = self._attributed(msg.get("call"))
+        s_token, a_token = _step.set(name), _attempt.set(attempt)
+        try:
+            getattr(self.env.log, level)(str(msg.get("message")), **fields)
+        finally:
+            _step.reset(s_token)
+            _attempt.reset(a_token)
+
+
+SDK_SPECIFIERS = ("tenantflow", "cloudflare:workers", "cloudflare:workflows")
+
+
+def _settle(
+    future: asyncio.Future[Any] | None,
+    msg: dict[str, Any],
+    error: Callable[[Any], BaseException],
+) -> None:
+    """A step body's or run()'s end, from Deno: its value, or its error as `error` makes it."""
+    if future is None or future.done():
+        return
+    if msg.get("ok"):
+        future.set_result(msg.get("value"))
+    else:
+        future.set_exception(error(msg.get("error")))
+
+
+def foreign(error: Any) -> ForeignError:
+    """An error thrown in Deno, as the engine records it (name, message, the TS stack)."""
+    err = error if isinstance(error, dict) else {}
+    cls = ForeignNonRetryableError if err.get("nonRetryable") else ForeignError
+    stack = err.get("stack")
+    trace = stack if isinstance(stack, str) else None
+    return cls(str(err.get("name") or "Error"), str(err.get("message") or ""), trace)
+
+
+def loading_error(error: Any) -> EngineError:
+    """The module could not be loaded (a syntax error, a missing entrypoint, an import)."""
+    err = error if isinstance(error, dict) else {}
+    name, message = str(err.get("name") or ""), str(err.get("message") or "")
+    if name == "EntrypointMissing":
+        return EntrypointMissingError(message)
+    if name == "SyntaxError" or "could not be parsed" in message:
+        return WorkflowSyntaxError(message)
+    return WorkflowImportError(f"importing the workflow module raised {name}: {message}")
