@@ -26,6 +26,7 @@ from tenantflow.cli import (  # noqa: F401  (their verbs register with common.ve
 from tenantflow.cli.common import COMMANDS, KUBE_OPTIONS, OUTPUT_OPTION, Group, Target, with_options
 from tenantflow.cli.exits import Exit
 from tenantflow.cli.operator_cmd import operator
+from tenantflow.cli.typescript_cmd import typescript_init
 from tenantflow.cli.ui_cmd import ui
 from tenantflow.observability.logging import configure
 
@@ -47,7 +48,7 @@ def cli(ctx: click.Context, /, **options: Any) -> None:
     ctx.obj = Target().given(**options)
 
 
-for command in [*COMMANDS, operator, ui]:
+for command in [*COMMANDS, operator, ui, typescript_init]:
     cli.add_command(command)
 
 

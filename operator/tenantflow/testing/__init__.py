@@ -39,11 +39,12 @@ from tenantflow.engine.compensation import TERMINATED, compensating_in, marker, 
 from tenantflow.engine.errors import EngineError
 from tenantflow.engine.executor import advance, query
 from tenantflow.engine.journal import StepRecord, dump, load
-from tenantflow.engine.loader import SINGLE_MODULE, WorkflowFn, check, load_main, workflow_modules
+from tenantflow.engine.loader import SINGLE_MODULE, WorkflowFn, check, revision
 from tenantflow.engine.outcome import Compensating, RollbackFailed, RolledBack
 from tenantflow.engine.queries import QueryError
 from tenantflow.engine.secrets import SecretNotFound
 from tenantflow.engine.state import InboxEvent
+from tenantflow.engine.typescript import EXTENSIONS
 from tenantflow.lifecycle import source as code_check
 from tenantflow.lifecycle.attributes import labels_for
 from tenantflow.shapes import StepEntry
@@ -88,11 +89,17 @@ class WorkflowSource:
         cls, path: str | Path, *, main: str = DEFAULT_MAIN, entrypoint: str = "run"
     ) -> WorkflowSource:
         """Every `.py` file directly in `path` is a module (what a ConfigMap made with
-        `kubectl create configmap --from-file=<path>` holds)."""
+        `kubectl create configmap --from-file=<path>` holds); in a directory without one,
+        every TypeScript/JavaScript file (.ts, .mts, .js, .mjs)."""
         directory = Path(path)
-        files = {f.name: f.read_text() for f in sorted(directory.glob("*.py")) if f.is_file()}
+        found = sorted(f for f in directory.glob("*") if f.is_file())
+        files = {f.name: f.read_text() for f in found if f.suffix == ".py"} or {
+            f.name: f.read_text() for f in found if f.suffix in EXTENSIONS
+        }
         if not files:
-            raise ValueError(f"WorkflowSource.from_directory: no .py file in {directory}")
+            raise ValueError(
+                f"WorkflowSource.from_directory: no .py (or .ts/.js) file in {directory}"
+            )
         return cls(files, main, entrypoint, name=directory.resolve().name)
 
     @classmethod
@@ -128,7 +135,7 @@ def definitions(path: str | Path) -> dict[str, WorkflowSource]:
             )
         inline = spec.source.inline
         files, main = (
-            ({f"{SINGLE_MODULE}.py": inline}, SINGLE_MODULE)
+            (dict(code_check.Code.single(inline, spec.source.language).files), SINGLE_MODULE)
             if inline is not None
             else (dict(spec.source.files or {}), spec.source.main)
         )
@@ -450,8 +457,8 @@ class WorkflowTestEnv:
         if not isinstance(code, WorkflowSource):
             yield code
             return
-        with workflow_modules(code.files, code.name):
-            yield load_main(code.main, code.entrypoint)
+        with revision(code.files, code.main, code.entrypoint, code.name) as fn:
+            yield fn
 
     def _advance(self, run: _Run, runs: dict[str, _Run]) -> None:
         """One advance of `run`; then its new children join, or its children are ended."""
