@@ -90,9 +90,7 @@ def test_the_python_kit_runs_typescript_with_children_secrets_and_events(tmp_pat
         secrets={"git": {"token": "t0ken"}},
     )
     parent = WorkflowSource.from_directory(tmp_path / "parent", main="parent")
-    result: Any = env.run_sync(
-        parent, {"repo": "acme"}, events=[(3600, "approved", {"by": "bob"})]
-    )
+    result: Any = env.run_sync(parent, {"repo": "acme"}, events=[(3600, "approved", {"by": "bob"})])
     assert result.phase == "Complete", result.error
     assert result.output == {"built": "acme.tar", "by": "bob", "tokenLength": 5}
     assert result.elapsed.total_seconds() == 3600  # the child's 10 min and the hour: virtual
