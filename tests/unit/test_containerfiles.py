@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tenantflow.errors import DevClusterError
 from tenantflow_dev.devcluster import containerfiles, imagedefs, images
 
 pytestmark = pytest.mark.unit
@@ -109,3 +110,33 @@ def test_the_builder_and_the_wheel_ship_the_same_files() -> None:
     }
     assert set(images.shipped_files()) == every
     assert not (images.PACKAGE_DIR / "testing" / "devcluster").exists()
+
+
+def test_the_sandbox_images_carry_deno_at_the_typescript_extras_pin() -> None:
+    """Deno (TypeScript/JavaScript workflows) is in every sandbox image, not the operator's,
+    at pyproject.toml's exact pin, by the builder and by the Containerfile alike."""
+    pins = images.typescript_requirements()
+    assert len(pins) == 1 and re.fullmatch(r"deno==[\w.]+", pins[0]), pins
+    for name in ("sandbox", "sandbox-example"):
+        assert "typescript" in imagedefs.runtime(name).layers, name
+    assert "typescript" not in imagedefs.runtime("operator").layers
+    text = (ROOT / "sandbox-image" / "Containerfile").read_text()
+    assert f"--target /site {pins[0]}" in text
+    assert f"COPY --from=typescript /site /{imagedefs.SITE}/" in text
+
+
+def test_a_pip_image_layer_keeps_only_the_binaries_a_package_runs(tmp_path: Path) -> None:
+    """`deno.find_deno_bin()` runs SITE/bin/deno of a `--target` tree: that one stays, mode
+    755 for the non-root worker; console scripts (a host path in their #!) go."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "deno").write_bytes(b"\x7fELF")
+    (bin_dir / "deno").chmod(0o600)
+    (bin_dir / "console-script").write_text("#!/host/venv/bin/python\n")
+    images._keep_binaries(bin_dir, ("deno",), "typescript")
+    assert [p.name for p in bin_dir.iterdir()] == ["deno"]
+    assert (bin_dir / "deno").stat().st_mode & 0o777 == 0o755
+    with pytest.raises(DevClusterError, match="no bin/node"):
+        images._keep_binaries(bin_dir, ("node",), "other")
+    images._keep_binaries(bin_dir, (), "deps")
+    assert not bin_dir.exists()

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from tenantflow_dev.devcluster import imagedefs, images
@@ -67,9 +69,48 @@ def _python_base() -> list[str]:
     ]
 
 
-_ADDED = {  # layers a derived image adds, as Containerfile instructions
-    "example-libs": f"COPY site/ /{SITE}/",
+def _typescript_stage() -> list[str]:
+    """The `typescript` layer's build stage: the base image has no pip, so Deno (the
+    `typescript` extra's pin) is installed into /site here, its binary in /site/bin where
+    `deno.find_deno_bin()` looks in a `--target` tree, and copied onto SITE."""
+    return [
+        f"FROM {DEBIAN_IMAGE} AS typescript",
+        _run(
+            "apt-get update",
+            "apt-get install -y --no-install-recommends python3-pip",
+        ),
+        _run(
+            "python3 -m pip install --no-cache-dir --no-compile --break-system-packages"
+            " --target /site " + shlex.join(images.typescript_requirements()),
+            "test -x /site/bin/deno",
+            f"python3 -m compileall -q -j 0 --invalidation-mode unchecked-hash -d /{SITE} /site",
+        ),
+        "",
+    ]
+
+
+# layers a derived image adds: (its build stage's instructions, before the image's FROM;
+# the instructions after it)
+_ADDED: dict[str, tuple[Callable[[], list[str]] | None, str]] = {
+    "typescript": (_typescript_stage, f"COPY --from=typescript /site /{SITE}/"),
+    "example-libs": (None, f"COPY site/ /{SITE}/"),
 }
+
+
+def _derived(image: ImageDef, version: str) -> list[str]:
+    """`FROM` the base image (its build stages first), then what each layer adds."""
+    if image.base is None:
+        raise ValueError(f"{image.name}: no base")
+    stages, added = [], []
+    for kind in image.layers:
+        if kind not in _ADDED:
+            raise ValueError(f"{image.name}: no Containerfile form for layer {kind!r}")
+        stage, instruction = _ADDED[kind]
+        if stage is not None:
+            stages += stage()
+        added.append(instruction)
+    base = f"ARG BASE={imagedefs.PUBLISHED}/{image.base}:{version}"
+    return [base, *stages, "FROM ${BASE}", *added]
 
 
 def render(image: ImageDef, version: str) -> str:
@@ -80,11 +121,7 @@ def render(image: ImageDef, version: str) -> str:
             raise ValueError(f"{image.name}: no Containerfile form for layers {image.layers}")
         lines += _python_base()
     else:
-        lines += [f"ARG BASE={imagedefs.PUBLISHED}/{image.base}:{version}", "FROM ${BASE}"]
-        for kind in image.layers:
-            if kind not in _ADDED:
-                raise ValueError(f"{image.name}: no Containerfile form for layer {kind!r}")
-            lines.append(_ADDED[kind])
+        lines += _derived(image, version)
     if image.user is not None:
         lines.append(f"USER {image.user}:{image.user}")
     if image.env:

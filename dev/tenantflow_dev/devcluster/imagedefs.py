@@ -33,6 +33,9 @@ PUBLISHED = "ghcr.io/tenantflow"  # where the released images are pushed (the ch
 # - `deps`: the project's runtime dependencies (pyproject.toml), in SITE;
 # - `app`: the tenantflow package as the wheel ships it (its modules and package-data),
 #   byte-compiled (a read-only root filesystem takes no __pycache__), plus /DATA_DIR;
+# - `typescript`: Deno, the runtime of TypeScript/JavaScript workflows (pyproject.toml's
+#   `typescript` extra, its pinned `deno` package), in SITE with its binary in SITE/bin,
+#   where `deno.find_deno_bin()` finds a `pip install --target` tree's;
 # - `example-libs`: examples/sandbox-image/requirements.txt, in SITE;
 # - `pause`: the node's pod-sandbox program (dev node only).
 PYTHON_LAYERS = ("os", "deps", "app")
@@ -79,7 +82,7 @@ The tenantflow operator image (the chart's `image`):
     ),
     ImageDef(
         name="sandbox",
-        layers=(),
+        layers=("typescript",),
         base="operator",
         # one image, two containers (runner and worker); `-I`: nothing from the working
         # directory or the environment is ever imported
@@ -87,7 +90,9 @@ The tenantflow operator image (the chart's `image`):
         containerfile="sandbox-image/Containerfile",
         about="""\
 The per-tenant sandbox runner: tenant code runs here and nowhere else. It is the operator
-image (same package, built by operator/Containerfile) with a runner entrypoint:
+image (same package, built by operator/Containerfile) with Deno, the runtime of
+TypeScript/JavaScript workflows (pyproject.toml's `typescript` extra, installed from PyPI
+by a build stage: the operator image has no pip), and a runner entrypoint:
   buildah bud -t ghcr.io/tenantflow/operator:{version} -f operator/Containerfile .
   buildah bud -t ghcr.io/tenantflow/sandbox:{version} -f sandbox-image/Containerfile .
 One image, two containers per sandbox pod (tenancy/manifests.py): `runner` (the key, as

@@ -10,6 +10,8 @@ rebuild only redoes what changed:
 - `deps`: the operator's Python dependencies at the versions installed in this venv;
 - `app`: the tenantflow package as the wheel ships it, byte-compiled (a read-only root
   filesystem cannot take __pycache__ files), plus /data for the sandbox;
+- `typescript`: Deno, the sandbox's TypeScript/JavaScript runtime (pyproject.toml's
+  `typescript` extra, ~92 MiB), only in the sandbox images;
 - `example-libs`: the example sandbox image's libraries;
 - `pause`: the node's pod-sandbox image, a static C program.
 
@@ -168,16 +170,33 @@ def deps_layer() -> Path:
     return _pip_layer("deps", list(meta["dependencies"]), frozen)
 
 
+def typescript_requirements() -> list[str]:
+    """pyproject.toml's `typescript` extra: the Deno package, pinned."""
+    meta = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+    return list(meta["optional-dependencies"]["typescript"])
+
+
+def typescript_layer() -> Path:
+    """Deno for TypeScript/JavaScript workflows, at the extra's pin. Its binary stays where
+    `deno.find_deno_bin()` looks in a `pip install --target` tree: SITE/bin/deno."""
+    return _pip_layer("typescript", typescript_requirements(), "", binaries=("deno",))
+
+
 def example_libraries_layer() -> Path:
     """The libraries of the example sandbox image (examples/sandbox-image/requirements.txt),
     on top of the sandbox image: what a platform does to give a tenant its own libraries."""
     return _pip_layer("example-libs", ["-r", str(EXAMPLE_REQUIREMENTS)], "")
 
 
-def _pip_layer(kind: str, requirements: list[str], constraints: str) -> Path:
-    """`pip install --target` into the image's site-packages, byte-compiled, cached."""
+def _pip_layer(
+    kind: str, requirements: list[str], constraints: str, binaries: tuple[str, ...] = ()
+) -> Path:
+    """`pip install --target` into the image's site-packages, byte-compiled, cached.
+
+    Its bin/ goes (console scripts name a host path), but for `binaries`: executables a
+    package runs from there (SITE/bin), kept, and made executable by every uid."""
     inputs = [Path(r).read_text() for r in requirements if Path(r).is_file()]
-    key = _digest(*requirements, *inputs, constraints, sys.version)
+    key = _digest(*requirements, *inputs, constraints, sys.version, *binaries)
 
     def build(target: Path) -> None:
         with tempfile.TemporaryDirectory(prefix=f"tenantflow-{kind}-") as tmp:
@@ -192,11 +211,29 @@ def _pip_layer(kind: str, requirements: list[str], constraints: str) -> Path:
                 ],
                 f"installing the Python packages of the image layer {kind!r}",
             )
-            shutil.rmtree(site / "bin", ignore_errors=True)  # console scripts name a host path
+            _keep_binaries(site / "bin", binaries, kind)
             _compile(site, f"/{SITE}")
             _write_tar(target, [(site, SITE)])
 
     return _cached_layer(kind, key, build)
+
+
+def _keep_binaries(bin_dir: Path, binaries: tuple[str, ...], kind: str) -> None:
+    """Empty `bin_dir` but for `binaries` (each must be there), mode 755; no binaries: no
+    bin_dir."""
+    if not binaries:
+        shutil.rmtree(bin_dir, ignore_errors=True)
+        return
+    for entry in bin_dir.iterdir() if bin_dir.is_dir() else ():
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        elif entry.name not in binaries:
+            entry.unlink()
+    for name in binaries:
+        binary = bin_dir / name
+        if not binary.is_file():
+            raise DevClusterError(f"image layer {kind!r}: pip installed no bin/{name}")
+        binary.chmod(0o755)
 
 
 def shipped_files() -> list[Path]:
@@ -316,6 +353,7 @@ LAYERS: dict[str, Callable[[], Path]] = {
     "os": os_layer,
     "deps": deps_layer,
     "app": app_layer,
+    "typescript": typescript_layer,
     "example-libs": example_libraries_layer,
     "pause": pause_layer,
 }
