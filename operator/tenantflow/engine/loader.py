@@ -148,13 +148,15 @@ def revision(
     entrypoint: str = DEFAULT_ENTRYPOINT,
     label: str = "workflow",
     heap_bytes: int | None = None,
+    scratch: str | None = None,
 ) -> Iterator[WorkflowFn]:
     """A revision's checked entrypoint for the duration of the block, in its language:
     Python modules served from memory, or TypeScript/JavaScript run by Deno
-    (engine/typescript.py; `heap_bytes` caps its heap)."""
+    (engine/typescript.py; `heap_bytes` caps its heap, `scratch` keeps its sources and
+    cache)."""
     found = main_file(files, main)
     if is_guest(found):
-        yield typescript_workflow(GuestCode(files, found, entrypoint, label, heap_bytes))
+        yield typescript_workflow(GuestCode(files, found, entrypoint, label, heap_bytes, scratch))
         return
     with workflow_modules(files, label):
         yield load_main(main, entrypoint)

@@ -33,7 +33,7 @@ class Code:
     main: str = SINGLE_MODULE
 
     @classmethod
-    def single(cls, source: str, language: Language = Language.PYTHON) -> Code:
+    def single(cls, source: str, language: Language | str = Language.PYTHON) -> Code:
         return cls({f"{SINGLE_MODULE}{Language(language).extension}": source})
 
     @classmethod

@@ -360,7 +360,8 @@ def run(
     entrypoint = rev.get("entrypoint", DEFAULT_ENTRYPOINT)
     label = str(rev.get("name") or "workflow")
     try:
-        with revision(rev["files"], rev["main"], entrypoint, label, memory or None) as fn:
+        scratch = str(Path(data_dir) / "scratch")
+        with revision(rev["files"], rev["main"], entrypoint, label, memory or None, scratch) as fn:
             if QUERY in payload:  # read-only: no reports, no vouching, no writes
                 return _query_loaded(fn, payload, data_dir, tenant, secrets)
             return _run_loaded(fn, payload, data_dir, tenant, report, secrets, vouch_for, on_lines)
