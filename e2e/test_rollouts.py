@@ -2,20 +2,30 @@
 of the manifest as Git has it): a good revision is promoted to 100 %, one that raises in
 half of its runs is rolled back on its own after minInstances, and a sync of Git afterwards
 does not undo that; `tenantflow rollout status|promote|abort`; kstatus and Argo CD read each
-state."""
+state.
+
+Which revision an instance runs is the product's documented choice (lifecycle/rollout.py):
+its name's bucket against the canary's weight when the instance starts. So the test does
+not leave the split to chance: random names put all six of the first batch on the canary
+one run in 64, and an instance of a batch that starts after the rollout stepped up to
+100 % (which minInstances of its own batch finishing can bring about) runs the canary
+whatever its bucket. The first batch has names picked for a known split, with fewer canary
+names than minInstances, so the rollout cannot step while it runs."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from conftest import wait_for
 from e2e.conftest import GROUP, VERSION, Tenant, cli
 from e2e.test_health import judged
+from tenantflow.lifecycle.rollout import bucket
 
-ROLLOUT = {"steps": [50, 100], "minInstances": 4, "maxErrorRate": 0.2}
+STEPS = [50, 100]
+ROLLOUT = {"steps": STEPS, "minInstances": 4, "maxErrorRate": 0.2}
 GOOD = """
 async def run(event, step):
     return await step.do("work", lambda: {"version": VERSION, "i": event["payload"]["i"]})
@@ -74,16 +84,60 @@ class Git:
         )
 
 
-def run_batch(tenant: Tenant, n: int, first: int = 0) -> list[tuple[int, str]]:
-    """Start `n` instances at once, wait for each to finish: (revision, phase) of each."""
-    names = [tenant.start("deploy", {"i": first + i}) for i in range(n)]
-    done = [tenant.wait_phase(name, "Complete", "Errored", timeout=90) for name in names]
-    return [(st["revision"], st["phase"]) for st in done]
+class Run(NamedTuple):
+    name: str
+    revision: int
+    phase: str
 
 
-def until(git: Git, tenant: Tenant, phases: set[str], batches: int = 8) -> list[tuple[int, str]]:
-    """Batches of instances until the rollout reaches one of `phases`; every run."""
-    runs: list[tuple[int, str]] = []
+def start_named(tenant: Tenant, name: str, params: Any) -> str:
+    """Tenant.start with the instance's name chosen by the caller."""
+    tenant.custom.create_namespaced_custom_object(
+        GROUP, VERSION, tenant.ns, "workflowinstances",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "WorkflowInstance",
+            "metadata": {"name": name},
+            "spec": {"workflowRef": {"name": "deploy"}, "params": params},
+        },
+    )  # fmt: skip
+    return name
+
+
+def split_names(canary: int, weight: int, on: int, off: int) -> list[str]:
+    """`on` instance names the canary's weight sends to it, then `off` names it does not:
+    the same names every run, so the split is the product's hash, not the test's luck."""
+    want = {True: on, False: off}
+    picked: dict[bool, list[str]] = {True: [], False: []}
+    n = 0
+    while any(len(picked[side]) < want[side] for side in want):
+        name = f"deploy-split-{canary}-{n}"
+        side = bucket(name, canary) < weight
+        if len(picked[side]) < want[side]:
+            picked[side].append(name)
+        n += 1
+    return picked[True] + picked[False]
+
+
+def run_batch(tenant: Tenant, n: int, first: int = 0, names: list[str] | None = None) -> list[Run]:
+    """Start `n` instances at once (named `names`, else at random), wait for each to
+    finish: the revision and phase of each."""
+    started = [
+        start_named(tenant, names[i], {"i": first + i})
+        if names
+        else tenant.start("deploy", {"i": first + i})
+        for i in range(n)
+    ]
+    done = [tenant.wait_phase(name, "Complete", "Errored", timeout=90) for name in started]
+    return [Run(name, st["revision"], st["phase"]) for name, st in zip(started, done, strict=True)]
+
+
+def until(
+    git: Git, tenant: Tenant, phases: set[str], runs: list[Run] | None = None, batches: int = 8
+) -> list[Run]:
+    """Batches of instances until the rollout reaches one of `phases`; every run (those
+    already in `runs` too)."""
+    runs = list(runs or [])
     for _ in range(batches):
         runs += run_batch(tenant, 6, first=len(runs))
         seen = list(runs)
@@ -93,9 +147,9 @@ def until(git: Git, tenant: Tenant, phases: set[str], batches: int = 8) -> list[
     raise AssertionError(f"rollout not in {phases} after {len(runs)} instances: {runs}")
 
 
-def _counted(status: dict[str, Any], runs: list[tuple[int, str]]) -> bool:
+def _counted(status: dict[str, Any], runs: list[Run]) -> bool:
     roll = status.get("rollout") or {}
-    canary = [phase for revision, phase in runs if revision == roll.get("revision")]
+    canary = [run for run in runs if run.revision == roll.get("revision")]
     return roll.get("phase") != "Progressing" or (
         roll.get("complete", 0) + roll.get("errored", 0) >= len(canary)
     )
@@ -113,9 +167,21 @@ def test_a_good_revision_is_promoted_and_a_failing_one_rolled_back(
     progressing = git.rollout("Progressing", 2)
     assert progressing["status"]["activeRevision"] == 1
     assert judged(progressing) == ["InProgress"]
-    runs = until(git, tenant, {"Promoted"})
-    assert {revision for revision, _ in runs} == {1, 2}, "both ran during the rollout"
-    assert all(phase == "Complete" for _, phase in runs)
+    # the first batch at 50 %: three names the canary's weight picks, three it does not;
+    # three canary runs are fewer than minInstances, so the weight stays 50 % for all six
+    weight = STEPS[0]
+    names = split_names(2, weight, on=3, off=3)
+    first = run_batch(tenant, 6, names=names)
+    expected = [2 if bucket(name, 2) < weight else 1 for name in names]
+    assert [run.revision for run in first] == expected, f"split by name at {weight}%: {first}"
+    at_50 = git.wait("the rollout to count them", lambda st: _counted(st, first))["status"]
+    assert (at_50["rollout"]["weight"], at_50["rollout"]["complete"]) == (weight, 3), at_50
+    runs = until(git, tenant, {"Promoted"}, runs=first)
+    assert {run.revision for run in runs} == {1, 2}, "both ran during the rollout"
+    # the weight only rises (50 %, then 100 %): a name the canary had at 50 % always ran it;
+    # one it did not have ran the stable revision, or the canary if it started after the step
+    assert all(run.revision == 2 for run in runs if bucket(run.name, 2) < weight), runs
+    assert all(run.phase == "Complete" for run in runs)
     promoted = git.definition()
     assert promoted["status"]["stableRevision"] == 2 and judged(promoted) == ["Current"]
     shown = cli(kubeconfig, "-n", tenant.ns, "rollout", "status", "deploy", "--wait")
@@ -129,7 +195,8 @@ def test_a_good_revision_is_promoted_and_a_failing_one_rolled_back(
     roll = rolled["status"]["rollout"]
     assert roll["errored"] + roll["complete"] >= ROLLOUT["minInstances"]
     assert roll["errored"] / (roll["errored"] + roll["complete"]) > ROLLOUT["maxErrorRate"]
-    assert (3, "Errored") in runs and rolled["status"]["activeRevision"] == 2
+    assert (3, "Errored") in {(run.revision, run.phase) for run in runs}
+    assert rolled["status"]["activeRevision"] == 2
     assert judged(rolled) == ["Failed"]
     failed = cli(kubeconfig, "-n", tenant.ns, "rollout", "status", "deploy", "--wait", check=False)
     assert failed.returncode == 1 and "rolled back to revision 2" in failed.stderr
@@ -138,7 +205,7 @@ def test_a_good_revision_is_promoted_and_a_failing_one_rolled_back(
         if e.involved_object.name == "deploy"
     }  # fmt: skip
     assert {"RolloutStarted", "RolloutPromoted", "RolloutRolledBack"} <= reasons
-    assert {revision for revision, _ in run_batch(tenant, 6)} == {2}, "new ones run stable"
+    assert {run.revision for run in run_batch(tenant, 6)} == {2}, "new ones run stable"
 
     # Git syncs the same manifest again: the rollback stays; Git's own pin still wins
     git.sync(HALF_BROKEN)

@@ -88,6 +88,20 @@ def test_assignment_sends_only_a_progressing_rollouts_weight_to_the_canary() -> 
     assert Assignment.of({}) is None
 
 
+def test_a_step_up_only_moves_names_to_the_canary_and_100_percent_takes_them_all() -> None:
+    """What an instance runs is picked by the weight when it starts: one that starts after a
+    step runs the canary if its name is below the new weight, and no name the canary had
+    at a lower step goes back to the stable revision (e2e/test_rollouts.py counts on it)."""
+    names = [f"deploy-{n}" for n in range(500)]
+
+    def canary_at(weight: int) -> set[str]:
+        return {n for n in names if Assignment(1, 2, weight).revision_for(n) == 2}
+
+    assert canary_at(0) == set() and canary_at(100) == set(names)
+    assert canary_at(10) < canary_at(50) < canary_at(100)
+    assert canary_at(50) == {n for n in names if bucket(n, 2) < 50}
+
+
 def test_the_first_revision_and_any_revision_without_a_plan_are_stable_at_once() -> None:
     assert step(None, stable=None, target=1) == Verdict(1, None, [])
     assert step(None, plan=None) == Verdict(2, None, [])

@@ -7,6 +7,17 @@ canary's finished instances (Complete against Errored); once `minInstances` of t
 at a step it moves to the next, past the last one it is promoted (stable), and as soon as
 the error rate over `minInstances` or more crosses `maxErrorRate` it is rolled back.
 
+The weight is a share of instance names, not a quota: each name falls in a bucket 0..99
+(`bucket`, by its hash), and the canary runs the names below the weight, so a handful of
+instances may all land on one side (six at 50 %: all on the canary one time in 64). The
+pick is made when an instance starts (is admitted, and its revision pinned in its status),
+by the weight at that moment, not at its creation: an instance created while the canary
+had 50 % that starts after a step to 100 % (late, or Queued) runs the canary, and the
+instances of one burst can bring that step about themselves once `minInstances` of them
+finish. The steps rise (the CRD's rule), so while a rollout progresses a name the canary
+has at one step it has at every later one; a rollback or an abort sends every new
+instance to the stable revision.
+
 Everything here reads and writes `status.rollout` (the operator's, never the Git-owned
 spec) and the commands of `tenantflow rollout promote|abort`, which arrive as an annotation
 stamped with an id so that each is applied once however often the object is re-read.
@@ -47,6 +58,8 @@ class Assignment:
     weight: int = 0
 
     def revision_for(self, instance: str) -> int:
+        """The canary when the name's bucket is below the weight (never at 0 %, always at
+        100 %), else the stable revision; pinned by the instance when it starts."""
         if self.canary is not None and bucket(instance, self.canary) < self.weight:
             return self.canary
         return self.stable
