@@ -50,6 +50,7 @@ class StepEntry(TypedDict, total=False):
     eventType: str | None
     eventIndex: int | None
     child: str | None
+    revision: int | None
     failures: list[AttemptFailureEntry] | None
     rollback: int | None
 

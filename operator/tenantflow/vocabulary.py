@@ -89,6 +89,9 @@ REVISION_LABEL = f"{GROUP}/revision"
 # an instance's definition, as a field selector names it (a selectable field of the CRD)
 WORKFLOW_REF_FIELD = "spec.workflowRef.name"
 DEFAULT_ENTRYPOINT = "run"  # the async function a definition's main module defines
+DEFAULT_MAIN = "main"  # the module (file name without extension) of several that defines it
+MAX_CODE_BYTES = 256 * 1024  # all files of a revision together (it lives in etcd twice)
+MAX_FILES = 64  # files of a revision
 DEFAULT_REVISION_HISTORY = 50  # revisions a definition keeps besides those in use
 INSTANCES_PAGE = 50  # instances in one page, live or archived (the CLI, the UI, the history store)
 # journal entries a live instance's status keeps; the older finished ones are in its

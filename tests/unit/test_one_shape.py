@@ -44,6 +44,7 @@ def test_a_journal_record_is_exactly_a_status_step_entry() -> None:
         event_type="go",
         event_index=0,
         child="parent-s-0123456789",
+        revision=2,
         failures=[{"attempt": 1, "name": "E", "message": "m", "at": "2030-01-01T00:00:00Z"}],
         rollback=1,
     )

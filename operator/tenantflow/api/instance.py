@@ -141,6 +141,12 @@ class StepStatus(Model):
     event_type: str | None = Field(None, description="Event type awaited.")
     event_index: int | None = Field(None, description="spec.events index consumed.")
     child: str | None = Field(None, description="The child instance this step runs (child).")
+    revision: int | None = Field(
+        None,
+        ge=1,
+        description="A child step given a source (a plan written at runtime): the revision "
+        "of its definition that source was recorded as, and the child pinned to.",
+    )
     failures: list[AttemptFailure] | None = Field(
         None, max_length=3, description="Its last failed attempts, kept after it succeeds."
     )

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from tenantflow import conditions
-from tenantflow.api.definition import DEFAULT_MAIN
 from tenantflow.controllers.ownership import Gate, sole_replica
 from tenantflow.controllers.persist import Persist, unchanged_spec
 from tenantflow.controllers.revision_cache import RevisionCache
@@ -26,6 +25,7 @@ from tenantflow.observability.logging import get_logger
 from tenantflow.vocabulary import (
     API_VERSION,
     DEFAULT_ENTRYPOINT,
+    DEFAULT_MAIN,
     DEFAULT_REVISION_HISTORY,
     DEFINITION,
     FINISHED,

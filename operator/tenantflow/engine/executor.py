@@ -17,7 +17,7 @@ from typing import Any
 from tenantflow.durations import format_time
 from tenantflow.engine import compensation, queries
 from tenantflow.engine import journal as journal_mod
-from tenantflow.engine.children import ChildResult
+from tenantflow.engine.children import MAX_SOURCES_PER_ADVANCE, ChildResult, ChildStart
 from tenantflow.engine.env import STREAM_EVERY, Lines, Printed, WorkflowEnv, WorkflowLogger
 from tenantflow.engine.errors import EngineError, InvalidAwaitError
 from tenantflow.engine.loader import WorkflowFn, arity
@@ -353,8 +353,26 @@ def _waiting(blockers: list[Blocker], records: list[journal_mod.StepRecord]) -> 
         wake_at=min(times) if times else None,
         event_types=frozenset(b.event_type for b in blockers if b.event_type),
         waiting_for=waiting_for,
-        children=tuple(b.child for b in blockers if b.child is not None),
+        children=_starts(blockers),
     )
+
+
+def _starts(blockers: list[Blocker]) -> tuple[ChildStart, ...]:
+    """The children to start (or find started): all of them, but the sources written at
+    runtime they carry together stay within MAX_SOURCES_PER_ADVANCE; the starts past it
+    are left for the next advance (the operator asks for one at once when an awaited
+    child has no start)."""
+    starts, carried = [], 0
+    for b in blockers:
+        if b.child is None:
+            continue
+        if b.child.source is not None:
+            size = b.child.source.size
+            if carried and carried + size > MAX_SOURCES_PER_ADVANCE:
+                continue
+            carried += size
+        starts.append(b.child)
+    return tuple(starts)
 
 
 def _error(state: ReplayState, exc: BaseException, step: str | None) -> dict[str, Any]:

@@ -78,6 +78,7 @@ _PLAIN_FIELDS = {
     "event_type": "eventType",
     "event_index": "eventIndex",
     "child": "child",
+    "revision": "revision",
     "failures": "failures",
     "rollback": "rollback",
 }
@@ -103,6 +104,9 @@ class StepRecord:
     event_type: str | None = None
     event_index: int | None = None  # which inbox entry a completed event wait consumed
     child: str | None = None  # the child instance's name (step.child)
+    # the revision a child step's plan written at runtime (step.child source=) was recorded
+    # as, and its child pinned to: set by the operator, never written again on replay
+    revision: int | None = None
     # its last failed attempts ({attempt, name, message, at}), kept after it succeeds
     failures: list[dict[str, Any]] | None = None
     # a completed step.do with a rollback: its place among such completions (1, 2, ...),

@@ -33,8 +33,6 @@ from tenantflow.vocabulary import DEFAULT_ENTRYPOINT
 
 WorkflowFn = Callable[..., Awaitable[Any]]
 SINGLE_MODULE = "workflow"  # the module name of a one-module source (spec.source.inline)
-MAX_CODE_BYTES = 256 * 1024  # all files of a revision together (it lives in etcd twice)
-MAX_FILES = 64
 FILE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*[.]py$")  # [.]: the CEL rule reuses it
 # names a workflow module may not take: the worker's own imports would resolve to it
 RESERVED = frozenset(sys.stdlib_module_names) | {"tenantflow", "__main__"}

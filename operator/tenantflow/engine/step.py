@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import datetime as dt
 import inspect
 from collections.abc import Callable, Mapping
@@ -14,7 +15,7 @@ from typing import Any
 from tenantflow import jsonsafe
 from tenantflow.durations import format_duration, format_time, parse_duration, parse_time
 from tenantflow.engine.attributes import SearchAttributeError
-from tenantflow.engine.children import ChildStart, check, child_name
+from tenantflow.engine.children import ChildSource, ChildStart, check, child_name
 from tenantflow.engine.errors import StepOptionsError
 from tenantflow.engine.journal import StepKind, StepRecord, StepState
 from tenantflow.engine.outputs import RecordRejected, fetch
@@ -304,15 +305,31 @@ class StepApi:
 
     # ------------------------------------------------------------------ children
     async def child(
-        self, name: str, definition: str, params: Any = None, *, revision: int | None = None
+        self,
+        name: str,
+        definition: str,
+        params: Any = None,
+        *,
+        revision: int | None = None,
+        source: Mapping[str, Any] | None = None,
     ) -> Any:
         """Start another instance of this tenant and wait for its result, durably.
 
         The child is a WorkflowInstance owned by this one (terminating or deleting the
         parent ends it too), named after this instance and `name`. Its output is this
-        step's output; an Errored or Terminated child raises StepError here."""
+        step's output; an Errored or Terminated child raises StepError here.
+
+        `source` (`{"files": {"plan.py": text}, "main": "plan"}`): a plan written at
+        runtime. The operator records it as a revision of `definition` (a definition of
+        this tenant written at runtime, created by the first such write) unless that
+        revision exists already, and starts the child pinned to it; the revision is
+        journaled on this step, so a replay never writes it again. A source over the
+        caps, one that does not parse or lacks its entrypoint, or one past the tenant's
+        budget fails this step (StepError), as a failed child does."""
         s = self._s
-        start = s.checked(name, lambda: self._child_start(name, definition, params, revision))
+        start = s.checked(
+            name, lambda: self._child_start(name, definition, params, revision, source)
+        )
         rec = await s.claim_step(name, StepKind.CHILD)
         done, output = s.completed(rec, reopen_as=StepState.WAITING)  # rejected: await it again
         if done:
@@ -321,6 +338,14 @@ class StepApi:
             raise _step_error(rec)
         if s.read_only:  # a query's replay: no child is started or awaited
             await s.halt(name)
+        if start.source is not None:
+            if rec.revision is not None:  # recorded already: the child runs that revision
+                start = dataclasses.replace(start, revision=rec.revision, source=None)
+            elif (problem := start.source.too_large()) is not None:
+                rec.state = StepState.ERRORED
+                rec.error = {"name": "SourceTooLarge", "message": f"child {name!r}: {problem}"}
+                s.finished(rec)
+                raise _step_error(rec)
         rec.child = start.name
         result = s.children.get(name)
         if result is None:
@@ -366,12 +391,17 @@ class StepApi:
         raise _step_error(rec)
 
     def _child_start(
-        self, name: str, definition: str, params: Any, revision: int | None
+        self,
+        name: str,
+        definition: str,
+        params: Any,
+        revision: int | None,
+        source: Mapping[str, Any] | None,
     ) -> ChildStart:
         if not isinstance(name, str) or not name:
             raise StepOptionsError("step names must be non-empty strings")
         try:
-            check(name, definition, params, revision)
+            check(name, definition, params, revision, source)
         except ValueError as exc:
             raise StepOptionsError(str(exc)) from None
         s = self._s
@@ -381,6 +411,7 @@ class StepApi:
             definition=definition,
             revision=revision,
             params=jsonsafe.loads(jsonsafe.dumps(params)),
+            source=None if source is None else ChildSource.of(name, source),
         )
 
     def _bounded(self, name: str, seconds: float) -> float:

@@ -11,16 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from tenantflow.engine.errors import WorkflowDefinitionError
-from tenantflow.engine.loader import (
-    MAX_CODE_BYTES,
-    MAX_FILES,
-    SINGLE_MODULE,
-    main_file,
-    module_name,
-)
+from tenantflow.engine.loader import SINGLE_MODULE, main_file, module_name
 from tenantflow.engine.typescript import FILE_NAME as GUEST_FILE_NAME
 from tenantflow.engine.typescript import is_guest
-from tenantflow.vocabulary import DEFAULT_ENTRYPOINT, Language
+from tenantflow.vocabulary import DEFAULT_ENTRYPOINT, MAX_CODE_BYTES, MAX_FILES, Language
 
 
 @dataclass(frozen=True)

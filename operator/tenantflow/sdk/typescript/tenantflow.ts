@@ -48,9 +48,28 @@ export interface WorkflowStepEvent<T = unknown> {
   timestamp: Date;
 }
 
+/** A plan written at runtime: file name -> text (plan.ts, or plan.py) and the main module. */
+export interface ChildSource {
+  files: Record<string, string>;
+  /** The module (file name without its extension) that exports `run`; default "main". */
+  main?: string;
+}
+
 export interface ChildOptions {
   /** Pin the child to a revision of its definition. */
   revision?: number;
+  /**
+   * Record this source as the definition's revision (unless it holds it already) and run
+   * the child pinned to it. The definition is created, labelled as written at runtime,
+   * by the first such write; a replay never writes it again (the revision is journaled).
+   */
+  source?: ChildSource;
+}
+
+/** `step.child(name, {definition, source, params})`: a child running a plan written at runtime. */
+export interface ChildSpec extends ChildOptions {
+  definition: string;
+  params?: unknown;
 }
 
 export interface WorkflowStep {
@@ -69,6 +88,8 @@ export interface WorkflowStep {
   ): Promise<WorkflowStepEvent<T>>;
   /** Start another definition of this tenant as a child instance and wait for its output. */
   child<T = unknown>(name: string, definition: string, params?: unknown, options?: ChildOptions): Promise<T>;
+  /** The same, as one object: `step.child("run-plan", {definition: "plan", source: {files, main}, params})`. */
+  child<T = unknown>(name: string, spec: ChildSpec): Promise<T>;
   /** Search attributes the definition declares (spec.searchAttributes); null removes one. */
   setAttributes(values: Record<string, string | number | boolean | null>): Promise<void>;
 }
