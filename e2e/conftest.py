@@ -32,12 +32,15 @@ class Tenant:
         self.core = client.CoreV1Api(api_client)
         self.name, self.ns = name, f"tenant-{name}"
 
-    def define(self, name: str, source: str, **spec: Any) -> dict[str, Any]:
+    def define(
+        self, name: str, source: str, language: str = "python", **spec: Any
+    ) -> dict[str, Any]:
+        inline = {"inline": textwrap.dedent(source), "language": language}
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "WorkflowDefinition",
             "metadata": {"name": name},
-            "spec": {"source": {"inline": textwrap.dedent(source)}, **spec},
+            "spec": {"source": inline, **spec},
         }
         try:
             self.custom.create_namespaced_custom_object(

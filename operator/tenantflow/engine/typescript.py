@@ -157,6 +157,9 @@ class Guest:
     _stderr_tail: bytes = b""
     _pending_writes: bytearray = field(default_factory=bytearray)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    # the engine's errors sent in replies, by request: one that escapes run() in Deno is
+    # raised here as itself (an uncaught StepError reports its step's error, as in Python)
+    _replied: dict[int, Exception] = field(default_factory=dict)
 
     async def run(self, event: dict[str, Any]) -> Any:
         loop = asyncio.get_running_loop()
@@ -343,9 +346,9 @@ class Guest:
             task.add_done_callback(self._tasks.discard)
         elif kind == "ret":
             entry = self.calls.get(msg.get("call"))  # type: ignore[arg-type]
-            _settle(entry[0] if entry else None, msg, foreign)
+            _settle(entry[0] if entry else None, msg, self._foreign)
         elif kind == "done":
-            _settle(self.done, msg, loading_error if msg.get("loading") else foreign)
+            _settle(self.done, msg, loading_error if msg.get("loading") else self._foreign)
         elif kind == "log":
             self._log(msg)
         elif kind == "out":
@@ -372,20 +375,23 @@ class Guest:
         if self.done is not None and not self.done.done():
             self.done.set_exception(err)
 
+    def _foreign(self, error: Any) -> Exception:
+        """An error from Deno: the engine's own when it is one it replied with (and the
+        workflow let it escape), else the TypeScript error as it was thrown."""
+        origin = error.get("origin") if isinstance(error, dict) else None
+        replied = self._replied.get(origin) if isinstance(origin, int) else None
+        return replied if replied is not None else foreign(error)
+
     # ------------------------------------------------------------------ what Deno asks
     async def _serve(self, msg: dict[str, Any]) -> None:
         rid = msg.get("id")
         try:
             value = await self._op(msg)
             reply: dict[str, Any] = {"t": "reply", "id": rid, "ok": True, "value": value}
-        except StepError as exc:
-            reply = {"t": "reply", "id": rid, "ok": False, "error": {
-                "kind": "StepError", "step": exc.step, "name": exc.error_name,
-                "message": exc.error_message, "attempts": exc.attempts,
-            }}  # fmt: skip
-        except WaitTimeout as exc:
-            error = {"kind": "WaitTimeout", "step": exc.step, "message": str(exc)}
-            reply = {"t": "reply", "id": rid, "ok": False, "error": error}
+        except (StepError, WaitTimeout) as exc:
+            if isinstance(rid, int):
+                self._replied[rid] = exc
+            reply = {"t": "reply", "id": rid, "ok": False, "error": _caught(exc)}
         except EngineError as exc:  # fatal all the same (state.fail): Deno hears why
             error = {"kind": "EngineError", "name": exc.reason, "message": str(exc)}
             reply = {"t": "reply", "id": rid, "ok": False, "error": error}
@@ -411,8 +417,13 @@ class Guest:
         if op == "waitForEvent":
             return await step.wait_for_event(name, type=arg("type"), timeout=arg("timeout"))
         if op == "child":
-            revision = arg("revision")
-            return await step.child(name, arg("definition"), arg("params"), revision=revision)
+            return await step.child(
+                name,
+                arg("definition"),
+                arg("params"),
+                revision=arg("revision"),
+                source=arg("source"),
+            )
         if op == "setAttributes":
             return await step.set_attributes(msg.get("values"))
         if op == "db":
@@ -507,6 +518,19 @@ def _settle(
         future.set_result(msg.get("value"))
     else:
         future.set_exception(error(msg.get("error")))
+
+
+def _caught(exc: StepError | WaitTimeout) -> dict[str, Any]:
+    """A step's failure as the workflow catches it in TypeScript."""
+    if isinstance(exc, WaitTimeout):
+        return {"kind": "WaitTimeout", "step": exc.step, "message": str(exc)}
+    return {
+        "kind": "StepError",
+        "step": exc.step,
+        "name": exc.error_name,
+        "message": exc.error_message,
+        "attempts": exc.attempts,
+    }
 
 
 def foreign(error: Any) -> ForeignError:

@@ -309,3 +309,27 @@ def test_the_loader_and_the_operators_check_know_the_language() -> None:
     assert mixed.reason == "InvalidFileName"
     with revision({"workflow.mjs": "export async function run() { return 7 }"}, "workflow") as fn:
         assert advance(fn, now=lambda: NOW).outcome == Complete(output=7)
+
+
+def test_an_uncaught_step_failure_reports_the_steps_own_error_as_in_python(db: Any) -> None:
+    fn = ts(
+        """
+import { NonRetryableError } from "tenantflow";
+export async function run(event, step) {
+  if (event.payload === "event") await step.waitForEvent("ok?", { type: "ok", timeout: "1s" });
+  await step.do("three", async () => { throw new NonRetryableError("the third step failed"); });
+}
+"""
+    )
+    failed = advance(fn, db=db, now=lambda: NOW)
+    assert isinstance(failed.outcome, Errored)
+    assert failed.outcome.error == {
+        "name": "NonRetryableError",
+        "message": "the third step failed",
+        "step": "three",
+    }
+    waiting = advance(fn, params="event", db=db, now=lambda: NOW)
+    timed_out = advance(fn, params="event", db=db, journal=waiting.journal, now=later(2))
+    assert isinstance(timed_out.outcome, Errored)
+    assert timed_out.outcome.error["name"] == "WaitTimeout"
+    assert timed_out.outcome.error["step"] == "ok?"

@@ -11,6 +11,8 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import {
+  type ChildOptions,
+  type ChildSpec,
   NonRetryableError,
   StepError,
   WaitTimeout,
@@ -100,11 +102,19 @@ function request(op: string, args: Message): Promise<any> {
   });
 }
 
-function fromEngine(error: Message): Error {
-  if (error.kind === "StepError") return new StepError(error.step, error.name, error.message, error.attempts);
-  if (error.kind === "WaitTimeout") return new WaitTimeout(error.step, error.message);
-  const err = new Error(error.message);
-  err.name = error.name ?? "Error";
+const ORIGIN = Symbol("the engine's reply this error came in");
+
+/** The engine's error as the workflow catches it; it remembers which reply brought it, so
+ * one that escapes run() is the engine's own again (a StepError reports its step). */
+function fromEngine(error: Message, id: number): Error {
+  let err: Error;
+  if (error.kind === "StepError") err = new StepError(error.step, error.name, error.message, error.attempts);
+  else if (error.kind === "WaitTimeout") err = new WaitTimeout(error.step, error.message);
+  else {
+    err = new Error(error.message);
+    err.name = error.name ?? "Error";
+  }
+  (err as any)[ORIGIN] = id;
   return err;
 }
 
@@ -125,6 +135,7 @@ function errorOf(err: unknown): Message {
       message: String(err.message),
       stack: stackOf(err) ?? null,
       nonRetryable: err instanceof NonRetryableError,
+      origin: (err as any)[ORIGIN] ?? null,
     };
   }
   return { name: "Error", message: `a non-Error was thrown: ${String(err)}`, stack: null, nonRetryable: false };
@@ -159,8 +170,20 @@ const step = {
     const got = await request("waitForEvent", { name, type: options?.type, timeout: duration(options?.timeout) ?? null });
     return { ...got, timestamp: new Date(got.timestamp) };
   },
-  child: (name: string, definition: string, params?: unknown, options?: { revision?: number }) =>
-    request("child", { name, definition, params: checkJson(params, "child params"), revision: options?.revision ?? null }),
+  child(name: string, definition: unknown, params?: unknown, options?: ChildOptions) {
+    const spec = (typeof definition === "object" && definition !== null ? definition : { ...options, definition, params }) as ChildSpec;
+    try {
+      return request("child", {
+        name,
+        definition: spec.definition,
+        params: checkJson(spec.params, "child params"),
+        revision: spec.revision ?? null,
+        source: spec.source === undefined ? null : checkJson(spec.source, "child source"),
+      });
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  },
   setAttributes: (values: Record<string, unknown>) => request("setAttributes", { values: checkJson(values, "attributes") }),
 };
 
@@ -265,7 +288,7 @@ async function handle(msg: Message): Promise<void> {
   else if (msg.t === "reply") {
     const waiter = pending.get(msg.id);
     pending.delete(msg.id);
-    if (waiter) msg.ok ? waiter.resolve(msg.value) : waiter.reject(fromEngine(msg.error));
+    if (waiter) msg.ok ? waiter.resolve(msg.value) : waiter.reject(fromEngine(msg.error, msg.id));
   } else if (msg.t === "call") call(msg);
 }
 
