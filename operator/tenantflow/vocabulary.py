@@ -111,6 +111,11 @@ ARCHIVE_NOW_ANNOTATION = f"{GROUP}/archive-now"
 # first (phase Compensating), then ends it Terminated; absent (or anything else): at once
 TERMINATE_ANNOTATION = f"{GROUP}/terminate"
 TERMINATE_ROLLBACK = "rollback"
+# a definition written at runtime (`step.child(..., source=)`): labelled so (the only kind
+# such a write may revise), and each of its revisions annotated with the instance that
+# wrote it (the definition: with the last one)
+WRITTEN_AT_RUNTIME_LABEL = f"{GROUP}/written-at-runtime"
+WRITTEN_BY_ANNOTATION = f"{GROUP}/written-by"
 
 
 class Phase(StrEnum):
@@ -186,6 +191,7 @@ class Limits:
     MAX_EVENTS_PER_SECOND = 50
     MAX_STORAGE_OPS_PER_SECOND = 500
     STORAGE = "1Gi"
+    MAX_RUNTIME_REVISIONS_PER_HOUR = 100  # revisions written at runtime (step.child source=)
 
 
 class RolloutDefaults:

@@ -69,6 +69,7 @@ def test_spec_field_names_follow_the_contract() -> None:
         "maxEventsPerSecond",
         "maxStorageOpsPerSecond",
         "storage",
+        "maxRuntimeRevisionsPerHour",
     }
     spec = openapi_schema(WorkflowInstance)["properties"]["spec"]["properties"]
     assert set(spec) == {"workflowRef", "params", "suspend", "terminate", "events"}

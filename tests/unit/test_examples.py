@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tenantflow.testing import WorkflowTestEnv
+from tenantflow.engine.children import ChildStart
+from tenantflow.testing import WorkflowSource, WorkflowTestEnv
 
 pytestmark = pytest.mark.unit
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -68,15 +70,16 @@ def definitions() -> dict[str, str]:
 
 # instances that end failed on purpose, after compensating (their test is below)
 COMPENSATED = {"order-1002"}
+PLANNING = {"agent-1"}  # waits for a revised plan by event (its test is below)
 
 
 def test_every_example_instance_has_an_expectation() -> None:
-    assert sorted(name for name, *_ in instances()) == sorted({*EXPECTED, *COMPENSATED})
+    assert sorted(name for name, *_ in instances()) == sorted({*EXPECTED, *COMPENSATED, *PLANNING})
 
 
 @pytest.mark.parametrize(
     ("name", "source", "entrypoint", "params"),
-    [i for i in instances() if i[0] not in COMPENSATED],
+    [i for i in instances() if i[0] not in COMPENSATED | PLANNING],
     ids=lambda v: v if isinstance(v, str) and len(v) < 20 else "",
 )
 def test_example_completes(name: str, source: str, entrypoint: str, params: Any) -> None:
@@ -103,3 +106,59 @@ def test_the_saga_compensates_in_reverse_order() -> None:
         "released": ["gadget"],
         "because": "no shipping address",
     }
+
+
+class PlansTestEnv(WorkflowTestEnv):
+    """WorkflowTestEnv, where a child given a source (a plan written at runtime) runs
+    that source as its definition's latest revision, as the operator would (the test
+    kit itself does not take `source=` yet)."""
+
+    def _start(self, parent: Any, start: ChildStart, runs: dict[str, Any]) -> None:
+        if start.source is not None:
+            self.workflows[start.definition] = WorkflowSource(
+                dict(start.source.files), start.source.main
+            )
+        super()._start(parent, start, runs)
+
+
+def agent() -> tuple[str, Any]:
+    """The example agent's source and its instance's params."""
+    _, source, _, params = next(i for i in instances() if i[0] == "agent-1")
+    return source, params
+
+
+def test_the_agent_runs_its_plan_then_the_revised_one() -> None:
+    source, params = agent()
+    revised = json.loads((EXAMPLES / "agent-plans" / "revised-plan.json").read_text())
+    result = PlansTestEnv().run_sync(
+        source, params, [(600, "revised-plan", revised)], instance_id="agent-1"
+    )
+    assert result.phase == "Complete", result.error
+    first = {
+        "summary": "summarise this week's incidents: 3 incidents",
+        "incidents": ["INC-7", "INC-9", "INC-12"],
+    }
+    assert result.output == {
+        "first": first,
+        "second": {
+            "summary": f"{first['summary']}, worst first: INC-9",
+            "incidents": ["INC-9", "INC-7", "INC-12"],
+        },
+    }
+    plans = [result.step(s)["child"] for s in ("run-plan-1", "run-plan-2")]
+    assert [result.children[p].phase for p in plans] == ["Complete", "Complete"]
+    assert [s["name"] for s in result.children[plans[1]].steps] == [
+        "rank",
+        "let-the-owners-answer",
+        "summarise",
+    ]
+
+
+def test_a_revised_plan_that_does_not_parse_is_a_failed_step_the_agent_catches() -> None:
+    source, params = agent()
+    broken = {"plan": "async def run(event, step, env)\n    return 1\n"}
+    result = PlansTestEnv().run_sync(
+        source, params, [(600, "revised-plan", broken)], instance_id="agent-1"
+    )
+    assert result.phase == "Complete", result.error
+    assert result.output["second"] is None and result.output["failed"] == "SyntaxError"

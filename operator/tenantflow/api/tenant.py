@@ -93,6 +93,14 @@ class TenantLimits(Model):
         max_length=32,
         description="PVC size and SQLite size cap, e.g. 1Gi.",
     )
+    max_runtime_revisions_per_hour: int = Field(
+        Limits.MAX_RUNTIME_REVISIONS_PER_HOUR,
+        ge=0,
+        le=100_000,
+        description="Revisions the tenant's workflows may write at runtime (plans handed "
+        "to step.child with a source) per hour, refilled evenly; a source a definition "
+        "holds already costs none. 0: none may be written.",
+    )
 
 
 class Resources(Model):

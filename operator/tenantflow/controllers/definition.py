@@ -83,7 +83,8 @@ class DefinitionController:
             self.queue.request(object_key(namespace, name))
 
     async def reconcile(self, key: ObjectKey) -> None:
-        done = await reconcile(self.kube, self.events, self.persist, key)
+        async with self.revision_cache.writing(*split_key(key)):  # (revision numbers)
+            done = await reconcile(self.kube, self.events, self.persist, key)
         if not done.written:
             self.queue.request(key)  # again from fresh reads, if the shard is still ours
             return
@@ -387,9 +388,15 @@ async def _tell(recorder: EventRecorder, body: dict[str, Any], p: DefinitionPlan
 
 
 def _revisions_in_use(instances: list[dict[str, Any]]) -> set[int]:
-    """Revisions pinned by the definition's unfinished instances (never deleted)."""
+    """Revisions pinned by the definition's unfinished instances (never deleted): the one
+    each runs, or, before it started, the one its spec names (a child started on a plan
+    written at runtime is created pinned to its new revision)."""
     return {
-        st["revision"]
+        pinned
         for inst in instances
-        if (st := inst.get("status") or {}).get("revision") and st.get("phase") not in FINISHED
+        if (st := inst.get("status") or {}).get("phase") not in FINISHED
+        and (
+            pinned := st.get("revision")
+            or ((inst.get("spec") or {}).get("workflowRef") or {}).get("revision")
+        )
     }

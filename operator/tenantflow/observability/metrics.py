@@ -15,6 +15,12 @@ CHILDREN_RESYNCED = Counter(
     "watch showed them active (each one is an event the watch lost; should stay 0).",
     ["tenant"],
 )
+RUNTIME_REVISIONS = Counter(
+    "tenantflow_runtime_revisions_total",
+    "Plans written at runtime (step.child with a source), by outcome: written (a new "
+    "revision), reused (a revision held that source already), refused (the step failed).",
+    ["tenant", "outcome"],
+)
 INSTANCE_FINISHED = Counter(
     "tenantflow_instance_finished_total", "Instances finished.", ["tenant", "phase"]
 )

@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from tenantflow.api.tenant import TenantLimits
 from tenantflow.cache import Cache
 from tenantflow.controllers.instances.drive import Drive
+from tenantflow.controllers.instances.plans import Plans
 from tenantflow.durations import format_time
 from tenantflow.engine.children import ChildResult, ChildStart, child_name
 from tenantflow.engine.journal import StepState
@@ -87,6 +89,7 @@ class Trust:
 @dataclass
 class Children:
     kube: KubeApi
+    plans: Plans  # a start with a source: recorded as a revision first (plans.py)
     # an instance's phase as the watch last showed it (None: not seen, or no phase yet)
     phase_of: Callable[[ObjectKey], str | None] = lambda key: None
     # a drive of an instance requested: a child read here that this process never saw
@@ -155,32 +158,78 @@ class Children:
             self._trust(d.key, renewed=not finished and trust is not None)
         return Awaited(finished, missing)
 
-    async def start(self, d: Drive, starts: tuple[ChildStart, ...]) -> None:
+    async def start(
+        self, d: Drive, starts: tuple[ChildStart, ...], limits: TenantLimits | None = None
+    ) -> None:
         """Create the children the advance waits on (those that exist are left alone). A
         child the API refuses as invalid fails its step; a refusal for now (quota, an
-        outage) is retried after START_RETRY."""
+        outage) is retried after START_RETRY. A start with a source (a plan written at
+        runtime) is recorded as a revision first, and the child pinned to it; `limits`:
+        the tenant's (its budget of such revisions)."""
         names = self._names(d, (d.update or {}).get("steps") or [])
         started: list[str] = []
         for start in starts:
             name = names.get(start.step)
             if name is None:  # not a step the journal awaits: nothing to start
                 continue
-            try:
-                await self.kube.create(self._manifest(d, start, name))
+            if start.source is not None:
+                pinned = await self._pin(d, start, name, limits or TenantLimits())
+                if pinned is None:
+                    continue
+                start = pinned
+            if await self._create(d, start, name):
                 started.append(name)
-            except ApiException as exc:
-                if exc.status == 409:
-                    await self._check_owner(d, start, name, exc)
-                elif exc.status in REFUSED:
-                    self._fail_step(d, start.step, "ChildInvalid", message(exc)[:1024])
-                else:
-                    self._not_started(d, name, exc)
         if started and len(started) == len(starts):  # all new: the watch may be trusted
             self._trust(d.key, renewed=False)
         if started:
             metrics.CHILDREN_STARTED.labels(tenant=d.view.tenant or "").inc(len(started))
             if d.event is None:
                 d.event = ("Normal", "ChildrenStarted", ", ".join(started)[:1000])
+        if set(names) - {s.step for s in starts}:
+            # awaited, no start: the engine left plans for the next advance (the sources
+            # one answer carries are capped); that advance is due now
+            d.later(0.0)
+
+    async def _create(self, d: Drive, start: ChildStart, name: str) -> bool:
+        """Create one child; True when it is new."""
+        try:
+            await self.kube.create(self._manifest(d, start, name))
+            return True
+        except ApiException as exc:
+            if exc.status == 409:
+                await self._check_owner(d, start, name, exc)
+            elif exc.status in REFUSED:
+                self._fail_step(d, start.step, "ChildInvalid", message(exc)[:1024])
+            else:
+                self._not_started(d, name, exc)
+        return False
+
+    async def _pin(
+        self, d: Drive, start: ChildStart, name: str, limits: TenantLimits
+    ) -> ChildStart | None:
+        """A start with a source, recorded: the start of the child pinned to that
+        revision (journaled on the step, so no later start writes it again); None when
+        the step failed, or the start is to be tried again later."""
+        assert start.source is not None
+        try:
+            pinned = await self.plans.record(
+                d.view.namespace,
+                start.definition,
+                start.source,
+                writer=d.view.name,
+                per_hour=limits.max_runtime_revisions_per_hour,
+                now=d.now,
+            )
+        except ApiException as exc:
+            self._not_started(d, name, exc)
+            return None
+        if pinned.revision is None:
+            self._fail_step(d, start.step, pinned.reason, pinned.message)
+            return None
+        for entry in (d.update or {}).get("steps") or []:
+            if entry.get("name") == start.step and entry.get("state") == StepState.WAITING:
+                entry["revision"] = pinned.revision
+        return replace(start, revision=pinned.revision, source=None)
 
     def _not_started(self, d: Drive, name: str, exc: ApiException) -> None:
         """A start refused for now (quota, an outage, a conflict with nothing there): the

@@ -23,6 +23,7 @@ from tenantflow.controllers.instances.bookkeeping import PhaseBook
 from tenantflow.controllers.instances.children import Children
 from tenantflow.controllers.instances.drive import Drive
 from tenantflow.controllers.instances.failures import SandboxFailures
+from tenantflow.controllers.instances.plans import Plans
 from tenantflow.controllers.instances.revisions import RevisionResolver
 from tenantflow.controllers.instances.status_writer import StatusWriter
 from tenantflow.controllers.instances.view import InstanceView, key_of
@@ -98,15 +99,17 @@ class InstanceController:
         )
         self.admission = Admission()
         self.book = PhaseBook(self.admission, self.queue.request, self.usage_changed)
-        self.writer = StatusWriter(
-            self.recorder or EventRecorder(self.kube),
-            self.queue,
-            Persist(self.kube, self.queue.gate),
-        )
+        events = self.recorder or EventRecorder(self.kube)
+        self.writer = StatusWriter(events, self.queue, Persist(self.kube, self.queue.gate))
         self.revisions = RevisionResolver(self.kube, self.revision_cache)
         self.failures = SandboxFailures(self.sandboxes)
         self.archiver = Archiver(self.sandboxes, self.transport)
-        self.children = Children(self.kube, phase_of=self.book.phase_of, nudge=self.queue.request)
+        self.children = Children(
+            self.kube,
+            Plans(self.kube, self.revision_cache, events),  # plans written at runtime
+            phase_of=self.book.phase_of,
+            nudge=self.queue.request,
+        )
         self.advancer = Advancer(
             self.sandboxes,
             self.transport,
@@ -360,7 +363,7 @@ class InstanceController:
             return  # its slot went to its children: it runs again when one is free
         await self.advancer.advance(d, revision, limits, awaited.finished if awaited else None)
         if d.starts:
-            await self.children.start(d, d.starts)
+            await self.children.start(d, d.starts, limits)
 
     async def _label(self, d: Drive, revision: dict[str, Any]) -> None:
         """Its search attributes as labels, at its start (lifecycle/attributes.py); a label
