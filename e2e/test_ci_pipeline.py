@@ -135,3 +135,43 @@ def test_without_the_git_host_in_the_allow_list_the_proxy_refuses_the_clone(
         and f"{GIT_HOST}:{git.port} is not in the tenant's egress allow-list" in (message)
     ), message
     assert len(git.requests) == requests, "nothing reached the git server"
+
+
+FETCH_TS = """
+export async function run(event, step, env) {
+  const { token } = await env.secrets.get("git");
+  const auth = "Basic " + btoa(`ci:${token}`);
+  const allowed = await step.do("fetch refs", async () => {
+    const r = await fetch(`${event.payload.repo}/info/refs?service=git-upload-pack`, {
+      headers: { Authorization: auth },
+    });
+    await r.arrayBuffer();
+    return r.status;
+  });
+  const refused = await step.do("fetch elsewhere", async () => {
+    try {
+      const r = await fetch("http://not-allowed.ci.example/");
+      return r.status;
+    } catch (e) {
+      return (e as Error).name;
+    }
+  });
+  return { allowed, refused };
+}
+"""
+
+
+def test_typescript_fetch_goes_through_the_egress_proxy(
+    tenant: Tenant, git: gitserver.GitServer
+) -> None:
+    """Deno's fetch in a sandbox pod reaches an allowed host only through the tenant's
+    egress proxy (HTTP_PROXY), with a token from env.secrets; another host is refused."""
+    tenant.define("fetch-ts", FETCH_TS, language="typescript")
+    requests = len(git.requests)
+    inst = tenant.start("fetch-ts", {"repo": git.url})
+    done = tenant.wait_phase(inst, "Complete", "Errored", timeout=180)
+    assert done["phase"] == "Complete", done.get("error")
+    assert done["output"] == {"allowed": 200, "refused": 403}
+    assert len(git.requests) == requests + 1
+    assert git.requests[-1] == "GET /calc.git/info/refs 200"  # authenticated, via the proxy
+    assert TOKEN not in json.dumps(tenant.get(inst))
