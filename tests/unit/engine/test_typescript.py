@@ -18,6 +18,7 @@ from tenantflow.engine.state import InboxEvent
 from tenantflow.engine.typescript import GuestCode, typescript_workflow
 from tenantflow.lifecycle.source import Code, check
 from tenantflow.storage.database import TenantDatabase
+from tenantflow.testing import WorkflowSource, WorkflowTestEnv
 
 pytestmark = pytest.mark.unit
 NOW = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
@@ -333,3 +334,29 @@ export async function run(event, step) {
     assert isinstance(timed_out.outcome, Errored)
     assert timed_out.outcome.error["name"] == "WaitTimeout"
     assert timed_out.outcome.error["step"] == "ok?"
+
+
+def test_sleep_until_and_a_terminate_with_rollback_in_a_later_process(tmp_path: Path) -> None:
+    """The rollbacks run in an advance after the one that declared them: a new Deno
+    process replays run() and finds the closures again (nothing is pickled)."""
+    (tmp_path / "saga.ts").write_text(
+        """
+export async function run(event, step, env) {
+  const booked = [];
+  const undo = { rollback: async (ctx) => `cancelled ${ctx.output} (${booked.length} booked)` };
+  booked.push(await step.do("flight", async () => "F1", undo));
+  booked.push(await step.do("hotel", async () => "H1", undo));
+  await step.sleepUntil("departure", new Date(Date.UTC(2030, 0, 2)));
+  return booked;
+}
+"""
+    )
+    saga = WorkflowSource.from_directory(tmp_path, main="saga")
+    done = WorkflowTestEnv().run_sync(saga)
+    assert done.phase == "Complete" and done.output == ["F1", "H1"]
+    assert done.elapsed == dt.timedelta(days=1)  # 2030-01-01 → the sleepUntil's day
+    stopped = WorkflowTestEnv().run_sync(saga, terminate_after=3600, rollback=True)
+    assert stopped.phase == "Terminated"
+    assert stopped.step("rollback:hotel")["output"] == "cancelled H1 (2 booked)"
+    assert stopped.step("rollback:flight")["output"] == "cancelled F1 (2 booked)"
+    assert stopped.advances >= 2  # the rollbacks ran in another Deno process
