@@ -271,6 +271,19 @@ class YieldingKube(FakeKube):
         return found
 
 
+async def test_a_typescript_plan_that_does_not_parse_fails_the_step_with_its_line(
+    tmp_path: Path,
+) -> None:
+    """The operator cannot parse TypeScript: the plan is recorded, and its first advance
+    reports the error, which reaches the step as a failed child's does."""
+    h = Harness.new(tmp_path)
+    broken = "export async function run(event, step) {\n  return 1 +;\n}\n"
+    (out,) = await run_parent(h, [plan(broken, file="plan.ts")])
+    # (the TypeScript runtime reports Deno's parse error as the import's, for now)
+    assert out["failed"] in {"SyntaxError", "ImportError"}, out
+    assert "SyntaxError" in out["message"] and "plan.ts:2" in out["message"]
+
+
 async def test_revisions_are_numbered_one_at_a_time_by_concurrent_writers() -> None:
     """Two plans for one definition at once (asyncio.gather in a parent, or two parents)
     and the definition's own reconcile: each revision gets a number of its own."""
