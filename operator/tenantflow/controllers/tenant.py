@@ -20,6 +20,7 @@ import kopf
 
 from tenantflow import conditions
 from tenantflow.api.tenant import Tenant
+from tenantflow.controllers.claims import StorageClasses
 from tenantflow.controllers.ownership import Gate, sole_replica
 from tenantflow.controllers.persist import Persist, unchanged_spec
 from tenantflow.controllers.work_queue import WorkQueue
@@ -51,6 +52,7 @@ WAKE_PROBE_EVERY = 0.1  # seconds between two asks of a starting sandbox's runne
 WAKE_PROBE_OFTEN_FOR = 10.0  # ...for its first seconds; then every WAKE_PROBE_SLOWLY
 WAKE_PROBE_SLOWLY = 1.0
 WAKE_PROBE_FOR = 300.0  # ...for at most this long (then the pod's own readiness decides)
+UNBOUND_RECHECK = 2.0  # seconds: a held pod's claims, looked at again (their events first)
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,7 @@ class TenantController:
         )
         self.persist = Persist(self.kube, self.queue.gate)
         self.probing: dict[str, asyncio.Task[None]] = {}  # tenants whose runner is asked
+        self.storage = StorageClasses(self.kube)
 
     def usage_changed(self, tenant: str) -> None:
         """Tenant.status.usage follows instance phases, refreshed at most every 5 s."""
@@ -135,7 +138,14 @@ class TenantController:
 
     async def reconcile(self, name: str) -> None:
         done = await reconcile(
-            self.kube, self.events, self.persist, self.settings, self.usage, name, self.idle
+            self.kube,
+            self.events,
+            self.persist,
+            self.settings,
+            self.usage,
+            name,
+            self.idle,
+            self.storage,
         )
         if done.look_again is not None:  # (a run-later due sooner stands)
             due = self.queue.due_at(name)
@@ -185,6 +195,7 @@ class TenantController:
             self.queue.request(name)
 
     async def deleted(self, name: str, body: dict[str, Any]) -> None:
+        self.storage.applied.discard(namespace_of(name))  # a new one of that name is new
         await tenant_deleted(self.kube, self.events, name, body)
 
 
@@ -196,10 +207,13 @@ async def reconcile(
     usage: Callable[[str], dict[str, int]],
     name: str,
     idle_sandboxes: Idle | None = None,
+    storage: StorageClasses | None = None,
 ) -> Reconciled:
     """Apply the tenant's objects and write its status (`written` False: it could not be,
-    fenced, or a conflict that outlived the re-commits)."""
+    fenced, or a conflict that outlived the re-commits). A new sandbox's StatefulSet waits
+    for its claims of Immediate classes to be Bound (controllers/claims.py)."""
     hooks = idle_sandboxes or Idle()
+    classes = storage or StorageClasses(kube)
     body = await kube.get(API_VERSION, TENANT, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return Reconciled(written=True)
@@ -214,7 +228,7 @@ async def reconcile(
             )
         )
         return Reconciled(await _write_status(recorder, persist, body, observed, {}))
-    error = None
+    error, look_again = None, None
     refused = tuple(manifests.refusals(tenant, settings))
     now = dt.datetime.now(dt.UTC)
     scale, was_zero = await _scale(kube, settings, hooks, tenant, now)
@@ -235,7 +249,7 @@ async def reconcile(
         await kube.create_if_missing(manifests.history_pvc(tenant))
         await kube.create_if_missing(manifests.hmac_secret(tenant, secrets.token_hex(32)))
         if sandbox is not None and not waking:
-            await kube.apply(sandbox)
+            look_again = await _apply_sandbox(kube, classes, sandbox, name, now)
     except ApiException as exc:
         error = f"applying tenant objects failed: {exc.status} {exc.reason}: {message(exc)}"
         log.warning("apply failed", tenant=name, error=error)
@@ -244,7 +258,26 @@ async def reconcile(
     written = await _write_status(recorder, persist, body, observed, usage(name))
     if error is not None:  # said on the Tenant; tried again with the queue's backoff
         raise TenantNotApplied(error)
-    return Reconciled(written, bool(observed.missing_secrets), scale.look_again)
+    sooner = [t for t in (look_again, scale.look_again) if t is not None]
+    return Reconciled(written, bool(observed.missing_secrets), min(sooner, default=None))
+
+
+async def _apply_sandbox(
+    kube: KubeApi, classes: StorageClasses, sandbox: dict[str, Any], tenant: str, now: dt.datetime
+) -> dt.datetime | None:
+    """Apply the sandbox StatefulSet, unless it is the first one and a claim of an
+    Immediate class is not Bound yet: a pod created now would be unschedulable. Then the
+    claims' Bound events reconcile again (and UNBOUND_RECHECK, returned, if one is lost).
+    Once applied, a namespace is not checked again by this process."""
+    namespace = sandbox["metadata"]["namespace"]
+    if namespace not in classes.applied:
+        unbound = await classes.unbound(namespace)
+        if unbound and not await kube.get("apps/v1", "StatefulSet", manifests.SANDBOX, namespace):
+            log.info("sandbox waits for its volumes", tenant=tenant, claims=unbound)
+            return now + dt.timedelta(seconds=UNBOUND_RECHECK)
+    await kube.apply(sandbox)
+    classes.applied.add(namespace)
+    return None
 
 
 async def _scale(

@@ -17,6 +17,7 @@ RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     ("v1", "ConfigMap"): ("configmaps", True),
     ("v1", "PersistentVolumeClaim"): ("persistentvolumeclaims", True),
     ("v1", "PersistentVolume"): ("persistentvolumes", False),
+    ("storage.k8s.io/v1", "StorageClass"): ("storageclasses", False),
     ("v1", "Pod"): ("pods", True),
     ("v1", "Event"): ("events", True),
     ("discovery.k8s.io/v1", "EndpointSlice"): ("endpointslices", True),
