@@ -101,13 +101,15 @@ def main() -> int:
 
     step(
         "Submitting the example workflows: CI pipeline, agent with approval, saga, data sync, "
-        "a release that builds three services as child workflows (and its nightly schedule)"
+        "a release that builds three services as child workflows (and its nightly schedule), "
+        "a TypeScript workflow in Cloudflare Workflows' shape"
     )
-    for example in ("ci-pipeline", "agent-approval", "order-saga", "data-sync", "release-train"):
+    examples = ("ci-pipeline", "agent-approval", "order-saga", "data-sync", "release-train")
+    for example in (*examples, "typescript-workflow"):
         print(k("apply", "-f", str(ROOT / "examples" / example)), end="")
     waiting = lambda phases: all(p in FINISHED or p == "Waiting" for p in phases.values())  # noqa: E731
-    # five instances, and the release's three children
-    show_progress(k, until=lambda phases: len(phases) == 9 and waiting(phases))
+    # six instances, and the release's three children
+    show_progress(k, until=lambda phases: len(phases) == 10 and waiting(phases))
 
     step("Two instances wait for a human: sending them the 'approved' event")
     events = json.dumps({"spec": {"events": [{"type": "approved", "payload": {"by": "bob"}}]}})

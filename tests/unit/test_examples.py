@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tenantflow.engine.children import ChildStart
+from tenantflow.lifecycle.source import Code
 from tenantflow.testing import WorkflowSource, WorkflowTestEnv
 
 pytestmark = pytest.mark.unit
@@ -17,7 +17,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 APPROVAL = [(60, "approved", {"by": "bob"})]
 
 
-def instances() -> list[tuple[str, str, str, Any]]:
+def instances() -> list[tuple[str, str | WorkflowSource, str, Any]]:
     """(instance name, source, entrypoint, params) for every example instance."""
     docs = [
         d
@@ -32,11 +32,15 @@ def instances() -> list[tuple[str, str, str, Any]]:
         if d["kind"] == "WorkflowDefinition"
     }
 
-    def code(d: dict[str, Any]) -> tuple[str, str]:
+    def code(d: dict[str, Any]) -> tuple[str | WorkflowSource, str]:
         src = d["spec"]["source"]
         ref = src.get("configMapRef") or {}
         text = src.get("inline") or configmaps[ref["name"]][ref["key"]]
-        return text, d["spec"].get("entrypoint", "run")
+        entrypoint = d["spec"].get("entrypoint", "run")
+        if src.get("language", "python") == "python":
+            return text, entrypoint
+        files = dict(Code.single(text, src["language"]).files)  # workflow.ts
+        return WorkflowSource(files, "workflow", entrypoint, name=d["metadata"]["name"]), entrypoint
 
     return [
         (
@@ -55,6 +59,9 @@ EXPECTED: dict[str, Any] = {
     "order-1001": lambda out: out == {"status": "shipped", "tracking": "TRK-1001"},
     "sync-1": lambda out: out == {"rounds": 3, "mirrored": 25},
     "release-1": lambda out: out["images"]["worker"] == "registry.local/worker:v1.4.0",
+    "review-1": lambda out: (
+        out == {"email": "ada@example.test", "files": 3, "reviewed": 3, "attempts": 2}
+    ),
 }
 
 
@@ -108,19 +115,6 @@ def test_the_saga_compensates_in_reverse_order() -> None:
     }
 
 
-class PlansTestEnv(WorkflowTestEnv):
-    """WorkflowTestEnv, where a child given a source (a plan written at runtime) runs
-    that source as its definition's latest revision, as the operator would (the test
-    kit itself does not take `source=` yet)."""
-
-    def _start(self, parent: Any, start: ChildStart, runs: dict[str, Any]) -> None:
-        if start.source is not None:
-            self.workflows[start.definition] = WorkflowSource(
-                dict(start.source.files), start.source.main
-            )
-        super()._start(parent, start, runs)
-
-
 def agent() -> tuple[str, Any]:
     """The example agent's source and its instance's params."""
     _, source, _, params = next(i for i in instances() if i[0] == "agent-1")
@@ -130,7 +124,7 @@ def agent() -> tuple[str, Any]:
 def test_the_agent_runs_its_plan_then_the_revised_one() -> None:
     source, params = agent()
     revised = json.loads((EXAMPLES / "agent-plans" / "revised-plan.json").read_text())
-    result = PlansTestEnv().run_sync(
+    result = WorkflowTestEnv().run_sync(
         source, params, [(600, "revised-plan", revised)], instance_id="agent-1"
     )
     assert result.phase == "Complete", result.error
@@ -157,7 +151,7 @@ def test_the_agent_runs_its_plan_then_the_revised_one() -> None:
 def test_a_revised_plan_that_does_not_parse_is_a_failed_step_the_agent_catches() -> None:
     source, params = agent()
     broken = {"plan": "async def run(event, step, env)\n    return 1\n"}
-    result = PlansTestEnv().run_sync(
+    result = WorkflowTestEnv().run_sync(
         source, params, [(600, "revised-plan", broken)], instance_id="agent-1"
     )
     assert result.phase == "Complete", result.error

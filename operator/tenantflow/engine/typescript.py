@@ -33,6 +33,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -54,7 +55,11 @@ from tenantflow.sdk.types import RollbackContext, _attempt, _step
 EXTENSIONS = {".ts": "typescript", ".mts": "typescript", ".js": "javascript", ".mjs": "javascript"}
 FILE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*[.](ts|mts|js|mjs)$")  # [.]: for the CEL rule
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # one line from Deno: a step's output is far smaller
-MAX_STDERR_TAIL = 4096  # what a crashed runtime printed last, in its error
+# what a crashed runtime printed last, quoted in its error: its last whole lines within
+# this many characters (`Guest._last_words`), from the last LAST_LINES lines of its stderr
+MAX_LAST_WORDS = 1024
+LAST_LINES = 64
+EXIT_GRACE = 0.5  # seconds a runtime whose stdout closed has to end before it is killed
 RS = b"\x1e"  # begins each line of the protocol on Deno's stdout
 LEVELS = frozenset({"debug", "info", "warning", "error"})
 IMPORT_MAP = "import_map.json"  # beside the sources: no module may take that name
@@ -154,7 +159,8 @@ class Guest:
     proc: subprocess.Popen[bytes] | None = None
     _out: bytearray = field(default_factory=bytearray)
     _err: bytearray = field(default_factory=bytearray)
-    _stderr_tail: bytes = b""
+    _stderr_lines: deque[str] = field(default_factory=lambda: deque(maxlen=LAST_LINES))
+    _err_cut: bool = False  # the stderr line being read is past the cap: the rest is dropped
     _pending_writes: bytearray = field(default_factory=bytearray)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     # the engine's errors sent in replies, by request: one that escapes run() in Deno is
@@ -292,7 +298,23 @@ class Guest:
         while (nl := self._out.find(b"\n")) >= 0:
             line = bytes(self._out[:nl])
             del self._out[: nl + 1]
-            self._line(line)
+            try:
+                self._line(line)
+            except Exception as exc:
+                # a message of a known kind and the wrong shape (only tenant code writes
+                # one: an `idle` numbered by a list): an error of this advance. Raised in
+                # this reader, it printed the engine's traceback into the tenant's logs and
+                # left the lines read with it waiting, until the deadline if no more came.
+                # (Its name only: an exception's text may quote a cut piece of the line.)
+                self._fail_all(
+                    ForeignError(
+                        "ProtocolError",
+                        "the TypeScript runtime sent a message the engine cannot take "
+                        f"({type(exc).__name__})",
+                    )
+                )
+                self._stop()
+                return
         if len(self._out) > MAX_MESSAGE_BYTES:
             self._fail_all(
                 ForeignError(
@@ -311,14 +333,27 @@ class Guest:
         if not data:
             asyncio.get_running_loop().remove_reader(self.proc.stderr.fileno())
             return
-        self._stderr_tail = (self._stderr_tail + data)[-MAX_STDERR_TAIL:]
         self._err += data
         while (nl := self._err.find(b"\n")) >= 0:
-            self._output("stderr", bytes(self._err[:nl]).decode("utf-8", "replace"), None)
+            line, cut = bytes(self._err[:nl]), self._err_cut
             del self._err[: nl + 1]
+            self._err_cut = False
+            if not cut:
+                self._stderr_line(line.decode("utf-8", "replace"))
         if len(self._err) > MAX_LOG_LINE_BYTES:
-            self._output("stderr", self._err.decode("utf-8", "replace"), None)
+            # a line past the cap: its beginning is the line, the rest of it is dropped up
+            # to its newline, as the cap drops it. Passed on as lines of their own, the
+            # rest began wherever a 64 KiB read ended, inside a secret perhaps: the end of a
+            # secret at the start of a line is masked by no one (engine/masking.py)
+            if not self._err_cut:
+                self._stderr_line(self._err.decode("utf-8", "replace"))
+            self._err_cut = True
             self._err.clear()
+
+    def _stderr_line(self, line: str) -> None:
+        """A line the runtime wrote to stderr: an output line, and kept for `_last_words`."""
+        self._stderr_lines.append(line[: MAX_LAST_WORDS + 1])
+        self._output("stderr", line, None)
 
     def _line(self, line: bytes) -> None:
         if not line.startswith(RS):  # the tenant's own writes to stdout
@@ -326,7 +361,7 @@ class Guest:
             return
         try:
             msg = json.loads(line[1:])
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past what json reads
             self._output("stdout", line.decode("utf-8", "replace"), None)
             return
         if isinstance(msg, dict):
@@ -355,18 +390,42 @@ class Guest:
             self._output(str(msg.get("stream")), str(msg.get("text")), msg.get("call"))
 
     def _exited(self) -> None:
+        """Its stdout closed: it has ended, or it closed its stdout and lives on, cut off
+        from the engine (it is stopped). A bounded wait: `wait()` for one that lived on
+        held the engine's loop, and every step's timeout, until the advance's deadline."""
         assert self.proc is not None
-        code = self.proc.wait()
-        tail = self._stderr_tail.decode("utf-8", "replace").strip()
+        try:
+            code: int | None = self.proc.wait(timeout=EXIT_GRACE)
+        except subprocess.TimeoutExpired:
+            code = None
+        printed = "\n".join(self._stderr_lines)
         why = (
             "ran out of memory (its V8 heap is capped at the advance's memory)"
-            if "heap out of memory" in tail or "Fatal process out of memory" in tail
+            if "heap out of memory" in printed or "Fatal process out of memory" in printed
             else f"exited ({code})"
+            if code is not None
+            else "closed its standard output and was stopped"
         )
-        self._fail_all(
-            ForeignError("RuntimeExited", f"the TypeScript runtime {why}: {tail[-1024:]}".strip())
-        )
+        message = f"the TypeScript runtime {why}: {self._last_words()}".strip()
+        self._fail_all(ForeignError("RuntimeExited", message))
         self._stop()
+
+    def _last_words(self) -> str:
+        """What it printed last (an uncaught error, a panic), for its error: the last whole
+        lines within MAX_LAST_WORDS characters, or the beginning of the last one. Never cut
+        at the start: it kept the last 1,024 characters, and the end of a secret left at
+        the start is masked by no one (the runner masks whole values, and a value's
+        beginning left at the end of a cut string: engine/masking.py)."""
+        kept: list[str] = []
+        size = 0
+        for line in reversed(self._stderr_lines):
+            if size + len(line) > MAX_LAST_WORDS:
+                if not kept:
+                    kept.append(line[:MAX_LAST_WORDS])
+                break
+            kept.append(line)
+            size += len(line) + 1
+        return "\n".join(reversed(kept)).strip()
 
     def _fail_all(self, err: ForeignError) -> None:
         for future, _, _ in self.calls.values():
@@ -497,7 +556,11 @@ class Guest:
         name, attempt = self._attributed(msg.get("call"))
         s_token, a_token = _step.set(name), _attempt.set(attempt)
         try:
-            getattr(self.env.log, level)(str(msg.get("message")), **fields)
+            # the fields as a dict, not as keyword arguments: a TypeScript field may be named
+            # `message` or `self`; a line the logger refuses (a field past 2^53, a lone
+            # surrogate: not plain JSON) is dropped, as a line past the caps is
+            with contextlib.suppress(TypeError):
+                self.env.log._emit(level, str(msg.get("message")), fields)
         finally:
             _step.reset(s_token)
             _attempt.reset(a_token)
@@ -548,6 +611,6 @@ def loading_error(error: Any) -> EngineError:
     name, message = str(err.get("name") or ""), str(err.get("message") or "")
     if name == "EntrypointMissing":
         return EntrypointMissingError(message)
-    if name == "SyntaxError" or "could not be parsed" in message:
-        return WorkflowSyntaxError(message)
+    if name == "SyntaxError" or message.startswith("SyntaxError: "):  # Deno: a TypeError
+        return WorkflowSyntaxError(message.removeprefix("SyntaxError: "))
     return WorkflowImportError(f"importing the workflow module raised {name}: {message}")

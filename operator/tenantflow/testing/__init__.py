@@ -567,7 +567,13 @@ class WorkflowTestEnv:
         return own or self.defaults
 
     def _start(self, parent: _Run, start: ChildStart, runs: dict[str, _Run]) -> None:
+        """A child of `parent`; one given a source (a plan written at runtime) runs that
+        source as its definition, as the operator records it for the child (the size
+        checks and the revision budget are the operator's, not the kit's)."""
         parent.awaits[start.name] = start.step
+        if start.source is not None:
+            files, main = dict(start.source.files), start.source.main
+            self.workflows[start.definition] = WorkflowSource(files, main, name=start.definition)
         if start.name not in runs:
             child = self._run_of(self.workflows.get(start.definition), start.params, start.name)
             runs[start.name] = child

@@ -41,11 +41,17 @@ function send(msg: Message): void {
   write(RS + JSON.stringify(msg) + "\n");
 }
 
+// As deep as the engine keeps a value (tenantflow.jsonsafe). Refused here, where it is
+// returned or logged: nested past ~1,000 levels, the line carrying it was one the engine's
+// JSON parser could not read, and the step waited for its timeout.
+const MAX_DEPTH = 64;
+
 /** A value crossing to the engine must be plain JSON: say where it is not. */
 export function checkJson(value: unknown, where: string): Json {
   if (value === undefined) return null;
   const seen = new Set<unknown>();
-  const walk = (v: unknown, path: string): Json => {
+  const walk = (v: unknown, path: string, depth: number): Json => {
+    if (depth > MAX_DEPTH) throw new TypeError(`${where}${path} is nested deeper than ${MAX_DEPTH} levels, which is not kept`);
     if (v === null || typeof v === "string" || typeof v === "boolean") return v as Json;
     if (typeof v === "number") {
       if (!Number.isFinite(v)) throw new TypeError(`${where}${path} is ${v}, which is not JSON`);
@@ -55,7 +61,7 @@ export function checkJson(value: unknown, where: string): Json {
     if (seen.has(v)) throw new TypeError(`${where}${path} refers to itself, which is not JSON`);
     seen.add(v);
     try {
-      if (Array.isArray(v)) return v.map((x, i) => walk(x, `${path}[${i}]`));
+      if (Array.isArray(v)) return v.map((x, i) => walk(x, `${path}[${i}]`, depth + 1));
       const proto = Object.getPrototypeOf(v);
       if (proto !== Object.prototype && proto !== null) {
         const kind = (v as object).constructor?.name ?? "object";
@@ -64,14 +70,14 @@ export function checkJson(value: unknown, where: string): Json {
       const out: { [key: string]: Json } = {};
       for (const [k, x] of Object.entries(v as object)) {
         if (x === undefined) continue;
-        out[k] = walk(x, `${path}.${k}`);
+        out[k] = walk(x, `${path}.${k}`, depth + 1);
       }
       return out;
     } finally {
       seen.delete(v);
     }
   };
-  return walk(value, "");
+  return walk(value, "", 0);
 }
 
 /** "5 minutes" / 300000 (ms, as in Workflows) → "300s"; other strings go as they are. */
@@ -118,21 +124,30 @@ function fromEngine(error: Message, id: number): Error {
   return err;
 }
 
+function rootUrl(): string {
+  return sourceRoot ? new URL(sourceRoot + "/", "file:///").href : "\0";
+}
+
+/** The tenant's files named as `label/file.ts`, not where this sandbox keeps them. */
+function tidy(text: string): string {
+  return text.split(rootUrl()).join(`${label}/`);
+}
+
 /** A stack that shows the tenant's own files as `<label/file.ts>`, nothing of ours. */
 function stackOf(err: unknown): string | undefined {
   const stack = err instanceof Error ? err.stack : undefined;
   if (!stack) return undefined;
   const here = new URL(".", import.meta.url).href;
-  const root = sourceRoot ? new URL(sourceRoot + "/", "file:///").href : "\0";
+  const root = rootUrl();
   const lines = stack.split("\n").filter((line, i) => i === 0 || (line.includes(root) && !line.includes(here)));
-  return lines.map((l) => l.split(root).join(`${label}/`)).join("\n");
+  return lines.map(tidy).join("\n");
 }
 
 function errorOf(err: unknown): Message {
   if (err instanceof Error) {
     return {
       name: err.name || "Error",
-      message: String(err.message),
+      message: tidy(String(err.message)),
       stack: stackOf(err) ?? null,
       nonRetryable: err instanceof NonRetryableError,
       origin: (err as any)[ORIGIN] ?? null,
