@@ -145,8 +145,7 @@ def unmount_all(root: Path) -> list[Path]:
     down`, after the pods are gone); returns the mount points."""
     prefix = f"{root.resolve() if root.exists() else root}/"
     points = [m.point for m in volumes.mounted() if str(m.image).startswith(prefix)]
-    for point in points:
-        volumes.unmount(point)
+    volumes.unmount_all(points)
     volumes.detach_images_under(root)
     return points
 

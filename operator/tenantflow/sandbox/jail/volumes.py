@@ -107,15 +107,31 @@ def size_of(point: Path) -> int:
 def unmount(point: Path, *, within: float = 5.0) -> None:
     """Unmount, retrying while busy (a process of a killed jail not yet reaped), then
     lazily; the loop device detaches once no mount of it is left anywhere."""
+    unmount_all([point], within=within)
+
+
+UMOUNT_BATCH = 200  # mount points per umount(8) call
+
+
+def unmount_all(points: list[Path], *, within: float = 5.0) -> None:
+    """`unmount` for many at once: the mount table is read once per round, not once per
+    volume (a dev cluster with 2,000 volumes took minutes to stop), and umount(8) is
+    given them in batches; what is still busy at the deadline is unmounted lazily."""
     deadline = time.monotonic() + within
-    while mounted_at(point) is not None:
-        done = subprocess.run(["umount", str(point)], capture_output=True, check=False)
-        if done.returncode == 0:
-            continue
-        if time.monotonic() > deadline:
-            _run(["umount", "-l", str(point)])
-        else:
-            time.sleep(0.05)
+    left = {Path(os.path.realpath(p)) for p in points}
+    while True:
+        left &= {m.point for m in mounted()}
+        if not left:
+            return
+        lazy = time.monotonic() > deadline
+        ordered = sorted(left)
+        for start in range(0, len(ordered), UMOUNT_BATCH):
+            batch = [str(p) for p in ordered[start : start + UMOUNT_BATCH]]
+            argv = ["umount", *(["-l"] if lazy else []), *batch]
+            subprocess.run(argv, capture_output=True, check=False)
+        if lazy:
+            return
+        time.sleep(0.05)
 
 
 def remove(image: Path, point: Path) -> None:
