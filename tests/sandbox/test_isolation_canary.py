@@ -12,11 +12,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tenantflow.sandbox.pod.isolation import NOT_ISOLATED, IsolationCanary, canary_address
+from tenantflow.sandbox.pod.isolation import IsolationCanary, canary_address
 from tenantflow.sandbox.pod.link import ZygoteLink
 from tenantflow.sandbox.pod.runner import Runner
 from tenantflow.sandbox.protocol import auth
-from tenantflow.sandbox.protocol.payload import advance_payload
+from tenantflow.sandbox.protocol.payload import NOT_ISOLATED, advance_payload
 
 KEY = b"canary-key"
 BODY = json.dumps(

@@ -17,7 +17,7 @@ from tenantflow.controllers.sandboxes import Sandboxes
 from tenantflow.lifecycle import instance_state as state
 from tenantflow.observability.logging import get_logger
 from tenantflow.sandbox.client.transport import SandboxUnavailable
-from tenantflow.sandbox.pod.isolation import NOT_ISOLATED
+from tenantflow.sandbox.protocol.payload import NOT_ISOLATED
 from tenantflow.tenancy.idle import WAITING_FOR_SANDBOX
 from tenantflow.vocabulary import ConditionType, ObjectKey, Phase
 

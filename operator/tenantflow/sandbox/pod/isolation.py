@@ -29,7 +29,6 @@ ISOLATED = Gauge(
     "tenantflow_runner_network_isolated",
     "1 while the canary address is unreachable (the pod's NetworkPolicy holds), else 0.",
 )
-NOT_ISOLATED = "SandboxNotIsolated"  # the runner's refusal, retried by the operator
 IN_CLUSTER_API = "kubernetes"  # the canary's default: the API server's service
 CHECK_EVERY = 2.0
 CONNECT_TIMEOUT = 1.0

@@ -47,7 +47,7 @@ from tenantflow.engine.wire import child_results_from_wire, outcome_from_wire
 from tenantflow.lifecycle import attributes
 from tenantflow.observability.logging import configure, get_logger
 from tenantflow.sandbox.pod import history_api, journal_window, worker, zygote
-from tenantflow.sandbox.pod.isolation import NOT_ISOLATED, IsolationCanary, canary_address
+from tenantflow.sandbox.pod.isolation import IsolationCanary, canary_address
 from tenantflow.sandbox.pod.link import WorkerLost, ZygoteLink
 from tenantflow.sandbox.pod.query_store import QueryContexts
 from tenantflow.sandbox.pod.redact import Redactor
@@ -55,7 +55,7 @@ from tenantflow.sandbox.pod.run_gate import RunBusy, RunGates
 from tenantflow.sandbox.pod.vouch_store import Taker, Vouches, report_rejected
 from tenantflow.sandbox.protocol import auth, frames, vouch
 from tenantflow.sandbox.protocol.frames import MAX_RUNNING
-from tenantflow.sandbox.protocol.payload import ATTRIBUTES, QUERY, deadline_seconds
+from tenantflow.sandbox.protocol.payload import ATTRIBUTES, NOT_ISOLATED, QUERY, deadline_seconds
 from tenantflow.storage.history import History, HistoryError, HistoryFull
 
 log = get_logger("tenantflow.runner")

@@ -23,6 +23,9 @@ GRACE_SECONDS = 2  # past the budget, before the zygote kills the advance's proc
 QUERY = "query"  # a query's payload key: {name, args} (engine/queries.py)
 # revision.searchAttributes: the attribute names the revision declares (a list)
 ATTRIBUTES = "searchAttributes"
+# the runner's refusal while its pod can still reach the API server (the NetworkPolicy not
+# yet enforced: sandbox/pod/isolation.py); the operator waits for the sandbox and retries
+NOT_ISOLATED = "SandboxNotIsolated"
 QUERY_SECONDS = 10.0  # a query's budget: a replay and one handler call, no step runs
 
 
