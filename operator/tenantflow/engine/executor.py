@@ -319,9 +319,9 @@ def _outcome(main: asyncio.Future[Any], state: ReplayState) -> Outcome:
         return Yielded()
     if not state.blockers:
         err = InvalidAwaitError(
-            "run() is waiting on something that is not a step (asyncio.sleep, a lock, a "
-            "network call outside step.do?); such waits cannot survive a restart. Use "
-            "step.sleep / step.wait_for_event, and do I/O inside step.do"
+            "run() is waiting on something that is not a step (asyncio.sleep or setTimeout, "
+            "a lock, a network call outside step.do?); such waits cannot survive a restart. "
+            "Use step.sleep / step.wait_for_event (waitForEvent), and do I/O inside step.do"
         )
         return Errored(_error(state, err, None))
     return _waiting(state.blockers, state.journal)

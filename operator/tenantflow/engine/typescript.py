@@ -525,7 +525,8 @@ class Guest:
         self.seq += 1
         call = self.seq  # the call number: Deno attributes the body's output lines by it
         attempt = _attempt.get()
-        self.calls[call] = (future, name, attempt)
+        # what its lines belong to: the attempt's own step (a rollback's is rollback:NAME)
+        self.calls[call] = (future, _step.get() or name, attempt)
         self._send({"t": "call", "id": rid, "call": call, "kind": kind, "step": name,
                     "attempt": attempt, "ctx": ctx})  # fmt: skip
         try:

@@ -46,26 +46,30 @@ function send(msg: Message): void {
 // JSON parser could not read, and the step waited for its timeout.
 const MAX_DEPTH = 64;
 
-/** A value crossing to the engine must be plain JSON: say where it is not. */
+/** A value crossing to the engine must be plain JSON: say what is not, and where
+ * (`where` names the value: "step 's' result"). undefined is left out of an object and
+ * is null in an array, as JSON.stringify does. */
 export function checkJson(value: unknown, where: string): Json {
   if (value === undefined) return null;
   const seen = new Set<unknown>();
+  const refuse = (what: string, path: string): never => {
+    throw new TypeError(`${where} is not JSON: ${what}${path ? ` at ${path}` : ""}`);
+  };
   const walk = (v: unknown, path: string, depth: number): Json => {
-    if (depth > MAX_DEPTH) throw new TypeError(`${where}${path} is nested deeper than ${MAX_DEPTH} levels, which is not kept`);
+    if (depth > MAX_DEPTH) return refuse(`a value nested deeper than ${MAX_DEPTH} levels`, path);
     if (v === null || typeof v === "string" || typeof v === "boolean") return v as Json;
-    if (typeof v === "number") {
-      if (!Number.isFinite(v)) throw new TypeError(`${where}${path} is ${v}, which is not JSON`);
-      return v;
-    }
-    if (typeof v !== "object") throw new TypeError(`${where}${path} is a ${typeof v}, which is not JSON`);
-    if (seen.has(v)) throw new TypeError(`${where}${path} refers to itself, which is not JSON`);
+    if (typeof v === "number") return Number.isFinite(v) ? v : refuse(String(v), path);
+    if (typeof v !== "object") return refuse(`a ${typeof v}`, path);
+    if (seen.has(v)) return refuse("a value that refers to itself", path);
     seen.add(v);
     try {
-      if (Array.isArray(v)) return v.map((x, i) => walk(x, `${path}[${i}]`, depth + 1));
+      if (Array.isArray(v)) {
+        return v.map((x, i) => (x === undefined ? null : walk(x, `${path}[${i}]`, depth + 1)));
+      }
       const proto = Object.getPrototypeOf(v);
       if (proto !== Object.prototype && proto !== null) {
         const kind = (v as object).constructor?.name ?? "object";
-        throw new TypeError(`${where}${path} is a ${kind}, which is not JSON (return plain objects, arrays, strings, numbers)`);
+        return refuse(`a ${kind} (give plain objects, arrays, strings, numbers)`, path);
       }
       const out: { [key: string]: Json } = {};
       for (const [k, x] of Object.entries(v as object)) {
@@ -260,7 +264,7 @@ async function begin(start: Message): Promise<void> {
       (value) => {
         let out: Json;
         try {
-          out = checkJson(value, "run()'s return value");
+          out = checkJson(value, "run()'s result");
         } catch (err) {
           send({ t: "done", ok: false, error: errorOf(err) });
           return;
@@ -286,7 +290,7 @@ function call(msg: Message): void {
         (value) => {
           let out: Json;
           try {
-            out = checkJson(value, `step '${msg.step}' returned a value that`);
+            out = checkJson(value, `step '${msg.step}' result`);
           } catch (err) {
             send({ t: "ret", call: msg.call, ok: false, error: { ...errorOf(err), nonRetryable: true } });
             return;
