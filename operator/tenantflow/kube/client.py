@@ -18,11 +18,15 @@ import orjson
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from tenantflow import __version__
 from tenantflow.kube.resources import path
 from tenantflow.observability.logging import get_logger
 from tenantflow.observability.metrics import KUBE_WRITES
 
 FIELD_MANAGER = "tenantflow"
+# what the API server names the operator's writes by in managedFields (an update's manager
+# is its user agent up to the "/"): not the generated client's "OpenAPI-Generator"
+USER_AGENT = f"{FIELD_MANAGER}/{__version__}"
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
 REQUEST_TIMEOUT = float(os.environ.get("TENANTFLOW_KUBE_TIMEOUT_SECONDS", 30))
 RETRIES = 5
@@ -109,6 +113,7 @@ class Kube:
         cfg.connection_pool_maxsize = connections
         api = client.ApiClient(configuration=cfg)
         api.rest_client.pool_manager._trust_env = proxy_from_env  # no public setter
+        api.user_agent = USER_AGENT
         return cls(api)
 
     def as_user(self, token: str) -> Kube:
@@ -123,6 +128,7 @@ class Kube:
         cfg.api_key = {"BearerToken": f"Bearer {token}"}
         api = client.ApiClient(configuration=cfg)
         api.rest_client.pool_manager._trust_env = False
+        api.user_agent = USER_AGENT
         return Kube(api)
 
     async def close(self) -> None:
