@@ -59,7 +59,6 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # one line from Deno: a step's output is f
 # this many characters (`Guest._last_words`), from the last LAST_LINES lines of its stderr
 MAX_LAST_WORDS = 1024
 LAST_LINES = 64
-EXIT_GRACE = 0.5  # seconds a runtime whose stdout closed has to end before it is killed
 RS = b"\x1e"  # begins each line of the protocol on Deno's stdout
 LEVELS = frozenset({"debug", "info", "warning", "error"})
 IMPORT_MAP = "import_map.json"  # beside the sources: no module may take that name
@@ -111,6 +110,16 @@ def prepared(code: GuestCode) -> tuple[Path, Path]:
     transpiled once, not per advance (a fresh cache cost each advance ~15 ms). They are
     the tenant's own files in its own sandbox, read by nothing more privileged."""
     home = Path(code.scratch or tempfile.gettempdir()) / "tenantflow-deno"
+    # Web storage (localStorage, the Cache API: no permission needed) is kept in the cache,
+    # under location_data: it would be a store outside env.db and the journal, found by
+    # every later advance of every instance, which no replay could reproduce, written by
+    # code that may write nothing. A file where that directory would be makes each use an
+    # error (whatever was put there between advances is removed first).
+    storage = home / "cache" / "location_data"
+    if not storage.is_file():
+        shutil.rmtree(storage, ignore_errors=True)
+        storage.parent.mkdir(parents=True, exist_ok=True)
+        storage.touch()
     digest = hashlib.sha256(json.dumps(sorted(code.files.items())).encode()).hexdigest()
     sources = home / "src" / digest[:32]
     sources.mkdir(parents=True, exist_ok=True)
@@ -390,21 +399,15 @@ class Guest:
             self._output(str(msg.get("stream")), str(msg.get("text")), msg.get("call"))
 
     def _exited(self) -> None:
-        """Its stdout closed: it has ended, or it closed its stdout and lives on, cut off
-        from the engine (it is stopped). A bounded wait: `wait()` for one that lived on
-        held the engine's loop, and every step's timeout, until the advance's deadline."""
+        """Its stdout closed: it has ended (tenant code cannot close the descriptor itself:
+        Deno.stdout.close() and node:fs closeSync(1) leave Deno's own copy open)."""
         assert self.proc is not None
-        try:
-            code: int | None = self.proc.wait(timeout=EXIT_GRACE)
-        except subprocess.TimeoutExpired:
-            code = None
+        code = self.proc.wait()
         printed = "\n".join(self._stderr_lines)
         why = (
             "ran out of memory (its V8 heap is capped at the advance's memory)"
             if "heap out of memory" in printed or "Fatal process out of memory" in printed
             else f"exited ({code})"
-            if code is not None
-            else "closed its standard output and was stopped"
         )
         message = f"the TypeScript runtime {why}: {self._last_words()}".strip()
         self._fail_all(ForeignError("RuntimeExited", message))

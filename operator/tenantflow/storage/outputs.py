@@ -39,7 +39,7 @@ class SqliteOutputStore:
             rows = []
         if not rows:
             raise OutputRejected("not in the tenant store (deleted?)")
-        data = bytes(rows[0]["data"])
-        if hashlib.sha256(data).hexdigest() != sha:
+        data = rows[0]["data"]  # any type: tenant code may have stored one (bytes() raised)
+        if not isinstance(data, bytes) or hashlib.sha256(data).hexdigest() != sha:
             raise OutputRejected("its bytes in the tenant store are not those stored (rewritten)")
         return data

@@ -67,13 +67,16 @@ class SqliteStepResults:
             if random.random() < PURGE_CHANCE:
                 self.purge_expired(db)
             rows = db.query(f"SELECT step, data FROM {TABLE} WHERE run = ?", (run,))
-            found = {str(r["step"]): bytes(r["data"]) for r in rows}
+            found = {str(r["step"]): r["data"] for r in rows}
             gone = found.keys() & persisted  # the status has them now: the journal is the record
             for step, data in found.items():
                 if step in gone or vouched is None:
                     continue
                 sha = vouched.get(step)
-                if sha is not None and digest(data) == sha:
+                # bytes only: tenant code may have stored any type there (bytes() of a
+                # string raised, failing every advance of that run; of an integer, it
+                # allocated that many bytes)
+                if sha is not None and isinstance(data, bytes) and digest(data) == sha:
                     self._held[step] = data
                 else:
                     self.rejected.append((step, NOT_VOUCHED if sha is None else TAMPERED))
