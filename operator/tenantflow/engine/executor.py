@@ -303,6 +303,8 @@ async def _drain(state: ReplayState) -> None:
 
 def _outcome(main: asyncio.Future[Any], state: ReplayState) -> Outcome:
     if state.fatal is not None:
+        if main.done() and not main.cancelled():
+            main.exception()  # seen: else asyncio logs it into the tenant's output lines
         return Errored(_error(state, state.fatal, state.fatal_step))
     if main.done():
         exc = main.exception()

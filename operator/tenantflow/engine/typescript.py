@@ -54,6 +54,7 @@ from tenantflow.sdk.types import RollbackContext, _attempt, _step
 
 EXTENSIONS = {".ts": "typescript", ".mts": "typescript", ".js": "javascript", ".mjs": "javascript"}
 FILE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*[.](ts|mts|js|mjs)$")  # [.]: for the CEL rule
+MAX_UNREAD_BYTES = 64 * 1024 * 1024  # replies Deno has not read yet, held here at most
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # one line from Deno: a step's output is far smaller
 # what a crashed runtime printed last, quoted in its error: its last whole lines within
 # this many characters (`Guest._last_words`), from the last LAST_LINES lines of its stderr
@@ -272,6 +273,15 @@ class Guest:
         self.unanswered.add(self.seq)
         self._pending_writes += json.dumps({**msg, "seq": self.seq}).encode() + b"\n"
         self._flush()
+        if len(self._pending_writes) > MAX_UNREAD_BYTES:  # Deno asks and does not read
+            self._fail_all(
+                ForeignError(
+                    "ProtocolError",
+                    f"the TypeScript runtime left more than {MAX_UNREAD_BYTES} bytes of the "
+                    "engine's replies unread (code that asks and never yields?)",
+                )
+            )
+            self._stop()
 
     def _flush(self) -> None:
         if self.proc is None or self.proc.stdin is None:

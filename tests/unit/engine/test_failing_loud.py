@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 import pytest
 
-from tenantflow.engine import EngineLimits, StepKind, StepRecord, StepState, Yielded, advance
+from tenantflow.engine import (
+    EngineLimits,
+    Errored,
+    StepKind,
+    StepRecord,
+    StepState,
+    Yielded,
+    advance,
+)
 from tenantflow.engine.errors import (
     EntrypointMissingError,
     WorkflowImportError,
@@ -186,3 +195,16 @@ def test_the_definition_default_timeout_is_clamped_to_the_tenant_cap() -> None:
 
     result = run(wf, limits=EngineLimits(max_step_timeout=0.05))
     assert result.error["name"] == "StepTimeout", "the default 10m became the 50ms cap"
+
+
+def test_a_fatal_error_leaves_no_unread_task_exception(caplog: pytest.LogCaptureFixture) -> None:
+    """run()'s own exception after a fatal step error is read, so asyncio does not print
+    "Task exception was never retrieved" (in a sandbox: into the tenant's output lines)."""
+
+    async def wf(event: Any, step: Any, env: Any) -> Any:
+        await step.do("x", lambda: 1, retries="bad")
+
+    result = advance(wf)
+    gc.collect()
+    assert isinstance(result.outcome, Errored)
+    assert "never retrieved" not in caplog.text

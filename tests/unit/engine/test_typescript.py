@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tenantflow.engine import typescript
 from tenantflow.engine.executor import advance
 from tenantflow.engine.journal import StepState
 from tenantflow.engine.loader import revision
@@ -366,3 +367,25 @@ export async function run(event, step, env) {
     assert stopped.step("rollback:hotel")["output"] == "cancelled H1 (2 booked)"
     assert stopped.step("rollback:flight")["output"] == "cancelled F1 (2 booked)"
     assert stopped.advances >= 2  # the rollbacks ran in another Deno process
+
+
+def test_code_that_asks_and_never_reads_the_replies_is_stopped(
+    db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The replies Deno leaves unread are capped (a hostile program found the worker
+    buffering them without end: ~1 GB before the deadline)."""
+    monkeypatch.setattr(typescript, "MAX_UNREAD_BYTES", 1 << 20)
+    db.execute("CREATE TABLE big (t TEXT)")
+    db.execute("INSERT INTO big VALUES (?)", ("x" * 100_000,))
+    fn = ts(
+        """
+export async function run(event, step, env) {
+  for (let i = 0; i < 200; i++) env.db.query("SELECT t FROM big");  // asks, never awaits
+  while (true) {}  // and never yields to read the answers
+}
+"""
+    )
+    result = advance(fn, db=db, now=lambda: NOW)
+    assert isinstance(result.outcome, Errored)
+    assert result.outcome.error["name"] == "ProtocolError"
+    assert "unread" in result.outcome.error["message"]
