@@ -74,9 +74,12 @@ class Source(Model):
         max_length=MAX_CODE_BYTES,
         description="The module's source, inline (one module, in spec.source.language).",
     )
-    language: Language = Field(
-        Language.PYTHON,
-        description="python, typescript or javascript: the language of an inline source or "
+    # No CRD default (None: python), for the reason TenantLimits.max_runtime_revisions_...
+    # gives: an earlier release's operator refuses a field it does not know
+    language: Language | None = Field(
+        None,
+        description="python (the default), typescript or javascript: the language of an "
+        "inline source or "
         "a ConfigMap's modules. Files say theirs by their extension (helpers.py, steps.ts). "
         "TypeScript and JavaScript run in Deno: `export async function run(event, step, "
         "env)` or a class extending WorkflowEntrypoint.",

@@ -93,14 +93,24 @@ class TenantLimits(Model):
         max_length=32,
         description="PVC size and SQLite size cap, e.g. 1Gi.",
     )
-    max_runtime_revisions_per_hour: int = Field(
-        Limits.MAX_RUNTIME_REVISIONS_PER_HOUR,
+    # No CRD default (None: Limits.MAX_RUNTIME_REVISIONS_PER_HOUR): a defaulted field would
+    # appear in every Tenant, and an operator of an earlier release, still running while
+    # an upgrade applies these CRDs, refuses a field it does not know (the upgrade test).
+    max_runtime_revisions_per_hour: int | None = Field(
+        None,
         ge=0,
         le=100_000,
         description="Revisions the tenant's workflows may write at runtime (plans handed "
         "to step.child with a source) per hour, refilled evenly; a source a definition "
-        "holds already costs none. 0: none may be written.",
+        f"holds already costs none. 0: none may be written. Default "
+        f"{Limits.MAX_RUNTIME_REVISIONS_PER_HOUR}.",
     )
+
+    @property
+    def runtime_revisions_per_hour(self) -> int:
+        """maxRuntimeRevisionsPerHour, or its default."""
+        given = self.max_runtime_revisions_per_hour
+        return Limits.MAX_RUNTIME_REVISIONS_PER_HOUR if given is None else given
 
 
 class Resources(Model):

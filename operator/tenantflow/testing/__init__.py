@@ -49,6 +49,7 @@ from tenantflow.lifecycle import source as code_check
 from tenantflow.lifecycle.attributes import labels_for
 from tenantflow.shapes import StepEntry
 from tenantflow.storage.database import TenantDatabase
+from tenantflow.vocabulary import Language
 
 ScheduledEvent = tuple[float, str, Any]  # (seconds after start, type, payload)
 _EPOCH = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
@@ -133,9 +134,9 @@ def definitions(path: str | Path) -> dict[str, WorkflowSource]:
                 f"{path}: WorkflowDefinition {name}: spec.source.configMapRef needs the "
                 "cluster's ConfigMap; test its files with WorkflowSource.from_directory"
             )
-        inline = spec.source.inline
+        inline, language = spec.source.inline, spec.source.language or Language.PYTHON
         files, main = (
-            (dict(code_check.Code.single(inline, spec.source.language).files), SINGLE_MODULE)
+            (dict(code_check.Code.single(inline, language).files), SINGLE_MODULE)
             if inline is not None
             else (dict(spec.source.files or {}), spec.source.main)
         )

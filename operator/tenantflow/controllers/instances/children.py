@@ -217,7 +217,7 @@ class Children:
                 start.definition,
                 start.source,
                 writer=d.view.name,
-                per_hour=limits.max_runtime_revisions_per_hour,
+                per_hour=limits.runtime_revisions_per_hour,
                 now=d.now,
             )
         except ApiException as exc:
