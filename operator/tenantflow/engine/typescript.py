@@ -267,11 +267,14 @@ class Guest:
     def _send(self, msg: dict[str, Any]) -> None:
         if self.proc is None or self.proc.stdin is None:
             return
+        # encoded before it counts as sent: a value that is not JSON (a BLOB env.db read)
+        # raises here, and a number never sent would be awaited as unanswered for ever
+        line = json.dumps({**msg, "seq": self.seq + 1}).encode() + b"\n"
         self.seq += 1
         if not self.unanswered:
             self.step.hold(True)  # Deno has control: the advance is not idle
         self.unanswered.add(self.seq)
-        self._pending_writes += json.dumps({**msg, "seq": self.seq}).encode() + b"\n"
+        self._pending_writes += line
         self._flush()
         if len(self._pending_writes) > MAX_UNREAD_BYTES:  # Deno asks and does not read
             self._fail_all(

@@ -389,3 +389,18 @@ export async function run(event, step, env) {
     assert isinstance(result.outcome, Errored)
     assert result.outcome.error["name"] == "ProtocolError"
     assert "unread" in result.outcome.error["message"]
+
+
+def test_a_reply_that_is_not_json_is_an_error_the_code_can_catch(db: Any) -> None:
+    """A BLOB read through env.db cannot cross as JSON: the workflow gets a TypeError (the
+    advance once waited for ever on a reply it had counted as sent and never sent)."""
+    db.execute("CREATE TABLE b (x BLOB)")
+    db.execute("INSERT INTO b VALUES (?)", (b"\x00\x01",))
+    fn = ts(
+        "export async function run(e, step, env) {"
+        ' try { await env.db.query("SELECT x FROM b"); return "read"; }'
+        " catch (err) { return `${err.name}: ${err.message}`; } }"
+    )
+    result = advance(fn, db=db, now=lambda: NOW)
+    assert isinstance(result.outcome, Complete)
+    assert result.outcome.output.startswith("TypeError: not JSON: ")
