@@ -141,6 +141,11 @@ FINISHED = frozenset({Phase.COMPLETE, Phase.ERRORED, Phase.TERMINATED, Phase.ROL
 ACTIVE = frozenset({Phase.RUNNING, Phase.WAITING, Phase.PAUSED, Phase.COMPENSATING})
 
 
+# the variables that name the egress proxy in the sandbox's worker (tenancy/egress.py sets
+# them; urllib, requests, git, curl and Deno read them)
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
+
+
 class Language(StrEnum):
     """A definition's language (spec.source.language): what its one-module source is."""
 

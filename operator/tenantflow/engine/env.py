@@ -117,7 +117,9 @@ class WorkflowLogger:
             batch, self.lines, self._batch_bytes = self.lines, [], 0
             self.stream(batch)
 
-    def _emit(self, level: str, message: str, fields: dict[str, Any]) -> None:
+    def emit(self, level: str, message: str, fields: dict[str, Any]) -> None:
+        """One env.log line at `level`, its fields as a dict (the debug/info/warning/error
+        methods take them as keywords; engine/typescript.py's may be named `message`)."""
         if self.replaying():
             return
         text = str(message)  # tenant code (a __str__ may log): never under the lock
@@ -135,16 +137,16 @@ class WorkflowLogger:
             self._line(level, text, kept, len(dumped))
 
     def debug(self, message: str, **fields: Any) -> None:
-        self._emit("debug", message, fields)
+        self.emit("debug", message, fields)
 
     def info(self, message: str, **fields: Any) -> None:
-        self._emit("info", message, fields)
+        self.emit("info", message, fields)
 
     def warning(self, message: str, **fields: Any) -> None:
-        self._emit("warning", message, fields)
+        self.emit("warning", message, fields)
 
     def error(self, message: str, **fields: Any) -> None:
-        self._emit("error", message, fields)
+        self.emit("error", message, fields)
 
 
 class Printed(io.TextIOBase):

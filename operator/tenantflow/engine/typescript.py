@@ -34,7 +34,7 @@ import signal
 import subprocess
 import tempfile
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -51,6 +51,7 @@ from tenantflow.engine.step import StepApi
 from tenantflow.engine.tracebacks import ForeignError, ForeignNonRetryableError
 from tenantflow.sdk.errors import StepError, WaitTimeout
 from tenantflow.sdk.types import RollbackContext, _attempt, _step
+from tenantflow.vocabulary import PROXY_VARIABLES
 
 EXTENSIONS = {".ts": "typescript", ".mts": "typescript", ".js": "javascript", ".mjs": "javascript"}
 FILE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*[.](ts|mts|js|mjs)$")  # [.]: for the CEL rule
@@ -63,7 +64,7 @@ LAST_LINES = 64
 RS = b"\x1e"  # begins each line of the protocol on Deno's stdout
 LEVELS = frozenset({"debug", "info", "warning", "error"})
 IMPORT_MAP = "import_map.json"  # beside the sources: no module may take that name
-PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+PASSED_ON = (*PROXY_VARIABLES, "NO_PROXY", "no_proxy")  # of the worker's environment
 
 
 def is_guest(main_file: str) -> bool:
@@ -208,7 +209,7 @@ class Guest:
             "DENO_NO_UPDATE_CHECK": "1",
             "NO_COLOR": "1",
             "PATH": "/usr/bin:/bin",
-            **{k: v for k, v in os.environ.items() if k in PROXY_VARIABLES},
+            **{k: v for k, v in os.environ.items() if k in PASSED_ON},
         }
         flags = [
             "--no-prompt",
@@ -220,7 +221,7 @@ class Guest:
             f"--import-map={src / IMPORT_MAP}",
             f"--allow-read={src},{sdk}",
         ]
-        if any(k in env for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")):
+        if any(k in env for k in PROXY_VARIABLES):
             flags.append("--allow-net")  # through the egress proxy; the network policy holds
         if self.code.heap_bytes:
             flags.append(f"--v8-flags=--max-old-space-size={max(16, self.code.heap_bytes >> 20)}")
@@ -551,36 +552,34 @@ class Guest:
             self.calls.pop(call, None)
 
     # ------------------------------------------------------------------ lines
-    def _attributed(self, call: Any) -> tuple[str, int]:
+    @contextlib.contextmanager
+    def _attributed(self, call: Any) -> Iterator[None]:
+        """Lines logged in the block belong to the step attempt whose body runs as `call`
+        (none: outside any step), as a Python body's lines belong to its own."""
         entry = self.calls.get(call) if isinstance(call, int) else None
-        return (entry[1], entry[2]) if entry else ("", 0)
-
-    def _output(self, stream: str, text: str, call: Any) -> None:
-        stream = stream if stream in ("stdout", "stderr") else "stdout"
-        name, attempt = self._attributed(call)
+        name, attempt = (entry[1], entry[2]) if entry else ("", 0)
         s_token, a_token = _step.set(name), _attempt.set(attempt)
         try:
-            for line in text.split("\n"):
-                self.env.log.output(stream, line)
+            yield
         finally:
             _step.reset(s_token)
             _attempt.reset(a_token)
+
+    def _output(self, stream: str, text: str, call: Any) -> None:
+        stream = stream if stream in ("stdout", "stderr") else "stdout"
+        with self._attributed(call):
+            for line in text.split("\n"):
+                self.env.log.output(stream, line)
 
     def _log(self, msg: dict[str, Any]) -> None:
         level, fields = str(msg.get("level")), msg.get("fields")
         if level not in LEVELS or not isinstance(fields, dict):
             return
-        name, attempt = self._attributed(msg.get("call"))
-        s_token, a_token = _step.set(name), _attempt.set(attempt)
-        try:
-            # the fields as a dict, not as keyword arguments: a TypeScript field may be named
-            # `message` or `self`; a line the logger refuses (a field past 2^53, a lone
-            # surrogate: not plain JSON) is dropped, as a line past the caps is
-            with contextlib.suppress(TypeError):
-                self.env.log._emit(level, str(msg.get("message")), fields)
-        finally:
-            _step.reset(s_token)
-            _attempt.reset(a_token)
+        # the fields as a dict, not as keyword arguments: a TypeScript field may be named
+        # `message` or `self`; a line the logger refuses (a field past 2^53, a lone
+        # surrogate: not plain JSON) is dropped, as a line past the caps is
+        with self._attributed(msg.get("call")), contextlib.suppress(TypeError):
+            self.env.log.emit(level, str(msg.get("message")), fields)
 
 
 SDK_SPECIFIERS = ("tenantflow", "cloudflare:workers", "cloudflare:workflows")

@@ -15,12 +15,12 @@ from typing import Any
 
 from tenantflow.api.tenant import Tenant
 from tenantflow.tenancy.pods import container_security, pod_security
+from tenantflow.vocabulary import PROXY_VARIABLES
 
 PROXY = "egress-proxy"
 PROXY_PORT = 3128
 PROXY_METRICS_PORT = 9090
 PROXY_UID = 10003  # neither the runner's nor the worker's
-PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
