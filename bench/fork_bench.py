@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 
 from bench.machine import write
-from bench.workloads import THREE_STEPS
+from bench.workloads import NO_STEPS, THREE_ASYNC_STEPS, THREE_STEPS
 from tenantflow.sandbox.pod import worker
 from tenantflow.sandbox.protocol.payload import advance_payload
 
@@ -34,9 +34,9 @@ def _faults() -> int:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt
 
 
-def _advance(data: str, instance: str) -> None:
+def _advance(data: str, instance: str, source: str = THREE_STEPS) -> None:
     payload = advance_payload(
-        source=THREE_STEPS, instance_id=instance, started_at="2030-01-01T00:00:00Z"
+        source=source, instance_id=instance, started_at="2030-01-01T00:00:00Z"
     )
     result = worker.run(payload, data, "bench")
     assert result["outcome"]["kind"] == "Complete", result
@@ -62,6 +62,12 @@ def measure(data: str) -> dict[str, float]:
     worker.warm_up(data)  # as the zygote does before it forks
     fork_exit, fork_faults = _forked(lambda i: None, RUNS)
     fresh, fresh_faults = _forked(lambda i: _advance(data, f"fresh-{i}"), RUNS)
+    # the same child's cost without the steps' thread, and without any step: what the
+    # advance's own set-up (event loop, SQLite, loading the code) costs in a fresh child
+    fresh_async, async_faults = _forked(
+        lambda i: _advance(data, f"async-{i}", THREE_ASYNC_STEPS), RUNS
+    )
+    fresh_none, none_faults = _forked(lambda i: _advance(data, f"none-{i}", NO_STEPS), RUNS)
 
     def several(i: int) -> None:
         for k in range(RUNS_PER_CHILD):
@@ -80,6 +86,10 @@ def measure(data: str) -> dict[str, float]:
         "fork_exit_faults": round(fork_faults),
         "fresh_child_advance_cpu_ms": round(fresh, 2),
         "fresh_child_advance_faults": round(fresh_faults),
+        "fresh_child_async_steps_cpu_ms": round(fresh_async, 2),
+        "fresh_child_async_steps_faults": round(async_faults),
+        "fresh_child_no_step_cpu_ms": round(fresh_none, 2),
+        "fresh_child_no_step_faults": round(none_faults),
         "reused_child_cpu_ms_per_advance": round(reused / RUNS_PER_CHILD, 2),
         "reused_child_faults_per_advance": round(reused_faults / RUNS_PER_CHILD),
         "runs_per_reused_child": RUNS_PER_CHILD,

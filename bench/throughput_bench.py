@@ -4,6 +4,7 @@ N more created while the operator is stopped, drained when it starts ("backlog":
 operator's own rate, free of the creation rate).
 
     python -m bench throughput            (N from BENCH_INSTANCES, default 5,000)
+    BENCH_PROFILE=1 python -m bench throughput    (the live run under py-spy: bench/profile.py)
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import os
 import time
 import urllib.request
 import uuid
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from bench import cpu
+from bench import cpu, profile
 from bench.cluster import (
     create_instances,
     instance_statuses,
@@ -127,7 +129,8 @@ def main() -> None:
     tenant = f"tp-{uuid.uuid4().hex[:5]}"
     with operator_on_dev_cluster() as (kubeconfig, operator):
         ns = three_step_tenant(kubeconfig, tenant)
-        live = measure(kubeconfig, operator, tenant, ns, count, backlog=False)
+        with profile.sampled(tenant) if os.environ.get("BENCH_PROFILE") else nullcontext():
+            live = measure(kubeconfig, operator, tenant, ns, count, backlog=False)
         backlog = measure(kubeconfig, operator, tenant, ns, count, backlog=True)
         kubectl(kubeconfig, "delete", "tenant", tenant, "--wait=false")
     write("throughput", {**live, "backlog": backlog})

@@ -14,6 +14,7 @@ from typing import Any
 
 from tenantflow import jsonsafe
 from tenantflow.durations import format_duration, format_time, parse_duration, parse_time
+from tenantflow.engine import inline
 from tenantflow.engine.attributes import SearchAttributeError
 from tenantflow.engine.children import ChildSource, ChildStart, check, child_name
 from tenantflow.engine.errors import StepOptionsError
@@ -24,7 +25,8 @@ from tenantflow.sdk.errors import NonRetryableError, StepError, WaitTimeout
 from tenantflow.sdk.types import _attempt, _step
 from tenantflow.vocabulary import Phase
 
-# Sync step callables run here so a per-attempt timeout can fire while they work. A callable
+# Sync step callables run here when other steps run beside them (else on the advance's own
+# thread: engine/inline.py), so a per-attempt timeout can fire while they work. A callable
 # that ignores its timeout keeps its thread until its advance ends: each advance is its own
 # process (sandbox.pod.worker), killed at its deadline.
 _SYNC_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="tenantflow-step")
@@ -219,7 +221,7 @@ class StepApi:
         s.executing += 1
         try:
             async with asyncio.timeout(timeout):
-                value = await _call(fn)
+                value = await _call(fn, timeout, lambda: s.executing == 1)
             return True, value, {}, False
         except TimeoutError:
             msg = f"attempt {attempt} did not finish within {format_duration(timeout)}"
@@ -424,12 +426,17 @@ class StepApi:
         return seconds
 
 
-async def _call(fn: Callable[[], Any]) -> Any:
-    """Await async callables; run sync ones in a thread (awaiting what they return)."""
+async def _call(fn: Callable[[], Any], timeout: float, alone: Callable[[], bool]) -> Any:
+    """Await async callables; run sync ones in a thread, or on this thread when `alone`
+    (no other step runs: engine/inline.py), awaiting what they return."""
     if inspect.iscoroutinefunction(fn):
         return await fn()
-    loop = asyncio.get_running_loop()
-    result = await loop.run_in_executor(_SYNC_POOL, contextvars.copy_context().run, fn)
+    await asyncio.sleep(0)  # steps started with this one (asyncio.gather) are counted now
+    if alone() and inline.possible():
+        result = inline.run(fn, timeout)
+    else:
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(_SYNC_POOL, contextvars.copy_context().run, fn)
     if inspect.isawaitable(result):  # e.g. `lambda: fetch(url)` with an async fetch
         result = await result
     return result
