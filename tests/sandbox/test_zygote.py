@@ -38,6 +38,25 @@ async def run(event, step):
         return "spawned"
     return await step.do("spawn", spawn)
 """
+# a process that leaves its advance's group (told before the step returns) and starts
+# its sleeper only once the advance is over: no kill aimed at the advance can reach it
+DETACHED_LATE = """
+import os, time
+async def run(event, step):
+    def spawn():
+        r, w = os.pipe()
+        if os.fork() == 0:
+            os.setsid()
+            os.write(w, b"x")
+            time.sleep(0.3)
+            if os.fork() == 0:
+                time.sleep(600)
+            os._exit(0)
+        os.close(w)
+        os.read(r, 1)
+        return "spawned"
+    return await step.do("spawn", spawn)
+"""
 BENIGN = "async def run(event, step):\n    return await step.do('ok', lambda: 'fine')\n"
 
 
@@ -45,13 +64,19 @@ SETEUID = threading.Lock()
 
 
 class Zygote:
-    def __init__(self, root: Path, *, runner_uid: int | None = None) -> None:
+    def __init__(
+        self, root: Path, *, runner_uid: int | None = None, pid_namespace: bool = False
+    ) -> None:
         """A zygote listening as the pod's does; `runner_uid`: the only uid it serves (the
-        test connects with that effective uid; tenant code runs as ours)."""
+        test connects with that effective uid; tenant code runs as ours); `pid_namespace`:
+        as pid 1 of a pid namespace of its own, as in a pod (`unshare` is its parent here)."""
         self.name = f"@tenantflow-test-{os.getpid()}-{root.name}"
         self.runner_uid = os.getuid() if runner_uid is None else runner_uid
+        unshare = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"]
+        own = unshare if pid_namespace else []
         self.proc = subprocess.Popen(
             [
+                *own,
                 *(sys.executable, "-I", "-m", "tenantflow.sandbox.pod.zygote", "--data", str(root)),
                 *("--tenant", root.name, "--listen", self.name),
                 *("--runner-uid", str(self.runner_uid)),
@@ -134,6 +159,35 @@ def test_advance_children_leave_the_table_and_detached_ones_die(zygote: Zygote) 
     ping = zygote.call({"op": "ping"})
     assert ping["children"] == 0
     assert zygote.descendants() == [ping["spare"]], "a process of an advance outlived it"
+
+
+def test_in_a_pid_namespace_of_its_own_what_advances_leave_dies_too(tmp_path: Path) -> None:
+    # as in a pod: the zygote is pid 1 and skips reading /proc/*/stat while the namespace
+    # holds only itself, its spare and its advances; a detached process is not one of them
+    zygote = Zygote(tmp_path, pid_namespace=True)
+    try:
+        payload = advance_payload(
+            source=DETACHED_LATE, instance_id="i", started_at="2030-01-01T00:00:00Z"
+        )
+        with zygote.connect() as conn:  # held open: the advance is over, not abandoned
+            frames.send(conn, {"op": "advance", "payload": payload})
+            while (answer := frames.recv(conn, frames.MAX_RESULT)).keys() == {frames.PROGRESS}:
+                pass
+            assert answer["outcome"]["output"] == "spawned"
+            for _ in range(40):
+                if zygote.call({"op": "ping"})["children"] == 0:
+                    break
+                time.sleep(0.05)
+        for _ in range(100):  # no other advance: only the idle reaper can find it
+            if zygote.call({"op": "ping"})["children"] == 0 and len(zygote.descendants()) == 2:
+                break
+            time.sleep(0.05)
+        assert zygote.call({"op": "ping"})["children"] == 0
+        # unshare's child (the zygote) and its spare: the detached sleeper is gone
+        assert len(zygote.descendants()) == 2, "a process of an advance outlived it"
+    finally:
+        zygote.proc.kill()
+        zygote.proc.wait()
 
 
 SELF_KILL = """

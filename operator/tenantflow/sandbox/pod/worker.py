@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import gc
+import math
 import os
 import resource
 import signal
@@ -64,6 +65,7 @@ from tenantflow.vocabulary import DEFAULT_ENTRYPOINT, namespace_of
 
 MAX_FILES = 256
 ADVANCE_NICE = 19
+CPU_SLACK_SECONDS = 2  # RLIMIT_CPU past the deadline (_limit)
 TAKEN = b"K"  # a spare's answer once it holds its advance
 DATABASE = "tenant.sqlite3"
 BAD_REQUEST = "badRequest"  # the answer's key when the payload itself could not be run
@@ -290,8 +292,12 @@ def _prepare(kept: socket.socket, data_dir: str) -> None:
 def _limit(payload: dict[str, Any], memory: int) -> None:
     """The advance's hard limits (they depend on its payload: deadline, storage). A
     TypeScript advance gets no address-space limit: V8 reserves tens of GiB of it up front
-    and caps its heap itself (engine/typescript.py); the pod's memory limit holds the rest."""
-    cpu = int(deadline_seconds(payload))
+    and caps its heap itself (engine/typescript.py); the pod's memory limit holds the rest.
+    The CPU limit is a backstop a little past the deadline: the zygote's kill at the deadline
+    must come first, or a runtime whose threads spend more than a second of CPU per second
+    (Deno compiling while its main thread spins) dies of SIGKILL and is reported as a
+    crash instead of the step's timeout."""
+    cpu = math.ceil(deadline_seconds(payload)) + CPU_SLACK_SECONDS
     if _is_typescript(payload):
         memory = 0
     storage = payload.get("storage") or {}

@@ -49,6 +49,12 @@ PR_SET_CHILD_SUBREAPER = 36
 REQUEST_READ_TIMEOUT = 10.0
 FORK_ATTEMPTS = 20
 HAND_OVER_TIMEOUT = 1.0  # seconds to give a spare its advance
+# the serve loop's tick (the reaper's period): while advances run or requests are read, and
+# for QUIET_AFTER seconds after the last advance ended (what it left behind is looked for
+# at once); else IDLE_TICK, so that an idle sandbox costs next to no CPU
+TICK = 0.05
+IDLE_TICK = 0.5
+QUIET_AFTER = 2.0
 # processes one advance may hold at once, itself included; the pod's pids limit and the
 # local jail's pids cgroup cap the whole sandbox, this keeps room in them for the others
 MAX_ADVANCE_PROCESSES = 64
@@ -75,6 +81,7 @@ class Zygote:
         self, data_dir: str, tenant: str, memory_bytes: int, secrets_dir: str | None = None
     ) -> None:
         self.children: dict[int, Child] = {}  # the advances running now, by pid
+        self.quiet_at = 0.0  # the serve loop ticks fast until then (`tick`)
         self.spare: Spare | None = None  # the next advance's child, forked ahead
         self.listener: Listener | None = None  # the pod's way in (its refusals are counted)
         self.box = worker.Sandbox(data_dir, tenant, memory_bytes, seccomp.Filter(), secrets_dir)
@@ -178,7 +185,17 @@ class Zygote:
         """Collect exited children; kill overdue, abandoned and crowded advances and every
         stray, each with every process below it."""
         self._collect()
-        now, tree = time.monotonic(), ProcessTree.scan()
+        now = time.monotonic()
+        if self.children:
+            self.quiet_at = now + QUIET_AFTER
+        abandoned = self._abandoned()
+        if (
+            not abandoned
+            and self._only_known()
+            and all(now <= child.deadline for child in self.children.values())
+        ):
+            return  # nothing overdue or abandoned, and no process to look at: no scan
+        tree = ProcessTree.scan()
         for pid, child in list(self.children.items()):
             if now > child.deadline:
                 child.overdue = True
@@ -187,7 +204,7 @@ class Zygote:
             else:
                 continue
             tree.kill(pid)
-        for pid in self._abandoned():
+        for pid in abandoned:
             self.children[pid].abandoned = True
             tree.kill(pid)
         for _ in range(100):  # strays may fork while we kill: until none is left
@@ -198,6 +215,25 @@ class Zygote:
                 tree.kill(pid)
             self._collect()
             tree = ProcessTree.scan()
+
+    def tick(self) -> float:
+        """Seconds until the serve loop turns again, if nothing comes before."""
+        return TICK if time.monotonic() < self.quiet_at else IDLE_TICK
+
+    def _only_known(self) -> bool:
+        """Whether the pid namespace holds nothing but its init, this process, the spare
+        and the running advances. Then no advance has a process below it (so none is
+        crowded) and there is no stray, so `reap` need not read /proc/*/stat: it runs at
+        every turn of the serve loop, ~20 times a second in an idle sandbox. Pid 1 is the
+        namespace's init (the zygote itself in a pod, bwrap in the local jail): never a
+        process of an advance's."""
+        known = {1, os.getpid(), *self.children}
+        if self.spare is not None:
+            known.add(self.spare.pid)
+        try:
+            return all(int(e) in known for e in os.listdir("/proc") if e.isdigit())
+        except OSError:
+            return False
 
     def _collect(self) -> None:
         """waitpid every exited child; an advance child's group dies with it (a fork bomb
@@ -483,7 +519,7 @@ def serve(zygote: Zygote, *, listener: Listener | None, control_fd: int | None) 
         control = socket.socket(fileno=control_fd)
         sel.register(control, selectors.EVENT_READ, control)
     while True:
-        for key, _ in sel.select(timeout=0.05):
+        for key, _ in sel.select(timeout=TICK if requests.reading else zygote.tick()):
             if key.data is listener:
                 accepted = listener.accept()
                 incoming = [accepted] if accepted else []
