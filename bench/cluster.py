@@ -60,12 +60,16 @@ def apply(kubeconfig: Path, *docs: dict[str, Any]) -> None:
 SANDBOX_CPU = "BENCH_SANDBOX_CPU"  # the sandbox's CPU limit in the benchmarks (default: 1)
 
 
+def sandbox_cpu() -> str:
+    """The benchmarks' sandbox CPU limit, as results record it (the chart's default: 1)."""
+    return os.environ.get(SANDBOX_CPU) or "1"
+
+
 def tenant_doc(tenant: str, **limits: int) -> dict[str, Any]:
     """A benchmark's Tenant; its sandbox's CPU limit from BENCH_SANDBOX_CPU if set (what a
     tenant given more than the default 1 CPU gets: issue 40)."""
     spec: dict[str, Any] = {"limits": limits}
-    cpu = os.environ.get(SANDBOX_CPU)
-    if cpu:
+    if cpu := os.environ.get(SANDBOX_CPU):
         spec["sandbox"] = {"resources": {"limits": {"cpu": cpu, "memory": "512Mi"}}}
     return {
         "apiVersion": "tenantflow.dev/v1beta1",

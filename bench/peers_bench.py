@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.cluster import ROOT, kubectl, operator_on_dev_cluster
+from bench.cluster import ROOT, kubectl, operator_on_dev_cluster, sandbox_cpu
 from bench.machine import write
 from bench.scale_bench import _rss_mib, sleepers
 from bench.throughput_bench import measure, three_step_tenant
@@ -235,6 +235,7 @@ def main() -> None:
         {
             "instances": count,
             "in_flight": IN_FLIGHT,
+            "sandboxCpu": sandbox_cpu(),
             "tenantflow": ours,
             **peers,
             **ratios,

@@ -24,6 +24,7 @@ from bench.cluster import (
     kubectl,
     metric_total,
     operator_on_dev_cluster,
+    sandbox_cpu,
     tenant_with_definition,
 )
 from bench.machine import write
@@ -133,7 +134,7 @@ def main() -> None:
             live = measure(kubeconfig, operator, tenant, ns, count, backlog=False)
         backlog = measure(kubeconfig, operator, tenant, ns, count, backlog=True)
         kubectl(kubeconfig, "delete", "tenant", tenant, "--wait=false")
-    write("throughput", {**live, "backlog": backlog})
+    write("throughput", {**live, "backlog": backlog, "sandboxCpu": sandbox_cpu()})
 
 
 def _finished(port: int, tenant: str) -> float:
