@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tenantflow.vocabulary import GROUP, SERVED_VERSIONS
 from tenantflow_dev.devcluster.operator_process import OperatorProcess
 
 _MARK_BY_DIR = {"unit": "unit", "integration": "integration", "e2e": "e2e"}
@@ -174,9 +175,15 @@ def crds(kubectl: Callable[..., subprocess.CompletedProcess[str]]) -> Path:
         "app.kubernetes.io/part-of=tenantflow",
         "--timeout=60s",
     )
-    # Established is not yet served: right after a CRD is made, the API server can still
-    # answer 503 "Resource kind ... not found" for its kind for a moment
-    kinds = "tenants,workflowdefinitions,workflowinstances,workflowschedules"
+    # Established is not yet served: right after a CRD is made or changed, the API server
+    # can still answer 503 "Resource kind ... not found" for its kind for a moment, in
+    # each served version on its own (a create in v1alpha1 failed after a v1beta1 list
+    # had answered)
+    kinds = ",".join(
+        f"{kind}.{version}.{GROUP}"
+        for kind in ("tenants", "workflowdefinitions", "workflowinstances", "workflowschedules")
+        for version in SERVED_VERSIONS
+    )
     wait_for(
         lambda: kubectl("get", kinds, "-A", "--request-timeout=5s", check=False).returncode == 0,
         "the tenantflow kinds served",

@@ -5,6 +5,7 @@ peers first and so is not part of the default run."""
 import sys
 
 from bench import (
+    archive_bench,
     engine_bench,
     footprint_bench,
     fork_bench,
@@ -29,6 +30,7 @@ MODULES = {
     "tenants": tenant_bench,
     "supervisor": supervisor_bench,
     "throughput": throughput_bench,
+    "archive": archive_bench,
     "latency": latency_bench,
     "scale": scale_bench,
     "footprint": footprint_bench,

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from tenantflow.kube.client import Kube
+from tenantflow.vocabulary import API_VERSION
 from tenantflow_dev.devcluster import DevCluster, versions
 from tenantflow_dev.devcluster.operator_process import OperatorProcess
 
@@ -65,10 +66,10 @@ def sandbox_cpu() -> str:
     return os.environ.get(SANDBOX_CPU) or "1"
 
 
-def tenant_doc(tenant: str, **limits: int) -> dict[str, Any]:
+def tenant_doc(tenant: str, history: dict[str, Any] | None = None, **limits: int) -> dict[str, Any]:
     """A benchmark's Tenant; its sandbox's CPU limit from BENCH_SANDBOX_CPU if set (what a
     tenant given more than the default 1 CPU gets: issue 40)."""
-    spec: dict[str, Any] = {"limits": limits}
+    spec: dict[str, Any] = {"limits": limits, **({"history": history} if history else {})}
     if cpu := os.environ.get(SANDBOX_CPU):
         spec["sandbox"] = {"resources": {"limits": {"cpu": cpu, "memory": "512Mi"}}}
     return {
@@ -90,10 +91,15 @@ def wait_tenant_ready(kubeconfig: Path, tenant: str) -> None:
 
 
 def tenant_with_definition(
-    kubeconfig: Path, tenant: str, definition: str, source: str, **limits: int
+    kubeconfig: Path,
+    tenant: str,
+    definition: str,
+    source: str,
+    history: dict[str, Any] | None = None,
+    **limits: int,
 ) -> str:
     """A Ready tenant whose namespace holds a Ready definition; returns the namespace."""
-    apply(kubeconfig, tenant_doc(tenant, **limits))
+    apply(kubeconfig, tenant_doc(tenant, history, **limits))
     wait_tenant_ready(kubeconfig, tenant)
     ns = f"tenant-{tenant}"
     apply(
@@ -165,3 +171,16 @@ def metric_total(port: int, name: str, labels: str = "") -> float:
         for line in text.splitlines()
         if line.startswith(name + "{") and labels in line
     )
+
+
+def stored_bytes(kubeconfig: Path, ns: str, name: str) -> dict[str, int]:
+    """What one WorkflowInstance weighs as stored (etcd holds a custom resource as this
+    JSON): the whole object, its managedFields, its status."""
+    path = f"/apis/{API_VERSION}/namespaces/{ns}/workflowinstances/{name}"
+    body = json.loads(kubectl(kubeconfig, "get", "--raw", path))
+    managed = body["metadata"].get("managedFields") or []
+    return {
+        "object_bytes": len(json.dumps(body, separators=(",", ":"))),
+        "managed_fields_bytes": len(json.dumps(managed, separators=(",", ":"))),
+        "status_bytes": len(json.dumps(body.get("status") or {}, separators=(",", ":"))),
+    }

@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.cluster import dev_cluster_with_crds, kubectl
+from bench.cluster import dev_cluster_with_crds, kubectl, stored_bytes
 from bench.machine import write
 from bench.scale_bench import control_plane_rss_mib
 from tenantflow.kube.client import Kube
@@ -116,20 +116,6 @@ async def _populate(kubeconfig: Path, ns: str, status: dict[str, Any], count: in
         await kube.close()
 
 
-def _stored_bytes(kubeconfig: Path, ns: str) -> dict[str, int]:
-    body = json.loads(kubectl(kubeconfig, "get", "--raw", _path(ns, "f-000000")))
-    managed = body["metadata"].get("managedFields") or []
-    return {
-        "object_bytes": len(json.dumps(body, separators=(",", ":"))),
-        "managed_fields_bytes": len(json.dumps(managed, separators=(",", ":"))),
-        "status_bytes": len(json.dumps(body.get("status") or {}, separators=(",", ":"))),
-    }
-
-
-def _path(ns: str, name: str) -> str:
-    return f"/apis/{API_VERSION}/namespaces/{ns}/workflowinstances/{name}"
-
-
 def apiserver_heap_mib(kubeconfig: Path) -> float:
     """kube-apiserver's live Go heap right after a garbage collection (`gc=1`): what it
     keeps, without the garbage and the GC's headroom an RSS also counts (GOGC=100 lets the
@@ -150,7 +136,11 @@ def measure(kubeconfig: Path, shape: str, status: dict[str, Any], count: int) ->
     asyncio.run(_populate(kubeconfig, ns, status, count))
     time.sleep(10)  # the watch cache settles
     after, heap_after = control_plane_rss_mib(), apiserver_heap_mib(kubeconfig)
-    out: dict[str, Any] = {"shape": shape, "instances": count, **_stored_bytes(kubeconfig, ns)}
+    out: dict[str, Any] = {
+        "shape": shape,
+        "instances": count,
+        **stored_bytes(kubeconfig, ns, "f-000000"),
+    }
     for component in ("kube-apiserver", "etcd"):
         grew = after.get(component, 0.0) - before.get(component, 0.0)
         out[f"{component}_kib_per_instance"] = round(grew * 1024 / count, 1)

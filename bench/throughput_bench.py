@@ -25,6 +25,7 @@ from bench.cluster import (
     metric_total,
     operator_on_dev_cluster,
     sandbox_cpu,
+    stored_bytes,
     tenant_with_definition,
 )
 from bench.machine import write
@@ -93,6 +94,8 @@ def measure(
             for kind, n in sorted(_writes_by_kind(port).items())
             if n - by_kind_before.get(kind, 0.0) > 0
         },
+        # issue 34.5: a finished three-step instance's bytes in etcd before it is archived
+        "finished_instance": stored_bytes(kubeconfig, ns, names[0]),
     }
 
 
@@ -112,14 +115,16 @@ def _writes_by_kind(port: int) -> dict[str, float]:
     return out
 
 
-def three_step_tenant(kubeconfig: Path, tenant: str) -> str:
-    """A tenant with the three-step definition and limits no benchmark reaches: its
-    namespace."""
+def three_step_tenant(kubeconfig: Path, tenant: str, keep_finished_for: str | None = None) -> str:
+    """A tenant with the three-step definition and limits no benchmark reaches (and its
+    finished instances kept as objects for `keep_finished_for`, else the tenant's
+    default): its namespace."""
     return tenant_with_definition(
         kubeconfig,
         tenant,
         "three",
         THREE_STEPS,
+        history={"keepFinishedFor": keep_finished_for} if keep_finished_for else None,
         maxConcurrentInstances=10000,
         maxInstanceStartsPerSecond=10000,
     )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -83,13 +85,17 @@ def dry_run_in(namespace: str, manifests: str, kubectl: Kubectl) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_kubectl_ergonomics(crds: Path, kubectl: Kubectl, namespace: str) -> None:
-    wfi = {
+def _instance(name: str, workflow: str, **spec: Any) -> dict[str, Any]:
+    return {
         "apiVersion": "tenantflow.dev/v1alpha1",
         "kind": "WorkflowInstance",
-        "metadata": {"name": "cols"},
-        "spec": {"workflowRef": {"name": "ci-pipeline"}},
+        "metadata": {"name": name},
+        "spec": {"workflowRef": {"name": workflow}, **spec},
     }
+
+
+def test_kubectl_ergonomics(crds: Path, kubectl: Kubectl, namespace: str) -> None:
+    wfi = _instance("cols", "ci-pipeline")
     kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(wfi))
     header = kubectl("get", "wfi", "-n", namespace).stdout.splitlines()[0].split()
     assert header == ["NAME", "WORKFLOW", "REVISION", "PHASE", "STEPS", "AGE"]
@@ -101,13 +107,28 @@ def test_kubectl_ergonomics(crds: Path, kubectl: Kubectl, namespace: str) -> Non
     assert spec["suspend"] is False and spec["terminate"] is False, "defaults are applied"
 
 
+def test_a_status_write_is_tracked_as_one_field(
+    crds: Path, kubectl: Kubectl, namespace: str
+) -> None:
+    """The status is atomic to server-side field tracking: its writer's managedFields entry
+    is `f:status`, not one entry per key of the journal, whatever the status holds."""
+    wfi = _instance("tracked", "x")
+    kubectl("create", "-n", namespace, "-f", "-", input=yaml.safe_dump(wfi))
+    steps = [{"name": f"s{i}", "kind": "do", "state": "Complete", "attempts": 1} for i in range(3)]
+    status = {"phase": "Complete", "revision": 1, "steps": steps, "stepCount": 3}
+    kubectl(
+        "patch", "wfi", "tracked", "-n", namespace, "--subresource=status", "--type=merge",
+        "-p", json.dumps({"status": status}),
+    )  # fmt: skip
+    shown = kubectl("get", "wfi", "tracked", "-n", namespace, "-o", "yaml", "--show-managed-fields")
+    got = yaml.safe_load(shown.stdout)
+    assert got["status"]["steps"][2]["name"] == "s2", got["status"]
+    tracked = [m for m in got["metadata"]["managedFields"] if m.get("subresource") == "status"]
+    assert [m["fieldsV1"] for m in tracked] == [{"f:status": {}}], tracked
+
+
 def test_events_can_be_appended(crds: Path, kubectl: Kubectl, namespace: str) -> None:
-    base = {
-        "apiVersion": "tenantflow.dev/v1alpha1",
-        "kind": "WorkflowInstance",
-        "metadata": {"name": "inbox"},
-        "spec": {"workflowRef": {"name": "x"}, "events": [{"type": "a"}]},
-    }
+    base = _instance("inbox", "x", events=[{"type": "a"}])
     kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(base))
     base["spec"]["events"].append({"type": "b", "payload": {"n": 1}})
     kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(base))
