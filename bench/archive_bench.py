@@ -36,7 +36,7 @@ def main() -> None:
     tenant = f"ar-{uuid.uuid4().hex[:5]}"
     with operator_on_dev_cluster() as (kubeconfig, operator):
         ns = three_step_tenant(kubeconfig, tenant, keep_finished_for=KEEP_FINISHED_FOR)
-        port, archived = operator.metrics_port, f'tenant="{tenant}",result="archived"'
+        port, archived = operator.metrics_port, f'result="archived",tenant="{tenant}"'
         writes_before, cpu_before = metric_total(port, WRITES), cpu.snapshot()
         t0 = time.perf_counter()
         create_instances(kubeconfig, ns, "three", [f"a-{n:05}" for n in range(count)])
@@ -54,7 +54,7 @@ def main() -> None:
             "keepFinishedFor": KEEP_FINISHED_FOR,
             "archived": done,
             "failedArchives": int(
-                metric_total(port, ARCHIVES, f'tenant="{tenant}",result="failed"')
+                metric_total(port, ARCHIVES, f'result="failed",tenant="{tenant}"')
             ),
             "left_as_objects": len(instance_statuses(kubeconfig, ns)),
             "createSeconds": round(created, 2),

@@ -163,8 +163,9 @@ def instance_statuses(kubeconfig: Path, ns: str) -> dict[str, dict[str, Any]]:
 
 
 def metric_total(port: int, name: str, labels: str = "") -> float:
-    """Sum of a metric's samples on the operator's /metrics whose labels contain `labels`
-    (progress without listing thousands of objects, which would load the API server)."""
+    """Sum of a metric's samples on the operator's /metrics whose labels contain `labels`,
+    written in the order /metrics prints them (by name) (progress without listing
+    thousands of objects, which would load the API server)."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
     return sum(
         float(line.rsplit(" ", 1)[1])
