@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tenantflow.api.tenant import Tenant
-from tenantflow.controllers.claims import StorageClasses
+from tenantflow.controllers.claims import UNREADABLE_RETRY, StorageClasses
 from tenantflow.controllers.persist import Persist
 from tenantflow.controllers.tenant import reconcile
 from tenantflow.kube.client import ApiException
@@ -25,10 +25,12 @@ NS = "tenant-acme"
 
 
 class NoStorageClassRbac(FakeKube):
+    forbidden = True  # until the chart's RBAC grants the read
+
     async def get(
         self, api_version: str, kind: str, name: str, namespace: str | None = None
     ) -> dict[str, Any] | None:
-        if kind == "StorageClass":
+        if kind == "StorageClass" and self.forbidden:
             raise ApiException(status=403, reason="Forbidden")
         return await super().get(api_version, kind, name, namespace)
 
@@ -90,4 +92,19 @@ async def test_without_rbac_for_storage_classes_the_pod_is_created_as_before() -
     kube = cluster("Immediate", NoStorageClassRbac())
     classes = StorageClasses(kube)
     await once(kube, classes)
-    assert has_sandbox(kube) and classes.modes == {"standard": None}
+    assert has_sandbox(kube) and classes.modes == {} and "standard" in classes.unreadable
+
+
+async def test_a_class_unreadable_once_is_read_again_later() -> None:
+    # the chart's upgrade grants the read while the operator runs: no restart needed
+    rbac = NoStorageClassRbac()
+    kube = cluster("Immediate", rbac)
+    now = [1000.0]
+    classes = StorageClasses(kube, clock=lambda: now[0])
+    assert await classes.binding_mode("standard") is None
+    rbac.forbidden = False
+    now[0] += UNREADABLE_RETRY - 1
+    assert await classes.binding_mode("standard") is None, "read again too soon"
+    now[0] += 2
+    assert await classes.binding_mode("standard") == "Immediate"
+    assert classes.unreadable == {} and classes.modes == {"standard": "Immediate"}
