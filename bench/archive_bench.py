@@ -18,14 +18,16 @@ from typing import Any
 
 from bench import cpu, ui_bench
 from bench.cluster import (
+    apiserver_writes,
     create_instances,
     instance_statuses,
     kubectl,
     metric_total,
     operator_on_dev_cluster,
+    per_instance,
 )
 from bench.machine import write
-from bench.throughput_bench import WRITES, three_step_tenant
+from bench.throughput_bench import WRITES, three_step_tenant, writes_by_kind
 
 ARCHIVES = "tenantflow_archives_total"
 KEEP_FINISHED_FOR = "1s"
@@ -38,6 +40,7 @@ def main() -> None:
         ns = three_step_tenant(kubeconfig, tenant, keep_finished_for=KEEP_FINISHED_FOR)
         port, archived = operator.metrics_port, f'result="archived",tenant="{tenant}"'
         writes_before, cpu_before = metric_total(port, WRITES), cpu.snapshot()
+        ours_before, all_before = writes_by_kind(port), apiserver_writes(kubeconfig)
         t0 = time.perf_counter()
         create_instances(kubeconfig, ns, "three", [f"a-{n:05}" for n in range(count)])
         created = time.perf_counter() - t0
@@ -48,6 +51,7 @@ def main() -> None:
             time.sleep(0.5)
         elapsed = time.perf_counter() - t0
         cpu_ms = cpu.per_instance_ms(cpu_before, cpu.snapshot(), count)
+        ours, everyone = writes_by_kind(port), apiserver_writes(kubeconfig)
         print()
         results: dict[str, Any] = {
             "instances": count,
@@ -64,6 +68,9 @@ def main() -> None:
             "kube_writes_per_instance": round(
                 (metric_total(port, WRITES) - writes_before) / count, 2
             ),
+            "kube_writes_per_instance_by_kind": per_instance(ours_before, ours, count),
+            # every client's: the controllers' (quota, garbage collector) beside ours
+            "apiserver_writes_per_instance": per_instance(all_before, everyone, count),
             "cpu_ms_per_instance": cpu_ms,
             "cpu_ms_per_instance_total": round(sum(cpu_ms.values()), 1),
             **ui_bench.measure_archived(kubeconfig, ns),

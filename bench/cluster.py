@@ -185,3 +185,34 @@ def stored_bytes(kubeconfig: Path, ns: str, name: str) -> dict[str, int]:
         "managed_fields_bytes": len(json.dumps(managed, separators=(",", ":"))),
         "status_bytes": len(json.dumps(body.get("status") or {}, separators=(",", ":"))),
     }
+
+
+MUTATING = ("POST", "PUT", "PATCH", "DELETE", "APPLY")
+
+
+def apiserver_writes(kubeconfig: Path) -> dict[str, float]:
+    """Every client's writes the API server has served, by `resource[/subresource] verb`
+    (its apiserver_request_total): what the controllers write besides the operator."""
+    text = kubectl(kubeconfig, "get", "--raw", "/metrics")
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(
+            part.split("=", 1) for part in line[line.index("{") + 1 : line.index("}")].split(",")
+        )
+        verb = labels.get("verb", "").strip('"')
+        if verb not in MUTATING:
+            continue
+        resource = labels.get("resource", "").strip('"')
+        if sub := labels.get("subresource", "").strip('"'):
+            resource = f"{resource}/{sub}"
+        key = f"{resource} {verb.lower()}"
+        out[key] = out.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def per_instance(before: dict[str, float], after: dict[str, float], count: int) -> dict[str, float]:
+    """The counts that grew between two readings, per instance."""
+    grown = {k: (v - before.get(k, 0.0)) / count for k, v in sorted(after.items())}
+    return {k: round(v, 3) for k, v in grown.items() if v > 0}

@@ -24,6 +24,7 @@ from bench.cluster import (
     kubectl,
     metric_total,
     operator_on_dev_cluster,
+    per_instance,
     sandbox_cpu,
     stored_bytes,
     tenant_with_definition,
@@ -53,7 +54,7 @@ def measure(
     if backlog:
         operator.stop()  # its counters start again from zero
     before = (0.0, 0.0) if backlog else (metric_total(port, WRITES), _finished(port, tenant))
-    by_kind_before = {} if backlog else _writes_by_kind(port)
+    by_kind_before = {} if backlog else writes_by_kind(port)
     cpu_before = cpu.snapshot()
     t0 = time.perf_counter()
     names = [f"{prefix}-{n:05}" for n in range(count)]
@@ -89,17 +90,15 @@ def measure(
         "kube_writes_per_instance": round((metric_total(port, WRITES) - writes_before) / count, 2),
         "cpu_ms_per_instance": cpu_ms,
         "cpu_ms_per_instance_total": round(sum(cpu_ms.values()), 1),
-        "kube_writes_per_instance_by_kind": {
-            kind: round((n - by_kind_before.get(kind, 0.0)) / count, 3)
-            for kind, n in sorted(_writes_by_kind(port).items())
-            if n - by_kind_before.get(kind, 0.0) > 0
-        },
+        "kube_writes_per_instance_by_kind": per_instance(
+            by_kind_before, writes_by_kind(port), count
+        ),
         # issue 34.5: a finished three-step instance's bytes in etcd before it is archived
         "finished_instance": stored_bytes(kubeconfig, ns, names[0]),
     }
 
 
-def _writes_by_kind(port: int) -> dict[str, float]:
+def writes_by_kind(port: int) -> dict[str, float]:
     """tenantflow_kube_writes_total by `resource verb` (where the writes per instance go)."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
     out: dict[str, float] = {}
