@@ -224,7 +224,7 @@ class Zygote:
         """Whether the pid namespace holds nothing but its init, this process, the spare
         and the running advances. Then no advance has a process below it (so none is
         crowded) and there is no stray, so `reap` need not read /proc/*/stat: it runs at
-        every turn of the serve loop, ~20 times a second in an idle sandbox. Pid 1 is the
+        every turn of the serve loop, 20 times a second while advances run. Pid 1 is the
         namespace's init (the zygote itself in a pod, bwrap in the local jail): never a
         process of an advance's."""
         known = {1, os.getpid(), *self.children}
