@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from tenantflow.kube.client import Kube
 from tenantflow.vocabulary import API_VERSION
@@ -162,16 +163,28 @@ def instance_statuses(kubeconfig: Path, ns: str) -> dict[str, dict[str, Any]]:
     return {i["metadata"]["name"]: i.get("status") or {} for i in items}
 
 
+def operator_metrics(port: int) -> str:
+    """The operator's /metrics, as Prometheus text."""
+    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+
+
 def metric_total(port: int, name: str, labels: str = "") -> float:
     """Sum of a metric's samples on the operator's /metrics whose labels contain `labels`,
     written in the order /metrics prints them (by name) (progress without listing
     thousands of objects, which would load the API server)."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
     return sum(
         float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
+        for line in operator_metrics(port).splitlines()
         if line.startswith(name + "{") and labels in line
     )
+
+
+def samples(text: str, name: str) -> Iterator[tuple[dict[str, str], float]]:
+    """The labels and value of each sample called `name` in Prometheus text."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                yield sample.labels, sample.value
 
 
 def stored_bytes(kubeconfig: Path, ns: str, name: str) -> dict[str, int]:
@@ -193,22 +206,16 @@ MUTATING = ("POST", "PUT", "PATCH", "DELETE", "APPLY")
 def apiserver_writes(kubeconfig: Path) -> dict[str, float]:
     """Every client's writes the API server has served, by `resource[/subresource] verb`
     (its apiserver_request_total): what the controllers write besides the operator."""
-    text = kubectl(kubeconfig, "get", "--raw", "/metrics")
     out: dict[str, float] = {}
-    for line in text.splitlines():
-        if not line.startswith("apiserver_request_total{"):
+    text = kubectl(kubeconfig, "get", "--raw", "/metrics")
+    for labels, value in samples(text, "apiserver_request_total"):
+        if labels.get("verb") not in MUTATING:
             continue
-        labels = dict(
-            part.split("=", 1) for part in line[line.index("{") + 1 : line.index("}")].split(",")
-        )
-        verb = labels.get("verb", "").strip('"')
-        if verb not in MUTATING:
-            continue
-        resource = labels.get("resource", "").strip('"')
-        if sub := labels.get("subresource", "").strip('"'):
+        resource = labels.get("resource", "")
+        if sub := labels.get("subresource"):
             resource = f"{resource}/{sub}"
-        key = f"{resource} {verb.lower()}"
-        out[key] = out.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+        key = f"{resource} {labels['verb'].lower()}"
+        out[key] = out.get(key, 0.0) + value
     return out
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import time
-import urllib.request
 import uuid
 from contextlib import nullcontext
 from pathlib import Path
@@ -23,8 +22,10 @@ from bench.cluster import (
     instance_statuses,
     kubectl,
     metric_total,
+    operator_metrics,
     operator_on_dev_cluster,
     per_instance,
+    samples,
     sandbox_cpu,
     stored_bytes,
     tenant_with_definition,
@@ -100,17 +101,10 @@ def measure(
 
 def writes_by_kind(port: int) -> dict[str, float]:
     """tenantflow_kube_writes_total by `resource verb` (where the writes per instance go)."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
     out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith(WRITES + "{"):
-            labels = dict(
-                part.split("=", 1)
-                for part in line[line.index("{") + 1 : line.index("}")].split(",")
-            )
-            resource, verb = (labels[k].strip('"') for k in ("resource", "verb"))
-            kind = f"{resource} {verb}"
-            out[kind] = out.get(kind, 0.0) + float(line.rsplit(" ", 1)[1])
+    for labels, value in samples(operator_metrics(port), WRITES):
+        kind = f"{labels['resource']} {labels['verb']}"
+        out[kind] = out.get(kind, 0.0) + value
     return out
 
 
