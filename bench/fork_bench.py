@@ -3,12 +3,15 @@ exit of the warmed-up worker host, and the copy-on-write faults of a first advan
 fresh child (what process-per-advance isolation costs, bench/README.md).
 
     python -m bench fork
+    BENCH_IMAGE=sandbox python -m bench fork   # on the sandbox image's Python, not this one
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import platform
 import resource
 import subprocess
 import sys
@@ -16,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
+from bench import image_root
 from bench.machine import write
 from bench.workloads import NO_STEPS, THREE_ASYNC_STEPS, THREE_STEPS
 from tenantflow.sandbox.pod import worker
@@ -98,20 +102,23 @@ def measure(data: str) -> dict[str, float]:
 
 def main() -> None:
     """Measured in a fresh interpreter holding only what a zygote holds: fork's cost
-    grows with the parent's memory, and `python -m bench` has imported every benchmark."""
+    grows with the parent's memory, and `python -m bench` has imported every benchmark.
+    With BENCH_IMAGE=sandbox, that interpreter is the sandbox image's (image_root.py)."""
     t0 = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.fork_bench", "--measure"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    name = image_root.image_name()
+    with contextlib.ExitStack() as stack:
+        if name is None:
+            argv = [sys.executable, "-m", "bench.fork_bench", "--measure"]
+        else:
+            root = stack.enter_context(image_root.unpacked(name))
+            argv = image_root.python_argv(root, "-m", "bench.fork_bench", "--measure")
+        done = subprocess.run(argv, capture_output=True, text=True, check=True)
     results = json.loads(done.stdout.strip().splitlines()[-1])
-    write("fork", {**results, "seconds": round(time.perf_counter() - t0, 1)})
+    write("fork", {**results, "image": name, "seconds": round(time.perf_counter() - t0, 1)})
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--measure"]:
     with tempfile.TemporaryDirectory() as tmp:
-        print(json.dumps(measure(tmp)))
+        print(json.dumps({**measure(tmp), "python": platform.python_version()}))
 elif __name__ == "__main__":
     main()

@@ -94,3 +94,34 @@ def test_an_image_whose_layers_did_not_change_is_tagged_with_each_new_version(
         names.append(index["manifests"][0]["annotations"]["io.containerd.image.name"])
         assert built.ref == names[-1]
     assert names == ["localhost/tenantflow/pause:0.1.0", "localhost/tenantflow/pause:0.2.0-dev"]
+
+
+def test_the_image_is_built_from_this_machines_debian_mirrors_for_its_own_suite(
+    tmp_path: Path,
+) -> None:
+    """The host's suites become the image's (bookworm-security: trixie-security) on the
+    host's mirrors and keyrings; a vendor's repository and deb-src stay out."""
+    from tenantflow_dev.devcluster import images
+    from tenantflow_dev.devcluster.imagedefs import DEBIAN_SUITE
+
+    (tmp_path / "os-release").write_text('ID=debian\nVERSION_CODENAME=bookworm\n')
+    sources = tmp_path / "apt" / "sources.list.d"
+    sources.mkdir(parents=True)
+    (sources / "debian.sources").write_text(
+        "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n"
+        "Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n"
+        "Types: deb-src\nURIs: http://mirror.example/debian\nSuites: bookworm\n"
+        "Components: main\n"
+    )
+    (sources / "vendor.sources").write_text(
+        "Types: deb\nURIs: https://vendor.example/repo\nSuites: nodistro\nComponents: main\n"
+    )
+    (tmp_path / "apt" / "sources.list").write_text(
+        "# a comment\ndeb http://mirror.example/debian-security bookworm-security main\n"
+    )
+    keyring = "[signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] "
+    assert images._mirrors(tmp_path) == [
+        f"deb {keyring}http://mirror.example/debian {DEBIAN_SUITE} main",
+        f"deb {keyring}http://mirror.example/debian {DEBIAN_SUITE}-updates main",
+        f"deb http://mirror.example/debian-security {DEBIAN_SUITE}-security main",
+    ]

@@ -115,7 +115,8 @@ def _derived(image: ImageDef, version: str) -> list[str]:
 
 def render(image: ImageDef, version: str) -> str:
     """The Containerfile of `image` (one with a `containerfile`)."""
-    lines = [*_comment(image.about.format(version=version)), "#", *_comment(GENERATED)]
+    about = image.about.format(version=version, python=imagedefs.PYTHON_VERSION)
+    lines = [*_comment(about), "#", *_comment(GENERATED)]
     if image.base is None:
         if image.layers != PYTHON_LAYERS:
             raise ValueError(f"{image.name}: no Containerfile form for layers {image.layers}")

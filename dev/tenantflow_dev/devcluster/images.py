@@ -6,8 +6,10 @@ containerd imports (`ctr images import`). What each image holds and how it runs 
 Each layer is cached under ~/.cache/tenantflow/images/ by the hash of its inputs, so a
 rebuild only redoes what changed:
 
-- `os`: a Debian minbase root filesystem with python3 and libseccomp2 (mmdebstrap, ~1 min);
-- `deps`: the operator's Python dependencies at the versions installed in this venv;
+- `os`: a Debian minbase root filesystem with python3 and libseccomp2 (mmdebstrap, ~1 min),
+  from this machine's Debian mirrors;
+- `deps`: the operator's Python dependencies at the versions installed in this venv, as
+  wheels for the image's Python (imagedefs.PYTHON_VERSION), not this venv's;
 - `app`: the tenantflow package as the wheel ships it, byte-compiled (a read-only root
   filesystem cannot take __pycache__ files), plus /data for the sandbox;
 - `typescript`: Deno, the sandbox's TypeScript/JavaScript runtime (pyproject.toml's
@@ -15,18 +17,18 @@ rebuild only redoes what changed:
 - `example-libs`: the example sandbox image's libraries;
 - `pause`: the node's pod-sandbox image, a static C program.
 
-The operator and sandbox images share the first three layers; no image holds a compiler,
-and every one runs as a non-root user.
+Every Python layer is byte-compiled by the image's own python3, run in a chroot of the `os`
+layer (a pyc is only good for the interpreter version that wrote it). The operator and
+sandbox images share the first three layers; no image holds a compiler, and every one
+runs as a non-root user.
 """
 
 from __future__ import annotations
 
-import compileall
 import hashlib
 import io
 import json
 import os
-import py_compile
 import shutil
 import subprocess
 import sys
@@ -46,6 +48,8 @@ from tenantflow_dev.devcluster.imagedefs import (
     DEBIAN_PACKAGES,
     DEBIAN_SUITE,
     NONROOT,
+    PYTHON_GLIBC,
+    PYTHON_VERSION,
     SITE,
 )
 
@@ -145,17 +149,58 @@ def _sources() -> str:
     return "\n".join(_mirrors())
 
 
-def _mirrors() -> list[str]:
-    """This machine's apt sources (the only Debian mirror it may reach), as mmdebstrap args."""
-    found = []
-    for path in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
-        found.append(str(path))
-    legacy = Path("/etc/apt/sources.list")
-    if legacy.is_file() and any(
-        line.strip().startswith("deb ") for line in legacy.read_text().splitlines()
-    ):
-        found.append(str(legacy))
-    return found
+def _mirrors(etc: Path = Path("/etc")) -> list[str]:
+    """This machine's Debian apt sources (the only Debian mirrors it may reach) as one-line
+    sources of DEBIAN_SUITE, mmdebstrap's mirror arguments: the host's own release's name
+    in each suite becomes DEBIAN_SUITE's (bookworm-security: trixie-security), and sources
+    of other suites (a vendor's repository) are left out. None found: mmdebstrap's default
+    mirror."""
+    host = _os_release(etc / "os-release").get("VERSION_CODENAME", "")
+    entries: list[tuple[str, list[str], list[str], str]] = []
+    for path in sorted((etc / "apt" / "sources.list.d").glob("*.sources")):
+        entries += _deb822_sources(path.read_text())
+    legacy = etc / "apt" / "sources.list"
+    if legacy.is_file():
+        for line in legacy.read_text().splitlines():
+            words = line.split("#", 1)[0].split()
+            if len(words) >= 4 and words[0] == "deb" and not words[1].startswith("["):
+                entries.append((words[1], [words[2]], words[3:], ""))
+    lines = []
+    for uri, suites, components, signed_by in entries:
+        options = f"[signed-by={signed_by}] " if signed_by else ""
+        for suite in suites:
+            if host and (suite == host or suite.startswith(f"{host}-")):
+                suite = DEBIAN_SUITE + suite.removeprefix(host)
+                lines.append(f"deb {options}{uri} {suite} {' '.join(components)}")
+    return lines
+
+
+def _deb822_sources(text: str) -> list[tuple[str, list[str], list[str], str]]:
+    """(URI, suites, components, signed-by keyring path) of each `deb` URI of a deb822
+    .sources file; a key given inline (not a path) is left to apt's default keyrings."""
+    out = []
+    for stanza in text.split("\n\n"):
+        fields: dict[str, str] = {}
+        for line in stanza.splitlines():
+            if line[:1] in ("", "#", " ", "\t") or ":" not in line:
+                continue
+            key, _, value = line.partition(":")
+            fields[key.strip().lower()] = value.strip()
+        if "deb" not in fields.get("types", "").split() or fields.get("enabled") == "no":
+            continue
+        signed_by = fields.get("signed-by", "")
+        keyring = signed_by if signed_by.startswith("/") else ""
+        for uri in fields.get("uris", "").split():
+            entry = (uri, fields.get("suites", "").split(), fields.get("components", "").split())
+            out.append((*entry, keyring))
+    return out
+
+
+def _os_release(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    pairs = (line.partition("=") for line in path.read_text().splitlines())
+    return {key: value.strip('"') for key, _, value in pairs if key}
 
 
 def deps_layer() -> Path:
@@ -196,7 +241,7 @@ def _pip_layer(
     Its bin/ goes (console scripts name a host path), but for `binaries`: executables a
     package runs from there (SITE/bin), kept, and made executable by every uid."""
     inputs = [Path(r).read_text() for r in requirements if Path(r).is_file()]
-    key = _digest(*requirements, *inputs, constraints, sys.version, *binaries)
+    key = _digest(*requirements, *inputs, constraints, *_image_python(), *binaries)
 
     def build(target: Path) -> None:
         with tempfile.TemporaryDirectory(prefix=f"tenantflow-{kind}-") as tmp:
@@ -207,6 +252,7 @@ def _pip_layer(
                 [
                     *(sys.executable, "-m", "pip", "install", "--quiet", "--no-compile"),
                     *("--disable-pip-version-check", "--target", str(site)),
+                    *_wheel_target(),
                     *("--constraint", str(pinned), *requirements),
                 ],
                 f"installing the Python packages of the image layer {kind!r}",
@@ -216,6 +262,28 @@ def _pip_layer(
             _write_tar(target, [(site, SITE)])
 
     return _cached_layer(kind, key, build)
+
+
+def _image_python() -> tuple[str, str, str]:
+    """What the Python layers are built for and compiled by: the image's Python version,
+    its glibc and the `os` layer whose python3 byte-compiles them (part of each key)."""
+    return PYTHON_VERSION, str(PYTHON_GLIBC), os_layer().name
+
+
+def _wheel_target() -> list[str]:
+    """pip's arguments for wheels the image's Python loads, whatever this venv's Python is:
+    built wheels only (nothing compiles for another interpreter), for its version, ABI and
+    every manylinux tag its glibc loads (pip takes only the --platform tags it is given:
+    a wheel tagged manylinux_2_17 is not one for manylinux_2_41)."""
+    abi = "cp" + PYTHON_VERSION.replace(".", "")
+    legacy = ("manylinux2014", "manylinux2010", "manylinux1")
+    tags = [f"manylinux_2_{minor}" for minor in range(PYTHON_GLIBC, 4, -1)] + list(legacy)
+    platforms = [arg for tag in tags for arg in ("--platform", f"{tag}_x86_64")]
+    return [
+        *("--python-version", PYTHON_VERSION, "--implementation", "cp", "--abi", abi),
+        *platforms,
+        "--only-binary=:all:",
+    ]
 
 
 def _keep_binaries(bin_dir: Path, binaries: tuple[str, ...], kind: str) -> None:
@@ -248,7 +316,8 @@ def shipped_files() -> list[Path]:
 
 def app_layer() -> Path:
     files = shipped_files()
-    key = _digest(*(f"{p.relative_to(PACKAGE_DIR)}\0{file_sha256(p)}" for p in files))
+    sums = (f"{p.relative_to(PACKAGE_DIR)}\0{file_sha256(p)}" for p in files)
+    key = _digest(*sums, *_image_python())
 
     def build(target: Path) -> None:
         with tempfile.TemporaryDirectory(prefix="tenantflow-app-") as tmp:
@@ -288,17 +357,39 @@ def file_sha256(path: Path) -> str:
 
 
 def _compile(tree: Path, image_path: str) -> None:
-    """Byte-compile with hash-checked pycs (independent of file times); tracebacks name
-    the path inside the image."""
-    ok = compileall.compile_dir(
-        str(tree),
-        ddir=image_path,
-        quiet=2,
-        workers=0,
-        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
-    )
-    if not ok:
-        log.warning("some files did not byte-compile (they are shipped as source)", tree=str(tree))
+    """Byte-compile `tree` with the image's own python3 (a pyc written by another version is
+    ignored, and the image's root filesystem is read-only): the `os` layer is unpacked, the
+    tree moved into it and compiled there in a chroot (as root, as the rest of the dev node
+    is built). Hash-checked pycs (independent of file times); tracebacks name the path
+    inside the image. One process: a chroot without /dev/shm has no semaphores for a pool."""
+    with tempfile.TemporaryDirectory(prefix="tenantflow-compile-") as tmp:
+        root = Path(tmp)
+        _run(["tar", "-xf", str(os_layer()), "-C", str(root)], "unpacking the `os` layer")
+        inside = root / "build"
+        shutil.move(tree, inside)
+        try:
+            result = subprocess.run(
+                [
+                    *("chroot", str(root), "/usr/bin/python3", "-I", "-m", "compileall"),
+                    *("-q", "-j", "1", "--invalidation-mode", "unchecked-hash"),
+                    *("-d", image_path, "/build"),
+                ],
+                capture_output=True,
+                text=True,
+            )
+        finally:
+            shutil.move(inside, tree)
+    if result.returncode not in (0, 1):  # 1: compileall's "some did not compile"
+        raise DevClusterError(
+            f"byte-compiling {image_path} in a chroot of the `os` layer failed (exit "
+            f"{result.returncode}; it needs root): {(result.stderr or result.stdout)[-2000:]}"
+        )
+    if result.returncode == 1:
+        log.warning(
+            "some files did not byte-compile (they are shipped as source)",
+            tree=image_path,
+            output=(result.stdout + result.stderr)[-2000:],
+        )
 
 
 def _write_tar(
