@@ -275,7 +275,7 @@ async def _query(
                 name, error={"name": state.fatal.reason, "message": message}, registered=registered
             )
         # before the parked steps are cancelled: their `finally:` blocks must not run first
-        return queries.call(state.queries, name, args, state.error)
+        return await queries.call(state.queries, name, args, state.error)
     finally:
         await _cancel_all()
 

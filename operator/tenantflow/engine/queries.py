@@ -97,7 +97,20 @@ def check_args(args: Any) -> list[Any]:
     return list(jsonsafe.loads(data))
 
 
-def call(
+class ForeignHandler:
+    """A handler that lives in another runtime (a TypeScript workflow's, in its Deno
+    process): the engine registers one in the workflow's stead and awaits its answer. Tenant
+    code cannot make one (a Python handler that returns an awaitable is refused); its
+    `answer` is the engine's own round trip."""
+
+    async def answer(self, args: list[Any]) -> Any:
+        raise NotImplementedError
+
+    def __call__(self, *args: Any) -> Any:  # `callable()`: it is one
+        raise TypeError("a foreign query handler is answered through answer(), not called")
+
+
+async def call(
     handlers: dict[str, Callable[..., Any]],
     name: str,
     args: list[Any],
@@ -120,7 +133,7 @@ def call(
             registered=registered,
         )
     try:
-        value = handler(*args)
+        value = await handler.answer(args) if isinstance(handler, ForeignHandler) else handler(*args)
         if inspect.isawaitable(value):
             if inspect.iscoroutine(value):
                 value.close()

@@ -40,6 +40,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from tenantflow.engine import queries
 from tenantflow.engine.env import MAX_LOG_LINE_BYTES, WorkflowEnv
 from tenantflow.engine.errors import (
     EngineError,
@@ -502,6 +503,8 @@ class Guest:
             )
         if op == "setAttributes":
             return await step.set_attributes(msg.get("values"))
+        if op == "query":
+            return step.query(name, _GuestQuery(self, int(msg["id"]), name))
         if op == "db":
             params = msg.get("params") or []
             if msg.get("method") == "execute":
@@ -580,6 +583,17 @@ class Guest:
         # surrogate: not plain JSON) is dropped, as a line past the caps is
         with self._attributed(msg.get("call")), contextlib.suppress(TypeError):
             self.env.log.emit(level, str(msg.get("message")), fields)
+
+
+class _GuestQuery(queries.ForeignHandler):
+    """A query handler registered by `step.query` in TypeScript: answering it calls the
+    handler in Deno (request `rid` registered it) with the query's arguments."""
+
+    def __init__(self, guest: Guest, rid: int, name: str) -> None:
+        self.guest, self.rid, self.name = guest, rid, name
+
+    async def answer(self, args: list[Any]) -> Any:
+        return await self.guest._call(self.rid, "query", self.name, args)
 
 
 SDK_SPECIFIERS = ("tenantflow", "cloudflare:workers", "cloudflare:workflows")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tenantflow.engine import typescript
-from tenantflow.engine.executor import advance
+from tenantflow.engine.executor import advance, query
 from tenantflow.engine.journal import StepState
 from tenantflow.engine.loader import revision
 from tenantflow.engine.outcome import Complete, Errored, RolledBack, Waiting
@@ -404,3 +404,66 @@ def test_a_reply_that_is_not_json_is_an_error_the_code_can_catch(db: Any) -> Non
     result = advance(fn, db=db, now=lambda: NOW)
     assert isinstance(result.outcome, Complete)
     assert result.outcome.output.startswith("TypeError: not JSON: ")
+
+
+QUERIES = """
+export async function run(event, step, env) {
+  const items = event.payload.items;
+  const done = [];
+  step.query("progress", () => ({ done: done.length, total: items.length }));
+  step.query("item", (i) => items[i]);
+  step.query("broken", () => { throw new RangeError("no such thing"); });
+  step.query("later", async () => 1);
+  step.query("fn", () => () => 1);
+  for (const item of items) {
+    done.push(await step.do(`build-${item}`, async () => { console.log("ran", item); return item.toUpperCase(); }));
+    if (item === "b") await step.waitForEvent("go", { type: "go" });
+  }
+  return done;
+}
+"""
+
+
+def test_a_typescript_query_answers_as_of_the_journal_and_runs_nothing() -> None:
+    """step.query in TypeScript: the handler lives in Deno and is called there after the
+    read-only replay, with the query's arguments; a step body never runs again."""
+    fn = ts(QUERIES)
+    params = {"items": ["a", "b", "c"]}
+    out = advance(fn, params=params, now=lambda: NOW)
+    assert isinstance(out.outcome, Waiting)
+    assert out.queries == ["broken", "fn", "item", "later", "progress"]
+    ran = [line["message"] for line in out.logs if line["message"].startswith("ran")]
+    assert ran == ["ran a", "ran b"]
+
+    answer = query(fn, "progress", journal=out.journal, params=params, now=lambda: NOW)
+    assert answer.error is None and answer.value == {"done": 2, "total": 3}
+    assert query(fn, "item", [2], journal=out.journal, params=params).value == "c"
+    first = out.journal[:1]  # an earlier journal: the value as of it
+    assert query(fn, "progress", journal=first, params=params).value == {"done": 1, "total": 3}
+
+
+def test_a_typescript_query_handler_that_throws_or_returns_a_promise_is_an_error() -> None:
+    fn = ts(QUERIES)
+    params = {"items": ["a", "b", "c"]}
+    out = advance(fn, params=params, now=lambda: NOW)
+    broken = query(fn, "broken", journal=out.journal, params=params)
+    assert broken.error is not None and broken.error["name"] == "QueryFailed"
+    assert "query 'broken' raised RangeError: no such thing" in broken.error["message"]
+    later = query(fn, "later", journal=out.journal, params=params)
+    assert later.error is not None and "not a Promise" in later.error["message"]
+    not_json = query(fn, "fn", journal=out.journal, params=params)
+    assert not_json.error is not None and "query 'fn' value is not JSON" in not_json.error["message"]
+    unknown = query(fn, "nope", journal=out.journal, params=params)
+    assert unknown.error is not None and unknown.error["name"] == "UnknownQuery"
+    assert unknown.registered == ("broken", "fn", "item", "later", "progress")
+
+
+def test_a_bad_typescript_query_registration_fails_the_instance() -> None:
+    bad_name = ts('export async function run(event, step) { step.query("no spaces", () => 1); }')
+    out = advance(bad_name, now=lambda: NOW)
+    assert isinstance(out.outcome, Errored)
+    assert "query name 'no spaces'" in out.outcome.error["message"]
+    not_fn = ts('export async function run(event, step) { step.query("q", 42); }')
+    out = advance(not_fn, now=lambda: NOW)
+    assert isinstance(out.outcome, Errored)
+    assert "step.query('q'): give a function" in out.outcome.error["message"]

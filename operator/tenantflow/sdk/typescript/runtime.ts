@@ -204,6 +204,14 @@ const step = {
     }
   },
   setAttributes: (values: Record<string, unknown>) => request("setAttributes", { values: checkJson(values, "attributes") }),
+  query(name: string, handler: unknown): void {
+    if (typeof handler !== "function") {
+      throw new TypeError(`step.query('${name}'): give a function, as step.query(name, (...args) => value)`);
+    }
+    bodies.set(nextId, { fn: handler as (...args: any[]) => unknown });
+    // the engine checks the name; one it refuses fails the instance there, with the reason
+    request("query", { name }).catch(() => {});
+  },
 };
 
 function logger(level: string) {
@@ -282,15 +290,16 @@ function call(msg: Message): void {
     send({ t: "ret", call: msg.call, ok: false, error: { name: "EngineError", message: `no step body ${msg.id}`, stack: null, nonRetryable: true } });
     return;
   }
-  const ctx = msg.kind === "rollback" ? msg.ctx : undefined;
+  const invoke = msg.kind === "query" ? () => answer(fn, msg.ctx) : msg.kind === "rollback" ? () => fn(msg.ctx) : () => fn();
+  const what = msg.kind === "query" ? `query '${msg.step}' value` : `step '${msg.step}' result`;
   current.run(msg.call, () =>
     Promise.resolve()
-      .then(() => (ctx === undefined ? fn() : fn(ctx)))
+      .then(invoke)
       .then(
         (value) => {
           let out: Json;
           try {
-            out = checkJson(value, `step '${msg.step}' result`);
+            out = checkJson(value, what);
           } catch (err) {
             send({ t: "ret", call: msg.call, ok: false, error: { ...errorOf(err), nonRetryable: true } });
             return;
@@ -300,6 +309,17 @@ function call(msg: Message): void {
         (err) => send({ t: "ret", call: msg.call, ok: false, error: errorOf(err) }),
       ),
   );
+}
+
+/** A query handler's value, called with the query's arguments. A Promise is refused, as
+ * an awaitable is of a Python handler: the replay has stopped, and whatever the handler
+ * would await (a step) would never come. */
+function answer(fn: (...args: any[]) => unknown, args: unknown): unknown {
+  const value = fn(...(Array.isArray(args) ? args : []));
+  if (value !== null && typeof value === "object" && typeof (value as any).then === "function") {
+    throw new TypeError("a query handler must return its value, not a Promise: use a plain function, not an async one");
+  }
+  return value;
 }
 
 async function handle(msg: Message): Promise<void> {

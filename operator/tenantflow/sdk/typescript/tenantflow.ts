@@ -92,6 +92,10 @@ export interface WorkflowStep {
   child<T = unknown>(name: string, spec: ChildSpec): Promise<T>;
   /** Search attributes the definition declares (spec.searchAttributes); null removes one. */
   setAttributes(values: Record<string, string | number | boolean | null>): Promise<void>;
+  /** Register a query handler: `tenantflow query INSTANCE name --args JSON` calls
+   * `handler(...args)` after a read-only replay of the journal and answers with its JSON
+   * value. Not a step: not journaled, not awaited; a plain function, not an async one. */
+  query(name: string, handler: (...args: any[]) => unknown): void;
 }
 
 export interface WorkflowLog {
