@@ -104,7 +104,7 @@ def test_the_image_is_built_from_this_machines_debian_mirrors_for_its_own_suite(
     from tenantflow_dev.devcluster import images
     from tenantflow_dev.devcluster.imagedefs import DEBIAN_SUITE
 
-    (tmp_path / "os-release").write_text('ID=debian\nVERSION_CODENAME=bookworm\n')
+    (tmp_path / "os-release").write_text("ID=debian\nVERSION_CODENAME=bookworm\n")
     sources = tmp_path / "apt" / "sources.list.d"
     sources.mkdir(parents=True)
     (sources / "debian.sources").write_text(
@@ -125,3 +125,35 @@ def test_the_image_is_built_from_this_machines_debian_mirrors_for_its_own_suite(
         f"deb {keyring}http://mirror.example/debian {DEBIAN_SUITE}-updates main",
         f"deb http://mirror.example/debian-security {DEBIAN_SUITE}-security main",
     ]
+
+
+def test_a_client_verifying_strictly_accepts_the_api_servers_certificate(tmp_path: Path) -> None:
+    """The images' Python (3.13) verifies TLS with VERIFY_X509_STRICT by default: a chain
+    without key identifiers failed ('Missing Authority Key Identifier') and the operator
+    could not reach the dev cluster's API server. A real handshake on loopback, strict."""
+    import socket
+    import ssl
+    import threading
+
+    ca = CertificateAuthority(tmp_path)
+    serving = ca.issue("api", cn="kube-apiserver", server_ips=("127.0.0.1",))
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(serving.cert, serving.key)
+    client_ctx = ssl.create_default_context(cafile=str(ca.pair.cert))
+    client_ctx.verify_flags |= ssl.VERIFY_X509_STRICT
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            with server_ctx.wrap_socket(conn, server_side=True) as tls:
+                tls.sendall(b"ok")
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+            client_ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+        ):
+            assert tls.recv(2) == b"ok"
+        thread.join(timeout=10)

@@ -133,7 +133,9 @@ async def call(
             registered=registered,
         )
     try:
-        value = await handler.answer(args) if isinstance(handler, ForeignHandler) else handler(*args)
+        value = (
+            await handler.answer(args) if isinstance(handler, ForeignHandler) else handler(*args)
+        )
         if inspect.isawaitable(value):
             if inspect.iscoroutine(value):
                 value.close()

@@ -505,6 +505,10 @@ class Guest:
             return await step.set_attributes(msg.get("values"))
         if op == "query":
             return step.query(name, _GuestQuery(self, int(msg["id"]), name))
+        return self._env_op(op, name, msg)
+
+    def _env_op(self, op: Any, name: str, msg: dict[str, Any]) -> Any:
+        """Serve a request for `env`: its database or a secret."""
         if op == "db":
             params = msg.get("params") or []
             if msg.get("method") == "execute":

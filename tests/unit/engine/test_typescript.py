@@ -416,7 +416,8 @@ export async function run(event, step, env) {
   step.query("later", async () => 1);
   step.query("fn", () => () => 1);
   for (const item of items) {
-    done.push(await step.do(`build-${item}`, async () => { console.log("ran", item); return item.toUpperCase(); }));
+    const body = async () => { console.log("ran", item); return item.toUpperCase(); };
+    done.push(await step.do(`build-${item}`, body));
     if (item === "b") await step.waitForEvent("go", { type: "go" });
   }
   return done;
@@ -452,7 +453,9 @@ def test_a_typescript_query_handler_that_throws_or_returns_a_promise_is_an_error
     later = query(fn, "later", journal=out.journal, params=params)
     assert later.error is not None and "not a Promise" in later.error["message"]
     not_json = query(fn, "fn", journal=out.journal, params=params)
-    assert not_json.error is not None and "query 'fn' value is not JSON" in not_json.error["message"]
+    assert (
+        not_json.error is not None and "query 'fn' value is not JSON" in not_json.error["message"]
+    )
     unknown = query(fn, "nope", journal=out.journal, params=params)
     assert unknown.error is not None and unknown.error["name"] == "UnknownQuery"
     assert unknown.registered == ("broken", "fn", "item", "later", "progress")
