@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tenantflow.lifecycle.source import Code
 from tenantflow.sandbox.jail.local import LocalSandboxes
 from tenantflow.sandbox.protocol import auth
 from tenantflow.sandbox.protocol.payload import advance_payload
@@ -166,3 +167,34 @@ def test_only_journals_the_runner_kept_are_replayed(runner: Runner) -> None:
     asked = payload("uid-q3", forged) | {"query": {"name": "item", "args": [0]}}
     status, got = runner.advance(asked)
     assert status == 400 and "'query' is not a field" in got["error"]["message"], got
+
+
+TS_SOURCE = """
+export async function run(event, step, env) {
+  const done = [];
+  step.query("progress", () => ({ done: [...done], total: 3 }));
+  step.query("secret", () => "token " + event.payload.secret);
+  for (let i = 0; i < 3; i++) {
+    done.push(await step.do(`s${i}`, async () => i * 10));
+    if (i === 1) await step.waitForEvent("go", { type: "go", timeout: "1 hour" });
+  }
+  return done;
+}
+"""
+
+
+def test_a_typescript_query_is_answered_by_its_own_deno_in_the_jail(runner: Runner) -> None:
+    p = advance_payload(
+        source=Code({"workflow.ts": TS_SOURCE}),
+        instance_id="build-ts",
+        instance_uid="uid-ts",
+        started_at="2030-01-01T00:00:00Z",
+        params={"secret": SECRET},
+    )
+    status, first = runner.advance(p)
+    assert status == 200, first
+    assert first["outcome"]["kind"] == "Waiting" and first["queries"] == ["progress", "secret"]
+    status, got = runner.query("uid-ts", "progress")
+    assert status == 200 and got["value"] == {"done": [0, 10], "total": 3}, got
+    status, got = runner.query("uid-ts", "secret")  # masked on the way out, as Python's
+    assert status == 200 and SECRET not in json.dumps(got) and got["value"] == "token ***", got
