@@ -94,3 +94,37 @@ def test_the_python_kit_runs_typescript_with_children_secrets_and_events(tmp_pat
     assert result.phase == "Complete", result.error
     assert result.output == {"built": "acme.tar", "by": "bob", "tokenLength": 5}
     assert result.elapsed.total_seconds() == 3600  # the child's 10 min and the hour: virtual
+
+
+def test_the_typescript_kit_asks_queries_after_the_run(tmp_path: Path) -> None:
+    """RunOptions.queries: each answered after the run, as of its journal (step.query in
+    TypeScript, the handler called in Deno; a finished instance keeps answering), or the
+    query's error; in the order asked."""
+    project = tmp_path / "queried"
+    assert CliRunner().invoke(cli, ["typescript-init", str(project), "--no-example"]).exit_code == 0
+    (project / "workflow.ts").write_text(
+        "export async function run(event, step) {\n"
+        "  const done: number[] = [];\n"
+        '  step.query("progress", () => ({ done: done.length }));\n'
+        '  step.query("item", (i: number) => done[i]);\n'
+        "  for (const n of [1, 2, 3]) done.push(await step.do(`s${n}`, async () => n * 10));\n"
+        "}\n"
+    )
+    (project / "workflow_test.ts").write_text(
+        'import { WorkflowTestEnv } from "tenantflow/testing";\n'
+        'Deno.test("queries", async () => {\n'
+        "  const env = new WorkflowTestEnv();\n"
+        '  const result = await env.run(new URL("./workflow.ts", import.meta.url), {\n'
+        '    queries: [["progress"], ["item", 1], ["nope"]],\n'
+        "  });\n"
+        "  const got = JSON.stringify(result.queries);\n"
+        '  if (result.phase !== "Complete") throw new Error(JSON.stringify(result.error));\n'
+        "  const progress = result.queries[0].value as { done: number };\n"
+        "  if (progress.done !== 3 || result.queries[1].value !== 20\n"
+        '      || result.queries[2].error?.name !== "UnknownQuery") throw new Error(got);\n'
+        "  console.log(got);\n"
+        "});\n"
+    )
+    passed = deno(project, "task", "test")
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert '"name":"item","args":[1],"value":20' in passed.stdout

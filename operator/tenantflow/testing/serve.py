@@ -7,7 +7,11 @@ It reads one JSON request on stdin and writes one JSON TestResult on stdout:
     {"workflow": {"dir": "...", "main": "workflow", "entrypoint": "run"},
      "workflows": {"build": {"dir": "...", "main": "build"}},   # what step.child starts
      "secrets": {"git": {"token": "t"}}, "params": ..., "events": [[3600, "approved", {}]],
-     "terminateAfter": null, "rollback": false, "instanceId": "test-instance"}
+     "terminateAfter": null, "rollback": false, "instanceId": "test-instance",
+     "queries": [["progress"], ["item", 0]]}   # asked after the run, as of its journal
+
+The TestResult carries each query's answer, in the order asked: {"name", "args", "value"}
+or {"name", "args", "error": {"name", "message"}}.
 
 A bad request is answered {"error": "..."} naming the field, with exit code 2.
 """
@@ -19,6 +23,7 @@ import json
 import sys
 from typing import Any
 
+from tenantflow.engine.queries import QueryError
 from tenantflow.testing import TestResult, WorkflowSource, WorkflowTestEnv
 
 MAX_REQUEST_BYTES = 1024 * 1024
@@ -51,6 +56,11 @@ def serve(request: dict[str, Any]) -> dict[str, Any]:
     events = [tuple(e) for e in request.get("events") or []]
     if any(len(e) != 3 or not isinstance(e[0], int | float) for e in events):
         raise ValueError("events: give [[seconds after the start, type, payload], ...]")
+    asked = request.get("queries") or []
+    if not isinstance(asked, list) or not all(
+        isinstance(q, list) and q and isinstance(q[0], str) for q in asked
+    ):
+        raise ValueError('queries: give [[name, ...args], ...], as [["progress"], ["item", 0]]')
     result = env.run_sync(
         source(request.get("workflow"), "workflow"),
         request.get("params"),
@@ -59,7 +69,16 @@ def serve(request: dict[str, Any]) -> dict[str, Any]:
         terminate_after=request.get("terminateAfter"),
         rollback=bool(request.get("rollback")),
     )
-    return to_wire(result)
+    return {**to_wire(result), "queries": [answer(env, result, *q) for q in asked]}
+
+
+def answer(env: WorkflowTestEnv, result: TestResult, name: str, *args: Any) -> dict[str, Any]:
+    """One query of the instance just run, as of its journal at the end of the run."""
+    asked = {"name": name, "args": list(args)}
+    try:
+        return {**asked, "value": env.query(result, name, *args)}
+    except QueryError as exc:
+        return {**asked, "error": {"name": exc.reason, "message": str(exc)}}
 
 
 def main() -> int:

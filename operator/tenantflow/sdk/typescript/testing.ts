@@ -41,6 +41,16 @@ export interface TestResult {
   children: Record<string, TestResult>;
   instanceId: string;
   attributes: Record<string, string>;
+  /** The answers to RunOptions.queries, in the order asked. */
+  queries: QueryAnswer[];
+}
+
+export interface QueryAnswer {
+  name: string;
+  args: unknown[];
+  value?: unknown;
+  /** UnknownQuery, QueryFailed, QueryResultTooLarge, ... */
+  error?: { name: string; message: string };
 }
 
 export interface RunOptions {
@@ -53,6 +63,9 @@ export interface RunOptions {
   terminateAfter?: number;
   /** With terminateAfter: run the rollbacks of its completed steps (`--rollback`). */
   rollback?: boolean;
+  /** Queries (`step.query`) asked after the run, as of its journal then:
+   * `[["progress"], ["item", 0]]` (a name, then the handler's arguments). */
+  queries?: [string, ...unknown[]][];
 }
 
 function where(file: string | URL): { dir: string; main: string } {
@@ -85,6 +98,7 @@ export class WorkflowTestEnv {
       instanceId: options.instanceId,
       terminateAfter: options.terminateAfter ?? null,
       rollback: options.rollback ?? false,
+      queries: options.queries ?? [],
     };
     const python = Deno.env.get("TENANTFLOW_PYTHON") ?? "python3";
     const child = new Deno.Command(python, {
