@@ -40,7 +40,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from tenantflow.engine import queries
+from tenantflow.engine import guest_cache, queries
 from tenantflow.engine.env import MAX_LOG_LINE_BYTES, WorkflowEnv
 from tenantflow.engine.errors import (
     EngineError,
@@ -126,6 +126,8 @@ def prepared(code: GuestCode) -> tuple[Path, Path]:
     digest = hashlib.sha256(json.dumps(sorted(code.files.items())).encode()).hexdigest()
     sources = home / "src" / digest[:32]
     sources.mkdir(parents=True, exist_ok=True)
+    guest_cache.used(sources)
+    guest_cache.prune(home)  # what no advance used lately (at most once an hour)
     sdk = runtime_dir()
     imports = {spec: str(sdk / "tenantflow.ts") for spec in SDK_SPECIFIERS}
     wanted = {**code.files, IMPORT_MAP: json.dumps({"imports": imports})}
