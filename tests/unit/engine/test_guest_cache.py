@@ -77,13 +77,8 @@ def test_an_advance_prunes_its_scratch_and_keeps_the_revision_it_runs(tmp_path: 
     now = time.time()
     home = tmp_path / "tenantflow-deno"
     revision(home, "stale", 2 * DAY, now)
-    code = GuestCode(
-        {
-            "workflow.ts": 'export async function run(e, step) { return await step.do("a", async () => 7); }'
-        },
-        "workflow.ts",
-        scratch=str(tmp_path),
-    )
+    source = 'export async function run(e, step) { return await step.do("a", async () => 7); }'
+    code = GuestCode({"workflow.ts": source}, "workflow.ts", scratch=str(tmp_path))
     out = advance(typescript_workflow(code))
     assert isinstance(out.outcome, Complete) and out.outcome.output == 7
     kept = [p.name for p in (home / "src").iterdir()]
