@@ -297,7 +297,7 @@ def _limit(payload: dict[str, Any], memory: int) -> None:
     must come first, or a runtime whose threads spend more than a second of CPU per second
     (Deno compiling while its main thread spins) dies of SIGKILL and is reported as a
     crash instead of the step's timeout."""
-    cpu = math.ceil(deadline_seconds(payload)) + CPU_SLACK_SECONDS
+    cpu = cpu_seconds(deadline_seconds(payload))
     if _is_typescript(payload):
         memory = 0
     storage = payload.get("storage") or {}
@@ -316,6 +316,11 @@ def _limit(payload: dict[str, Any], memory: int) -> None:
         resource.setrlimit(limit, (value, value))  # soft == hard: no raising it back
     for var in [v for v in os.environ if v.startswith(("TENANTFLOW_", "KUBE"))]:
         del os.environ[var]
+
+
+def cpu_seconds(deadline: float) -> int:
+    """An advance's CPU allowance (RLIMIT_CPU, all its threads): its deadline and a slack."""
+    return math.ceil(deadline) + CPU_SLACK_SECONDS
 
 
 def _is_typescript(payload: dict[str, Any]) -> bool:

@@ -240,7 +240,7 @@ class Zygote:
         too), and it leaves `children` at once (its pid may be reused)."""
         while True:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
@@ -255,7 +255,8 @@ class Zygote:
                 if status and not child.abandoned:  # (abandoned: answered, or no one asks)
                     _log("advance child ended abnormally", pid=pid, status=_describe(status))
                     with contextlib.suppress(OSError, ValueError):
-                        frames.send(child.conn, {frames.LOST: child.cause(status)})
+                        cpu = usage.ru_utime + usage.ru_stime
+                        frames.send(child.conn, {frames.LOST: child.cause(status, cpu)})
                 child.conn.close()
 
     def _abandoned(self) -> list[int]:
@@ -305,9 +306,10 @@ class Child:
     crowded: bool = False  # it held MAX_ADVANCE_PROCESSES processes at once
     abandoned: bool = False  # its runner hung up (after the answer, or for good)
 
-    def cause(self, status: int) -> dict[str, str]:
+    def cause(self, status: int, cpu: float = 0.0) -> dict[str, str]:
         """Why the child ended without answering, as the runner reports it: the kernel's
-        memory limit, the advance's deadline, or another death."""
+        memory limit, the advance's deadline, its CPU allowance (`cpu`: the seconds of CPU
+        it used, all its threads), or another death."""
         how = _describe(status)
         oom_after = oom_kills()
         if self.overdue:
@@ -329,6 +331,15 @@ class Child:
                 "message": "the kernel killed the step's process: it exceeded the sandbox's "
                 f"memory limit{f' ({limit})' if limit else ''}; use less memory in the step or "
                 "raise spec.sandbox.resources.limits.memory of the Tenant",
+            }
+        allowance = worker.cpu_seconds(self.budget)
+        if os.WIFSIGNALED(status) and cpu >= allowance - 0.05:  # RLIMIT_CPU: SIGKILL/SIGXCPU
+            return {
+                "name": frames.STEP_TIMEOUT,
+                "message": f"the step's process used its CPU allowance ({allowance}s of CPU "
+                f"across its threads: the advance's deadline and {worker.CPU_SLACK_SECONDS}s) "
+                f"before the deadline and was killed ({how}); do less per step, or in fewer "
+                "threads at once",
             }
         return {"name": frames.WORKER_KILLED, "message": f"the step's process died ({how})"}
 
