@@ -55,7 +55,8 @@ def test_no_advance_reaches_the_worker_while_the_canary_answers(tmp_path: Path) 
         open_door = socket.create_server(("127.0.0.1", 0))  # the unenforced policy
         port = open_door.getsockname()[1]
         canary = IsolationCanary("127.0.0.1", port, every=0.05)
-        # no zygote behind this name: an advance that passes the gate fails as a lost worker
+        # no zygote behind this name (its container still starting): an advance that passes
+        # the gate is refused as not ready, not lost (nothing was sent; no strike)
         nobody = ZygoteLink(f"@tenantflow-test-{tmp_path.name}-none")
         runner = Runner(key=KEY, tenant="t", link=nobody, canary=canary)
         app_runner = aiohttp.web.AppRunner(runner.app())
@@ -82,6 +83,7 @@ def test_no_advance_reaches_the_worker_while_the_canary_answers(tmp_path: Path) 
         assert f"127.0.0.1:{port}" in during[3]["error"]["message"]
         status, health, code, answer = after
         assert status == 200 and health["ok"] is True, health
-        assert code == 503 and answer["error"]["name"] == "SandboxWorkerLost", answer
+        assert code == 503 and answer["error"]["name"] == "SandboxNotReady", answer
+        assert "accepts no advance yet" in answer["error"]["message"], answer
 
     asyncio.run(scenario())

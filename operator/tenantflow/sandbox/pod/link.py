@@ -28,6 +28,13 @@ class WorkerLost(Exception):
         self.cause = cause
 
 
+class WorkerStarting(Exception):
+    """The zygote accepts no connection (its container is starting or restarting):
+    nothing was sent, so no advance was lost. A pod woken from zero answers its readiness
+    check (the runner's) before the worker container listens; an advance sent then is
+    refused as not ready, retried shortly, with no strike against the instance."""
+
+
 class ZygoteLink:
     """How the runner reaches the zygote: an abstract unix socket (pod: `@name`, in the
     network namespace the pod's containers share; the zygote serves only the runner's uid)."""

@@ -48,7 +48,7 @@ from tenantflow.lifecycle import attributes
 from tenantflow.observability.logging import configure, get_logger
 from tenantflow.sandbox.pod import history_api, journal_window, worker, zygote
 from tenantflow.sandbox.pod.isolation import IsolationCanary, canary_address
-from tenantflow.sandbox.pod.link import WorkerLost, ZygoteLink
+from tenantflow.sandbox.pod.link import WorkerLost, WorkerStarting, ZygoteLink
 from tenantflow.sandbox.pod.query_store import QueryContexts
 from tenantflow.sandbox.pod.redact import Redactor
 from tenantflow.sandbox.pod.run_gate import RunBusy, RunGates
@@ -220,6 +220,9 @@ class Runner:
                     )
             finally:  # what it printed before any end (a crash, its deadline) is kept
                 await streamed.flush()
+        except WorkerStarting as exc:
+            ADVANCES.labels("worker-starting").inc()
+            return self._error(mac, 503, "SandboxNotReady", f"{exc}; retried shortly")
         except (WorkerLost, OSError, TimeoutError) as exc:
             reason = (
                 f"the advance did not finish within {deadline:.0f}s (its worker was killed)"
@@ -364,6 +367,8 @@ class Runner:
             async with asyncio.timeout(deadline):
                 # no on_result: a query's child can have nothing vouched for
                 answer = await self._exchange({"op": "advance", "payload": payload})
+        except WorkerStarting as exc:
+            return self._people(503, "worker-starting", error=("SandboxNotReady", str(exc)))
         except (WorkerLost, OSError, TimeoutError) as exc:
             why = (
                 f"the query did not finish within {deadline:.0f}s"
@@ -515,7 +520,13 @@ class Runner:
     ) -> Any:
         """Send one request; return its answer, after any progress (and step result, and
         log line) frames before it."""
-        reader, writer = await self.link.connect()
+        try:
+            reader, writer = await self.link.connect()
+        except OSError as exc:
+            raise WorkerStarting(
+                f"the sandbox's worker host accepts no advance yet (starting or restarting: "
+                f"{exc.strerror or exc})"
+            ) from None
         running: dict[str, int] = {}
         try:
             writer.write(frames.encode(request))
@@ -555,7 +566,7 @@ class Runner:
                     answer = await self._exchange({"op": "ping"})
                 ok = isinstance(answer, dict) and answer.get("ok") is True
                 problem = "" if ok else self.redactor.cut(f"unexpected ping answer {answer!r}", 200)
-            except (OSError, TimeoutError, WorkerLost, frames.FrameError) as exc:
+            except (OSError, TimeoutError, WorkerLost, WorkerStarting, frames.FrameError) as exc:
                 problem = f"the worker host did not answer a ping: {exc!r}"
             self.worker_healthy, self.worker_problem = not problem, problem
             if problem and await self.link.restart(problem):
