@@ -138,12 +138,41 @@ def test_the_operators_archive_is_written_and_read_back(runner: Runner) -> None:
     assert got["instance"]["record"] == {"status": {"output": "built"}}
 
 
+def test_a_batch_is_stored_in_one_request_and_a_bad_record_is_refused_alone(
+    runner: Runner,
+) -> None:
+    def record(n: int, **more: Any) -> dict[str, Any]:
+        return {
+            "uid": f"uid-b{n}",
+            "name": f"batch-{n}",
+            "definition": "ci",
+            "phase": "Complete",
+            "createdAt": "2030-01-01T00:00:00Z",
+            "finishedAt": f"2030-01-01T00:0{n}:00Z",
+            "attributes": {"lot": "b"},
+            "record": {"status": {"output": n}},
+            **more,
+        }
+
+    batch = [record(1), record(2, attributes={"k": "v" * 10_000}), record(3)]
+    status, got = runner.post("/v1/history", {"op": "archive", "instances": batch})
+    assert status == 200, got
+    assert got["archived"] == ["uid-b1", "uid-b3"]
+    assert [r["uid"] for r in got["refused"]] == ["uid-b2"]
+    assert "at most 256" in got["refused"][0]["error"]
+    status, page = runner.post("/v1/history", {"op": "search", "attributes": {"lot": "b"}})
+    assert status == 200 and sorted(i["name"] for i in page["items"]) == ["batch-1", "batch-3"]
+
+
 @pytest.mark.parametrize(
     ("request_body", "sign", "status", "names"),
     [
         ({"op": "get", "name": "build-9"}, False, 401, "signature"),
         ({"op": "drop-table"}, True, 400, "op must be"),
         ({"op": "archive", "instance": {"uid": "x"}}, True, 400, "instance.record"),
+        ({"op": "archive", "instances": []}, True, 400, "instances must be a list of 1 to"),
+        ({"op": "archive", "instances": [{}] * 17}, True, 400, "instances must be a list"),
+        ({"op": "archive", "instances": {"uid": "x"}}, True, 400, "instances must be a list"),
         ({"op": "logs", "uid": "u", "limit": 10**9}, True, 400, "limit"),
         ({"op": "search", "before": "'; DROP TABLE logs"}, True, 400, "before"),
     ],

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,37 +189,45 @@ class History:
     def archive(self, item: Archived, archived_at: str) -> None:
         """Keep `item` (again: a repeated archive of one uid replaces its row), with the
         journal entries its status no longer held put back in front of its steps."""
+        self.archive_many([item], archived_at)
+
+    def archive_many(self, items: Sequence[Archived], archived_at: str) -> None:
+        """Keep every item of `items` in one transaction: one sync of the store for all of
+        them (the operator sends the instances due together as one request)."""
         with self._write() as db:
-            older = [
-                json.loads(r[0])
-                for r in db.execute(
-                    "SELECT entry FROM journal WHERE uid = ? ORDER BY idx", (item.uid,)
-                )
-            ]
-            status = item.record.get("status")
-            if older and isinstance(status, dict):
-                offloaded = status.pop("offloadedSteps", None) or {}
-                count = int(offloaded.get("count") or 0)
-                status["steps"] = older[:count] + list(status.get("steps") or [])
-            db.execute("DELETE FROM journal WHERE uid = ?", (item.uid,))
-            db.execute(
-                "INSERT OR REPLACE INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    item.uid,
-                    item.name,
-                    item.definition,
-                    item.phase,
-                    item.created_at,
-                    item.finished_at,
-                    archived_at,
-                    json.dumps({"attributes": item.attributes, "record": item.record}),
-                ),
-            )
-            db.execute("DELETE FROM attributes WHERE uid = ?", (item.uid,))
-            db.executemany(
-                "INSERT INTO attributes VALUES (?, ?, ?)",
-                [(k, v, item.uid) for k, v in item.attributes.items()],
-            )
+            for item in items:
+                self._archive_one(db, item, archived_at)
+
+    @staticmethod
+    def _archive_one(db: sqlite3.Connection, item: Archived, archived_at: str) -> None:
+        older = [
+            json.loads(r[0])
+            for r in db.execute("SELECT entry FROM journal WHERE uid = ? ORDER BY idx", (item.uid,))
+        ]
+        status = item.record.get("status")
+        if older and isinstance(status, dict):
+            offloaded = status.pop("offloadedSteps", None) or {}
+            count = int(offloaded.get("count") or 0)
+            status["steps"] = older[:count] + list(status.get("steps") or [])
+        db.execute("DELETE FROM journal WHERE uid = ?", (item.uid,))
+        db.execute(
+            "INSERT OR REPLACE INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                item.uid,
+                item.name,
+                item.definition,
+                item.phase,
+                item.created_at,
+                item.finished_at,
+                archived_at,
+                json.dumps({"attributes": item.attributes, "record": item.record}),
+            ),
+        )
+        db.execute("DELETE FROM attributes WHERE uid = ?", (item.uid,))
+        db.executemany(
+            "INSERT INTO attributes VALUES (?, ?, ?)",
+            [(k, v, item.uid) for k, v in item.attributes.items()],
+        )
 
     def get(self, name: str) -> Archived | None:
         """The newest archived instance of that name (names may be reused)."""

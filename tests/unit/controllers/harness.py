@@ -32,6 +32,7 @@ class InProcessSandbox:
     calls: int = 0
     failures: list[SandboxUnavailable] = field(default_factory=list)
     history_failures: list[SandboxUnavailable] = field(default_factory=list)
+    history_requests: list[dict[str, Any]] = field(default_factory=list)  # as received
     one_at_a_time: asyncio.Lock = field(default_factory=asyncio.Lock)
     store: History | None = None  # the tenant's history, as its runner keeps it
     # merged into the next answers, as a runner adds its own keys (e.g. its report of
@@ -40,6 +41,7 @@ class InProcessSandbox:
     waiters: list[str] = field(default_factory=list)  # instances waiting for a start from zero
 
     async def history(self, endpoint: str, request: dict[str, Any]) -> dict[str, Any]:
+        self.history_requests.append(request)
         if self.history_failures:
             raise self.history_failures.pop(0)
         if self.store is None:

@@ -3,6 +3,7 @@ admission, the 409 re-commit, sandbox failure escalation, the event budget."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import sqlite3
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from tenantflow.controllers.persist import Persist
 from tenantflow.kube import instances
 from tenantflow.kube.events import EventRecorder
 from tenantflow.sandbox.client.transport import SandboxUnavailable
+from tenantflow.sandbox.pod import history_api
 from tenantflow.vocabulary import (
     API_VERSION,
     ARCHIVE_NOW_ANNOTATION,
@@ -481,3 +483,29 @@ async def test_start_with_an_event_creates_or_signals_idempotently_by_name(
     other = {**body, "spec": {"workflowRef": {"name": "counted"}}}
     with pytest.raises(instances.InstanceTaken, match="runs events, not counted"):
         await instances.start_with_event(h.kube, other, "go", 4)
+
+
+async def test_instances_due_together_are_archived_in_one_request(tmp_path: Path) -> None:
+    """Issue 40: the finished instances of one tenant archived at the same moment go to
+    its runner as one request (one signed hop, one sync of the store); a record the
+    runner refuses keeps only its own CR, with the runner's reason, and the others go."""
+    h = Harness.new(tmp_path)
+    await h.define("counted", COUNTED)
+    keys = [h.start(name, "counted") for name in ("one", "two", "three")]
+    for key in keys:
+        await h.drive(key)
+    h.controller.settings = InstanceSettings(finished_ttl=1e-6)
+    # "three" carries more labels than a history record keeps: its record is refused
+    labels = {f"label-{i}": "x" for i in range(history_api.MAX_ATTRIBUTES + 1)}
+    h.kube.objects[(API_VERSION, INSTANCE, NS, "three")]["metadata"]["labels"] = labels
+    await asyncio.gather(*(h.drive(key) for key in keys))
+    archives = [r for r in h.sandbox.history_requests if r["op"] == "archive"]
+    assert len(archives) == 1 and len(archives[0]["instances"]) == 3, archives
+    assert h.kube.read(API_VERSION, INSTANCE, "one", NS) is None
+    assert h.kube.read(API_VERSION, INSTANCE, "two", NS) is None
+    assert h.kube.read(API_VERSION, INSTANCE, "three", NS) is not None, "refused: kept"
+    archived = next(c for c in h.status("three")["conditions"] if c["type"] == "Archived")
+    assert (archived["status"], archived["reason"]) == ("False", "ArchiveRefused")
+    assert "attributes must be an object of at most" in archived["message"]
+    store = h.sandbox.store
+    assert store is not None and {i.name for i in store.search()[0]} == {"one", "two"}

@@ -6,11 +6,17 @@ store syncs each write), so a crash between the two archives it again (an archiv
 idempotent by uid) and never loses it. A store that is full, unreachable or missing
 keeps the CR where it is: an `Archived=False` condition naming the cause, a Warning
 Event, `tenantflow_archives_total{result="failed"}`, and a retry after ARCHIVE_RETRY.
+
+The instances of one tenant due together go in one request (up to MAX_ARCHIVE_BATCH,
+gathered for BATCH_WINDOW): one signed hop and one sync of the store for all of them,
+each record still stored or refused on its own (a refused one keeps only its own CR,
+`Archived=False` with reason ArchiveRefused and the runner's words).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tenantflow.controllers.instances.drive import Drive
@@ -18,11 +24,13 @@ from tenantflow.controllers.instances.failures import SANDBOX_WAIT_RECHECK
 from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
 from tenantflow.sandbox.client.transport import Endpoint, SandboxUnavailable
+from tenantflow.sandbox.protocol.payload import MAX_ARCHIVE_BATCH
 from tenantflow.tenancy.idle import WAITING_FOR_SANDBOX
 from tenantflow.vocabulary import GROUP, ConditionType
 
 log = get_logger("tenantflow.instance")
 ARCHIVE_RETRY = 60.0  # seconds before an archive that failed is tried again
+BATCH_WINDOW = 0.2  # seconds an archive waits for others of its tenant to go with it
 # labels of ours or of the platform's tooling: not the tenant's search attributes
 NOT_ATTRIBUTES = (f"{GROUP}/", "app.kubernetes.io/", "kubernetes.io/")
 
@@ -36,16 +44,27 @@ class HistoryTransport(Protocol):
 
 
 @dataclass
+class _Batch:
+    """The records of one tenant waiting to go in one request, each with its drive's
+    future (None: stored; else the error)."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+
+
+@dataclass
 class Archiver:
     sandboxes: Runners
     transport: HistoryTransport
+    window: float = BATCH_WINDOW
+    _batches: dict[str, _Batch] = field(default_factory=dict)
+    _sending: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def keep(self, d: Drive) -> bool:
         """Archive `d`'s instance; False (and why, on `d`) when it is not stored yet."""
         tenant = d.view.tenant or ""
         try:
-            endpoint = await self.sandboxes.endpoint(tenant)
-            await self.transport.history(endpoint, {"op": "archive", "instance": record(d)})
+            await self._archive(tenant, record(d))
         except SandboxUnavailable as exc:
             # an idle tenant's sandbox is being started for it: a wait, not a failure
             starting = exc.reason == WAITING_FOR_SANDBOX
@@ -63,6 +82,70 @@ class Archiver:
             return False
         metrics.ARCHIVES.labels(tenant=tenant, result="archived").inc()
         return True
+
+    async def _archive(self, tenant: str, item: dict[str, Any]) -> None:
+        """Add `item` to its tenant's batch and wait for the batch's answer: the first one
+        in starts the window, a full batch goes at once."""
+        batch = self._batches.get(tenant)
+        if batch is None:
+            batch = self._batches[tenant] = _Batch()
+            self._spawn(self._send_later(tenant, batch))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        batch.records.append(item)
+        batch.waiters.append(done)
+        if len(batch.records) >= MAX_ARCHIVE_BATCH:
+            self._spawn(self._send(tenant, batch))
+        await done
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send_later(self, tenant: str, batch: _Batch) -> None:
+        await asyncio.sleep(self.window)
+        await self._send(tenant, batch)
+
+    async def _send(self, tenant: str, batch: _Batch) -> None:
+        """Send `batch` (once: the window's end and a full batch may both ask), and settle
+        each waiter with its record's own answer."""
+        if self._batches.get(tenant) is not batch:
+            return  # already sent
+        del self._batches[tenant]
+        try:
+            endpoint = await self.sandboxes.endpoint(tenant)
+            answer = await self.transport.history(
+                endpoint, {"op": "archive", "instances": batch.records}
+            )
+        except Exception as exc:  # each drive handles it as its own archive's failure
+            for waiter in batch.waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            return
+        stored = set(_strings(answer.get("archived")))
+        refused = {
+            str(r.get("uid")): str(r.get("error"))[:512]
+            for r in _list(answer.get("refused"))
+            if isinstance(r, dict)
+        }
+        for item, waiter in zip(batch.records, batch.waiters, strict=True):
+            if waiter.done():
+                continue
+            if item["uid"] in stored:  # deleted only once the runner said it is kept
+                waiter.set_result(None)
+            else:
+                why = refused.get(item["uid"], "its answer did not list the record as stored")
+                waiter.set_exception(
+                    SandboxUnavailable("ArchiveRefused", f"the tenant's runner: {why}")
+                )
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _strings(value: Any) -> list[str]:
+    return [v for v in _list(value) if isinstance(v, str)]
 
 
 def record(d: Drive) -> dict[str, Any]:

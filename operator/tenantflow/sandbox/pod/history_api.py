@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from tenantflow.durations import format_time
+from tenantflow.sandbox.protocol.payload import MAX_ARCHIVE_BATCH
 from tenantflow.storage.history import Archived, History, HistoryError
 
 MAX_NAME = 253
@@ -35,7 +36,9 @@ def answer(history: History, request: Any, now: str) -> dict[str, Any]:
     if not isinstance(request, dict):
         raise HistoryRequestError("the request must be a JSON object")
     op = request.get("op")
-    if op == "archive":
+    if op == "archive" and "instances" in request:
+        return _archive_batch(history, request["instances"], now)
+    if op == "archive":  # one instance: what operators before batching send
         history.archive(_archived(request.get("instance")), now)
         return {"archived": True}
     if op == "search":
@@ -65,19 +68,38 @@ def answer(history: History, request: Any, now: str) -> dict[str, Any]:
     raise HistoryRequestError(f"op must be archive, search, get, logs or prune, not {op!r}")
 
 
-def _archived(raw: Any) -> Archived:
+def _archive_batch(history: History, raw: Any, now: str) -> dict[str, Any]:
+    """Several instances in one transaction. One that is not well-formed is refused on its
+    own (its uid and why), so it cannot keep the others out of the store; a store that
+    cannot take them (full) refuses the request."""
+    if not isinstance(raw, list) or not 0 < len(raw) <= MAX_ARCHIVE_BATCH:
+        raise HistoryRequestError(f"instances must be a list of 1 to {MAX_ARCHIVE_BATCH} instances")
+    kept: list[Archived] = []
+    refused: list[dict[str, str]] = []
+    for i, item in enumerate(raw):
+        try:
+            kept.append(_archived(item, where=f"instances[{i}]."))
+        except HistoryRequestError as exc:
+            uid = item.get("uid") if isinstance(item, dict) else None
+            refused.append({"uid": str(uid)[:MAX_NAME] if uid else "", "error": str(exc)})
+    if kept:
+        history.archive_many(kept, now)
+    return {"archived": [a.uid for a in kept], "refused": refused}
+
+
+def _archived(raw: Any, where: str = "instance.") -> Archived:
     if not isinstance(raw, dict):
-        raise HistoryRequestError("instance must be an object")
+        raise HistoryRequestError(f"{where.rstrip('.')} must be an object")
     record = raw.get("record")
     if not isinstance(record, dict):
-        raise HistoryRequestError("instance.record must be an object")
+        raise HistoryRequestError(f"{where}record must be an object")
     return Archived(
-        uid=_text(raw, "uid", where="instance."),
-        name=_text(raw, "name", where="instance."),
-        definition=_text(raw, "definition", where="instance."),
-        phase=_text(raw, "phase", where="instance."),
-        created_at=_text(raw, "createdAt", where="instance."),
-        finished_at=_text(raw, "finishedAt", where="instance."),
+        uid=_text(raw, "uid", where=where),
+        name=_text(raw, "name", where=where),
+        definition=_text(raw, "definition", where=where),
+        phase=_text(raw, "phase", where=where),
+        created_at=_text(raw, "createdAt", where=where),
+        finished_at=_text(raw, "finishedAt", where=where),
         attributes=_attributes(raw.get("attributes")) or {},
         record=record,
     )

@@ -27,6 +27,9 @@ ATTRIBUTES = "searchAttributes"
 # yet enforced: sandbox/pod/isolation.py); the operator waits for the sandbox and retries
 NOT_ISOLATED = "SandboxNotIsolated"
 QUERY_SECONDS = 10.0  # a query's budget: a replay and one handler call, no step runs
+# instances one history request archives (each status is under etcd's 1.5 MiB, the
+# request under frames.MAX_REQUEST)
+MAX_ARCHIVE_BATCH = 16
 
 
 def deadline_seconds(payload: dict[str, Any]) -> float:
