@@ -512,6 +512,16 @@ class Runner:
         HISTORY_REQUESTS.labels("ok").inc()
         return self._respond(mac, 200, answer)
 
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A connection to the zygote; WorkerStarting where it accepts none (yet)."""
+        try:
+            return await self.link.connect()
+        except OSError as exc:
+            raise WorkerStarting(
+                f"the sandbox's worker host accepts no advance yet (starting or restarting: "
+                f"{exc.strerror or exc})"
+            ) from None
+
     async def _exchange(
         self,
         request: dict[str, Any],
@@ -520,13 +530,7 @@ class Runner:
     ) -> Any:
         """Send one request; return its answer, after any progress (and step result, and
         log line) frames before it."""
-        try:
-            reader, writer = await self.link.connect()
-        except OSError as exc:
-            raise WorkerStarting(
-                f"the sandbox's worker host accepts no advance yet (starting or restarting: "
-                f"{exc.strerror or exc})"
-            ) from None
+        reader, writer = await self._connect()
         running: dict[str, int] = {}
         try:
             writer.write(frames.encode(request))
