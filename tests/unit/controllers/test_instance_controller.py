@@ -20,6 +20,7 @@ from tenantflow.kube import instances
 from tenantflow.kube.events import EventRecorder
 from tenantflow.sandbox.client.transport import SandboxUnavailable
 from tenantflow.sandbox.pod import history_api
+from tenantflow.sandbox.protocol.payload import MAX_ARCHIVE_BATCH
 from tenantflow.vocabulary import (
     API_VERSION,
     ARCHIVE_NOW_ANNOTATION,
@@ -509,3 +510,21 @@ async def test_instances_due_together_are_archived_in_one_request(tmp_path: Path
     assert "attributes must be an object of at most" in archived["message"]
     store = h.sandbox.store
     assert store is not None and {i.name for i in store.search()[0]} == {"one", "two"}
+
+
+async def test_more_instances_due_together_than_a_batch_holds_go_in_several(
+    tmp_path: Path,
+) -> None:
+    """A full batch goes at once and the next record starts a new one: no request carries
+    more than the runner takes (it refused the whole request, and every archive waited a
+    minute to be tried again)."""
+    h = Harness.new(tmp_path)
+    await h.define("counted", COUNTED)
+    keys = [h.start(f"i{n}", "counted") for n in range(MAX_ARCHIVE_BATCH + 3)]  # (admission)
+    for key in keys:
+        await h.drive(key)
+    h.controller.settings = InstanceSettings(finished_ttl=1e-6)
+    await asyncio.gather(*(h.drive(key) for key in keys))
+    sizes = [len(r["instances"]) for r in h.sandbox.history_requests if r["op"] == "archive"]
+    assert sum(sizes) == len(keys) and max(sizes) == MAX_ARCHIVE_BATCH, sizes
+    assert all(h.kube.read(API_VERSION, INSTANCE, f"i{n}", NS) is None for n in range(len(keys)))

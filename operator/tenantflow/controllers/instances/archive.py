@@ -93,8 +93,8 @@ class Archiver:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         batch.records.append(item)
         batch.waiters.append(done)
-        if len(batch.records) >= MAX_ARCHIVE_BATCH:
-            self._spawn(self._send(tenant, batch))
+        if len(batch.records) >= MAX_ARCHIVE_BATCH and self._take(tenant, batch):
+            self._spawn(self._send(tenant, batch))  # the next record starts a new batch
         await done
 
     def _spawn(self, work: Any) -> None:
@@ -102,16 +102,22 @@ class Archiver:
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
+    def _take(self, tenant: str, batch: _Batch) -> bool:
+        """Close `batch` to new records; False if it was closed already (sent when full,
+        before its window ended)."""
+        if self._batches.get(tenant) is not batch:
+            return False
+        del self._batches[tenant]
+        return True
+
     async def _send_later(self, tenant: str, batch: _Batch) -> None:
         await asyncio.sleep(self.window)
-        await self._send(tenant, batch)
+        if self._take(tenant, batch):
+            await self._send(tenant, batch)
 
     async def _send(self, tenant: str, batch: _Batch) -> None:
-        """Send `batch` (once: the window's end and a full batch may both ask), and settle
-        each waiter with its record's own answer."""
-        if self._batches.get(tenant) is not batch:
-            return  # already sent
-        del self._batches[tenant]
+        """Send `batch` (closed: `_take`) and settle each waiter with its record's own
+        answer."""
         try:
             endpoint = await self.sandboxes.endpoint(tenant)
             answer = await self.transport.history(
