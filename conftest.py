@@ -6,6 +6,7 @@ local dev control plane is started (and stopped again at the end if this session
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -189,7 +190,29 @@ def crds(kubectl: Callable[..., subprocess.CompletedProcess[str]]) -> Path:
         "the tenantflow kinds served",
         60,
     )
+    # and a list answering is not a create being taken: the create path answered 503
+    # "Resource kind ... not found" after the lists had (seen 2026-12-07): a server-side
+    # dry-run create of each kind in each version must reach validation (any answer but 503)
+    wait_for(lambda: all(_creatable(kubectl, k, v) for k in KINDS for v in SERVED_VERSIONS),
+             "creates of the tenantflow kinds taken", 60)  # fmt: skip
     return ROOT / "crds"
+
+
+KINDS = ("Tenant", "WorkflowDefinition", "WorkflowInstance", "WorkflowSchedule")
+
+
+def _creatable(
+    kubectl: Callable[..., subprocess.CompletedProcess[str]], kind: str, version: str
+) -> bool:
+    """Whether the API server takes a create of `kind` in `version` (dry run: nothing is
+    stored; an invalid object is refused by validation, which means it is served)."""
+    meta = {"name": "served-check", **({} if kind == "Tenant" else {"namespace": "default"})}
+    body = json.dumps({"apiVersion": f"{GROUP}/{version}", "kind": kind, "metadata": meta})
+    done = kubectl("create", "--dry-run=server", "-f", "-", input=body, check=False)
+    return (
+        "ServiceUnavailable" not in done.stderr
+        and "not found. There can be a delay" not in done.stderr
+    )
 
 
 @pytest.fixture(scope="session")
