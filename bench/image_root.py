@@ -35,8 +35,7 @@ def unpacked(name: str) -> Iterator[Path]:
     layer_fns, _config = images.definitions()[name]
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
         root = Path(tmp)
-        for layer in (fn() for fn in layer_fns):  # bottom first; no layer deletes a file
-            subprocess.run(["tar", "-xf", str(layer), "-C", str(root)], check=True)
+        images.unpack([fn() for fn in layer_fns], root)
         shutil.copytree(BENCH_DIR, root / "bench", ignore=shutil.ignore_patterns("results"))
         (root / "proc").mkdir(exist_ok=True)
         subprocess.run(["mount", "-t", "proc", "proc", str(root / "proc")], check=True)

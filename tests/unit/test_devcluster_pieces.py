@@ -104,7 +104,6 @@ def test_the_image_is_built_from_this_machines_debian_mirrors_for_its_own_suite(
     from tenantflow_dev.devcluster import images
     from tenantflow_dev.devcluster.imagedefs import DEBIAN_SUITE
 
-    (tmp_path / "os-release").write_text("ID=debian\nVERSION_CODENAME=bookworm\n")
     sources = tmp_path / "apt" / "sources.list.d"
     sources.mkdir(parents=True)
     (sources / "debian.sources").write_text(
@@ -120,7 +119,7 @@ def test_the_image_is_built_from_this_machines_debian_mirrors_for_its_own_suite(
         "# a comment\ndeb http://mirror.example/debian-security bookworm-security main\n"
     )
     keyring = "[signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] "
-    assert images._mirrors(tmp_path) == [
+    assert images._mirrors(tmp_path, host="bookworm") == [
         f"deb {keyring}http://mirror.example/debian {DEBIAN_SUITE} main",
         f"deb {keyring}http://mirror.example/debian {DEBIAN_SUITE}-updates main",
         f"deb http://mirror.example/debian-security {DEBIAN_SUITE}-security main",

@@ -25,10 +25,12 @@ runs as a non-root user.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -149,13 +151,15 @@ def _sources() -> str:
     return "\n".join(_mirrors())
 
 
-def _mirrors(etc: Path = Path("/etc")) -> list[str]:
+def _mirrors(etc: Path = Path("/etc"), host: str | None = None) -> list[str]:
     """This machine's Debian apt sources (the only Debian mirrors it may reach) as one-line
     sources of DEBIAN_SUITE, mmdebstrap's mirror arguments: the host's own release's name
     in each suite becomes DEBIAN_SUITE's (bookworm-security: trixie-security), and sources
     of other suites (a vendor's repository) are left out. None found: mmdebstrap's default
-    mirror."""
-    host = _os_release(etc / "os-release").get("VERSION_CODENAME", "")
+    mirror. `host`: the host's release name (default: os-release's VERSION_CODENAME)."""
+    if host is None:
+        with contextlib.suppress(OSError):
+            host = platform.freedesktop_os_release().get("VERSION_CODENAME")
     entries: list[tuple[str, list[str], list[str], str]] = []
     for path in sorted((etc / "apt" / "sources.list.d").glob("*.sources")):
         entries += _deb822_sources(path.read_text())
@@ -194,13 +198,6 @@ def _deb822_sources(text: str) -> list[tuple[str, list[str], list[str], str]]:
             entry = (uri, fields.get("suites", "").split(), fields.get("components", "").split())
             out.append((*entry, keyring))
     return out
-
-
-def _os_release(path: Path) -> dict[str, str]:
-    if not path.is_file():
-        return {}
-    pairs = (line.partition("=") for line in path.read_text().splitlines())
-    return {key: value.strip('"') for key, _, value in pairs if key}
 
 
 def deps_layer() -> Path:
@@ -356,6 +353,12 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def unpack(layers: Iterable[Path], root: Path) -> None:
+    """Layer tars into `root`, bottom first (no layer of ours deletes a file below it)."""
+    for layer in layers:
+        _run(["tar", "-xf", str(layer), "-C", str(root)], f"unpacking the layer {layer.name}")
+
+
 def _compile(tree: Path, image_path: str) -> None:
     """Byte-compile `tree` with the image's own python3 (a pyc written by another version is
     ignored, and the image's root filesystem is read-only): the `os` layer is unpacked, the
@@ -364,7 +367,7 @@ def _compile(tree: Path, image_path: str) -> None:
     inside the image. One process: a chroot without /dev/shm has no semaphores for a pool."""
     with tempfile.TemporaryDirectory(prefix="tenantflow-compile-") as tmp:
         root = Path(tmp)
-        _run(["tar", "-xf", str(os_layer()), "-C", str(root)], "unpacking the `os` layer")
+        unpack([os_layer()], root)
         inside = root / "build"
         shutil.move(tree, inside)
         try:
