@@ -528,3 +528,26 @@ async def test_more_instances_due_together_than_a_batch_holds_go_in_several(
     sizes = [len(r["instances"]) for r in h.sandbox.history_requests if r["op"] == "archive"]
     assert sum(sizes) == len(keys) and max(sizes) == MAX_ARCHIVE_BATCH, sizes
     assert all(h.kube.read(API_VERSION, INSTANCE, f"i{n}", NS) is None for n in range(len(keys)))
+
+
+async def test_a_runner_older_than_batching_gets_its_archives_one_by_one(
+    tmp_path: Path,
+) -> None:
+    """During an upgrade the sandbox may still run the image before batched archives: it
+    refuses the batch's shape (400 BadRequest), and the operator falls back to the form it
+    knows instead of keeping every finished instance until the sandbox is upgraded."""
+    h = Harness.new(tmp_path)
+    h.sandbox.batches = False
+    await h.define("counted", COUNTED)
+    keys = [h.start(name, "counted") for name in ("one", "two")]
+    for key in keys:
+        await h.drive(key)
+    h.controller.settings = InstanceSettings(finished_ttl=1e-6)
+    await asyncio.gather(*(h.drive(key) for key in keys))
+    archives = [r for r in h.sandbox.history_requests if r["op"] == "archive"]
+    assert [sorted(r) for r in archives] == [["instances", "op"]] + [["instance", "op"]] * 2
+    assert {r["instance"]["name"] for r in archives[1:]} == {"one", "two"}
+    assert h.kube.read(API_VERSION, INSTANCE, "one", NS) is None
+    assert h.kube.read(API_VERSION, INSTANCE, "two", NS) is None
+    store = h.sandbox.store
+    assert store is not None and {i.name for i in store.search()[0]} == {"one", "two"}

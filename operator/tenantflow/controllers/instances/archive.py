@@ -24,7 +24,7 @@ from tenantflow.controllers.instances.failures import SANDBOX_WAIT_RECHECK
 from tenantflow.observability import metrics
 from tenantflow.observability.logging import get_logger
 from tenantflow.sandbox.client.transport import Endpoint, SandboxUnavailable
-from tenantflow.sandbox.protocol.payload import MAX_ARCHIVE_BATCH
+from tenantflow.sandbox.protocol.payload import BAD_REQUEST, MAX_ARCHIVE_BATCH
 from tenantflow.tenancy.idle import WAITING_FOR_SANDBOX
 from tenantflow.vocabulary import GROUP, ConditionType
 
@@ -120,30 +120,63 @@ class Archiver:
         answer."""
         try:
             endpoint = await self.sandboxes.endpoint(tenant)
-            answer = await self.transport.history(
-                endpoint, {"op": "archive", "instances": batch.records}
-            )
+            errors = await self._store(tenant, endpoint, batch.records)
         except Exception as exc:  # each drive handles it as its own archive's failure
-            for waiter in batch.waiters:
-                if not waiter.done():
-                    waiter.set_exception(exc)
-            return
+            errors = {item["uid"]: exc for item in batch.records}
+        for item, waiter in zip(batch.records, batch.waiters, strict=True):
+            if waiter.done():
+                continue
+            error = errors.get(item["uid"])
+            if error is None:  # deleted only once the runner said it is kept
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(error)
+
+    async def _store(
+        self, tenant: str, endpoint: Endpoint, records: list[dict[str, Any]]
+    ) -> dict[str, Exception]:
+        """Archive `records` in one request; the error of each record not stored, by uid.
+        A runner older than batching (the sandbox not yet on the operator's image during an
+        upgrade) refuses the batch's shape as a bad request: it gets them one by one, in
+        the form it knows, instead of keeping every archive waiting until it is upgraded."""
+        try:
+            answer = await self.transport.history(endpoint, {"op": "archive", "instances": records})
+        except SandboxUnavailable as exc:
+            if exc.reason != BAD_REQUEST:
+                raise
+            log.info("archiving one by one", tenant=tenant, error=str(exc)[:200])
+            return await self._store_each(endpoint, records)
         stored = set(_strings(answer.get("archived")))
         refused = {
             str(r.get("uid")): str(r.get("error"))[:512]
             for r in _list(answer.get("refused"))
             if isinstance(r, dict)
         }
-        for item, waiter in zip(batch.records, batch.waiters, strict=True):
-            if waiter.done():
+        return {
+            item["uid"]: SandboxUnavailable(
+                "ArchiveRefused",
+                "the tenant's runner: "
+                + refused.get(item["uid"], "its answer did not list the record as stored"),
+            )
+            for item in records
+            if item["uid"] not in stored
+        }
+
+    async def _store_each(
+        self, endpoint: Endpoint, records: list[dict[str, Any]]
+    ) -> dict[str, Exception]:
+        errors: dict[str, Exception] = {}
+        for item in records:
+            try:
+                answer = await self.transport.history(endpoint, {"op": "archive", "instance": item})
+            except SandboxUnavailable as exc:
+                errors[item["uid"]] = exc
                 continue
-            if item["uid"] in stored:  # deleted only once the runner said it is kept
-                waiter.set_result(None)
-            else:
-                why = refused.get(item["uid"], "its answer did not list the record as stored")
-                waiter.set_exception(
-                    SandboxUnavailable("ArchiveRefused", f"the tenant's runner: {why}")
+            if answer.get("archived") is not True:
+                errors[item["uid"]] = SandboxUnavailable(
+                    "ArchiveRefused", "the tenant's runner did not say the record is stored"
                 )
+        return errors
 
 
 def _list(value: Any) -> list[Any]:

@@ -55,7 +55,13 @@ from tenantflow.sandbox.pod.run_gate import RunBusy, RunGates
 from tenantflow.sandbox.pod.vouch_store import Taker, Vouches, report_rejected
 from tenantflow.sandbox.protocol import auth, frames, vouch
 from tenantflow.sandbox.protocol.frames import MAX_RUNNING
-from tenantflow.sandbox.protocol.payload import ATTRIBUTES, NOT_ISOLATED, QUERY, deadline_seconds
+from tenantflow.sandbox.protocol.payload import (
+    ATTRIBUTES,
+    BAD_REQUEST,
+    NOT_ISOLATED,
+    QUERY,
+    deadline_seconds,
+)
 from tenantflow.storage.history import History, HistoryError, HistoryFull
 
 log = get_logger("tenantflow.runner")
@@ -180,7 +186,7 @@ class Runner:
             run = vouch.run_key(payload["instance"])
         except (ValueError, TypeError) as exc:
             ADVANCES.labels("bad-request").inc()
-            return self._error(mac, 400, "BadRequest", str(exc))
+            return self._error(mac, 400, BAD_REQUEST, str(exc))
         started = time.perf_counter()
         try:
             await self.gates.acquire(run, deadline)
@@ -208,7 +214,7 @@ class Runner:
             return self._respond(mac, 200, worker.failed(payload, "JournalUnavailable", str(exc)))
         except ValueError as exc:
             ADVANCES.labels("bad-request").inc()
-            return self._error(mac, 400, "BadRequest", str(exc))
+            return self._error(mac, 400, BAD_REQUEST, str(exc))
         payload[vouch.VOUCHED] = await self._vouched(run, payload)  # ours, never the caller's
         taker = Taker(self.vouches, run, payload["limits"]["max_steps"], self.tenant)
         streamed = StreamedLines(self, payload["instance"].get("uid"))
@@ -260,7 +266,7 @@ class Runner:
         if isinstance(result, dict) and worker.BAD_REQUEST in result:
             ADVANCES.labels("bad-request").inc()
             why = self.redactor.cut(str(result[worker.BAD_REQUEST]), MAX_BAD_REQUEST)
-            return self._error(mac, 400, "BadRequest", why)
+            return self._error(mac, 400, BAD_REQUEST, why)
         problem = check_result(result, self.redactor.cut, declared(payload))
         if problem:
             result = worker.failed(payload, "SandboxBadOutput", problem)
@@ -508,7 +514,7 @@ class Runner:
             return self._error(mac, 507, "HistoryFull", str(exc))
         except (HistoryError, ValueError, TypeError) as exc:
             HISTORY_REQUESTS.labels("bad-request").inc()
-            return self._error(mac, 400, "BadRequest", self.redactor.cut(str(exc), 1000))
+            return self._error(mac, 400, BAD_REQUEST, self.redactor.cut(str(exc), 1000))
         HISTORY_REQUESTS.labels("ok").inc()
         return self._respond(mac, 200, answer)
 

@@ -26,6 +26,9 @@ ATTRIBUTES = "searchAttributes"
 # the runner's refusal while its pod can still reach the API server (the NetworkPolicy not
 # yet enforced: sandbox/pod/isolation.py); the operator waits for the sandbox and retries
 NOT_ISOLATED = "SandboxNotIsolated"
+# the runner's refusal of a request's shape; the operator's archives take it as a runner
+# older than the batched form (controllers/instances/archive.py)
+BAD_REQUEST = "BadRequest"
 QUERY_SECONDS = 10.0  # a query's budget: a replay and one handler call, no step runs
 # instances one history request archives (each status is under etcd's 1.5 MiB, the
 # request under frames.MAX_REQUEST)
