@@ -9,6 +9,7 @@ import concurrent.futures
 import contextlib
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -21,6 +22,7 @@ import pytest
 
 from tenantflow.engine import EngineLimits
 from tenantflow.sandbox.jail.local import CGROUP_PREFIX, CGROUP_ROOT, LocalSandboxes
+from tenantflow.sandbox.pod import worker
 from tenantflow.sandbox.protocol import frames
 from tenantflow.sandbox.protocol.payload import advance_payload
 from tenantflow.tenancy import manifests
@@ -308,7 +310,48 @@ def test_each_advance_goes_to_a_child_forked_ahead_and_a_new_one_follows(zygote:
     status = Path(f"/proc/{second}/status").read_text()
     assert "\nSigBlk:\t0000000000000000" in status, "waiting with default signal handling"
     fds = sorted(int(fd) for fd in os.listdir(f"/proc/{second}/fd"))
-    assert fds[:3] == [0, 1, 2] and len(fds) == 4, f"only stdio and its socket: {fds}"
+    held = sorted(_kind(os.readlink(f"/proc/{second}/fd/{fd}")) for fd in fds[3:])
+    # its socket to the zygote, and what it made ahead (worker.Ready): its event loop (an
+    # epoll and its wake-up socket pair) and the tenant's database with its WAL files
+    expected = ["db", "db-shm", "db-wal", "epoll", "socket", "socket", "socket"]
+    assert fds[:3] == [0, 1, 2] and held == expected, f"nothing of the zygote's: {held}"
+
+
+def _kind(target: str) -> str:
+    if target.startswith("socket:"):
+        return "socket"
+    if target == "anon_inode:[eventpoll]":
+        return "epoll"
+    name = Path(target).name
+    return "db" + name.removeprefix(worker.DATABASE) if name.startswith(worker.DATABASE) else target
+
+
+REMOVES_THE_DATABASE = """
+import os
+async def run(event, step, env):
+    def write():
+        env.db.execute("CREATE TABLE IF NOT EXISTS t (v TEXT)")
+        env.db.execute("INSERT INTO t VALUES (?)", (event["payload"],))
+        return [r["v"] for r in env.db.query("SELECT v FROM t")]
+    seen = await step.do("write", write)
+    if event["payload"] == "before":  # the next advance's spare has this file open
+        for suffix in ("", "-wal", "-shm"):
+            os.unlink("../tenant.sqlite3" + suffix)
+    return seen
+"""
+
+
+def test_a_database_removed_after_the_spare_opened_it_is_not_written_to(
+    zygote: Zygote, tmp_path: Path
+) -> None:
+    """Hostile (to itself, or a tenant's reset): an advance removes the tenant's database
+    while the next advance's spare holds a connection to it. That advance must write to
+    the file now at the path, not into the removed one, where its writes would be lost."""
+    _wait_for_spare(zygote)
+    assert zygote.advance(REMOVES_THE_DATABASE, "before")["outcome"]["output"] == ["before"]
+    assert zygote.advance(REMOVES_THE_DATABASE, "after")["outcome"]["output"] == ["after"]
+    kept = sqlite3.connect(tmp_path / worker.DATABASE).execute("SELECT v FROM t").fetchall()
+    assert kept == [("after",)]
 
 
 @pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGSTOP"])

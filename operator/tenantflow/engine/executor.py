@@ -31,7 +31,10 @@ from tenantflow.engine.step import StepApi
 from tenantflow.sdk.errors import StepError, WaitTimeout
 
 
-class _WorkflowLoop(asyncio.SelectorEventLoop):
+class WorkflowLoop(asyncio.SelectorEventLoop):
+    """An advance's own event loop. The sandbox's spare child makes one before it knows its
+    advance (sandbox/pod/worker.py), so its cost is not on the request's path."""
+
     def idle(self) -> bool:
         """No callback is ready to run (workflow code is parked on futures or timers)."""
         return not self._ready  # type: ignore[attr-defined]
@@ -63,6 +66,7 @@ def advance(
     children: Mapping[str, ChildResult] | None = None,
     declared_attributes: Collection[str] | None = (),
     on_lines: Callable[[Lines], None] | None = None,
+    loop: WorkflowLoop | None = None,
 ) -> Advance:
     """Replay `workflow` over `journal`, run what is new, and say how it ended.
 
@@ -78,8 +82,9 @@ def advance(
     definition's spec.searchAttributes; None: any, for tests without a definition).
     `on_lines`: the advance's log lines go out through it in batches as they come (the
     sandbox streams them to its runner), none in `Advance.logs`, with the streamed caps.
+    `loop`: a fresh WorkflowLoop made ahead (None: one is made here); closed at the end.
     """
-    loop = _WorkflowLoop()
+    loop = WorkflowLoop() if loop is None else loop
     try:
         return loop.run_until_complete(
             _advance(
@@ -213,7 +218,7 @@ def query(
     called, and its checked value is the answer; an error of any kind is an answer too,
     with `error` set. Raises QueryError only for bad arguments."""
     checked = queries.check_args(args)
-    loop = _WorkflowLoop()
+    loop = WorkflowLoop()
     try:
         return loop.run_until_complete(
             _query(
@@ -283,7 +288,7 @@ async def _query(
 async def _settle(main: asyncio.Future[Any], state: ReplayState) -> None:
     """Return when `main` is done or nothing in this loop can make progress."""
     loop = asyncio.get_running_loop()
-    assert isinstance(loop, _WorkflowLoop)
+    assert isinstance(loop, WorkflowLoop)
     while not main.done():
         if state.executing:
             state.exec_done.clear()

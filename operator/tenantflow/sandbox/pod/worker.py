@@ -7,10 +7,13 @@ frame; the child ends with os._exit, so tenant code cannot run anything after it
 
 To keep fork() off the request's path the zygote forks the next child ahead of time: a
 *spare* (`spare_main`) that has done everything that does not depend on the request (its
-own session, default signals, no inherited descriptors, the scratch directory) and waits
-for exactly one advance — the runner's connection and the payload — on a socket pair
-shared only with the zygote. It has never run tenant code; the limits and seccomp come
-after the payload, as in a child forked on demand (`child_main`).
+own session, default signals, no inherited descriptors, the scratch directory, the
+seccomp filter, then its event loop and its connection to the tenant's database: `Ready`)
+and waits for exactly one advance — the runner's connection and the payload — on a socket
+pair shared only with the zygote. It has never run tenant code; the limits that depend on
+the payload (deadline, storage) come after it, as in a child forked on demand
+(`child_main`). The filter is loaded before the database is opened: the file is the
+tenant's, and whatever SQLite reads of it is read under the same filter as the advance.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from tenantflow.engine.env import (
     Lines,
 )
 from tenantflow.engine.errors import EngineError
-from tenantflow.engine.executor import advance, query
+from tenantflow.engine.executor import WorkflowLoop, advance, query
 from tenantflow.engine.journal import StepState
 from tenantflow.engine.journal import load as load_journal
 from tenantflow.engine.loader import WorkflowFn, main_file, revision
@@ -83,13 +86,52 @@ class Sandbox:
     secrets_dir: str | None = None  # the Tenant's Secrets, mounted read-only (pods)
 
 
+@dataclass
+class Ready:
+    """What a child makes before its advance (a spare: before it knows it), so that the
+    advance itself does not wait for it: its event loop and its connection to the tenant's
+    database (None where it could not be opened: the advance opens it and says why)."""
+
+    loop: WorkflowLoop
+    db: TenantDatabase | None
+    db_file: tuple[int, int] | None  # (st_dev, st_ino) of the file `db` opened
+
+    @classmethod
+    def make(cls, box: Sandbox) -> Ready:
+        box.syscalls.load()  # first: SQLite reads the tenant's file under the filter
+        loop, path = WorkflowLoop(), Path(box.data_dir) / DATABASE
+        try:
+            db = TenantDatabase(path)
+            st = os.stat(path)
+        except (DatabaseError, OSError):
+            return cls(loop, None, None)
+        return cls(loop, db, (st.st_dev, st.st_ino))
+
+    def database(self, path: Path) -> TenantDatabase | None:
+        """The connection made ahead if it is still to the file at `path` (another advance's
+        code may have removed or replaced the file since: writes to an unlinked file would
+        be lost); None otherwise."""
+        db, self.db = self.db, None
+        if db is None:
+            return None
+        try:
+            st = os.stat(path)
+        except OSError:
+            st = None
+        if st is not None and (st.st_dev, st.st_ino) == self.db_file:
+            return db
+        db.close()
+        return None
+
+
 def child_main(conn: socket.socket, payload: dict[str, Any], box: Sandbox) -> None:
     """A child forked for its advance: its whole life; never returns."""
     try:
         _prepare(conn, box.data_dir)
+        ready = Ready.make(box)
     except BaseException:
         os._exit(70)
-    _serve(conn, payload, box)
+    _serve(conn, payload, box, ready)
 
 
 def spare_main(control: socket.socket, box: Sandbox) -> None:
@@ -98,11 +140,12 @@ def spare_main(control: socket.socket, box: Sandbox) -> None:
     zygote closing `control` instead (it is stopping) ends it."""
     try:
         _prepare(control, box.data_dir)
+        ready = Ready.make(box)
         conn, payload = receive_advance(control)
         control.close()
     except BaseException:
         os._exit(70)
-    _serve(conn, payload, box)
+    _serve(conn, payload, box, ready)
 
 
 def hand_over(control: socket.socket, conn: socket.socket, payload: dict[str, Any]) -> None:
@@ -130,12 +173,11 @@ def receive_advance(control: socket.socket) -> tuple[socket.socket, dict[str, An
     return socket.socket(fileno=fds[0]), payload
 
 
-def _serve(conn: socket.socket, payload: dict[str, Any], box: Sandbox) -> None:
-    """Limits, seccomp, the advance, the answer; never returns."""
+def _serve(conn: socket.socket, payload: dict[str, Any], box: Sandbox, ready: Ready) -> None:
+    """Limits, the advance, the answer; never returns."""
     code = 0
     try:
         _limit(payload, box.memory)
-        box.syscalls.load()
         printed = _capture_output()
         last: list[tuple[str, int]] = []  # the step attempt that started last
         send = _sender(conn)
@@ -150,6 +192,7 @@ def _serve(conn: socket.socket, payload: dict[str, Any], box: Sandbox) -> None:
                 vouch_for=_voucher(send),
                 on_lines=lines,
                 memory=box.memory,
+                ready=ready,
             )
             _stream_output(lines, printed, last)
         except Exception as exc:  # not tenant code (the engine catches that): the request
@@ -361,11 +404,13 @@ def run(
     vouch_for: Callable[[str, str], None] | None = None,
     on_lines: Callable[[Lines], None] | None = None,
     memory: int = 0,
+    ready: Ready | None = None,
 ) -> dict[str, Any]:
     """One advance for one instance; everything in and out is JSON-shaped. `vouch_for`:
     how the runner learns of recorded step results (None: no runner, nothing recalled);
     `on_lines`: where its log lines stream (None: in the answer, with the answer's caps);
-    `memory`: the advance's memory, the heap limit of a TypeScript one (0: none)."""
+    `memory`: the advance's memory, the heap limit of a TypeScript one (0: none);
+    `ready`: the loop and database connection made ahead (None: made here)."""
     rev = payload["revision"]
     secrets = Secrets(secrets_dir, namespace_of(tenant))
     entrypoint = rev.get("entrypoint", DEFAULT_ENTRYPOINT)
@@ -375,7 +420,9 @@ def run(
         with revision(rev["files"], rev["main"], entrypoint, label, memory or None, scratch) as fn:
             if QUERY in payload:  # read-only: no reports, no vouching, no writes
                 return _query_loaded(fn, payload, data_dir, tenant, secrets)
-            return _run_loaded(fn, payload, data_dir, tenant, report, secrets, vouch_for, on_lines)
+            return _run_loaded(
+                fn, payload, data_dir, tenant, report, secrets, vouch_for, on_lines, ready
+            )
     except EngineError as exc:  # the code itself (a file name, an import), before any step
         if QUERY in payload:
             return query_failed(payload, exc.reason, str(exc))
@@ -441,14 +488,17 @@ def _run_loaded(
     secrets: Secrets,
     vouch_for: Callable[[str, str], None] | None,
     on_lines: Callable[[Lines], None] | None,
+    ready: Ready | None,
 ) -> dict[str, Any]:
     rev = payload["revision"]
     storage = payload.get("storage") or {}
-    db = TenantDatabase(
-        Path(data_dir) / DATABASE,
-        max_bytes=storage.get("maxBytes"),
-        ops_per_second=storage.get("opsPerSecond"),
-    )
+    max_bytes, ops_per_second = storage.get("maxBytes"), storage.get("opsPerSecond")
+    path = Path(data_dir) / DATABASE
+    db = ready.database(path) if ready else None
+    if db is None:
+        db = TenantDatabase(path, max_bytes=max_bytes, ops_per_second=ops_per_second)
+    else:
+        db.limit(max_bytes=max_bytes, ops_per_second=ops_per_second)
     inst = payload["instance"]
     journal = load_journal(payload.get("journal", []))
     try:
@@ -481,6 +531,7 @@ def _run_loaded(
             children=child_results_from_wire(payload.get("children") or {}),
             declared_attributes=frozenset(rev.get(ATTRIBUTES) or ()),
             on_lines=on_lines,
+            loop=ready.loop if ready else None,
         )
         # the store's size as the advance left it: Tenant.status.usage.storageBytes (tenant
         # code could forge it: it is a figure shown, never a limit enforced)
