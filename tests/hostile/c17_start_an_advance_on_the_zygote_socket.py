@@ -9,7 +9,7 @@ import socket
 import time
 
 from tenantflow.sandbox.protocol import frames
-from tenantflow.sandbox.protocol.payload import advance_payload
+from tenantflow.sandbox.protocol.payload import advance_payload, advance_request
 
 FORGED = """
 import os
@@ -35,7 +35,7 @@ def ask(address, request):
         conn.settimeout(2)
         try:
             conn.connect(where)
-            frames.send(conn, request)
+            conn.sendall(request if isinstance(request, bytes) else frames.encode(request))
             return frames.recv(conn, frames.MAX_RESULT)
         except (OSError, frames.FrameError) as exc:
             return f"refused ({type(exc).__name__})"
@@ -52,7 +52,7 @@ async def run(event, step, env=None):
         )
         out = []
         for address in addresses(event["payload"] or {}):
-            for request in ({"op": "ping"}, {"op": "advance", "payload": payload}):
+            for request in ({"op": "ping"}, advance_request(payload)):
                 answer = ask(address, request)
                 if isinstance(answer, dict):
                     out.append(f"ESCAPED: {address} answered tenant code: {str(answer)[:80]}")

@@ -24,7 +24,7 @@ from tenantflow.engine import EngineLimits
 from tenantflow.sandbox.jail.local import CGROUP_PREFIX, CGROUP_ROOT, LocalSandboxes
 from tenantflow.sandbox.pod import worker
 from tenantflow.sandbox.protocol import frames
-from tenantflow.sandbox.protocol.payload import advance_payload
+from tenantflow.sandbox.protocol.payload import advance_payload, advance_request
 from tenantflow.tenancy import manifests
 
 pytestmark = pytest.mark.slow
@@ -105,10 +105,10 @@ class Zygote:
                 os.seteuid(0)
         return conn
 
-    def call(self, request: dict[str, Any]) -> Any:
+    def call(self, request: dict[str, Any] | bytes) -> Any:
         """The answer, after the progress frames the child sends as attempts start."""
         with self.connect() as conn:
-            frames.send(conn, request)
+            conn.sendall(request if isinstance(request, bytes) else frames.encode(request))
             while True:
                 answer = frames.recv(conn, frames.MAX_RESULT)
                 if not (isinstance(answer, dict) and set(answer) == {frames.PROGRESS}):
@@ -122,7 +122,7 @@ class Zygote:
             params=params,
             limits=EngineLimits(max_step_timeout=5, batch_seconds=1),
         )
-        return self.call({"op": "advance", "payload": payload})
+        return self.call(advance_request(payload))
 
     def descendants(self) -> list[int]:
         """Every process below the zygote (children of children included)."""
@@ -172,7 +172,7 @@ def test_in_a_pid_namespace_of_its_own_what_advances_leave_dies_too(tmp_path: Pa
             source=DETACHED_LATE, instance_id="i", started_at="2030-01-01T00:00:00Z"
         )
         with zygote.connect() as conn:  # held open: the advance is over, not abandoned
-            frames.send(conn, {"op": "advance", "payload": payload})
+            conn.sendall(advance_request(payload))
             while (answer := frames.recv(conn, frames.MAX_RESULT)).keys() == {frames.PROGRESS}:
                 pass
             assert answer["outcome"]["output"] == "spawned"
@@ -209,7 +209,7 @@ def test_a_child_that_dies_is_reported_with_the_attempts_it_had_started(tmp_path
             source=SELF_KILL, instance_id="i", started_at="2030-01-01T00:00:00Z"
         )
         with zygote.connect() as conn:
-            frames.send(conn, {"op": "advance", "payload": payload})
+            conn.sendall(advance_request(payload))
             received = []
             while True:
                 try:
@@ -243,7 +243,7 @@ def test_an_advance_whose_runner_hangs_up_is_killed(zygote: Zygote) -> None:
         limits=EngineLimits(max_step_timeout=120, batch_seconds=1),
     )
     conn = zygote.connect()
-    frames.send(conn, {"op": "advance", "payload": payload})
+    conn.sendall(advance_request(payload))
     assert frames.recv(conn, frames.MAX_RESULT) == {frames.PROGRESS: {"step": "long", "attempt": 1}}
     assert zygote.descendants(), "the advance runs"
     conn.close()
@@ -368,7 +368,7 @@ def test_tenant_code_that_kills_or_stops_the_spare_only_costs_a_fork(
         params={"signal": signal_name},
         limits=EngineLimits(max_step_timeout=5, batch_seconds=1),
     )
-    assert zygote.call({"op": "advance", "payload": payload})["outcome"]["output"] == signal_name
+    assert zygote.call(advance_request(payload))["outcome"]["output"] == signal_name
     assert zygote.advance(BENIGN)["outcome"]["output"] == "fine"
     assert zygote.call({"op": "ping"})["ok"] is True
 
@@ -424,3 +424,26 @@ def test_a_half_sent_request_from_the_runner_itself_stalls_nothing(zygote: Zygot
         assert zygote.advance(BENIGN)["outcome"]["output"] == "fine"
         assert zygote.call({"op": "ping"})["ok"] is True
         assert time.monotonic() - started < PROMPT
+
+
+@pytest.mark.parametrize("budget", [None, "60", True, 0, -1, 1e12])
+def test_an_advance_without_a_usable_budget_is_refused(zygote: Zygote, budget: Any) -> None:
+    """The zygote kills a child at its budget: a request that gives none it can use runs
+    nothing (no child is handed the connection) and says which field."""
+    _wait_for_spare(zygote)
+    head = {"op": "advance"} if budget is None else {"op": "advance", "budget": budget}
+    answer = zygote.call(frames.encode(head) + frames.encode({"not": "read"}))
+    assert "budget must be a number of seconds" in answer["error"]
+    assert zygote.call({"op": "ping"})["children"] == 0
+    assert zygote.advance(BENIGN)["outcome"]["output"] == "fine"
+
+
+def test_a_payload_that_is_not_an_object_costs_only_its_child(zygote: Zygote) -> None:
+    """The payload is read by the child, not by the zygote: one that is not an object (or
+    not a frame) ends that child, reported as lost; the zygote serves the next one."""
+    _wait_for_spare(zygote)
+    with zygote.connect() as conn:
+        conn.sendall(frames.encode({"op": "advance", "budget": 5}) + frames.encode([1, 2]))
+        answer = frames.recv(conn, frames.MAX_RESULT)
+    assert answer[frames.LOST]["name"] == frames.WORKER_KILLED, answer
+    assert zygote.advance(BENIGN)["outcome"]["output"] == "fine"

@@ -60,6 +60,7 @@ from tenantflow.sandbox.protocol.payload import (
     BAD_REQUEST,
     NOT_ISOLATED,
     QUERY,
+    advance_request,
     deadline_seconds,
 )
 from tenantflow.storage.history import History, HistoryError, HistoryFull
@@ -221,9 +222,7 @@ class Runner:
         try:
             try:
                 async with asyncio.timeout(deadline):
-                    result = await self._exchange(
-                        {"op": "advance", "payload": payload}, taker, streamed
-                    )
+                    result = await self._exchange(advance_request(payload), taker, streamed)
             finally:  # what it printed before any end (a crash, its deadline) is kept
                 await streamed.flush()
         except WorkerStarting as exc:
@@ -372,7 +371,7 @@ class Runner:
         try:
             async with asyncio.timeout(deadline):
                 # no on_result: a query's child can have nothing vouched for
-                answer = await self._exchange({"op": "advance", "payload": payload})
+                answer = await self._exchange(advance_request(payload))
         except WorkerStarting as exc:
             return self._people(503, "worker-starting", error=("SandboxNotReady", str(exc)))
         except (WorkerLost, OSError, TimeoutError) as exc:
@@ -530,16 +529,16 @@ class Runner:
 
     async def _exchange(
         self,
-        request: dict[str, Any],
+        request: dict[str, Any] | bytes,
         on_result: Callable[[Any], Awaitable[None]] | None = None,
         on_lines: Callable[[Any], Awaitable[None]] | None = None,
     ) -> Any:
-        """Send one request; return its answer, after any progress (and step result, and
-        log line) frames before it."""
+        """Send one request (a frame's value, or frames already encoded); return its answer,
+        after any progress (and step result, and log line) frames before it."""
         reader, writer = await self._connect()
         running: dict[str, int] = {}
         try:
-            writer.write(frames.encode(request))
+            writer.write(request if isinstance(request, bytes) else frames.encode(request))
             await writer.drain()
             while True:
                 try:

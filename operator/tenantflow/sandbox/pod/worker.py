@@ -124,11 +124,12 @@ class Ready:
         return None
 
 
-def child_main(conn: socket.socket, payload: dict[str, Any], box: Sandbox) -> None:
+def child_main(conn: socket.socket, box: Sandbox) -> None:
     """A child forked for its advance: its whole life; never returns."""
     try:
         _prepare(conn, box.data_dir)
         ready = Ready.make(box)
+        payload = read_payload(conn)
     except BaseException:
         os._exit(70)
     _serve(conn, payload, box, ready)
@@ -136,29 +137,29 @@ def child_main(conn: socket.socket, payload: dict[str, Any], box: Sandbox) -> No
 
 def spare_main(control: socket.socket, box: Sandbox) -> None:
     """A child forked ahead of its advance: prepared, then waiting on `control` for the
-    runner's connection (passed as a descriptor) and the payload; never returns. The
-    zygote closing `control` instead (it is stopping) ends it."""
+    runner's connection (passed as a descriptor), from which it reads its payload; never
+    returns. The zygote closing `control` instead (it is stopping) ends it."""
     try:
         _prepare(control, box.data_dir)
         ready = Ready.make(box)
-        conn, payload = receive_advance(control)
+        conn = receive_advance(control)
         control.close()
+        payload = read_payload(conn)
     except BaseException:
         os._exit(70)
     _serve(conn, payload, box, ready)
 
 
-def hand_over(control: socket.socket, conn: socket.socket, payload: dict[str, Any]) -> None:
-    """The zygote's side: give a spare its connection and payload, and wait (within the
-    socket's timeout) for the spare to say it took them. A spare a neighbour stopped or
-    killed raises OSError, and the advance goes to a child forked on demand instead."""
+def hand_over(control: socket.socket, conn: socket.socket) -> None:
+    """The zygote's side: give a spare its connection, and wait (within the socket's
+    timeout) for the spare to say it took it. A spare a neighbour stopped or killed raises
+    OSError, and the advance goes to a child forked on demand instead."""
     control.sendmsg([b"A"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array("i", [conn.fileno()]))])
-    frames.send(control, payload)
     if control.recv(1) != TAKEN:
         raise ConnectionError("the spare ended before taking its advance")
 
 
-def receive_advance(control: socket.socket) -> tuple[socket.socket, dict[str, Any]]:
+def receive_advance(control: socket.socket) -> socket.socket:
     fds = array("i")
     msg, ancdata, _, _ = control.recvmsg(1, socket.CMSG_SPACE(fds.itemsize))
     for level, kind, data in ancdata:
@@ -166,11 +167,16 @@ def receive_advance(control: socket.socket) -> tuple[socket.socket, dict[str, An
             fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
     if msg != b"A" or len(fds) != 1:
         raise EOFError("the zygote closed the spare's socket")
-    payload = frames.recv(control, frames.MAX_REQUEST)
+    control.sendall(TAKEN)  # the zygote waits for this: a stopped spare never says it
+    return socket.socket(fileno=fds[0])
+
+
+def read_payload(conn: socket.socket) -> dict[str, Any]:
+    """The advance's payload: the frame after the head the zygote read (advance_request)."""
+    payload = frames.recv(conn, frames.MAX_REQUEST)
     if not isinstance(payload, dict):
         raise frames.FrameError("the payload is not an object")
-    control.sendall(TAKEN)  # the zygote waits for this: a stopped spare never says it
-    return socket.socket(fileno=fds[0]), payload
+    return payload
 
 
 def _serve(conn: socket.socket, payload: dict[str, Any], box: Sandbox, ready: Ready) -> None:

@@ -5,7 +5,8 @@
 
 It runs where tenant code runs (the sandbox pod's `worker` container, or the local jail)
 and holds nothing secret: no key, no credentials. Each connection carries one JSON frame,
-`{"op": "advance", "payload": ...}` or `{"op": "ping"}`. For an advance it hands the
+`{"op": "advance", "budget": seconds}` (then the payload, a frame the zygote leaves
+unread: `payload.advance_request`) or `{"op": "ping"}`. For an advance it hands the
 connection to a child forked ahead of time (`worker.spare_main`, forked again right after,
 so fork() is not on the request's path; `worker.child_main` when no spare is ready) that
 answers on the same connection and exits; the zygote kills the
@@ -41,7 +42,7 @@ from typing import Any
 
 from tenantflow.sandbox.pod import seccomp, worker
 from tenantflow.sandbox.protocol import frames
-from tenantflow.sandbox.protocol.payload import deadline_seconds
+from tenantflow.sandbox.protocol.payload import ADVANCE_OP, MAX_BUDGET_SECONDS
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
@@ -85,6 +86,7 @@ class Zygote:
         self.spare: Spare | None = None  # the next advance's child, forked ahead
         self.listener: Listener | None = None  # the pod's way in (its refusals are counted)
         self.box = worker.Sandbox(data_dir, tenant, memory_bytes, seccomp.Filter(), secrets_dir)
+        self.oom = OomCounter()
         with tempfile.TemporaryDirectory() as scratch:
             worker.warm_up(scratch)
 
@@ -92,9 +94,9 @@ class Zygote:
     def handle(self, conn: socket.socket, request: Any) -> None:
         """Answer one connection's request (or fork a child to)."""
         try:
-            if not isinstance(request, dict) or request.get("op") not in ("advance", "ping"):
-                frames.send(conn, {"error": "unknown request"})
-            elif request["op"] == "ping":
+            op = request.get("op") if isinstance(request, dict) else None
+            budget = _budget(request)
+            if op == "ping":
                 frames.send(
                     conn,
                     {
@@ -104,8 +106,13 @@ class Zygote:
                         "refused": self.listener.refused if self.listener else 0,
                     },
                 )
+            elif op == ADVANCE_OP and budget is not None:
+                self._advance(conn, budget)
+            elif op == ADVANCE_OP:
+                why = f"budget must be a number of seconds up to {MAX_BUDGET_SECONDS:.0f}"
+                frames.send(conn, {"error": why})
             else:
-                self._advance(conn, request["payload"])
+                frames.send(conn, {"error": "unknown request"})
         except OSError:
             pass
         except Exception as exc:  # a bug here must not take the worker host down
@@ -113,19 +120,18 @@ class Zygote:
         finally:
             conn.close()
 
-    def _advance(self, conn: socket.socket, payload: dict[str, Any]) -> None:
-        budget = deadline_seconds(payload)
-        oom_before = oom_kills()
-        pid = self._hand_to_spare(conn, payload)
+    def _advance(self, conn: socket.socket, budget: float) -> None:
+        oom_before = self.oom.kills()
+        pid = self._hand_to_spare(conn)
         if pid is None:
             pid = self._fork()
             if pid == 0:
-                worker.child_main(conn, payload, self.box)
+                worker.child_main(conn, self.box)
         # our copy of the connection: to tell the runner why, should the child die silently
         self.children[pid] = Child(time.monotonic() + budget, budget, conn.dup(), oom_before)
         self.ensure_spare()
 
-    def _hand_to_spare(self, conn: socket.socket, payload: dict[str, Any]) -> int | None:
+    def _hand_to_spare(self, conn: socket.socket) -> int | None:
         """The spare's pid once it holds the advance; None without a usable spare."""
         if self.spare is None:
             return None
@@ -136,7 +142,7 @@ class Zygote:
         try:
             # a spare stopped by a neighbour (SIGSTOP) must not block the zygote
             spare.control.settimeout(HAND_OVER_TIMEOUT)
-            worker.hand_over(spare.control, conn, payload)
+            worker.hand_over(spare.control, conn)
         except (OSError, ValueError):  # it died or hangs (a neighbour's doing): on demand
             _kill_group(spare.pid)
             return None
@@ -256,7 +262,8 @@ class Zygote:
                     _log("advance child ended abnormally", pid=pid, status=_describe(status))
                     with contextlib.suppress(OSError, ValueError):
                         cpu = usage.ru_utime + usage.ru_stime
-                        frames.send(child.conn, {frames.LOST: child.cause(status, cpu)})
+                        cause = child.cause(status, cpu, self.oom.kills())
+                        frames.send(child.conn, {frames.LOST: cause})
                 child.conn.close()
 
     def _abandoned(self) -> list[int]:
@@ -306,12 +313,11 @@ class Child:
     crowded: bool = False  # it held MAX_ADVANCE_PROCESSES processes at once
     abandoned: bool = False  # its runner hung up (after the answer, or for good)
 
-    def cause(self, status: int, cpu: float = 0.0) -> dict[str, str]:
+    def cause(self, status: int, cpu: float = 0.0, oom_after: int | None = None) -> dict[str, str]:
         """Why the child ended without answering, as the runner reports it: the kernel's
-        memory limit, the advance's deadline, its CPU allowance (`cpu`: the seconds of CPU
-        it used, all its threads), or another death."""
+        memory limit (`oom_after`: the OOM kill count now), the advance's deadline, its CPU
+        allowance (`cpu`: the seconds of CPU it used, all its threads), or another death."""
         how = _describe(status)
-        oom_after = oom_kills()
         if self.overdue:
             return {
                 "name": frames.STEP_TIMEOUT,
@@ -344,16 +350,30 @@ class Child:
         return {"name": frames.WORKER_KILLED, "message": f"the step's process died ({how})"}
 
 
-def oom_kills() -> int | None:
+class OomCounter:
     """How many processes the kernel's OOM killer took in this container's memory cgroup
-    (v2 memory.events, v1 memory.oom_control); None where that is not visible."""
-    for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
+    (v2 memory.events, v1 memory.oom_control), read through one descriptor kept open: it is
+    read before every advance, and opening the file each time was on the request's path.
+    `kills()` is None where no such file is visible."""
+
+    PATHS = ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control")
+
+    def __init__(self) -> None:
+        self.fd: int | None = None
+        for path in self.PATHS:
+            with contextlib.suppress(OSError):
+                self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                return
+
+    def kills(self) -> int | None:
+        if self.fd is None:
+            return None
         with contextlib.suppress(OSError, ValueError):
-            for line in Path(path).read_text().splitlines():
+            for line in os.pread(self.fd, 4096, 0).decode().splitlines():
                 key, _, value = line.partition(" ")
                 if key == "oom_kill":
                     return int(value)
-    return None
+        return None
 
 
 def memory_limit() -> str | None:
@@ -364,6 +384,14 @@ def memory_limit() -> str | None:
             if limit < 1 << 50:
                 return f"{limit >> 20}Mi" if limit % (1 << 20) == 0 else f"{limit} bytes"
     return None
+
+
+def _budget(request: Any) -> float | None:
+    """An advance request's budget (payload.advance_request), if it is a usable one."""
+    budget = request.get("budget") if isinstance(request, dict) else None
+    if not isinstance(budget, (int, float)) or isinstance(budget, bool):
+        return None
+    return float(budget) if 0 < budget <= MAX_BUDGET_SECONDS else None
 
 
 def _describe(status: int) -> str:
@@ -453,14 +481,17 @@ class Requests:
         self.sel = sel
         self.reading: dict[socket.socket, tuple[frames.FrameReader, float]] = {}
 
-    def add(self, conn: socket.socket) -> None:
+    def add(self, conn: socket.socket) -> tuple[bool, Any]:
+        """Start reading `conn`'s request; as `read`, for what has already arrived (most
+        often all of it: no turn of the serve loop waits for it)."""
         if len(self.reading) >= MAX_READING:
             conn.close()
-            return
+            return False, None
         conn.setblocking(False)
         deadline = time.monotonic() + REQUEST_READ_TIMEOUT
         self.reading[conn] = (frames.FrameReader(frames.MAX_REQUEST), deadline)
         self.sel.register(conn, selectors.EVENT_READ, conn)
+        return self.read(conn)
 
     def read(self, conn: socket.socket) -> tuple[bool, Any]:
         """(True, the request) once it is whole, the connection blocking again (it goes to
@@ -545,7 +576,9 @@ def serve(zygote: Zygote, *, listener: Listener | None, control_fd: int | None) 
                     zygote.handle(key.data, request)
                 continue
             for conn in incoming:
-                requests.add(conn)
+                done, request = requests.add(conn)
+                if done:
+                    zygote.handle(conn, request)
         requests.expire()
         zygote.reap()
         zygote.ensure_spare()

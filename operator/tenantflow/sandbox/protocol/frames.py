@@ -17,6 +17,7 @@ from tenantflow.errors import TenantflowError
 
 HEADER = struct.Struct(">I")
 MAX_REQUEST = 32 * 1024 * 1024  # runner -> worker: journal + inbox + source
+FEED_READS = 8  # reads of one FrameReader.feed call at most
 MAX_RESULT = 8 * 1024 * 1024  # worker -> runner: the CR status cannot hold more anyway
 
 # An advance's answer is one frame, which may follow any number of small frames of these:
@@ -90,20 +91,24 @@ class FrameReader:
         self._size: int | None = None
 
     def feed(self, sock: socket.socket) -> tuple[bool, Any]:
-        """Read what `sock` has now: (True, the frame) once whole, else (False, None).
-        FrameError on EOF before the end, an oversize header or bad JSON."""
-        want = HEADER.size if self._size is None else self._size
-        chunk = sock.recv(min(want - len(self._buf), 1 << 20))
-        if not chunk:
-            raise PeerClosed("the peer closed the connection")
-        self._buf += chunk
-        if len(self._buf) < want:
-            return False, None
-        if self._size is None:
-            self._size, self._buf = _length(bytes(self._buf), self.limit), bytearray()
-            if self._size:
-                return False, None
-        return True, _decode(bytes(self._buf))
+        """Read what `sock` has now: (True, the frame) once whole, else (False, None);
+        BlockingIOError when it has nothing more yet. FrameError on EOF before the end,
+        an oversize header or bad JSON. A header and its body already there are read in
+        one call (a bounded number of reads: a peer that keeps sending cannot hold it)."""
+        for _ in range(FEED_READS):
+            want = HEADER.size if self._size is None else self._size
+            chunk = sock.recv(min(want - len(self._buf), 1 << 20))
+            if not chunk:
+                raise PeerClosed("the peer closed the connection")
+            self._buf += chunk
+            if len(self._buf) < want:
+                continue
+            if self._size is None:
+                self._size, self._buf = _length(bytes(self._buf), self.limit), bytearray()
+                if self._size:
+                    continue
+            return True, _decode(bytes(self._buf))
+        return False, None
 
 
 async def read(reader: asyncio.StreamReader, limit: int) -> Any:

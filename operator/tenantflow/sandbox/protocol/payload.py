@@ -16,6 +16,7 @@ from tenantflow.engine.wire import (
     limits_to_wire,
 )
 from tenantflow.lifecycle.source import Code
+from tenantflow.sandbox.protocol import frames
 from tenantflow.shapes import StepEntry
 from tenantflow.vocabulary import DEFAULT_ENTRYPOINT
 
@@ -29,6 +30,8 @@ NOT_ISOLATED = "SandboxNotIsolated"
 # the runner's refusal of a request's shape; the operator's archives take it as a runner
 # older than the batched form (controllers/instances/archive.py)
 BAD_REQUEST = "BadRequest"
+ADVANCE_OP = "advance"  # the zygote's request for an advance (advance_request)
+MAX_BUDGET_SECONDS = 7 * 24 * 3600.0  # the zygote refuses a longer one as malformed
 QUERY_SECONDS = 10.0  # a query's budget: a replay and one handler call, no step runs
 # instances one history request archives (each status is under etcd's 1.5 MiB, the
 # request under frames.MAX_REQUEST)
@@ -43,6 +46,15 @@ def deadline_seconds(payload: dict[str, Any]) -> float:
         return QUERY_SECONDS + GRACE_SECONDS
     limits = limits_from_wire(payload["limits"])
     return limits.max_step_timeout + limits.batch_seconds + GRACE_SECONDS
+
+
+def advance_request(payload: dict[str, Any]) -> bytes:
+    """An advance as the runner sends it to the zygote: a head the zygote reads (`op`, and
+    `budget`: the seconds after which it kills the child), then the payload in a frame of
+    its own, which only the child that runs it reads and decodes (once, not once in the
+    zygote and again in the child)."""
+    head = {"op": ADVANCE_OP, "budget": deadline_seconds(payload)}
+    return frames.encode(head) + frames.encode(payload)
 
 
 def advance_payload(
