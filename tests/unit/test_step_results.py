@@ -304,11 +304,36 @@ def test_the_runner_takes_only_well_formed_results_up_to_the_step_cap() -> None:
             {"step": "c", "sha256": sha},  # over the limit
         ):
             await taker(frame)
+        await taker.flush()
 
     asyncio.run(send())
     assert vouches.begin("i@t0", set()) == {"a": sha, "b": sha}
     assert vouches.begin("j@t0", set()) == {}, "only the run the operator named"
     assert vouches.begin("i@t0", {"a"}) == {"b": sha} and vouches.begin("i@t0", set()) == {"b": sha}
+
+
+def test_the_runner_keeps_an_advances_results_in_one_write_soon_after_they_come() -> None:
+    """Batched: the results of a short advance go to the store in one transaction at its
+    end; one that waits (a long step after it) is kept within KEEP_AFTER, not at the end."""
+    vouches = Vouches()
+    writes: list[list[tuple[str, str]]] = []
+    write = vouches.vouch_many
+    vouches.vouch_many = lambda run, results: writes.append(results) or write(run, results)  # type: ignore[method-assign]
+    sha = hashlib.sha256(b"1").hexdigest()
+
+    async def advance() -> None:
+        taker = Taker(vouches, "i@t0", limit=10, tenant="t")
+        for step in ("a", "b", "c"):
+            await taker({"step": step, "sha256": sha})
+        await taker.flush()
+        assert writes == [[("a", sha), ("b", sha), ("c", sha)]]
+        await taker({"step": "d", "sha256": sha})
+        await asyncio.sleep(Taker.KEEP_AFTER * 4)  # a long step runs: d is kept meanwhile
+        assert vouches.begin("i@t0", set()) == {s: sha for s in "abcd"}
+        await taker.flush()
+        assert len(writes) == 2, "nothing left to write at the end"
+
+    asyncio.run(advance())
 
 
 def test_the_runners_store_keeps_at_most_its_cap(tmp_path: Path) -> None:

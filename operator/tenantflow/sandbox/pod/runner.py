@@ -223,8 +223,10 @@ class Runner:
             try:
                 async with asyncio.timeout(deadline):
                     result = await self._exchange(advance_request(payload), taker, streamed)
-            finally:  # what it printed before any end (a crash, its deadline) is kept
+            finally:  # what it printed and completed before any end (a crash, its
+                # deadline) is kept
                 await streamed.flush()
+                await taker.flush()
         except WorkerStarting as exc:
             ADVANCES.labels("worker-starting").inc()
             return self._error(mac, 503, "SandboxNotReady", f"{exc}; retried shortly")
@@ -307,7 +309,8 @@ class Runner:
             return
         now_kept, rest = kept, journal[kept.count :]
         uid = payload["instance"].get("uid")
-        if window and self.history is not None and isinstance(uid, str) and uid:
+        beyond = len(journal) - window > kept.count  # else nothing to keep: no thread hop
+        if window and beyond and self.history is not None and isinstance(uid, str) and uid:
             at = format_time(dt.datetime.now(dt.UTC))
             try:
                 rest, now_kept = await asyncio.to_thread(
