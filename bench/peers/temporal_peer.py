@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 import uuid
@@ -125,7 +126,11 @@ def main() -> None:
         asyncio.run(worker(address))
     else:
         workload, count, in_flight = sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-        print(json.dumps(asyncio.run(drive(address, workload, count, in_flight))))
+        print(json.dumps(asyncio.run(drive(address, workload, count, in_flight))), flush=True)
+        # the SDK's native client threads can abort the interpreter's finalization
+        # ("PyGILState_Release ... must be current", exit -6) after the answer is out:
+        # the answer is all this process is for
+        os._exit(0)
 
 
 if __name__ == "__main__":
