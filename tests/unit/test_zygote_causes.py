@@ -7,11 +7,12 @@ from __future__ import annotations
 import signal
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
 from tenantflow.sandbox.pod import worker
-from tenantflow.sandbox.pod.zygote import Child
+from tenantflow.sandbox.pod.zygote import Child, OomCounter
 from tenantflow.sandbox.protocol import frames
 
 pytestmark = pytest.mark.unit
@@ -43,3 +44,27 @@ def test_other_deaths_keep_their_own_causes() -> None:
     assert overdue["name"] == frames.STEP_TIMEOUT and "deadline" in overdue["message"]
     crowded = child(crowded=True).cause(KILLED, cpu=100.0)
     assert crowded["name"] == frames.TOO_MANY_PROCESSES
+
+
+def test_a_death_while_the_oom_count_rose_is_the_memory_limit(tmp_path: Path) -> None:
+    """The count is read through one descriptor kept open (before each advance and at each
+    death): a rewrite of the file in place is seen without opening it again."""
+    events = tmp_path / "memory.events"
+    events.write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
+
+    class Counter(OomCounter):
+        PATHS = (str(tmp_path / "absent"), str(events))
+
+    oom = Counter()
+    before = oom.kills()
+    with events.open("r+") as f:  # in place, as the kernel's file changes
+        f.write("low 0\nhigh 0\nmax 3\noom 2\noom_kill 2\n")
+    dying = Child(time.monotonic() + 10, 10.0, socket.socketpair()[0], before)
+    assert (before, oom.kills()) == (1, 2)
+    assert dying.cause(KILLED, cpu=0.1, oom_after=oom.kills())["name"] == frames.OUT_OF_MEMORY
+    assert dying.cause(KILLED, cpu=0.1, oom_after=before)["name"] == frames.WORKER_KILLED
+
+    class Nowhere(OomCounter):
+        PATHS = (str(tmp_path / "absent"),)
+
+    assert Nowhere().kills() is None, "no such file: no count, never a guess"

@@ -356,7 +356,10 @@ class OomCounter:
     read before every advance, and opening the file each time was on the request's path.
     `kills()` is None where no such file is visible."""
 
-    PATHS = ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control")
+    PATHS: tuple[str, ...] = (
+        "/sys/fs/cgroup/memory.events",
+        "/sys/fs/cgroup/memory/memory.oom_control",
+    )
 
     def __init__(self) -> None:
         self.fd: int | None = None
