@@ -447,3 +447,28 @@ def test_a_payload_that_is_not_an_object_costs_only_its_child(zygote: Zygote) ->
         answer = frames.recv(conn, frames.MAX_RESULT)
     assert answer[frames.LOST]["name"] == frames.WORKER_KILLED, answer
     assert zygote.advance(BENIGN)["outcome"]["output"] == "fine"
+
+
+WRITES_TO_A_CLOSED_PEER = """
+import socket
+async def run(event, step):
+    def write():
+        ours, theirs = socket.socketpair()
+        theirs.close()
+        try:
+            ours.sendall(b"x" * 100)
+        except BrokenPipeError:
+            return "EPIPE"
+        return "sent"
+    return await step.do("write", write)
+"""
+
+
+def test_a_write_to_a_peer_that_hung_up_is_an_error_in_the_step_not_a_death(
+    zygote: Zygote,
+) -> None:
+    """As in any Python process, SIGPIPE is ignored: the step sees BrokenPipeError (an
+    HTTP server that closed first, a refused unix socket). With the default action the
+    advance was killed by SIGPIPE and counted as a lost worker; three in a row Errored the
+    isolation test's probes (they write to sockets that refuse them)."""
+    assert zygote.advance(WRITES_TO_A_CLOSED_PEER)["outcome"]["output"] == "EPIPE"

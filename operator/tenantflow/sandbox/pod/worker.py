@@ -324,9 +324,13 @@ def _prepare(kept: socket.socket, data_dir: str) -> None:
     # cannot lower it again: that needs CAP_SYS_NICE); the sandbox's CPU share as a whole
     # is the pod's or the jail's cgroup, so this costs the tenant nothing against others
     os.nice(ADVANCE_NICE)
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an over-size write fails with EFBIG
+    # as in any Python process: a write to a closed socket or pipe raises BrokenPipeError
+    # in the step (a peer that hung up), it does not kill the advance as a lost worker;
+    # subprocesses get the default back (subprocess's restore_signals)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
