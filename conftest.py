@@ -17,7 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from tenantflow.vocabulary import GROUP, SERVED_VERSIONS
+from tenantflow.kube.resources import RESOURCES
+from tenantflow.vocabulary import (
+    API_VERSION,
+    DEFINITION,
+    GROUP,
+    INSTANCE,
+    SCHEDULE,
+    SERVED_VERSIONS,
+    TENANT,
+)
 from tenantflow_dev.devcluster.operator_process import OperatorProcess
 
 _MARK_BY_DIR = {"unit": "unit", "integration": "integration", "e2e": "e2e"}
@@ -181,8 +190,8 @@ def crds(kubectl: Callable[..., subprocess.CompletedProcess[str]]) -> Path:
     # each served version on its own (a create in v1alpha1 failed after a v1beta1 list
     # had answered)
     kinds = ",".join(
-        f"{kind}.{version}.{GROUP}"
-        for kind in ("tenants", "workflowdefinitions", "workflowinstances", "workflowschedules")
+        f"{RESOURCES[(API_VERSION, kind)][0]}.{version}.{GROUP}"
+        for kind in KINDS
         for version in SERVED_VERSIONS
     )
     wait_for(
@@ -198,7 +207,7 @@ def crds(kubectl: Callable[..., subprocess.CompletedProcess[str]]) -> Path:
     return ROOT / "crds"
 
 
-KINDS = ("Tenant", "WorkflowDefinition", "WorkflowInstance", "WorkflowSchedule")
+KINDS = (TENANT, DEFINITION, INSTANCE, SCHEDULE)
 
 
 def _creatable(
@@ -206,7 +215,8 @@ def _creatable(
 ) -> bool:
     """Whether the API server takes a create of `kind` in `version` (dry run: nothing is
     stored; an invalid object is refused by validation, which means it is served)."""
-    meta = {"name": "served-check", **({} if kind == "Tenant" else {"namespace": "default"})}
+    _, namespaced = RESOURCES[(API_VERSION, kind)]
+    meta = {"name": "served-check", **({"namespace": "default"} if namespaced else {})}
     body = json.dumps({"apiVersion": f"{GROUP}/{version}", "kind": kind, "metadata": meta})
     done = kubectl("create", "--dry-run=server", "-f", "-", input=body, check=False)
     return (

@@ -55,7 +55,7 @@ class Runner:
         done = persisted or set()
         vouched = self.vouches.begin(run, done)
         return SqliteStepResults(
-            db, run, done, vouched, lambda step, sha: self.vouches.vouch(run, step, sha)
+            db, run, done, vouched, lambda step, sha: self.vouches.vouch_many(run, [(step, sha)])
         )
 
 
@@ -341,7 +341,7 @@ def test_the_runners_store_keeps_at_most_its_cap(tmp_path: Path) -> None:
     vouches = Vouches(tmp_path / "history", max_rows=100, clock=lambda: clock[0])
     for i in range(512):
         clock[0] = float(i)
-        vouches.vouch(f"r{i}", "s", "0" * 64)
+        vouches.vouch_many(f"r{i}", [("s", "0" * 64)])
     assert vouches.begin("r0", set()) == {}, "the oldest went"
     assert vouches.begin("r511", set()) == {"s": "0" * 64}
     assert (tmp_path / "history" / "vouched.sqlite3").exists()

@@ -20,9 +20,10 @@ from tenantflow.tenancy.manifests import RUNNER_UID, WORKER_UID
 # Debian 12 (python3 3.11). Debian 13's 3.13 makes a fresh sandbox child's first advance
 # ~8 % cheaper (bench/README.md, "Cheaper per instance"), but the isolation e2e test lost
 # its probing advance's worker three times in a row under it, twice in the full suite
-# (never alone); not shipped until that is understood. The image's Python need not be the
-# host's: images.py installs the Python layers for PYTHON_VERSION and byte-compiles them
-# with the image's own interpreter.
+# (never alone); the same failure later on 3.11 was the advance killed by SIGPIPE (fixed),
+# most likely the 3.13 one too: not shipped until two full runs on 3.13 say so. The
+# image's Python need not be the host's: images.py installs the Python layers for
+# PYTHON_VERSION and byte-compiles them with the image's own interpreter.
 DEBIAN_SUITE = "bookworm"
 DEBIAN_PACKAGES = ("python3", "libseccomp2")  # the seccomp filter of the sandbox needs the lib
 PYTHON_VERSION = "3.11"  # DEBIAN_SUITE's python3

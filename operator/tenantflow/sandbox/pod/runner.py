@@ -66,6 +66,7 @@ from tenantflow.sandbox.protocol.payload import (
 from tenantflow.storage.history import History, HistoryError, HistoryFull
 
 log = get_logger("tenantflow.runner")
+PING = frames.encode({"op": "ping"})  # the zygote's liveness request
 ADVANCES = Counter("tenantflow_runner_advances_total", "Advance calls.", ["result"])
 ADVANCE_SECONDS = Histogram("tenantflow_runner_advance_seconds", "Advance call latency.")
 ZYGOTE_RESTARTS = Counter("tenantflow_runner_worker_restarts_total", "Worker host restarts.")
@@ -532,16 +533,16 @@ class Runner:
 
     async def _exchange(
         self,
-        request: dict[str, Any] | bytes,
+        request: bytes,
         on_result: Callable[[Any], Awaitable[None]] | None = None,
         on_lines: Callable[[Any], Awaitable[None]] | None = None,
     ) -> Any:
-        """Send one request (a frame's value, or frames already encoded); return its answer,
-        after any progress (and step result, and log line) frames before it."""
+        """Send one request (its frames, encoded); return its answer, after any progress
+        (and step result, and log line) frames before it."""
         reader, writer = await self._connect()
         running: dict[str, int] = {}
         try:
-            writer.write(request if isinstance(request, bytes) else frames.encode(request))
+            writer.write(request)
             await writer.drain()
             while True:
                 try:
@@ -575,7 +576,7 @@ class Runner:
             await asyncio.sleep(PING_EVERY)
             try:
                 async with asyncio.timeout(PING_TIMEOUT):
-                    answer = await self._exchange({"op": "ping"})
+                    answer = await self._exchange(PING)
                 ok = isinstance(answer, dict) and answer.get("ok") is True
                 problem = "" if ok else self.redactor.cut(f"unexpected ping answer {answer!r}", 200)
             except (OSError, TimeoutError, WorkerLost, WorkerStarting, frames.FrameError) as exc:

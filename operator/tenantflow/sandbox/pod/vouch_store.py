@@ -86,9 +86,6 @@ class Vouches:
                 )
         return {step: sha for step, sha in found.items() if step not in done}
 
-    def vouch(self, run: str, step: str, sha: str) -> None:
-        self.vouch_many(run, [(step, sha)])
-
     def vouch_many(self, run: str, results: list[tuple[str, str]]) -> None:
         """Keep the digests of `results` ((step, sha256) in the order they came: a later
         one of the same step replaces an earlier) under `run`, in one transaction."""
