@@ -100,6 +100,7 @@ def main() -> None:
         "backlog_completions_per_s": (throughput.get("backlog") or {}).get("completions_per_s"),
         "kube_writes_per_instance": throughput.get("kube_writes_per_instance"),
         "dispatch_p50_ms": pods.get("warmP50Ms"),  # through the cluster transport, to a pod
+        "dispatch_p50_ms_paced": pods.get("warmPacedP50Ms"),  # the same, calls 50 ms apart
         "dispatch_p50_ms_local_jail": sandbox.get("warmP50Ms"),
         "sandbox_cold_start_s": pods.get("coldStartSeconds"),
         "sandbox_wake_from_zero_s": pods.get("wakeFromZeroSeconds"),

@@ -47,8 +47,11 @@ async def warm_calls(
     calls: int,
     source: str | Code = NOOP,
     goal_ms: float = 5.0,
+    gap: float = 0.0,
 ) -> dict[str, float]:
-    """p50/p99 of `calls` advances of `source`, one after another, each checked."""
+    """p50/p99 of `calls` advances of `source`, one after another, each checked; `gap`
+    seconds between one's answer and the next call (0: back to back, each call meeting
+    the last one's tail: its exit, the next spare's fork and preparation)."""
     payload = payload_of(source)
     samples = []
     for _ in range(calls):
@@ -56,6 +59,8 @@ async def warm_calls(
         result = await transport.advance(ep, payload)
         samples.append(time.perf_counter() - t)
         assert result["outcome"]["kind"] == "Complete", result
+        if gap:
+            await asyncio.sleep(gap)
     samples.sort()
     return {
         "warmCalls": calls,

@@ -4,7 +4,6 @@
 # it can name (the pod's zygote socket is abstract: it is listed in /proc/net/unix) and asks
 # for an advance that leaves a mark, and for a ping
 import os
-import signal
 import socket
 import time
 
@@ -61,5 +60,4 @@ async def run(event, step, env=None):
             out.append("ESCAPED: an advance no runner asked for ran")
         return out or "contained"
 
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # a refused peer: EPIPE, not death
     return await step.do("forge", forge)
