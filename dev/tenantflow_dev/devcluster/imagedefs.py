@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from tenantflow.tenancy.manifests import RUNNER_UID, WORKER_UID
 
 # Debian 13: its python3 is 3.13, whose forked children fault fewer pages than 3.11's
-# (immortal objects, smaller frames): a fresh sandbox child's first advance is ~8 % cheaper
-# (bench/README.md, "Cheaper per instance"). The isolation e2e failures once blamed on 3.13
-# were the advance's child dying of SIGPIPE (fixed; seen on 3.11 too). The image's Python
-# is not the host's: images.py installs the Python layers for PYTHON_VERSION and
+# (immortal objects, smaller frames), and warm dispatch through a pod was faster alternated
+# against 3.11 (bench/README.md, "Cheaper per instance"). The isolation e2e failures once
+# blamed on 3.13 were the advance's child dying of SIGPIPE (fixed; seen on 3.11 too). The
+# image's Python is not the host's: images.py installs the Python layers for PYTHON_VERSION and
 # byte-compiles them with the image's own interpreter.
 DEBIAN_SUITE = "trixie"
 DEBIAN_PACKAGES = ("python3", "libseccomp2")  # the seccomp filter of the sandbox needs the lib
