@@ -354,6 +354,9 @@ def _lost(tenant: Tenant, name: str, st: dict[str, Any]) -> dict[str, Any]:
         "error": st.get("error"),
         "waitingFor": waiting or None,
         "awaitedChildPhase": child_phase,
+        # an event the instance waits for: what its spec holds against what it has seen
+        "specEvents": [e.get("type") for e in _events(tenant, name)],
+        "eventsSeen": st.get("eventsSeen"),
         "steps": [
             {k: e.get(k) for k in ("name", "state", "attempts", "error")}
             for e in st.get("steps") or []
